@@ -1,0 +1,1 @@
+"""Training state: Stateful adapters, save/load, the commit protocol, CheckpointManager, async saves."""

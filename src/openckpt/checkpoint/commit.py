@@ -1,0 +1,96 @@
+"""The commit protocol: a checkpoint directory appears complete or not at all.
+
+temp dir → every file written and fsync'd → manifest last, fsync'd → fsync temp dir → rename to the final name →
+fsync the parent. A reader that sees the final name therefore sees every byte the manifest lists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openckpt.checkpoint.describe import git_state, software_versions
+from openckpt.checkpoint.snapshot import (
+    DEFAULT_MAX_SHARD_SIZE,
+    Snapshot,
+    capture,
+    training_from,
+    write_snapshot,
+)
+from openckpt.errors import CheckpointExistsError
+from openckpt.format.manifest import Lineage, Manifest, Training, write_manifest
+from openckpt.fsutil import fsync_dir, remove_tree, temp_sibling
+
+__all__ = ["commit_snapshot", "save"]
+
+
+def commit_snapshot(
+    snapshot: Snapshot,
+    path: Path,
+    *,
+    training: Training | Mapping[str, Any] | None = None,
+    lineage: Lineage | Mapping[str, Any] | None = None,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+) -> Manifest:
+    """Write ``snapshot`` and atomically make it visible at ``path``."""
+    if path.exists() and not overwrite:
+        raise CheckpointExistsError("a checkpoint already exists here", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    tmp.mkdir()
+    try:
+        entries, files, tensors = write_snapshot(snapshot, tmp, max_shard_size=max_shard_size)
+        train = training_from(snapshot, training)
+        if train.git_commit is None:
+            commit, dirty = git_state()
+            train = train.model_copy(update={"git_commit": commit, "git_dirty": dirty})
+        manifest = Manifest(
+            id=uuid.uuid4().hex,
+            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            software=software_versions(),
+            architecture=snapshot.architecture,
+            training=train,
+            lineage=lineage if isinstance(lineage, Lineage) else Lineage.model_validate(dict(lineage or {})),
+            entries=entries,
+            files=files,
+            tensors=tensors,
+        )
+        write_manifest(tmp, manifest)  # last: fsyncs the manifest and the temp dir
+        if path.exists():
+            remove_tree(path)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def save(
+    path: str | os.PathLike[str],
+    state: Mapping[str, Any],
+    *,
+    training: Training | Mapping[str, Any] | None = None,
+    lineage: Lineage | Mapping[str, Any] | None = None,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+) -> Manifest:
+    """Save ``state`` (names → Stateful objects) as a checkpoint directory at ``path``, durably and atomically.
+
+    ``training`` and ``lineage`` fill the manifest (step, metrics, datasets...; parent, base model, license).
+    Returns the manifest that was written.
+    """
+    return commit_snapshot(
+        capture(state),
+        Path(path),
+        training=training,
+        lineage=lineage,
+        max_shard_size=max_shard_size,
+        overwrite=overwrite,
+    )

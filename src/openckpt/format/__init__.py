@@ -1,0 +1,1 @@
+"""The checkpoint directory format: manifest schema, safetensors I/O, foreign-format readers."""

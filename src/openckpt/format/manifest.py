@@ -1,0 +1,158 @@
+"""The manifest ``openckpt.json``: what a checkpoint holds, where it came from, and every file's digests.
+
+The schema is versioned (``format_version``); docs/format.md describes it field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from openckpt.digest import FileDigest
+from openckpt.errors import ManifestError
+from openckpt.fsutil import atomic_write
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "Architecture",
+    "Dataset",
+    "EntryRecord",
+    "FileRecord",
+    "Lineage",
+    "Manifest",
+    "TensorRecord",
+    "Training",
+    "read_manifest",
+    "write_manifest",
+]
+
+FORMAT_VERSION = "1.0"
+MANIFEST_NAME = "openckpt.json"
+Relation = Literal["finetune", "adapter", "merge", "quantized"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # minor versions may add optional fields
+
+
+class FileRecord(_Model):
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    blake3: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @classmethod
+    def of(cls, digest: FileDigest) -> FileRecord:
+        return cls(size=digest.size, sha256=digest.sha256, blake3=digest.blake3)
+
+    def digest(self) -> FileDigest:
+        return FileDigest(self.size, self.sha256, self.blake3)
+
+
+class TensorRecord(_Model):
+    file: str
+    dtype: str
+    shape: list[int]
+    blake3: str
+
+
+class EntryRecord(_Model):
+    """One named entry of the saved state (``model``, ``optimizer``, ``rng`` ...)."""
+
+    kind: str
+    files: list[str] = []
+    aliases: dict[str, str] = {}
+    """Tensor names that share storage with another name in the same entry (tied weights): alias → stored name."""
+
+
+class Dataset(_Model):
+    name: str
+    revision: str | None = None
+    digest: str | None = None
+
+
+class Architecture(_Model):
+    class_path: str | None = None
+    """Informational only: the class is never imported from this string."""
+    config: dict[str, Any] | None = None
+    parameters: int = 0
+    trainable_parameters: int = 0
+    parameters_by_dtype: dict[str, int] = {}
+    parameters_by_module: dict[str, int] = {}
+    modules: dict[str, str] = {}
+    """Top-level submodule name → class name."""
+
+
+class Training(_Model):
+    step: int | None = None
+    epoch: int | None = None
+    samples_seen: int | None = None
+    tokens_seen: int | None = None
+    metrics: dict[str, float] = {}
+    datasets: list[Dataset] = []
+    seed: int | None = None
+    hyperparameters: dict[str, Any] = {}
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+class Lineage(_Model):
+    parent: str | None = None
+    """Id of the checkpoint this one resumed from (the resume chain)."""
+    base_model: str | list[str] | None = None
+    base_model_revision: str | None = None
+    relation: Relation | None = None
+    license: str | None = None
+
+
+class Manifest(_Model):
+    format: Literal["openckpt"] = "openckpt"
+    format_version: str = FORMAT_VERSION
+    id: str
+    created_at: str
+    software: dict[str, str] = {}
+    architecture: Architecture | None = None
+    training: Training = Training()
+    lineage: Lineage = Lineage()
+    entries: dict[str, EntryRecord] = {}
+    files: dict[str, FileRecord] = {}
+    tensors: dict[str, TensorRecord] = {}
+    """Key: ``"<entry>/<tensor name>"``."""
+    distributed: dict[str, Any] | None = None
+    """Present when saved from several ranks: world size and the per-rank layout."""
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Read and validate ``directory/openckpt.json``."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError("no openckpt.json: not a checkpoint, or an incomplete one", path=path) from None
+    except OSError as e:
+        raise ManifestError(f"cannot read: {e}", path=path) from e
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"not valid JSON: {e}", path=path) from e
+    if not isinstance(data, dict):
+        raise ManifestError("not a JSON object", path=path)
+    major = str(data.get("format_version", "")).split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        raise ManifestError(
+            f"format version {data.get('format_version')!r} is not supported (this openckpt reads {FORMAT_VERSION})",
+            path=path,
+        )
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        raise ManifestError(f"invalid manifest: {e}", path=path) from e
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically and durably."""
+    data = manifest.model_dump_json(indent=2, exclude_none=True).encode() + b"\n"
+    atomic_write(directory / MANIFEST_NAME, data)

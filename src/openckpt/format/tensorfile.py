@@ -1,0 +1,272 @@
+"""Reading and writing safetensors files at disk speed.
+
+Writes go straight from tensor memory to the file (``writev``, no serialisation copy) while sha256, the file's
+blake3 and every tensor's blake3 are computed on helper threads. Reads go straight into existing tensors with large
+sequential ``readinto`` calls, so loading into a model allocates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import struct
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from openckpt.digest import FileDigest, StreamHasher
+from openckpt.errors import FormatError, IntegrityError
+from openckpt.format.dtypes import ITEMSIZE, dtype_name, torch_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "MAX_HEADER",
+    "TensorInfo",
+    "WrittenFile",
+    "byte_view",
+    "read_header",
+    "read_into",
+    "read_tensors",
+    "verify_blake3",
+    "write_tensors",
+]
+
+MAX_HEADER = 100 << 20
+IO_CHUNK = 64 << 20
+IOV_MAX = 1024
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a safetensors file; ``start``/``end`` are absolute file offsets."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    digest: FileDigest
+    tensors: dict[str, TensorInfo]
+    tensor_blake3: dict[str, str]
+
+
+def byte_view(t: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, without copying."""
+    import torch
+
+    flat = t.detach().reshape(-1)
+    if flat.numel() == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+
+
+class _TensorHasher(threading.Thread):
+    """blake3 of each tensor, on its own thread."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.queue: queue.SimpleQueue[tuple[str, memoryview] | None] = queue.SimpleQueue()
+        self.digests: dict[str, str] = {}
+
+    def run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            name, buf = item
+            self.digests[name] = blake3.blake3(buf).hexdigest()
+
+
+def _writev_all(fd: int, bufs: list[memoryview]) -> None:
+    while bufs:
+        n = os.writev(fd, bufs[:IOV_MAX])
+        while bufs and n >= bufs[0].nbytes:
+            n -= bufs[0].nbytes
+            bufs.pop(0)
+        if n:
+            bufs[0] = bufs[0][n:]
+
+
+def _batches(views: Iterable[memoryview]) -> Iterable[list[memoryview]]:
+    """Group buffers into writes of about IO_CHUNK bytes; split larger buffers."""
+    batch: list[memoryview] = []
+    size = 0
+    for view in views:
+        for i in range(0, max(view.nbytes, 1), IO_CHUNK):
+            part = view[i : i + IO_CHUNK]
+            if not part.nbytes:
+                continue
+            batch.append(part)
+            size += part.nbytes
+            if size >= IO_CHUNK or len(batch) >= IOV_MAX:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def write_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
+) -> WrittenFile:
+    """Write a safetensors file durably (fsync'd) and return its digests and layout.
+
+    Tensors are ordered by element size, then name, so every tensor's data is aligned to its element size.
+    """
+    items = sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    views: list[tuple[str, memoryview]] = []
+    offset = 0
+    layout: list[tuple[str, str, tuple[int, ...], int, int]] = []
+    for name, tensor in items:
+        t = tensor.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        view = byte_view(t)
+        dtype = dtype_name(t.dtype)
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + view.nbytes]}
+        layout.append((name, dtype, tuple(t.shape), offset, offset + view.nbytes))
+        views.append((name, view))
+        offset += view.nbytes
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    head += b" " * (-len(head) % 8)
+    prefix = memoryview(struct.pack("<Q", len(head)) + head)
+    data_start = prefix.nbytes
+
+    file_hasher = StreamHasher()
+    tensor_hasher = _TensorHasher()
+    tensor_hasher.start()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for name, view in views:
+            tensor_hasher.queue.put((name, view))
+        for batch in _batches([prefix, *(v for _, v in views)]):
+            for part in batch:
+                file_hasher.update(part)
+            _writev_all(fd, list(batch))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        tensor_hasher.queue.put(None)
+        digest = file_hasher.finish()
+        tensor_hasher.join()
+    infos = {n: TensorInfo(n, d, s, data_start + a, data_start + b) for n, d, s, a, b in layout}
+    return WrittenFile(digest, infos, tensor_hasher.digests)
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate a safetensors header: tensors in file order, and the string metadata."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise FormatError("too short for a safetensors file", path=path)
+            (n,) = struct.unpack("<Q", raw)
+            if n > MAX_HEADER or 8 + n > size:
+                raise FormatError(f"header length {n} is invalid for a {size}-byte file", path=path)
+            head = f.read(n)
+    except OSError as e:
+        raise FormatError(f"cannot read: {e}", path=path) from e
+    try:
+        obj = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"header is not valid JSON: {e}", path=path) from e
+    if not isinstance(obj, dict):
+        raise FormatError("header is not a JSON object", path=path)
+    metadata = obj.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError("__metadata__ must map strings to strings", path=path)
+    data_start = 8 + n
+    infos: list[TensorInfo] = []
+    for name, entry in obj.items():
+        try:
+            dtype, shape, (a, b) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
+            count = 1
+            for s in shape:
+                if s < 0:
+                    raise ValueError("negative dimension")
+                count *= s
+            if b - a != count * ITEMSIZE[dtype]:
+                raise ValueError(f"{b - a} bytes for shape {list(shape)} of {dtype}")
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"invalid entry for tensor {name!r}: {e}", path=path) from e
+        infos.append(TensorInfo(name, dtype, shape, data_start + a, data_start + b))
+    infos.sort(key=lambda i: i.start)
+    pos = data_start
+    for info in infos:
+        if info.start != pos:
+            raise FormatError(f"tensor {info.name!r} does not start where the previous one ends", path=path)
+        pos = info.end
+    if pos != size:
+        raise IntegrityError(f"file is {size} bytes, its header describes {pos}", path=path)
+    return {i.name: i for i in infos}, metadata
+
+
+def _readinto_exact(f: Any, view: memoryview, path: Path) -> None:
+    pos = 0
+    while pos < view.nbytes:
+        n = f.readinto(view[pos : pos + IO_CHUNK])
+        if not n:
+            raise IntegrityError("file ended early", path=path)
+        pos += n
+
+
+def read_into(path: Path, targets: Mapping[str, torch.Tensor], infos: Mapping[str, TensorInfo]) -> None:
+    """Read tensors from ``path`` into ``targets`` (same dtype and shape, already checked) in file order."""
+    order = sorted(targets, key=lambda name: infos[name].start)
+    with open(path, "rb", buffering=0) as f:
+        pos = 0
+        for name in order:
+            info, target = infos[name], targets[name]
+            if info.start != pos:
+                f.seek(info.start)
+            if target.is_contiguous() and target.device.type == "cpu":
+                _readinto_exact(f, byte_view(target), path)
+            else:
+                import torch
+
+                tmp = torch.empty(info.shape, dtype=target.dtype)
+                _readinto_exact(f, byte_view(tmp), path)
+                with torch.no_grad():
+                    target.copy_(tmp)
+            pos = info.end
+
+
+def read_tensors(path: Path, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """Load tensors from a safetensors file into new CPU tensors."""
+    import torch
+
+    infos, _ = read_header(path)
+    wanted = list(infos) if names is None else list(names)
+    out = {n: torch.empty(infos[n].shape, dtype=torch_dtype(infos[n].dtype)) for n in wanted}
+    read_into(path, out, infos)
+    return out
+
+
+def verify_blake3(path: Path, expected: FileDigest) -> None:
+    """Check a file's size and blake3 against ``expected``; raise :class:`IntegrityError` naming the file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IntegrityError("file is missing", path=path) from None
+    if size != expected.size:
+        raise IntegrityError(f"size is {size} bytes, manifest says {expected.size}", path=path)
+    actual = blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(str(path)).hexdigest() if size else (
+        blake3.blake3().hexdigest()
+    )
+    if actual != expected.blake3:
+        raise IntegrityError(f"blake3 is {actual}, manifest says {expected.blake3}", path=path)
