@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openckpt.checkpoint.snapshot import STATE_FILE
-from openckpt.checkpoint.stateful import OptimizerState, adapt
+from openckpt.checkpoint.stateful import adapt
 from openckpt.checkpoint.tree import flatten, unflatten
 from openckpt.errors import CheckpointNotFoundError, FormatError, IntegrityError, ManifestError, StateMismatchError
 from openckpt.format.dtypes import torch_dtype
@@ -100,8 +100,9 @@ def _plan_state(plan: _Plan, obj: Any) -> None:
             live = current.get(name)
             fits = live is not None and live.dtype == dtype and tuple(live.shape) == info.shape
             plan.dests[name] = live if fits and live.device.type == "cpu" else torch.empty(info.shape, dtype=dtype)
-    if isinstance(obj, OptimizerState):
-        obj.to_positional(unflatten(plan.skeleton, plan.dests))  # raises on mismatch, mutates nothing
+    check = getattr(obj, "check_state_dict", None)
+    if callable(check):
+        check(unflatten(plan.skeleton, plan.dests))  # raises on mismatch, mutates nothing
 
 
 def load(path: str | os.PathLike[str], state: Mapping[str, Any], *, verify: bool = True) -> Manifest:

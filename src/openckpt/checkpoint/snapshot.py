@@ -20,7 +20,7 @@ from openckpt.fsutil import durable_write
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_MAX_SHARD_SIZE", "STATE_FILE", "EntrySnapshot", "Snapshot", "Staging", "capture", "training_from", "write_snapshot"]
+__all__ = ["DEFAULT_MAX_SHARD_SIZE", "STATE_FILE", "EntrySnapshot", "Snapshot", "Staging", "capture", "training_from", "write_json_file", "write_snapshot"]
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 STATE_FILE = "state.json"
@@ -127,7 +127,8 @@ def _shards(tensors: Mapping[str, torch.Tensor], limit: int) -> list[dict[str, t
     return shards
 
 
-def _write_json(directory: Path, name: str, obj: Any, files: dict[str, FileRecord]) -> None:
+def write_json_file(directory: Path, name: str, obj: Any, files: dict[str, FileRecord]) -> None:
+    """Write ``obj`` as JSON durably into ``directory`` and record its digests in ``files``."""
     data = json.dumps(obj, indent=2, ensure_ascii=False).encode() + b"\n"
     durable_write(directory / name, data)
     files[name] = FileRecord.of(digest_bytes(data))
@@ -158,14 +159,14 @@ def write_snapshot(
         if len(shards) > 1:
             total = sum(t.numel() * t.element_size() for t in entry.tensors.values())
             index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-            _write_json(directory, f"{key}.safetensors.index.json", index, files)
+            write_json_file(directory, f"{key}.safetensors.index.json", index, files)
         if entry.config is not None:
-            _write_json(directory, "config.json", entry.config, files)
+            write_json_file(directory, "config.json", entry.config, files)
         if entry.kind != "module":
             skeletons[key] = entry.skeleton
         entries[key] = record
     if skeletons:
-        _write_json(directory, STATE_FILE, skeletons, files)
+        write_json_file(directory, STATE_FILE, skeletons, files)
     return entries, files, tensors
 
 

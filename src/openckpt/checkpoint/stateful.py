@@ -23,7 +23,11 @@ __all__ = ["RNGState", "Stateful", "TrainingProgress", "adapt"]
 
 @runtime_checkable
 class Stateful(Protocol):
-    """What torch.distributed.checkpoint calls Stateful."""
+    """What torch.distributed.checkpoint calls Stateful.
+
+    An object may also define ``check_state_dict(state_dict)``, raising :class:`StateMismatchError` if it cannot
+    take that state: :func:`openckpt.load` calls it before mutating anything.
+    """
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -146,6 +150,9 @@ class OptimizerState:
             offset += len(live["params"])
         state = {index[name]: value for name, value in state_dict["state"].items()}
         return {"state": state, "param_groups": positional_groups}
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.to_positional(state_dict)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(self.to_positional(state_dict))

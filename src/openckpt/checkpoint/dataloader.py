@@ -1,0 +1,154 @@
+"""ResumableLoader: a DataLoader whose sample order — and per-sample randomness — resumes exactly.
+
+* The permutation of epoch ``e`` is derived from ``(seed, e)``, never from a global RNG.
+* ``position`` counts the batches the training loop has *received* (not those workers prefetched), so resuming
+  skips exactly what was trained on, without replaying data.
+* Each sample is produced with the global RNGs (torch, numpy, random) seeded from ``(seed, epoch, index)``, so
+  random augmentation is the same whichever worker — or the main process — draws it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from openckpt.errors import StateMismatchError
+
+__all__ = ["ResumableLoader", "derive_seed"]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (stable across processes and Python versions)."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class _SeededSamples:
+    """Wraps a map-style dataset so ``dataset[i]`` runs with RNGs seeded from (seed, epoch, i)."""
+
+    def __init__(self, dataset: Any, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        import numpy as np
+        import torch
+        from torch.utils.data import get_worker_info
+
+        in_main = get_worker_info() is None
+        if in_main:
+            saved = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        s = derive_seed(self.seed, self.epoch, index)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+        try:
+            return self.dataset[index]
+        finally:
+            if in_main:
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
+
+
+class ResumableLoader:
+    """Iterate a map-style dataset in batches; ``state_dict()`` records (seed, epoch, position).
+
+    Extra keyword arguments go to :class:`torch.utils.data.DataLoader` (``pin_memory``, ``timeout`` ...).
+    With ``world_size > 1`` each rank takes its share of every epoch's permutation (padded like
+    ``DistributedSampler``).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        seeded_samples: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        **dataloader_kwargs: Any,
+    ) -> None:
+        if batch_size < 1 or not 0 <= rank < world_size:
+            raise ValueError("batch_size must be >= 1 and 0 <= rank < world_size")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn
+        self.seeded_samples = seeded_samples
+        self.rank, self.world_size = rank, world_size
+        self.dataloader_kwargs = dataloader_kwargs
+        self.epoch = 0
+        self.position = 0
+
+    def _indices(self, epoch: int) -> list[int]:
+        import torch
+
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            order: list[int] = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        if self.world_size > 1:
+            per_rank = -(-n // self.world_size)
+            order += order[: per_rank * self.world_size - n]
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        order = self._indices(epoch)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __len__(self) -> int:
+        return len(self._batches(self.epoch))
+
+    def __iter__(self) -> Iterator[Any]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        epoch = self.epoch
+        remaining = self._batches(epoch)[self.position :]
+        dataset = _SeededSamples(self.dataset, self.seed, epoch) if self.seeded_samples else self.dataset
+        kwargs: dict[str, Any] = {"collate_fn": self.collate_fn} if self.collate_fn is not None else {}
+        loader: DataLoader[Any] = DataLoader(
+            dataset,
+            batch_sampler=remaining,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1)),
+            **kwargs,
+            **self.dataloader_kwargs,
+        )
+        for batch in loader:
+            self.position += 1
+            yield batch
+        self.epoch, self.position = epoch + 1, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "dataset_size": len(self.dataset)}
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict["dataset_size"] != len(self.dataset) or state_dict["seed"] != self.seed:
+            raise StateMismatchError(
+                f"data loader was saved with seed {state_dict['seed']} over {state_dict['dataset_size']} samples; "
+                f"this one has seed {self.seed} over {len(self.dataset)}: the sample order would differ"
+            )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.check_state_dict(state_dict)
+        self.epoch, self.position = int(state_dict["epoch"]), int(state_dict["position"])

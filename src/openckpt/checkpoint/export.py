@@ -1,0 +1,111 @@
+"""Export a training checkpoint as a publishable inference checkpoint: weights only, Hugging Face layout, a card."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from openckpt.checkpoint.describe import software_versions
+from openckpt.checkpoint.restore import read_entry_headers
+from openckpt.checkpoint.snapshot import MODEL_ENTRY, write_json_file
+from openckpt.digest import digest_bytes
+from openckpt.errors import CheckpointExistsError, CheckpointNotFoundError, StateMismatchError
+from openckpt.format.card import render_card
+from openckpt.format.manifest import EntryRecord, FileRecord, Manifest, TensorRecord, read_manifest, write_manifest
+from openckpt.format.tensorfile import read_tensors, verify_blake3, write_tensors
+from openckpt.fsutil import durable_write, fsync_dir, remove_tree, temp_sibling
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["export"]
+
+
+def export(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    dtype: str | torch.dtype | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Write the ``model`` entry of ``checkpoint`` to ``out_dir`` as ``model.safetensors`` (sharded as saved),
+    ``config.json``, ``README.md`` (card YAML from the manifest) and an ``openckpt.json`` whose lineage names the
+    training checkpoint as parent. ``dtype`` casts floating-point weights (e.g. ``"bfloat16"``).
+    """
+    import torch
+
+    src, dst = Path(checkpoint), Path(out_dir)
+    if not src.is_dir():
+        raise CheckpointNotFoundError("no checkpoint directory", path=src)
+    if dst.exists() and not overwrite:
+        raise CheckpointExistsError("output directory exists", path=dst)
+    source = read_manifest(src)
+    entry = source.entries.get(MODEL_ENTRY)
+    if entry is None or entry.kind != "module":
+        raise StateMismatchError("checkpoint has no 'model' module entry to export", path=src)
+    cast = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if cast is not None and not (isinstance(cast, torch.dtype) and cast.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype, not {dtype!r}")
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(dst)
+    tmp.mkdir()
+    try:
+        files: dict[str, FileRecord] = {}
+        tensors: dict[str, TensorRecord] = {}
+        record = EntryRecord(kind="module")
+        read_entry_headers(src, source, MODEL_ENTRY)  # every header matches the manifest
+        total = 0
+        for fname in entry.files:
+            verify_blake3(src / fname, source.files[fname].digest())
+            weights = read_tensors(src / fname)
+            if cast is not None:
+                weights = {k: v.to(cast) if v.is_floating_point() else v for k, v in weights.items()}
+            written = write_tensors(tmp / fname, weights, metadata={"format": "pt"})
+            files[fname] = FileRecord.of(written.digest)
+            record.files.append(fname)
+            total += sum(info.nbytes for info in written.tensors.values())
+            for tname, info in written.tensors.items():
+                tensors[f"{MODEL_ENTRY}/{tname}"] = TensorRecord(
+                    file=fname, dtype=info.dtype, shape=list(info.shape), blake3=written.tensor_blake3[tname]
+                )
+        if len(entry.files) > 1:
+            weight_map = {k.split("/", 1)[1]: t.file for k, t in sorted(tensors.items())}
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            write_json_file(tmp, "model.safetensors.index.json", index, files)
+        architecture = source.architecture
+        if architecture and architecture.config is not None:
+            config = dict(architecture.config)
+            if cast is not None:
+                config["torch_dtype"] = config["dtype"] = str(cast).removeprefix("torch.")
+            write_json_file(tmp, "config.json", config, files)
+            architecture = architecture.model_copy(update={"config": config})
+        manifest = Manifest(
+            id=uuid.uuid4().hex,
+            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            software=software_versions(),
+            architecture=architecture,
+            training=source.training,
+            lineage=source.lineage.model_copy(update={"parent": source.id}),
+            entries={MODEL_ENTRY: record},
+            files=files,
+            tensors=tensors,
+        )
+        card = render_card(manifest, name=name or dst.name).encode()
+        durable_write(tmp / "README.md", card)
+        manifest.files["README.md"] = FileRecord.of(digest_bytes(card))
+        write_manifest(tmp, manifest)
+        if dst.exists():
+            remove_tree(dst)
+        os.rename(tmp, dst)
+        fsync_dir(dst.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+

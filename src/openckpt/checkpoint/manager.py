@@ -1,0 +1,213 @@
+"""CheckpointManager: periodic, retained, optionally asynchronous checkpoints of one training run.
+
+Layout of ``directory``: ``step-00000100/`` … (committed checkpoints), ``LATEST`` (name of the newest one, replaced
+atomically after its checkpoint is durable) and, transiently, hidden temp dirs of saves in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from openckpt.checkpoint.commit import commit_snapshot
+from openckpt.checkpoint.restore import load
+from openckpt.checkpoint.retention import CheckpointInfo, KeepPolicy, to_delete
+from openckpt.checkpoint.snapshot import DEFAULT_MAX_SHARD_SIZE, Snapshot, Staging, capture
+from openckpt.checkpoint.stateful import TrainingProgress
+from openckpt.errors import AsyncSaveError, FormatError, IntegrityError, NoValidCheckpointError
+from openckpt.format.manifest import Lineage, Manifest, Training, read_manifest
+from openckpt.fsutil import atomic_write, remove_tree
+
+__all__ = ["CheckpointManager"]
+
+log = logging.getLogger("openckpt")
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+LATEST = "LATEST"
+
+
+class CheckpointManager:
+    """Saves ``state`` every ``save_every`` steps into ``directory``, keeps what ``keep`` says, resumes the newest.
+
+    With ``async_save=True`` the training loop is blocked only while tensors are copied into reusable staging
+    buffers; writing happens on a background thread, at most one save in flight. A background failure is raised
+    (as :class:`AsyncSaveError`) by the next call.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        save_every: int | None = None,
+        keep: Sequence[KeepPolicy] = (),
+        async_save: bool = False,
+        lineage: Lineage | Mapping[str, Any] | None = None,
+        max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    ) -> None:
+        if save_every is not None and save_every < 1:
+            raise ValueError("save_every must be >= 1")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.save_every = save_every
+        self.keep = list(keep)
+        self.async_save = async_save
+        self.max_shard_size = max_shard_size
+        self._lineage = lineage if isinstance(lineage, Lineage) else Lineage.model_validate(dict(lineage or {}))
+        self._staging = Staging() if async_save else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="openckpt-save") if async_save else None
+        self._pending: Future[Manifest] | None = None
+        self._last_step: int | None = None
+        self._remove_torn()
+
+    # -- discovery ---------------------------------------------------------------------------------------------
+
+    def _remove_torn(self) -> None:
+        """Delete temp dirs left by saves that died before their commit (they were never visible)."""
+        for p in self.directory.iterdir():
+            if p.name.startswith(".step-") and ".tmp-" in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """Committed checkpoints, oldest first."""
+        found = []
+        for p in self.directory.iterdir():
+            m = _STEP_DIR.match(p.name)
+            if m and p.is_dir():
+                try:
+                    metrics = read_manifest(p).training.metrics
+                except FormatError:
+                    metrics = {}
+                found.append(CheckpointInfo(p, int(m.group(1)), metrics))
+        return sorted(found, key=lambda c: c.step)
+
+    def latest(self) -> Path | None:
+        """The newest committed checkpoint, or None."""
+        found = self.checkpoints()
+        return found[-1].path if found else None
+
+    # -- restore -----------------------------------------------------------------------------------------------
+
+    def restore_latest(self, state: Mapping[str, Any], *, verify: bool = True) -> Manifest | None:
+        """Load the newest complete checkpoint into ``state``; None on a fresh run.
+
+        A checkpoint that fails its integrity checks is skipped for the next older one. If checkpoints exist but
+        none loads, raises :class:`NoValidCheckpointError` rather than letting training restart from scratch.
+        """
+        self._finish_pending()
+        candidates = list(reversed(self.checkpoints()))
+        if not candidates:
+            return None
+        failures = []
+        for info in candidates:
+            try:
+                manifest = load(info.path, state, verify=verify)
+            except (IntegrityError, FormatError) as e:
+                log.warning("openckpt: skipping checkpoint %s: %s", info.path, e)
+                failures.append(f"{info.path.name}: {e}")
+                continue
+            self._lineage = self._lineage.model_copy(update={"parent": manifest.id})
+            self._last_step = info.step
+            return manifest
+        raise NoValidCheckpointError(
+            f"{len(candidates)} checkpoints, none loads: " + "; ".join(failures), path=self.directory
+        )
+
+    # -- save --------------------------------------------------------------------------------------------------
+
+    def maybe_save(
+        self, state: Mapping[str, Any], *, step: int | None = None, metrics: Mapping[str, float] | None = None
+    ) -> bool:
+        """Save if ``step`` (or the state's :class:`TrainingProgress` step) is a multiple of ``save_every``."""
+        self._raise_failure()
+        step = _step_of(state, step)
+        if self.save_every is None or step % self.save_every or step == self._last_step:
+            return False
+        self.save(state, step=step, metrics=metrics)
+        return True
+
+    def save(
+        self,
+        state: Mapping[str, Any],
+        *,
+        step: int | None = None,
+        metrics: Mapping[str, float] | None = None,
+        training: Training | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Save now as ``step-<step>``; asynchronous if the manager is."""
+        self._finish_pending()
+        step = _step_of(state, step)
+        info = training if isinstance(training, Training) else Training.model_validate(dict(training or {}))
+        info = info.model_copy(update={"step": step, "metrics": {**info.metrics, **(metrics or {})}})
+        snapshot = capture(state, staging=self._staging)
+        self._last_step = step
+        if self._executor is None:
+            self._commit(snapshot, step, info)
+        else:
+            self._pending = self._executor.submit(self._commit, snapshot, step, info)
+
+    def _commit(self, snapshot: Snapshot, step: int, training: Training) -> Manifest:
+        name = f"step-{step:08d}"
+        manifest = commit_snapshot(
+            snapshot,
+            self.directory / name,
+            training=training,
+            lineage=self._lineage,
+            max_shard_size=self.max_shard_size,
+            overwrite=True,
+        )
+        atomic_write(self.directory / LATEST, f"{name}\n".encode())
+        self._lineage = self._lineage.model_copy(update={"parent": manifest.id})
+        for old in to_delete(self.checkpoints(), self.keep):
+            remove_tree(old.path)
+        return manifest
+
+    # -- async bookkeeping -------------------------------------------------------------------------------------
+
+    def _raise_failure(self) -> None:
+        if self._pending is not None and self._pending.done():
+            self._finish_pending()
+
+    def _finish_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except Exception as e:
+            raise AsyncSaveError(f"background save failed: {e}", path=self.directory) from e
+
+    def wait(self) -> None:
+        """Block until the save in flight (if any) is durable; raise its failure."""
+        self._finish_pending()
+
+    def close(self) -> None:
+        """Finish the save in flight synchronously and stop the background writer."""
+        try:
+            self._finish_pending()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _step_of(state: Mapping[str, Any], step: int | None) -> int:
+    if step is not None:
+        return int(step)
+    for obj in state.values():
+        if isinstance(obj, TrainingProgress):
+            return obj.step
+    raise ValueError("pass step=..., or put an openckpt.TrainingProgress in the state")
