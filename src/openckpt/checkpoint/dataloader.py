@@ -14,6 +14,8 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch.utils.data
+
 from openckpt.errors import StateMismatchError
 
 __all__ = ["ResumableLoader", "derive_seed"]
@@ -25,7 +27,7 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-class _SeededSamples:
+class _SeededSamples(torch.utils.data.Dataset[Any]):
     """Wraps a map-style dataset so ``dataset[i]`` runs with RNGs seeded from (seed, epoch, i)."""
 
     def __init__(self, dataset: Any, seed: int, epoch: int) -> None:
@@ -140,7 +142,12 @@ class ResumableLoader:
         self.epoch, self.position = epoch + 1, 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "dataset_size": len(self.dataset)}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            "dataset_size": len(self.dataset),
+        }
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict["dataset_size"] != len(self.dataset) or state_dict["seed"] != self.seed:

@@ -52,15 +52,19 @@ def describe_module(module: torch.nn.Module) -> Architecture:
         top = name.split(".", 1)[0]
         by_module[top] = by_module.get(top, 0) + n
     cls = type(module)
-    return Architecture(
-        class_path=f"{cls.__module__}.{cls.__qualname__}",
-        config=hf_config(module),
-        parameters=total,
-        trainable_parameters=trainable,
-        parameters_by_dtype=by_dtype,
-        parameters_by_module=by_module,
-        modules={name: type(child).__name__ for name, child in module.named_children()},
-    ) if isinstance(module, torch.nn.Module) else Architecture()
+    return (
+        Architecture(
+            class_path=f"{cls.__module__}.{cls.__qualname__}",
+            config=hf_config(module),
+            parameters=total,
+            trainable_parameters=trainable,
+            parameters_by_dtype=by_dtype,
+            parameters_by_module=by_module,
+            modules={name: type(child).__name__ for name, child in module.named_children()},
+        )
+        if isinstance(module, torch.nn.Module)
+        else Architecture()
+    )
 
 
 @cache

@@ -15,7 +15,14 @@ from openckpt.checkpoint.snapshot import MODEL_ENTRY, write_json_file
 from openckpt.digest import digest_bytes
 from openckpt.errors import CheckpointExistsError, CheckpointNotFoundError, StateMismatchError
 from openckpt.format.card import render_card
-from openckpt.format.manifest import EntryRecord, FileRecord, Manifest, TensorRecord, read_manifest, write_manifest
+from openckpt.format.manifest import (
+    EntryRecord,
+    FileRecord,
+    Manifest,
+    TensorRecord,
+    read_manifest,
+    write_manifest,
+)
 from openckpt.format.tensorfile import read_tensors, verify_blake3, write_tensors
 from openckpt.fsutil import durable_write, fsync_dir, remove_tree, temp_sibling
 
@@ -108,4 +115,3 @@ def export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-

@@ -29,6 +29,7 @@ __all__ = ["CheckpointManager"]
 
 log = logging.getLogger("openckpt")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_LEFTOVER = re.compile(r"^\.(step-\d+|LATEST)\.(tmp|trash)-[0-9a-f]+$")
 LATEST = "LATEST"
 
 
@@ -68,10 +69,10 @@ class CheckpointManager:
     # -- discovery ---------------------------------------------------------------------------------------------
 
     def _remove_torn(self) -> None:
-        """Delete temp dirs left by saves that died before their commit (they were never visible)."""
+        """Delete what saves and deletions that died midway left behind: it was never visible under a real name."""
         for p in self.directory.iterdir():
-            if p.name.startswith(".step-") and ".tmp-" in p.name:
-                shutil.rmtree(p, ignore_errors=True)
+            if _LEFTOVER.match(p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     def checkpoints(self) -> list[CheckpointInfo]:
         """Committed checkpoints, oldest first."""

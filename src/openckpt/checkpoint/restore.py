@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 from openckpt.checkpoint.snapshot import STATE_FILE
 from openckpt.checkpoint.stateful import adapt
 from openckpt.checkpoint.tree import flatten, unflatten
-from openckpt.errors import CheckpointNotFoundError, FormatError, IntegrityError, ManifestError, StateMismatchError
-from openckpt.format.dtypes import torch_dtype
+from openckpt.errors import (
+    CheckpointNotFoundError,
+    FormatError,
+    IntegrityError,
+    ManifestError,
+    StateMismatchError,
+)
+from openckpt.format.dtypes import dtype_name, torch_dtype
 from openckpt.format.manifest import Manifest, read_manifest
 from openckpt.format.tensorfile import TensorInfo, read_header, read_into, verify_blake3
 
@@ -84,7 +90,7 @@ def _plan_module(plan: _Plan, module: torch.nn.Module) -> None:
             if tuple(t.shape) != info.shape or t.dtype != torch_dtype(info.dtype):
                 raise StateMismatchError(
                     f"entry {plan.key!r}: {name} is {info.dtype}{list(info.shape)} in the checkpoint, "
-                    f"{t.dtype}{list(t.shape)} in the model"
+                    f"{dtype_name(t.dtype)}{list(t.shape)} in the model"
                 )
             plan.dests[name] = t
     plan.target = target
@@ -98,8 +104,10 @@ def _plan_state(plan: _Plan, obj: Any) -> None:
         for name, info in infos.items():
             dtype = torch_dtype(info.dtype)
             live = current.get(name)
-            fits = live is not None and live.dtype == dtype and tuple(live.shape) == info.shape
-            plan.dests[name] = live if fits and live.device.type == "cpu" else torch.empty(info.shape, dtype=dtype)
+            if live is not None and live.dtype == dtype and tuple(live.shape) == info.shape and not live.is_cuda:
+                plan.dests[name] = live  # read straight into the existing state tensor
+            else:
+                plan.dests[name] = torch.empty(info.shape, dtype=dtype)
     check = getattr(obj, "check_state_dict", None)
     if callable(check):
         check(unflatten(plan.skeleton, plan.dests))  # raises on mismatch, mutates nothing

@@ -20,7 +20,17 @@ from openckpt.fsutil import durable_write
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_MAX_SHARD_SIZE", "STATE_FILE", "EntrySnapshot", "Snapshot", "Staging", "capture", "training_from", "write_json_file", "write_snapshot"]
+__all__ = [
+    "DEFAULT_MAX_SHARD_SIZE",
+    "STATE_FILE",
+    "EntrySnapshot",
+    "Snapshot",
+    "Staging",
+    "capture",
+    "training_from",
+    "write_json_file",
+    "write_snapshot",
+]
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 STATE_FILE = "state.json"
@@ -175,6 +185,11 @@ def training_from(snapshot: Snapshot, given: Training | Mapping[str, Any] | None
     training = given if isinstance(given, Training) else Training.model_validate(dict(given or {}))
     if snapshot.progress is not None:
         p = snapshot.progress
-        update = {"step": p.step, "epoch": p.epoch, "samples_seen": p.samples_seen, "tokens_seen": p.tokens_seen}
+        update = {
+            "step": p.step,
+            "epoch": p.epoch,
+            "samples_seen": p.samples_seen,
+            "tokens_seen": p.tokens_seen,
+        }
         training = training.model_copy(update={k: v for k, v in update.items() if getattr(training, k) is None})
     return training

@@ -46,10 +46,11 @@ def card_metadata(manifest: Manifest, *, name: str) -> dict[str, Any]:
 
 def _training_lines(manifest: Manifest) -> list[str]:
     t = manifest.training
+    code = f"{t.git_commit}{' (dirty)' if t.git_dirty else ''}" if t.git_commit else None
     rows = [
         ("Checkpoint id", manifest.id),
         ("Step", t.step), ("Epoch", t.epoch), ("Samples seen", t.samples_seen), ("Tokens seen", t.tokens_seen),
-        ("Seed", t.seed), ("Training code", f"{t.git_commit}{' (dirty)' if t.git_dirty else ''}" if t.git_commit else None),
+        ("Seed", t.seed), ("Training code", code),
     ]  # fmt: skip
     lines = [f"| {k} | {v} |" for k, v in rows if v is not None]
     return ["| | |", "|---|---|", *lines] if lines else []
@@ -71,9 +72,7 @@ def render_card(manifest: Manifest, *, name: str) -> str:
     if lines := _training_lines(manifest):
         parts.append("## Training\n\n" + "\n".join(lines) + "\n")
     if manifest.training.datasets:
-        rows = [
-            f"| {d.name} | {d.revision or ''} | {d.digest or ''} |" for d in manifest.training.datasets
-        ]
+        rows = [f"| {d.name} | {d.revision or ''} | {d.digest or ''} |" for d in manifest.training.datasets]
         parts.append("## Datasets\n\n| name | revision | digest |\n|---|---|---|\n" + "\n".join(rows) + "\n")
     if manifest.training.metrics:
         rows = [f"| {k} | {v:.6g} |" for k, v in sorted(manifest.training.metrics.items())]

@@ -72,7 +72,7 @@ def byte_view(t: torch.Tensor) -> memoryview:
     flat = t.detach().reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")  # type: ignore[arg-type]
 
 
 class _TensorHasher(threading.Thread):
@@ -137,7 +137,11 @@ def write_tensors(
             t = t.contiguous()
         view = byte_view(t)
         dtype = dtype_name(t.dtype)
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + view.nbytes]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + view.nbytes],
+        }
         layout.append((name, dtype, tuple(t.shape), offset, offset + view.nbytes))
         views.append((name, view))
         offset += view.nbytes
@@ -194,7 +198,11 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     infos: list[TensorInfo] = []
     for name, entry in obj.items():
         try:
-            dtype, shape, (a, b) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
+            dtype, shape, (a, b) = (
+                entry["dtype"],
+                tuple(int(s) for s in entry["shape"]),
+                entry["data_offsets"],
+            )
             count = 1
             for s in shape:
                 if s < 0:
@@ -265,8 +273,10 @@ def verify_blake3(path: Path, expected: FileDigest) -> None:
         raise IntegrityError("file is missing", path=path) from None
     if size != expected.size:
         raise IntegrityError(f"size is {size} bytes, manifest says {expected.size}", path=path)
-    actual = blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(str(path)).hexdigest() if size else (
-        blake3.blake3().hexdigest()
+    actual = (
+        blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(str(path)).hexdigest()
+        if size
+        else (blake3.blake3().hexdigest())
     )
     if actual != expected.blake3:
         raise IntegrityError(f"blake3 is {actual}, manifest says {expected.blake3}", path=path)
