@@ -55,3 +55,13 @@ def test_loading_a_different_seed_or_dataset_is_refused() -> None:
     loader = openckpt.ResumableLoader(Squares(), seed=1)
     with pytest.raises(StateMismatchError, match="sample order would differ"):
         loader.load_state_dict({"seed": 2, "epoch": 0, "position": 0, "dataset_size": 10})
+
+
+def test_a_loop_that_stops_after_len_batches_moves_to_the_next_epoch() -> None:
+    """Lightning and friends stop after len(loader) batches without exhausting the iterator."""
+    loader = openckpt.ResumableLoader(Squares(), batch_size=5, seed=2)
+    seen = []
+    for _ in range(3):
+        it = iter(loader)
+        seen.append([int(i) for _ in range(len(loader)) for i in next(it)[0]])
+    assert all(sorted(epoch) == list(range(10)) for epoch in seen) and len({tuple(e) for e in seen}) == 3

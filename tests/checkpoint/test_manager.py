@@ -31,6 +31,7 @@ def test_manager_saves_every_n_steps_keeps_policy_and_points_latest(tmp_path: Pa
     state = {"model": model, "progress": progress}
     with openckpt.CheckpointManager(tmp_path, save_every=3, keep=[openckpt.keep_last(2)]) as manager:
         saved = []
+        assert not manager.maybe_save(state)  # step 0: nothing trained yet
         for step in range(1, 11):
             progress.step = step
             saved.append(manager.maybe_save(state, metrics={"loss": 1.0 / step}))
@@ -85,3 +86,8 @@ def test_leftovers_of_killed_saves_are_cleaned(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     openckpt.CheckpointManager(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_nan_metrics_survive_the_manifest(tmp_path: Path) -> None:
+    openckpt.save(tmp_path / "c", {"model": torch.nn.Linear(1, 1)}, training={"metrics": {"loss": float("nan")}})
+    assert str(openckpt.read_manifest(tmp_path / "c").training.metrics["loss"]) == "nan"

@@ -124,8 +124,12 @@ class ResumableLoader:
         import torch
         from torch.utils.data import DataLoader
 
+        batches = self._batches(self.epoch)
+        if self.position >= len(batches):  # the last epoch was consumed to its end without exhausting the iterator
+            self.epoch, self.position = self.epoch + 1, 0
+            batches = self._batches(self.epoch)
         epoch = self.epoch
-        remaining = self._batches(epoch)[self.position :]
+        remaining = batches[self.position :]
         dataset = _SeededSamples(self.dataset, self.seed, epoch) if self.seeded_samples else self.dataset
         kwargs: dict[str, Any] = {"collate_fn": self.collate_fn} if self.collate_fn is not None else {}
         loader: DataLoader[Any] = DataLoader(

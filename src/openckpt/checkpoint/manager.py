@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from openckpt.checkpoint.commit import commit_snapshot
+from openckpt.checkpoint.distributed import is_distributed, save_distributed
 from openckpt.checkpoint.restore import load
 from openckpt.checkpoint.retention import CheckpointInfo, KeepPolicy, to_delete
 from openckpt.checkpoint.snapshot import DEFAULT_MAX_SHARD_SIZE, Snapshot, Staging, capture
@@ -38,7 +39,9 @@ class CheckpointManager:
 
     With ``async_save=True`` the training loop is blocked only while tensors are copied into reusable staging
     buffers; writing happens on a background thread, at most one save in flight. A background failure is raised
-    (as :class:`AsyncSaveError`) by the next call.
+    (as :class:`AsyncSaveError`) by the next call. After :meth:`close`, saves are synchronous.
+
+    One process writes to a directory at a time: a new manager removes the leftovers of saves that died.
     """
 
     def __init__(
@@ -70,6 +73,8 @@ class CheckpointManager:
 
     def _remove_torn(self) -> None:
         """Delete what saves and deletions that died midway left behind: it was never visible under a real name."""
+        if is_distributed() and not _is_rank_zero():
+            return  # rank 0 cleans up: another rank might delete a save rank 0 has begun
         for p in self.directory.iterdir():
             if _LEFTOVER.match(p.name):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
@@ -127,7 +132,7 @@ class CheckpointManager:
         """Save if ``step`` (or the state's :class:`TrainingProgress` step) is a multiple of ``save_every``."""
         self._raise_failure()
         step = _step_of(state, step)
-        if self.save_every is None or step % self.save_every or step == self._last_step:
+        if self.save_every is None or step <= 0 or step % self.save_every or step == self._last_step:
             return False
         self.save(state, step=step, metrics=metrics)
         return True
@@ -145,6 +150,10 @@ class CheckpointManager:
         step = _step_of(state, step)
         info = training if isinstance(training, Training) else Training.model_validate(dict(training or {}))
         info = info.model_copy(update={"step": step, "metrics": {**info.metrics, **(metrics or {})}})
+        if is_distributed():
+            self._last_step = step
+            self._save_distributed(state, step, info)
+            return
         snapshot = capture(state, staging=self._staging)
         self._last_step = step
         if self._executor is None:
@@ -167,6 +176,26 @@ class CheckpointManager:
         for old in to_delete(self.checkpoints(), self.keep):
             remove_tree(old.path)
         return manifest
+
+    def _save_distributed(self, state: Mapping[str, Any], step: int, training: Training) -> None:
+        """Collective save: every rank writes its part; rank 0 commits, then moves LATEST and applies retention."""
+        if self.async_save:
+            log.warning("openckpt: async_save is not supported under torch.distributed; saving synchronously")
+        manifest = save_distributed(
+            self.directory / f"step-{step:08d}",
+            state,
+            training=training,
+            lineage=self._lineage,
+            max_shard_size=self.max_shard_size,
+            overwrite=True,
+            on_commit=self._publish_distributed,
+        )
+        self._lineage = self._lineage.model_copy(update={"parent": manifest.id})
+
+    def _publish_distributed(self, path: Path) -> None:
+        atomic_write(self.directory / LATEST, f"{path.name}\n".encode())
+        for old in to_delete(self.checkpoints(), self.keep):
+            remove_tree(old.path)
 
     # -- async bookkeeping -------------------------------------------------------------------------------------
 
@@ -203,6 +232,12 @@ class CheckpointManager:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _is_rank_zero() -> bool:
+    import torch.distributed as dist
+
+    return bool(dist.get_rank() == 0)
 
 
 def _step_of(state: Mapping[str, Any], step: int | None) -> int:

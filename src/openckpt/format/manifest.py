@@ -36,7 +36,7 @@ Relation = Literal["finetune", "adapter", "merge", "quantized"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # minor versions may add optional fields
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")  # minor versions may add fields
 
 
 class FileRecord(_Model):
