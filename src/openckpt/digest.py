@@ -12,7 +12,16 @@ from typing import Any
 
 import blake3
 
-__all__ = ["FileDigest", "StreamHasher", "blake3_hex", "digest_bytes", "hash_file", "sha256_file"]
+__all__ = [
+    "FileDigest",
+    "StreamHasher",
+    "blake3_hex",
+    "digest_bytes",
+    "git_blob_sha1",
+    "hash_file",
+    "lfs_pointer",
+    "sha256_file",
+]
 
 CHUNK = 16 << 20
 
@@ -29,6 +38,18 @@ class FileDigest:
 def blake3_hex(data: bytes | memoryview) -> str:
     """blake3 of ``data`` as hex."""
     return blake3.blake3(data).hexdigest()
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The id git gives a blob with this content: sha1 of ``b"blob <size>\\0" + data``."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The Git LFS pointer file that stands in a git tree for a large file."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
 def digest_bytes(data: bytes) -> FileDigest:

@@ -12,7 +12,18 @@
     ├── CheckpointNotFoundError (FileNotFoundError)
     ├── CheckpointExistsError (FileExistsError)
     ├── NoValidCheckpointError                 checkpoints exist but none of them loads
-    └── AsyncSaveError                         a background save failed; raised on the next call
+    ├── AsyncSaveError                         a background save failed; raised on the next call
+    └── HubError                               a hub request failed: ``.status`` (HTTP) and ``.code`` (X-Error-Code)
+        ├── BadRequestError                    400 BadRequest: invalid name, path, body
+        ├── UnauthorizedError                  401 Unauthorized: missing or invalid token
+        ├── ForbiddenError                     403 Forbidden: authenticated, not allowed
+        ├── GatedRepoError                     403 GatedRepo: access must be requested first
+        ├── RepoNotFoundError                  404 RepoNotFound (also for private repos the caller cannot see)
+        ├── RevisionNotFoundError              404 RevisionNotFound
+        ├── EntryNotFoundError                 404 EntryNotFound
+        ├── ConflictError                      409 Conflict: exists already
+        ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
+        └── PayloadTooLargeError               413 PayloadTooLarge
 
 Errors about a file carry it in ``.path`` and name it in the message.
 """
@@ -23,6 +34,17 @@ from pathlib import Path
 
 __all__ = [
     "AsyncSaveError",
+    "BadRequestError",
+    "ConflictError",
+    "EntryNotFoundError",
+    "ForbiddenError",
+    "GatedRepoError",
+    "HubError",
+    "PayloadTooLargeError",
+    "PreconditionFailedError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
+    "UnauthorizedError",
     "CheckpointExistsError",
     "CheckpointNotFoundError",
     "FormatError",
@@ -82,3 +104,54 @@ class NoValidCheckpointError(OpenckptError):
 
 class AsyncSaveError(OpenckptError):
     """A background save failed. The original exception is ``__cause__``."""
+
+
+class HubError(OpenckptError):
+    """An error the hub answers with ``status``, the ``X-Error-Code`` header ``code`` and extra ``headers``."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+class BadRequestError(HubError, ValueError):
+    status, code = 400, "BadRequest"
+
+
+class UnauthorizedError(HubError):
+    status, code = 401, "Unauthorized"
+
+
+class ForbiddenError(HubError, PermissionError):
+    status, code = 403, "Forbidden"
+
+
+class GatedRepoError(HubError):
+    status, code = 403, "GatedRepo"
+
+
+class RepoNotFoundError(HubError):
+    status, code = 404, "RepoNotFound"
+
+
+class RevisionNotFoundError(HubError):
+    status, code = 404, "RevisionNotFound"
+
+
+class EntryNotFoundError(HubError):
+    status, code = 404, "EntryNotFound"
+
+
+class ConflictError(HubError):
+    status, code = 409, "Conflict"
+
+
+class PreconditionFailedError(HubError):
+    status, code = 412, "PreconditionFailed"
+
+
+class PayloadTooLargeError(HubError):
+    status, code = 413, "PayloadTooLarge"

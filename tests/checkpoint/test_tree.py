@@ -44,3 +44,10 @@ def test_tensors_and_arrays_become_paths() -> None:
 def test_unsupported_values_name_their_path(bad: object) -> None:
     with pytest.raises(UnsupportedStateError, match="cannot be stored"):
         flatten({"x": bad})
+
+
+def test_zero_dim_and_big_endian_arrays_round_trip() -> None:
+    obj = {"scalar": np.array(3.0), "be": np.arange(3, dtype=">i4")}
+    back = roundtrip(obj)
+    assert back["scalar"].shape == () and float(back["scalar"]) == 3.0  # type: ignore[index]
+    assert back["be"].tolist() == [0, 1, 2]  # type: ignore[index]

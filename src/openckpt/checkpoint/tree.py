@@ -46,7 +46,8 @@ def flatten(obj: Any) -> tuple[Any, dict[str, torch.Tensor], set[str]]:
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise UnsupportedStateError(f"numpy array of dtype {value.dtype} at {path!r} cannot be stored")
-            tensors[path] = torch.from_numpy(np.ascontiguousarray(value))
+            native = value.astype(value.dtype.newbyteorder("="), order="C", copy=False)  # keeps 0-d shapes
+            tensors[path] = torch.from_numpy(native)
             arrays.add(path)
             return {"$tensor": path, "numpy": True}
         if isinstance(value, _JSON_SCALARS):

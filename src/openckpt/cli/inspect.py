@@ -1,0 +1,133 @@
+"""``openckpt inspect PATH``: architecture, tensors, metadata and lineage of a checkpoint or model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from openckpt.cli._output import guard, human_bytes, out, print_json
+
+if TYPE_CHECKING:
+    from openckpt.format.readers import TensorSource
+
+__all__ = ["inspect_command", "summarize"]
+
+_KINDS = {
+    "openckpt": "openckpt checkpoint",
+    "safetensors": "safetensors file",
+    "huggingface": "Hugging Face model directory",
+    "torch": "PyTorch file (read weights-only)",
+    "npz": "numpy .npz archive",
+}
+_CONFIG_KEYS = (
+    "architectures", "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "intermediate_size", "vocab_size", "max_position_embeddings", "torch_dtype",
+    "n_layer", "n_embd", "n_head", "n_positions",
+)  # fmt: skip
+
+
+def summarize(source: TensorSource) -> dict[str, Any]:
+    """Everything ``inspect`` shows, as JSON-able data."""
+    from openckpt.format.readers import architecture_of
+    from openckpt.format.readers.checkpoint import CheckpointSource
+
+    summary: dict[str, Any] = {"path": str(source.path), "kind": source.kind}
+    tensors = list(source.tensors.values())
+    manifest = source.manifest if isinstance(source, CheckpointSource) else None
+    architecture = manifest.architecture if manifest is not None else None
+    if architecture is None:
+        model = [t for t in tensors if manifest is None or t.name.startswith("model/")]
+        architecture = architecture_of(model, source.config)
+    summary["architecture"] = architecture.model_dump(exclude_defaults=True)
+    summary["tensors"] = [
+        {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "bytes": t.nbytes, "file": t.file} for t in tensors
+    ]
+    summary["total_bytes"] = sum(t.nbytes for t in tensors)
+    summary["metadata"] = dict(source.metadata)
+    if source.values:
+        summary["values"] = source.values
+    if source.notes:
+        summary["notes"] = list(source.notes)
+    if manifest is not None:
+        summary["metadata"].update(
+            id=manifest.id, created_at=manifest.created_at, format_version=manifest.format_version
+        )
+        summary["software"] = manifest.software
+        summary["training"] = manifest.training.model_dump(exclude_defaults=True)
+        summary["lineage"] = manifest.lineage.model_dump(exclude_defaults=True)
+        summary["entries"] = {k: e.model_dump(exclude_defaults=True) for k, e in manifest.entries.items()}
+        summary["files"] = {name: rec.size for name, rec in manifest.files.items()}
+    return summary
+
+
+def _pairs(title: str, data: dict[str, Any]) -> Table | None:
+    if not data:
+        return None
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+        table.add_row(escape(str(key)), escape(text))
+    return table
+
+
+def _render(summary: dict[str, Any]) -> None:
+    console = out()
+    console.print(f"[bold]{escape(summary['path'])}[/]  {_KINDS.get(summary['kind'], summary['kind'])}")
+    arch = summary["architecture"]
+    overview: dict[str, Any] = {}
+    if "class_path" in arch:
+        overview["class"] = arch["class_path"]
+    overview["parameters"] = f"{arch.get('parameters', 0):,}"
+    if "class_path" in arch:
+        overview["trainable"] = f"{arch.get('trainable_parameters', 0):,}"
+    for dtype, n in arch.get("parameters_by_dtype", {}).items():
+        overview[f"  {dtype}"] = f"{n:,}"
+    config = arch.get("config") or {}
+    overview.update({k: config[k] for k in _CONFIG_KEYS if k in config})
+    tables = [_pairs("Architecture", overview)]
+
+    tensors = Table(title=f"Tensors ({len(summary['tensors'])})", title_justify="left", box=None)
+    tensors.add_column("name", overflow="fold")
+    tensors.add_column("dtype")
+    tensors.add_column("shape")
+    tensors.add_column("bytes", justify="right")
+    for t in summary["tensors"]:
+        tensors.add_row(escape(t["name"]), t["dtype"], str(t["shape"]), human_bytes(t["bytes"]))
+    tensors.add_row("[bold]total[/]", "", "", f"[bold]{human_bytes(summary['total_bytes'])}[/]")
+    tables.append(tensors)
+
+    tables.append(_pairs("Metadata", {**summary["metadata"], **summary.get("software", {})}))
+    entries = {k: f"{e.get('kind')}: {', '.join(e.get('files', []))}" for k, e in summary.get("entries", {}).items()}
+    tables.append(_pairs("Entries", entries))
+    tables.append(_pairs("Training", summary.get("training", {})))
+    tables.append(_pairs("Values", summary.get("values", {})))
+    tables.append(_pairs("Lineage", summary.get("lineage", {})))
+    for table in tables:
+        if table is not None:
+            console.print()
+            console.print(table)
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+@guard
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="Checkpoint directory, safetensors file, HF model directory, .pt, .npz")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show architecture, tensors (name, dtype, shape, bytes), metadata and lineage."""
+    from openckpt.format.readers import open_source
+
+    with open_source(path) as source:
+        summary = summarize(source)
+    if as_json:
+        print_json(summary)
+    else:
+        _render(summary)

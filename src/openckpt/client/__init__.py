@@ -1,0 +1,1 @@
+"""Thin helpers over huggingface_hub pointed at an openckpt hub (no second HTTP client)."""

@@ -1,0 +1,66 @@
+"""The ASGI application: routers, error mapping, and the hub's parts on ``app.state``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from openckpt.errors import HubError, OpenckptError
+from openckpt.hub.context import Hub
+from openckpt.hub.db.engine import Database
+from openckpt.hub.settings import Settings
+from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REQUEST_ID
+from openckpt.store.blobs import LocalBlobStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("openckpt.hub")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    header_message = message.replace("\n", " ").encode("latin-1", "replace").decode("latin-1")[:1000]
+    return JSONResponse(
+        {"error": message},
+        status_code=status,
+        headers={ERROR_CODE: code, ERROR_MESSAGE: header_message, REQUEST_ID: uuid.uuid4().hex, **(headers or {})},
+    )
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
+    """The hub app; settings default to ``OPENCKPT_*`` variables. ``migrate`` applies migrations first."""
+    from openckpt.hub.routes import files, lfs, repos, resolve, users
+
+    settings = settings or Settings.from_env()
+    db = Database(settings.database_url)
+    if migrate:
+        db.migrate()
+    app = FastAPI(title="openckpt hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.hub = Hub(settings, db, LocalBlobStore(settings.data_dir / "store"))
+    for module in (users, repos, files, lfs, resolve):
+        app.include_router(module.router)
+
+    @app.exception_handler(HubError)
+    async def hub_error(request: Request, exc: HubError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc), exc.headers)
+
+    @app.exception_handler(OpenckptError)
+    async def library_error(request: Request, exc: OpenckptError) -> JSONResponse:
+        return _error(400, "BadRequest", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, "BadRequest", f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError) -> JSONResponse:
+        return _error(400, "BadRequest", f"invalid request: {exc}")
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        db.dispose()
+
+    return app

@@ -1,0 +1,102 @@
+"""What every route needs: the hub's parts, the caller, and the repo path parsed from the raw URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from fastapi import Request
+
+from openckpt.errors import BadRequestError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.services.accounts import Principal, authenticate
+from openckpt.hub.services.names import split_repo_id
+from openckpt.hub.settings import Settings
+from openckpt.store.blobs import BlobStore
+
+__all__ = [
+    "Hub",
+    "hub_of",
+    "optional_principal",
+    "raw_tail",
+    "repo_id_of",
+    "repo_type_of",
+    "require_principal",
+    "rev_and_path",
+]
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    db: Database
+    store: BlobStore
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get("openckpt_token") or None
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """The caller, or None when anonymous; an invalid token is an error, never silently anonymous."""
+    if "principal" in request.scope:
+        cached: Principal | None = request.scope["principal"]
+        return cached
+    secret = _bearer(request)
+    principal = None
+    if secret is not None:
+        with hub_of(request).db.read() as session:
+            principal = authenticate(session, secret)
+    request.scope["principal"] = principal
+    return principal
+
+
+def require_principal(request: Request) -> Principal:
+    from openckpt.errors import UnauthorizedError
+
+    principal = optional_principal(request)
+    if principal is None:
+        raise UnauthorizedError("This endpoint needs a token: set HF_TOKEN or run `openckpt login`")
+    return principal
+
+
+TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+def repo_type_of(plural: str) -> str:
+    """``models`` → ``model``; anything else is a 400."""
+    try:
+        return TYPES[plural]
+    except KeyError:
+        raise BadRequestError(f"unknown repo type {plural!r}: models, datasets or spaces") from None
+
+
+def repo_id_of(owner: str, name: str) -> str:
+    return "/".join(split_repo_id(f"{owner}/{name}"))
+
+
+def raw_tail(request: Request, skip: int) -> list[str]:
+    """The unquoted segments of the *raw* URL path after its first ``skip`` segments.
+
+    Revisions may contain ``/``; clients send them as ``%2F`` in one segment, which the decoded path would lose.
+    """
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    parts = raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")
+    return [unquote(p) for p in parts[skip:]]
+
+
+def rev_and_path(request: Request, skip: int) -> tuple[str, str]:
+    """(revision, file path) from the raw segments after ``skip``: the revision is one segment, the path the rest."""
+    tail = raw_tail(request, skip)
+    if not tail or not tail[0]:
+        raise BadRequestError("missing revision")
+    return tail[0], "/".join(tail[1:])

@@ -1,0 +1,129 @@
+"""The Git LFS batch API (basic and multipart transfers) and the signed transfer endpoints it hands out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from openckpt.errors import BadRequestError, EntryNotFoundError
+from openckpt.hub.context import hub_of, repo_id_of, require_principal
+from openckpt.hub.db.models import Blob
+from openckpt.hub.services import repos
+from openckpt.hub.services.transfers import MultipartUploads, check_signature, receive_blob, sign
+from openckpt.store.blobs import is_sha256
+
+router = APIRouter()
+LFS_JSON = "application/vnd.git-lfs+json"
+
+
+def _object_actions(request: Request, sha256: str, size: int, repo_type: str, repo_id: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    base = str(request.base_url).rstrip("/")
+    ttl = hub.settings.signed_url_ttl
+    verify = {"href": f"{base}/api/lfs/verify/{repo_type}/{repo_id}"}
+    if size >= hub.settings.multipart_threshold:
+        chunk = hub.settings.multipart_chunk_size
+        header: dict[str, str] = {"chunk_size": str(chunk)}
+        for number in range(1, -(-size // chunk) + 1):
+            header[str(number)] = base + sign(
+                hub.settings.secret, "PUT", f"/api/lfs/part/{sha256}/{size}/{number}", ttl
+            )
+        complete = base + sign(hub.settings.secret, "POST", f"/api/lfs/complete/{sha256}/{size}", ttl)
+        return {"upload": {"href": complete, "header": header}, "verify": verify}
+    href = base + sign(hub.settings.secret, "PUT", f"/api/lfs/upload/{sha256}/{size}", ttl)
+    return {"upload": {"href": href}, "verify": verify}
+
+
+async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSONResponse:
+    hub = hub_of(request)
+    principal = require_principal(request)
+    repo_id = repo_id_of(owner, name.removesuffix(".git"))
+    body = await request.json()
+    if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
+        raise BadRequestError("expected an LFS batch request with operation 'upload' or 'download'")
+    objects = body.get("objects") or []
+    with hub.db.read() as session:
+        repos.find_repo(session, principal, repo_type, repo_id, write=body["operation"] == "upload")
+        oids = [str(o.get("oid")) for o in objects]
+        stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
+    out = []
+    for obj in objects:
+        oid, size = str(obj.get("oid", "")), obj.get("size")
+        if not is_sha256(oid) or not isinstance(size, int) or size < 0:
+            out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "invalid oid or size"}})
+        elif stored.get(oid) == size:
+            out.append({"oid": oid, "size": size})  # already stored: nothing to upload
+        elif body["operation"] == "download":
+            out.append({"oid": oid, "size": size, "error": {"code": 404, "message": "object not found"}})
+        else:
+            out.append({"oid": oid, "size": size, "actions": _object_actions(request, oid, size, repo_type, repo_id)})
+    return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type=LFS_JSON)
+
+
+@router.post("/{owner}/{name}/info/lfs/objects/batch")
+async def batch_model(request: Request, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, "model", owner, name)
+
+
+@router.post("/datasets/{owner}/{name}/info/lfs/objects/batch")
+async def batch_dataset(request: Request, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, "dataset", owner, name)
+
+
+@router.post("/spaces/{owner}/{name}/info/lfs/objects/batch")
+async def batch_space(request: Request, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, "space", owner, name)
+
+
+def _signed(request: Request, method: str) -> None:
+    q = request.query_params
+    check_signature(hub_of(request).settings.secret, method, request.url.path, q.get("exp"), q.get("sig"))
+
+
+@router.put("/api/lfs/upload/{sha256}/{size}")
+async def upload(request: Request, sha256: str, size: int) -> Response:
+    _signed(request, "PUT")
+    hub = hub_of(request)
+    await receive_blob(hub.store, hub.db, request.stream(), sha256, size)
+    return Response(status_code=200)
+
+
+def _multipart(request: Request) -> MultipartUploads:
+    return MultipartUploads(hub_of(request).settings.data_dir / "multipart")
+
+
+@router.put("/api/lfs/part/{sha256}/{size}/{number}")
+async def upload_part(request: Request, sha256: str, size: int, number: int) -> Response:
+    _signed(request, "PUT")
+    limit = hub_of(request).settings.multipart_chunk_size
+    etag = await _multipart(request).receive_part(sha256, number, request.stream(), limit)
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+
+
+@router.post("/api/lfs/complete/{sha256}/{size}")
+async def complete(request: Request, sha256: str, size: int) -> Response:
+    _signed(request, "POST")
+    body = await request.json()
+    parts = body.get("parts") if isinstance(body, dict) else None
+    if not isinstance(parts, list):
+        raise BadRequestError("expected {oid, parts: [{partNumber, etag}]}")
+    hub = hub_of(request)
+    numbers = sorted(int(p["partNumber"]) for p in parts)
+    _multipart(request).complete(hub.store, hub.db, sha256, size, numbers)
+    return Response(status_code=200)
+
+
+@router.post("/api/lfs/verify/{repo_type}/{owner}/{name}")
+async def verify(request: Request, repo_type: str, owner: str, name: str) -> Response:
+    require_principal(request)
+    body = await request.json()
+    oid, size = str(body.get("oid", "")), body.get("size")
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        blob = session.get(Blob, oid) if is_sha256(oid) else None
+    if blob is None or blob.size != size:
+        raise EntryNotFoundError(f"LFS object {oid} ({size} bytes) is not stored")
+    return Response(status_code=200)

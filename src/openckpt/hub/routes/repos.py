@@ -1,0 +1,208 @@
+"""Repos: create, delete, settings, list and search, info, refs, commit history, branches and tags."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from openckpt.errors import BadRequestError, ConflictError
+from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of, require_principal, rev_and_path
+from openckpt.hub.db.models import Commit, Ref
+from openckpt.hub.services import repos
+from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.views import commit_json, repo_json
+from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
+
+router = APIRouter()
+PAGE = 1000
+COMMITS_PAGE = 50
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _next_link(request: Request, offset: int) -> dict[str, str]:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"] + [("offset", str(offset))]
+    return {"Link": f'<{request.url.replace(query=urlencode(query))}>; rel="next"'}
+
+
+def _json_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequestError("expected a JSON object")
+    return body
+
+
+@router.post("/api/repos/create")
+async def create(request: Request) -> JSONResponse:
+    principal = require_principal(request)
+    body = _json_body(await request.json())
+    repo_type = body.get("type") or "model"
+    private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise BadRequestError("missing repo name")
+    hub = hub_of(request)
+    repo_id = f"{body.get('organization') or principal.name}/{name}"
+    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
+    try:
+        repo = repos.create_repo(hub.db, hub.store, principal, repo_type, name, body.get("organization"), private)
+    except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
+        return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+    return JSONResponse({"url": url, "name": repo_id, "id": str(repo.id)})
+
+
+@router.delete("/api/repos/delete")
+async def delete(request: Request) -> Response:
+    principal = require_principal(request)
+    body = _json_body(await request.json())
+    owner = body.get("organization") or principal.name
+    repos.delete_repo(
+        hub_of(request).db, principal, body.get("type") or "model", repo_id_of(owner, str(body.get("name")))
+    )
+    return Response(status_code=200)
+
+
+@router.put("/api/{plural}/{owner}/{name}/settings")
+async def settings(request: Request, plural: str, owner: str, name: str) -> Response:
+    principal = require_principal(request)
+    body = _json_body(await request.json())
+    private = body.get("private")
+    if "visibility" in body:
+        private = body["visibility"] == "private"
+    repos.update_settings(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
+                          private=private, gated=body.get("gated"))  # fmt: skip
+    return Response(status_code=200)
+
+
+@router.get("/api/{plural}")
+def list_repos(request: Request, plural: str) -> JSONResponse:
+    repo_type = repo_type_of(plural)
+    q = request.query_params
+    limit = int(q["limit"]) if q.get("limit") else None
+    offset = int(q.get("offset", 0))
+    page = min(limit or PAGE, PAGE)
+    query = repos.ListQuery(
+        search=q.get("search"),
+        author=q.get("author"),
+        filters=tuple(q.getlist("filter")),
+        sort=q.get("sort"),
+        descending=q.get("direction", "-1") == "-1",
+        limit=page + 1,
+        offset=offset,
+    )
+    full, card = _flag(q.get("full")), _flag(q.get("cardData")) or "cardData" in q.getlist("expand")
+    principal = optional_principal(request)
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        found = repos.list_repos(session, principal, repo_type, query)
+        items = []
+        for repo in found[:page]:
+            if full:
+                head = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
+                entries = list(tree_entries(session, head.tree_id).values())
+                items.append(repo_json(repo, head=head, entries=entries, card=card))
+            else:
+                items.append(repo_json(repo, card=card))
+    more = len(found) > page and (limit is None or limit > page)
+    return JSONResponse(items, headers=_next_link(request, offset + page) if more else None)
+
+
+@router.get("/api/{plural}/{owner}/{name}")
+def info(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+    return _info(request, plural, owner, name, repos.DEFAULT_BRANCH)
+
+
+@router.get("/api/{plural}/{owner}/{name}/revision/{rest:path}")
+def info_at_revision(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+    rev, _ = rev_and_path(request, 5)
+    return _info(request, plural, owner, name, rev)
+
+
+def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        head = resolve_revision(session, repo, rev)
+        entries = list(tree_entries(session, head.tree_id).values())
+        return repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
+
+
+@router.get("/api/{plural}/{owner}/{name}/refs")
+def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        rows = session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+    out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
+    for ref in rows:
+        kind, prefix = ("branches", "refs/heads/") if ref.kind == "branch" else ("tags", "refs/tags/")
+        out[kind].append({"name": ref.name, "ref": prefix + ref.name, "targetCommit": ref.commit_id})
+    if _flag(request.query_params.get("include_prs")):
+        out["pullRequests"] = []
+    return out
+
+
+@router.get("/api/{plural}/{owner}/{name}/commits/{rest:path}")
+def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
+    rev, _ = rev_and_path(request, 5)
+    offset = int(request.query_params.get("offset", 0))
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        head = resolve_revision(session, repo, rev)
+        by_id = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id))}
+    chain: list[Commit] = []
+    cursor: Commit | None = head
+    while cursor is not None and len(chain) < offset + COMMITS_PAGE + 1:
+        chain.append(cursor)
+        cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
+    page = chain[offset : offset + COMMITS_PAGE]
+    more = len(chain) > offset + COMMITS_PAGE
+    return JSONResponse([commit_json(c) for c in page],
+                        headers=_next_link(request, offset + COMMITS_PAGE) if more else None)  # fmt: skip
+
+
+@router.post("/api/{plural}/{owner}/{name}/branch/{rest:path}")
+async def create_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
+    principal = require_principal(request)
+    branch = "/".join(rev_and_path(request, 5)).strip("/")
+    body = await request.body()
+    start = _json_body(await request.json()).get("startingPoint") if body else None
+    repos.create_ref(
+        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch, start
+    )
+    return Response(status_code=200)
+
+
+@router.delete("/api/{plural}/{owner}/{name}/branch/{rest:path}")
+def delete_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
+    principal = require_principal(request)
+    branch = "/".join(rev_and_path(request, 5)).strip("/")
+    repos.delete_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch)
+    return Response(status_code=200)
+
+
+@router.post("/api/{plural}/{owner}/{name}/tag/{rest:path}")
+async def create_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
+    principal = require_principal(request)
+    revision, _ = rev_and_path(request, 5)
+    body = _json_body(await request.json())
+    tag = body.get("tag")
+    if not isinstance(tag, str):
+        raise BadRequestError("missing tag name")
+    repos.create_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag,
+                     revision, body.get("message"))  # fmt: skip
+    return Response(status_code=200)
+
+
+@router.delete("/api/{plural}/{owner}/{name}/tag/{rest:path}")
+def delete_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
+    principal = require_principal(request)
+    tag = "/".join(rev_and_path(request, 5)).strip("/")
+    repos.delete_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag)
+    return Response(status_code=200)

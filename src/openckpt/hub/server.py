@@ -1,0 +1,59 @@
+"""Running the hub: migrations, the first admin account, and uvicorn with one or more worker processes."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Account
+from openckpt.hub.services.accounts import create_account, create_token
+from openckpt.hub.settings import Settings
+
+__all__ = ["app_from_env", "bootstrap", "serve"]
+
+
+def bootstrap(settings: Settings) -> str | None:
+    """Apply migrations; on an empty database create the ``admin`` user and return a new write token for it."""
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+        with db.write() as session:
+            if session.scalar(select(func.count()).select_from(Account)):
+                return None
+            admin = create_account(session, "admin", fullname="Administrator", is_admin=True)
+            _, secret = create_token(session, admin, name="bootstrap", role="write")
+            return secret
+    finally:
+        db.dispose()
+
+
+def app_from_env() -> FastAPI:
+    """The factory each uvicorn worker calls; settings come from the ``OPENCKPT_*`` environment."""
+    from openckpt.hub.app import create_app
+
+    return create_app(Settings.from_env())
+
+
+def serve(settings: Settings, *, log_level: str = "info") -> None:
+    """Serve until interrupted. Workers share the settings through the environment."""
+    import uvicorn
+
+    os.environ.update(
+        OPENCKPT_DATA_DIR=str(settings.data_dir),
+        OPENCKPT_DATABASE_URL=settings.database_url,
+        OPENCKPT_PUBLIC_URL=settings.public_url,
+        OPENCKPT_HOST=settings.host,
+        OPENCKPT_PORT=str(settings.port),
+    )
+    uvicorn.run(
+        "openckpt.hub.server:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=log_level,
+        timeout_keep_alive=30,
+    )

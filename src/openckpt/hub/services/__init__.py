@@ -1,0 +1,1 @@
+"""The hub's use cases, independent of HTTP: accounts and tokens, repos, commits and trees, LFS transfers."""

@@ -1,0 +1,119 @@
+"""Users, organisations, memberships, access tokens (stored hashed) and permission checks."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
+from openckpt.hub.db.models import Account, Membership, Repo, Token, utcnow
+from openckpt.hub.services.names import check_name
+from openckpt.protocol import TOKEN_PREFIX
+
+__all__ = [
+    "ROLES",
+    "Principal",
+    "add_member",
+    "authenticate",
+    "create_account",
+    "create_token",
+    "hash_token",
+    "principal_for",
+    "revoke_token",
+]
+
+ROLES = ("read", "write", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an account, the role of the token used, and the organisations it belongs to."""
+
+    account_id: int
+    name: str
+    fullname: str
+    is_admin: bool
+    token_role: str
+    token_name: str
+    orgs: dict[int, str] = field(default_factory=dict)
+    """Org account id → role in it."""
+
+    @property
+    def can_write(self) -> bool:
+        return self.token_role in ("write", "admin")
+
+    def may_read(self, repo: Repo) -> bool:
+        return not repo.private or self.is_admin or repo.owner_id == self.account_id or repo.owner_id in self.orgs
+
+    def may_write(self, repo: Repo) -> bool:
+        return self.can_write and self.may_write_to(repo.owner_id)
+
+    def may_write_to(self, owner_id: int) -> bool:
+        return self.is_admin or owner_id == self.account_id or self.orgs.get(owner_id) in ("write", "admin")
+
+
+def may_read(principal: Principal | None, repo: Repo) -> bool:
+    return not repo.private or (principal is not None and principal.may_read(repo))
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_account(
+    session: Session, name: str, *, kind: str = "user", fullname: str = "", is_admin: bool = False
+) -> Account:
+    check_name(name, "account name")
+    if session.scalar(select(Account).where(Account.name == name)) is not None:
+        raise ConflictError(f"account {name!r} already exists")
+    account = Account(name=name, kind=kind, fullname=fullname or name, is_admin=is_admin)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def add_member(session: Session, org: Account, user: Account, role: str) -> None:
+    if org.kind != "org" or user.kind != "user":
+        raise BadRequestError("members are users added to organisations")
+    if role not in ROLES:
+        raise BadRequestError(f"role must be one of {', '.join(ROLES)}")
+    session.merge(Membership(org_id=org.id, user_id=user.id, role=role))
+
+
+def create_token(session: Session, account: Account, *, name: str, role: str = "write") -> tuple[Token, str]:
+    """A new token; the secret is returned once and only its sha256 is stored."""
+    if role not in ("read", "write"):
+        raise BadRequestError("token role must be 'read' or 'write'")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    token = Token(account_id=account.id, name=name, role=role, digest=hash_token(secret), hint=secret[-4:])
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def revoke_token(session: Session, account: Account, token_id: int) -> None:
+    token = session.get(Token, token_id)
+    if token is None or token.account_id != account.id or token.revoked_at is not None:
+        raise ForbiddenError("no such active token")
+    token.revoked_at = utcnow()
+
+
+def principal_for(session: Session, account: Account, token: Token) -> Principal:
+    orgs = dict(
+        session.execute(select(Membership.org_id, Membership.role).where(Membership.user_id == account.id))
+        .tuples()
+        .all()
+    )
+    return Principal(account.id, account.name, account.fullname, account.is_admin, token.role, token.name, orgs)
+
+
+def authenticate(session: Session, secret: str) -> Principal:
+    """The principal of a bearer token; :class:`UnauthorizedError` if it is unknown or revoked."""
+    token = session.scalar(select(Token).where(Token.digest == hash_token(secret)))
+    if token is None or token.revoked_at is not None:
+        raise UnauthorizedError("Invalid credentials in Authorization header")
+    return principal_for(session, token.account, token)

@@ -1,0 +1,193 @@
+"""Revisions, trees and commits: how a repo's files change, atomically.
+
+A commit stores a full tree (content-addressed, so unchanged trees are shared). A branch moves by compare-and-swap
+on its ref row inside one transaction with the new commit and tree, so a commit is visible completely or not at all,
+and concurrent commits never lose one another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from openckpt.errors import BadRequestError, EntryNotFoundError, PreconditionFailedError, RevisionNotFoundError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
+
+__all__ = ["FileChange", "create_commit", "resolve_revision", "tree_entries"]
+
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One operation of a commit: add/replace ``path`` with a stored blob, or delete a file or folder."""
+
+    path: str
+    kind: str  # "add" | "delete" | "delete_folder"
+    sha256: str = ""
+    size: int = 0
+    git_oid: str = ""
+    lfs: bool = False
+
+
+def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
+    """A branch, a tag or a full commit id of ``repo``."""
+    for kind in ("branch", "tag"):
+        ref = session.get(Ref, (repo.id, kind, rev))
+        if ref is not None:
+            commit = session.get(Commit, ref.commit_id)
+            if commit is not None:
+                return commit
+    if len(rev) == 40:
+        commit = session.get(Commit, rev.lower())
+        if commit is not None and commit.repo_id == repo.id:
+            return commit
+    raise RevisionNotFoundError(f"Invalid rev id: {rev}")
+
+
+def tree_entries(session: Session, tree_id: str) -> dict[str, TreeEntry]:
+    rows = session.scalars(select(TreeEntry).where(TreeEntry.tree_id == tree_id).order_by(TreeEntry.path))
+    return {e.path: e for e in rows}
+
+
+def _tree_id(entries: dict[str, TreeEntry]) -> str:
+    h = hashlib.sha1(usedforsecurity=False)
+    for path in sorted(entries):
+        e = entries[path]
+        h.update(f"{path}\0{e.sha256}\0{e.size}\0{int(e.lfs)}\n".encode())
+    return h.hexdigest()
+
+
+def _commit_id(repo: int, parent: str | None, tree: str, author: str, title: str, message: str, at: datetime) -> str:
+    text = f"repo {repo}\ntree {tree}\nparent {parent or ''}\nauthor {author} {at.isoformat()}\n\n{title}\n\n{message}"
+    return hashlib.sha1(f"commit {len(text.encode())}\0{text}".encode(), usedforsecurity=False).hexdigest()
+
+
+def _apply(entries: dict[str, TreeEntry], changes: Sequence[FileChange]) -> dict[str, TreeEntry]:
+    new = {p: TreeEntry(path=p, sha256=e.sha256, git_oid=e.git_oid, size=e.size, lfs=e.lfs) for p, e in entries.items()}
+    for change in changes:
+        if change.kind == "add":
+            new[change.path] = TreeEntry(
+                path=change.path, sha256=change.sha256, git_oid=change.git_oid, size=change.size, lfs=change.lfs
+            )
+        elif change.kind == "delete":
+            if new.pop(change.path, None) is None:
+                raise EntryNotFoundError(f"A file with this name doesn't exist: {change.path}")
+        else:
+            prefix = change.path.rstrip("/") + "/"
+            doomed = [p for p in new if p.startswith(prefix)]
+            if not doomed:
+                raise EntryNotFoundError(f"A folder with this name doesn't exist: {change.path}")
+            for p in doomed:
+                del new[p]
+    for path in new:  # a file may not also be a folder
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in new:
+                raise BadRequestError(f"{'/'.join(parts[:i])!r} is a file, so {path!r} cannot be created under it")
+    return new
+
+
+def _commit_once(
+    session: Session,
+    repo: Repo,
+    branch: str,
+    changes: Sequence[FileChange],
+    *,
+    title: str,
+    message: str,
+    author: str,
+    parent_commit: str | None,
+) -> tuple[Commit, bool]:
+    ref = session.get(Ref, (repo.id, "branch", branch))
+    if ref is None:
+        raise RevisionNotFoundError(f"Invalid rev id: {branch}")
+    head = session.get(Commit, ref.commit_id)
+    assert head is not None
+    if parent_commit is not None and parent_commit != head.id:
+        raise PreconditionFailedError(
+            f"A commit has happened since {parent_commit}: {branch} is now at {head.id}. Please refresh and try again."
+        )
+    lfs = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
+    if lfs:
+        stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(lfs))).tuples().all())
+        for oid, size in lfs.items():
+            if stored.get(oid) != size:
+                raise BadRequestError(f"LFS object {oid} ({size} bytes) has not been uploaded")
+    entries = _apply(tree_entries(session, head.tree_id), changes)
+    tree_id = _tree_id(entries)
+    if tree_id == head.tree_id and changes:
+        return head, False  # nothing changes: a retried request gets the commit it already made
+    if session.scalar(select(TreeEntry.path).where(TreeEntry.tree_id == tree_id).limit(1)) is None:
+        for e in entries.values():
+            e.tree_id = tree_id
+            session.add(e)
+    now = utcnow()
+    commit = Commit(
+        id=_commit_id(repo.id, head.id, tree_id, author, title, message, now),
+        repo_id=repo.id,
+        parent_id=head.id,
+        tree_id=tree_id,
+        title=title,
+        message=message,
+        author=author,
+        created_at=now,
+    )
+    session.add(commit)
+    moved = session.execute(
+        update(Ref)
+        .where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == branch, Ref.commit_id == head.id)
+        .values(commit_id=commit.id)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise _RacedError()
+    return commit, True
+
+
+class _RacedError(Exception):
+    """The branch moved between reading and writing it; retry on the new head."""
+
+
+def create_commit(
+    db: Database,
+    repo_id: int,
+    branch: str,
+    changes: Sequence[FileChange],
+    *,
+    title: str,
+    message: str = "",
+    author: str,
+    parent_commit: str | None = None,
+) -> tuple[str, bool]:
+    """Commit ``changes`` on top of ``branch``; return (commit id, whether the tree changed).
+
+    Without ``parent_commit`` concurrent commits serialise (each retries on the new head); with it, a head that
+    moved is a :class:`PreconditionFailedError`.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with db.write() as session:
+                repo = session.get(Repo, repo_id)
+                if repo is None:
+                    raise RevisionNotFoundError("repository was deleted")
+                commit, changed = _commit_once(
+                    session, repo, branch, changes, title=title, message=message, author=author,
+                    parent_commit=parent_commit,
+                )  # fmt: skip
+                if changed:
+                    repo.last_modified = commit.created_at
+                return commit.id, changed
+        except (_RacedError, SQLIntegrityError, OperationalError):
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -1,0 +1,231 @@
+"""Repos: create, find (respecting visibility), list and search, settings, delete, branches and tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from openckpt.digest import git_blob_sha1
+from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, RepoNotFoundError, RevisionNotFoundError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.services.accounts import Principal, may_read
+from openckpt.hub.services.cards import derive_metadata, validate_card
+from openckpt.hub.services.commits import _commit_id, _tree_id, resolve_revision, tree_entries
+from openckpt.hub.services.names import REPO_TYPES, check_name, check_revision
+from openckpt.store.blobs import BlobStore
+
+__all__ = [
+    "DEFAULT_BRANCH",
+    "ListQuery",
+    "create_ref",
+    "create_repo",
+    "delete_ref",
+    "delete_repo",
+    "find_repo",
+    "list_repos",
+    "refresh_metadata",
+    "store_bytes",
+    "update_settings",
+]
+
+DEFAULT_BRANCH = "main"
+GITATTRIBUTES = b"""*.7z filter=lfs diff=lfs merge=lfs -text
+*.bin filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.gguf filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.npy filter=lfs diff=lfs merge=lfs -text
+*.npz filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+*.tar filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+"""
+
+
+def check_type(repo_type: str) -> str:
+    if repo_type not in REPO_TYPES:
+        raise BadRequestError(f"invalid repo type {repo_type!r}: one of {', '.join(REPO_TYPES)}")
+    return repo_type
+
+
+def store_bytes(store: BlobStore, session: Session, data: bytes) -> tuple[str, str]:
+    """Store ``data`` as a blob (once); return (sha256, git blob sha1)."""
+    writer = store.writer()
+    writer.write(data)
+    sha256 = writer.commit()
+    if session.get(Blob, sha256) is None:
+        session.merge(Blob(sha256=sha256, size=len(data)))
+    return sha256, git_blob_sha1(data)
+
+
+def find_repo(
+    session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, write: bool = False
+) -> Repo:
+    """The repo, if the caller may see it (else :class:`RepoNotFoundError`, as if it did not exist) and, with
+    ``write``, may write to it (else :class:`ForbiddenError`)."""
+    owner, _, name = repo_id.partition("/")
+    repo = session.scalar(
+        select(Repo)
+        .join(Account, Repo.owner_id == Account.id)
+        .where(Repo.type == check_type(repo_type), Account.name == owner, Repo.name == name)
+        .options(joinedload(Repo.owner))
+    )
+    if repo is None or not may_read(principal, repo):
+        raise RepoNotFoundError(f"Repository Not Found for url: {repo_type} {repo_id}. Please make sure you specified "
+                                "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated "
+                                "repo, make sure you are authenticated.")  # fmt: skip
+    if write and (principal is None or not principal.may_write(repo)):
+        raise ForbiddenError(f"You don't have write access to {repo_id}" + (
+            "" if principal is None or principal.can_write else ": this token is read-only"))  # fmt: skip
+    return repo
+
+
+def create_repo(
+    db: Database, store: BlobStore, principal: Principal, repo_type: str, name: str, owner: str | None, private: bool
+) -> Repo:
+    """A new repo with an initial commit holding ``.gitattributes`` on ``main``, as the Hub creates it."""
+    check_type(repo_type)
+    check_name(name, "repo name")
+    owner_name = owner or principal.name
+    with db.write() as session:
+        account = session.scalar(select(Account).where(Account.name == owner_name))
+        if account is None or not principal.may_write_to(account.id) or not principal.can_write:
+            raise ForbiddenError(
+                f"You don't have the rights to create a {repo_type} under the namespace {owner_name!r}"
+            )
+        exists = session.scalar(
+            select(Repo).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == name)
+        )
+        if exists is not None:
+            raise ConflictError(f"You already created this {repo_type} repo: {owner_name}/{name}")
+        repo = Repo(type=repo_type, owner_id=account.id, name=name, private=private, owner=account)
+        session.add(repo)
+        session.flush()
+        sha256, oid = store_bytes(store, session, GITATTRIBUTES)
+        entry = TreeEntry(path=".gitattributes", sha256=sha256, git_oid=oid, size=len(GITATTRIBUTES), lfs=False)
+        tree_id = _tree_id({entry.path: entry})
+        if session.get(TreeEntry, (tree_id, entry.path)) is None:
+            entry.tree_id = tree_id
+            session.add(entry)
+        now = utcnow()
+        commit_id = _commit_id(repo.id, None, tree_id, principal.name, "initial commit", "", now)
+        initial = Commit(id=commit_id, repo_id=repo.id, tree_id=tree_id, title="initial commit", author=principal.name)
+        initial.created_at = now
+        session.add(initial)
+        session.add(Ref(repo_id=repo.id, kind="branch", name=DEFAULT_BRANCH, commit_id=commit_id))
+    return repo
+
+
+def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str) -> None:
+    with db.write() as session:
+        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        for table in (Ref, Commit):
+            session.execute(delete(table).where(table.repo_id == repo.id))
+        session.delete(repo)
+
+
+def update_settings(
+    db: Database, principal: Principal, repo_type: str, repo_id: str, *, private: bool | None, gated: str | bool | None
+) -> None:
+    with db.write() as session:
+        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        if private is not None:
+            repo.private = private
+        if gated is not None:
+            if gated not in (False, "auto", "manual"):
+                raise BadRequestError("gated must be 'auto', 'manual' or false")
+            repo.gated = gated if isinstance(gated, str) else None
+
+
+def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str,
+               start: str | None, message: str | None = None) -> None:  # fmt: skip
+    """Create a branch or tag at ``start`` (default: the default branch's head)."""
+    check_revision(name)
+    with db.write() as session:
+        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        if session.get(Ref, (repo.id, kind, name)) is not None:
+            raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
+        commit = resolve_revision(session, repo, start or DEFAULT_BRANCH)
+        session.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_id=commit.id, message=message))
+
+
+def delete_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str) -> None:
+    with db.write() as session:
+        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        ref = session.get(Ref, (repo.id, kind, name))
+        if ref is None:
+            raise RevisionNotFoundError(f"Invalid rev id: {name}")
+        if kind == "branch" and name == DEFAULT_BRANCH:
+            raise BadRequestError("the default branch cannot be deleted")
+        session.delete(ref)
+
+
+def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
+    """Recompute card data and tags from the default branch's README.md and file list."""
+    with db.write() as session:
+        repo = session.get(Repo, repo_id)
+        if repo is None:
+            return
+        try:
+            head = resolve_revision(session, repo, DEFAULT_BRANCH)
+        except RevisionNotFoundError:
+            return
+        entries = tree_entries(session, head.tree_id)
+        readme = entries.get("README.md")
+        card: dict[str, object] = {}
+        if readme is not None and readme.size <= 1 << 20:
+            text = b"".join(store.read(readme.sha256)).decode("utf-8", errors="replace")
+            card = validate_card(text)[0]
+        repo.card_data = card
+        repo.tags, repo.pipeline_tag, repo.library_name = derive_metadata(card, list(entries))
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    search: str | None = None
+    author: str | None = None
+    filters: tuple[str, ...] = ()
+    sort: str | None = None
+    descending: bool = True
+    limit: int = 1000
+    offset: int = 0
+
+
+_SORT = {
+    "lastModified": Repo.last_modified, "last_modified": Repo.last_modified, "createdAt": Repo.created_at,
+    "created_at": Repo.created_at, "downloads": Repo.downloads, "likes": Repo.likes, "trendingScore": Repo.downloads,
+    "id": Repo.name,
+}  # fmt: skip
+
+
+def list_repos(session: Session, principal: Principal | None, repo_type: str, query: ListQuery) -> list[Repo]:
+    """Repos the caller may see, filtered, sorted and paged."""
+    stmt: Select[Repo] = (
+        select(Repo).join(Account, Repo.owner_id == Account.id).where(Repo.type == check_type(repo_type))
+        .options(joinedload(Repo.owner))
+    )  # fmt: skip
+    if principal is None:
+        stmt = stmt.where(Repo.private.is_(False))
+    elif not principal.is_admin:
+        owners = [principal.account_id, *principal.orgs]
+        stmt = stmt.where(or_(Repo.private.is_(False), Repo.owner_id.in_(owners)))
+    if query.author:
+        stmt = stmt.where(Account.name == query.author)
+    if query.search:
+        pattern = f"%{query.search.lower()}%"
+        stmt = stmt.where(func.lower(Account.name + "/" + Repo.name).like(pattern))
+    order = _SORT.get(query.sort or "", Repo.id if query.sort is None else None)
+    if order is None:
+        raise BadRequestError(f"cannot sort by {query.sort!r}")
+    stmt = stmt.order_by(order.desc() if query.descending and query.sort else order.asc(), Repo.id)
+    repos = list(session.scalars(stmt))
+    if query.filters:  # tags live in JSON: filter in Python, portable across SQLite and PostgreSQL
+        wanted = set(query.filters)
+        repos = [r for r in repos if wanted <= {*r.tags, r.library_name, r.pipeline_tag}]
+    return repos[query.offset : query.offset + query.limit]

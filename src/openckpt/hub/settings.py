@@ -1,0 +1,82 @@
+"""Hub settings: command-line options and ``OPENCKPT_*`` environment variables, read here and nowhere else."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from openckpt.fsutil import temp_sibling
+
+__all__ = ["Settings"]
+
+_ENV = {
+    "data_dir": ("OPENCKPT_DATA_DIR", Path),
+    "host": ("OPENCKPT_HOST", str),
+    "port": ("OPENCKPT_PORT", int),
+    "workers": ("OPENCKPT_WORKERS", int),
+    "database_url": ("OPENCKPT_DATABASE_URL", str),
+    "public_url": ("OPENCKPT_PUBLIC_URL", str),
+    "max_inline_bytes": ("OPENCKPT_MAX_INLINE_BYTES", int),
+    "max_commit_bytes": ("OPENCKPT_MAX_COMMIT_BYTES", int),
+    "multipart_threshold": ("OPENCKPT_MULTIPART_THRESHOLD", int),
+    "multipart_chunk_size": ("OPENCKPT_MULTIPART_CHUNK_SIZE", int),
+    "signed_url_ttl": ("OPENCKPT_SIGNED_URL_TTL", int),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    database_url: str = ""
+    """SQLAlchemy URL; empty means SQLite at ``<data_dir>/openckpt.db``."""
+    public_url: str = ""
+    """The URL clients use (``HF_ENDPOINT``); empty means ``http://<host>:<port>``."""
+    max_inline_bytes: int = 10 * 2**20
+    """Files up to this size may travel inside a commit (regular); larger ones go through LFS."""
+    max_commit_bytes: int = 512 * 2**20
+    """Upper bound on a commit request body (inline files are base64 inside it)."""
+    multipart_threshold: int = 5 * 10**9
+    multipart_chunk_size: int = 512 * 2**20
+    signed_url_ttl: int = 3600
+    secret: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, overridden by ``OPENCKPT_*`` variables, overridden by explicit (non-None) arguments."""
+        values: dict[str, Any] = {}
+        for name, (var, kind) in _ENV.items():
+            if var in os.environ:
+                values[name] = kind(os.environ[var])
+        values.update({k: _ENV[k][1](v) if k in _ENV else v for k, v in overrides.items() if v is not None})
+        return cls(**values).resolved()
+
+    def resolved(self) -> Settings:
+        """Fill derived defaults and load (or create) the signing secret in the data dir."""
+        data_dir = self.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        url = self.database_url or f"sqlite:///{data_dir / 'openckpt.db'}"
+        public = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        return replace(self, data_dir=data_dir, database_url=url, public_url=public, secret=_secret(data_dir))
+
+
+def _secret(data_dir: Path) -> bytes:
+    """The key that signs transfer URLs, shared by every worker and server through the data dir.
+
+    Created once: linked into place, which fails rather than overwrite a key another process created first.
+    """
+    path = data_dir / "secret.key"
+    if not path.exists():
+        tmp = temp_sibling(path)
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+        tmp.unlink()
+    return bytes.fromhex(path.read_text().strip())

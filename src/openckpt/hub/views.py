@@ -1,0 +1,93 @@
+"""JSON shapes of the Hugging Face Hub API, built from the hub's rows."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from openckpt.digest import lfs_pointer
+from openckpt.hub.db.models import Commit, Repo, TreeEntry
+
+__all__ = ["commit_json", "directory_json", "file_json", "iso", "repo_json", "sibling_json"]
+
+
+def iso(moment: datetime) -> str:
+    """``2026-11-24T06:55:10.000Z``, the Hub's timestamp format."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _lfs(entry: TreeEntry, oid_key: str) -> dict[str, Any]:
+    return {oid_key: entry.sha256, "size": entry.size, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+
+
+def sibling_json(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"rfilename": entry.path}
+    if blobs:
+        item.update(size=entry.size, blobId=entry.git_oid)
+        if entry.lfs:
+            item["lfs"] = _lfs(entry, "sha256")
+    return item
+
+
+def file_json(entry: TreeEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": entry.path}
+    if entry.lfs:
+        item["lfs"] = _lfs(entry, "oid")
+    return item
+
+
+def directory_json(path: str, entries: list[TreeEntry]) -> dict[str, Any]:
+    """A directory; its oid is a stable digest of what it contains."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for e in entries:
+        h.update(f"{e.path}\0{e.git_oid}\n".encode())
+    return {"type": "directory", "oid": h.hexdigest(), "size": 0, "path": path}
+
+
+def commit_json(commit: Commit) -> dict[str, Any]:
+    return {
+        "id": commit.id,
+        "title": commit.title,
+        "message": commit.message,
+        "date": iso(commit.created_at),
+        "authors": [{"user": commit.author}],
+    }
+
+
+def repo_json(
+    repo: Repo,
+    *,
+    head: Commit | None = None,
+    entries: list[TreeEntry] | None = None,
+    blobs: bool = False,
+    card: bool = True,
+) -> dict[str, Any]:
+    """A repo as ``model_info`` / ``list_models`` return it."""
+    data: dict[str, Any] = {
+        "_id": str(repo.id),
+        "id": repo.repo_id,
+        "author": repo.owner.name,
+        "private": repo.private,
+        "gated": repo.gated or False,
+        "disabled": False,
+        "downloads": repo.downloads,
+        "likes": repo.likes,
+        "tags": list(repo.tags),
+        "lastModified": iso(repo.last_modified),
+        "createdAt": iso(repo.created_at),
+        "xetEnabled": False,
+    }
+    if repo.type == "model":
+        data["modelId"] = repo.repo_id
+        data["pipeline_tag"] = repo.pipeline_tag
+        data["library_name"] = repo.library_name
+    if card and repo.card_data:
+        data["cardData"] = repo.card_data
+    if head is not None:
+        data["sha"] = head.id
+        data["lastModified"] = iso(head.created_at)
+    if entries is not None:
+        data["siblings"] = [sibling_json(e, blobs=blobs) for e in entries]
+        data["usedStorage"] = sum(e.size for e in entries)
+    return data

@@ -1,0 +1,1 @@
+"""Content-addressed blob storage behind one interface: local filesystem now, object storage later."""

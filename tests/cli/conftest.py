@@ -1,0 +1,39 @@
+"""Fixtures for CLI tests: a CliRunner wrapper and a checkpoint of a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import Result
+from typer.testing import CliRunner
+
+import openckpt
+from openckpt.cli.app import app
+
+from .helpers import Invoke, tiny_model
+
+
+@pytest.fixture
+def invoke() -> Invoke:
+    """Run the app in-process: ``invoke("inspect", path)`` → click Result (``stdout`` and ``stderr`` apart)."""
+    runner = CliRunner()
+
+    def run(*args: object) -> Result:
+        return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+    return run
+
+
+@pytest.fixture
+def model() -> torch.nn.Module:
+    return tiny_model()
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path, model: torch.nn.Module) -> Path:
+    """An openckpt checkpoint of :func:`tiny_model`."""
+    path = tmp_path / "ckpt"
+    openckpt.save(path, {"model": model})
+    return path
