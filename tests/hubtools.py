@@ -1,0 +1,153 @@
+"""Real hub processes and throwaway PostgreSQL clusters for tests (loopback only, bounded lifetimes)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL 15 cluster in a temp dir, owned by the ``postgres`` system user when run as root."""
+
+    port: int
+    directory: Path
+    url: str = ""
+
+    def create_database(self, name: str) -> str:
+        self._run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name])
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def _run(self, cmd: list[str]) -> None:
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Postgres]:
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError("PostgreSQL 15 is not installed (scripts/test installs postgresql-15)")
+    directory = Path(tempfile.mkdtemp(prefix="openckpt-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    pg = Postgres(free_port(), directory)
+    data = directory / "data"
+    pg._run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+    opts = f"-p {pg.port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    pg._run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(directory / "log"), "-w", "start"])
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(Exception):
+            pg._run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class HubProcess:
+    """An ``openckpt`` hub served by a real process on 127.0.0.1."""
+
+    url: str
+    data_dir: Path
+    database_url: str
+    token: str
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def create_user(self, name: str, *, role: str = "write", admin: bool = False) -> str:
+        """Create a user with a token of ``role``; return the token."""
+        from openckpt.hub.db.engine import Database
+        from openckpt.hub.services.accounts import create_account, create_token
+
+        db = Database(self.database_url)
+        try:
+            with db.write() as session:
+                account = create_account(session, name, is_admin=admin)
+                return create_token(session, account, name="test", role=role)[1]
+        finally:
+            db.dispose()
+
+    def create_org(self, name: str, members: dict[str, str]) -> None:
+        from sqlalchemy import select
+
+        from openckpt.hub.db.engine import Database
+        from openckpt.hub.db.models import Account
+        from openckpt.hub.services.accounts import add_member, create_account
+
+        db = Database(self.database_url)
+        try:
+            with db.write() as session:
+                org = create_account(session, name, kind="org")
+                for user, role in members.items():
+                    account = session.scalars(select(Account).where(Account.name == user)).one()
+                    add_member(session, org, account, role)
+        finally:
+            db.dispose()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_hub(data_dir: Path, database_url: str = "", *, workers: int = 1, port: int | None = None) -> HubProcess:
+    """Start ``python -m openckpt.hub`` and wait until it answers; the admin's token is in ``.token``."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir.parent / f"hub-{port}.log"
+    cmd = [sys.executable, "-m", "openckpt.hub", "--data-dir", str(data_dir), "--port", str(port),
+           "--host", "127.0.0.1", "--workers", str(workers)]  # fmt: skip
+    if database_url:
+        cmd += ["--database-url", database_url]
+    out = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out)
+    assert process.stdout is not None
+    token = ""
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/api/models", timeout=90)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"hub did not start:\n{log.read_text()[-3000:]}") from None
+    line = process.stdout.readline().decode()
+    if line.startswith("admin-token "):
+        token = line.split()[1]
+    from openckpt.hub.settings import Settings
+
+    resolved = database_url or Settings.from_env(data_dir=data_dir).database_url
+    return HubProcess(url, data_dir, resolved, token, process, log)
