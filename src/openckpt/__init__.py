@@ -17,6 +17,7 @@ from openckpt.errors import (
     ManifestError,
     NoValidCheckpointError,
     OpenckptError,
+    SignatureError,
     StateMismatchError,
     UnsafeFileError,
     UnsupportedStateError,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from openckpt.checkpoint.retention import keep_best, keep_every, keep_last
     from openckpt.checkpoint.stateful import RNGState, Stateful, TrainingProgress
     from openckpt.format.manifest import Manifest, read_manifest
+    from openckpt.signing import sign, verify_signature
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,8 @@ _LAZY = {
     "TrainingProgress": "openckpt.checkpoint.stateful",
     "Manifest": "openckpt.format.manifest",
     "read_manifest": "openckpt.format.manifest",
+    "sign": "openckpt.signing",
+    "verify_signature": "openckpt.signing",
 }
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "OpenckptError",
     "RNGState",
     "ResumableLoader",
+    "SignatureError",
     "StateMismatchError",
     "Stateful",
     "TrainingProgress",
@@ -76,6 +81,8 @@ __all__ = [
     "load",
     "read_manifest",
     "save",
+    "sign",
+    "verify_signature",
 ]
 
 

@@ -4,8 +4,12 @@
 
     OpenckptError
     ├── FormatError (ValueError)               a file is not what the format says it must be
-    │   └── ManifestError                      openckpt.json missing fields, malformed, wrong version
+    │   ├── ManifestError                      openckpt.json missing fields, malformed, wrong version
+    │   └── SigningKeyError                    a key or certificate file is not a usable EC key / X.509 certificate
     ├── IntegrityError                         bytes on disk differ from their recorded digest or size
+    │   └── SignatureError                     a model signature (Sigstore bundle) is malformed or does not verify
+    │       ├── UntrustedSignatureError        not signed by the given key, or its chain does not reach the given roots
+    │       └── ModelMismatchError             the model's files differ from the signed ones: ``.differences``
     ├── StateMismatchError (ValueError)        checkpoint and target disagree (keys, shapes, dtypes)
     ├── UnsupportedStateError (TypeError)      a state value openckpt cannot store without pickle
     ├── UnsafeFileError                        refusing to load a file that needs unpickling
@@ -50,10 +54,14 @@ __all__ = [
     "FormatError",
     "IntegrityError",
     "ManifestError",
+    "ModelMismatchError",
     "NoValidCheckpointError",
     "OpenckptError",
+    "SignatureError",
+    "SigningKeyError",
     "StateMismatchError",
     "UnsafeFileError",
+    "UntrustedSignatureError",
     "UnsupportedStateError",
 ]
 
@@ -74,8 +82,28 @@ class ManifestError(FormatError):
     """``openckpt.json`` is missing, malformed, or of an unsupported version."""
 
 
+class SigningKeyError(FormatError):
+    """A key or certificate cannot be used for model signing: not PEM, not EC P-256/P-384/P-521, or mismatched."""
+
+
 class IntegrityError(OpenckptError):
     """A file's bytes differ from the size or digest recorded in the manifest."""
+
+
+class SignatureError(IntegrityError):
+    """A model signature is malformed, untrusted, or does not match the model."""
+
+
+class UntrustedSignatureError(SignatureError):
+    """The signature does not verify with the given key, or its certificate chain does not reach the given roots."""
+
+
+class ModelMismatchError(SignatureError):
+    """The model's files differ from the signed manifest; ``differences`` names each one."""
+
+    def __init__(self, message: str, *, differences: list[str], path: str | Path | None = None) -> None:
+        super().__init__(message, path=path)
+        self.differences = differences
 
 
 class StateMismatchError(OpenckptError, ValueError):

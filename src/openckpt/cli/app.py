@@ -10,6 +10,7 @@ import typer
 from openckpt.cli.convert import convert_command
 from openckpt.cli.diff import diff_command
 from openckpt.cli.inspect import inspect_command
+from openckpt.cli.signature import signature_app
 from openckpt.cli.verify import verify_command
 
 __all__ = ["app", "main"]
@@ -25,6 +26,7 @@ app.command("inspect")(inspect_command)
 app.command("verify")(verify_command)
 app.command("diff")(diff_command)
 app.command("convert")(convert_command)
+app.add_typer(signature_app, name="signature")
 
 
 def main() -> None:
