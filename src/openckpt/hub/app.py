@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from openckpt.errors import HubError, OpenckptError
 from openckpt.hub.context import Hub
@@ -32,7 +34,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
     """The hub app; settings default to ``OPENCKPT_*`` variables. ``migrate`` applies migrations first."""
-    from openckpt.hub.routes import files, lfs, repos, resolve, users
+    from openckpt.hub.routes import files, lfs, repos, resolve, ui, users
 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.hub = Hub(settings, db, LocalBlobStore(settings.data_dir / "store"))
     for module in (users, repos, files, lfs, resolve):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> JSONResponse:

@@ -1,0 +1,135 @@
+"""Web sign-in with an access token, sign-out, and token management (``/settings/tokens``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from openckpt.errors import BadRequestError, ForbiddenError, UnauthorizedError
+from openckpt.hub.context import hub_of
+from openckpt.hub.db.models import Account
+from openckpt.hub.routes.ui_common import (
+    SESSION_COOKIE,
+    PageRoute,
+    check_csrf,
+    csrf_token,
+    page,
+    secure_cookies,
+    viewer_of,
+)
+from openckpt.hub.services import accounts, pages
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SESSION_SECONDS = 30 * 86400
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never ``//host`` or ``/\\host``, which browsers treat as another site."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or not target.isprintable():
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    if viewer_of(request) is not None:
+        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+    return _login_page(request, request.query_params.get("next"), "", 200)
+
+
+def _login_page(request: Request, target: str | None, error: str, status: int) -> Response:
+    context = {"next": _safe_next(target), "error": error, "csrf": csrf_token(request, "login")}
+    return page(request, "login.html", context, status=status, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    check_csrf(request, form.get("csrf"), "login")
+    secret = str(form.get("token") or "").strip()
+    try:
+        if not secret:
+            raise UnauthorizedError("empty token")
+        with hub_of(request).db.read() as session:
+            accounts.authenticate(session, secret)
+    except UnauthorizedError:
+        return _login_page(
+            request, str(form.get("next") or ""), "That token is not valid: it is unknown or has been revoked.", 401
+        )
+    response = RedirectResponse(_safe_next(str(form.get("next") or "/")), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+        secure=secure_cookies(request), path="/",
+    )  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    check_csrf(request, form.get("csrf"), "logout")
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _tokens_page(request: Request, *, new_secret: str = "", new_name: str = "", error: str = "",
+                 status: int = 200) -> Response:  # fmt: skip
+    viewer = viewer_of(request)
+    if viewer is None:
+        return RedirectResponse("/login?next=/settings/tokens", status_code=303)
+    with hub_of(request).db.read() as session:
+        tokens = pages.list_tokens(session, viewer.account_id)
+    current = accounts.hash_token(request.cookies.get(SESSION_COOKIE, ""))
+    context = {
+        "tokens": tokens, "current_digest": current, "csrf": csrf_token(request, "tokens"),
+        "new_secret": new_secret, "new_name": new_name, "error": error,
+    }  # fmt: skip
+    return page(request, "tokens.html", context, status=status, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/settings/tokens")
+def tokens(request: Request) -> Response:
+    return _tokens_page(request)
+
+
+@router.post("/settings/tokens")
+async def manage_tokens(request: Request) -> Response:
+    """``action=create`` (name, role) or ``action=revoke`` (id). A new token's secret is shown on this response only."""
+    form = await request.form()
+    viewer = viewer_of(request)
+    if viewer is None:
+        raise UnauthorizedError("sign in first")
+    check_csrf(request, form.get("csrf"), "tokens")
+    action = form.get("action")
+    hub = hub_of(request)
+    if action == "create":
+        name = str(form.get("name") or "").strip()
+        role = str(form.get("role") or "read")
+        if not name or len(name) > 100:
+            return _tokens_page(request, error="Give the token a name of 1 to 100 characters.", status=400)
+        if role == "write" and not viewer.can_write:
+            raise ForbiddenError("this session uses a read token: it can create read tokens only")
+        with hub.db.write() as session:
+            account = session.get(Account, viewer.account_id)
+            assert account is not None
+            _, secret = accounts.create_token(session, account, name=name, role=role)
+        return _tokens_page(request, new_secret=secret, new_name=name)
+    if action == "revoke":
+        if not viewer.can_write:
+            raise ForbiddenError("this session uses a read token: sign in with a write token to revoke tokens")
+        try:
+            token_id = int(str(form.get("id")))
+        except ValueError:
+            raise BadRequestError("no token id") from None
+        with hub.db.write() as session:
+            account = session.get(Account, viewer.account_id)
+            assert account is not None
+            revoked = [t for t in pages.list_tokens(session, account.id) if t.id == token_id]
+            accounts.revoke_token(session, account, token_id)
+        if revoked and revoked[0].digest == accounts.hash_token(request.cookies.get(SESSION_COOKIE, "")):
+            response = RedirectResponse("/", status_code=303)  # this session's own token: signed out
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+        return RedirectResponse("/settings/tokens", status_code=303)
+    raise BadRequestError("action must be 'create' or 'revoke'")

@@ -1,0 +1,264 @@
+"""What every web page shares: templates and their filters, the viewer from the session cookie, CSRF tokens,
+security headers, and HTML error pages for the hub's errors.
+
+Sessions are the ``openckpt_token`` cookie (HttpOnly, SameSite=Lax) holding an access token. A form that changes
+state carries ``csrf`` = HMAC(hub secret, purpose ‖ sha256(session token)), or, before login, HMAC over a random
+``openckpt_csrf`` cookie; the server recomputes it and also refuses cross-site ``Origin``/``Sec-Fetch-Site``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from openckpt.errors import (
+    EntryNotFoundError,
+    ForbiddenError,
+    HubError,
+    OpenckptError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UnauthorizedError,
+)
+from openckpt.hub.context import hub_of, optional_principal
+from openckpt.hub.db.models import Repo, utcnow
+from openckpt.hub.services.accounts import Principal, hash_token
+from openckpt.protocol import REPO_TYPE_PREFIX
+
+__all__ = [
+    "SESSION_COOKIE",
+    "PageRoute",
+    "check_csrf",
+    "csrf_token",
+    "page",
+    "repo_url",
+    "resolve_url",
+    "viewer_of",
+]
+
+SESSION_COOKIE = "openckpt_token"
+NONCE_COOKIE = "openckpt_csrf"
+HUB_DIR = Path(__file__).resolve().parent.parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "private, no-cache",
+}
+
+
+# ---- formatting -------------------------------------------------------------------------------------------------
+
+
+def human_size(n: int) -> str:
+    """Decimal units as the Hub shows them: ``0 B``, ``1.2 kB``, ``3.4 MB``."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 999.95:
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{value:.0f} PB"
+
+
+def human_count(n: int | None) -> str:
+    """``950``, ``12.3k``, ``124M``, ``7.2B``."""
+    if n is None:
+        return "-"
+    for limit, unit in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if abs(n) >= limit:
+            value = n / limit
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(int((utcnow() - moment).total_seconds()), 0)
+    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"
+
+
+def utc(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def repo_url(repo: Repo) -> str:
+    """``/owner/name`` for a model, ``/datasets/owner/name`` for a dataset."""
+    return f"/{REPO_TYPE_PREFIX[repo.type]}{repo.repo_id}"
+
+
+def resolve_url(repo: Repo, rev: str, path: str) -> str:
+    """The download URL of a file (the API's ``/resolve``)."""
+    return f"{repo_url(repo)}/resolve/{quote(rev, safe='')}/{quote(path)}"
+
+
+def _metadata_value(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list):
+        return f"{type(value).__name__} of {len(value)} item{'s' if len(value) != 1 else ''}"
+    return str(value)
+
+
+def _static_version() -> str:
+    h = hashlib.sha256()
+    for path in sorted((HUB_DIR / "static").glob("*")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+ENV = Environment(
+    loader=FileSystemLoader(HUB_DIR / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(
+    size=human_size, count=human_count, ago=ago, utc=utc, q=lambda s: quote(str(s), safe=""),
+    qpath=lambda s: quote(str(s)), short=lambda sha: str(sha)[:7], metadata_value=_metadata_value,
+    thousands=lambda n: f"{n:,}",
+)  # fmt: skip
+ENV.globals.update(repo_url=repo_url, resolve_url=resolve_url, static_version=_static_version())
+
+
+# ---- the viewer and CSRF ----------------------------------------------------------------------------------------
+
+
+def viewer_of(request: Request) -> Principal | None:
+    """The signed-in account, or None; a revoked or unknown session token counts as signed out (and is cleared)."""
+    try:
+        return optional_principal(request)
+    except UnauthorizedError:
+        request.scope["principal"] = None
+        request.state.stale_session = True
+        return None
+
+
+def _binding(request: Request, *, create: bool) -> str | None:
+    """What a form's CSRF token is bound to: the session token's digest, else the pre-login nonce cookie."""
+    viewer_of(request)  # marks a stale session, which no longer counts
+    session = request.cookies.get(SESSION_COOKIE)
+    if session and not getattr(request.state, "stale_session", False):
+        return "session:" + hash_token(session)
+    nonce = request.cookies.get(NONCE_COOKIE) or getattr(request.state, "new_nonce", None)
+    if nonce is None and create:
+        nonce = request.state.new_nonce = secrets.token_urlsafe(24)
+    return None if nonce is None else "nonce:" + nonce
+
+
+def _mac(request: Request, purpose: str, binding: str) -> str:
+    secret = hub_of(request).settings.secret
+    return hmac.new(secret, f"{purpose}\0{binding}".encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(request: Request, purpose: str) -> str:
+    """The hidden ``csrf`` field of a form that ``purpose`` names (``logout``, ``tokens``, ``login``)."""
+    binding = _binding(request, create=True)
+    assert binding is not None
+    return _mac(request, purpose, binding)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_csrf(request: Request, form_value: object, purpose: str) -> None:
+    """Refuse a state-changing form from another site, or without the token this session's page carried."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise ForbiddenError("cross-site form submissions are refused")
+    origin = request.headers.get("origin")
+    if origin is not None and origin not in (
+        _origin(str(request.base_url)),
+        _origin(hub_of(request).settings.public_url),
+    ):
+        raise ForbiddenError(f"form posted from another origin ({origin}) is refused")
+    binding = _binding(request, create=False)
+    expected = _mac(request, purpose, binding) if binding else ""
+    if not expected or not isinstance(form_value, str) or not hmac.compare_digest(form_value, expected):
+        raise ForbiddenError("the form's CSRF token is missing or stale: reload the page and try again")
+
+
+def secure_cookies(request: Request) -> bool:
+    return request.url.scheme == "https" or hub_of(request).settings.public_url.startswith("https://")
+
+
+# ---- pages ------------------------------------------------------------------------------------------------------
+
+
+def page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Render ``template`` for this request, with the viewer, its logout form token and safe headers."""
+    viewer = viewer_of(request)
+    html = ENV.get_template(template).render(
+        request=request,
+        viewer=viewer,
+        logout_csrf=csrf_token(request, "logout") if viewer else "",
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+    if getattr(request.state, "stale_session", False):
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    nonce = getattr(request.state, "new_nonce", None)
+    if nonce is not None:
+        response.set_cookie(
+            NONCE_COOKIE, nonce, httponly=True, samesite="lax", secure=secure_cookies(request), path="/"
+        )
+    return response
+
+
+_TITLES: dict[type[HubError], str] = {
+    RevisionNotFoundError: "Revision not found",
+    EntryNotFoundError: "File or folder not found",
+}
+
+
+def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+    return page(request, "error.html", {"status": status, "title": title, "detail": detail}, status=status)
+
+
+class PageRoute(APIRoute):
+    """A route whose hub errors (404 for hidden repos, 400, 403...) become HTML pages, not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RepoNotFoundError:  # one page for "absent" and "private": the API's rule
+                return error_page(request, 404, "Not found", "No such page, or it is private.")
+            except HubError as e:
+                return error_page(request, e.status, _TITLES.get(type(e), "Request refused"), str(e))
+            except ValueError as e:
+                return error_page(request, 400, "Bad request", str(e))
+            except OpenckptError as e:  # e.g. a blob missing from the store
+                return error_page(request, 500, "Server error", str(e))
+
+        return handle

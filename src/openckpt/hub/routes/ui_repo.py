@@ -1,0 +1,169 @@
+"""Repo pages: overview (card, files, openckpt manifest), folders, files, commit history, one commit, refs.
+
+Models live at ``/{owner}/{name}``, datasets at ``/datasets/{owner}/{name}``; a revision is ``?rev=`` on the
+overview and a path segment elsewhere (``%2F`` inside it, as the API expects). API routes are included first, so
+``/{owner}/{name}/resolve/...`` and the LFS endpoints are never shadowed; owners that are the first segment of
+another page (``api``, ``datasets``...) are refused here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+
+from openckpt.errors import EntryNotFoundError, RepoNotFoundError
+from openckpt.hub.context import hub_of, raw_tail, repo_id_of
+from openckpt.hub.db.models import Commit, Repo
+from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
+from openckpt.hub.services import pages
+from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.services.render import render_card, render_markdown
+from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+RESERVED = frozenset({"api", "datasets", "spaces", "models", "settings", "static", "login", "logout", "search"})
+MAX_README = 1 << 20
+MAX_PREVIEW = 512 << 10
+COMMITS_PAGE = 50
+
+
+def _repo(session: Session, request: Request, repo_type: str) -> Repo:
+    owner, name = request.path_params["owner"], request.path_params["name"]
+    if repo_type == "model" and owner in RESERVED:
+        raise RepoNotFoundError(f"{owner}/{name}")
+    return find_repo(session, viewer_of(request), repo_type, repo_id_of(owner, name))
+
+
+def _header(session: Session, repo: Repo, rev: str, commit: Commit, tab: str,
+            rev_link: Callable[[str], str]) -> dict[str, Any]:  # fmt: skip
+    """What the header of every repo page shows: name, revision switcher, tabs."""
+    branches, tags = pages.list_refs(session, repo)
+    return {"repo": repo, "rev": rev, "commit": commit, "tab": tab, "base": repo_url(repo), "rev_link": rev_link,
+            "branches": branches, "tags": tags, "kind_label": repo.type.capitalize()}  # fmt: skip
+
+
+def _rev_and_path(request: Request, repo_type: str) -> tuple[str, str]:
+    """Revision and path after ``/{owner}/{name}/<view>/`` in the raw URL (revisions may hold ``%2F``)."""
+    tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
+    rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
+    return rev, "/".join(p for p in tail[1:] if p)
+
+
+def overview(request: Request, repo_type: str) -> Response:
+    hub = hub_of(request)
+    rev = request.query_params.get("rev") or DEFAULT_BRANCH
+    with hub.db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, rev)
+        entries = tree_entries(session, commit.tree_id)
+        base = repo_url(repo)
+        card = manifest = None
+        if (readme := entries.get("README.md")) is not None:
+            text = pages.read_text(hub.store, readme, MAX_README)
+            if text is not None:
+                card = render_card(text, file_base=f"{base}/resolve/{commit.id}")
+        if (entry := entries.get("openckpt.json")) is not None:
+            manifest = pages.load_manifest(hub.store, entry)
+        recent, _ = pages.commit_history(session, repo, commit, offset=0, limit=5)
+        context = {
+            **_header(session, repo, rev, commit, "card", lambda r: f"{base}?rev={quote(r, safe='')}"),
+            "card": card, "panel": manifest, "listing": pages.folder_listing(entries, ""), "recent": recent,
+            "file_count": len(entries), "total_size": sum(e.size for e in entries.values()),
+            "endpoint": hub.settings.public_url,
+        }  # fmt: skip
+        return page(request, "repo.html", context)
+
+
+def tree(request: Request, repo_type: str) -> Response:
+    rev, path = _rev_and_path(request, repo_type)
+    with hub_of(request).db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, rev)
+        listing = pages.folder_listing(tree_entries(session, commit.tree_id), path)
+        if listing is None:
+            raise EntryNotFoundError(f"no folder {path!r} at {rev}")
+        base = repo_url(repo)
+        link = lambda r: f"{base}/tree/{quote(r, safe='')}/{quote(path)}".rstrip("/")  # noqa: E731
+        context = {**_header(session, repo, rev, commit, "files", link), "listing": listing, "path": path}
+        return page(request, "repo_tree.html", context)
+
+
+def blob(request: Request, repo_type: str) -> Response:
+    rev, path = _rev_and_path(request, repo_type)
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, rev)
+        entry = tree_entries(session, commit.tree_id).get(path)
+        if entry is None:
+            raise EntryNotFoundError(f"no file {path!r} at {rev}")
+        base = repo_url(repo)
+        text = pages.read_text(hub.store, entry, MAX_PREVIEW)
+        rendered = None
+        if text is not None and path.lower().endswith(".md"):
+            folder = path.rpartition("/")[0]
+            rendered = render_markdown(text, file_base=f"{base}/resolve/{commit.id}", folder=folder)
+        link = lambda r: f"{base}/blob/{quote(r, safe='')}/{quote(path)}"  # noqa: E731
+        context = {**_header(session, repo, rev, commit, "files", link), "entry": entry, "path": path,
+                   "text": text, "rendered": rendered, "preview_limit": MAX_PREVIEW}  # fmt: skip
+        return page(request, "repo_blob.html", context)
+
+
+def commits(request: Request, repo_type: str) -> Response:
+    rev, _ = _rev_and_path(request, repo_type)
+    number = max(int(request.query_params.get("p") or 1), 1)
+    with hub_of(request).db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, rev)
+        history, more = pages.commit_history(session, repo, commit, offset=(number - 1) * COMMITS_PAGE,
+                                             limit=COMMITS_PAGE)  # fmt: skip
+        base = repo_url(repo)
+        link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
+        context = {**_header(session, repo, rev, commit, "commits", link), "history": history, "more": more,
+                   "number": number}  # fmt: skip
+        return page(request, "repo_commits.html", context)
+
+
+def one_commit(request: Request, repo_type: str) -> Response:
+    sha = request.path_params["sha"]
+    with hub_of(request).db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
+        if commit is None or commit.id != sha.lower():
+            raise EntryNotFoundError(f"no commit {sha!r} in this repo")
+        base = repo_url(repo)
+        link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
+        context = {**_header(session, repo, commit.id, commit, "commits", link),
+                   "changes": pages.commit_changes(session, commit)}  # fmt: skip
+        return page(request, "repo_commit.html", context)
+
+
+def refs(request: Request, repo_type: str) -> Response:
+    with hub_of(request).db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, DEFAULT_BRANCH)
+        base = repo_url(repo)
+        context = _header(session, repo, DEFAULT_BRANCH, commit, "refs", lambda r: f"{base}?rev={quote(r, safe='')}")
+        return page(request, "repo_refs.html", context)
+
+
+def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Callable[[Request], Response]:
+    def endpoint(request: Request) -> Response:
+        return view(request, repo_type)
+
+    endpoint.__name__ = f"{view.__name__}_{repo_type}"
+    return endpoint
+
+
+_VIEWS: list[tuple[str, Callable[[Request, str], Response]]] = [
+    ("", overview), ("/tree", tree), ("/tree/{rest:path}", tree), ("/blob/{rest:path}", blob),
+    ("/commits", commits), ("/commits/{rest:path}", commits), ("/commit/{sha}", one_commit), ("/refs", refs),
+]  # fmt: skip
+for _prefix, _type in (("/datasets", "dataset"), ("", "model")):  # datasets first: their paths are longer
+    for _suffix, _view in _VIEWS:
+        router.add_api_route(f"{_prefix}/{{owner}}/{{name}}{_suffix}", _endpoint(_view, _type), methods=["GET"])
