@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import typer
 
+from openckpt.cli.accounts import org_app, token_app, user_app
 from openckpt.cli.convert import convert_command
 from openckpt.cli.diff import diff_command
 from openckpt.cli.inspect import inspect_command
+from openckpt.cli.login import login_command
+from openckpt.cli.pull import pull_command
+from openckpt.cli.push import push_command
+from openckpt.cli.repo import repo_app
+from openckpt.cli.serve import serve_command
 from openckpt.cli.signature import signature_app
 from openckpt.cli.verify import verify_command
 
@@ -27,6 +33,15 @@ app.command("verify")(verify_command)
 app.command("diff")(diff_command)
 app.command("convert")(convert_command)
 app.add_typer(signature_app, name="signature")
+# The hub: run it, administer it locally, and use it as a client.
+app.command("serve")(serve_command)
+app.add_typer(user_app, name="user")
+app.add_typer(org_app, name="org")
+app.add_typer(token_app, name="token")
+app.command("login")(login_command)
+app.add_typer(repo_app, name="repo")
+app.command("push")(push_command)
+app.command("pull")(pull_command)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from fastapi import Request
 
@@ -17,6 +17,8 @@ from openckpt.store.blobs import BlobStore
 __all__ = [
     "Hub",
     "hub_of",
+    "int_param",
+    "next_page",
     "optional_principal",
     "raw_tail",
     "repo_id_of",
@@ -38,20 +40,25 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def _bearer(request: Request) -> str | None:
+def _bearer(request: Request, *, session: bool) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get("openckpt_token") or None
+    if session or request.method in ("GET", "HEAD"):  # the API never takes the UI's cookie for a write
+        return request.cookies.get("openckpt_token") or None
+    return None
 
 
-def optional_principal(request: Request) -> Principal | None:
-    """The caller, or None when anonymous; an invalid token is an error, never silently anonymous."""
+def optional_principal(request: Request, *, session: bool = False) -> Principal | None:
+    """The caller, or None when anonymous; an invalid token is an error, never silently anonymous.
+
+    ``session=True`` (web UI forms, which check a CSRF token) also accepts the session cookie on writes.
+    """
     if "principal" in request.scope:
         cached: Principal | None = request.scope["principal"]
         return cached
-    secret = _bearer(request)
+    secret = _bearer(request, session=session)
     principal = None
     if secret is not None:
         with hub_of(request).db.read() as session:
@@ -92,6 +99,26 @@ def raw_tail(request: Request, skip: int) -> list[str]:
     raw = request.scope.get("raw_path") or request.url.path.encode()
     parts = raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")
     return [unquote(p) for p in parts[skip:]]
+
+
+def int_param(request: Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter; anything else is a 400 that names it."""
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise BadRequestError(f"query parameter {name!r} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def next_page(request: Request, offset: int) -> dict[str, str]:
+    """The ``Link: <url>; rel="next"`` header of the page at ``offset``: this absolute URL with ``offset`` replaced.
+
+    Built on the raw path: the decoded one would turn a revision's ``%2F`` into a path separator.
+    """
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?", 1)[0]
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"] + [("offset", str(offset))]
+    return {"Link": f'<{request.url.scheme}://{request.url.netloc}{raw}?{urlencode(query)}>; rel="next"'}
 
 
 def rev_and_path(request: Request, skip: int) -> tuple[str, str]:

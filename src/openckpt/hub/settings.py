@@ -50,18 +50,27 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Defaults, overridden by ``OPENCKPT_*`` variables, overridden by explicit (non-None) arguments."""
+        return cls.configured(**overrides).resolved()
+
+    @classmethod
+    def configured(cls, **overrides: Any) -> Settings:
+        """What :meth:`from_env` reads, before :meth:`resolved`: touches no file (for admin commands)."""
         values: dict[str, Any] = {}
         for name, (var, kind) in _ENV.items():
             if var in os.environ:
                 values[name] = kind(os.environ[var])
         values.update({k: _ENV[k][1](v) if k in _ENV else v for k, v in overrides.items() if v is not None})
-        return cls(**values).resolved()
+        return cls(**values)
+
+    def database(self) -> str:
+        """The SQLAlchemy URL: ``database_url``, or SQLite at ``<data_dir>/openckpt.db``."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'openckpt.db'}"
 
     def resolved(self) -> Settings:
         """Fill derived defaults and load (or create) the signing secret in the data dir."""
         data_dir = self.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        url = self.database_url or f"sqlite:///{data_dir / 'openckpt.db'}"
+        url = self.database()
         public = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
         return replace(self, data_dir=data_dir, database_url=url, public_url=public, secret=_secret(data_dir))
 

@@ -9,7 +9,7 @@ from typing import Any
 from openckpt.digest import lfs_pointer
 from openckpt.hub.db.models import Commit, Repo, TreeEntry
 
-__all__ = ["commit_json", "directory_json", "file_json", "iso", "repo_json", "sibling_json"]
+__all__ = ["commit_json", "directory_json", "file_json", "iso", "last_commit_json", "repo_json", "sibling_json"]
 
 
 def iso(moment: datetime) -> str:
@@ -43,6 +43,11 @@ def directory_json(path: str, entries: list[TreeEntry]) -> dict[str, Any]:
     for e in entries:
         h.update(f"{e.path}\0{e.git_oid}\n".encode())
     return {"type": "directory", "oid": h.hexdigest(), "size": 0, "path": path}
+
+
+def last_commit_json(commit: Commit) -> dict[str, Any]:
+    """The ``lastCommit`` of an expanded tree entry."""
+    return {"id": commit.id, "title": commit.title, "date": iso(commit.created_at)}
 
 
 def commit_json(commit: Commit) -> dict[str, Any]:

@@ -5,23 +5,42 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from openckpt.digest import git_blob_sha1, lfs_pointer
 from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
-from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of, require_principal, rev_and_path
-from openckpt.hub.db.models import TreeEntry
+from openckpt.hub.context import (
+    Hub,
+    hub_of,
+    int_param,
+    next_page,
+    optional_principal,
+    repo_id_of,
+    repo_type_of,
+    require_principal,
+    rev_and_path,
+)
+from openckpt.hub.db.models import Blob, Commit, TreeEntry
 from openckpt.hub.services import repos
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, tree_entries
+from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_path
-from openckpt.hub.views import directory_json, file_json
+from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
+from openckpt.store.blobs import is_sha256
 
 router = APIRouter()
 PAGE = 1000
+EXPANDED_PAGE = 50
 LFS_SUFFIXES = tuple(line.split()[0][1:] for line in repos.GITATTRIBUTES.decode().splitlines())
 
 
@@ -51,35 +70,59 @@ def _listing(entries: dict[str, TreeEntry], path: str, recursive: bool) -> list[
 @router.get("/api/{plural}/{owner}/{name}/tree/{rest:path}")
 def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
     rev, path = rev_and_path(request, 5)
-    recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
-    offset = int(request.query_params.get("offset", 0))
+    path = path.rstrip("/")
+    if path:
+        check_path(path)
+    recursive, expand = _flag(request, "recursive"), _flag(request, "expand")
+    offset = int_param(request, "offset", 0)
+    page = EXPANDED_PAGE if expand else PAGE  # as on the Hub: finding last commits costs
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
         commit = resolve_revision(session, repo, rev)
-        items = _listing(tree_entries(session, commit.tree_id), path.strip("/"), recursive)
-    headers = None
-    if len(items) > offset + PAGE:
-        url = request.url.include_query_params(offset=offset + PAGE)
-        headers = {"Link": f'<{url}>; rel="next"'}
-    return JSONResponse(items[offset : offset + PAGE], headers=headers)
+        items = _listing(tree_entries(session, commit.tree_id), path, recursive)
+        shown = items[offset : offset + page]
+        if expand:
+            _add_last_commits(session, commit, shown)
+    more = len(items) > offset + page
+    return JSONResponse(shown, headers=next_page(request, offset + page) if more else None)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true")
+
+
+def _add_last_commits(session: Session, head: Commit, items: list[dict[str, Any]]) -> None:
+    found = last_commits(session, head, [i["path"] for i in items])
+    for item in items:
+        if (commit := found.get(item["path"])) is not None:
+            item["lastCommit"] = last_commit_json(commit)
 
 
 @router.post("/api/{plural}/{owner}/{name}/paths-info/{rest:path}")
 async def paths_info(request: Request, plural: str, owner: str, name: str, rest: str) -> list[dict[str, Any]]:
     rev, _ = rev_and_path(request, 5)
     form = await request.form()
-    paths = [str(p).strip("/") for p in form.getlist("paths")]
-    hub = hub_of(request)
-    with hub.db.read() as session:
+    paths = [check_path(str(p).rstrip("/")) for p in form.getlist("paths")]
+    expand = str(form.get("expand", "")).lower() in ("1", "true")
+    return await run_in_threadpool(_paths_info, request, plural, owner, name, rev, paths, expand)
+
+
+def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, paths: list[str],
+                expand: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Entries of the paths that exist, files or folders, in the order asked."""
+    with hub_of(request).db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
-        entries = tree_entries(session, resolve_revision(session, repo, rev).tree_id)
-    out: list[dict[str, Any]] = []
-    for path in paths:
-        if path in entries:
-            out.append(file_json(entries[path]))
-        elif below := [e for p, e in entries.items() if p.startswith(path + "/")]:
-            out.append(directory_json(path, below))
+        head = resolve_revision(session, repo, rev)
+        entries = tree_entries(session, head.tree_id)
+        out: list[dict[str, Any]] = []
+        for path in dict.fromkeys(paths):
+            if path in entries:
+                out.append(file_json(entries[path]))
+            elif below := [e for p, e in entries.items() if p.startswith(path + "/")]:
+                out.append(directory_json(path, below))
+        if expand:
+            _add_last_commits(session, head, out)
     return out
 
 
@@ -105,12 +148,14 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
         entries = tree_entries(session, resolve_revision(session, repo, rev).tree_id)
     out = []
     for f in files:
-        path = check_path(str(f.get("path", "")))
+        if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not _is_size(f.get("size", 0)):
+            raise BadRequestError("each file of a preupload is {path: string, size: integer, sample: base64}")
+        path = check_path(f["path"])
         try:
             sample = base64.b64decode(f.get("sample") or "")
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             sample = b""
-        mode = _upload_mode(path, int(f.get("size", 0)), sample, hub.settings.max_inline_bytes)
+        mode = _upload_mode(path, f.get("size", 0), sample, hub.settings.max_inline_bytes)
         item: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         if (existing := entries.get(path)) is not None:
             item["oid"] = existing.sha256 if existing.lfs else existing.git_oid
@@ -131,6 +176,13 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
+
+
 def _parse_ndjson(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     header: dict[str, Any] | None = None
     ops: list[dict[str, Any]] = []
@@ -142,15 +194,88 @@ def _parse_ndjson(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             key, value = item["key"], item["value"]
         except (ValueError, KeyError, TypeError) as e:
             raise BadRequestError(f"commit line {number} is not a valid {{key, value}} JSON object") from e
+        if not isinstance(value, dict):
+            raise BadRequestError(f"commit line {number}: the value of {key!r} must be a JSON object")
         if key == "header":
             header = value
         elif key in ("file", "lfsFile", "deletedFile", "deletedFolder"):
-            ops.append({"key": key, **value})
+            if not isinstance(value.get("path"), str):
+                raise BadRequestError(f"commit line {number}: {key} needs a path")
+            ops.append({**value, "key": key})
         else:
             raise BadRequestError(f"commit line {number}: unknown key {key!r}")
-    if header is None or not isinstance(header.get("summary", ""), str):
+    if header is None or not all(isinstance(header.get(k, ""), str) for k in ("summary", "description")):
         raise BadRequestError("commit has no header line with a summary")
+    parent = header["parentCommit"] = header.get("parentCommit") or None
+    if parent is not None and not (isinstance(parent, str) and _COMMIT_ID.match(parent)):
+        raise BadRequestError(f"parentCommit must be a full commit id (40 hex digits), got {parent!r}")
     return header, ops
+
+
+def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, bytes]:
+    """One operation, validated: a change, or (path, bytes) of an inline file still to be stored."""
+    key = op["key"]
+    path = check_path(op["path"].strip("/") if key == "deletedFolder" else op["path"])
+    if key == "file":
+        try:
+            data = base64.b64decode(op.get("content", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError) as e:
+            raise BadRequestError(f"content of {path} is not valid base64") from e
+        if len(data) > max_inline:
+            raise BadRequestError(f"{path} is {len(data)} bytes: larger than {max_inline} bytes must go through LFS")
+        return path, data
+    if key == "lfsFile":
+        oid, size = op.get("oid"), op.get("size")
+        if op.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not is_sha256(oid):
+            raise BadRequestError(f"lfsFile {path} needs the sha256 of its content as oid")
+        if size is not None and not _is_size(size):
+            raise BadRequestError(f"lfsFile {path}: size must be a non-negative integer")
+        # a copy names an object already stored and omits its size (-1 until looked up)
+        return FileChange(path, "add", oid, -1 if size is None else size, lfs=True)
+    return FileChange(path, "delete" if key == "deletedFile" else "delete_folder")
+
+
+def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
+    """Validate every operation before storing anything, then store the inline files: a bad operation (or a bad
+    commit later) leaves only unreferenced blobs behind, never a partial commit."""
+    pending = [_change(op, hub.settings.max_inline_bytes) for op in ops]
+    stored = [repos.put_bytes(hub.store, item[1]) if isinstance(item, tuple) else "" for item in pending]
+    changes: list[FileChange] = []
+    with hub.db.write() if any(stored) else hub.db.read() as session:
+        for item, sha256 in zip(pending, stored, strict=True):
+            if isinstance(item, tuple):
+                path, data = item
+                repos.record_blob(session, sha256, len(data))
+                changes.append(FileChange(path, "add", sha256, len(data), git_blob_sha1(data)))
+            elif item.kind == "add":
+                size: int | None = item.size
+                if item.size < 0:
+                    size = session.scalar(select(Blob.size).where(Blob.sha256 == item.sha256))
+                if size is None:
+                    raise BadRequestError(f"LFS object {item.sha256} to copy to {item.path} is not stored")
+                changes.append(replace(item, size=size, git_oid=git_blob_sha1(lfs_pointer(item.sha256, size))))
+            else:
+                changes.append(item)
+    return changes
+
+
+def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
+    header, ops = _parse_ndjson(raw)
+    changes = _store_changes(hub, ops)
+    commit_id, _ = create_commit(
+        hub.db, repo_id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",
+        author=principal.name, parent_commit=header.get("parentCommit"),
+    )  # fmt: skip
+    if rev == repos.DEFAULT_BRANCH:
+        repos.refresh_metadata(hub.db, hub.store, repo_id)
+    return commit_id
+
+
+def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str) -> int:
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, principal, repo_type, repo_id, write=True)
+        resolve_revision(session, repo, rev)
+        return repo.id
 
 
 @router.post("/api/{plural}/{owner}/{name}/commit/{rest:path}")
@@ -161,42 +286,9 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     principal = require_principal(request)
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_type, repo_id, write=True)
-        resolve_revision(session, repo, rev)
-    header, ops = _parse_ndjson(await _read_bounded(request, hub.settings.max_commit_bytes))
-    changes: list[FileChange] = []
-    for op in ops:
-        path = check_path(
-            str(op.get("path", "")).strip("/") if op["key"] == "deletedFolder" else str(op.get("path", ""))
-        )
-        if op["key"] == "file":
-            try:
-                data = base64.b64decode(op.get("content", ""), validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise BadRequestError(f"content of {path} is not valid base64") from e
-            if len(data) > hub.settings.max_inline_bytes:
-                raise BadRequestError(f"{path} is {len(data)} bytes: files over {hub.settings.max_inline_bytes} bytes "
-                                      "must be uploaded with LFS")  # fmt: skip
-            with hub.db.write() as session:
-                sha256, oid = repos.store_bytes(hub.store, session, data)
-            changes.append(FileChange(path, "add", sha256, len(data), oid, lfs=False))
-        elif op["key"] == "lfsFile":
-            oid, size = str(op.get("oid", "")), op.get("size")
-            if op.get("algo", "sha256") != "sha256" or len(oid) != 64 or not isinstance(size, int):
-                raise BadRequestError(f"lfsFile {path} needs a sha256 oid and a size")
-            changes.append(FileChange(path, "add", oid, size, git_blob_sha1(lfs_pointer(oid, size)), lfs=True))
-        elif op["key"] == "deletedFile":
-            changes.append(FileChange(path, "delete"))
-        else:
-            changes.append(FileChange(path, "delete_folder"))
-    parent = header.get("parentCommit")
-    commit_id, _ = create_commit(
-        hub.db, repo.id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",
-        author=principal.name, parent_commit=parent if isinstance(parent, str) and parent else None,
-    )  # fmt: skip
-    if rev == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, repo.id)
+    repo_pk = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
+    raw = await _read_bounded(request, hub.settings.max_commit_bytes)
+    commit_id = await run_in_threadpool(_commit, hub, principal, repo_pk, rev, raw)
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}",
             "pullRequestUrl": None}  # fmt: skip

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ConflictError
-from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of, require_principal, rev_and_path
+from openckpt.hub.context import (
+    hub_of,
+    int_param,
+    next_page,
+    optional_principal,
+    repo_id_of,
+    repo_type_of,
+    require_principal,
+    rev_and_path,
+)
 from openckpt.hub.db.models import Commit, Ref
 from openckpt.hub.services import repos
 from openckpt.hub.services.commits import resolve_revision, tree_entries
@@ -26,11 +35,6 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def _next_link(request: Request, offset: int) -> dict[str, str]:
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"] + [("offset", str(offset))]
-    return {"Link": f'<{request.url.replace(query=urlencode(query))}>; rel="next"'}
-
-
 def _json_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestError("expected a JSON object")
@@ -43,14 +47,18 @@ async def create(request: Request) -> JSONResponse:
     body = _json_body(await request.json())
     repo_type = body.get("type") or "model"
     private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
-    name = body.get("name")
-    if not isinstance(name, str):
-        raise BadRequestError("missing repo name")
+    name, organization = body.get("name"), body.get("organization")
+    if not isinstance(name, str) or not isinstance(repo_type, str):
+        raise BadRequestError("missing repo name: expected JSON {name, organization?, type?, private?}")
+    if organization is not None and not isinstance(organization, str):
+        raise BadRequestError("organization must be an account name")
     hub = hub_of(request)
-    repo_id = f"{body.get('organization') or principal.name}/{name}"
+    repo_id = f"{organization or principal.name}/{name}"
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     try:
-        repo = repos.create_repo(hub.db, hub.store, principal, repo_type, name, body.get("organization"), private)
+        repo = await run_in_threadpool(
+            repos.create_repo, hub.db, hub.store, principal, repo_type, name, organization, private
+        )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
     return JSONResponse({"url": url, "name": repo_id, "id": str(repo.id)})
@@ -60,10 +68,11 @@ async def create(request: Request) -> JSONResponse:
 async def delete(request: Request) -> Response:
     principal = require_principal(request)
     body = _json_body(await request.json())
-    owner = body.get("organization") or principal.name
-    repos.delete_repo(
-        hub_of(request).db, principal, body.get("type") or "model", repo_id_of(owner, str(body.get("name")))
-    )
+    name, owner = body.get("name"), body.get("organization") or principal.name
+    if not isinstance(name, str) or not isinstance(owner, str):
+        raise BadRequestError("expected JSON {name, organization?, type?}")
+    repo_id = repo_id_of(owner, name)
+    await run_in_threadpool(repos.delete_repo, hub_of(request).db, principal, body.get("type") or "model", repo_id)
     return Response(status_code=200)
 
 
@@ -74,8 +83,10 @@ async def settings(request: Request, plural: str, owner: str, name: str) -> Resp
     private = body.get("private")
     if "visibility" in body:
         private = body["visibility"] == "private"
-    repos.update_settings(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
-                          private=private, gated=body.get("gated"))  # fmt: skip
+    await run_in_threadpool(
+        repos.update_settings, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
+        private=private, gated=body.get("gated"),
+    )  # fmt: skip
     return Response(status_code=200)
 
 
@@ -83,9 +94,8 @@ async def settings(request: Request, plural: str, owner: str, name: str) -> Resp
 def list_repos(request: Request, plural: str) -> JSONResponse:
     repo_type = repo_type_of(plural)
     q = request.query_params
-    limit = int(q["limit"]) if q.get("limit") else None
-    offset = int(q.get("offset", 0))
-    page = min(limit or PAGE, PAGE)
+    offset = int_param(request, "offset", 0)
+    page = min(int_param(request, "limit", PAGE) or PAGE, PAGE)  # ``limit`` is the page size, as on the Hub
     query = repos.ListQuery(
         search=q.get("search"),
         author=q.get("author"),
@@ -108,8 +118,7 @@ def list_repos(request: Request, plural: str) -> JSONResponse:
                 items.append(repo_json(repo, head=head, entries=entries, card=card))
             else:
                 items.append(repo_json(repo, card=card))
-    more = len(found) > page and (limit is None or limit > page)
-    return JSONResponse(items, headers=_next_link(request, offset + page) if more else None)
+    return JSONResponse(items, headers=next_page(request, offset + page) if len(found) > page else None)
 
 
 @router.get("/api/{plural}/{owner}/{name}")
@@ -132,6 +141,17 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
         return repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
 
 
+@router.get("/api/{plural}/{owner}/{name}/auth-check")
+@router.get("/api/{plural}/{owner}/{name}/auth-check/write")
+def auth_check(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+    """200 if the caller may read (or, on ``/write``, write) the repo; the usual 404 / 403 otherwise."""
+    write = request.url.path.endswith("/write")
+    with hub_of(request).db.read() as session:
+        principal = require_principal(request) if write else optional_principal(request)
+        repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
+    return {"ok": True}
+
+
 @router.get("/api/{plural}/{owner}/{name}/refs")
 def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     hub = hub_of(request)
@@ -150,7 +170,7 @@ def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]
 @router.get("/api/{plural}/{owner}/{name}/commits/{rest:path}")
 def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
     rev, _ = rev_and_path(request, 5)
-    offset = int(request.query_params.get("offset", 0))
+    offset = int_param(request, "offset", 0)
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
@@ -164,7 +184,7 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
     page = chain[offset : offset + COMMITS_PAGE]
     more = len(chain) > offset + COMMITS_PAGE
     return JSONResponse([commit_json(c) for c in page],
-                        headers=_next_link(request, offset + COMMITS_PAGE) if more else None)  # fmt: skip
+                        headers=next_page(request, offset + COMMITS_PAGE) if more else None)  # fmt: skip
 
 
 @router.post("/api/{plural}/{owner}/{name}/branch/{rest:path}")
@@ -173,9 +193,12 @@ async def create_branch(request: Request, plural: str, owner: str, name: str, re
     branch = "/".join(rev_and_path(request, 5)).strip("/")
     body = await request.body()
     start = _json_body(await request.json()).get("startingPoint") if body else None
-    repos.create_ref(
-        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch, start
-    )
+    if start is not None and not isinstance(start, str):
+        raise BadRequestError("startingPoint must be a revision (string)")
+    await run_in_threadpool(
+        repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch",
+        branch, start,
+    )  # fmt: skip
     return Response(status_code=200)
 
 
@@ -192,11 +215,15 @@ async def create_tag(request: Request, plural: str, owner: str, name: str, rest:
     principal = require_principal(request)
     revision, _ = rev_and_path(request, 5)
     body = _json_body(await request.json())
-    tag = body.get("tag")
+    tag, message = body.get("tag"), body.get("message")
     if not isinstance(tag, str):
         raise BadRequestError("missing tag name")
-    repos.create_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag,
-                     revision, body.get("message"))  # fmt: skip
+    if message is not None and not isinstance(message, str):
+        raise BadRequestError("the tag message must be a string")
+    await run_in_threadpool(
+        repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag,
+        revision, message,
+    )  # fmt: skip
     return Response(status_code=200)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import update
@@ -18,6 +20,12 @@ router = APIRouter()
 
 class _BlobFileResponse(FileResponse):
     chunk_size = 4 << 20  # large reads: the default 64 KiB costs half the throughput
+
+
+def _disposition(filename: str) -> str:
+    """``inline`` with an ASCII fallback name and the exact one in UTF-8 (RFC 6266): headers are latin-1 only."""
+    fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _count_download(request: Request, repo_id: int, path: str, has_config: bool) -> None:
@@ -48,7 +56,7 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         "ETag": f'"{etag}"',
         LINKED_ETAG: f'"{etag}"',
         LINKED_SIZE: str(entry.size),
-        "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
+        "Content-Disposition": _disposition(path.rsplit("/", 1)[-1]),
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=0",
     }

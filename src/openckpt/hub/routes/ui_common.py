@@ -146,7 +146,7 @@ ENV.globals.update(repo_url=repo_url, resolve_url=resolve_url, static_version=_s
 def viewer_of(request: Request) -> Principal | None:
     """The signed-in account, or None; a revoked or unknown session token counts as signed out (and is cleared)."""
     try:
-        return optional_principal(request)
+        return optional_principal(request, session=True)
     except UnauthorizedError:
         request.scope["principal"] = None
         request.state.stale_session = True

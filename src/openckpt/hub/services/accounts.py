@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
 from openckpt.hub.db.models import Account, Membership, Repo, Token, utcnow
@@ -21,7 +21,9 @@ __all__ = [
     "authenticate",
     "create_account",
     "create_token",
+    "find_account",
     "hash_token",
+    "list_tokens",
     "principal_for",
     "revoke_token",
 ]
@@ -100,6 +102,27 @@ def revoke_token(session: Session, account: Account, token_id: int) -> None:
     if token is None or token.account_id != account.id or token.revoked_at is not None:
         raise ForbiddenError("no such active token")
     token.revoked_at = utcnow()
+
+
+# Local administration (the ``openckpt user|org|token`` commands) --------------------------------------------
+
+
+def find_account(session: Session, name: str, *, kind: str | None = None) -> Account:
+    """The account called ``name`` (a ``"user"`` or ``"org"`` if ``kind`` is given)."""
+    account = session.scalar(select(Account).where(Account.name == name))
+    if account is None or (kind is not None and account.kind != kind):
+        raise BadRequestError(f"no {kind or 'account'} named {name!r}")
+    return account
+
+
+def list_tokens(session: Session, account: Account | None = None, *, revoked: bool = False) -> list[Token]:
+    """Tokens of ``account`` (of every account if None), oldest first; revoked ones only if ``revoked``."""
+    stmt = select(Token).options(joinedload(Token.account)).order_by(Token.id)
+    if account is not None:
+        stmt = stmt.where(Token.account_id == account.id)
+    if not revoked:
+        stmt = stmt.where(Token.revoked_at.is_(None))
+    return list(session.scalars(stmt))
 
 
 def principal_for(session: Session, account: Account, token: Token) -> Principal:

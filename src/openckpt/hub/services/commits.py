@@ -18,7 +18,13 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from openckpt.errors import BadRequestError, EntryNotFoundError, PreconditionFailedError, RevisionNotFoundError
+from openckpt.errors import (
+    BadRequestError,
+    EntryNotFoundError,
+    HubError,
+    PreconditionFailedError,
+    RevisionNotFoundError,
+)
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
 
@@ -55,8 +61,9 @@ def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
 
 
 def tree_entries(session: Session, tree_id: str) -> dict[str, TreeEntry]:
-    rows = session.scalars(select(TreeEntry).where(TreeEntry.tree_id == tree_id).order_by(TreeEntry.path))
-    return {e.path: e for e in rows}
+    """The files of a tree by path, in code-point order of their paths (whatever the database's collation)."""
+    rows = session.scalars(select(TreeEntry).where(TreeEntry.tree_id == tree_id))
+    return {e.path: e for e in sorted(rows, key=lambda e: e.path)}
 
 
 def _tree_id(entries: dict[str, TreeEntry]) -> str:
@@ -97,6 +104,19 @@ def _apply(entries: dict[str, TreeEntry], changes: Sequence[FileChange]) -> dict
     return new
 
 
+def _made_by_earlier_attempt(
+    session: Session, head: Commit, parent_commit: str, changes: Sequence[FileChange], *, title: str, author: str
+) -> bool:
+    """Whether ``head`` is exactly the commit of ``changes`` on ``parent_commit``, by the same author and title."""
+    if head.parent_id != parent_commit or head.title != title or head.author != author:
+        return False
+    parent = session.get(Commit, parent_commit)
+    try:
+        return parent is not None and _tree_id(_apply(tree_entries(session, parent.tree_id), changes)) == head.tree_id
+    except HubError:
+        return False
+
+
 def _commit_once(
     session: Session,
     repo: Repo,
@@ -110,12 +130,17 @@ def _commit_once(
 ) -> tuple[Commit, bool]:
     ref = session.get(Ref, (repo.id, "branch", branch))
     if ref is None:
+        if session.get(Ref, (repo.id, "tag", branch)) is not None or len(branch) == 40:
+            raise BadRequestError(f"{branch!r} is not a branch: commits can only be made on top of a branch")
         raise RevisionNotFoundError(f"Invalid rev id: {branch}")
     head = session.get(Commit, ref.commit_id)
     assert head is not None
     if parent_commit is not None and parent_commit != head.id:
+        if _made_by_earlier_attempt(session, head, parent_commit, changes, title=title, author=author):
+            return head, False  # a retried request whose first attempt did commit
         raise PreconditionFailedError(
-            f"A commit has happened since {parent_commit}: {branch} is now at {head.id}. Please refresh and try again."
+            f"parentCommit {parent_commit} is not the head of {branch!r} any more: a commit has happened since, and "
+            f"{branch!r} is now at {head.id}. Fetch the new head, then commit again."
         )
     lfs = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
     if lfs:

@@ -32,11 +32,20 @@ def split_repo_id(repo_id: str) -> tuple[str, str]:
 
 
 def check_path(path: str) -> str:
-    """A file path inside a repo: relative, no ``.``/``..`` segments, no NUL or backslash, bounded length."""
-    if not path or len(path.encode()) > MAX_PATH:
-        raise BadRequestError(f"invalid path: empty or longer than {MAX_PATH} bytes")
+    """A file path inside a repo: relative, no ``.``/``..`` segments, no NUL, control character or backslash, at most
+    ``MAX_PATH`` bytes."""
+    if not path:
+        raise BadRequestError("invalid path: it is empty")
+    try:
+        size = len(path.encode())
+    except UnicodeEncodeError:
+        raise BadRequestError(f"invalid path {path!r}: not valid Unicode") from None
+    if size > MAX_PATH:
+        raise BadRequestError(f"invalid path {path[:40]!r}...: {size} bytes, longer than {MAX_PATH}")
     if "\0" in path or "\\" in path or path.startswith("/") or path.endswith("/"):
         raise BadRequestError(f"invalid path {path!r}: must be relative, without NUL or backslash")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise BadRequestError(f"invalid path {path!r}: control characters are not allowed")
     if any(part in ("", ".", "..") for part in path.split("/")):
         raise BadRequestError(f"invalid path {path!r}: empty, '.' or '..' segments are not allowed")
     if path.split("/")[0] == ".git":

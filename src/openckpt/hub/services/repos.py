@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from openckpt.digest import git_blob_sha1
@@ -26,6 +28,8 @@ __all__ = [
     "delete_repo",
     "find_repo",
     "list_repos",
+    "put_bytes",
+    "record_blob",
     "refresh_metadata",
     "store_bytes",
     "update_settings",
@@ -54,14 +58,38 @@ def check_type(repo_type: str) -> str:
     return repo_type
 
 
+def put_bytes(store: BlobStore, data: bytes) -> str:
+    """Store ``data`` as a blob unless the store has it; return its sha256. Not recorded in the database yet."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    if not store.exists(sha256):
+        writer = store.writer()
+        writer.write(data)
+        writer.commit(sha256, len(data))
+    return sha256
+
+
 def store_bytes(store: BlobStore, session: Session, data: bytes) -> tuple[str, str]:
-    """Store ``data`` as a blob (once); return (sha256, git blob sha1)."""
-    writer = store.writer()
-    writer.write(data)
-    sha256 = writer.commit()
-    if session.get(Blob, sha256) is None:
-        session.merge(Blob(sha256=sha256, size=len(data)))
+    """Store ``data`` as a blob (once) and record it; return (sha256, git blob sha1)."""
+    sha256 = put_bytes(store, data)
+    record_blob(session, sha256, len(data))
     return sha256, git_blob_sha1(data)
+
+
+def record_blob(session: Session, sha256: str, size: int) -> None:
+    """Record a stored blob; a no-op if it is known, also when a concurrent transaction records it first."""
+    if session.get(Blob, sha256) is not None:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(Blob).values(sha256=sha256, size=size).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(Blob).values(sha256=sha256, size=size).on_conflict_do_nothing())
+    else:
+        session.merge(Blob(sha256=sha256, size=size))
 
 
 def find_repo(
@@ -92,10 +120,24 @@ def create_repo(
     """A new repo with an initial commit holding ``.gitattributes`` on ``main``, as the Hub creates it."""
     check_type(repo_type)
     check_name(name, "repo name")
-    owner_name = owner or principal.name
+    owner_name = check_name(owner or principal.name, "namespace")
+    if not principal.can_write:
+        raise ForbiddenError(f"This token is read-only: it cannot create a {repo_type} repo")
+    for attempt in range(3):
+        try:
+            return _insert_repo(db, store, principal, repo_type, name, owner_name, private)
+        except SQLIntegrityError:  # a concurrent create of this repo, or of the same shared initial tree: look again
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _insert_repo(
+    db: Database, store: BlobStore, principal: Principal, repo_type: str, name: str, owner_name: str, private: bool
+) -> Repo:
     with db.write() as session:
         account = session.scalar(select(Account).where(Account.name == owner_name))
-        if account is None or not principal.may_write_to(account.id) or not principal.can_write:
+        if account is None or not principal.may_write_to(account.id):
             raise ForbiddenError(
                 f"You don't have the rights to create a {repo_type} under the namespace {owner_name!r}"
             )
@@ -218,14 +260,14 @@ def list_repos(session: Session, principal: Principal | None, repo_type: str, qu
     if query.author:
         stmt = stmt.where(Account.name == query.author)
     if query.search:
-        pattern = f"%{query.search.lower()}%"
-        stmt = stmt.where(func.lower(Account.name + "/" + Repo.name).like(pattern))
+        stmt = stmt.where(func.lower(Account.name + "/" + Repo.name).contains(query.search.lower(), autoescape=True))
     order = _SORT.get(query.sort or "", Repo.id if query.sort is None else None)
     if order is None:
         raise BadRequestError(f"cannot sort by {query.sort!r}")
     stmt = stmt.order_by(order.desc() if query.descending and query.sort else order.asc(), Repo.id)
-    repos = list(session.scalars(stmt))
-    if query.filters:  # tags live in JSON: filter in Python, portable across SQLite and PostgreSQL
-        wanted = set(query.filters)
-        repos = [r for r in repos if wanted <= {*r.tags, r.library_name, r.pipeline_tag}]
+    if not query.filters:
+        return list(session.scalars(stmt.offset(query.offset).limit(query.limit)))
+    # tags live in JSON: filter in Python, portable across SQLite and PostgreSQL
+    wanted = set(query.filters)
+    repos = [r for r in session.scalars(stmt) if wanted <= {*r.tags, r.library_name, r.pipeline_tag}]
     return repos[query.offset : query.offset + query.limit]

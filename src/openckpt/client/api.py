@@ -1,0 +1,46 @@
+"""The one way the client reaches a hub: a :class:`huggingface_hub.HfApi` bound to the resolved endpoint."""
+
+from __future__ import annotations
+
+from huggingface_hub import HfApi, constants
+
+from openckpt.client.config import resolve_endpoint
+
+__all__ = ["hf_api", "split_revision", "unreachable"]
+
+
+def hf_api(endpoint: str | None = None, token: str | None = None) -> HfApi:
+    """An ``HfApi`` for ``endpoint`` (resolved as in :mod:`openckpt.client.config`).
+
+    ``token`` None means what huggingface_hub would use: ``HF_TOKEN``, else the token file ``openckpt login``
+    wrote. Uploads go through Git LFS: the hub does not speak Xet yet, so huggingface_hub is told not to try it
+    (as ``HF_HUB_DISABLE_XET=1`` would, which is read only when huggingface_hub is imported).
+    """
+    constants.HF_HUB_DISABLE_XET = True
+    return HfApi(endpoint=resolve_endpoint(endpoint), token=token)
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``"owner/name@rev"`` → ``("owner/name", "rev")``; without ``@`` the revision is None."""
+    repo_id, sep, revision = spec.partition("@")
+    if sep and not revision:
+        raise ValueError(f"empty revision in {spec!r}")
+    return repo_id, revision or None
+
+
+def unreachable(error: BaseException) -> str | None:
+    """If ``error`` means no answer came from the hub (refused, DNS, timeout), one line saying so; else None.
+
+    huggingface_hub's HTTP stack raises its transport errors (``httpx.TransportError`` in 1.x, ``httpx2``'s in
+    later versions, ``requests.ConnectionError`` before) rather than an :class:`OSError`; they are told apart by
+    class, without importing either stack.
+    """
+    names = {(cls.__module__.split(".")[0], cls.__name__) for cls in type(error).__mro__}
+    if not names & {("httpx", "TransportError"), ("httpx2", "TransportError"), ("requests", "ConnectionError")}:
+        return None
+    try:
+        url = error.request.url  # type: ignore[attr-defined]
+        where = f"{url.scheme}://{url.netloc.decode()}" if hasattr(url, "netloc") else str(url)
+    except Exception:
+        where = "the hub"
+    return f"cannot reach {where}: {error}"
