@@ -247,3 +247,10 @@ def test_concurrent_creates_and_uploads_of_shared_content(hub: HubProcess, http:
     for t in threads:
         t.join()
     assert statuses == [200] * 24
+
+
+def test_account_names_that_are_hub_pages_are_reserved(hub: HubProcess) -> None:
+    from openckpt.errors import BadRequestError
+
+    with pytest.raises(BadRequestError, match="reserved"):
+        hub.create_user("datasets")

@@ -21,12 +21,13 @@ from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
 from openckpt.hub.services import pages
 from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.services.names import RESERVED_ACCOUNT_NAMES
 from openckpt.hub.services.render import render_card, render_markdown
 from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-RESERVED = frozenset({"api", "datasets", "spaces", "models", "settings", "static", "login", "logout", "search"})
+RESERVED = RESERVED_ACCOUNT_NAMES
 MAX_README = 1 << 20
 MAX_PREVIEW = 512 << 10
 COMMITS_PAGE = 50

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
 from openckpt.hub.db.models import Account, Membership, Repo, Token, utcnow
-from openckpt.hub.services.names import check_name
+from openckpt.hub.services.names import check_account_name
 from openckpt.protocol import TOKEN_PREFIX
 
 __all__ = [
@@ -69,7 +69,7 @@ def hash_token(secret: str) -> str:
 def create_account(
     session: Session, name: str, *, kind: str = "user", fullname: str = "", is_admin: bool = False
 ) -> Account:
-    check_name(name, "account name")
+    check_account_name(name)
     if session.scalar(select(Account).where(Account.name == name)) is not None:
         raise ConflictError(f"account {name!r} already exists")
     account = Account(name=name, kind=kind, fullname=fullname or name, is_admin=is_admin)

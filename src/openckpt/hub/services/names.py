@@ -6,7 +6,15 @@ import re
 
 from openckpt.errors import BadRequestError
 
-__all__ = ["REPO_TYPES", "check_name", "check_path", "check_revision", "split_repo_id"]
+__all__ = [
+    "REPO_TYPES",
+    "RESERVED_ACCOUNT_NAMES",
+    "check_account_name",
+    "check_name",
+    "check_path",
+    "check_revision",
+    "split_repo_id",
+]
 
 REPO_TYPES = ("model", "dataset", "space")
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
@@ -20,6 +28,20 @@ def check_name(name: str, what: str = "name") -> str:
             f"invalid {what} {name!r}: use 1-96 letters, digits, '-', '_' or '.', not starting or ending with "
             "'-' or '.', without '--' or '..', not ending in '.git'"
         )
+    return name
+
+
+RESERVED_ACCOUNT_NAMES = frozenset(
+    {"api", "datasets", "spaces", "models", "settings", "static", "login", "logout", "search"}
+)
+"""First path segments of the hub's own pages: an account with such a name would have unreachable repo pages."""
+
+
+def check_account_name(name: str) -> str:
+    """A valid name that is not one of the hub's own top-level paths."""
+    check_name(name, "account name")
+    if name.lower() in RESERVED_ACCOUNT_NAMES:
+        raise BadRequestError(f"account name {name!r} is reserved by the hub")
     return name
 
 
