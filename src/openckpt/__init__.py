@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from openckpt.checkpoint.retention import keep_best, keep_every, keep_last
     from openckpt.checkpoint.stateful import RNGState, Stateful, TrainingProgress
     from openckpt.format.manifest import Manifest, read_manifest
+    from openckpt.scan.api import scan
     from openckpt.signing import sign, verify_signature
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ _LAZY = {
     "TrainingProgress": "openckpt.checkpoint.stateful",
     "Manifest": "openckpt.format.manifest",
     "read_manifest": "openckpt.format.manifest",
+    "scan": "openckpt.scan.api",
     "sign": "openckpt.signing",
     "verify_signature": "openckpt.signing",
 }
@@ -81,6 +83,7 @@ __all__ = [
     "load",
     "read_manifest",
     "save",
+    "scan",
     "sign",
     "verify_signature",
 ]

@@ -40,11 +40,14 @@ def durable_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
+
+    The file is created with ``mode`` (``0o600`` for secrets: never readable by others, not even briefly).
+    """
     tmp = temp_sibling(path)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -33,7 +33,7 @@ def test_help_runs_without_importing_torch() -> None:
     )
     result = _python(code)
     assert result.returncode == 0, result.stderr
-    for command in ("inspect", "verify", "diff", "convert"):
+    for command in ("inspect", "verify", "diff", "convert", "scan"):
         assert command in result.stdout
 
 
@@ -51,7 +51,7 @@ def test_no_arguments_shows_help(invoke: Invoke) -> None:
     assert "inspect" in result.output
 
 
-@pytest.mark.parametrize("command", ["inspect", "verify", "diff", "convert"])
+@pytest.mark.parametrize("command", ["inspect", "verify", "diff", "convert", "scan"])
 def test_command_help(invoke: Invoke, command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0, result.output

@@ -15,6 +15,7 @@ from openckpt.cli.login import login_command
 from openckpt.cli.pull import pull_command
 from openckpt.cli.push import push_command
 from openckpt.cli.repo import repo_app
+from openckpt.cli.scan import scan_command
 from openckpt.cli.serve import serve_command
 from openckpt.cli.signature import signature_app
 from openckpt.cli.verify import verify_command
@@ -32,6 +33,7 @@ app.command("inspect")(inspect_command)
 app.command("verify")(verify_command)
 app.command("diff")(diff_command)
 app.command("convert")(convert_command)
+app.command("scan")(scan_command)
 app.add_typer(signature_app, name="signature")
 # The hub: run it, administer it locally, and use it as a client.
 app.command("serve")(serve_command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from openckpt.client.api import hf_api
 from openckpt.client.config import update_config
 from openckpt.errors import UnauthorizedError
-from openckpt.fsutil import fsync_dir, temp_sibling
+from openckpt.fsutil import atomic_write
 
 __all__ = ["LoginResult", "login"]
 
@@ -25,23 +24,6 @@ class LoginResult:
     """The token's role as the hub reports it (``read`` or ``write``)."""
     token_path: Path
     config_path: Path
-
-
-def _write_secret(path: Path, secret: str) -> None:
-    """Replace ``path`` atomically with a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secret)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def login(token: str, *, endpoint: str | None = None) -> LoginResult:
@@ -61,7 +43,8 @@ def login(token: str, *, endpoint: str | None = None) -> LoginResult:
             raise
         raise UnauthorizedError(f"{api.endpoint} does not accept this token (401): nothing saved") from e
     token_path = Path(constants.HF_TOKEN_PATH)
-    _write_secret(token_path, token)
+    token_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(token_path, token.encode(), mode=0o600)
     config = update_config(endpoint=api.endpoint)
     role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
     return LoginResult(api.endpoint, str(info["name"]), role, token_path, config)

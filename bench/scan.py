@@ -1,0 +1,218 @@
+"""Scanner benchmark: openckpt against picklescan and modelscan, on speed and on the shared corpus.
+
+Speed, three files made here: (a) a 1 GB torch zip with 100 tensors, (b) a torch zip with 20,000 tensors,
+(c) a 200 MB raw pickle of numpy arrays. Each tool is timed in-process (its scan function, best of 3) and as a
+command (wall time of one CLI run, start-up included). Accuracy: every sample of shared/corpus/pickle-public with
+its label; detection = malicious samples reported malicious, blocked = not reported clean, false positives =
+benign samples not reported clean.
+
+The baselines live in their own venv (``~/.cache/openckpt-bench/scan-baselines``, created on first run) so they
+never enter the project's dependencies. Run: ``python bench/scan.py`` (``--markdown`` for docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "openckpt-bench"
+BASELINES = CACHE / "scan-baselines"
+DATA = CACHE / "scan-data"
+CORPUS = ROOT.parent / "shared" / "corpus" / "pickle-public"
+PINS = ["picklescan==1.0.5", "modelscan==0.8.8"]
+
+# Runs inside the baselines' venv: scans the given paths with one tool, prints one JSON line per path.
+DRIVER = r"""
+import json, sys, time
+tool, repeat, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def picklescan(path):
+    from picklescan.scanner import scan_file_path
+    r = scan_file_path(path)
+    if r.scan_err:
+        return "error"
+    if r.infected_files or r.issues_count:
+        return "malicious"
+    return "suspicious" if getattr(r, "suspicious_count", 0) else "clean"
+
+def modelscan(path):
+    from modelscan.modelscan import ModelScan
+    r = ModelScan().scan(path)
+    s = r["summary"]
+    if s["total_issues"]:
+        sev = s["total_issues_by_severity"]
+        return "malicious" if sev.get("CRITICAL") or sev.get("HIGH") else "suspicious"
+    if r.get("errors"):
+        return "error"
+    return "skipped" if s["skipped"]["total_skipped"] and not s["scanned"]["total_scanned"] else "clean"
+
+fn = {"picklescan": picklescan, "modelscan": modelscan}[tool]
+for path in paths:
+    best, outcome = None, None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        try:
+            outcome = fn(path)
+        except Exception as e:
+            outcome = f"error"
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    print(json.dumps({"path": path, "outcome": outcome, "seconds": best}), flush=True)
+"""
+
+
+def ensure_baselines() -> Path:
+    python = BASELINES / "bin" / "python"
+    if not python.exists():
+        print(f"creating {BASELINES} with {' '.join(PINS)}", file=sys.stderr)
+        venv.create(BASELINES, with_pip=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINS], check=True)
+    return python
+
+
+def ensure_data() -> dict[str, Path]:
+    import numpy as np
+    import torch
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    files = {"a": DATA / "a_1gb_100_tensors.pt", "b": DATA / "b_20k_tensors.pt", "c": DATA / "c_200mb_numpy.pkl"}
+    gen = torch.Generator().manual_seed(0)
+    if not files["a"].exists():
+        torch.save({f"w{i}": torch.randn(2_684_355, generator=gen) for i in range(100)}, files["a"])
+    if not files["b"].exists():
+        torch.save({f"layers.{i}.weight": torch.randn(4, generator=gen) for i in range(20_000)}, files["b"])
+    if not files["c"].exists():
+        import pickle
+
+        rng = np.random.default_rng(0)
+        arrays = {f"a{i}": rng.standard_normal(262_144) for i in range(100)}
+        files["c"].write_bytes(pickle.dumps(arrays, protocol=4))
+    return files
+
+
+def run_baseline(python: Path, tool: str, paths: list[Path], repeat: int) -> list[dict[str, object]]:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(DRIVER)
+    try:
+        out = subprocess.run(
+            [python, f.name, tool, str(repeat), *map(str, paths)], capture_output=True, text=True, check=False
+        )
+    finally:
+        os.unlink(f.name)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    if len(rows) != len(paths):
+        print(f"{tool} driver failed: {out.stderr[-2000:]}", file=sys.stderr)
+    return rows
+
+
+def run_openckpt(paths: list[Path], repeat: int) -> list[dict[str, object]]:
+    from openckpt.scan.api import scan_file
+
+    rows = []
+    for path in paths:
+        best, outcome = float("inf"), ""
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = scan_file(path)
+            best = min(best, time.perf_counter() - start)
+            outcome = result.verdict.value + ("" if result.completeness.value == "complete" else "/inconclusive")
+        rows.append({"path": str(path), "outcome": outcome, "seconds": best})
+    return rows
+
+
+def cli_seconds(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def speed(python: Path) -> list[tuple[str, int, dict[str, float], dict[str, float]]]:
+    files = ensure_data()
+    bin_dir = python.parent
+    rows = []
+    for key, path in files.items():
+        size = path.stat().st_size
+        inproc = {
+            "openckpt": float(run_openckpt([path], 3)[0]["seconds"]),  # type: ignore[arg-type]
+            "picklescan": float(run_baseline(python, "picklescan", [path], 3)[0]["seconds"]),  # type: ignore[arg-type]
+            "modelscan": float(run_baseline(python, "modelscan", [path], 3)[0]["seconds"]),  # type: ignore[arg-type]
+        }
+        cli = {
+            "openckpt": cli_seconds([sys.executable, "-m", "openckpt.cli.app", "scan", "--json", str(path)]),
+            "picklescan": cli_seconds([str(bin_dir / "picklescan"), "--path", str(path)]),
+            "modelscan": cli_seconds([str(bin_dir / "modelscan"), "-p", str(path)]),
+        }
+        rows.append((f"({key}) {path.name}", size, inproc, cli))
+    return rows
+
+
+def accuracy(python: Path) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per tool, per label: (samples, reported malicious, not reported clean)."""
+    labels = [line.split("\t") for line in (CORPUS / "labels.tsv").read_text().splitlines()[1:] if line.strip()]
+    paths = [CORPUS / p for p, _ in labels]
+    results = {
+        "openckpt": run_openckpt(paths, 1),
+        "picklescan": run_baseline(python, "picklescan", paths, 1),
+        "modelscan": run_baseline(python, "modelscan", paths, 1),
+    }
+    table: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for tool, rows in results.items():
+        counts: dict[str, list[int]] = {}
+        for (_, label), row in zip(labels, rows, strict=True):
+            outcome = str(row["outcome"])
+            c = counts.setdefault(label, [0, 0, 0])
+            c[0] += 1
+            c[1] += outcome.startswith("malicious")
+            c[2] += outcome != "clean"
+        table[tool] = {label: (n, m, b) for label, (n, m, b) in counts.items()}
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md section")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    python = ensure_baselines()
+    lines = []
+    if not args.skip_speed:
+        lines += ["| file | size | openckpt | picklescan | modelscan | openckpt CLI | picklescan CLI | modelscan CLI |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for name, size, inproc, cli in speed(python):
+            cells = [f"{inproc[t]:.3f} s" for t in ("openckpt", "picklescan", "modelscan")]
+            cells += [f"{cli[t]:.2f} s" for t in ("openckpt", "picklescan", "modelscan")]
+            lines.append(f"| {name} | {size / 1e6:,.0f} MB | " + " | ".join(cells) + " |")
+            rate = size / inproc["openckpt"] / 1e9
+            ratio = inproc["picklescan"] / inproc["openckpt"]
+            lines.append(f"|  | openckpt: {rate:,.1f} GB/s, {ratio:,.1f}x picklescan in-process | | | | | | |")
+        lines.append("")
+    table = accuracy(python)
+    lines += [
+        "| tool | malicious → malicious | malicious → not clean | benign → not clean (FP) | invalid → not clean "
+        "| inconclusive → not clean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tool, per in table.items():
+        n, m, b = per.get("malicious", (0, 0, 0))
+        bn, _, bb = per.get("benign", (0, 0, 0))
+        inv, _, invb = per.get("invalid", (0, 0, 0))
+        inc, _, incb = per.get("inconclusive", (0, 0, 0))
+        lines.append(
+            f"| {tool} | {m}/{n} ({100 * m / n:.1f}%) | {b}/{n} ({100 * b / n:.1f}%) | {bb}/{bn} "
+            f"({100 * bb / bn:.1f}%) | {invb}/{inv} | {incb}/{inc} |"
+        )
+    print("\n".join(lines))
+    if not args.markdown:
+        print(f"\nbaselines: {BASELINES}; data: {DATA}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

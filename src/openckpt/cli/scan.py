@@ -1,0 +1,46 @@
+"""``openckpt scan PATH...``: scan model files for code that would run when they are loaded.
+
+Exit codes: 0 every file clean and complete, 1 a suspicious or malicious finding, 2 inconclusive or error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openckpt.cli._output import err, guard, out, print_json
+
+__all__ = ["scan_command"]
+
+
+@guard
+def scan_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (scanned recursively).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    sarif: Annotated[bool, typer.Option("--sarif", help="Print the report as SARIF 2.1.0.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list info-level findings.")] = False,
+    time_budget: Annotated[float, typer.Option(help="Seconds allowed per file before it is inconclusive.")] = 120.0,
+) -> None:
+    """Scan without importing, unpickling or executing anything: clean, suspicious or malicious, each complete or
+    inconclusive."""
+    from openckpt import __version__
+    from openckpt.scan.api import scan
+    from openckpt.scan.limits import Limits
+    from openckpt.scan.report import print_table, to_sarif
+
+    if as_json and sarif:
+        raise typer.BadParameter("choose one of --json and --sarif")
+    report = scan(paths, limits=Limits(time_budget=time_budget))
+    if sarif:
+        typer.echo(json.dumps(to_sarif(report, version=__version__), indent=2, ensure_ascii=False))
+    elif as_json:
+        print_json(report.to_dict())
+    else:
+        print_table(report, out(), verbose=verbose)
+        if report.exit_code == 2:
+            err().print("[magenta]inconclusive:[/] some content could not be inspected; treat it as unsafe")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

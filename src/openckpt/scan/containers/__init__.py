@@ -1,0 +1,1 @@
+"""Containers: zip (relaxed, torch-compatible), tar, and single-stream compression."""

@@ -1,0 +1,1 @@
+"""Per-format scanners: torch, numpy, joblib, safetensors, GGUF, ONNX, Keras, TF SavedModel."""

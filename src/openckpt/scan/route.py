@@ -1,0 +1,261 @@
+"""Content sniffing: which scanner reads a file or an archive member, decided by its bytes, never its name.
+
+:class:`Router` scans one top-level path; archives hand each member back to it, one level deeper. A file that
+is also a zip (a pickle or anything else with a central directory at its end) is scanned both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from openckpt.scan.containers import compressed, tar
+from openckpt.scan.containers import zip as zipc
+from openckpt.scan.formats import gguf, keras, numpy, onnx, safetensors, savedmodel, torch
+from openckpt.scan.formats.joblib import JoblibArrays
+from openckpt.scan.limits import Context, LimitError
+from openckpt.scan.pickle.machine import Nested
+from openckpt.scan.pickle.opcodes import VALID
+from openckpt.scan.pickle.streams import scan_streams
+from openckpt.scan.verdict import Severity
+
+__all__ = ["Router", "sniff"]
+
+_SNIFF = 512
+_COPY = 64 << 20
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def sniff(buf: Any, start: int, end: int) -> str:
+    """The format of ``buf[start:end]`` from its first bytes."""
+    head = bytes(buf[start : min(end, start + _SNIFF)])
+    if not head:
+        return "empty"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
+        return "zip"
+    if head.startswith(_PICKLE_MAGIC):
+        return "pickle"
+    for magic, name in compressed.MAGICS:
+        if head.startswith(magic):
+            return name
+    if head.startswith(numpy.MAGIC):
+        return "npy"
+    if head.startswith(gguf.MAGIC):
+        return "gguf"
+    if head.startswith(keras.HDF5_MAGIC):
+        return "hdf5"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack_from("<Q", head)[0] <= end - start - 8:
+        return "safetensors"
+    if compressed.is_zlib(head):
+        return "zlib"
+    kind = onnx.sniff_protobuf(buf, start, end)
+    if kind is not None:
+        return kind
+    if head[0] in VALID:
+        return "pickle?"
+    return "unknown"
+
+
+class Router:
+    """Scans one top-level file: sniffs, dispatches, and recurses into members and embedded payloads."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def nested(self, member: str | None, depth: int) -> Nested:
+        """The callback a pickle machine uses for embedded or loader-fed bytes."""
+
+        def scan(buf: Any, start: int, end: int, label: str, probe: bool) -> None:
+            where = f"{member}!{label}" if member else label
+            self.scan(buf, start, end, where, depth + 1, probe=probe)
+
+        return scan
+
+    def scan(
+        self,
+        buf: Any,
+        start: int,
+        end: int,
+        member: str | None,
+        depth: int,
+        *,
+        probe: bool = False,
+        loader: str = "pickle",
+    ) -> str:
+        """Scan ``buf[start:end]``; return its format. ``probe``: bytes that may be data, not a file."""
+        ctx = self.ctx
+        if depth > ctx.limits.max_depth:
+            raise ctx.limit(f"nesting deeper than {ctx.limits.max_depth}", member=member)
+        ctx.check_time(member)
+        kind = sniff(buf, start, end)
+        if probe and kind not in ("pickle", "pickle?", "zip"):
+            return kind
+        nested = self.nested(member, depth)
+        if kind == "pickle?" and not probe and member is None and _is_text(buf, start, end):
+            scratch = Context(ctx.file, ctx.limits, deadline=ctx.deadline)  # only to tell text from a pickle
+            streams = scan_streams(scratch, buf, start, end, member=member, loader=loader, nested=None, probe=True)
+            if not any(s.error is None or s.globals_seen for s in streams):
+                _text(ctx, buf, start, end, member)
+                return "text"
+        if kind in ("pickle", "pickle?"):
+            if probe or (kind == "pickle?" and member is not None):
+                streams = scan_streams(ctx, buf, start, end, member=member, loader=loader, nested=nested, probe=True)
+                if member is not None and not any(s.error is None or s.globals_seen for s in streams):
+                    kind = "text" if _is_text(buf, start, end) else "data"
+                    if kind == "text":
+                        _text(ctx, buf, start, end, member)
+            else:
+                if not isinstance(buf, bytes) and end - start <= _COPY:
+                    buf, start, end = bytes(buf[start:end]), 0, end - start  # bytes index faster than mmap
+                hook = JoblibArrays()
+                kind = torch.scan_legacy(
+                    ctx, buf, start, end, member=member, nested=nested, on_build=hook, loader=loader
+                )
+                kind = "joblib" if hook.seen else kind
+            self._polyglot(buf, start, end, member, depth)
+        elif kind == "zip":
+            kind = self.zip(buf, start, end, member, depth)
+        elif kind == "npy":
+            numpy.scan_npy(ctx, buf, start, end, member=member, nested=nested, on_build=JoblibArrays())
+        elif kind in ("gzip", "bz2", "xz", "zlib", "7z"):
+            kind = compressed.scan(ctx, self, kind, buf, start, end, member, depth)
+        elif kind == "tar":
+            tar.scan(ctx, self, buf, start, end, member, depth)
+        elif kind == "safetensors":
+            safetensors.scan(ctx, buf, start, end, member=member)
+            self._polyglot(buf, start, end, member, depth)
+        elif kind == "gguf":
+            gguf.scan(ctx, buf, start, end, member=member)
+        elif kind == "hdf5":
+            kind = keras.scan_hdf5(ctx, buf, start, end, member=member)
+        elif kind == "onnx":
+            onnx.scan(ctx, buf, start, end, member=member)
+        elif kind == "savedmodel":
+            savedmodel.scan(ctx, buf, start, end, member=member)
+        elif kind == "protobuf":
+            pass  # well-formed protobuf data of no model format that runs code (tokenizer.model, fingerprint.pb)
+        elif kind == "unknown" and _is_text(buf, start, end):
+            _text(ctx, buf, start, end, member)
+            kind = "text"
+        elif member is None:
+            reason = "empty file" if kind == "empty" else "not a recognised model format"
+            ctx.add("format-unknown", Severity.INFO, reason, inconclusive=True)
+        return kind
+
+    def _polyglot(self, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
+        """A file that zip readers (``zipfile.is_zipfile``) would also open: scan that view too."""
+        if zipc.find_eocd(buf, start, end) < 0:
+            return
+        probe = Context(self.ctx.file, self.ctx.limits)
+        try:
+            entries = zipc.read_entries(probe, buf, start, end, member)
+        except (zipc.ZipError, LimitError, struct.error):
+            return
+        if entries:
+            reason = "file is also a zip archive (polyglot): zip readers see other content"
+            self.ctx.add("polyglot", Severity.SUSPICIOUS, reason, member=member)
+            self.zip(buf, start, end, member, depth)
+
+    def zip(self, buf: Any, start: int, end: int, member: str | None, depth: int) -> str:
+        """Scan every member of a zip archive; torch, npz and Keras layouts get their own rules."""
+        ctx = self.ctx
+        try:
+            entries = zipc.read_entries(ctx, buf, start, end, member)
+        except zipc.ZipError as e:
+            entries = list(zipc.iter_local(buf, start, end))
+            reason = f"zip archive without a readable central directory ({e}); torch cannot load it"
+            ctx.add("zip-invalid", Severity.INFO, reason, member=member, inconclusive=True)
+        names = [e.name for e in entries]
+        is_torch = torch.is_torch_zip(names)
+        kind = "torch-zip" if is_torch else "zip"
+        if keras.is_keras_zip(names):
+            kind = "keras"
+        elif names and all(n.endswith(".npy") for n in names):
+            kind = "npz"
+        loader = "torch" if is_torch else ("numpy" if kind == "npz" else "pickle")
+        if is_torch and any(torch.member_role(n) == "code" for n in names):
+            reason = "TorchScript archive: torch.load hands it to torch.jit.load, which runs its code"
+            ctx.add("torchscript", Severity.SUSPICIOUS, reason, member=member)
+        for i, entry in enumerate(entries):
+            if is_torch and entry.method == 0 and not entry.encrypted and torch.member_role(entry.name) == "storage":
+                magic = buf[entry.data : entry.data + 4]
+                if magic[:2] not in _PICKLE_MAGIC and magic != b"PK\x03\x04":
+                    continue  # tensor bytes: never parsed
+            where = f"{member}!{entry.name}" if member else entry.name
+            if not i & 0xFF:
+                ctx.check_time(where)
+            if entry.encrypted:
+                reason = "encrypted member cannot be inspected"
+                ctx.add("zip-encrypted", Severity.INFO, reason, member=where, inconclusive=True)
+                if entry.method == 0:
+                    self.scan(buf, entry.data, entry.data + entry.csize, where, depth + 1, probe=True, loader=loader)
+                continue
+            role = torch.member_role(entry.name) if is_torch else "other"
+            try:
+                if kind == "keras" and entry.name == "config.json":
+                    keras.scan_config(ctx, zipc.open_member(ctx, buf, entry, where), member=where)
+                    continue
+                head = zipc.open_member(ctx, buf, entry, where, limit=_SNIFF)
+                sub = sniff(*head)
+                if role == "storage" and sub not in ("pickle", "zip"):
+                    continue
+                if sub in ("npy",) and entry.method != 0:
+                    view = zipc.open_member(ctx, buf, entry, where, limit=numpy.MAX_HEADER + 16)
+                    if not _npy_has_object(view):
+                        continue
+                view = zipc.open_member(ctx, buf, entry, where)
+                self.scan(*view, where, depth + 1, loader=loader, probe=sub == "pickle?" or role == "storage")
+            except zipc.ZipError as e:
+                ctx.add("zip-member", Severity.INFO, f"cannot read member: {e}", member=where, inconclusive=True)
+            except LimitError:
+                continue
+        return kind
+
+
+def _npy_has_object(view: tuple[Any, int, int]) -> bool:
+    buf, start, end = view
+    try:
+        header, _ = numpy._header(buf, start, end)
+    except (ValueError, SyntaxError, TypeError, struct.error):
+        return True
+    return "O" in str(header.get("descr"))
+
+
+_CONTROL = bytes(range(32)).replace(b"\t", b"").replace(b"\n", b"").replace(b"\r", b"").replace(b"\x0c", b"")
+_MAX_TEXT = 64 << 20
+
+
+def _is_text(buf: Any, start: int, end: int) -> bool:
+    """UTF-8 without control characters (JSON, YAML, Markdown, source code)."""
+    if end - start > _MAX_TEXT:
+        return False
+    data = bytes(buf[start:end])
+    if data.translate(None, _CONTROL) != data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _text(ctx: Context, buf: Any, start: int, end: int, member: str | None) -> None:
+    """Text is data, except chat templates (rendered by Jinja) in tokenizer configs."""
+    head = bytes(buf[start : min(end, start + 1)])
+    if head != b"{" and not bytes(buf[start:end]).lstrip().startswith(b"{"):
+        return
+    try:
+        config = json.loads(bytes(buf[start:end]))
+    except (ValueError, RecursionError):
+        return
+    if not isinstance(config, dict):
+        return
+    template = config.get("chat_template")
+    templates = template if isinstance(template, list) else [template]
+    for item in templates:
+        value = item.get("template") if isinstance(item, dict) else item
+        if isinstance(value, str):
+            gguf.check_template(ctx, "chat_template", value, member)
