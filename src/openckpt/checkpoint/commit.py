@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openckpt.checkpoint.describe import git_state, software_versions
+from openckpt.checkpoint.distributed import is_distributed, save_distributed
 from openckpt.checkpoint.snapshot import (
     DEFAULT_MAX_SHARD_SIZE,
     Snapshot,
@@ -85,7 +86,12 @@ def save(
 
     ``training`` and ``lineage`` fill the manifest (step, metrics, datasets...; parent, base model, license).
     Returns the manifest that was written.
+    In a torch.distributed run of several ranks this is collective: see :mod:`openckpt.checkpoint.distributed`.
     """
+    if is_distributed():
+        return save_distributed(
+            Path(path), state, training=training, lineage=lineage, max_shard_size=max_shard_size, overwrite=overwrite
+        )
     return commit_snapshot(
         capture(state),
         Path(path),

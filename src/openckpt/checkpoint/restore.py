@@ -125,6 +125,10 @@ def load(path: str | os.PathLike[str], state: Mapping[str, Any], *, verify: bool
     if not directory.is_dir():
         raise CheckpointNotFoundError("no checkpoint directory", path=directory)
     manifest = read_manifest(directory)
+    if manifest.distributed is not None:  # saved by several ranks
+        from openckpt.checkpoint.distributed import load_distributed
+
+        return load_distributed(directory, manifest, state, verify=verify)
     adapted = adapt(state)
     if missing := set(adapted) - set(manifest.entries):
         raise StateMismatchError(f"checkpoint has no entries {_describe(missing)}", path=directory)
