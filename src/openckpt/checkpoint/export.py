@@ -52,6 +52,12 @@ def export(
     if dst.exists() and not overwrite:
         raise CheckpointExistsError("output directory exists", path=dst)
     source = read_manifest(src)
+    if source.distributed is not None:
+        raise StateMismatchError(
+            "this checkpoint was saved by several ranks: load its model into one process with openckpt.load "
+            "(it reshards) and save that, then export",
+            path=src,
+        )
     entry = source.entries.get(MODEL_ENTRY)
     if entry is None or entry.kind != "module":
         raise StateMismatchError("checkpoint has no 'model' module entry to export", path=src)
