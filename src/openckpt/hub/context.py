@@ -61,8 +61,8 @@ def optional_principal(request: Request, *, session: bool = False) -> Principal 
     secret = _bearer(request, session=session)
     principal = None
     if secret is not None:
-        with hub_of(request).db.read() as session:
-            principal = authenticate(session, secret)
+        with hub_of(request).db.read() as db_session:
+            principal = authenticate(db_session, secret)
     request.scope["principal"] = principal
     return principal
 
