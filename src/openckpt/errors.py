@@ -17,10 +17,14 @@
     ├── CheckpointExistsError (FileExistsError)
     ├── NoValidCheckpointError                 checkpoints exist but none of them loads
     ├── AsyncSaveError                         a background save failed; raised on the next call
+    ├── LicenseError (ValueError)              a license policy file or license declaration cannot be used
     └── HubError                               a hub request failed: ``.status`` (HTTP) and ``.code`` (X-Error-Code)
         ├── BadRequestError                    400 BadRequest: invalid name, path, body
+        │   └── UnsafeUploadError              400 UnsafeFile: a commit adds a file the scanner refuses
         ├── UnauthorizedError                  401 Unauthorized: missing or invalid token
         ├── ForbiddenError                     403 Forbidden: authenticated, not allowed
+        │   ├── FileFlaggedError               403 FileFlagged: the scanner flagged the file; not released yet
+        │   └── PolicyViolationError           403 PolicyViolation: a commit breaks the owner's license policy
         ├── GatedRepoError                     403 GatedRepo: access must be requested first
         ├── RepoNotFoundError                  404 RepoNotFound (also for private repos the caller cannot see)
         ├── RevisionNotFoundError              404 RevisionNotFound
@@ -41,14 +45,18 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "EntryNotFoundError",
+    "FileFlaggedError",
     "ForbiddenError",
     "GatedRepoError",
     "HubError",
+    "LicenseError",
     "PayloadTooLargeError",
+    "PolicyViolationError",
     "PreconditionFailedError",
     "RepoNotFoundError",
     "RevisionNotFoundError",
     "UnauthorizedError",
+    "UnsafeUploadError",
     "CheckpointExistsError",
     "CheckpointNotFoundError",
     "FormatError",
@@ -134,6 +142,10 @@ class AsyncSaveError(OpenckptError):
     """A background save failed. The original exception is ``__cause__``."""
 
 
+class LicenseError(OpenckptError, ValueError):
+    """A license policy or declaration that cannot be used (bad YAML, unknown keys, unknown license ids)."""
+
+
 class HubError(OpenckptError):
     """An error the hub answers with ``status``, the ``X-Error-Code`` header ``code`` and extra ``headers``."""
 
@@ -149,12 +161,30 @@ class BadRequestError(HubError, ValueError):
     status, code = 400, "BadRequest"
 
 
+class UnsafeUploadError(BadRequestError):
+    """A commit adds a file the scanner finds malicious (or, under the ``block`` policy, not clean)."""
+
+    code = "UnsafeFile"
+
+
 class UnauthorizedError(HubError):
     status, code = 401, "Unauthorized"
 
 
 class ForbiddenError(HubError, PermissionError):
     status, code = 403, "Forbidden"
+
+
+class FileFlaggedError(ForbiddenError):
+    """A download of a file the scanner flagged, which the repo's owner or an admin has not released."""
+
+    code = "FileFlagged"
+
+
+class PolicyViolationError(ForbiddenError):
+    """A commit that the license policy of the repo's owner (or of the server) refuses."""
+
+    code = "PolicyViolation"
 
 
 class GatedRepoError(HubError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from openckpt.cli._gate import refuse_unclean
 from openckpt.cli._output import err, guard, human_bytes, out
 
 if TYPE_CHECKING:
@@ -81,9 +82,15 @@ def convert_command(
 ) -> None:
     """Convert foreign weights into an openckpt checkpoint, never unpickling arbitrary objects.
 
-    Files are recognised by content, not extension. Anything torch's weights-only loader refuses, and object
-    arrays in .npz files, are refused (exit 2).
+    The input is scanned first: anything not clean and complete is refused (exit 1 for findings, 2 when
+    inconclusive). Files are recognised by content, not extension. Anything torch's weights-only loader refuses,
+    and object arrays in .npz files, are refused (exit 2).
     """
+    if src.is_dir():
+        inputs = {str(p.relative_to(src)): p for p in sorted(src.rglob("*")) if p.is_file()}
+    else:
+        inputs = {str(src): src}
+    refuse_unclean(inputs, what=f"convert {src}")
     manifest, notes = convert(src, dst, config=_read_config(config) if config else None, overwrite=overwrite)
     for note in notes:
         err().print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from openckpt.cli._gate import refuse_unclean
 from openckpt.cli._output import EXIT_FINDINGS, byte_progress, err, guard, human_bytes, out
 from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token, remote
 
@@ -28,7 +29,7 @@ def pull_command(
     endpoint: Endpoint = None,
     token: Token = None,
 ) -> None:
-    """Download a repo revision and verify every file; exit 1 naming each file that differs.
+    """Download a repo revision, verify and scan every file; exit 1 naming each file that differs or is not clean.
 
     Each file is checked against the hub's tree (sha256 of LFS files, git blob id of the others) and, for files
     listed in openckpt.json, its size, sha256 and blake3. Download progress is huggingface_hub's; verification
@@ -54,6 +55,7 @@ def pull_command(
     except IntegrityError as e:
         console.print(f"[bold red]error:[/] [red]{escape(str(e))}[/]", soft_wrap=True)
         raise typer.Exit(EXIT_FINDINGS) from None
+    refuse_unclean({f.path: result.directory / f.path for f in result.files}, what=f"pull {spec}")
     where = f"{result.repo_id}@{result.revision}"
     summary = f"{len(result.files)} files, {human_bytes(result.bytes)} match the hub and the manifest"
     into = f"(commit {result.commit[:12]}) into {result.directory}"

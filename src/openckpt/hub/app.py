@@ -34,7 +34,8 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
     """The hub app; settings default to ``OPENCKPT_*`` variables. ``migrate`` applies migrations first."""
-    from openckpt.hub.routes import files, lfs, repos, resolve, ui, users
+    from openckpt.hub.routes import access, files, governance, lfs, reports, repos, resolve, security, ui, users
+    from openckpt.hub.services import gate
 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         db.migrate()
     app = FastAPI(title="openckpt hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.hub = Hub(settings, db, LocalBlobStore(settings.data_dir / "store"))
-    for module in (users, repos, files, lfs, resolve):
+    for module in (users, access, reports, repos, files, lfs, resolve, security, governance):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
@@ -63,8 +64,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     async def value_error(request: Request, exc: ValueError) -> JSONResponse:
         return _error(400, "BadRequest", f"invalid request: {exc}")
 
+    @app.on_event("startup")
+    def _monitor() -> None:  # trust: rescan stored files whose scan predates the current rules
+        app.state.rescan = gate.start_monitor(db, app.state.hub.store, settings)
+
     @app.on_event("shutdown")
     def _close() -> None:
+        if getattr(app.state, "rescan", None) is not None:
+            app.state.rescan.set()
         db.dispose()
 
     return app

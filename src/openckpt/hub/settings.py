@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ from openckpt.fsutil import temp_sibling
 
 __all__ = ["Settings"]
 
-_ENV = {
+
+def _boolean(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() not in ("0", "false", "no", "off", "")
+
+
+_ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "data_dir": ("OPENCKPT_DATA_DIR", Path),
     "host": ("OPENCKPT_HOST", str),
     "port": ("OPENCKPT_PORT", int),
@@ -25,7 +31,12 @@ _ENV = {
     "multipart_threshold": ("OPENCKPT_MULTIPART_THRESHOLD", int),
     "multipart_chunk_size": ("OPENCKPT_MULTIPART_CHUNK_SIZE", int),
     "signed_url_ttl": ("OPENCKPT_SIGNED_URL_TTL", int),
+    "scan_policy": ("OPENCKPT_SCAN_POLICY", str),
+    "scan_rules_version": ("OPENCKPT_SCAN_RULES_VERSION", str),
+    "scan_monitor": ("OPENCKPT_SCAN_MONITOR", _boolean),
+    "policy_file": ("OPENCKPT_POLICY_FILE", str),
 }
+SCAN_POLICIES = ("flag", "block", "allow")
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,8 @@ class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))
+    """Worker processes; the API processes are stateless, so one per core serves concurrent clients best."""
     database_url: str = ""
     """SQLAlchemy URL; empty means SQLite at ``<data_dir>/openckpt.db``."""
     public_url: str = ""
@@ -45,6 +57,15 @@ class Settings:
     multipart_threshold: int = 5 * 10**9
     multipart_chunk_size: int = 512 * 2**20
     signed_url_ttl: int = 3600
+    scan_policy: str = "flag"
+    """What a commit's suspicious or inconclusive files get: ``flag`` (stored, downloads refused until released),
+    ``block`` (the commit is refused) or ``allow``. Malicious files are always refused."""
+    scan_rules_version: str = ""
+    """The scanner rules' version to record; empty means ``openckpt.scan.RULES_VERSION`` (set it to force a rescan)."""
+    scan_monitor: bool = True
+    """Rescan, in the background, stored files whose scan predates the current rules version."""
+    policy_file: str = ""
+    """A license policy (YAML) applied to every repo, with its organisation's; empty: none."""
     secret: bytes = field(default=b"", repr=False)
 
     @classmethod
@@ -61,6 +82,10 @@ class Settings:
                 values[name] = kind(os.environ[var])
         values.update({k: _ENV[k][1](v) if k in _ENV else v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.scan_policy not in SCAN_POLICIES:
+            raise ValueError(f"scan policy must be one of {', '.join(SCAN_POLICIES)}, not {self.scan_policy!r}")
 
     def database(self) -> str:
         """The SQLAlchemy URL: ``database_url``, or SQLite at ``<data_dir>/openckpt.db``."""

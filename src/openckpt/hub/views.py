@@ -8,8 +8,19 @@ from typing import Any
 
 from openckpt.digest import lfs_pointer
 from openckpt.hub.db.models import Commit, Repo, TreeEntry
+from openckpt.hub.services.gate import FileStatus
 
-__all__ = ["commit_json", "directory_json", "file_json", "iso", "last_commit_json", "repo_json", "sibling_json"]
+__all__ = [
+    "commit_json",
+    "directory_json",
+    "file_json",
+    "file_security_json",
+    "iso",
+    "last_commit_json",
+    "repo_json",
+    "repo_security_json",
+    "sibling_json",
+]
 
 
 def iso(moment: datetime) -> str:
@@ -96,3 +107,40 @@ def repo_json(
         data["siblings"] = [sibling_json(e, blobs=blobs) for e in entries]
         data["usedStorage"] = sum(e.size for e in entries)
     return data
+
+
+# ---- scan results, in the shapes huggingface_hub parses (RepoFile.security, ModelInfo.security_repo_status) ------
+
+
+def _imports(status: FileStatus) -> list[dict[str, str]]:
+    found = {}
+    for f in status.findings:
+        if f.get("callable"):
+            module, _, name = str(f["callable"]).rpartition(".")
+            safety = {"malicious": "dangerous", "suspicious": "suspicious"}.get(str(f.get("severity")), "innocuous")
+            found[(module, name)] = {"module": module, "name": name, "safety": safety}
+    return list(found.values())
+
+
+def file_security_json(status: FileStatus) -> dict[str, Any]:
+    """``securityFileStatus`` of an expanded tree entry: the Hub's keys, and openckpt's verdict in ``openckptScan``."""
+    level = {"clean": "innocuous", "malicious": "dangerous"}.get(status.verdict, "suspicious")
+    imports = _imports(status)
+    return {
+        "status": "unscanned" if status.verdict == "unscanned" else
+                  "safe" if status.clean else "unsafe" if status.verdict == "malicious" else "caution",
+        "avScan": {"virusFound": False, "virusNames": None},
+        "pickleImportScan": {"highestSafetyLevel": level, "imports": imports} if imports else None,
+        "openckptScan": {"verdict": status.verdict, "completeness": status.completeness, "released": status.released,
+                         "withheld": status.withheld, "findings": status.findings},
+    }  # fmt: skip
+
+
+def repo_security_json(statuses: dict[str, FileStatus]) -> dict[str, Any]:
+    """``securityRepoStatus`` of ``model_info(securityStatus=True)``."""
+    issues = [
+        {"path": s.path, "level": s.level, "verdict": s.verdict, "completeness": s.completeness,
+         "released": s.released, "withheld": s.withheld, "findings": s.findings}
+        for s in statuses.values() if not s.clean and s.verdict != "unscanned"
+    ]  # fmt: skip
+    return {"scansDone": all(s.current for s in statuses.values()), "filesWithIssues": issues}

@@ -25,4 +25,8 @@ class _CallableModule(types.ModuleType):
         return scan(*args, **kwargs)
 
 
+RULES_VERSION = "1"
+"""The version of the scanner's rules and allowlists: bump it whenever a verdict could change, so that the hub
+rescans every stored file."""
+
 sys.modules[__name__].__class__ = _CallableModule

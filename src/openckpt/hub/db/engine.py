@@ -19,7 +19,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8)
+    # a pooled connection per request thread: a new one costs its PRAGMAs and a schema read on its first query
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=40)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _: Any) -> None:

@@ -12,7 +12,24 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Account", "Base", "Blob", "Commit", "Membership", "Ref", "Repo", "Token", "TreeEntry", "utcnow"]
+__all__ = [
+    "AccessRequest",
+    "Account",
+    "Base",
+    "Blob",
+    "Commit",
+    "LicensePolicy",
+    "LineageEdge",
+    "Membership",
+    "Ref",
+    "Repo",
+    "Scan",
+    "ScanRelease",
+    "SigningKey",
+    "Token",
+    "TreeEntry",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -124,3 +141,88 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessRequest(Base):
+    """A user's request for access to a gated repo: ``pending``, ``accepted`` or ``rejected``."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (UniqueConstraint("repo_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(8))  # pending | accepted | rejected
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the requester filled in the gate form (``extra_gated_fields``)."""
+    rejection_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user: Mapped[Account] = relationship()
+
+
+# ---- trust: scans of stored blobs, releases of flagged files, owners' signing keys -------------------------------
+
+
+class Scan(Base):
+    """The scanner's verdict on a blob, made once per blob and rules version (rescanned when the rules change)."""
+
+    __tablename__ = "scans"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rules_version: Mapped[str] = mapped_column(String(32), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # clean | suspicious | malicious
+    completeness: Mapped[str] = mapped_column(String(16))  # complete | inconclusive
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    scanned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScanRelease(Base):
+    """A flagged file of a repo that its owner or an admin let through: downloads of these bytes at this path work."""
+
+    __tablename__ = "scan_releases"
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    released_by: Mapped[str] = mapped_column(String(96))
+    released_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SigningKey(Base):
+    """A public key an account signs its models with (PEM); ``hint`` is the key hint model-signing bundles carry."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(Text)
+    hint: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- governance: lineage of models, license policies -------------------------------------------------------------
+
+
+class LineageEdge(Base):
+    """A base model of a repo's default-branch head (``revision``), from its card, openckpt.json or adapter config.
+
+    ``base`` is the id as written; ``base_repo_id`` is the local repo it names, None for bases on other hubs.
+    """
+
+    __tablename__ = "lineage_edges"
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    base: Mapped[str] = mapped_column(String(512), primary_key=True)
+    revision: Mapped[str] = mapped_column(String(40))
+    base_repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), index=True)
+    base_revision: Mapped[str | None] = mapped_column(String(255), default=None)
+    relation: Mapped[str] = mapped_column(String(16))  # finetune | adapter | merge | quantized
+    source: Mapped[str] = mapped_column(String(16))  # card | manifest | adapter_config
+
+
+class LicensePolicy(Base):
+    """An organisation's license policy (the rules of :class:`openckpt.governance.policy.Policy`)."""
+
+    __tablename__ = "license_policies"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(96))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -29,7 +29,8 @@ from openckpt.hub.context import (
     rev_and_path,
 )
 from openckpt.hub.db.models import Blob, Commit, TreeEntry
-from openckpt.hub.services import repos
+from openckpt.hub.routes import security
+from openckpt.hub.services import gate, governance, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, tree_entries
 from openckpt.hub.services.history import last_commits
@@ -80,10 +81,12 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
     with hub.db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
         commit = resolve_revision(session, repo, rev)
-        items = _listing(tree_entries(session, commit.tree_id), path, recursive)
+        entries = tree_entries(session, commit.tree_id)
+        items = _listing(entries, path, recursive)
         shown = items[offset : offset + page]
         if expand:
             _add_last_commits(session, commit, shown)
+            security.add_file_security(session, hub.settings, repo.id, entries, shown)
     more = len(items) > offset + page
     return JSONResponse(shown, headers=next_page(request, offset + page) if more else None)
 
@@ -123,6 +126,7 @@ def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, 
                 out.append(directory_json(path, below))
         if expand:
             _add_last_commits(session, head, out)
+            security.add_file_security(session, hub_of(request).settings, repo.id, entries, out)
     return out
 
 
@@ -262,6 +266,8 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
 def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
     header, ops = _parse_ndjson(raw)
     changes = _store_changes(hub, ops)
+    gate.check_changes(hub.db, hub.store, hub.settings, changes)  # trust: scan what the commit adds, before it exists
+    governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     commit_id, _ = create_commit(
         hub.db, repo_id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",
         author=principal.name, parent_commit=header.get("parentCommit"),

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, EntryNotFoundError
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
@@ -37,18 +38,25 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
     return {"upload": {"href": href}, "verify": verify}
 
 
+def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str]) -> dict[str, int]:
+    """Sizes of the objects among ``oids`` already stored, once the caller may read (or write) the repo."""
+    with hub_of(request).db.read() as session:
+        repos.find_repo(session, require_principal(request), repo_type, repo_id, write=write)
+        return dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
+
+
 async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSONResponse:
-    hub = hub_of(request)
-    principal = require_principal(request)
     repo_id = repo_id_of(owner, name.removesuffix(".git"))
+    await run_in_threadpool(require_principal, request)  # 401 before reading the body (the DB may be busy)
     body = await request.json()
     if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
         raise BadRequestError("expected an LFS batch request with operation 'upload' or 'download'")
     objects = body.get("objects") or []
-    with hub.db.read() as session:
-        repos.find_repo(session, principal, repo_type, repo_id, write=body["operation"] == "upload")
-        oids = [str(o.get("oid")) for o in objects]
-        stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
+    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
+        raise BadRequestError("objects must be a list of {oid, size}")
+    oids = [str(o.get("oid")) for o in objects]
+    write = body["operation"] == "upload"
+    stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids)
     out = []
     for obj in objects:
         oid, size = str(obj.get("oid", "")), obj.get("size")
@@ -111,19 +119,27 @@ async def complete(request: Request, sha256: str, size: int) -> Response:
     if not isinstance(parts, list):
         raise BadRequestError("expected {oid, parts: [{partNumber, etag}]}")
     hub = hub_of(request)
-    numbers = sorted(int(p["partNumber"]) for p in parts)
-    _multipart(request).complete(hub.store, hub.db, sha256, size, numbers)
+    try:
+        numbers = sorted(int(p["partNumber"]) for p in parts)
+    except (TypeError, KeyError, ValueError):
+        raise BadRequestError("each part is {partNumber, etag}") from None
+    await run_in_threadpool(_multipart(request).complete, hub.store, hub.db, sha256, size, numbers)
     return Response(status_code=200)
 
 
 @router.post("/api/lfs/verify/{repo_type}/{owner}/{name}")
 async def verify(request: Request, repo_type: str, owner: str, name: str) -> Response:
-    require_principal(request)
+    await run_in_threadpool(require_principal, request)
     body = await request.json()
+    if not isinstance(body, dict):
+        raise BadRequestError("expected {oid, size}")
     oid, size = str(body.get("oid", "")), body.get("size")
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        blob = session.get(Blob, oid) if is_sha256(oid) else None
+    blob = await run_in_threadpool(_blob, request, oid)
     if blob is None or blob.size != size:
         raise EntryNotFoundError(f"LFS object {oid} ({size} bytes) is not stored")
     return Response(status_code=200)
+
+
+def _blob(request: Request, oid: str) -> Blob | None:
+    with hub_of(request).db.read() as session:
+        return session.get(Blob, oid) if is_sha256(oid) else None

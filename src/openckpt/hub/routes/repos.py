@@ -21,9 +21,9 @@ from openckpt.hub.context import (
     rev_and_path,
 )
 from openckpt.hub.db.models import Commit, Ref
-from openckpt.hub.services import repos
+from openckpt.hub.services import gate, repos
 from openckpt.hub.services.commits import resolve_revision, tree_entries
-from openckpt.hub.views import commit_json, repo_json
+from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
 router = APIRouter()
@@ -138,7 +138,10 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
         head = resolve_revision(session, repo, rev)
         entries = list(tree_entries(session, head.tree_id).values())
-        return repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
+        data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
+        if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
+            data["securityRepoStatus"] = repo_security_json(gate.statuses(session, hub.settings, repo.id, entries))
+        return data
 
 
 @router.get("/api/{plural}/{owner}/{name}/auth-check")

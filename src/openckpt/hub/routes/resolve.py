@@ -2,24 +2,78 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
+import anyio
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from sqlalchemy import update
+from starlette.types import Receive, Scope, Send
 
-from openckpt.errors import EntryNotFoundError
+from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, rev_and_path
-from openckpt.hub.db.models import Repo
-from openckpt.hub.services import repos
-from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.db.models import Repo, TreeEntry
+from openckpt.hub.services import access, gate, repos
+from openckpt.hub.services.commits import resolve_revision
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
 router = APIRouter()
 
 
-class _BlobFileResponse(FileResponse):
-    chunk_size = 4 << 20  # large reads: the default 64 KiB costs half the throughput
+READ_CHUNK = 8 << 20
+_READERS = ThreadPoolExecutor(16, thread_name_prefix="openckpt-read")
+
+
+class _LocalBlobResponse(Response):
+    """Bytes ``[start, end)`` of a local file, read in large chunks in a worker thread: the next chunk is read while
+    the current one is being sent. Stops reading when the client goes away."""
+
+    def __init__(self, path: Path, start: int, end: int, status_code: int, headers: dict[str, str]) -> None:
+        super().__init__(status_code=status_code, headers=headers, media_type="application/octet-stream")
+        self.path, self.start, self.end = path, start, end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] == "HEAD" or self.start >= self.end:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        async with anyio.create_task_group() as group:
+
+            async def pump() -> None:
+                await self._pump(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(pump)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+    async def _pump(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        pos, end = self.start, self.end
+        reading: asyncio.Future[bytes] = loop.run_in_executor(_READERS, os.pread, fd, min(READ_CHUNK, end - pos), pos)
+        try:
+            while True:
+                chunk = await reading
+                if not chunk:
+                    raise IntegrityError("blob is shorter than recorded", path=self.path)
+                pos += len(chunk)
+                more = pos < end
+                if more:
+                    reading = loop.run_in_executor(_READERS, os.pread, fd, min(READ_CHUNK, end - pos), pos)
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return
+        finally:
+            if reading.done():
+                os.close(fd)
+            else:  # cancelled while a read is in flight: close once it is over, never under its feet
+                reading.add_done_callback(lambda _: os.close(fd))
 
 
 def _disposition(filename: str) -> str:
@@ -45,9 +99,12 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
     rev, path = rev_and_path(request, skip)
     with hub.db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type, repo_id_of(owner, name))
+        access.check_download(session, optional_principal(request), repo, path)
         commit = resolve_revision(session, repo, rev)
-        entries = tree_entries(session, commit.tree_id)
-    entry = entries.get(path)
+        entry = session.get(TreeEntry, (commit.tree_id, path))  # one row, not the whole tree
+        has_config = path == "config.json" or session.get(TreeEntry, (commit.tree_id, "config.json")) is not None
+        if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
+            gate.check_download(session, hub.settings, repo.id, entry)
     if entry is None:
         raise EntryNotFoundError(f"{path} does not exist at revision {rev}", headers={REPO_COMMIT: commit.id})
     etag = entry.sha256 if entry.lfs else entry.git_oid
@@ -60,31 +117,41 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=0",
     }
-    _count_download(request, repo.id, path, "config.json" in entries)
+    _count_download(request, repo.id, path, has_config)
+    span = _range(request, entry.size, headers)
+    if isinstance(span, Response):
+        return span
+    status, start, end = span
     local = hub.store.local_path(entry.sha256)
     if local is not None:
-        return _BlobFileResponse(local, headers=headers, media_type="application/octet-stream")
-    return _stream(request, entry.sha256, entry.size, headers)
-
-
-def _stream(request: Request, sha256: str, size: int, headers: dict[str, str]) -> Response:
-    """Serve from a backend without local files, honouring a single Range."""
-    start, end = 0, size
-    status = 200
-    spec = request.headers.get("range")
-    if spec and spec.startswith("bytes="):
-        first, _, last = spec[6:].split(",")[0].partition("-")
-        start = int(first) if first else max(size - int(last), 0)
-        end = min(int(last) + 1, size) if first and last else size
-        if start >= size:
-            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-        status = 206
-        headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
-    headers["Content-Length"] = str(end - start)
+        return _LocalBlobResponse(local, start, end, status, headers)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    body = hub_of(request).store.read(sha256, start, end)
+    body = hub.store.read(entry.sha256, start, end)
     return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
+
+
+def _range(request: Request, size: int, headers: dict[str, str]) -> tuple[int, int, int] | Response:
+    """(status, start, end) of what to send, honouring a single ``Range`` (and ``If-Range``), with the headers of
+    that status added to ``headers``; or the 416 response."""
+    start, end, status = 0, size, 200
+    spec = request.headers.get("range", "").replace(" ", "")
+    if_range = request.headers.get("if-range")
+    if spec.startswith("bytes=") and (if_range is None or if_range == headers["ETag"]):
+        first, _, last = spec[6:].split(",")[0].partition("-")
+        if not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+            raise BadRequestError(f"invalid Range header {spec!r}")
+        if first:
+            start = int(first)
+            end = min(int(last) + 1, size) if last else size
+        else:
+            start = max(size - int(last), 0)
+        if start >= size or start >= end:
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return status, start, end
 
 
 @router.api_route("/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])

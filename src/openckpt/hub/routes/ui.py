@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from openckpt.hub.routes import ui_auth, ui_browse, ui_repo
+from openckpt.hub.routes import ui_access, ui_auth, ui_browse, ui_repo, ui_security
 
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-for _part in (ui_auth.router, ui_browse.router, ui_repo.router, ui_browse.accounts_router):
+_PARTS = (ui_auth.router, ui_browse.router, ui_access.router, ui_security.router, ui_repo.router)
+for _part in (*_PARTS, ui_browse.accounts_router):
     router.include_router(_part)

@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 from openckpt.errors import EntryNotFoundError, RepoNotFoundError
 from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
+from openckpt.hub.routes.ui_access import gate_context
 from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
-from openckpt.hub.services import pages
+from openckpt.hub.routes.ui_security import trust_context
+from openckpt.hub.services import access, gate, governance, pages, reports
 from openckpt.hub.services.commits import resolve_revision, tree_entries
 from openckpt.hub.services.names import RESERVED_ACCOUNT_NAMES
 from openckpt.hub.services.render import render_card, render_markdown
@@ -75,7 +77,10 @@ def overview(request: Request, repo_type: str) -> Response:
             **_header(session, repo, rev, commit, "card", lambda r: f"{base}?rev={quote(r, safe='')}"),
             "card": card, "panel": manifest, "listing": pages.folder_listing(entries, ""), "recent": recent,
             "file_count": len(entries), "total_size": sum(e.size for e in entries.values()),
-            "endpoint": hub.settings.public_url,
+            "endpoint": hub.settings.public_url, "access_gate": gate_context(session, request, repo),
+            "openness": reports.repo_openness(session, repo) if repo.type == "model" else None,
+            "trust": trust_context(session, request, repo, commit, entries),
+            "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
         }  # fmt: skip
         return page(request, "repo.html", context)
 
@@ -85,12 +90,14 @@ def tree(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        listing = pages.folder_listing(tree_entries(session, commit.tree_id), path)
+        entries = tree_entries(session, commit.tree_id)
+        listing = pages.folder_listing(entries, path)
         if listing is None:
             raise EntryNotFoundError(f"no folder {path!r} at {rev}")
         base = repo_url(repo)
         link = lambda r: f"{base}/tree/{quote(r, safe='')}/{quote(path)}".rstrip("/")  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "files", link), "listing": listing, "path": path}
+        context = {**_header(session, repo, rev, commit, "files", link), "listing": listing, "path": path,
+                   "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values())}  # fmt: skip
         return page(request, "repo_tree.html", context)
 
 
@@ -103,6 +110,7 @@ def blob(request: Request, repo_type: str) -> Response:
         entry = tree_entries(session, commit.tree_id).get(path)
         if entry is None:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
+        access.check_download(session, viewer_of(request), repo, path)
         base = repo_url(repo)
         text = pages.read_text(hub.store, entry, MAX_PREVIEW)
         rendered = None

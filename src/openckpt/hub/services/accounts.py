@@ -136,7 +136,7 @@ def principal_for(session: Session, account: Account, token: Token) -> Principal
 
 def authenticate(session: Session, secret: str) -> Principal:
     """The principal of a bearer token; :class:`UnauthorizedError` if it is unknown or revoked."""
-    token = session.scalar(select(Token).where(Token.digest == hash_token(secret)))
+    token = session.scalar(select(Token).where(Token.digest == hash_token(secret)).options(joinedload(Token.account)))
     if token is None or token.revoked_at is not None:
         raise UnauthorizedError("Invalid credentials in Authorization header")
     return principal_for(session, token.account, token)

@@ -13,6 +13,7 @@ from openckpt.digest import git_blob_sha1
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, RepoNotFoundError, RevisionNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.services import governance
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.cards import derive_metadata, validate_card
 from openckpt.hub.services.commits import _commit_id, _tree_id, resolve_revision, tree_entries
@@ -226,6 +227,7 @@ def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
             card = validate_card(text)[0]
         repo.card_data = card
         repo.tags, repo.pipeline_tag, repo.library_name = derive_metadata(card, list(entries))
+        governance.refresh_lineage(session, store, repo, head, entries)  # the model tree
 
 
 @dataclass(frozen=True)

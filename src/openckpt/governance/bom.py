@@ -1,0 +1,165 @@
+"""AI bill of materials: a CycloneDX 1.6 ML-BOM of a model, from its files' sha256s, card metadata and manifest.
+
+The model is a ``machine-learning-model`` component with the sha256 of each weight file and its license; its
+``modelCard`` carries the parameters (architecture, datasets) and the ``model-index`` metrics; datasets are ``data``
+components, base models ``machine-learning-model`` components, and the manifest's ``software`` versions
+``library`` components; the ``dependencies`` graph links the model to all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openckpt.format.manifest import Manifest
+from openckpt.governance.cards import eval_results, parse_card
+from openckpt.governance.licenses import get_license
+
+__all__ = ["WEIGHT_SUFFIXES", "bom_of_directory", "build_bom", "is_weight_file"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack", ".npz", ".pkl")
+_PYPI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_weight_file(path: str) -> bool:
+    return path.lower().endswith(WEIGHT_SUFFIXES)
+
+
+def _ids(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _licenses(ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for lic in ids:
+        info = get_license(lic)
+        if info is not None and info.spdx:
+            entry: dict[str, Any] = {"id": info.spdx}
+        else:
+            entry = {"name": info.name if info is not None else lic}
+        if info is not None and info.url:
+            entry["url"] = info.url
+        out.append({"license": entry})
+    return out
+
+
+def build_bom(
+    name: str,
+    *,
+    weights: Mapping[str, str],
+    card: Mapping[str, Any],
+    manifest: Manifest | None = None,
+    version: str | None = None,
+    tool_version: str = "",
+    timestamp: datetime | None = None,
+) -> dict[str, Any]:
+    """The ML-BOM of model ``name``: ``weights`` maps each weight file's path to its sha256 (hex)."""
+    model_ref = f"model:{name}"
+    license_ids = _ids(card.get("license")) or (
+        [manifest.lineage.license] if manifest and manifest.lineage.license else []
+    )
+    components: list[dict[str, Any]] = []
+    depends: list[str] = []
+
+    datasets = list(
+        dict.fromkeys(_ids(card.get("datasets")) + ([d.name for d in manifest.training.datasets] if manifest else []))
+    )
+    for ds in datasets:
+        ref = f"dataset:{ds}"
+        components.append({"type": "data", "bom-ref": ref, "name": ds, "data": [{"type": "dataset", "name": ds}]})
+        depends.append(ref)
+    bases = _ids(card.get("base_model")) or (_ids(manifest.lineage.base_model) if manifest else [])
+    for base in bases:
+        ref = f"model:{base}"
+        components.append({"type": "machine-learning-model", "bom-ref": ref, "name": base})
+        depends.append(ref)
+    for lib, lib_version in sorted((manifest.software if manifest else {}).items()):
+        ref = f"library:{lib}@{lib_version}"
+        component: dict[str, Any] = {"type": "library", "bom-ref": ref, "name": lib, "version": lib_version}
+        if lib != "python" and _PYPI_NAME.match(lib):
+            component["purl"] = f"pkg:pypi/{lib.lower()}@{lib_version}"
+        components.append(component)
+        depends.append(ref)
+
+    parameters: dict[str, Any] = {}
+    if isinstance(card.get("pipeline_tag"), str):
+        parameters["task"] = card["pipeline_tag"]
+    arch = manifest.architecture if manifest else None
+    config = (arch.config or {}) if arch else {}
+    if isinstance(config.get("model_type"), str):
+        parameters["architectureFamily"] = config["model_type"]
+    if arch and arch.class_path:
+        parameters["modelArchitecture"] = arch.class_path
+    if datasets:
+        parameters["datasets"] = [{"ref": f"dataset:{d}"} for d in datasets]
+    model_card: dict[str, Any] = {"modelParameters": parameters} if parameters else {}
+    metrics = [
+        {"type": r.metric_type, "value": str(r.metric_value), "slice": f"{r.dataset_name} ({r.task_type})"}
+        for r in eval_results(dict(card))
+    ]
+    if not metrics and manifest:
+        metrics = [
+            {"type": k, "value": str(v), "slice": "training"} for k, v in sorted(manifest.training.metrics.items())
+        ]
+    if metrics:
+        model_card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
+
+    model: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": model_ref, "name": name}
+    if version:
+        model["version"] = version
+    if weights:
+        model["hashes"] = [{"alg": "SHA-256", "content": sha} for sha in dict.fromkeys(weights.values())]
+        model["components"] = [
+            {
+                "type": "file",
+                "bom-ref": f"{model_ref}/{path}",
+                "name": path,
+                "hashes": [{"alg": "SHA-256", "content": sha}],
+            }
+            for path, sha in sorted(weights.items())
+        ]
+    if license_ids:
+        model["licenses"] = _licenses(license_ids)
+    if model_card:
+        model["modelCard"] = model_card
+    if arch and arch.parameters:
+        model["properties"] = [{"name": "openckpt:parameters", "value": str(arch.parameters)}]
+
+    moment = (timestamp or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tool: dict[str, Any] = {"type": "application", "name": "openckpt"}
+    if tool_version:
+        tool["version"] = tool_version
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {"timestamp": moment, "tools": {"components": [tool]}, "component": model},
+        "components": components,
+        "dependencies": [{"ref": model_ref, "dependsOn": depends}] + [{"ref": r} for r in depends],
+    }
+
+
+def bom_of_directory(directory: Path, *, tool_version: str = "") -> dict[str, Any]:
+    """The ML-BOM of a checkpoint or model directory (its README.md card and ``openckpt.json`` when present)."""
+    from openckpt.digest import sha256_file
+    from openckpt.format.manifest import read_manifest
+
+    directory = Path(directory)
+    manifest = read_manifest(directory) if (directory / "openckpt.json").is_file() else None
+    readme = directory / "README.md"
+    card = parse_card(readme.read_text("utf-8", errors="replace"))[0] if readme.is_file() else None
+    recorded = manifest.files if manifest else {}
+    weights = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        if is_weight_file(rel):
+            weights[rel] = recorded[rel].sha256 if rel in recorded else sha256_file(path)
+    return build_bom(directory.resolve().name, weights=weights, card=card or {}, manifest=manifest,
+                     version=manifest.id if manifest else None, tool_version=tool_version)  # fmt: skip

@@ -1,0 +1,65 @@
+"""Governance API: a model's tree (ancestors, descendants), its license check, and organisations' license policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from openckpt.errors import BadRequestError
+from openckpt.governance.policy import parse_policy
+from openckpt.hub.context import hub_of, optional_principal, repo_id_of, require_principal
+from openckpt.hub.services import governance, repos
+
+router = APIRouter()
+
+
+@router.get("/api/models/{owner}/{name}/lineage")
+def lineage(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """``{ancestors, descendants}``: each node with id, relation, license, local, depth and via (its child/parent)."""
+    hub, principal = hub_of(request), optional_principal(request)
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, principal, "model", repo_id_of(owner, name))
+        ancestors = [a.to_dict() for a in governance.ancestors(session, principal, repo)]
+        for a in ancestors:
+            a.pop("has_notice", None)
+        return {"id": repo.repo_id, "license": repo.card_data.get("license"), "ancestors": ancestors,
+                "descendants": governance.descendants(session, principal, repo)}  # fmt: skip
+
+
+def _report(request: Request, owner: str, name: str, policy: Any) -> dict[str, Any]:
+    hub, principal = hub_of(request), optional_principal(request)
+    rev = request.query_params.get("revision") or repos.DEFAULT_BRANCH
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, principal, "model", repo_id_of(owner, name))
+        return governance.license_report(session, hub.store, hub.settings, principal, repo, rev, policy)
+
+
+@router.get("/api/models/{owner}/{name}/license")
+async def license_check(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """The license check of a revision (``?revision=``, default main) under the repo's effective policy."""
+    return await run_in_threadpool(_report, request, owner, name, None)
+
+
+@router.post("/api/models/{owner}/{name}/license")
+async def license_check_with(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """The same check under the policy of the JSON body ``{policy: {...}}`` instead of the repo's."""
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise BadRequestError("expected JSON {policy: {...}}")
+    return await run_in_threadpool(_report, request, owner, name, parse_policy(body.get("policy")))
+
+
+@router.get("/api/organizations/{org}/policy")
+def get_policy(request: Request, org: str) -> dict[str, Any]:
+    with hub_of(request).db.read() as session:
+        return governance.get_policy(session, org)
+
+
+@router.put("/api/organizations/{org}/policy")
+async def put_policy(request: Request, org: str) -> dict[str, Any]:
+    """Set the organisation's license policy (its admins): the JSON body is the policy's rules."""
+    principal = require_principal(request)
+    rules = await request.json()
+    return await run_in_threadpool(governance.set_policy, hub_of(request).db, principal, org, rules)

@@ -1,0 +1,100 @@
+"""Trust over HTTP: releasing files the scanner flagged, and the caller's model-signing keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from openckpt.errors import BadRequestError, EntryNotFoundError, ForbiddenError
+from openckpt.hub.context import Hub, hub_of, repo_id_of, repo_type_of, require_principal
+from openckpt.hub.db.models import Account, TreeEntry
+from openckpt.hub.services import gate, signatures
+from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
+from openckpt.hub.settings import Settings
+from openckpt.hub.views import file_security_json
+
+__all__ = ["add_file_security", "release_file", "router"]
+
+router = APIRouter()
+
+
+def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, path: str, rev: str) -> None:
+    """Release ``path`` at ``rev`` (its current bytes) of a repo the caller owns or administers."""
+    with hub.db.read() as session:
+        repo = find_repo(session, principal, repo_type, repo_id)
+        commit = resolve_revision(session, repo, rev)
+        entry = session.get(TreeEntry, (commit.tree_id, path))
+    if entry is None:
+        raise EntryNotFoundError(f"{path} does not exist at revision {rev}")
+    gate.release(hub.db, principal, repo, entry)
+
+
+@router.post("/api/{plural}/{owner}/{name}/scan/release")
+async def release(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+    """JSON ``{path, revision?}``: let downloads of a flagged file through (owner or hub admin)."""
+    principal = require_principal(request)
+    body = await request.json()
+    path = body.get("path") if isinstance(body, dict) else None
+    rev = (body.get("revision") if isinstance(body, dict) else None) or DEFAULT_BRANCH
+    if not isinstance(path, str) or not isinstance(rev, str):
+        raise BadRequestError("expected JSON {path, revision?}")
+    hub = hub_of(request)
+    await run_in_threadpool(release_file, hub, principal, repo_type_of(plural), repo_id_of(owner, name), path, rev)
+    return {"path": path, "released": True}
+
+
+def _key_json(key: Any) -> dict[str, Any]:
+    return {"name": key.name, "hint": key.hint, "publicKey": key.public_key, "createdAt": key.created_at.isoformat()}
+
+
+@router.get("/api/settings/signing-keys")
+def list_signing_keys(request: Request) -> list[dict[str, Any]]:
+    principal = require_principal(request)
+    with hub_of(request).db.read() as session:
+        return [_key_json(k) for k in signatures.list_keys(session, principal.account_id)]
+
+
+@router.post("/api/settings/signing-keys")
+async def add_signing_key(request: Request) -> dict[str, Any]:
+    """JSON ``{name, publicKey}`` (PEM): a key the caller's signed repos verify against."""
+    principal = require_principal(request)
+    body = await request.json()
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("name", "publicKey")):
+        raise BadRequestError("expected JSON {name, publicKey (PEM)}")
+    if not principal.can_write:
+        raise ForbiddenError("a read token cannot register signing keys")
+
+    def add() -> dict[str, Any]:
+        with hub_of(request).db.write() as session:
+            account = session.get(Account, principal.account_id)
+            assert account is not None
+            return _key_json(signatures.add_key(session, account, body["name"], body["publicKey"]))
+
+    return await run_in_threadpool(add)
+
+
+@router.delete("/api/settings/signing-keys/{key_name}")
+def remove_signing_key(request: Request, key_name: str) -> Response:
+    principal = require_principal(request)
+    if not principal.can_write:
+        raise ForbiddenError("a read token cannot remove signing keys")
+    with hub_of(request).db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        signatures.remove_key(session, account, key_name)
+    return Response(status_code=200)
+
+
+def add_file_security(session: Session, settings: Settings, repo_id: int, entries: dict[str, TreeEntry],
+                      items: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Add ``securityFileStatus`` to the file items of an expanded tree or paths-info answer."""
+    files = [entries[i["path"]] for i in items if i.get("type") == "file" and i["path"] in entries]
+    found = gate.statuses(session, settings, repo_id, files)
+    for item in items:
+        if (status := found.get(item["path"])) is not None and item.get("type") == "file":
+            item["securityFileStatus"] = file_security_json(status)

@@ -1,0 +1,114 @@
+"""Trust on the web UI: scan badges and summary, the signature panel, releasing flagged files, signing keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from openckpt.errors import BadRequestError, ForbiddenError, UnauthorizedError
+from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.db.models import Account, Commit, Repo, TreeEntry
+from openckpt.hub.routes.security import release_file
+from openckpt.hub.routes.ui_common import PageRoute, check_csrf, csrf_token, page, viewer_of
+from openckpt.hub.services import gate, signatures
+from openckpt.hub.services.repos import DEFAULT_BRANCH
+
+__all__ = ["router", "trust_context"]
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def trust_context(session: Session, request: Request, repo: Repo, commit: Commit,
+                  entries: dict[str, TreeEntry]) -> dict[str, Any]:  # fmt: skip
+    """What the repo page shows: each file's scan status, a summary, the signature, and the release form."""
+    hub = hub_of(request)
+    files = gate.statuses(session, hub.settings, repo.id, entries.values())
+    counts: dict[str, int] = {}
+    for status in files.values():
+        counts[status.level] = counts.get(status.level, 0) + 1
+    issues = {k: v for k, v in counts.items() if k != "clean"}
+    summary = "all files clean" if not issues else ", ".join(f"{n} {level}" for level, n in sorted(issues.items()))
+    viewer = viewer_of(request)
+    owner = viewer is not None and (viewer.account_id == repo.owner_id or viewer.orgs.get(repo.owner_id) == "admin")
+    scratch = hub.settings.data_dir / "tmp"
+    return {
+        "files": files, "summary": summary, "clean": not issues,
+        "flagged": [s for s in files.values() if s.withheld],
+        "signature": signatures.check_signature(session, hub.store, repo, entries, commit.tree_id, scratch),
+        "can_release": viewer is not None and viewer.can_write and (owner or viewer.is_admin),
+        "csrf": csrf_token(request, "release") if viewer is not None else "",
+    }  # fmt: skip
+
+
+async def _release(request: Request, repo_type: str) -> Response:
+    form = await request.form()
+    viewer = viewer_of(request)
+    if viewer is None:
+        raise UnauthorizedError("sign in first")
+    check_csrf(request, form.get("csrf"), "release")
+    path, rev = str(form.get("path") or ""), str(form.get("rev") or DEFAULT_BRANCH)
+    if not path:
+        raise BadRequestError("no file to release")
+    repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
+    release_file(hub_of(request), viewer, repo_type, repo_id, path, rev)
+    prefix = "/datasets/" if repo_type == "dataset" else "/"
+    return RedirectResponse(f"{prefix}{repo_id}", status_code=303)
+
+
+@router.post("/datasets/{owner}/{name}/scan/release")
+async def release_dataset(request: Request) -> Response:
+    return await _release(request, "dataset")
+
+
+@router.post("/{owner}/{name}/scan/release")
+async def release_model(request: Request) -> Response:
+    return await _release(request, "model")
+
+
+def _keys_page(request: Request, *, error: str = "", status: int = 200) -> Response:
+    viewer = viewer_of(request)
+    if viewer is None:
+        return RedirectResponse("/login?next=/settings/keys", status_code=303)
+    with hub_of(request).db.read() as session:
+        keys = signatures.list_keys(session, viewer.account_id)
+    context = {"keys": keys, "csrf": csrf_token(request, "keys"), "error": error}
+    return page(request, "keys.html", context, status=status, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/settings/keys")
+def keys(request: Request) -> Response:
+    return _keys_page(request)
+
+
+@router.post("/settings/keys")
+async def manage_keys(request: Request) -> Response:
+    """``action=add`` (name, public_key PEM) or ``action=remove`` (name)."""
+    form = await request.form()
+    viewer = viewer_of(request)
+    if viewer is None:
+        raise UnauthorizedError("sign in first")
+    check_csrf(request, form.get("csrf"), "keys")
+    if not viewer.can_write:
+        raise ForbiddenError("this session uses a read token: sign in with a write token to change signing keys")
+    action, name = form.get("action"), str(form.get("name") or "").strip()
+    pem = str(form.get("public_key") or "")
+    if action == "add":
+        try:
+            signatures.parse_public_key(pem)
+        except BadRequestError as e:
+            return _keys_page(request, error=str(e), status=400)
+        if not name or len(name) > 100:
+            return _keys_page(request, error="Give the key a name of 1 to 100 characters.", status=400)
+    elif action != "remove":
+        raise BadRequestError("action must be 'add' or 'remove'")
+    with hub_of(request).db.write() as session:
+        account = session.get(Account, viewer.account_id)
+        assert account is not None
+        if action == "add":
+            signatures.add_key(session, account, name, pem)
+        else:
+            signatures.remove_key(session, account, name)
+    return RedirectResponse("/settings/keys", status_code=303)
