@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -10,7 +15,7 @@ from typer.testing import CliRunner
 
 from openckpt.cli.app import app
 from tests.hub.conftest import People
-from tests.hubtools import HubProcess
+from tests.hubtools import HubProcess, start_hub
 
 LLAMA31_NOTICE = (
     "Llama 3.1 is licensed under the Llama 3.1 Community License, Copyright © Meta Platforms, Inc. All Rights Reserved."
@@ -100,3 +105,76 @@ def test_org_policy_blocks_incompatible_derivatives(hub: HubProcess, people: Peo
                     path_in_repo="README.md", repo_id=child)  # fmt: skip
     assert httpx.get(f"{hub.url}/api/models/{child}/license").json()["verdict"] == "ok"
     httpx.put(url, json={}, headers={"authorization": f"Bearer {people.alice}"})
+
+
+def test_lineage_and_license_follow_the_revision(hub: HubProcess, people: People, unique: str) -> None:
+    api = HfApi(endpoint=hub.url, token=people.alice)
+    a, b, child = f"alice/{unique}-a", f"alice/{unique}-b", f"alice/{unique}-ft"
+    publish(api, a, {"README.md": card("license: apache-2.0\n")})
+    publish(api, b, {"README.md": card("license: cc-by-nc-4.0\n")})
+    publish(api, child, {"README.md": card(f"license: apache-2.0\nbase_model: {b}\n"), "LICENSE": b"x"})
+    old = api.list_repo_commits(child)[0].commit_id
+    api.create_branch(child, branch="v2", revision=old)
+    api.upload_file(path_or_fileobj=card(f"license: apache-2.0\nbase_model: {a}\n"), path_in_repo="README.md",
+                    repo_id=child)  # fmt: skip
+
+    def bases(**params: str) -> list[tuple[str, str | None]]:
+        tree = httpx.get(f"{hub.url}/api/models/{child}/lineage", params=params)
+        assert tree.status_code == 200, tree.text
+        return [(x["id"], x["license"]) for x in tree.json()["ancestors"]]
+
+    assert bases() == bases(revision="main") == [(a, "apache-2.0")]
+    assert bases(revision="v2") == bases(revision=old) == [(b, "cc-by-nc-4.0")]
+    assert httpx.get(f"{hub.url}/api/models/{child}/lineage", params={"revision": "nope"}).status_code == 404
+    # descendants follow the heads of main
+    assert [d["id"] for d in httpx.get(f"{hub.url}/api/models/{a}/lineage").json()["descendants"]] == [child]
+    assert httpx.get(f"{hub.url}/api/models/{b}/lineage").json()["descendants"] == []
+
+    v2 = httpx.get(f"{hub.url}/api/models/{child}/license", params={"revision": "v2"}).json()
+    assert v2["revision"] == old and v2["verdict"] == "violation"
+    assert [x["id"] for x in v2["ancestors"]] == [b]
+    runner = CliRunner()
+    result = runner.invoke(app, ["license", "check", f"{child}@v2", "--endpoint", hub.url, "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["revision"] == old and [(x["id"], x["license"]) for x in report["ancestors"]] == [
+        (b, "cc-by-nc-4.0")]  # fmt: skip
+    result = runner.invoke(app, ["license", "check", child, "--endpoint", hub.url, "--json"])
+    report = json.loads(result.output)
+    assert report["verdict"] != "violation" and [(x["id"], x["license"]) for x in report["ancestors"]] == [
+        (a, "apache-2.0")]  # fmt: skip
+
+
+POLICY = "allowed_licenses: [apache-2.0, mit]\nrequire_license: true\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def policy_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub started with a server policy (``OPENCKPT_POLICY_FILE``), which the process inherits."""
+    url = ""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database(f"hub_{uuid.uuid4().hex[:8]}")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENCKPT_POLICY_FILE", str(policy))
+        server = start_hub(tmp_path / "data", url)
+    yield server
+    server.stop()
+
+
+def test_server_policy_file_is_enforced(policy_hub: HubProcess) -> None:
+    api = HfApi(endpoint=policy_hub.url, token=policy_hub.create_user("carol"))
+    repo = "carol/m"
+    api.create_repo(repo)
+    for meta in ("license: cc-by-nc-4.0\n", "tags: [x]\n"):
+        with pytest.raises(HfHubHTTPError) as caught:
+            api.upload_file(path_or_fileobj=card(meta), path_in_repo="README.md", repo_id=repo)
+        assert caught.value.response.status_code == 403
+        assert caught.value.response.headers.get("x-error-code") == "PolicyViolation"
+        message = str(caught.value)
+        assert "the license policy of this hub refuses" in message, message
+        assert ("cc-by-nc-4.0" in message) if "cc-by" in meta else ("license" in message)
+    api.upload_file(path_or_fileobj=card("license: apache-2.0\n"), path_in_repo="README.md", repo_id=repo)
+    report = httpx.get(f"{policy_hub.url}/api/models/{repo}/license").json()
+    assert report["policy"]["allowed_licenses"] == ["apache-2.0", "mit"] and report["policy"]["require_license"]

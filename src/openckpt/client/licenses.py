@@ -36,6 +36,9 @@ def license_report(
     return _call("POST", path, endpoint=endpoint, token=token, params=params, json={"policy": policy})
 
 
-def lineage(repo_id: str, *, endpoint: str | None = None, token: str | None = None) -> dict[str, Any]:
-    """``{ancestors: [...], descendants: [...]}`` of a model on the hub."""
-    return _call("GET", f"/api/models/{repo_id}/lineage", endpoint=endpoint, token=token)
+def lineage(
+    repo_id: str, *, revision: str | None = None, endpoint: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """``{ancestors: [...], descendants: [...]}`` of a model revision (default main) on the hub."""
+    params = {"revision": revision} if revision else {}
+    return _call("GET", f"/api/models/{repo_id}/lineage", endpoint=endpoint, token=token, params=params)

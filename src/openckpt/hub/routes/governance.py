@@ -17,15 +17,21 @@ router = APIRouter()
 
 @router.get("/api/models/{owner}/{name}/lineage")
 def lineage(request: Request, owner: str, name: str) -> dict[str, Any]:
-    """``{ancestors, descendants}``: each node with id, relation, license, local, depth and via (its child/parent)."""
+    """``{ancestors, descendants}``: each node with id, relation, license, local, depth and via (its child/parent).
+
+    Ancestors are those of ``?revision=`` (branch, tag or commit; default main); descendants are local models whose
+    main derives from this repo."""
     hub, principal = hub_of(request), optional_principal(request)
+    rev = request.query_params.get("revision") or repos.DEFAULT_BRANCH
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, "model", repo_id_of(owner, name))
-        ancestors = [a.to_dict() for a in governance.ancestors(session, principal, repo)]
+        commit, card, found = governance.revision_lineage(session, hub.store, principal, repo, rev)
+        ancestors = [a.to_dict() for a in found]
         for a in ancestors:
             a.pop("has_notice", None)
-        return {"id": repo.repo_id, "license": repo.card_data.get("license"), "ancestors": ancestors,
-                "descendants": governance.descendants(session, principal, repo)}  # fmt: skip
+        lic = card.get("license")
+        return {"id": repo.repo_id, "revision": commit.id, "license": lic if isinstance(lic, str) else None,
+                "ancestors": ancestors, "descendants": governance.descendants(session, principal, repo)}  # fmt: skip
 
 
 def _report(request: Request, owner: str, name: str, policy: Any) -> dict[str, Any]:

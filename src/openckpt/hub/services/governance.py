@@ -1,8 +1,9 @@
 """Governance on the hub: the model tree (lineage edges), license reports, and license policies enforced on commit.
 
 Lineage edges of a repo are those of its default branch's head, refreshed with its card data after each commit to
-it. A report checks a revision's license against its ancestors': local ancestors (followed through their own
-edges) give the license of their card; bases on other hubs are unknown unless the child's card states them in
+it; they give descendants and farther ancestors, while a revision's own bases are read from its files. A report
+checks a revision's license against its ancestors': local ancestors (followed through their own edges) give the
+license of their card; bases on other hubs are unknown unless the child's card states them in
 ``base_model_license``. A policy is the server's (``OPENCKPT_POLICY_FILE``) combined with the repo owner's.
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "license_report",
     "model_tree",
     "refresh_lineage",
+    "revision_lineage",
     "set_policy",
 ]
 
@@ -114,6 +116,19 @@ def ancestors(session: Session, principal: Principal | None, repo: Repo) -> list
     rows = session.scalars(select(LineageEdge).where(LineageEdge.repo_id == repo.id).order_by(LineageEdge.base))
     edges = [Edge(r.base, r.relation, r.base_revision, r.source) for r in rows]
     return _walk(session, principal, edges, repo.card_data, None)
+
+
+def revision_lineage(session: Session, store: BlobStore, principal: Principal | None, repo: Repo,
+                     rev: str) -> tuple[Commit, dict[str, Any], list[Ancestor]]:  # fmt: skip
+    """(the commit ``rev`` resolves to, its card's metadata, its ancestors nearest first): the repo's own bases come
+    from that revision's card, openckpt.json and adapter_config.json; farther ones from local bases' current edges."""
+    commit = resolve_revision(session, repo, rev)
+    entries = tree_entries(session, commit.tree_id)
+    files = _files(store, entries)
+    readme = files.get("README.md")
+    card = card_metadata(readme.decode("utf-8", "replace")) if readme is not None else {}
+    edges = sorted(extract_edges(files, paths=list(entries)), key=lambda e: e.base)
+    return commit, card, _walk(session, principal, edges, card, None)
 
 
 def descendants(session: Session, principal: Principal | None, repo: Repo) -> list[dict[str, Any]]:
@@ -245,10 +260,12 @@ def enforce_policy(db: Database, store: BlobStore, settings: Settings, repo_id: 
         report = _report(session, store, None, repo, entries)
         findings = evaluate(policy, report, **_gate_results(session, store, settings, repo, entries,
                                                             _tree_id(entries), policy))  # fmt: skip
-        owner = repo.owner.name
+        row = session.get(LicensePolicy, repo.owner_id)
+        whose = [repo.owner.name] if row is not None and not parse_policy(row.rules).empty else []
+        whose += ["this hub"] if not server_policy(settings).empty else []
     if findings:
         reasons = "; ".join(f.message for f in findings)
-        raise PolicyViolationError(f"the license policy of {owner} refuses this commit: {reasons}")
+        raise PolicyViolationError(f"the license policy of {' and '.join(whose)} refuses this commit: {reasons}")
 
 
 def model_tree(session: Session, principal: Principal | None, repo: Repo) -> dict[str, Any] | None:
