@@ -178,3 +178,32 @@ def test_server_policy_file_is_enforced(policy_hub: HubProcess) -> None:
     api.upload_file(path_or_fileobj=card("license: apache-2.0\n"), path_in_repo="README.md", repo_id=repo)
     report = httpx.get(f"{policy_hub.url}/api/models/{repo}/license").json()
     assert report["policy"]["allowed_licenses"] == ["apache-2.0", "mit"] and report["policy"]["require_license"]
+
+
+def test_org_policy_requires_a_clean_scan_and_a_signature(hub: HubProcess, people: People, unique: str) -> None:
+    """``require_clean_scan`` refuses a commit adding a flagged file; ``require_signature`` one without a valid
+    model-signing bundle; both name the rule in the error the stock client shows."""
+    suspicious = b"\x80\x02cfoo.bar\nBaz\n)\x81."  # GLOBAL foo.bar.Baz, EMPTY_TUPLE, NEWOBJ: outside every allowlist
+    api = HfApi(endpoint=hub.url, token=people.alice)
+    url = f"{hub.url}/api/organizations/{people.org}/policy"
+    auth = {"authorization": f"Bearer {people.alice}"}
+    repo = f"{people.org}/{unique}"
+    readme = card("license: apache-2.0\n")
+    try:
+        assert httpx.put(url, json={"require_clean_scan": True}, headers=auth).status_code == 200
+        publish(api, repo, {"README.md": readme})  # clean files pass
+        with pytest.raises(HfHubHTTPError) as caught:
+            api.upload_file(path_or_fileobj=suspicious, path_in_repo="custom.pkl", repo_id=repo)
+        assert caught.value.response.status_code == 403
+        assert caught.value.response.headers["X-Error-Code"] == "PolicyViolation"
+        assert "custom.pkl" in str(caught.value)
+        assert "custom.pkl" not in api.list_repo_files(repo)
+
+        assert httpx.put(url, json={"require_signature": True}, headers=auth).status_code == 200
+        with pytest.raises(HfHubHTTPError) as caught:
+            api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=repo)
+        assert caught.value.response.status_code == 403
+        assert "signature" in str(caught.value).lower()
+        assert "config.json" not in api.list_repo_files(repo)
+    finally:
+        httpx.put(url, json={}, headers=auth)
