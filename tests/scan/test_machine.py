@@ -204,3 +204,10 @@ def test_time_budget_is_inconclusive() -> None:
     ctx.deadline = 0.0 + 1e-9
     Machine(ctx, data, member=None, loader="pickle").stream(0, len(data))
     assert any(f.inconclusive for f in ctx.findings)
+
+
+def test_random_bytes_starting_with_an_overlong_frame_are_opaque(scan_bytes: ScanBytes) -> None:
+    """Random data whose first byte happens to be FRAME: nothing imported, so the gate may treat it as opaque."""
+    result = scan_bytes(b"\x95" + struct.pack("<Q", 2**63 + 12345) + bytes(range(251, 256)) * 400)
+    assert {f.rule for f in result.findings} <= {"pickle-frame-overrun", "pickle-invalid"}
+    assert "pickle-frame-overrun" in {f.rule for f in result.findings}

@@ -103,10 +103,11 @@ def _clean(scan: Scan) -> bool:
     return scan.verdict == "clean" and scan.completeness == "complete"
 
 
-OPAQUE_RULES = frozenset({"format-unknown", "pickle-invalid"})
+OPAQUE_RULES = frozenset({"format-unknown", "pickle-invalid", "pickle-frame-overrun"})
 """Inconclusive only because no loader reads the bytes (an empty file, an unknown binary, random bytes that start
 like a pickle and break off): with a clean verdict nothing was imported, so no loader can run code from the file.
-The policy does not hold such files back; they still show as inconclusive."""
+A FRAME longer than the data stops the C unpickler; the scanner reads on past it as a lenient unpickler would, so a
+clean verdict covers those bytes too. The policy does not hold such files back; they still show as inconclusive."""
 
 
 def _held(scan: Scan) -> bool:

@@ -311,7 +311,7 @@ class Machine(Semantics):
                     frame_end = pos + n
                     if frame_end > end:
                         reason = f"FRAME of {n} bytes runs past the end of the data (the C unpickler stops here)"
-                        self.note("pickle-divergence", Severity.INFO, reason, start, None, True)
+                        self.note("pickle-frame-overrun", Severity.INFO, reason, start, None, True)
                     continue
                 elif code == op.PROTO:
                     need(pos, 1)
