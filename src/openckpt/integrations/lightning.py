@@ -42,10 +42,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from openckpt.checkpoint.manager import CheckpointManager
 from openckpt.checkpoint.retention import KeepPolicy
 from openckpt.checkpoint.stateful import RNGState, TrainingProgress
-from openckpt.format.manifest import Manifest
+from openckpt.integrations._schedule import SaveSchedule
 
 __all__ = ["OpenckptCheckpoint"]
 
@@ -107,7 +106,7 @@ def _metrics(trainer: Trainer) -> dict[str, float]:
     return out
 
 
-class OpenckptCheckpoint(Callback):
+class OpenckptCheckpoint(SaveSchedule, Callback):
     """Save the training state every ``save_every`` optimizer steps into ``directory``; resume from it on fit.
 
     ``keep`` takes retention policies (:func:`openckpt.keep_last`, :func:`openckpt.keep_best` on a logged metric).
@@ -124,15 +123,7 @@ class OpenckptCheckpoint(Callback):
         async_save: bool = False,
         resume: bool = True,
     ) -> None:
-        if save_every < 1:
-            raise ValueError("save_every must be >= 1")
-        self.directory = directory
-        self.save_every = save_every
-        self.keep = list(keep)
-        self.async_save = async_save
-        self.resume = resume
-        self.resumed_from: Manifest | None = None
-        self._manager: CheckpointManager | None = None
+        super().__init__(directory, save_every=save_every, keep=keep, async_save=async_save, resume=resume)
         self._rng = _DeferredRNG()
         self._last_step: int | None = None
 
@@ -152,12 +143,11 @@ class OpenckptCheckpoint(Callback):
     # -- hooks -------------------------------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._close()
-        self._manager = CheckpointManager(self.directory, keep=self.keep, async_save=self.async_save)
-        self.resumed_from, self._last_step = None, None
+        manager = self._open()
+        self._last_step = None
         if self.resume:
             # Where Lightning restores its own checkpoints: optimizers exist, the loops have not started.
-            self.resumed_from = self._manager.restore_latest(self._state(trainer, pl_module))
+            self.resumed_from = manager.restore_latest(self._state(trainer, pl_module))
             if self.resumed_from is not None:
                 self._last_step = trainer.global_step
 
@@ -185,8 +175,3 @@ class OpenckptCheckpoint(Callback):
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._close()
-
-    def _close(self) -> None:
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            manager.close()

@@ -41,10 +41,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from openckpt.checkpoint.manager import CheckpointManager
 from openckpt.checkpoint.retention import KeepPolicy
 from openckpt.checkpoint.stateful import RNGState, TrainingProgress
-from openckpt.format.manifest import Manifest
+from openckpt.integrations._schedule import SaveSchedule
 
 __all__ = ["OpenckptCallback"]
 
@@ -84,7 +83,7 @@ def _finite_metrics(logs: Mapping[str, Any] | None, *, skip: Sequence[str] = ())
     return out
 
 
-class OpenckptCallback(TrainerCallback):
+class OpenckptCallback(SaveSchedule, TrainerCallback):
     """Save the training state every ``save_every`` optimizer steps into ``directory``; resume from it on start.
 
     ``keep`` takes retention policies (:func:`openckpt.keep_last`, :func:`openckpt.keep_best` on ``"loss"`` ...).
@@ -101,15 +100,7 @@ class OpenckptCallback(TrainerCallback):
         async_save: bool = False,
         resume: bool = True,
     ) -> None:
-        if save_every < 1:
-            raise ValueError("save_every must be >= 1")
-        self.directory = directory
-        self.save_every = save_every
-        self.keep = list(keep)
-        self.async_save = async_save
-        self.resume = resume
-        self.resumed_from: Manifest | None = None
-        self._manager: CheckpointManager | None = None
+        super().__init__(directory, save_every=save_every, keep=keep, async_save=async_save, resume=resume)
         self._due: int | None = None  # step whose save waits for that step's log
         self._epoch_offset = 0.0
         self._unreliable_loss_step: int | None = None
@@ -144,12 +135,11 @@ class OpenckptCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._close()  # a previous train() that raised never reached on_train_end
-        self._manager = CheckpointManager(self.directory, keep=self.keep, async_save=self.async_save)
-        self._due, self._epoch_offset, self._unreliable_loss_step, self.resumed_from = None, 0.0, None, None
+        manager = self._open()  # also closes one a previous train() that raised left open
+        self._due, self._epoch_offset, self._unreliable_loss_step = None, 0.0, None
         if not self.resume:
             return
-        restored = self._manager.restore_latest(self._state(state, kwargs, rng=state.is_world_process_zero))
+        restored = manager.restore_latest(self._state(state, kwargs, rng=state.is_world_process_zero))
         if restored is not None:
             self.resumed_from = restored
             self._epoch_offset = float(state.epoch or 0.0)
@@ -193,8 +183,3 @@ class OpenckptCallback(TrainerCallback):
     ) -> None:
         self._save_overdue(state, kwargs)
         self._close()
-
-    def _close(self) -> None:
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            manager.close()
