@@ -5,9 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "durable_write", "fsync_dir", "fsync_file", "remove_tree", "temp_sibling"]
+__all__ = [
+    "atomic_write",
+    "durable_write",
+    "fsync_dir",
+    "fsync_file",
+    "remove_tree",
+    "staged_directory",
+    "temp_sibling",
+]
 
 
 def temp_sibling(path: Path, tag: str = "tmp") -> Path:
@@ -66,3 +76,24 @@ def remove_tree(path: Path) -> None:
     os.rename(path, trash)
     fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_directory(path: Path) -> Iterator[Path]:
+    """Build a directory in a temp sibling, then make it visible at ``path`` in one rename.
+
+    The caller writes (and fsyncs) every file inside the yielded temp dir; on success a directory already at
+    ``path`` is replaced, and the parent is fsync'd. On any error the temp dir is removed and ``path`` untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            remove_tree(path)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -7,7 +7,6 @@ fsync the parent. A reader that sees the final name therefore sees every byte th
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from openckpt.checkpoint.snapshot import (
 )
 from openckpt.errors import CheckpointExistsError
 from openckpt.format.manifest import Lineage, Manifest, Training, write_manifest
-from openckpt.fsutil import fsync_dir, remove_tree, temp_sibling
+from openckpt.fsutil import staged_directory
 
 __all__ = ["commit_snapshot", "save"]
 
@@ -42,10 +41,7 @@ def commit_snapshot(
     """Write ``snapshot`` and atomically make it visible at ``path``."""
     if path.exists() and not overwrite:
         raise CheckpointExistsError("a checkpoint already exists here", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    tmp.mkdir()
-    try:
+    with staged_directory(path) as tmp:
         entries, files, tensors = write_snapshot(snapshot, tmp, max_shard_size=max_shard_size)
         train = training_from(snapshot, training)
         if train.git_commit is None:
@@ -63,13 +59,6 @@ def commit_snapshot(
             tensors=tensors,
         )
         write_manifest(tmp, manifest)  # last: fsyncs the manifest and the temp dir
-        if path.exists():
-            remove_tree(path)
-        os.rename(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from openckpt.format.manifest import (
     write_manifest,
 )
 from openckpt.format.tensorfile import read_tensors, verify_blake3, write_tensors
-from openckpt.fsutil import durable_write, fsync_dir, remove_tree, temp_sibling
+from openckpt.fsutil import durable_write, staged_directory
 
 if TYPE_CHECKING:
     import torch
@@ -65,10 +64,7 @@ def export(
     if cast is not None and not (isinstance(cast, torch.dtype) and cast.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, not {dtype!r}")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(dst)
-    tmp.mkdir()
-    try:
+    with staged_directory(dst) as tmp:
         files: dict[str, FileRecord] = {}
         tensors: dict[str, TensorRecord] = {}
         record = EntryRecord(kind="module")
@@ -113,11 +109,4 @@ def export(
         durable_write(tmp / "README.md", card)
         manifest.files["README.md"] = FileRecord.of(digest_bytes(card))
         write_manifest(tmp, manifest)
-        if dst.exists():
-            remove_tree(dst)
-        os.rename(tmp, dst)
-        fsync_dir(dst.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
