@@ -5,7 +5,6 @@ server-side copies."""
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationCopy, HfApi, cons
 
 from tests.hub.conftest import Client
 from tests.hubtools import HubProcess
+from tests.testdata import opaque_bytes
 
 SIZE = 4 * 2**20 + 321
 
@@ -24,7 +24,7 @@ SIZE = 4 * 2**20 + 321
 @pytest.fixture(scope="module")
 def blob_repo(hub: HubProcess) -> tuple[str, bytes]:
     """A public repo holding ``blob.bin`` (LFS, a few MB of random bytes) and ``small.txt``."""
-    data = os.urandom(SIZE)
+    data = opaque_bytes(SIZE)
     api = HfApi(endpoint=hub.url, token=hub.token)
     repo = api.create_repo("admin/downloads").repo_id
     api.create_commit(repo, [CommitOperationAdd("blob.bin", data), CommitOperationAdd("small.txt", b"small")],

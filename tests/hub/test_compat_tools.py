@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.hub.conftest import CLIENTS, client_env, run_checked
 from tests.hubtools import HubProcess
+from tests.testdata import opaque_bytes
 
 
 def _hf() -> str:
@@ -28,7 +28,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("repo_type", ["model", "dataset"])
 def test_hf_cli_upload_and_download(hub: HubProcess, repo_type: str, unique: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    files = {"config.json": b'{"a": 1}', "sub/notes.md": b"# notes", "weights.safetensors": os.urandom(300_000)}
+    files = {"config.json": b'{"a": 1}', "sub/notes.md": b"# notes", "weights.safetensors": opaque_bytes(300_000)}
     for path, data in files.items():
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_bytes(data)

@@ -31,6 +31,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob
 from openckpt.hub.services.transfers import sign
 from tests.hubtools import HubProcess, start_hub
+from tests.testdata import opaque_bytes
 
 MAX_COMMIT = 4 << 20
 LOAD_SECONDS = float(os.environ.get("OPENCKPT_LOAD_SECONDS", "60"))
@@ -157,7 +158,7 @@ def put_head(href: str, length: int) -> str:
 
 def test_upload_cut_off_mid_body_leaves_nothing(hub: HubProcess) -> None:
     repo = new_repo(hub)
-    data = os.urandom(24 << 20)
+    data = opaque_bytes(24 << 20)
     href = upload_href(hub, repo, data)
     raw_request(href, put_head(href, len(data)), data[: len(data) // 2], then_close=True)
     assert_invisible(hub, repo, data)
@@ -170,7 +171,7 @@ def test_upload_cut_off_mid_body_leaves_nothing(hub: HubProcess) -> None:
 
 def test_upload_of_other_bytes_is_rejected(hub: HubProcess) -> None:
     repo = new_repo(hub)
-    data = os.urandom(5 << 20)
+    data = opaque_bytes(5 << 20)
     href = upload_href(hub, repo, data)
     wrong = bytearray(data)
     wrong[-1] ^= 1
@@ -182,7 +183,7 @@ def test_upload_of_other_bytes_is_rejected(hub: HubProcess) -> None:
 
 def test_upload_longer_or_shorter_than_announced_is_rejected(hub: HubProcess) -> None:
     repo = new_repo(hub)
-    data = os.urandom(1 << 20)
+    data = opaque_bytes(1 << 20)
     href = upload_href(hub, repo, data)
     longer = raw_request(href, put_head(href, len(data) + 4096), data + os.urandom(4096), then_close=False)
     assert longer.startswith(b"HTTP/1.1 400") and b"exceeds the announced" in longer, longer[:500]
@@ -193,7 +194,7 @@ def test_upload_longer_or_shorter_than_announced_is_rejected(hub: HubProcess) ->
 
 def test_signed_urls(hub: HubProcess) -> None:
     repo = new_repo(hub)
-    data = os.urandom(4096)
+    data = opaque_bytes(4096)
     href = upload_href(hub, repo, data)
     base, _, query = href.partition("?")
     path = urlsplit(base).path

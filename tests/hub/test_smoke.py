@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from huggingface_hub import HfApi, hf_hub_download
 
 from tests.hubtools import HubProcess
+from tests.testdata import opaque_bytes
 
 
 def test_upload_and_download_round_trip(hub: HubProcess, unique: str, tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ def test_upload_and_download_round_trip(hub: HubProcess, unique: str, tmp_path: 
     api.create_repo(f"admin/{unique}")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "config.json").write_text('{"a": 1}')
-    payload = os.urandom(12 << 20)
+    payload = opaque_bytes(12 << 20)
     (tmp_path / "src" / "weights.bin").write_bytes(payload)
     api.upload_folder(folder_path=tmp_path / "src", repo_id=f"admin/{unique}")
     got = hf_hub_download(f"admin/{unique}", "weights.bin", endpoint=hub.url, token=hub.token, cache_dir=tmp_path / "c")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.testdata import opaque_bytes
 
 from .pki import KeyPair, Pki, make_key, make_pki
 
@@ -32,7 +33,7 @@ def write_model(path: Path) -> Path:
     (path / "sub").mkdir(parents=True)
     (path / ".git").mkdir()
     (path / "config.json").write_text('{"hidden_size": 8}\n')
-    (path / "weights.bin").write_bytes(os.urandom(5 * SHARD + 123))
+    (path / "weights.bin").write_bytes(opaque_bytes(5 * SHARD + 123))
     (path / "sub" / "tokenizer.json").write_text('{"vocab": ["a", "b"]}\n')
     (path / "sub.txt").write_text("sorts after sub/ by path components\n")
     (path / "empty.txt").write_bytes(b"")

@@ -69,7 +69,8 @@ def round_trip(endpoint: str, token: str, repo_id: str, repo_type: str, work: st
     assert url.repo_id == repo_id, url
     assert api.create_repo(repo_id, repo_type=repo_type, exist_ok=True).repo_id == repo_id
 
-    weights = os.urandom(big)  # LFS by size (>= 10 MB) or, when small, by its suffix
+    # LFS by size (>= 10 MB) or, when small, by its suffix; the prefix keeps the gate from reading it as a pickle
+    weights = b"\x00\x00opaque\x00" + os.urandom(big - 9)
     files = {
         "config.json": b'{"hidden": 8}',
         "README.md": b"---\nlicense: mit\ntags:\n- compat\n---\n# A test repo\n",
