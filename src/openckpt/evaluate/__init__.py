@@ -1,0 +1,1 @@
+"""Bias and fairness evaluation of checkpoints: classifiers, masked language models and sentence encoders."""
