@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from openckpt.checkpoint.manager import CheckpointManager
     from openckpt.checkpoint.restore import load
     from openckpt.checkpoint.retention import keep_best, keep_every, keep_last
+    from openckpt.checkpoint.seal import seal
     from openckpt.checkpoint.stateful import RNGState, Stateful, TrainingProgress
     from openckpt.format.manifest import Manifest, read_manifest
     from openckpt.scan.api import scan
@@ -45,6 +46,7 @@ _LAZY = {
     "keep_last": "openckpt.checkpoint.retention",
     "keep_best": "openckpt.checkpoint.retention",
     "keep_every": "openckpt.checkpoint.retention",
+    "seal": "openckpt.checkpoint.seal",
     "ResumableLoader": "openckpt.checkpoint.dataloader",
     "RNGState": "openckpt.checkpoint.stateful",
     "Stateful": "openckpt.checkpoint.stateful",
@@ -84,6 +86,7 @@ __all__ = [
     "read_manifest",
     "save",
     "scan",
+    "seal",
     "sign",
     "verify_signature",
 ]

@@ -31,7 +31,8 @@ class FileDigest:
     """Size and digests of a file's bytes."""
 
     size: int
-    sha256: str
+    sha256: str | None
+    """None when it was not computed (a training save leaves it to :func:`openckpt.checkpoint.seal.seal`)."""
     blake3: str
 
 
@@ -76,9 +77,11 @@ class StreamHasher:
     Buffers passed to :meth:`update` must stay unchanged until :meth:`finish` returns.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, sha256: bool = True) -> None:
         self.size = 0
-        self._threads = [_HashThread(hashlib.sha256()), _HashThread(blake3.blake3())]
+        self._threads = [_HashThread(blake3.blake3())]
+        if sha256:
+            self._threads.append(_HashThread(hashlib.sha256()))
         for t in self._threads:
             t.start()
 
@@ -92,8 +95,8 @@ class StreamHasher:
             t.queue.put(None)
         for t in self._threads:
             t.join()
-        sha, b3 = (t.hasher.hexdigest() for t in self._threads)
-        return FileDigest(self.size, sha, b3)
+        b3, *sha = (t.hasher.hexdigest() for t in self._threads)
+        return FileDigest(self.size, sha[0] if sha else None, b3)
 
 
 def _chunks(path: Path) -> Iterable[memoryview]:

@@ -47,6 +47,7 @@ def assert_untouched(before: list[torch.Tensor], model: nn.Module, optimizer: to
 def ckpt(tmp_path: Path) -> Path:
     model, optimizer = make(0)
     openckpt.save(tmp_path / "ckpt", {"model": model, "optimizer": optimizer, "rng": openckpt.RNGState()})
+    openckpt.seal(tmp_path / "ckpt")  # before tests tamper with it
     return tmp_path / "ckpt"
 
 

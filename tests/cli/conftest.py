@@ -36,4 +36,5 @@ def ckpt(tmp_path: Path, model: torch.nn.Module) -> Path:
     """An openckpt checkpoint of :func:`tiny_model`."""
     path = tmp_path / "ckpt"
     openckpt.save(path, {"model": model})
+    openckpt.seal(path)  # before tests tamper with it
     return path

@@ -32,6 +32,7 @@ def ckpt(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     path = tmp_path / "ckpt"
     openckpt.save(path, {"model": torch.nn.Linear(4, 2)})
+    openckpt.seal(path)  # before tests tamper with it
     return path
 
 

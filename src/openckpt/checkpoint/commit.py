@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openckpt.checkpoint.describe import git_state, software_versions
 from openckpt.checkpoint.distributed import is_distributed, save_distributed
+from openckpt.checkpoint.seal import seal_in_background
 from openckpt.checkpoint.snapshot import (
     DEFAULT_MAX_SHARD_SIZE,
     Snapshot,
@@ -26,7 +27,10 @@ from openckpt.errors import CheckpointExistsError
 from openckpt.format.manifest import Lineage, Manifest, Training, write_manifest
 from openckpt.fsutil import staged_directory
 
-__all__ = ["commit_snapshot", "save"]
+__all__ = ["Sha256Mode", "commit_snapshot", "save"]
+
+Sha256Mode = Literal["background", "inline"]
+"""When tensor files' sha256 is computed: by the sealing thread after the commit, or while writing."""
 
 
 def commit_snapshot(
@@ -37,12 +41,14 @@ def commit_snapshot(
     lineage: Lineage | Mapping[str, Any] | None = None,
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
+    sha256: Sha256Mode = "background",
 ) -> Manifest:
-    """Write ``snapshot`` and atomically make it visible at ``path``."""
+    """Write ``snapshot`` and atomically make it visible at ``path``; see :mod:`openckpt.checkpoint.seal`."""
     if path.exists() and not overwrite:
         raise CheckpointExistsError("a checkpoint already exists here", path=path)
+    inline = sha256 == "inline"
     with staged_directory(path) as tmp:
-        entries, files, tensors = write_snapshot(snapshot, tmp, max_shard_size=max_shard_size)
+        entries, files, tensors = write_snapshot(snapshot, tmp, max_shard_size=max_shard_size, sha256=inline)
         train = training_from(snapshot, training)
         if train.git_commit is None:
             commit, dirty = git_state()
@@ -59,6 +65,8 @@ def commit_snapshot(
             tensors=tensors,
         )
         write_manifest(tmp, manifest)  # last: fsyncs the manifest and the temp dir
+    if not inline:
+        seal_in_background(path)
     return manifest
 
 
@@ -70,11 +78,14 @@ def save(
     lineage: Lineage | Mapping[str, Any] | None = None,
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
+    sha256: Sha256Mode = "background",
 ) -> Manifest:
     """Save ``state`` (names → Stateful objects) as a checkpoint directory at ``path``, durably and atomically.
 
     ``training`` and ``lineage`` fill the manifest (step, metrics, datasets...; parent, base model, license).
-    Returns the manifest that was written.
+    Returns the manifest that was committed. With ``sha256="background"`` (the default) the tensor files' sha256s
+    are added to the manifest on disk just after this returns (:func:`openckpt.seal` waits for them);
+    ``"inline"`` computes them while writing, which costs one core's sha256 rate on the critical path.
     In a torch.distributed run of several ranks this is collective: see :mod:`openckpt.checkpoint.distributed`.
     """
     if is_distributed():
@@ -88,4 +99,5 @@ def save(
         lineage=lineage,
         max_shard_size=max_shard_size,
         overwrite=overwrite,
+        sha256=sha256,
     )

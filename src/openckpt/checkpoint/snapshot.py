@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from openckpt.digest import digest_bytes
 from openckpt.errors import UnsupportedStateError
 from openckpt.format.manifest import Architecture, EntryRecord, FileRecord, TensorRecord, Training
 from openckpt.format.tensorfile import write_tensors
-from openckpt.fsutil import durable_write
+from openckpt.fsutil import durable_write, fsync_file
 
 if TYPE_CHECKING:
     import torch
@@ -145,9 +146,29 @@ def write_json_file(directory: Path, name: str, obj: Any, files: dict[str, FileR
 
 
 def write_snapshot(
-    snapshot: Snapshot, directory: Path, *, max_shard_size: int = DEFAULT_MAX_SHARD_SIZE
+    snapshot: Snapshot, directory: Path, *, max_shard_size: int = DEFAULT_MAX_SHARD_SIZE, sha256: bool = True
 ) -> tuple[dict[str, EntryRecord], dict[str, FileRecord], dict[str, TensorRecord]]:
-    """Write every entry's tensors (Hugging Face layout, sharded above ``max_shard_size``) and JSON state."""
+    """Write every entry's tensors (Hugging Face layout, sharded above ``max_shard_size``) and JSON state, durably.
+
+    Each tensor file's fsync runs on a helper thread while the next file is written. ``sha256=False`` leaves the
+    tensor files' sha256 to :func:`openckpt.checkpoint.seal.seal` (JSON files always have theirs).
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="openckpt-fsync") as syncer:
+        syncs: list[Future[None]] = []
+        result = _write_entries(snapshot, directory, max_shard_size, sha256, syncer, syncs)
+        for done in syncs:
+            done.result()
+    return result
+
+
+def _write_entries(
+    snapshot: Snapshot,
+    directory: Path,
+    max_shard_size: int,
+    sha256: bool,
+    syncer: ThreadPoolExecutor,
+    syncs: list[Future[None]],
+) -> tuple[dict[str, EntryRecord], dict[str, FileRecord], dict[str, TensorRecord]]:
     entries: dict[str, EntryRecord] = {}
     files: dict[str, FileRecord] = {}
     tensors: dict[str, TensorRecord] = {}
@@ -158,7 +179,8 @@ def write_snapshot(
         weight_map: dict[str, str] = {}
         for i, shard in enumerate(shards, 1):
             name = f"{key}.safetensors" if len(shards) == 1 else f"{key}-{i:05d}-of-{len(shards):05d}.safetensors"
-            written = write_tensors(directory / name, shard, metadata={"format": "pt"})
+            written = write_tensors(directory / name, shard, metadata={"format": "pt"}, sha256=sha256, fsync=False)
+            syncs.append(syncer.submit(fsync_file, directory / name))
             files[name] = FileRecord.of(written.digest)
             record.files.append(name)
             for tname, info in written.tensors.items():

@@ -3,11 +3,13 @@
 A *training* checkpoint (its ``openckpt.json`` has entries besides ``model``: optimizer, rng, ...) is first
 exported with :func:`openckpt.export` into a temporary directory: weights only, Hugging Face layout, a README.md
 card whose YAML carries the manifest's lineage. Any other directory is uploaded as it is, plus a README.md
-generated from its ``openckpt.json`` when it has a manifest but no card. The source directory is never modified.
+generated from its ``openckpt.json`` when it has a manifest but no card. The source directory is not modified,
+except that a fresh save's manifest is sealed first (:mod:`openckpt.checkpoint.seal`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -63,6 +65,14 @@ def _operations(folder: Path, *, name: str) -> list[CommitOperationAdd]:
     return operations
 
 
+def _seal(source: Path) -> None:
+    """Finish a fresh save's manifest (its sha256s) before its files are hashed for upload; see checkpoint.seal."""
+    from openckpt.checkpoint.seal import seal
+
+    with contextlib.suppress(PermissionError):  # a read-only copy is uploaded as it is
+        seal(source)
+
+
 def push(
     path: str | os.PathLike[str],
     repo_id: str,
@@ -89,6 +99,8 @@ def push(
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     exported = is_training_checkpoint(source)
+    if not exported and (source / MANIFEST_NAME).is_file():
+        _seal(source)
     with tempfile.TemporaryDirectory(prefix="openckpt-push-") as tmp:
         folder = source
         if exported:

@@ -30,7 +30,7 @@ __all__ = [
     "write_manifest",
 ]
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 MANIFEST_NAME = "openckpt.json"
 Relation = Literal["finetune", "adapter", "merge", "quantized"]
 
@@ -41,7 +41,8 @@ class _Model(BaseModel):
 
 class FileRecord(_Model):
     size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Absent only until the checkpoint is sealed (format 1.1): training saves add it just after the commit."""
     blake3: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @classmethod

@@ -121,11 +121,17 @@ def _batches(views: Iterable[memoryview]) -> Iterable[list[memoryview]]:
 
 
 def write_tensors(
-    path: Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    sha256: bool = True,
+    fsync: bool = True,
 ) -> WrittenFile:
-    """Write a safetensors file durably (fsync'd) and return its digests and layout.
+    """Write a safetensors file and return its digests and layout.
 
     Tensors are ordered by element size, then name, so every tensor's data is aligned to its element size.
+    ``sha256=False`` leaves the file's sha256 out of the digest; ``fsync=False`` leaves the fsync to the caller.
     """
     items = sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
     header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
@@ -153,7 +159,7 @@ def write_tensors(
     prefix = memoryview(struct.pack("<Q", len(head)) + head)
     data_start = prefix.nbytes
 
-    file_hasher = StreamHasher()
+    file_hasher = StreamHasher(sha256=sha256)
     tensor_hasher = _TensorHasher()
     tensor_hasher.start()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -164,7 +170,8 @@ def write_tensors(
             for part in batch:
                 file_hasher.update(part)
             _writev_all(fd, list(batch))
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
         tensor_hasher.queue.put(None)

@@ -156,10 +156,11 @@ def bom_of_directory(directory: Path, *, tool_version: str = "") -> dict[str, An
     readme = directory / "README.md"
     card = parse_card(readme.read_text("utf-8", errors="replace"))[0] if readme.is_file() else None
     recorded = manifest.files if manifest else {}
-    weights = {}
+    weights: dict[str, str] = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory).as_posix()
         if is_weight_file(rel):
-            weights[rel] = recorded[rel].sha256 if rel in recorded else sha256_file(path)
+            known = recorded[rel].sha256 if rel in recorded else None  # None until a training save is sealed
+            weights[rel] = known or sha256_file(path)
     return build_bom(directory.resolve().name, weights=weights, card=card or {}, manifest=manifest,
                      version=manifest.id if manifest else None, tool_version=tool_version)  # fmt: skip
