@@ -5,7 +5,8 @@
     OpenckptError
     ├── FormatError (ValueError)               a file is not what the format says it must be
     │   ├── ManifestError                      openckpt.json missing fields, malformed, wrong version
-    │   └── SigningKeyError                    a key or certificate file is not a usable EC key / X.509 certificate
+    │   ├── SigningKeyError                    a key or certificate file is not a usable EC key / X.509 certificate
+    │   └── XetFormatError                     a Xet xorb, shard or hash string is malformed or its hashes lie
     ├── IntegrityError                         bytes on disk differ from their recorded digest or size
     │   └── SignatureError                     a model signature (Sigstore bundle) is malformed or does not verify
     │       ├── UntrustedSignatureError        not signed by the given key, or its chain does not reach the given roots
@@ -18,9 +19,12 @@
     ├── NoValidCheckpointError                 checkpoints exist but none of them loads
     ├── AsyncSaveError                         a background save failed; raised on the next call
     ├── LicenseError (ValueError)              a license policy file or license declaration cannot be used
+    ├── StorageError                           the blob store cannot be used: bad URL, no bucket, unreachable
+    ├── UnsuitableModelError (ValueError)      a bias suite does not fit the checkpoint's model type
     └── HubError                               a hub request failed: ``.status`` (HTTP) and ``.code`` (X-Error-Code)
         ├── BadRequestError                    400 BadRequest: invalid name, path, body
-        │   └── UnsafeUploadError              400 UnsafeFile: a commit adds a file the scanner refuses
+        │   ├── UnsafeUploadError              400 UnsafeFile: a commit adds a file the scanner refuses
+        │   └── XetUploadError                 400 InvalidXetUpload: a xorb or shard is malformed, lies or is unknown
         ├── UnauthorizedError                  401 Unauthorized: missing or invalid token
         ├── ForbiddenError                     403 Forbidden: authenticated, not allowed
         │   ├── FileFlaggedError               403 FileFlagged: the scanner flagged the file; not released yet
@@ -57,6 +61,7 @@ __all__ = [
     "RevisionNotFoundError",
     "UnauthorizedError",
     "UnsafeUploadError",
+    "XetUploadError",
     "CheckpointExistsError",
     "CheckpointNotFoundError",
     "FormatError",
@@ -68,9 +73,12 @@ __all__ = [
     "SignatureError",
     "SigningKeyError",
     "StateMismatchError",
+    "StorageError",
     "UnsafeFileError",
     "UntrustedSignatureError",
     "UnsupportedStateError",
+    "UnsuitableModelError",
+    "XetFormatError",
 ]
 
 
@@ -92,6 +100,10 @@ class ManifestError(FormatError):
 
 class SigningKeyError(FormatError):
     """A key or certificate cannot be used for model signing: not PEM, not EC P-256/P-384/P-521, or mismatched."""
+
+
+class XetFormatError(FormatError):
+    """Xet bytes are malformed: a truncated or corrupt xorb or shard, a bad hash string, or a lying hash."""
 
 
 class IntegrityError(OpenckptError):
@@ -146,6 +158,14 @@ class LicenseError(OpenckptError, ValueError):
     """A license policy or declaration that cannot be used (bad YAML, unknown keys, unknown license ids)."""
 
 
+class StorageError(OpenckptError):
+    """The blob store cannot be used: an invalid storage URL, a missing bucket, an unreachable endpoint, no access."""
+
+
+class UnsuitableModelError(OpenckptError, ValueError):
+    """A bias suite was asked of a model it does not apply to (e.g. CrowS-Pairs of a classifier)."""
+
+
 class HubError(OpenckptError):
     """An error the hub answers with ``status``, the ``X-Error-Code`` header ``code`` and extra ``headers``."""
 
@@ -165,6 +185,12 @@ class UnsafeUploadError(BadRequestError):
     """A commit adds a file the scanner finds malicious (or, under the ``block`` policy, not clean)."""
 
     code = "UnsafeFile"
+
+
+class XetUploadError(BadRequestError):
+    """A Xet upload the CAS refuses: malformed, hashes that lie, or references to xorbs and chunks it lacks."""
+
+    code = "InvalidXetUpload"
 
 
 class UnauthorizedError(HubError):
