@@ -12,6 +12,7 @@ from openckpt.cli.bom import bom_command
 from openckpt.cli.card import card_app
 from openckpt.cli.convert import convert_command
 from openckpt.cli.diff import diff_command
+from openckpt.cli.evaluate import evaluate_app
 from openckpt.cli.inspect import inspect_command
 from openckpt.cli.license import license_app
 from openckpt.cli.login import login_command
@@ -45,6 +46,8 @@ app.add_typer(card_app, name="card")
 app.command("openness")(openness_command)
 app.command("bom")(bom_command)
 app.add_typer(license_app, name="license")
+# Reuse: bias evaluations recorded in the card.
+app.add_typer(evaluate_app, name="evaluate")
 # The hub: run it, administer it locally, and use it as a client.
 app.command("serve")(serve_command)
 app.add_typer(user_app, name="user")

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from openckpt.errors import EntryNotFoundError, RepoNotFoundError
+from openckpt.evaluate.card import bias_results
 from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes.ui_access import gate_context
@@ -81,6 +82,7 @@ def overview(request: Request, repo_type: str) -> Response:
             "openness": reports.repo_openness(session, repo) if repo.type == "model" else None,
             "trust": trust_context(session, request, repo, commit, entries),
             "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
+            "bias": bias_results(card.metadata) if card is not None else [],
         }  # fmt: skip
         return page(request, "repo.html", context)
 

@@ -1,0 +1,131 @@
+"""Bias results in a model card: ``model-index`` entries and a "Bias, Risks, and Limitations" section.
+
+Re-running a suite replaces its own results, nothing else: its ``model-index`` result (same task, dataset and
+bias metrics) and its block in the section, which sits between ``<!-- openckpt-bias:SUITE -->`` markers so the
+text people wrote around it is kept. :func:`bias_results` reads the results back, for the hub's repo page.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from openckpt.errors import FormatError
+from openckpt.evaluate.report import BIAS_METRIC_TYPES, BiasReport
+from openckpt.governance.cards import parse_card
+
+__all__ = ["SECTION_TITLE", "BiasResult", "bias_results", "update_card"]
+
+SECTION_TITLE = "Bias, Risks, and Limitations"
+_SECTION = re.compile(rf"^##[ \t]+{re.escape(SECTION_TITLE)}[ \t]*#*[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_NEXT_SECTION = re.compile(r"^#{1,2}[ \t]", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BiasResult:
+    """One bias result of a card's ``model-index``, as the hub's repo page shows it."""
+
+    title: str
+    dataset: str
+    metrics: list[tuple[str, Any]]
+    """(metric name, value) in card order."""
+
+
+def _is_bias(result: Any) -> bool:
+    metrics = result.get("metrics") if isinstance(result, dict) else None
+    return isinstance(metrics, list) and any(isinstance(m, dict) and m.get("type") in BIAS_METRIC_TYPES
+                                             for m in metrics)  # fmt: skip
+
+
+def _same(result: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``result`` is an earlier run of the suite that produced ``new``."""
+    task, dataset = result.get("task") or {}, result.get("dataset") or {}
+    return (_is_bias(result) and isinstance(task, dict) and isinstance(dataset, dict)
+            and task.get("type") == new["task"]["type"] and dataset.get("type") == new["dataset"]["type"]
+            and dataset.get("name") == new["dataset"]["name"])  # fmt: skip
+
+
+def _merge_index(meta: dict[str, Any], report: BiasReport, model_name: str) -> None:
+    index = meta.get("model-index")
+    if index is None:
+        index = meta["model-index"] = []
+    if not isinstance(index, list) or not all(isinstance(m, dict) for m in index):
+        raise FormatError('the card\'s "model-index" is not a list of models: fix it before adding results')
+    if not index:
+        index.append({"name": model_name, "results": []})
+    model = index[0]
+    results = model.get("results")
+    if results is None:
+        results = model["results"] = []
+    if not isinstance(results, list):
+        raise FormatError('the card\'s "model-index[0].results" is not a list: fix it before adding results')
+    new = report.model_index_result()
+    results[:] = [r for r in results if not (isinstance(r, dict) and _same(r, new))] + [new]
+
+
+def _block(report: BiasReport) -> str:
+    head = "| " + " | ".join(report.columns) + " |\n|" + "---|" * len(report.columns) + "\n"
+    table = head + "".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n" for row in report.rows)
+    notes = "".join(f"{n}\n\n" for n in report.notes)
+    return (f"<!-- openckpt-bias:{report.suite} -->\n### {report.title}\n\n{notes}{table}\n"
+            f"<!-- /openckpt-bias:{report.suite} -->\n")  # fmt: skip
+
+
+def _merge_body(body: str, report: BiasReport) -> str:
+    block = _block(report)
+    marked = re.compile(rf"<!-- openckpt-bias:{re.escape(report.suite)} -->\n.*?<!-- /openckpt-bias:"
+                        rf"{re.escape(report.suite)} -->\n?", re.DOTALL)  # fmt: skip
+    if marked.search(body):
+        return marked.sub(lambda _: block, body, count=1)
+    section = _SECTION.search(body)
+    if section is None:
+        return body.rstrip("\n") + ("\n\n" if body.strip() else "") + f"## {SECTION_TITLE}\n\n{block}"
+    end = _section_end(body, section.end())
+    before = body[:end].rstrip("\n") + "\n\n"
+    return before + block + ("\n" + body[end:] if end < len(body) else "")
+
+
+def _section_end(body: str, start: int) -> int:
+    """Offset of the first level-1 or level-2 heading after ``start`` outside code fences (else the end)."""
+    fence = None
+    offset = start
+    for line in body[start:].splitlines(keepends=True):
+        stripped = line.lstrip()
+        marker = stripped[:3]
+        if marker in ("```", "~~~"):
+            fence = None if fence == marker else fence or marker
+        elif fence is None and _NEXT_SECTION.match(line):
+            return offset
+        offset += len(line)
+    return len(body)
+
+
+def update_card(text: str | None, report: BiasReport, *, model_name: str) -> str:
+    """``text`` (a README.md, or None for none yet) with ``report`` in its metadata and its bias section."""
+    meta, body, errors = parse_card(text or f"# {model_name}\n")
+    if errors:
+        raise FormatError(f"README.md: {errors[0]}; fix the card before adding results")
+    meta = dict(meta or {})
+    _merge_index(meta, report, model_name)
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n{_merge_body(body.lstrip(chr(10)), report)}"
+
+
+def bias_results(metadata: dict[str, Any]) -> list[BiasResult]:
+    """The bias results of a card's ``model-index`` (malformed entries skipped)."""
+    out: list[BiasResult] = []
+    index = metadata.get("model-index")
+    for model in index if isinstance(index, list) else []:
+        for result in (model.get("results") if isinstance(model, dict) else None) or []:
+            if not _is_bias(result):
+                continue
+            task, dataset = result.get("task") or {}, result.get("dataset") or {}
+            title = str(task.get("name") or task.get("type") or "bias") if isinstance(task, dict) else "bias"
+            name = str(dataset.get("name") or "") if isinstance(dataset, dict) else ""
+            metrics = [(str(m.get("name") or m.get("type")), m.get("value")) for m in result["metrics"]
+                       if isinstance(m, dict) and not isinstance(m.get("value"), dict | list)]  # fmt: skip
+            out.append(BiasResult(title.removeprefix("Bias: "), name, metrics))
+    return out
