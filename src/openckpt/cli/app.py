@@ -12,7 +12,9 @@ from openckpt.cli.bom import bom_command
 from openckpt.cli.card import card_app
 from openckpt.cli.convert import convert_command
 from openckpt.cli.diff import diff_command
+from openckpt.cli.estimate import estimate_command
 from openckpt.cli.evaluate import evaluate_app
+from openckpt.cli.finetune import finetune_command
 from openckpt.cli.inspect import inspect_command
 from openckpt.cli.license import license_app
 from openckpt.cli.login import login_command
@@ -59,6 +61,9 @@ app.command("login")(login_command)
 app.add_typer(repo_app, name="repo")
 app.command("push")(push_command)
 app.command("pull")(pull_command)
+# Reuse: estimate the memory of a fine-tune, then run it.
+app.command("estimate")(estimate_command)
+app.command("finetune")(finetune_command)
 
 
 def main() -> None:
