@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,6 +76,62 @@ def postgres_cluster() -> Iterator[Postgres]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+"""Credentials moto accepts; the S3 fixture puts them in the environment of the test session and its hubs."""
+
+
+@dataclass
+class S3Server:
+    """A ``moto[server]`` process speaking S3 on 127.0.0.1, with one bucket."""
+
+    endpoint: str
+    bucket: str
+    process: subprocess.Popen[bytes]
+
+    def storage_url(self, prefix: str) -> str:
+        """An ``OPENCKPT_STORAGE_URL`` for blobs under ``prefix`` of the bucket."""
+        return f"s3://{self.bucket}/{prefix}?endpoint_url={self.endpoint}&region=us-east-1"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", **_credentials())
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+    def pending_uploads(self, prefix: str) -> list[str]:
+        uploads = self.client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
+        return [u["Key"] for u in uploads]
+
+
+def _credentials() -> dict[str, str]:
+    return {"aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"]}
+
+
+@contextlib.contextmanager
+def s3_server(bucket: str = "openckpt-test") -> Iterator[S3Server]:
+    """Start ``python -m moto.server`` on a free port, create ``bucket``; stop the process afterwards."""
+    port = free_port()
+    log = open(Path(tempfile.gettempdir()) / f"moto-{port}.log", "wb")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    server = S3Server(f"http://127.0.0.1:{port}", bucket, process)
+    try:
+        wait_for(f"{server.endpoint}/moto-api/", timeout=60)
+        server.client().create_bucket(Bucket=bucket)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
 @dataclass
 class HubProcess:
     """An ``openckpt`` hub served by a real process on 127.0.0.1."""
@@ -84,6 +142,17 @@ class HubProcess:
     token: str
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+
+    def secret(self) -> bytes:
+        """The key the hub signs transfer URLs with (kept in its database, shared by all its servers)."""
+        from openckpt.hub.db.engine import Database
+        from openckpt.hub.services.hub_secret import load_secret
+
+        db = Database(self.database_url)
+        try:
+            return load_secret(db)
+        finally:
+            db.dispose()
 
     def create_user(self, name: str, *, role: str = "write", admin: bool = False) -> str:
         """Create a user with a token of ``role``; return the token."""
@@ -125,8 +194,13 @@ class HubProcess:
                 self.process.wait()
 
 
-def start_hub(data_dir: Path, database_url: str = "", *, workers: int = 1, port: int | None = None) -> HubProcess:
-    """Start ``python -m openckpt.hub`` and wait until it answers; the admin's token is in ``.token``."""
+def start_hub(
+    data_dir: Path, database_url: str = "", *, workers: int = 1, port: int | None = None, storage_url: str = ""
+) -> HubProcess:
+    """Start ``python -m openckpt.hub`` and wait until it answers; the admin's token is in ``.token``.
+
+    ``storage_url`` (``OPENCKPT_STORAGE_URL``) puts its blobs elsewhere than in the data dir, e.g. in an S3 bucket.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"hub-{port}.log"
@@ -135,7 +209,8 @@ def start_hub(data_dir: Path, database_url: str = "", *, workers: int = 1, port:
     if database_url:
         cmd += ["--database-url", database_url]
     out = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out)
+    env = {**os.environ, "OPENCKPT_STORAGE_URL": storage_url} if storage_url else None
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env=env)
     assert process.stdout is not None
     token = ""
     url = f"http://127.0.0.1:{port}"
@@ -144,7 +219,9 @@ def start_hub(data_dir: Path, database_url: str = "", *, workers: int = 1, port:
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"hub did not start:\n{log.read_text()[-3000:]}") from None
-    line = process.stdout.readline().decode()
+    # the token line comes before the server answers, and only on a new database: never wait for it
+    ready, _, _ = select.select([process.stdout], [], [], 0)
+    line = process.stdout.readline().decode() if ready else ""
     if line.startswith("admin-token "):
         token = line.split()[1]
     from openckpt.hub.settings import Settings

@@ -212,7 +212,7 @@ def test_serve_prints_the_lines_to_paste_on_first_start_only(tmp_path: Path) -> 
         lines = []
         for line in process.stdout:  # the panel is printed and flushed before the server starts
             lines.append(line)
-            if "HF_HUB_DISABLE_XET" in line:
+            if "HF_TOKEN" in line:
                 break
         text = "".join(lines)
         assert f"export HF_ENDPOINT={url}" in text, text

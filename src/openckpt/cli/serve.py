@@ -20,14 +20,13 @@ __all__ = ["first_start_panel", "serve_command"]
 
 
 def first_start_panel(settings: Settings, token: str) -> Panel:
-    """What to paste after the first start: the endpoint, the admin's token, and no Xet (the hub speaks LFS)."""
+    """What to paste after the first start: the endpoint and the admin's token (the hub speaks Xet and Git LFS)."""
     lines = [
         "Created the user [bold]admin[/]; its write token is shown only this once.",
         "Point huggingface_hub, transformers and the hf CLI at this hub:",
         "",
         f"export HF_ENDPOINT={escape(settings.public_url)}",
         f"export HF_TOKEN={escape(token)}",
-        "export HF_HUB_DISABLE_XET=1",
     ]
     # Top and bottom rules only, so the export lines copy without border characters.
     return Panel("\n".join(lines), title="openckpt hub: first start", box=box.HORIZONTALS, expand=False)
@@ -69,15 +68,24 @@ def serve_command(
         str | None,
         typer.Option(help="The URL clients use as HF_ENDPOINT (OPENCKPT_PUBLIC_URL; default http://HOST:PORT)."),
     ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where blobs live: file:///path or s3://bucket/prefix?endpoint_url=URL&region=REGION, credentials "
+            "from the AWS_* variables (OPENCKPT_STORAGE_URL; default DATA_DIR/store)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Run the hub: a Hugging Face Hub-compatible server for your checkpoints.
 
     Options override OPENCKPT_* variables. On an empty database an admin user is created and its token is
-    printed once, with the HF_ENDPOINT / HF_TOKEN / HF_HUB_DISABLE_XET lines to paste.
+    printed once, with the HF_ENDPOINT / HF_TOKEN lines to paste. Several servers on one
+    database (--database-url) and one --storage-url serve the same hub.
     """
     from openckpt.hub.server import bootstrap, serve
     from openckpt.hub.settings import Settings
+    from openckpt.store.url import open_store
 
     settings = Settings.from_env(
         data_dir=data_dir,
@@ -86,15 +94,19 @@ def serve_command(
         workers=workers,
         database_url=database_url,
         public_url=public_url,
+        storage_url=storage_url,
     )
     from sqlalchemy.engine import make_url
 
     _check_free(settings.host, settings.port)  # before the admin's token is printed for a server that cannot start
+    open_store(settings.storage_url, settings.data_dir)  # a missing bucket or unreachable endpoint: fail now
     token = bootstrap(settings)
     if token is not None:
         out().print(first_start_panel(settings, token))
         sys.stdout.flush()  # a pipe reader sees the token before the server's first log line
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     where = f"data in {settings.data_dir}, database {database}"
+    if settings.storage_url:
+        where += f", blobs in {settings.storage_url.split('?')[0]}"
     err().print(f"[green]serving[/] {escape(settings.public_url)} ({escape(where)}); Ctrl-C stops", soft_wrap=True)
     serve(settings, log_level=log_level)

@@ -18,7 +18,9 @@ from openckpt.cli.accounts import DatabaseUrl, DataDir, _session
 __all__ = ["admin_app", "key_app"]
 
 key_app = typer.Typer(help="Add and remove users' signing keys (on the hub's database).", no_args_is_help=True)
-admin_app = typer.Typer(help="Rescan stored files, release flagged ones (on the hub's database).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Rescan and release files, collect garbage, check storage (on the hub's database).", no_args_is_help=True
+)
 
 
 @key_app.command("add")
@@ -65,7 +67,7 @@ def rescan(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     from openckpt.hub.db.engine import Database
     from openckpt.hub.services.gate import rescan_stale, rules_version
     from openckpt.hub.settings import Settings
-    from openckpt.store.blobs import LocalBlobStore
+    from openckpt.store.url import open_store
 
     with _session(data_dir, database_url, write=False):
         pass  # refuses a missing or foreign database, like every local admin command
@@ -78,7 +80,8 @@ def rescan(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            count = rescan_stale(db, LocalBlobStore(settings.data_dir.resolve() / "store"), settings, progress=progress)
+            store = open_store(settings.storage_url, settings.data_dir.resolve())
+            count = rescan_stale(db, store, settings, progress=progress)
     finally:
         db.dispose()
     out().print(f"[green]rescanned[/] {count} file(s) with rules version {escape(rules_version(settings))}")

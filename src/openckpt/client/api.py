@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi
 
 from openckpt.client.config import resolve_endpoint
 
@@ -13,10 +13,8 @@ def hf_api(endpoint: str | None = None, token: str | None = None) -> HfApi:
     """An ``HfApi`` for ``endpoint`` (resolved as in :mod:`openckpt.client.config`).
 
     ``token`` None means what huggingface_hub would use: ``HF_TOKEN``, else the token file ``openckpt login``
-    wrote. Uploads go through Git LFS: the hub does not speak Xet yet, so huggingface_hub is told not to try it
-    (as ``HF_HUB_DISABLE_XET=1`` would, which is read only when huggingface_hub is imported).
+    wrote. Transfers go through Xet when ``hf_xet`` is installed (the hub speaks it), else through Git LFS.
     """
-    constants.HF_HUB_DISABLE_XET = True
     return HfApi(endpoint=resolve_endpoint(endpoint), token=token)
 
 

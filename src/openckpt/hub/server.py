@@ -6,7 +6,9 @@ import os
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
+from openckpt.errors import ConflictError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account
 from openckpt.hub.services.accounts import create_account, create_token
@@ -26,6 +28,8 @@ def bootstrap(settings: Settings) -> str | None:
             admin = create_account(session, "admin", fullname="Administrator", is_admin=True)
             _, secret = create_token(session, admin, name="bootstrap", role="write")
             return secret
+    except (SQLIntegrityError, ConflictError):
+        return None  # another server starting on the same new database created the admin first
     finally:
         db.dispose()
 
@@ -47,6 +51,7 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         OPENCKPT_PUBLIC_URL=settings.public_url,
         OPENCKPT_HOST=settings.host,
         OPENCKPT_PORT=str(settings.port),
+        OPENCKPT_STORAGE_URL=settings.storage_url,
     )
     uvicorn.run(
         "openckpt.hub.server:app_from_env",

@@ -1,1 +1,1 @@
-"""Content-addressed blob storage behind one interface: local filesystem now, object storage later."""
+"""Content-addressed blob storage behind one interface: local files (default) or S3-compatible object storage."""

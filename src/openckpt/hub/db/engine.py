@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Database"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x6F70656E636B7074
+"""The PostgreSQL advisory lock that serialises migrations (``openckpt`` in ASCII)."""
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -55,6 +57,8 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.write_engine.connect() as conn:
+            if conn.dialect.name == "postgresql":  # servers starting together on one database: one migrates
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")  # until the commit
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
             conn.commit()

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -132,7 +133,7 @@ async def receive_blob(store: BlobStore, db: Database, body: AsyncIterator[bytes
     match. Whatever goes wrong, including the client going away, leaves no trace but the temp file's removal."""
     if not is_sha256(sha256):
         raise BadRequestError(f"{sha256!r} is not a sha256")
-    writer = await _in_thread(store.writer, size)
+    writer = await _in_thread(partial(store.writer, size, sha256=sha256))
     try:
         await _pump(body, writer.write_all, size, "upload")
     except BaseException:
@@ -184,7 +185,7 @@ class MultipartUploads:
         directory = self.root / sha256
         if parts != list(range(1, len(parts) + 1)):
             raise BadRequestError("parts must be numbered 1..N without gaps")
-        writer = store.writer(size)
+        writer = store.writer(size, sha256=sha256)
         try:
             for number in parts:
                 path = self.part_path(sha256, number)

@@ -1,0 +1,284 @@
+"""The local blob store: blobs as files under ``<root>/blobs/ab/cd/<sha256>``.
+
+Writers stream into ``<root>/tmp/<uuid>`` while hashing (never a second pass), then fsync and rename: a blob is visible
+only once its bytes are durable and their sha256 matches its name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import mmap
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+from openckpt.errors import BadRequestError, IntegrityError
+from openckpt.fsutil import fsync_dir
+from openckpt.store.blobs import READ_CHUNK, BlobStat, BlobWriter, check_sha256, is_sha256
+
+__all__ = ["LocalBlobStore"]
+
+SYNC_EVERY = 64 << 20
+"""Bytes a buffered writer lets accumulate before it starts writing them back in the background."""
+PARALLEL_FROM = 1 << 20
+"""Batches from this size are hashed and written in parallel."""
+DIRECT_FROM = 16 << 20
+"""Blobs announced at least this large are written with ``O_DIRECT``, bypassing the page cache."""
+STAGE = 8 << 20
+ALIGN = 4096
+IOV_MAX = 1024
+_WRITERS = ThreadPoolExecutor(16, thread_name_prefix="openckpt-blob-write")
+
+
+class _LocalWriter:
+    """Streams into ``tmp/<uuid>`` while hashing. A large batch is written by another thread while this one hashes it.
+
+    Blobs announced large are written with ``O_DIRECT`` from an aligned staging buffer: no page cache to fill (page
+    allocation costs more CPU than sha256 on some machines) and nothing dirty for the committing fsync to wait for.
+    Otherwise writeback starts early (a background ``fdatasync`` every ``SYNC_EVERY`` bytes) for the same reason."""
+
+    def __init__(self, store: LocalBlobStore, size_hint: int | None = None, sha256: str | None = None) -> None:
+        self.store = store
+        self.announced = check_sha256(sha256) if sha256 is not None else None
+        self.tmp = store.tmp_dir / uuid.uuid4().hex
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self._unsynced = 0
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # abort() may come from another thread than a write in progress
+        self._staged = _Staged.open(self.fd) if size_hint is not None and size_hint >= DIRECT_FROM else None
+
+    def write(self, data: bytes) -> None:
+        self.write_all((data,))
+
+    def write_all(self, chunks: Sequence[bytes]) -> None:
+        size = sum(len(c) for c in chunks)
+        with self._lock:
+            if self._closed:
+                raise BadRequestError("this upload was aborted")
+            sink = self._staged.write if self._staged is not None else partial(_write_fully, self.fd)
+            # hashlib and os.write release the GIL: a large batch is written by another thread while this one
+            # hashes it, so an upload costs about the time of its hashing alone
+            writing = _WRITERS.submit(sink, chunks) if size >= PARALLEL_FROM else None
+            for chunk in chunks:
+                self.hash.update(chunk)
+            if writing is None:
+                sink(chunks)
+            else:
+                writing.result()
+            self.size += size
+            self._unsynced += size
+            if self._staged is None and self._unsynced >= SYNC_EVERY and not self._flushing():
+                self._unsynced = 0
+                self._flusher = threading.Thread(target=_sync_quietly, args=(self.fd,), daemon=True)
+                self._flusher.start()
+
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
+        try:
+            digest = self.hash.hexdigest()
+            if expected_size is not None and self.size != expected_size:
+                raise BadRequestError(f"received {self.size} bytes, expected {expected_size}")
+            for wanted in (expected_sha256, self.announced):
+                if wanted is not None and digest != wanted:
+                    raise BadRequestError(f"content has sha256 {digest}, expected {wanted}")
+            with self._lock:
+                if self._closed:
+                    raise BadRequestError("this upload was aborted")
+                if self._staged is not None:
+                    self._staged.finish()
+                self._join_flusher()
+                os.fsync(self.fd)
+                self._close()
+            final = self.store.path_of(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp, final)
+            fsync_dir(final.parent)
+            return digest
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        with self._lock:
+            self._join_flusher()
+            self._close()
+            self.tmp.unlink(missing_ok=True)
+
+    def _flushing(self) -> bool:
+        return self._flusher is not None and self._flusher.is_alive()
+
+    def _join_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._staged is not None:
+                self._staged.close()
+            os.close(self.fd)
+
+
+class _Staged:
+    """Writes through ``O_DIRECT``: bytes are copied into a page-aligned buffer that goes out in whole blocks; the
+    unaligned tail is written without ``O_DIRECT``. Falls back to plain writes where ``O_DIRECT`` is refused."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = mmap.mmap(-1, STAGE)
+        self.view = memoryview(self.buffer)
+        self.fill = 0
+
+    @classmethod
+    def open(cls, fd: int) -> _Staged | None:
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct:
+            return None
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | direct)
+        except OSError:  # e.g. a file system without O_DIRECT
+            return None
+        return cls(fd)
+
+    def write(self, chunks: Sequence[bytes]) -> None:
+        for chunk in chunks:
+            data = memoryview(chunk)
+            while data:
+                n = min(len(data), STAGE - self.fill)
+                self.view[self.fill : self.fill + n] = data[:n]
+                self.fill += n
+                data = data[n:]
+                if self.fill == STAGE:
+                    self._drain(STAGE)
+
+    def finish(self) -> None:
+        """Write what is staged: the aligned part directly, the rest through the page cache."""
+        self._drain(self.fill // ALIGN * ALIGN)
+        if self.fill:
+            self._buffered()
+            _write_fully(self.fd, [self.view[: self.fill]])
+            self.fill = 0
+
+    def close(self) -> None:
+        self.view.release()
+        self.buffer.close()
+
+    def _drain(self, n: int) -> None:
+        done = 0
+        while done < n:
+            try:
+                written = os.write(self.fd, self.view[done:n])
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._buffered()  # O_DIRECT refused after all (alignment rules of this file system)
+                continue
+            if written % ALIGN:
+                self._buffered()  # a short write leaves the file offset unaligned: carry on without O_DIRECT
+            done += written
+        if n:
+            rest = self.fill - n  # less than n: the ranges do not overlap
+            self.view[:rest] = self.view[n : self.fill]
+            self.fill = rest
+
+    def _buffered(self) -> None:
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~getattr(os, "O_DIRECT", 0))
+
+
+def _write_fully(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        done = os.writev(fd, views[:IOV_MAX])
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
+
+
+def _sync_quietly(fd: int) -> None:
+    """Early writeback only: the commit's own fsync is what counts, and reports any error."""
+    with contextlib.suppress(OSError):
+        os.fdatasync(fd)
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root/blobs/ab/cd/<sha256>``; uploads in progress under ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        (root / "blobs").mkdir(exist_ok=True)
+
+    def path_of(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / "blobs" / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_of(sha256).is_file()
+
+    def size(self, sha256: str) -> int | None:
+        found = self.stat(sha256)
+        return found.size if found is not None else None
+
+    def stat(self, sha256: str) -> BlobStat | None:
+        try:
+            st = self.path_of(sha256).stat()
+        except FileNotFoundError:
+            return None
+        return BlobStat(st.st_size, st.st_mtime)
+
+    def writer(self, size_hint: int | None = None, *, sha256: str | None = None) -> BlobWriter:
+        return _LocalWriter(self, size_hint, sha256)
+
+    def local_path(self, sha256: str) -> Path | None:
+        path = self.path_of(sha256)
+        return path if path.is_file() else None
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        path = self.path_of(sha256)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise IntegrityError("blob is missing from the store", path=path) from None
+        with f:
+            f.seek(start)
+            remaining = (end if end is not None else path.stat().st_size) - start
+            while remaining > 0:
+                chunk = f.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    raise IntegrityError("blob is shorter than recorded", path=path)
+                remaining -= len(chunk)
+                yield chunk
+
+    def delete(self, sha256: str) -> None:
+        self.path_of(sha256).unlink(missing_ok=True)
+
+    def keys(self) -> Iterator[str]:
+        for first in sorted((self.root / "blobs").iterdir()):
+            for second in sorted(first.iterdir()) if first.is_dir() else ():
+                for path in second.iterdir() if second.is_dir() else ():
+                    if is_sha256(path.name) and path.name.startswith(first.name + second.name):
+                        yield path.name
+
+    def sweep(self, older_than: float) -> int:
+        cutoff, removed = time.time() - older_than, 0
+        for path in self.tmp_dir.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
