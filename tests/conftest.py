@@ -8,10 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hubtools import HubProcess, Postgres, postgres_cluster, start_hub
+from tests.hubtools import S3_ENV, HubProcess, Postgres, S3Server, postgres_cluster, s3_server, start_hub
 
-# The hub speaks Git LFS until Xet is implemented; current clients must be told not to try Xet for uploads.
+# The hub speaks Git LFS and Xet; the tests' clients use Git LFS unless a test enables Xet for its own client
+# processes (tests/hub/test_xet_*.py). Background ingestion of LFS uploads into xorbs (on by default) is off for
+# the tests that check whole blobs in the store; tests/hub/test_xet_reads.py has a hub fixture with it on.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ.setdefault("OPENCKPT_XET_INGEST", "0")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
@@ -19,6 +22,16 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 def postgres() -> Iterator[Postgres]:
     with postgres_cluster() as pg:
         yield pg
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A ``moto[server]`` process with one bucket; the session (and the hubs it starts) get its test credentials."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in S3_ENV.items():
+            mp.setenv(name, value)
+        with s3_server() as server:
+            yield server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -20,6 +20,7 @@
     ├── AsyncSaveError                         a background save failed; raised on the next call
     ├── LicenseError (ValueError)              a license policy file or license declaration cannot be used
     ├── StorageError                           the blob store cannot be used: bad URL, no bucket, unreachable
+    │   └── StorageBusyError                   storage maintenance cannot run now: another run holds it; retry
     ├── UnsuitableModelError (ValueError)      a bias suite does not fit the checkpoint's model type
     └── HubError                               a hub request failed: ``.status`` (HTTP) and ``.code`` (X-Error-Code)
         ├── BadRequestError                    400 BadRequest: invalid name, path, body
@@ -73,6 +74,7 @@ __all__ = [
     "SignatureError",
     "SigningKeyError",
     "StateMismatchError",
+    "StorageBusyError",
     "StorageError",
     "UnsafeFileError",
     "UntrustedSignatureError",
@@ -160,6 +162,11 @@ class LicenseError(OpenckptError, ValueError):
 
 class StorageError(OpenckptError):
     """The blob store cannot be used: an invalid storage URL, a missing bucket, an unreachable endpoint, no access."""
+
+
+class StorageBusyError(StorageError):
+    """Storage maintenance (garbage collection) cannot run now: another run holds its lease, or the database's
+    locks could not be taken in time. Retry later."""
 
 
 class UnsuitableModelError(OpenckptError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -11,12 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from openckpt.errors import HubError, OpenckptError
+from openckpt.errors import HubError, OpenckptError, StorageError
 from openckpt.hub.context import Hub
 from openckpt.hub.db.engine import Database
 from openckpt.hub.settings import Settings
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REQUEST_ID
-from openckpt.store.blobs import LocalBlobStore
+from openckpt.store.url import open_store
 
 __all__ = ["create_app"]
 
@@ -34,23 +35,52 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
     """The hub app; settings default to ``OPENCKPT_*`` variables. ``migrate`` applies migrations first."""
-    from openckpt.hub.routes import access, files, governance, lfs, reports, repos, resolve, security, ui, users
+    from openckpt.hub.routes import (
+        access,
+        admin,
+        cas,
+        files,
+        governance,
+        lfs,
+        reports,
+        repos,
+        resolve,
+        security,
+        ui,
+        users,
+        xet,
+    )
     from openckpt.hub.services import gate
+    from openckpt.hub.services.cas_files import XetFileStore
+    from openckpt.hub.services.hub_secret import load_secret
+    from openckpt.hub.services.storage_schedule import start_schedule
 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
     if migrate:
         db.migrate()
     app = FastAPI(title="openckpt hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
-    app.state.hub = Hub(settings, db, LocalBlobStore(settings.data_dir / "store"))
+    if not settings.secret:  # one key for every server on this database (transfer URLs, form tokens)
+        settings = replace(settings, secret=load_secret(db, legacy=settings.data_dir / "secret.key"))
+    app.state.hub = Hub(settings, db, open_store(settings.storage_url, settings.data_dir))
+    app.state.hub.store = XetFileStore(app.state.hub.store, db)  # files uploaded by Xet read like blobs
     for module in (users, access, reports, repos, files, lfs, resolve, security, governance):
         app.include_router(module.router)
+    for module in (xet, cas):  # Xet: token routes, and the CAS under /cas
+        app.include_router(module.router)
+    app.include_router(admin.router)  # storage accounting: API, and /admin pages before the UI's /{owner}/{name}
+    app.include_router(admin.pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> JSONResponse:
         return _error(exc.status, exc.code, str(exc), exc.headers)
+
+    @app.exception_handler(StorageError)
+    async def storage_error(request: Request, exc: StorageError) -> JSONResponse:
+        log.error("blob store failure: %s", exc)
+        return _error(503, "StorageUnavailable", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(OpenckptError)
     async def library_error(request: Request, exc: OpenckptError) -> JSONResponse:
@@ -67,11 +97,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     @app.on_event("startup")
     def _monitor() -> None:  # trust: rescan stored files whose scan predates the current rules
         app.state.rescan = gate.start_monitor(db, app.state.hub.store, settings)
+        app.state.gc = start_schedule(db, app.state.hub.store, app.state.hub.settings)  # storage gc, one process
 
     @app.on_event("shutdown")
     def _close() -> None:
         if getattr(app.state, "rescan", None) is not None:
             app.state.rescan.set()
+        if getattr(app.state, "gc", None) is not None:
+            app.state.gc.set()
         db.dispose()
 
     return app

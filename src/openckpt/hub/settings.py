@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from openckpt.fsutil import temp_sibling
 
 __all__ = ["Settings"]
 
 
 def _boolean(value: object) -> bool:
     return value if isinstance(value, bool) else str(value).lower() not in ("0", "false", "no", "off", "")
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -35,6 +35,11 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "scan_rules_version": ("OPENCKPT_SCAN_RULES_VERSION", str),
     "scan_monitor": ("OPENCKPT_SCAN_MONITOR", _boolean),
     "policy_file": ("OPENCKPT_POLICY_FILE", str),
+    "storage_url": ("OPENCKPT_STORAGE_URL", str),
+    "secret": ("OPENCKPT_SECRET", _bytes),
+    "gc_interval": ("OPENCKPT_GC_INTERVAL", int),
+    "gc_grace": ("OPENCKPT_GC_GRACE", int),
+    "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
 }
 SCAN_POLICIES = ("flag", "block", "allow")
 
@@ -66,7 +71,19 @@ class Settings:
     """Rescan, in the background, stored files whose scan predates the current rules version."""
     policy_file: str = ""
     """A license policy (YAML) applied to every repo, with its organisation's; empty: none."""
+    storage_url: str = ""
+    """Where blobs live (``openckpt.store.url``): empty means files under ``<data_dir>/store``; ``file:///path``;
+    ``s3://bucket/prefix?endpoint_url=…&region=…`` for S3-compatible object storage."""
     secret: bytes = field(default=b"", repr=False)
+    """The key that signs transfer URLs and form tokens; every server of one hub must share it. Empty: the hub's
+    database keeps one (``openckpt.hub.services.hub_secret``), so separate servers on one database agree."""
+    gc_interval: int = 6 * 3600
+    """Seconds between garbage collections of the storage (run by one process of the hub); 0 turns them off."""
+    gc_grace: int = 3600
+    """Seconds an unreferenced blob, xorb or Xet file is kept (uploads in flight are not referenced yet)."""
+    xet_ingest: bool = True
+    """Chunk files committed as whole blobs (Git LFS, large inline files) into Xet xorbs in the background, then
+    drop the whole blobs: every upload path dedups against every other, and hf_xet clients download them by Xet."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -92,25 +109,11 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'openckpt.db'}"
 
     def resolved(self) -> Settings:
-        """Fill derived defaults and load (or create) the signing secret in the data dir."""
+        """Fill derived defaults (absolute data dir, database URL, public URL); creates the data dir."""
         data_dir = self.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         url = self.database()
         public = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-        return replace(self, data_dir=data_dir, database_url=url, public_url=public, secret=_secret(data_dir))
-
-
-def _secret(data_dir: Path) -> bytes:
-    """The key that signs transfer URLs, shared by every worker and server through the data dir.
-
-    Created once: linked into place, which fails rather than overwrite a key another process created first.
-    """
-    path = data_dir / "secret.key"
-    if not path.exists():
-        tmp = temp_sibling(path)
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+        if self.secret and len(self.secret) < 32:
+            raise ValueError("OPENCKPT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return replace(self, data_dir=data_dir, database_url=url, public_url=public)

@@ -18,6 +18,8 @@ __all__ = [
     "Base",
     "Blob",
     "Commit",
+    "HubSecret",
+    "Lease",
     "LicensePolicy",
     "LineageEdge",
     "Membership",
@@ -28,6 +30,11 @@ __all__ = [
     "SigningKey",
     "Token",
     "TreeEntry",
+    "XetFile",
+    "XetSha256",
+    "XetTerm",
+    "Xorb",
+    "XorbChunk",
     "utcnow",
 ]
 
@@ -134,6 +141,15 @@ class TreeEntry(Base):
     lfs: Mapped[bool] = mapped_column(default=False)
 
 
+class HubSecret(Base):
+    """A key every server of the hub shares (``signing``: transfer URLs and form tokens), as hex."""
+
+    __tablename__ = "hub_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Blob(Base):
     """A blob whose bytes are in the store and verified."""
 
@@ -226,3 +242,93 @@ class LicensePolicy(Base):
     rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_by: Mapped[str] = mapped_column(String(96))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- Xet storage: xorbs of chunks, files as terms over xorbs, and the sha256 a commit names them by ---------------
+#
+# What references what (GC and accounting follow these, top-down): a tree entry's ``sha256`` → ``xet_sha256`` (when
+# verified) → ``xet_files`` → ``xet_terms.xorb_hash`` → ``xorbs.blob_sha256``, a blob of the blob store that the
+# ``blobs`` table does not list. A xorb no term references is garbage once no upload session can still name it.
+
+
+class Xorb(Base):
+    """A xorb (``hash`` in Xet string form), stored whole, without footer, as the blob ``blob_sha256``."""
+
+    __tablename__ = "xorbs"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    serialized_size: Mapped[int] = mapped_column(BigInteger)
+    """Physical bytes: chunk headers and (compressed) payloads."""
+    unpacked_size: Mapped[int] = mapped_column(BigInteger)
+    """Logical bytes: the chunks uncompressed."""
+    num_chunks: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class XorbChunk(Base):
+    """Chunk ``chunk_index`` of a xorb: its hash, where its bytes are unpacked, and its serialized byte range."""
+
+    __tablename__ = "xorb_chunks"
+    xorb_hash: Mapped[str] = mapped_column(ForeignKey("xorbs.hash", ondelete="CASCADE"), primary_key=True)
+    chunk_index: Mapped[int] = mapped_column(primary_key=True)
+    chunk_hash: Mapped[str] = mapped_column(String(64), index=True)
+    unpacked_offset: Mapped[int] = mapped_column(BigInteger)
+    unpacked_size: Mapped[int] = mapped_column()
+    byte_start: Mapped[int] = mapped_column(BigInteger)
+    """Offset of the chunk's header in the xorb blob."""
+    byte_end: Mapped[int] = mapped_column(BigInteger)
+    """End (exclusive) of the chunk's payload in the xorb blob."""
+    global_dedup: Mapped[bool] = mapped_column(default=False)
+    """Answered by global-dedup queries: eligible by its hash, or the first chunk of a registered file."""
+
+
+class XetFile(Base):
+    """A file registered by a shard: ``hash`` (Xet file hash) and its unpacked ``size``; its terms in ``xet_terms``."""
+
+    __tablename__ = "xet_files"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    num_terms: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class XetTerm(Base):
+    """Term ``term_index`` of a file: chunks ``[chunk_start, chunk_end)`` of a xorb, ``size`` bytes unpacked."""
+
+    __tablename__ = "xet_terms"
+    file_hash: Mapped[str] = mapped_column(ForeignKey("xet_files.hash", ondelete="CASCADE"), primary_key=True)
+    term_index: Mapped[int] = mapped_column(primary_key=True)
+    xorb_hash: Mapped[str] = mapped_column(ForeignKey("xorbs.hash"), index=True)
+    chunk_start: Mapped[int] = mapped_column()
+    chunk_end: Mapped[int] = mapped_column()
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class XetSha256(Base):
+    """A file's sha256 (what commits name it by) → its Xet file, as a shard declared it.
+
+    ``verified`` once the hub reconstructed the bytes and found that sha256; only verified rows back tree entries.
+    ``repo_id`` is the repo whose write token registered it.
+    """
+
+    __tablename__ = "xet_sha256"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_hash: Mapped[str] = mapped_column(
+        ForeignKey("xet_files.hash", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    verified: Mapped[bool] = mapped_column(default=False)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- leases: work that one process of the hub does at a time (scheduled garbage collection) ----------------------
+
+
+class Lease(Base):
+    """``name`` is held by ``holder`` until ``expires_at``; an expired lease is free for anyone to take."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -30,8 +30,9 @@ from openckpt.hub.context import (
 )
 from openckpt.hub.db.models import Blob, Commit, TreeEntry
 from openckpt.hub.routes import security
-from openckpt.hub.services import gate, governance, repos
+from openckpt.hub.services import gate, governance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.cas_files import prove_uploads, xet_files
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, tree_entries
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_path
@@ -84,6 +85,7 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
         entries = tree_entries(session, commit.tree_id)
         items = _listing(entries, path, recursive)
         shown = items[offset : offset + page]
+        xet_meta.add_xet_hashes(session, hub.settings, repo.id, entries, shown)
         if expand:
             _add_last_commits(session, commit, shown)
             security.add_file_security(session, hub.settings, repo.id, entries, shown)
@@ -124,6 +126,7 @@ def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, 
                 out.append(file_json(entries[path]))
             elif below := [e for p, e in entries.items() if p.startswith(path + "/")]:
                 out.append(directory_json(path, below))
+        xet_meta.add_xet_hashes(session, hub_of(request).settings, repo.id, entries, out)
         if expand:
             _add_last_commits(session, head, out)
             security.add_file_security(session, hub_of(request).settings, repo.id, entries, out)
@@ -255,6 +258,8 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
                 size: int | None = item.size
                 if item.size < 0:
                     size = session.scalar(select(Blob.size).where(Blob.sha256 == item.sha256))
+                    if size is None and (xet := xet_files(session, [item.sha256]).get(item.sha256)) is not None:
+                        size = xet[1]
                 if size is None:
                     raise BadRequestError(f"LFS object {item.sha256} to copy to {item.path} is not stored")
                 changes.append(replace(item, size=size, git_oid=git_blob_sha1(lfs_pointer(item.sha256, size))))
@@ -266,6 +271,7 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
 def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
     header, ops = _parse_ndjson(raw)
     changes = _store_changes(hub, ops)
+    prove_uploads(hub.db, hub.store, {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs})  # Xet uploads
     gate.check_changes(hub.db, hub.store, hub.settings, changes)  # trust: scan what the commit adds, before it exists
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     commit_id, _ = create_commit(
@@ -274,6 +280,10 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
     )  # fmt: skip
     if rev == repos.DEFAULT_BRANCH:
         repos.refresh_metadata(hub.db, hub.store, repo_id)
+    if hub.settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
+        added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
+        if added:
+            xet_ingest.ingest_later(hub.db, hub.store, hub.settings, added)
     return commit_id
 
 

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, EntryNotFoundError
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
 from openckpt.hub.db.models import Blob
-from openckpt.hub.services import repos
+from openckpt.hub.services import repos, storage_gc
+from openckpt.hub.services.cas_files import xet_files
 from openckpt.hub.services.transfers import MultipartUploads, check_signature, receive_blob, sign
 from openckpt.store.blobs import is_sha256
 
@@ -40,9 +41,16 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
 
 def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str]) -> dict[str, int]:
     """Sizes of the objects among ``oids`` already stored, once the caller may read (or write) the repo."""
-    with hub_of(request).db.read() as session:
+    db = hub_of(request).db
+    with db.read() as session:
         repos.find_repo(session, require_principal(request), repo_type, repo_id, write=write)
-        return dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
+        stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
+        xet = {sha256: found for sha256, found in xet_files(session, oids).items() if sha256 not in stored}
+    stored.update({sha256: size for sha256, (_, size) in xet.items()})  # uploaded by Xet, sha256 verified
+    if write and stored:  # the client will commit these without uploading: the collector must wait for it
+        with db.write() as session:
+            storage_gc.keep_alive(session, blobs=stored, files=[file_hash for file_hash, _ in xet.values()])
+    return stored
 
 
 async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSONResponse:

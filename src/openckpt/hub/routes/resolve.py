@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, rev_and_path
 from openckpt.hub.db.models import Repo, TreeEntry
-from openckpt.hub.services import access, gate, repos
+from openckpt.hub.services import access, gate, repos, xet_meta
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
@@ -32,13 +32,14 @@ class _LocalBlobResponse(Response):
     """Bytes ``[start, end)`` of a local file, read in large chunks in a worker thread: the next chunk is read while
     the current one is being sent. Stops reading when the client goes away."""
 
-    def __init__(self, path: Path, start: int, end: int, status_code: int, headers: dict[str, str]) -> None:
+    def __init__(self, path: Path, fd: int, start: int, end: int, status_code: int, headers: dict[str, str]) -> None:
         super().__init__(status_code=status_code, headers=headers, media_type="application/octet-stream")
-        self.path, self.start, self.end = path, start, end
+        self.path, self.fd, self.start, self.end = path, fd, start, end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if scope["method"] == "HEAD" or self.start >= self.end:
+            os.close(self.fd)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         async with anyio.create_task_group() as group:
@@ -54,7 +55,7 @@ class _LocalBlobResponse(Response):
 
     async def _pump(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = self.fd
         pos, end = self.start, self.end
         reading: asyncio.Future[bytes] = loop.run_in_executor(_READERS, os.pread, fd, min(READ_CHUNK, end - pos), pos)
         try:
@@ -105,6 +106,7 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         has_config = path == "config.json" or session.get(TreeEntry, (commit.tree_id, "config.json")) is not None
         if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
             gate.check_download(session, hub.settings, repo.id, entry)
+        xet_hash = xet_meta.xet_hashes(session, hub.settings, repo.id, [entry]).get(path) if entry else None
     if entry is None:
         raise EntryNotFoundError(f"{path} does not exist at revision {rev}", headers={REPO_COMMIT: commit.id})
     etag = entry.sha256 if entry.lfs else entry.git_oid
@@ -117,18 +119,31 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=0",
     }
+    if xet_hash is not None:  # hf_xet downloads it from the CAS
+        base = str(request.base_url).rstrip("/")
+        headers.update(xet_meta.resolve_headers(base, repo_type, repo.repo_id, commit.id, xet_hash))
     _count_download(request, repo.id, path, has_config)
     span = _range(request, entry.size, headers)
     if isinstance(span, Response):
         return span
     status, start, end = span
     local = hub.store.local_path(entry.sha256)
-    if local is not None:
-        return _LocalBlobResponse(local, start, end, status, headers)
+    fd = _open(local) if local is not None else None
+    if local is not None and fd is not None:
+        return _LocalBlobResponse(local, fd, start, end, status, headers)
+    headers["Content-Length"] = str(end - start)  # a remote store streams: say the length up front
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     body = hub.store.read(entry.sha256, start, end)
     return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
+
+
+def _open(path: Path) -> int | None:
+    """A descriptor of the blob file, or None if it was just removed (Xet ingestion dropped it: read the xorbs)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
 
 
 def _range(request: Request, size: int, headers: dict[str, str]) -> tuple[int, int, int] | Response:

@@ -27,6 +27,7 @@ from openckpt.errors import (
 )
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.services.cas_files import xet_files
 
 __all__ = ["FileChange", "create_commit", "resolve_revision", "tree_entries"]
 
@@ -145,6 +146,8 @@ def _commit_once(
     lfs = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
     if lfs:
         stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(lfs))).tuples().all())
+        for oid, (_, size) in xet_files(session, [o for o in lfs if o not in stored]).items():
+            stored[oid] = size  # uploaded by Xet, its sha256 verified: stored as xorbs
         for oid, size in lfs.items():
             if stored.get(oid) != size:
                 raise BadRequestError(f"LFS object {oid} ({size} bytes) has not been uploaded")

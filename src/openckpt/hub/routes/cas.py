@@ -1,0 +1,150 @@
+"""The Xet CAS on the hub's own origin (``<origin>/cas``): xorb and shard uploads, reconstructions, global dedup,
+signed transfer URLs; plus the telemetry clients post at the origin's root. Optional routes answer 404 (opt out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from openckpt.errors import EntryNotFoundError, ForbiddenError, PayloadTooLargeError
+from openckpt.hub.context import hub_of
+from openckpt.hub.db.models import Xorb
+from openckpt.hub.services import cas, xet_meta
+from openckpt.hub.services.cas_files import file_plan, raw_blobs
+from openckpt.hub.services.cas_reconstruction import RangeNotSatisfiableError, byte_range, reconstruction
+from openckpt.hub.services.transfers import check_signature
+from openckpt.hub.services.xet_tokens import CAS_PATH, HUB_REPO, TRANSFER_PATH, CasToken, check_token, transfer_url
+from openckpt.protocol import ERROR_CODE
+from openckpt.xet.xorb import MAX_XORB_SIZE
+
+router = APIRouter()
+PREFIXES = ("default", "default-merkledb")
+"""hf_xet sends ``default``; the docs say ``default-merkledb``: accept both."""
+
+
+def _token(request: Request, *, write: bool = False) -> CasToken:
+    return check_token(hub_of(request).settings.secret, request.headers.get("authorization"), write=write)
+
+
+def _unsupported() -> JSONResponse:
+    """The answer that makes a client fall back to the routes it must support."""
+    return JSONResponse({"error": "not supported by this CAS"}, status_code=404, headers={ERROR_CODE: "NotSupported"})
+
+
+def _prefix(prefix: str) -> None:
+    if prefix not in PREFIXES:
+        raise EntryNotFoundError(f"unknown CAS prefix {prefix!r}")
+
+
+async def _body(request: Request, limit: int, what: str) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"{what} of {declared} bytes is over the limit of {limit}")
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"{what} is over the limit of {limit} bytes")
+        parts.append(part)
+    return b"".join(parts)
+
+
+@router.post(CAS_PATH + "/v1/xorbs/{prefix}/{xorb}")
+async def upload_xorb(request: Request, prefix: str, xorb: str) -> dict[str, bool]:
+    _prefix(prefix)
+    await run_in_threadpool(_token, request, write=True)
+    data = await _body(request, MAX_XORB_SIZE, "xorb")
+    hub = hub_of(request)
+    inserted = await run_in_threadpool(cas.store_xorb, hub.db, raw_blobs(hub.store), xorb, data)
+    return {"was_inserted": inserted}
+
+
+@router.post(CAS_PATH + "/v1/xorb-grants/{prefix}/{xorb}")
+def xorb_grant(prefix: str, xorb: str) -> JSONResponse:
+    return _unsupported()
+
+
+@router.post(CAS_PATH + "/v2/shards")
+def upload_shard_v2() -> JSONResponse:
+    return _unsupported()
+
+
+@router.post(CAS_PATH + "/v1/shards")
+async def upload_shard(request: Request) -> dict[str, int]:
+    token = await run_in_threadpool(_token, request, write=True)
+    data = await _body(request, cas.MAX_SHARD_BYTES, "shard")
+    repo = token.repo if token.repo != HUB_REPO else None  # the hub's own ingestion uploads for no repo
+    result = await run_in_threadpool(cas.register_shard, hub_of(request).db, data, repo=repo)
+    return {"result": result}
+
+
+@router.get(CAS_PATH + "/v1/chunks/{prefix}/{chunk}")
+def dedup_query(request: Request, prefix: str, chunk: str) -> Response:
+    _prefix(prefix)
+    _token(request)
+    shard = cas.dedup_shard(hub_of(request).db, chunk)
+    if shard is None:
+        return JSONResponse({"error": "chunk not known"}, status_code=404, headers={ERROR_CODE: "EntryNotFound"})
+    return Response(shard, media_type="application/octet-stream")
+
+
+@router.get(CAS_PATH + "/v2/reconstructions/{file_hash}")
+def reconstruction_v2(file_hash: str) -> JSONResponse:
+    return _unsupported()
+
+
+@router.get(CAS_PATH + "/v1/reconstructions/{file_hash}")
+def reconstruction_v1(request: Request, file_hash: str) -> Response:
+    token = _token(request)
+    cas.parse_hash(file_hash)
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        allowed = xet_meta.may_reconstruct(session, hub.settings, token.repo, file_hash)
+        plan = file_plan(session, file_hash) if allowed else None
+    if plan is None:
+        raise EntryNotFoundError(f"no file {file_hash} in this repo")
+    try:
+        first, last = byte_range(request.headers.get("range"), plan.size)
+    except RangeNotSatisfiableError as e:
+        return JSONResponse({"error": str(e)}, status_code=416, headers={"Content-Range": f"bytes */{plan.size}"})
+    base = str(request.base_url).rstrip("/")
+
+    def url(xorb: str, start: int, end: int) -> str:
+        return transfer_url(hub.settings.secret, base, xorb, start, end, hub.settings.signed_url_ttl)
+
+    body: dict[str, Any] = reconstruction(plan, first, last, url)
+    return JSONResponse(body)
+
+
+@router.get(TRANSFER_PATH + "/{xorb}/{span}")
+def transfer(request: Request, xorb: str, span: str) -> Response:
+    """Serialized bytes of a xorb, within the span the URL was signed for; no Authorization: the URL is the grant."""
+    hub = hub_of(request)
+    q = request.query_params
+    check_signature(hub.settings.secret, "GET", f"{TRANSFER_PATH}/{xorb}/{span}", q.get("exp"), q.get("sig"))
+    lo, _, hi = span.partition("-")
+    allowed = (int(lo), int(hi))
+    with hub.db.read() as session:
+        row = session.get(Xorb, xorb)
+    if row is None:
+        raise EntryNotFoundError(f"xorb {xorb} is not stored")
+    first, last = allowed
+    if request.headers.get("range"):
+        try:
+            first, last = byte_range(request.headers.get("range"), row.serialized_size)
+        except RangeNotSatisfiableError:
+            raise ForbiddenError("the range asked is outside what this URL grants") from None
+    if first < allowed[0] or last > allowed[1]:
+        raise ForbiddenError("the range asked is outside what this URL grants")
+    headers = {"Content-Range": f"bytes {first}-{last}/{row.serialized_size}", "Content-Length": str(last - first + 1)}
+    body = raw_blobs(hub.store).read(row.blob_sha256, first, last + 1)
+    return StreamingResponse(body, status_code=206, headers=headers, media_type="application/octet-stream")
+
+
+@router.post("/v1/telemetry")
+def telemetry() -> dict[str, str]:
+    """Clients post their telemetry here (at the origin's root, whatever the CAS path); accepted and dropped."""
+    return {}
