@@ -25,8 +25,10 @@ from openckpt.cli.repo import repo_app
 from openckpt.cli.scan import scan_command
 from openckpt.cli.serve import serve_command
 from openckpt.cli.signature import signature_app
+from openckpt.cli.storage import fsck_command, gc_command
 from openckpt.cli.trust import admin_app, key_app
 from openckpt.cli.verify import verify_command
+from openckpt.cli.xet import xet_ingest_command
 
 __all__ = ["app", "main"]
 
@@ -56,6 +58,9 @@ app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
 app.add_typer(key_app, name="key")
+admin_app.command("gc")(gc_command)
+admin_app.command("fsck")(fsck_command)
+admin_app.command("xet-ingest")(xet_ingest_command)
 app.add_typer(admin_app, name="admin")
 app.command("login")(login_command)
 app.add_typer(repo_app, name="repo")

@@ -1,0 +1,219 @@
+"""Storage accounting: logical against physical bytes per repo, per owner and in total, and who uses each xorb.
+
+- ``logical_bytes``: the sum of the file sizes in the head commit of each branch (what checking out every branch
+  would download); ``history_bytes``: the sum of the sizes of the distinct files (by sha256) in all the repo's
+  commits, which is what the hub has to keep for the repo.
+- Physical bytes are stored objects: whole blobs (LFS and regular files, unless Xet ingestion replaced them by
+  xorbs) and xorbs (serialized bytes, compressed). An object is *used* by a repo when a file of any of its commits
+  is that blob, or a Xet file registered for that file's sha256 has a term in that xorb.
+- Fair attribution: each object's bytes are split equally among the repos using it (``physical_bytes``);
+  ``unique_bytes`` are the objects only this repo (owner) uses, ``shared_bytes`` the whole size of those it shares
+  with others. Summed over repos, ``physical_bytes`` is the referenced physical total.
+- ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetSha256, XetTerm, Xorb
+from openckpt.hub.services.cas_files import raw_blobs
+from openckpt.store.blobs import BlobStore
+
+__all__ = ["Accounting", "Usage", "XorbUsage", "account"]
+
+
+@dataclass
+class Usage:
+    """Bytes of one repo, one owner, or the whole hub."""
+
+    logical_bytes: int = 0
+    history_bytes: int = 0
+    physical_bytes: float = 0.0
+    unique_bytes: int = 0
+    shared_bytes: int = 0
+    files: int = 0
+    """Distinct files (by sha256) in all commits."""
+
+    @property
+    def dedup_ratio(self) -> float | None:
+        return self.history_bytes / self.physical_bytes if self.physical_bytes else None
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = self.dedup_ratio
+        return {"logicalBytes": self.logical_bytes, "historyBytes": self.history_bytes,
+                "physicalBytes": round(self.physical_bytes), "uniqueBytes": self.unique_bytes,
+                "sharedBytes": self.shared_bytes, "files": self.files,
+                "dedupRatio": None if ratio is None else round(ratio, 4)}  # fmt: skip
+
+
+@dataclass
+class RepoUsage(Usage):
+    id: int = 0
+    repo_id: str = ""
+    type: str = "model"
+    owner: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.repo_id, "type": self.type, "owner": self.owner, **super().as_dict()}
+
+
+@dataclass(frozen=True)
+class XorbUsage:
+    """A xorb's reference counts: the Xet files with a term in it, and the repos whose commits use those files."""
+
+    hash: str
+    bytes: int
+    files: int
+    repos: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hash": self.hash, "bytes": self.bytes, "files": self.files, "repos": self.repos}
+
+
+@dataclass
+class Accounting:
+    total: Usage
+    owners: dict[str, Usage]
+    repos: dict[int, RepoUsage]
+    """By repo primary key."""
+    xorbs: list[XorbUsage]
+    """Every xorb, the largest first."""
+    stored_bytes: int = 0
+    """All physical bytes, used or not."""
+    unreferenced_bytes: int = 0
+    """Physical bytes no commit uses (young uploads, or garbage for the collector)."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self, *, xorbs: int = 100) -> dict[str, Any]:
+        """JSON: totals, owners, repos (largest first) and the ``xorbs`` largest xorbs with their reference counts."""
+        repos = sorted(self.repos.values(), key=lambda r: (-r.physical_bytes, r.repo_id))
+        return {
+            "total": {**self.total.as_dict(), "storedBytes": self.stored_bytes,
+                      "unreferencedBytes": self.unreferenced_bytes, **self.counts},
+            "owners": [{"name": name, **usage.as_dict()} for name, usage in sorted(self.owners.items())],
+            "repos": [r.as_dict() for r in repos],
+            "xorbs": [x.as_dict() for x in self.xorbs[:xorbs]],
+        }  # fmt: skip
+
+
+def _objects(session: Session, blobs: BlobStore) -> tuple[dict[str, int], dict[str, int]]:
+    """Stored whole blobs (sha256 → bytes) and xorbs (hash → serialized bytes)."""
+    xet_backed = set(session.scalars(select(XetSha256.sha256).where(XetSha256.verified.is_(True))))
+    stored: dict[str, int] = {}
+    for sha256, size in session.execute(select(Blob.sha256, Blob.size)):
+        if sha256 not in xet_backed or blobs.exists(sha256):  # Xet ingestion may have dropped the whole copy
+            stored[sha256] = size
+    xorbs = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
+    return stored, xorbs
+
+
+def account(db: Database, store: BlobStore) -> Accounting:
+    """The whole hub's accounting (reads every commit's file list: meant for admin pages and occasional calls)."""
+    blobs = raw_blobs(store)
+    with db.read() as session:
+        repos = {rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
+                 for rid, kind, name, owner in session.execute(
+                     select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
+                 )}  # fmt: skip
+        files: dict[int, dict[str, int]] = defaultdict(dict)
+        history = select(Commit.repo_id, TreeEntry.sha256, TreeEntry.size).join(
+            TreeEntry, TreeEntry.tree_id == Commit.tree_id).distinct()  # fmt: skip
+        for rid, sha256, size in session.execute(history):
+            files[rid][sha256] = size
+        heads = (
+            select(Ref.repo_id, func.sum(TreeEntry.size))
+            .join(Commit, Commit.id == Ref.commit_id)
+            .join(TreeEntry, TreeEntry.tree_id == Commit.tree_id)
+            .where(Ref.kind == "branch")
+            .group_by(Ref.repo_id)
+        )
+        logical = {rid: int(total or 0) for rid, total in session.execute(heads)}
+        stored, xorb_sizes = _objects(session, blobs)
+        xet_files: dict[str, set[str]] = defaultdict(set)
+        for sha256, file_hash in session.execute(select(XetSha256.sha256, XetSha256.file_hash)):
+            xet_files[sha256].add(file_hash)
+        terms: dict[str, set[str]] = defaultdict(set)
+        for file_hash, xorb in session.execute(select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()):
+            terms[file_hash].add(xorb)
+    users: dict[str, set[int]] = defaultdict(set)  # object ("b:" + sha256 or "x:" + xorb) → repos using it
+    for rid, repo_files in files.items():
+        for sha256 in repo_files:
+            if sha256 in stored:
+                users["b:" + sha256].add(rid)
+            for file_hash in xet_files.get(sha256, ()):
+                for xorb in terms.get(file_hash, ()):
+                    users["x:" + xorb].add(rid)
+    sizes = {**{"b:" + s: n for s, n in stored.items()}, **{"x:" + x: n for x, n in xorb_sizes.items()}}
+    return _attribute(repos, files, logical, users, sizes, terms)
+
+
+def _attribute(
+    repos: dict[int, RepoUsage],
+    files: dict[int, dict[str, int]],
+    logical: dict[int, int],
+    users: dict[str, set[int]],
+    sizes: dict[str, int],
+    terms: dict[str, set[str]],
+) -> Accounting:
+    for rid, repo in repos.items():
+        repo.logical_bytes = logical.get(rid, 0)
+        repo.files = len(files.get(rid, {}))
+        repo.history_bytes = sum(files.get(rid, {}).values())
+    owners: dict[str, Usage] = defaultdict(Usage)
+    for repo in repos.values():
+        owner = owners[repo.owner]
+        owner.logical_bytes += repo.logical_bytes
+        owner.history_bytes += repo.history_bytes
+        owner.files += repo.files
+    total = Usage(
+        logical_bytes=sum(r.logical_bytes for r in repos.values()),
+        history_bytes=sum(r.history_bytes for r in repos.values()),
+        files=len({s for repo_files in files.values() for s in repo_files}),
+    )
+    for key, using in users.items():
+        size = sizes.get(key, 0)
+        holders = {repos[rid].owner for rid in using if rid in repos}
+        for rid in using:
+            if rid not in repos:
+                continue
+            repo = repos[rid]
+            repo.physical_bytes += size / len(using)
+            if len(using) == 1:
+                repo.unique_bytes += size
+            else:
+                repo.shared_bytes += size
+        for name in holders:
+            mine = sum(1 for rid in using if rid in repos and repos[rid].owner == name)
+            owners[name].physical_bytes += size * mine / len(using)
+            if len(holders) == 1:
+                owners[name].unique_bytes += size
+            else:
+                owners[name].shared_bytes += size
+        total.physical_bytes += size
+        total.unique_bytes += size if len(using) == 1 else 0
+        total.shared_bytes += size if len(using) > 1 else 0
+    file_count: dict[str, int] = defaultdict(int)
+    for used in terms.values():
+        for xorb in used:
+            file_count[xorb] += 1
+    xorbs = sorted(
+        (XorbUsage(key[2:], size, file_count.get(key[2:], 0), len(users.get(key, ())))
+         for key, size in sizes.items() if key.startswith("x:")),
+        key=lambda x: (-x.bytes, x.hash),
+    )  # fmt: skip
+    stored = sum(sizes.values())
+    counts = {
+        "repos": len(repos),
+        "blobs": sum(1 for k in sizes if k.startswith("b:")),
+        "xorbs": len(xorbs),
+        "sharedXorbs": sum(1 for x in xorbs if x.repos > 1),
+        "unusedXorbs": sum(1 for x in xorbs if not x.repos),
+    }
+    return Accounting(total, dict(owners), repos, xorbs, stored, stored - round(total.physical_bytes), counts)
