@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 import openckpt
+from openckpt.checkpoint.seal import wait_for_seals
 from openckpt.checkpoint.snapshot import Staging, capture
 
 GB = 10**9
@@ -369,7 +370,10 @@ class Bench:
 
     def save_methods(self) -> dict[str, Callable[[Path], None]]:
         def ockpt(path: Path) -> None:
-            openckpt.save(path, self.state)
+            openckpt.save(path, self.state)  # durable; the sha256 seal follows on its own thread (untimed)
+
+        def ockpt_inline(path: Path) -> None:
+            openckpt.save(path, self.state, sha256="inline")
 
         def st(path: Path) -> None:
             safetensors.torch.save_file(flat_state(self.model, self.opt), str(path))
@@ -385,6 +389,7 @@ class Bench:
         return {
             "raw write+fsync": lambda path: raw_write(path, views),
             "openckpt.save": ockpt,
+            "openckpt.save sha256=inline": ockpt_inline,
             "safetensors save_file+fsync": st,
             "torch.save+fsync": ts,
         }
@@ -400,7 +405,8 @@ class Bench:
         last: dict[str, Path] = {}
         for rep in range(-1, self.repeat):  # rep -1 warms code paths (git_state, imports, allocator)
             for name, fn in methods.items():
-                path = self.root / f"{name.split()[0].replace('.', '_')}-{rep + 1}{suffix.get(name, '')}"
+                stem = name.split()[0].replace(".", "_") + ("_inline" if "inline" in name else "")
+                path = self.root / f"{stem}-{rep + 1}{suffix.get(name, '')}"
                 settle()
                 if name in last:
                     # Right before the run, as a training job's retention would: the page cache of a file
@@ -408,6 +414,7 @@ class Bench:
                     remove(last[name])
                 os.sync()
                 seconds = self.timed(lambda fn=fn, path=path: fn(path))  # type: ignore[misc]
+                wait_for_seals()  # the seal's hashing must not overlap the next method's timed run
                 if rep >= 0:
                     self.record(f"save/{name}", seconds)
                 last[name] = path
