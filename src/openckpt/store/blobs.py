@@ -76,8 +76,8 @@ class BlobStore(Protocol):
         """A local file holding the blob, for zero-copy serving; None if the backend has none."""
         ...
 
-    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes ``[start, end)`` of the blob, in chunks."""
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes | memoryview]:
+        """Bytes ``[start, end)`` of the blob, in chunks (bytes-like: ``bytes`` or a ``memoryview`` of fresh memory)."""
         ...
 
     def delete(self, sha256: str) -> None: ...
