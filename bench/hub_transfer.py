@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.hubtools import free_port, wait_for
+
 GB = 10**9
 CHUNK = 8 << 20
 PARALLEL = 8
@@ -48,23 +50,6 @@ THREADS_PER_PROCESS = 8
 DOWNLOAD_VS_NGINX = 0.6
 UPLOAD_VS_SHA256 = 0.45
 INFO_P99_MS = 100.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 def median_rate(nbytes: int, seconds: list[float]) -> float:
@@ -87,7 +72,7 @@ def hub_process(data_dir: Path, workers: int | None) -> Iterator[tuple[str, str]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/api/models")
+        wait_for(f"{url}/api/models", timeout=90)
         assert proc.stdout is not None
         line = proc.stdout.readline().decode().split()
         yield url, line[1]

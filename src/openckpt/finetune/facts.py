@@ -18,7 +18,7 @@ from openckpt.format.tensorfile import read_header
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-__all__ = ["ModelFacts", "hub_facts", "read_facts"]
+__all__ = ["ModelFacts", "hub_facts", "load_config", "read_facts"]
 
 _BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
           "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
@@ -63,15 +63,20 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def read_facts(directory: Path) -> ModelFacts:
-    """Facts of a local model directory: its config.json and the headers of its ``*.safetensors`` files."""
+def load_config(directory: Path) -> Any:
+    """The parsed ``config.json`` of a model directory; :class:`FormatError` if it is missing or not JSON."""
     path = directory / "config.json"
     try:
-        config = json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         raise FormatError("no config.json: not a transformers model directory", path=directory) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FormatError(f"not valid JSON: {e}", path=path) from e
+
+
+def read_facts(directory: Path) -> ModelFacts:
+    """Facts of a local model directory: its config.json and the headers of its ``*.safetensors`` files."""
+    config = load_config(directory)
     tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
     files = sorted(directory.glob("*.safetensors"))
     if not files:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openckpt.errors import FormatError
+from openckpt.finetune.facts import load_config
 
 if TYPE_CHECKING:
     import torch
@@ -21,15 +21,9 @@ DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 def read_config(directory: Path) -> dict[str, Any]:
     """``config.json`` of a model directory."""
-    path = directory / "config.json"
-    try:
-        config = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise FormatError("no config.json: not a transformers model directory", path=directory) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"not valid JSON: {e}", path=path) from e
+    config = load_config(directory)
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        raise FormatError("config.json has no model_type", path=path)
+        raise FormatError("config.json has no model_type", path=directory / "config.json")
     return config
 
 
