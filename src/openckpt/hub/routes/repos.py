@@ -20,9 +20,9 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Commit, Ref
+from openckpt.hub.db.models import Ref
 from openckpt.hub.services import gate, repos
-from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.services.commits import commit_chain, resolve_revision, tree_entries
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
@@ -178,12 +178,7 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
     with hub.db.read() as session:
         repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
         head = resolve_revision(session, repo, rev)
-        by_id = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id))}
-    chain: list[Commit] = []
-    cursor: Commit | None = head
-    while cursor is not None and len(chain) < offset + COMMITS_PAGE + 1:
-        chain.append(cursor)
-        cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
+        chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]
     more = len(chain) > offset + COMMITS_PAGE
     return JSONResponse([commit_json(c) for c in page],

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, literal_column, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from openckpt.errors import (
     BadRequestError,
@@ -29,9 +29,11 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
 from openckpt.hub.services.cas_files import xet_files
 
-__all__ = ["FileChange", "create_commit", "resolve_revision", "tree_entries"]
+__all__ = ["FileChange", "commit_chain", "create_commit", "resolve_revision", "tree_entries"]
 
 MAX_ATTEMPTS = 20
+MAX_CHAIN = 2**31 - 1
+"""Longer than any chain, and small enough for every database to bind: the cap of ``commit_chain``'s limit."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,24 @@ def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
         if commit is not None and commit.repo_id == repo.id:
             return commit
     raise RevisionNotFoundError(f"Invalid rev id: {rev}")
+
+
+def commit_chain(session: Session, head: Commit, *, limit: int) -> list[Commit]:
+    """``head`` and its first-parent ancestors in its repo, newest first: at most ``limit`` commits, in one query."""
+    limit = min(limit, MAX_CHAIN)
+    if limit <= 0:
+        return []
+    one = literal_column("1", Integer)
+    chain = (
+        select(Commit.id, Commit.parent_id, one.label("depth")).where(Commit.id == head.id).cte("chain", recursive=True)
+    )
+    parent = aliased(Commit)
+    chain = chain.union_all(
+        select(parent.id, parent.parent_id, (chain.c.depth + one).label("depth"))
+        .join(chain, parent.id == chain.c.parent_id)
+        .where(parent.repo_id == head.repo_id, chain.c.depth < limit)
+    )
+    return list(session.scalars(select(Commit).join(chain, Commit.id == chain.c.id).order_by(chain.c.depth)))
 
 
 def tree_entries(session: Session, tree_id: str) -> dict[str, TreeEntry]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openckpt.hub.db.models import Commit, TreeEntry
-from openckpt.hub.services.commits import tree_entries
+from openckpt.hub.services.commits import commit_chain, tree_entries
 
 __all__ = ["MAX_DEPTH", "last_commits"]
 
@@ -39,7 +38,7 @@ class _Tree:
 
 def last_commits(session: Session, head: Commit, paths: list[str]) -> dict[str, Commit]:
     """For each path (a file or a folder) of ``head``'s tree, the newest commit up to ``head`` that changed it."""
-    commits = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == head.repo_id))}
+    chain = commit_chain(session, head, limit=MAX_DEPTH + 1)
     trees: dict[str, _Tree] = {}
 
     def tree(commit: Commit) -> _Tree:
@@ -49,9 +48,8 @@ def last_commits(session: Session, head: Commit, paths: list[str]) -> dict[str, 
 
     found: dict[str, Commit] = {}
     pending = {p: tree(head).state(p) for p in paths}
-    child = head
-    for _ in range(MAX_DEPTH):
-        parent = commits.get(child.parent_id) if child.parent_id else None
+    parents: list[Commit | None] = [*chain[1:], None]  # the first commit has none
+    for child, parent in zip(chain[:MAX_DEPTH], parents, strict=False):
         if parent is None:  # the first commit made whatever is still pending
             found.update(dict.fromkeys(pending, child))
             break
@@ -62,5 +60,4 @@ def last_commits(session: Session, head: Commit, paths: list[str]) -> dict[str, 
                 del pending[path]
         if not pending:
             break
-        child = parent
     return found

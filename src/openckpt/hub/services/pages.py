@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from openckpt.format.manifest import FORMAT_VERSION, Manifest
 from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Token, TreeEntry
-from openckpt.hub.services.commits import tree_entries
+from openckpt.hub.services.commits import commit_chain, tree_entries
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -75,12 +75,7 @@ def list_refs(session: Session, repo: Repo) -> tuple[list[tuple[Ref, Commit | No
 
 def commit_history(session: Session, repo: Repo, head: Commit, *, offset: int, limit: int) -> tuple[list[Commit], bool]:
     """``limit`` commits of the first-parent chain from ``head`` after ``offset``, and whether more follow."""
-    by_id = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id))}
-    chain: list[Commit] = []
-    cursor: Commit | None = head
-    while cursor is not None and len(chain) <= offset + limit:
-        chain.append(cursor)
-        cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
+    chain = commit_chain(session, head, limit=offset + limit + 1)
     return chain[offset : offset + limit], len(chain) > offset + limit
 
 
