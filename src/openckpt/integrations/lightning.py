@@ -34,15 +34,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from openckpt.checkpoint.retention import KeepPolicy
 from openckpt.checkpoint.stateful import RNGState, TrainingProgress
 from openckpt.integrations._schedule import SaveSchedule
 
@@ -114,18 +111,9 @@ class OpenckptCheckpoint(SaveSchedule, Callback):
     After ``on_fit_start``, :attr:`resumed_from` is the manifest of the checkpoint that was loaded, or None.
     """
 
-    def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        *,
-        save_every: int,
-        keep: Sequence[KeepPolicy] = (),
-        async_save: bool = False,
-        resume: bool = True,
-    ) -> None:
-        super().__init__(directory, save_every=save_every, keep=keep, async_save=async_save, resume=resume)
-        self._rng = _DeferredRNG()
-        self._last_step: int | None = None
+    # per fit, set in on_fit_start
+    _rng: _DeferredRNG
+    _last_step: int | None = None  # step last saved or resumed at: a further micro-batch of it does not save again
 
     def _state(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         state: dict[str, Any] = {"model": pl_module}
@@ -144,7 +132,7 @@ class OpenckptCheckpoint(SaveSchedule, Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         manager = self._open()
-        self._last_step = None
+        self._rng, self._last_step = _DeferredRNG(), None
         if self.resume:
             # Where Lightning restores its own checkpoints: optimizers exist, the loops have not started.
             self.resumed_from = manager.restore_latest(self._state(trainer, pl_module))

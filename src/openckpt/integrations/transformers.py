@@ -35,13 +35,11 @@ checkpoint that passes its integrity checks is loaded (if checkpoints exist but 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from openckpt.checkpoint.retention import KeepPolicy
 from openckpt.checkpoint.stateful import RNGState, TrainingProgress
 from openckpt.integrations._schedule import SaveSchedule
 
@@ -91,19 +89,10 @@ class OpenckptCallback(SaveSchedule, TrainerCallback):
     After ``on_train_begin``, :attr:`resumed_from` is the manifest of the checkpoint that was loaded, or None.
     """
 
-    def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        *,
-        save_every: int,
-        keep: Sequence[KeepPolicy] = (),
-        async_save: bool = False,
-        resume: bool = True,
-    ) -> None:
-        super().__init__(directory, save_every=save_every, keep=keep, async_save=async_save, resume=resume)
-        self._due: int | None = None  # step whose save waits for that step's log
-        self._epoch_offset = 0.0
-        self._unreliable_loss_step: int | None = None
+    # per run, reset in on_train_begin
+    _due: int | None = None  # step whose save waits for that step's log
+    _epoch_offset = 0.0
+    _unreliable_loss_step: int | None = None
 
     # -- state -------------------------------------------------------------------------------------------------
 

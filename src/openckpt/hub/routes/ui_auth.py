@@ -15,6 +15,7 @@ from openckpt.hub.routes.ui_common import (
     csrf_token,
     page,
     secure_cookies,
+    signed_in_form,
     viewer_of,
 )
 from openckpt.hub.services import accounts, pages
@@ -96,11 +97,7 @@ def tokens(request: Request) -> Response:
 @router.post("/settings/tokens")
 async def manage_tokens(request: Request) -> Response:
     """``action=create`` (name, role) or ``action=revoke`` (id). A new token's secret is shown on this response only."""
-    form = await request.form()
-    viewer = viewer_of(request)
-    if viewer is None:
-        raise UnauthorizedError("sign in first")
-    check_csrf(request, form.get("csrf"), "tokens")
+    viewer, form = await signed_in_form(request, "tokens")
     action = form.get("action")
     hub = hub_of(request)
     if action == "create":

@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
 
 from openckpt.errors import (
     EntryNotFoundError,
@@ -44,6 +45,7 @@ __all__ = [
     "page",
     "repo_url",
     "resolve_url",
+    "signed_in_form",
     "viewer_of",
 ]
 
@@ -196,6 +198,16 @@ def check_csrf(request: Request, form_value: object, purpose: str) -> None:
     expected = _mac(request, purpose, binding) if binding else ""
     if not expected or not isinstance(form_value, str) or not hmac.compare_digest(form_value, expected):
         raise ForbiddenError("the form's CSRF token is missing or stale: reload the page and try again")
+
+
+async def signed_in_form(request: Request, purpose: str) -> tuple[Principal, FormData]:
+    """The signed-in viewer and the form it posted, its CSRF token checked for ``purpose``; signed out is a 401."""
+    form = await request.form()
+    viewer = viewer_of(request)
+    if viewer is None:
+        raise UnauthorizedError("sign in first")
+    check_csrf(request, form.get("csrf"), purpose)
+    return viewer, form
 
 
 def secure_cookies(request: Request) -> bool:

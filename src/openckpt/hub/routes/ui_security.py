@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from openckpt.errors import BadRequestError, ForbiddenError, UnauthorizedError
+from openckpt.errors import BadRequestError, ForbiddenError
 from openckpt.hub.context import hub_of, repo_id_of
 from openckpt.hub.db.models import Account, Commit, Repo, TreeEntry
 from openckpt.hub.routes.security import release_file
-from openckpt.hub.routes.ui_common import PageRoute, check_csrf, csrf_token, page, viewer_of
+from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, signed_in_form, viewer_of
 from openckpt.hub.services import gate, signatures
 from openckpt.hub.services.repos import DEFAULT_BRANCH
 
@@ -44,11 +44,7 @@ def trust_context(session: Session, request: Request, repo: Repo, commit: Commit
 
 
 async def _release(request: Request, repo_type: str) -> Response:
-    form = await request.form()
-    viewer = viewer_of(request)
-    if viewer is None:
-        raise UnauthorizedError("sign in first")
-    check_csrf(request, form.get("csrf"), "release")
+    viewer, form = await signed_in_form(request, "release")
     path, rev = str(form.get("path") or ""), str(form.get("rev") or DEFAULT_BRANCH)
     if not path:
         raise BadRequestError("no file to release")
@@ -86,11 +82,7 @@ def keys(request: Request) -> Response:
 @router.post("/settings/keys")
 async def manage_keys(request: Request) -> Response:
     """``action=add`` (name, public_key PEM) or ``action=remove`` (name)."""
-    form = await request.form()
-    viewer = viewer_of(request)
-    if viewer is None:
-        raise UnauthorizedError("sign in first")
-    check_csrf(request, form.get("csrf"), "keys")
+    viewer, form = await signed_in_form(request, "keys")
     if not viewer.can_write:
         raise ForbiddenError("this session uses a read token: sign in with a write token to change signing keys")
     action, name = form.get("action"), str(form.get("name") or "").strip()
