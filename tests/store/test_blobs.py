@@ -126,6 +126,28 @@ def test_abort(backend: Backend) -> None:
     assert list(store.keys()) == []
 
 
+def test_local_write_behind_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails behind the hashing surfaces by the commit at the latest, and nothing stays behind."""
+    import openckpt.store.local as local
+
+    store, calls = LocalBlobStore(tmp_path), [0]
+
+    def failing(fd: int, chunks: list[bytes]) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local, "_write_fully", failing)
+    data = os.urandom(6 << 20)
+    writer = store.writer(None, sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(OSError, match="No space"):
+        for i in range(0, len(data), 1 << 20):
+            writer.write(data[i : i + (1 << 20)])
+        writer.commit()
+    writer.abort()
+    assert calls[0] >= 3 and not list(store.tmp_dir.iterdir()) and list(store.keys()) == []
+
+
 def test_missing_blob(backend: Backend) -> None:
     missing = "ab" * 32
     assert not backend.store.exists(missing) and backend.store.stat(missing) is None

@@ -15,8 +15,9 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -30,16 +31,18 @@ SYNC_EVERY = 64 << 20
 """Bytes a buffered writer lets accumulate before it starts writing them back in the background."""
 PARALLEL_FROM = 1 << 20
 """Batches from this size are hashed and written in parallel."""
+WRITE_BEHIND = 4
+"""Batches a writer may have in flight behind its hashing."""
 DIRECT_FROM = 16 << 20
 """Blobs announced at least this large are written with ``O_DIRECT``, bypassing the page cache."""
 STAGE = 8 << 20
 ALIGN = 4096
 IOV_MAX = 1024
-_WRITERS = ThreadPoolExecutor(16, thread_name_prefix="openckpt-blob-write")
 
 
 class _LocalWriter:
-    """Streams into ``tmp/<uuid>`` while hashing. A large batch is written by another thread while this one hashes it.
+    """Streams into ``tmp/<uuid>`` while hashing. Large batches are written behind, in order, by a thread of the
+    writer's own, while this one hashes on: an upload costs about the time of its hashing alone.
 
     Blobs announced large are written with ``O_DIRECT`` from an aligned staging buffer: no page cache to fill (page
     allocation costs more CPU than sha256 on some machines) and nothing dirty for the committing fsync to wait for.
@@ -57,6 +60,8 @@ class _LocalWriter:
         self._closed = False
         self._lock = threading.Lock()  # abort() may come from another thread than a write in progress
         self._staged = _Staged.open(self.fd) if size_hint is not None and size_hint >= DIRECT_FROM else None
+        self._behind: ThreadPoolExecutor | None = None
+        self._writing: deque[Future[None]] = deque()
 
     def write(self, data: bytes) -> None:
         self.write_all((data,))
@@ -67,15 +72,17 @@ class _LocalWriter:
             if self._closed:
                 raise BadRequestError("this upload was aborted")
             sink = self._staged.write if self._staged is not None else partial(_write_fully, self.fd)
-            # hashlib and os.write release the GIL: a large batch is written by another thread while this one
-            # hashes it, so an upload costs about the time of its hashing alone
-            writing = _WRITERS.submit(sink, chunks) if size >= PARALLEL_FROM else None
+            if size >= PARALLEL_FROM:  # hashlib and os.write release the GIL
+                while len(self._writing) >= WRITE_BEHIND:
+                    self._writing.popleft().result()
+                if self._behind is None:
+                    self._behind = ThreadPoolExecutor(1, thread_name_prefix="openckpt-blob-write")
+                self._writing.append(self._behind.submit(sink, chunks))
+            else:
+                self._written()
+                sink(chunks)
             for chunk in chunks:
                 self.hash.update(chunk)
-            if writing is None:
-                sink(chunks)
-            else:
-                writing.result()
             self.size += size
             self._unsynced += size
             if self._staged is None and self._unsynced >= SYNC_EVERY and not self._flushing():
@@ -94,6 +101,7 @@ class _LocalWriter:
             with self._lock:
                 if self._closed:
                     raise BadRequestError("this upload was aborted")
+                self._written()
                 if self._staged is not None:
                     self._staged.finish()
                 self._join_flusher()
@@ -110,9 +118,21 @@ class _LocalWriter:
 
     def abort(self) -> None:
         with self._lock:
+            with contextlib.suppress(BaseException):
+                self._written()
             self._join_flusher()
             self._close()
             self.tmp.unlink(missing_ok=True)
+
+    def _written(self) -> None:
+        """Wait for the writes behind; the first one that failed raises (and the rest are still waited for)."""
+        try:
+            while self._writing:
+                self._writing.popleft().result()
+        finally:
+            for pending in self._writing:
+                pending.exception()
+            self._writing.clear()
 
     def _flushing(self) -> bool:
         return self._flusher is not None and self._flusher.is_alive()
@@ -125,6 +145,8 @@ class _LocalWriter:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._behind is not None:
+                self._behind.shutdown()
             if self._staged is not None:
                 self._staged.close()
             os.close(self.fd)
