@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -98,6 +99,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     def _monitor() -> None:  # trust: rescan stored files whose scan predates the current rules
         app.state.rescan = gate.start_monitor(db, app.state.hub.store, settings)
         app.state.gc = start_schedule(db, app.state.hub.store, app.state.hub.settings)  # storage gc, one process
+
+    @app.on_event("startup")
+    async def _threads() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
 
     @app.on_event("shutdown")
     def _close() -> None:
