@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlencode
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
@@ -50,17 +51,20 @@ def _bearer(request: Request, *, session: bool) -> str | None:
     return None
 
 
-def optional_principal(request: Request, *, session: bool = False) -> Principal | None:
+def optional_principal(request: Request, *, session: bool = False, db: Session | None = None) -> Principal | None:
     """The caller, or None when anonymous; an invalid token is an error, never silently anonymous.
 
-    ``session=True`` (web UI forms, which check a CSRF token) also accepts the session cookie on writes.
+    ``session=True`` (web UI forms, which check a CSRF token) also accepts the session cookie on writes. ``db`` is
+    the route's own read session, to look the token up in (else the lookup opens one).
     """
     if "principal" in request.scope:
         cached: Principal | None = request.scope["principal"]
         return cached
     secret = _bearer(request, session=session)
     principal = None
-    if secret is not None:
+    if secret is not None and db is not None:
+        principal = authenticate(db, secret)
+    elif secret is not None:
         with hub_of(request).db.read() as db_session:
             principal = authenticate(db_session, secret)
     request.scope["principal"] = principal

@@ -46,7 +46,9 @@ async def storage(request: Request) -> dict[str, Any]:
 def _repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         repo_pk = repo.id
     usage = account(hub.db, hub.store).repos[repo_pk]
     return usage.as_dict()

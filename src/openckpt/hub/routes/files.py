@@ -80,7 +80,9 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
     page = EXPANDED_PAGE if expand else PAGE  # as on the Hub: finding last commits costs
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         commit = resolve_revision(session, repo, rev)
         entries = tree_entries(session, commit.tree_id)
         items = _listing(entries, path, recursive)
@@ -117,7 +119,9 @@ def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, 
                 expand: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Entries of the paths that exist, files or folders, in the order asked."""
     with hub_of(request).db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         head = resolve_revision(session, repo, rev)
         entries = tree_entries(session, head.tree_id)
         out: list[dict[str, Any]] = []

@@ -16,7 +16,9 @@ router = APIRouter()
 @router.get("/api/{plural}/{owner}/{name}/openness")
 def openness(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     with hub_of(request).db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         return reports.repo_openness(session, repo).to_dict()
 
 
@@ -26,5 +28,7 @@ def bom(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
 
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         return reports.repo_bom(session, hub.store, repo, tool_version=__version__)

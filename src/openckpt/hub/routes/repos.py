@@ -135,7 +135,9 @@ def info_at_revision(request: Request, plural: str, owner: str, name: str, rest:
 def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dict[str, Any]:
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         head = resolve_revision(session, repo, rev)
         entries = list(tree_entries(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
@@ -159,7 +161,9 @@ def auth_check(request: Request, plural: str, owner: str, name: str) -> dict[str
 def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         rows = session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
     for ref in rows:
@@ -176,7 +180,9 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
     offset = int_param(request, "offset", 0)
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type_of(plural), repo_id_of(owner, name))
+        repo = repos.find_repo(
+            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+        )
         head = resolve_revision(session, repo, rev)
         chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]

@@ -99,7 +99,7 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
     hub = hub_of(request)
     rev, path = rev_and_path(request, skip)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request), repo_type, repo_id_of(owner, name))
+        repo = repos.find_repo(session, optional_principal(request, db=session), repo_type, repo_id_of(owner, name))
         access.check_download(session, optional_principal(request), repo, path)
         commit = resolve_revision(session, repo, rev)
         entry = session.get(TreeEntry, (commit.tree_id, path))  # one row, not the whole tree

@@ -50,12 +50,10 @@ class FileChange:
 
 def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
     """A branch, a tag or a full commit id of ``repo``."""
-    for kind in ("branch", "tag"):
-        ref = session.get(Ref, (repo.id, kind, rev))
-        if ref is not None:
-            commit = session.get(Commit, ref.commit_id)
-            if commit is not None:
-                return commit
+    by_ref = select(Commit).join(Ref, Ref.commit_id == Commit.id).where(Ref.repo_id == repo.id, Ref.name == rev)
+    commit = session.scalars(by_ref.order_by(Ref.kind).limit(1)).first()  # a branch before a tag of the same name
+    if commit is not None:
+        return commit
     if len(rev) == 40:
         commit = session.get(Commit, rev.lower())
         if commit is not None and commit.repo_id == repo.id:
