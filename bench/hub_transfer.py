@@ -5,8 +5,9 @@ The hub runs as a real process (``python -m openckpt.hub``) on loopback with the
 the practical limit of a download. The hub, as by default, chunks each LFS upload into Xet xorbs in the background
 and then serves it from them; the script waits for that (untimed) after each upload. Measured in one run:
 
-- single-stream download of a ``--size-gb`` LFS file: ``hf_hub_download`` (into a fresh cache) against nginx with
-  httpx streaming into a file, and httpx into a file and plain GETs (httpx, curl) from both with the same client;
+- single-stream download of a ``--size-gb`` LFS file, each client against both servers: ``hf_hub_download`` (into
+  a fresh cache; nginx answers its metadata request with the headers the Hub sends), httpx into a file, and plain
+  GETs (httpx, curl);
 - 8 parallel downloads (curl), aggregate rate, hub against nginx;
 - upload of a ``--size-gb`` file through ``huggingface_hub.upload_file`` (Git LFS, ``HF_HUB_DISABLE_XET=1``)
   against this machine's single-core sha256 rate (the client hashes the file, then the server hashes it again);
@@ -106,14 +107,28 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location / {{ }}
-    }}
+{extra}    }}
 }}
 """
 
 
+NGINX_RESOLVE = """\
+        location = /bench/model/resolve/main/{name} {{
+            alias {path};
+            etag off;
+            add_header ETag '"{sha256}"';
+            add_header X-Linked-Etag '"{sha256}"';
+            add_header X-Linked-Size {size};
+            add_header X-Repo-Commit {commit};
+        }}
+"""
+"""A location that answers ``hf_hub_download("bench/model", name)`` as the Hub would: the file and the headers the
+client reads (commit, ETag, size), so that the client itself can be measured against nginx."""
+
+
 @contextlib.contextmanager
-def nginx(root: Path, tmp: Path) -> Iterator[str]:
-    """nginx serving ``root`` on a free loopback port."""
+def nginx(root: Path, tmp: Path, extra: str = "") -> Iterator[str]:
+    """nginx serving ``root`` (and the ``extra`` server directives) on a free loopback port."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise SystemExit("nginx is not installed: apt-get install -y nginx")
@@ -121,7 +136,7 @@ def nginx(root: Path, tmp: Path) -> Iterator[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the hub's 0700 data dir
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root))
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root, extra=extra))
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
     try:
         wait_for(f"http://127.0.0.1:{port}/")
@@ -312,18 +327,21 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
         served = root / "served" / sha[:2] / sha[2:4]
         served.mkdir(parents=True)
         source.rename(served / sha)  # nginx serves the same bytes from a file; the hub serves them from xorbs
-        with nginx(root / "served", root / "nginx") as ngx:
+        commit = api.model_info(repo_id).sha
+        resolve = NGINX_RESOLVE.format(name=NAME, path=served / sha, sha256=sha, size=size, commit=commit)
+        with nginx(root / "served", root / "nginx", resolve) as ngx:
             ngx_url = f"{ngx}/{sha[:2]}/{sha[2:4]}/{sha}"
             sink = root / "sink.bin"
             cache = root / "hf-cache"
             results: dict[str, list[float]] = {}
 
-            def hf_download() -> None:
-                path = hf_hub_download(repo_id, NAME, endpoint=url, token=token, cache_dir=cache)
+            def hf_download(endpoint: str, repo: str) -> None:
+                path = hf_hub_download(repo, NAME, endpoint=endpoint, token=token, cache_dir=cache)
                 assert os.path.getsize(path) == size
 
             methods: dict[str, Callable[[], object]] = {
-                "hub  hf_hub_download": hf_download,
+                "hub  hf_hub_download": lambda: hf_download(url, repo_id),
+                "nginx hf_hub_download": lambda: hf_download(ngx, "bench/model"),
                 "hub  httpx -> file": lambda: httpx_get(hub_url, sink, headers=auth),
                 "nginx httpx -> file": lambda: httpx_get(ngx_url, sink),
                 "hub  httpx GET": lambda: httpx_get(hub_url, headers=auth),
@@ -372,7 +390,7 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
     up = median_rate(size, upload_s)
     par = PARALLEL * size
     rows = [
-        ("download, hf_hub_download vs nginx httpx->file", rate("hub  hf_hub_download"), rate("nginx httpx -> file")),
+        ("download, hf_hub_download", rate("hub  hf_hub_download"), rate("nginx hf_hub_download")),
         ("download, httpx -> file", rate("hub  httpx -> file"), rate("nginx httpx -> file")),
         ("download, httpx GET", rate("hub  httpx GET"), rate("nginx httpx GET")),
         ("download, curl GET", rate("hub  curl GET"), rate("nginx curl GET")),
