@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, literal_column, select, update
+from sqlalchemy import Integer, bindparam, literal_column, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
@@ -48,10 +48,19 @@ class FileChange:
     lfs: bool = False
 
 
+_COMMIT_BY_REF = (
+    select(Commit)
+    .join(Ref, Ref.commit_id == Commit.id)
+    .where(Ref.repo_id == bindparam("repo"), Ref.name == bindparam("rev"))
+    .order_by(Ref.kind)  # a branch before a tag of the same name
+    .limit(1)
+)
+_TREE = select(TreeEntry).where(TreeEntry.tree_id == bindparam("tree"))
+
+
 def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
     """A branch, a tag or a full commit id of ``repo``."""
-    by_ref = select(Commit).join(Ref, Ref.commit_id == Commit.id).where(Ref.repo_id == repo.id, Ref.name == rev)
-    commit = session.scalars(by_ref.order_by(Ref.kind).limit(1)).first()  # a branch before a tag of the same name
+    commit = session.scalars(_COMMIT_BY_REF, {"repo": repo.id, "rev": rev}).first()
     if commit is not None:
         return commit
     if len(rev) == 40:
@@ -81,7 +90,7 @@ def commit_chain(session: Session, head: Commit, *, limit: int) -> list[Commit]:
 
 def tree_entries(session: Session, tree_id: str) -> dict[str, TreeEntry]:
     """The files of a tree by path, in code-point order of their paths (whatever the database's collation)."""
-    rows = session.scalars(select(TreeEntry).where(TreeEntry.tree_id == tree_id))
+    rows = session.scalars(_TREE, {"tree": tree_id})
     return {e.path: e for e in sorted(rows, key=lambda e: e.path)}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, bindparam, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from openckpt.digest import git_blob_sha1
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, RepoNotFoundError, RevisionNotFoundError
@@ -93,18 +93,21 @@ def record_blob(session: Session, sha256: str, size: int) -> None:
         session.merge(Blob(sha256=sha256, size=size))
 
 
+_REPO_BY_NAME = (
+    select(Repo)
+    .join(Account, Repo.owner_id == Account.id)
+    .where(Repo.type == bindparam("type"), Account.name == bindparam("owner"), Repo.name == bindparam("name"))
+    .options(contains_eager(Repo.owner))
+)
+
+
 def find_repo(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, write: bool = False
 ) -> Repo:
     """The repo, if the caller may see it (else :class:`RepoNotFoundError`, as if it did not exist) and, with
     ``write``, may write to it (else :class:`ForbiddenError`)."""
     owner, _, name = repo_id.partition("/")
-    repo = session.scalar(
-        select(Repo)
-        .join(Account, Repo.owner_id == Account.id)
-        .where(Repo.type == check_type(repo_type), Account.name == owner, Repo.name == name)
-        .options(joinedload(Repo.owner))
-    )
+    repo = session.scalar(_REPO_BY_NAME, {"type": check_type(repo_type), "owner": owner, "name": name})
     if repo is None or not may_read(principal, repo):
         raise RepoNotFoundError(f"Repository Not Found for url: {repo_type} {repo_id}. Please make sure you specified "
                                 "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated "
