@@ -54,8 +54,8 @@ class Settings:
     """Worker processes; the API processes are stateless, so one per core serves concurrent clients best."""
     threads: int = 8
     """Requests a worker serves at once in threads (those that wait on the database or files); more wait their turn
-    in order. Threads beyond a few only contend for the GIL: under 32 ``model_info`` clients, p99 was 97–103 ms with
-    anyio's default of 40 and 64–67 ms with 8 (bench/hub_transfer.py's load, two workers on two cores)."""
+    in order. Threads beyond a few only contend for the GIL: under 32 ``model_info`` clients, p99 was 97-103 ms with
+    anyio's default of 40 and 64-67 ms with 8 (bench/hub_transfer.py's load, two workers on two cores)."""
     database_url: str = ""
     """SQLAlchemy URL; empty means SQLite at ``<data_dir>/openckpt.db``."""
     public_url: str = ""
