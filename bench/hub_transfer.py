@@ -15,7 +15,8 @@ and then serves it from them; the script waits for that (untimed) after each upl
 
     python bench/hub_transfer.py [--size-gb 1.0] [--repeat 3] [--workers N] [--info-seconds 15] [--dir PATH]
 
-Rates are decimal: 1 GB = 10**9 bytes. Medians of ``--repeat`` runs; methods are interleaved within a repetition.
+Rates are decimal: 1 GB = 10**9 bytes. Medians of ``--repeat`` runs; methods are interleaved within a repetition, in reverse order every
+other repetition.
 """
 
 from __future__ import annotations
@@ -353,7 +354,10 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
             }
             httpx_get(hub_url, headers=auth)  # warm the page cache
             for rep in range(repeat):
-                for name, fn in methods.items():
+                order = list(methods.items())
+                if rep % 2:  # hub and nginx take turns going first (whoever writes first into memory never freed
+                    order.reverse()  # before pays more for its pages on some VMs)
+                for name, fn in order:
                     shutil.rmtree(cache, ignore_errors=True)
                     sink.unlink(missing_ok=True)
                     t = timed(fn)
