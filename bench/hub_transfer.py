@@ -15,8 +15,8 @@ and then serves it from them; the script waits for that (untimed) after each upl
 
     python bench/hub_transfer.py [--size-gb 1.0] [--repeat 3] [--workers N] [--info-seconds 15] [--dir PATH]
 
-Rates are decimal: 1 GB = 10**9 bytes. Medians of ``--repeat`` runs; methods are interleaved within a repetition, in reverse order every
-other repetition.
+Rates are decimal: 1 GB = 10**9 bytes. Medians of ``--repeat`` runs; methods are interleaved within a repetition,
+in reverse order every other repetition.
 """
 
 from __future__ import annotations
