@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Xorb
 from tests.hub.conftest import CLIENTS, Client, client_env, run_checked
+from tests.hub.test_gate import MALICIOUS
 from tests.hubtools import HubProcess
 from tests.proxy import RecordingProxy
 from tests.testdata import opaque_bytes
@@ -150,6 +152,20 @@ def test_dataset_through_xet(hub: HubProcess, proxy: RecordingProxy, unique: str
                      cache=str(tmp_path / "c"), repo_type="dataset")  # fmt: skip
     assert got["one"] == digests and got["snapshot"]["data/train.parquet"] == digests["data/train.parquet"]
     assert proxy.seen("GET", "/cas/v1/reconstructions/") >= 1
+
+
+def test_the_gate_scans_what_xet_uploads(hub: HubProcess, proxy: RecordingProxy, unique: str, tmp_path: Path) -> None:
+    """A Xet file is verified and copied for the scanner in one pass: a malicious one is refused, nothing is visible."""
+    repo = f"admin/{unique}"
+    write_folder(tmp_path / "src", {"model.bin": MALICIOUS + opaque_bytes(300_000), "ok.safetensors": opaque_bytes(9)})
+    proxy.reset()
+    cmd = [sys.executable, "-c", CLIENT, "upload", json.dumps({"endpoint": proxy.url, "token": hub.token,
+           "repo": repo, "folder": str(tmp_path / "src"), "message": "evil"})]  # fmt: skip
+    done = subprocess.run(cmd, env=xet_env(proxy.url, tmp_path / "up", hub.token), capture_output=True, text=True)
+    assert done.returncode != 0 and "model.bin" in done.stderr and "malicious" in done.stderr
+    assert proxy.seen("POST", "/cas/v1/shards") >= 1, "the bytes went through Xet"
+    files = httpx.get(f"{hub.url}/api/models/{repo}/tree/main", headers={"authorization": f"Bearer {hub.token}"})
+    assert [f["path"] for f in files.json()] == [".gitattributes"]
 
 
 def test_a_download_cut_off_midway_completes(hub: HubProcess, proxy: RecordingProxy, unique: str,

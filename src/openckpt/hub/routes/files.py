@@ -6,7 +6,9 @@ import base64
 import binascii
 import json
 import re
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -275,8 +277,10 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
 def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
     header, ops = _parse_ndjson(raw)
     changes = _store_changes(hub, ops)
-    prove_uploads(hub.db, hub.store, {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs})  # Xet uploads
-    gate.check_changes(hub.db, hub.store, hub.settings, changes)  # trust: scan what the commit adds, before it exists
+    xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
+    with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
+        copies = prove_uploads(hub.db, hub.store, xet_uploads, copies=Path(scratch))
+        gate.check_changes(hub.db, hub.store, hub.settings, changes, copies)  # trust: scan what the commit adds
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     commit_id, _ = create_commit(
         hub.db, repo_id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",

@@ -41,6 +41,8 @@ READ_BATCH = 4 << 20
 were 2x slower, their buffers come fresh from the kernel each time)."""
 READ_AHEAD = 1
 """Pieces of a file being reconstructed ahead of the one its reader consumes."""
+COPY_BEHIND = 4
+"""Pieces a verifying copy may have waiting to be written."""
 _READERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-xet-read")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 _CHUNK_HEADER = struct.Struct("<BHBBHB")
@@ -252,9 +254,10 @@ def read_file(blobs: BlobStore, plan: FilePlan, start: int = 0, end: int | None 
             future.cancel()
 
 
-def verify_sha256(db: Database, blobs: BlobStore, sha256: str, size: int) -> bool:
+def verify_sha256(db: Database, blobs: BlobStore, sha256: str, size: int, *, copy_to: Path | None = None) -> bool:
     """Whether a Xet file registered under ``sha256`` with ``size`` really has that sha256: reconstructed and hashed
-    once, then marked verified. Registrations that lie are dropped."""
+    once, then marked verified. Registrations that lie are dropped. With ``copy_to``, the verified bytes are also
+    written there, in the same pass (nothing is left there unless they verify)."""
     with db.read() as session:
         rows = list(session.scalars(select(XetSha256).where(XetSha256.sha256 == sha256, XetSha256.size == size)))
         if any(r.verified for r in rows):
@@ -263,9 +266,10 @@ def verify_sha256(db: Database, blobs: BlobStore, sha256: str, size: int) -> boo
     for file_hash, plan in plans:
         digest = hashlib.sha256()
         if plan is not None and plan.size == size:
-            for data in read_file(blobs, plan):
-                digest.update(data)
+            _hash_and_copy(read_file(blobs, plan), digest, copy_to)
         ok = plan is not None and plan.size == size and digest.hexdigest() == sha256
+        if copy_to is not None and not ok:
+            copy_to.unlink(missing_ok=True)
         with db.write() as session:
             row = session.get(XetSha256, (sha256, file_hash))
             if row is not None and ok:
@@ -277,18 +281,47 @@ def verify_sha256(db: Database, blobs: BlobStore, sha256: str, size: int) -> boo
     return False
 
 
-def prove_uploads(db: Database, store: BlobStore, files: dict[str, int]) -> None:
+def _hash_and_copy(pieces: Iterable[bytes | memoryview], digest: hashlib._Hash, copy_to: Path | None) -> None:
+    """Hash ``pieces``; with ``copy_to``, a thread writes them there meanwhile (the pieces are fresh memory)."""
+    if copy_to is None:
+        for data in pieces:
+            digest.update(data)
+        return
+    with open(copy_to, "wb") as f, ThreadPoolExecutor(1, thread_name_prefix="openckpt-xet-copy") as io:
+        writing: deque[Future[int]] = deque()
+        for data in pieces:
+            writing.append(io.submit(f.write, data))
+            digest.update(data)
+            while len(writing) > COPY_BEHIND:
+                writing.popleft().result()
+        for pending in writing:
+            pending.result()
+
+
+def prove_uploads(
+    db: Database, store: BlobStore, files: dict[str, int], *, copies: Path | None = None
+) -> dict[str, Path]:
     """Check that every file of ``files`` (sha256 → size) a commit adds is stored: as a blob, or uploaded by Xet
     with its sha256 verified now (by reconstruction) if it was not yet. :class:`BadRequestError` names the first
-    that is neither, before anything reads it."""
+    that is neither, before anything reads it.
+
+    With ``copies`` (a directory), each file verified now is also written there in the same pass, for the upload
+    gate to scan: sha256 → its copy."""
+    made: dict[str, Path] = {}
     if not files:
-        return
+        return made
     with db.read() as session:
         stmt = select(Blob.sha256, Blob.size).where(Blob.sha256.in_(list(files)))
         blobs = dict(session.execute(stmt).tuples().all())
     for sha256, size in files.items():
-        if blobs.get(sha256) != size and not verify_sha256(db, raw_blobs(store), sha256, size):
+        if blobs.get(sha256) == size:
+            continue
+        copy = copies / sha256 if copies is not None else None
+        if not verify_sha256(db, raw_blobs(store), sha256, size, copy_to=copy):
             raise BadRequestError(f"LFS object {sha256} ({size} bytes) has not been uploaded")
+        if copy is not None and copy.exists():
+            made[sha256] = copy
+    return made
 
 
 class XetFileStore:

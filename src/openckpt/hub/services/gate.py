@@ -59,9 +59,10 @@ def rules_version(settings: Settings) -> str:
 # ---- scanning blobs ---------------------------------------------------------------------------------------------
 
 
-def _scan_blob(store: BlobStore, sha256: str, name: str, version: str) -> Scan:
-    """Scan the stored bytes of ``sha256`` (from the store's file, or a temporary copy for remote stores)."""
-    local = store.local_path(sha256)
+def _scan_blob(store: BlobStore, sha256: str, name: str, version: str, copy: Path | None = None) -> Scan:
+    """Scan the stored bytes of ``sha256``: from ``copy`` (a verified local copy) or the store's own file, else from a
+    temporary copy (remote stores, Xet files)."""
+    local = copy or store.local_path(sha256)
     if local is not None:
         result = scan_file(local)
     else:
@@ -88,13 +89,16 @@ def _save(db: Database, scan: Scan) -> None:
             row.findings, row.scanned_at = scan.findings, scan.scanned_at
 
 
-def ensure_scans(db: Database, store: BlobStore, blobs: Mapping[str, str], version: str) -> dict[str, Scan]:
-    """The scan of each blob (sha256 → a path naming it), made now unless one of ``version`` is recorded."""
+def ensure_scans(
+    db: Database, store: BlobStore, blobs: Mapping[str, str], version: str, copies: Mapping[str, Path] | None = None
+) -> dict[str, Scan]:
+    """The scan of each blob (sha256 → a path naming it), made now unless one of ``version`` is recorded; ``copies``
+    are verified local copies of some of them (sha256 → file) to scan instead of the store's bytes."""
     with db.read() as session:
         found = {s.sha256: s for s in session.scalars(select(Scan).where(Scan.sha256.in_(list(blobs))))}
     for sha256, name in blobs.items():
         if sha256 not in found or found[sha256].rules_version != version:
-            found[sha256] = _scan_blob(store, sha256, name, version)
+            found[sha256] = _scan_blob(store, sha256, name, version, (copies or {}).get(sha256))
             _save(db, found[sha256])
     return found
 
@@ -134,12 +138,19 @@ def _summary(path: str, verdict: str, completeness: str, findings: list[dict[str
 # ---- the gate on commits ----------------------------------------------------------------------------------------
 
 
-def check_changes(db: Database, store: BlobStore, settings: Settings, changes: Iterable[FileChange]) -> None:
-    """Scan every file ``changes`` add; raise :class:`UnsafeUploadError` naming each refused file."""
+def check_changes(
+    db: Database,
+    store: BlobStore,
+    settings: Settings,
+    changes: Iterable[FileChange],
+    copies: Mapping[str, Path] | None = None,
+) -> None:
+    """Scan every file ``changes`` add (from ``copies``, verified local copies, where given); raise
+    :class:`UnsafeUploadError` naming each refused file."""
     added = {c.sha256: c.path for c in changes if c.kind == "add"}
     if not added:
         return
-    scans = ensure_scans(db, store, added, rules_version(settings))
+    scans = ensure_scans(db, store, added, rules_version(settings), copies)
     refused = []
     for change in changes:
         if change.kind != "add":
