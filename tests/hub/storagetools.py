@@ -17,7 +17,8 @@ from huggingface_hub import HfApi
 from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob, Commit, XetFile, XetSha256, Xorb
+from openckpt.hub.db.models import Blob, Commit, LfsPart, XetFile, XetSha256, Xorb
+from openckpt.hub.services.transfers import sign
 from openckpt.store.local import LocalBlobStore
 from openckpt.xet.chunking import chunk_boundaries
 from openckpt.xet.hashes import chunk_hash, file_hash, hash_to_hex, verification_hash, xorb_hash
@@ -68,9 +69,14 @@ def put_xet(hub: HubProcess, repo: str, up: XetUpload, token: str | None = None)
 def commit_xet(hub: HubProcess, repo: str, up: XetUpload, path: str, token: str | None = None) -> None:
     """Upload ``up`` by Xet and commit it at ``path`` on main."""
     put_xet(hub, repo, up, token)
+    commit_lfs(hub, repo, path, up.sha256, len(up.data), token)
+
+
+def commit_lfs(hub: HubProcess, repo: str, path: str, sha256: str, size: int, token: str | None = None) -> None:
+    """Commit the stored LFS object ``sha256`` of ``size`` bytes at ``path`` on main."""
     body = (b'{"key":"header","value":{"summary":"add"}}\n'
             b'{"key":"lfsFile","value":{"path":"%s","algo":"sha256","oid":"%s","size":%d}}\n'
-            % (path.encode(), up.sha256.encode(), len(up.data)))  # fmt: skip
+            % (path.encode(), sha256.encode(), size))  # fmt: skip
     headers = {"authorization": f"Bearer {token or hub.token}", "content-type": "application/x-ndjson"}
     r = httpx.post(f"{hub.url}/api/models/{repo}/commit/main", content=body, headers=headers, timeout=60)
     assert r.status_code == 200, r.text
@@ -92,7 +98,7 @@ def store_of(hub: HubProcess) -> LocalBlobStore:
 def age_everything(hub: HubProcess, by: timedelta) -> None:
     """Make every row and store object of the hub ``by`` older, as if that time had passed."""
     with database(hub) as db, db.write() as session:
-        for model in (Blob, Xorb, XetFile, XetSha256, Commit):
+        for model in (Blob, Xorb, XetFile, XetSha256, Commit, LfsPart):
             for row in session.scalars(select(model)):
                 row.created_at -= by
     for path in (hub.data_dir / "store").rglob("*"):
@@ -102,6 +108,22 @@ def age_everything(hub: HubProcess, by: timedelta) -> None:
     for path in (hub.data_dir / "multipart").rglob("*") if (hub.data_dir / "multipart").exists() else ():
         st = path.stat()
         os.utime(path, (st.st_atime - by.total_seconds(), st.st_mtime - by.total_seconds()))
+
+
+def put_part(hub: HubProcess, sha256: str, size: int, number: int, data: bytes) -> str:
+    """Upload part ``number`` of the LFS multipart upload of ``sha256`` through a URL signed as the batch API signs
+    them (whatever the hub's multipart threshold); return its ETag."""
+    url = hub.url + sign(hub.secret(), "PUT", f"/api/lfs/part/{sha256}/{size}/{number}", 600)
+    r = httpx.put(url, content=data, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.headers["etag"].strip('"')
+
+
+def complete_parts(hub: HubProcess, sha256: str, size: int, etags: list[str]) -> httpx.Response:
+    """Ask the hub to join parts 1..N of the LFS multipart upload of ``sha256``."""
+    url = hub.url + sign(hub.secret(), "POST", f"/api/lfs/complete/{sha256}/{size}", 600)
+    parts = [{"partNumber": n, "etag": etag} for n, etag in enumerate(etags, 1)]
+    return httpx.post(url, json={"oid": sha256, "parts": parts}, timeout=60)
 
 
 def write_orphan(hub: HubProcess, data: bytes, *, age: timedelta = timedelta(0)) -> str:

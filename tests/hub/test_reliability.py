@@ -25,11 +25,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
+from sqlalchemy import select
 
 from openckpt.digest import git_blob_sha1
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob
+from openckpt.hub.db.models import Blob, LfsPart
 from openckpt.hub.services.transfers import sign
+from openckpt.store.local import LocalBlobStore
 from tests.hubtools import HubProcess, start_hub
 from tests.testdata import opaque_bytes
 
@@ -243,15 +245,27 @@ def test_commit_body_is_bounded(workers2: HubProcess) -> None:
 
 
 def test_multipart_upload(workers2: HubProcess, tmp_path: Path) -> None:
+    """The parts go to the store and their rows to the database; once joined, neither is left."""
     api = HfApi(endpoint=workers2.url, token=workers2.token)
     repo = new_repo(workers2)
+    store = LocalBlobStore(workers2.data_dir / "store")
+    before = set(store.keys())
     data = tensors(9 << 20)  # three parts
     (tmp_path / "big.safetensors").write_bytes(data)
     api.upload_file(path_or_fileobj=tmp_path / "big.safetensors", path_in_repo="big.safetensors", repo_id=repo)
     got = hf_hub_download(repo, "big.safetensors", endpoint=workers2.url, token=workers2.token,
                           cache_dir=tmp_path / "c")  # fmt: skip
     assert hashlib.sha256(Path(got).read_bytes()).digest() == hashlib.sha256(data).digest()
-    assert not list((workers2.data_dir / "multipart").iterdir())
+    db = Database(workers2.database_url)
+    try:
+        with db.read() as session:
+            assert session.scalars(select(LfsPart)).first() is None
+            new = set(store.keys()) - before
+            assert hashlib.sha256(data).hexdigest() in new
+            assert set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(new)))) == new  # no part is left
+    finally:
+        db.dispose()
+    assert not (workers2.data_dir / "multipart").exists()
 
 
 def test_two_workers_share_one_database(workers2: HubProcess, tmp_path: Path) -> None:

@@ -28,8 +28,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
+from sqlalchemy import select
 
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Blob, LfsPart
 from openckpt.store.url import open_store
+from tests.hub.storagetools import commit_lfs
 from tests.hubtools import HubProcess, Postgres, S3Server, free_port, start_hub, wait_for
 from tests.testdata import opaque_bytes
 
@@ -265,6 +269,77 @@ def test_same_content_through_both_at_once(pair: Pair, s3: S3Server, tmp_path: P
         assert stored[hashlib.sha256(data).hexdigest()] == data
     assert s3.pending_uploads(f"{pair.prefix}/") == []
     for server in pair.servers:
+        assert_clean_log(server)
+
+
+def test_multipart_parts_and_completion_through_different_servers(
+    postgres: Postgres, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An LFS multipart upload whose parts, a part's re-upload and the completion reach different servers (as behind a
+    load balancer): parts live in the shared bucket and database, any server joins them, and nothing of them is left."""
+    chunk = 3 << 20
+    monkeypatch.setenv("OPENCKPT_MULTIPART_THRESHOLD", str(4 << 20))
+    monkeypatch.setenv("OPENCKPT_MULTIPART_CHUNK_SIZE", str(chunk))
+    database = postgres.create_database(f"parts_{uuid.uuid4().hex[:8]}")
+    prefix = f"parts{uuid.uuid4().hex[:8]}"
+    storage = s3.storage_url(prefix) + f"&part_size={PART}"
+    servers = [start_hub(tmp_path / n / "data", database, storage_url=storage) for n in "ab"]
+    first, second = servers
+    try:
+        repo = HfApi(endpoint=first.url, token=first.token).create_repo(f"r{uuid.uuid4().hex[:10]}").repo_id
+        data = opaque_bytes(3 * chunk + 4321)  # four parts
+        sha256, auth = hashlib.sha256(data).hexdigest(), {"authorization": f"Bearer {first.token}"}
+        batch = {"operation": "upload", "transfers": ["basic", "multipart"],
+                 "objects": [{"oid": sha256, "size": len(data)}]}  # fmt: skip
+        r = httpx.post(f"{first.url}/{repo}.git/info/lfs/objects/batch", json=batch, headers=auth)
+        assert r.status_code == 200, r.text
+        actions = r.json()["objects"][0]["actions"]
+        header = actions["upload"]["header"]
+        urls = {int(n): url for n, url in header.items() if n != "chunk_size"}
+        assert int(header["chunk_size"]) == chunk and sorted(urls) == [1, 2, 3, 4]
+
+        def on(server: HubProcess, url: str) -> str:
+            assert url.startswith(first.url)
+            return server.url + url[len(first.url) :]
+
+        wrong = httpx.put(on(second, urls[2]), content=opaque_bytes(chunk), timeout=60)  # replaced below
+        assert wrong.status_code == 200, wrong.text
+        parts = []
+        for number, url in sorted(urls.items()):  # alternating servers: 1 and 3 on the second, 2 and 4 on the first
+            piece = data[(number - 1) * chunk : number * chunk]
+            sent = httpx.put(on(servers[number % 2], url), content=piece, timeout=60)
+            assert sent.status_code == 200, sent.text
+            assert sent.headers["etag"] == f'"{hashlib.md5(piece).hexdigest()}"'
+            parts.append({"partNumber": number, "etag": sent.headers["etag"]})
+        complete = actions["upload"]["href"]
+        early = httpx.post(on(first, complete), json={"oid": sha256, "parts": [*parts, {"partNumber": 5}]}, timeout=60)
+        assert early.status_code == 400 and "part 5 was not uploaded" in early.text, early.text
+        done = httpx.post(on(second, complete), json={"oid": sha256, "parts": parts}, timeout=120)
+        assert done.status_code == 200, done.text
+        again = httpx.post(on(first, complete), json={"oid": sha256, "parts": parts}, timeout=120)  # a retry
+        assert again.status_code == 200, again.text
+        verified = httpx.post(on(second, actions["verify"]["href"]), json={"oid": sha256, "size": len(data)},
+                              headers=auth)  # fmt: skip
+        assert verified.status_code == 200, verified.text
+        commit_lfs(first, repo, "big.bin", sha256, len(data))
+        got = hf_hub_download(repo, "big.bin", endpoint=second.url, token=first.token, cache_dir=tmp_path / "c")
+        assert hashlib.sha256(Path(got).read_bytes()).hexdigest() == sha256
+        db = Database(database)
+        try:
+            with db.read() as session:
+                assert session.scalars(select(LfsPart)).first() is None
+                recorded = set(session.scalars(select(Blob.sha256)))
+        finally:
+            db.dispose()
+        stored = bucket_blobs(s3, prefix)
+        assert stored[sha256] == data and set(stored) <= recorded  # the parts, the replaced one too, are gone
+        assert s3.keys(f"{prefix}/tmp/") == [] and s3.pending_uploads(f"{prefix}/") == []
+        for server in servers:
+            assert not (server.data_dir / "multipart").exists()
+    finally:
+        for server in servers:
+            server.stop()
+    for server in servers:
         assert_clean_log(server)
 
 

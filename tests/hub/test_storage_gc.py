@@ -23,7 +23,7 @@ from huggingface_hub import hf_hub_download
 from sqlalchemy import select
 
 from openckpt.errors import StorageBusyError
-from openckpt.hub.db.models import Blob, Lease, XetFile, Xorb
+from openckpt.hub.db.models import Blob, Lease, LfsPart, XetFile, Xorb
 from openckpt.hub.services import leases
 from openckpt.hub.services.storage_fsck import check
 from openckpt.hub.services.storage_gc import GC_LEASE, GcReport, collect, keep_alive
@@ -33,8 +33,11 @@ from tests.hub.storagetools import (
     XetUpload,
     age_everything,
     api,
+    commit_lfs,
     commit_xet,
+    complete_parts,
     database,
+    put_part,
     put_xet,
     restart_hub,
     store_of,
@@ -127,6 +130,60 @@ def test_unreachable_data_goes_after_the_grace_period_history_stays(
     assert _gc(hub, grace=GRACE).bytes_reclaimed == 0  # nothing left to take
 
 
+def _upload_in_parts(hub: HubProcess, repo: str, data: bytes, path: str, chunk: int = 40_000) -> None:
+    """Upload ``data`` as an LFS multipart upload of ``chunk``-byte parts, then commit it at ``path``."""
+    numbers = range(1, -(-len(data) // chunk) + 1)
+    etags = [put_part(hub, _sha(data), len(data), n, data[(n - 1) * chunk : n * chunk]) for n in numbers]
+    done = complete_parts(hub, _sha(data), len(data), etags)
+    assert done.status_code == 200, done.text
+    commit_lfs(hub, repo, path, _sha(data), len(data))
+
+
+def _parts(hub: HubProcess, sha256: str) -> dict[int, str]:
+    """The recorded parts of the LFS multipart upload of ``sha256``: number → the blob holding it."""
+    with database(hub) as db, db.read() as session:
+        rows = session.execute(select(LfsPart.number, LfsPart.part_sha256).where(LfsPart.sha256 == sha256))
+        return {number: key for number, key in rows}
+
+
+def test_parts_of_uploads_in_progress_stay_abandoned_ones_go(hub: HubProcess) -> None:
+    store, chunk = store_of(hub), 70_000
+    going, stale = opaque_bytes(2 * chunk + 500), opaque_bytes(chunk + 10)
+    with database(hub) as db:
+        unreferenced = check(db, store).unreferenced_objects
+    etags = [put_part(hub, _sha(going), len(going), n, going[(n - 1) * chunk : n * chunk]) for n in (1, 2, 3)]
+    assert etags[0] == hashlib.md5(going[:chunk]).hexdigest()
+    put_part(hub, _sha(stale), len(stale), 1, stale[:chunk])  # part 2 never comes
+    kept, dropped = _parts(hub, _sha(going)), _parts(hub, _sha(stale))
+    assert sorted(kept) == [1, 2, 3] and sorted(dropped) == [1]
+    assert not store.exists(_sha(going[:chunk]))  # a part is stored under a name of its own, never as its bytes'
+    with database(hub) as db:
+        report = check(db, store)
+        assert report.ok and report.checked["lfs_parts"] >= 4, report.problems
+        assert report.unreferenced_objects == unreferenced  # recorded parts are not garbage
+        with db.write() as session:  # the upload in progress began 90 minutes ago, the abandoned one 3 hours ago
+            for row in session.scalars(select(LfsPart).where(LfsPart.sha256.in_([_sha(going), _sha(stale)]))):
+                row.created_at -= timedelta(minutes=90) if row.sha256 == _sha(going) else timedelta(hours=3)
+    for key in [*kept.values(), *dropped.values()]:
+        _age(store.path_of(key), AGED)  # the objects alone are older than the grace period: their rows keep them
+
+    _gc(hub, grace=GRACE, dry_run=True)
+    assert all(store.exists(key) for key in [*kept.values(), *dropped.values()])  # a dry run deletes nothing
+    report = _gc(hub, grace=GRACE, url_ttl=timedelta(hours=1))  # abandoned: recorded over 1 h + 1 h ago
+    assert report.abandoned >= 1, report
+    assert _parts(hub, _sha(going)) == kept and all(store.exists(key) for key in kept.values())
+    assert _parts(hub, _sha(stale)) == {} and not any(store.exists(key) for key in dropped.values())
+    gone = complete_parts(hub, _sha(stale), len(stale), ["", ""])
+    assert gone.status_code == 400 and "part 1 was not uploaded" in gone.text, gone.text
+
+    done = complete_parts(hub, _sha(going), len(going), etags)
+    assert done.status_code == 200, done.text
+    assert _sha(b"".join(store.read(_sha(going)))) == _sha(going)
+    assert _parts(hub, _sha(going)) == {} and not any(store.exists(key) for key in kept.values())
+    with database(hub) as db:
+        assert check(db, store).ok
+
+
 def test_cli_dry_run_then_collect(hub: HubProcess, unique: str) -> None:
     hf, store = api(hub), store_of(hub)
     repo, data = f"admin/{unique}", opaque_bytes(210_000)
@@ -187,6 +244,7 @@ def test_collection_during_uploads_keeps_everything_referenced_or_in_flight(
     files = {f"f{i}.bin": opaque_bytes(60_000 + i) for i in range(8)}
     files["README.md"] = b"# regular, inline file\n"
     xets = [XetUpload(opaque_bytes(80_000 + i)) for i in range(4)]
+    multipart = {f"m{i}.bin": opaque_bytes(130_000 + i) for i in range(2)}
     stop, reports, failures = threading.Event(), [], []
 
     def collect_repeatedly() -> None:
@@ -209,6 +267,7 @@ def test_collection_during_uploads_keeps_everything_referenced_or_in_flight(
             ]
             jobs += [pool.submit(commit_xet, hub, repo, up, f"x{i}.bin") for i, up in enumerate(xets[:2])]
             jobs += [pool.submit(put_xet, hub, repo, up) for up in xets[2:]]  # in flight: registered, not committed
+            jobs += [pool.submit(_upload_in_parts, hub, repo, data, path) for path, data in multipart.items()]
             for job in jobs:
                 job.result()
     finally:
@@ -216,7 +275,7 @@ def test_collection_during_uploads_keeps_everything_referenced_or_in_flight(
         collector.join(120)
     assert not failures, failures
     assert len(reports) >= 2 and sum(r.blobs for r in reports) >= 4  # the junk went meanwhile
-    for path, data in files.items():
+    for path, data in [*files.items(), *multipart.items()]:
         _downloads(hub, repo, path, data, tmp_path)
     for i, up in enumerate(xets[:2]):
         _downloads(hub, repo, f"x{i}.bin", up.data, tmp_path)

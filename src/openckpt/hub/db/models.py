@@ -20,6 +20,7 @@ __all__ = [
     "Commit",
     "HubSecret",
     "Lease",
+    "LfsPart",
     "LicensePolicy",
     "LineageEdge",
     "Membership",
@@ -156,6 +157,25 @@ class Blob(Base):
     __tablename__ = "blobs"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LfsPart(Base):
+    """Part ``number`` of an unfinished LFS multipart upload of the blob ``sha256`` of ``size`` bytes.
+
+    Its ``part_size`` bytes are stored in the blob ``part_sha256`` after a header unique to this upload of this part
+    (:data:`openckpt.hub.services.lfs_parts.HEADER_SIZE` bytes), so no other object ever has that name: not a
+    ``blobs`` row, never served, and removed with its row once the upload completes or is abandoned.
+    """
+
+    __tablename__ = "lfs_parts"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    part_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(32))
+    """The md5 of the part's bytes (hex), as S3 answers."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

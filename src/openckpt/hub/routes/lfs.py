@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, EntryNotFoundError
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
 from openckpt.hub.db.models import Blob
-from openckpt.hub.services import repos, storage_gc
+from openckpt.hub.services import lfs_parts, repos, storage_gc
 from openckpt.hub.services.cas_files import xet_files
-from openckpt.hub.services.transfers import MultipartUploads, check_signature, receive_blob, sign
+from openckpt.hub.services.transfers import check_signature, receive_blob, sign
 from openckpt.store.blobs import is_sha256
 
 router = APIRouter()
@@ -107,15 +107,12 @@ async def upload(request: Request, sha256: str, size: int) -> Response:
     return Response(status_code=200)
 
 
-def _multipart(request: Request) -> MultipartUploads:
-    return MultipartUploads(hub_of(request).settings.data_dir / "multipart")
-
-
 @router.put("/api/lfs/part/{sha256}/{size}/{number}")
 async def upload_part(request: Request, sha256: str, size: int, number: int) -> Response:
     _signed(request, "PUT")
-    limit = hub_of(request).settings.multipart_chunk_size
-    etag = await _multipart(request).receive_part(sha256, number, request.stream(), limit)
+    hub = hub_of(request)
+    limit = hub.settings.multipart_chunk_size
+    etag = await lfs_parts.receive_part(hub.store, hub.db, sha256, size, number, request.stream(), limit)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 
@@ -131,7 +128,7 @@ async def complete(request: Request, sha256: str, size: int) -> Response:
         numbers = sorted(int(p["partNumber"]) for p in parts)
     except (TypeError, KeyError, ValueError):
         raise BadRequestError("each part is {partNumber, etag}") from None
-    await run_in_threadpool(_multipart(request).complete, hub.store, hub.db, sha256, size, numbers)
+    await lfs_parts.complete(hub.store, hub.db, sha256, size, numbers)
     return Response(status_code=200)
 
 

@@ -5,7 +5,8 @@
 - every xorb row has its store object of the recorded size and chunk rows that tile it; ``deep``: the object parses
   (:func:`openckpt.xet.xorb.parse_xorb`) to the xorb's hash and to exactly its chunk rows;
 - every file of every commit is stored (a blob row or a verified Xet file);
-- every Xet file's terms name chunks of stored xorbs and add up to its size.
+- every Xet file's terms name chunks of stored xorbs and add up to its size;
+- every recorded part of an unfinished LFS multipart upload has its store object, of the recorded size.
 
 Store objects no row names are counted, not problems: ``openckpt admin gc`` removes them after its grace period.
 """
@@ -23,8 +24,21 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import OpenckptError, XetFormatError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Blob, Commit, Repo, TreeEntry, XetFile, XetSha256, XetTerm, Xorb, XorbChunk
+from openckpt.hub.db.models import (
+    Account,
+    Blob,
+    Commit,
+    LfsPart,
+    Repo,
+    TreeEntry,
+    XetFile,
+    XetSha256,
+    XetTerm,
+    Xorb,
+    XorbChunk,
+)
 from openckpt.hub.services.cas_files import raw_blobs
+from openckpt.hub.services.lfs_parts import HEADER_SIZE
 from openckpt.store.blobs import BlobStore
 from openckpt.xet.hashes import hash_to_hex, hex_to_hash
 from openckpt.xet.xorb import parse_xorb
@@ -178,6 +192,17 @@ def _check_commits(session: Session, report: FsckReport) -> None:
                    "but it is neither a blob nor a verified Xet file")  # fmt: skip
 
 
+def _check_parts(session: Session, blobs: BlobStore, report: FsckReport) -> None:
+    for row in session.scalars(select(LfsPart)):
+        report.checked["lfs_parts"] += 1
+        subject, stat = f"LFS part {row.number} of {row.sha256}", blobs.stat(row.part_sha256)
+        if stat is None:
+            report.add("missing", subject, f"its store object {row.part_sha256} is missing")
+        elif stat.size != HEADER_SIZE + row.part_size:
+            report.add("size", subject, f"store object has {stat.size} bytes, the row says {row.part_size} "
+                       f"after a {HEADER_SIZE}-byte header")  # fmt: skip
+
+
 def check(db: Database, store: BlobStore, *, deep: bool = False, progress: Progress | None = None) -> FsckReport:
     """Check every row against the store and against the rows it names (see the module); ``deep`` reads every
     object back and re-hashes it."""
@@ -189,8 +214,10 @@ def check(db: Database, store: BlobStore, *, deep: bool = False, progress: Progr
         _check_xorbs(session, blobs, report, deep, note)
         _check_xet_files(session, report)
         _check_commits(session, report)
+        _check_parts(session, blobs, report)
         named = set(session.scalars(select(Blob.sha256)))
         named.update(session.scalars(select(Xorb.blob_sha256)))
+        named.update(session.scalars(select(LfsPart.part_sha256)))
     note("store", 0, None)
     report.unreferenced_objects = sum(1 for key in blobs.keys() if key not in named)  # noqa: SIM118 - a store
     return report

@@ -6,13 +6,17 @@ the Xet files its sha256 names (``xet_sha256`` → ``xet_files`` → ``xet_terms
 or xorb younger than the grace period, and the xorbs of young Xet files (a client may be between uploading xorbs, its
 shard and its commit). Swept: the rest — commits no ref reaches any more (a deleted branch's own commits), trees
 no commit uses, and what only they named — database rows first in one transaction (so nothing can reference a half
-deleted object), then their store objects; then store objects no row names that are older than the grace period
-(a server killed mid-upload), and the temp files and multipart uploads abandoned uploads left behind.
+deleted object), then their store objects; then the parts of LFS multipart uploads abandoned for longer than the
+signed URLs' lifetime plus the grace period (rows, then blobs: :mod:`.lfs_parts`); then store objects no row names (a
+blob, a xorb or a recorded part) that are older than the grace period (a server killed mid-upload), and the temp files
+and multipart uploads abandoned uploads left behind.
 
 Safety against concurrent uploads: the sweep transaction re-checks every candidate under the database's write lock
 (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: locks on the tables a commit reads, taken once no transaction holds them,
 never waited for, so that requests wait for the sweep but never deadlock with it), and an object is deleted only if
-no row names it right before and it was not written during the grace period.
+no row names it right before and it was not written during the grace period. A part of an LFS multipart upload is
+stored before its row names it (young until then) and under a name no other object has: the rows of abandoned parts
+go in one ``DELETE … RETURNING``, then exactly the blobs those rows named.
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ from sqlalchemy.orm import Session
 from openckpt.errors import StorageBusyError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, TreeEntry, XetFile, XetSha256, XetTerm, Xorb, XorbChunk, utcnow
-from openckpt.hub.services import leases
+from openckpt.hub.services import leases, lfs_parts
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["DEFAULT_GRACE", "GC_LEASE", "GcReport", "collect", "keep_alive"]
+__all__ = ["DEFAULT_GRACE", "DEFAULT_URL_TTL", "GC_LEASE", "GcReport", "collect", "keep_alive"]
 
 DEFAULT_GRACE = timedelta(hours=1)
+DEFAULT_URL_TTL = timedelta(hours=1)
+"""How long the hub's signed transfer URLs stay valid (``signed_url_ttl``) unless the caller says otherwise."""
 GC_LEASE = "storage-gc"
 """The lease one garbage collection at a time holds (of all workers and servers on one database)."""
 LEASE_TTL = timedelta(hours=6)
@@ -74,7 +80,8 @@ class GcReport:
     """Store objects no row named, older than the grace period."""
     orphan_bytes: int = 0
     abandoned: int = 0
-    """Temp files, S3 multipart uploads and LFS multipart parts of uploads abandoned before the grace period."""
+    """Temp files and S3 multipart uploads abandoned before the grace period; parts of LFS multipart uploads
+    abandoned before the signed URLs' lifetime plus the grace period."""
     spared: int = 0
     """Objects of swept rows that were written again during the sweep (a concurrent upload of the same bytes)."""
     seconds: float = 0.0
@@ -245,10 +252,11 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
 
 
 def _named(db: Database, keys: list[str]) -> set[str]:
-    """The keys among ``keys`` a row names now: a blob, or the bytes of a xorb."""
+    """The keys among ``keys`` a row names now: a blob, the bytes of a xorb, or a part of an unfinished upload."""
     with db.read() as session:
         named = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(keys))))
         named.update(session.scalars(select(Xorb.blob_sha256).where(Xorb.blob_sha256.in_(keys))))
+        named.update(lfs_parts.part_blobs(session, keys))
     return named
 
 
@@ -274,7 +282,8 @@ def _delete_unnamed(db: Database, blobs: BlobStore, keys: Iterable[str], cutoff:
 
 
 def _sweep_multipart(directory: Path, cutoff: float) -> int:
-    """Remove LFS multipart uploads (``<oid>/`` of parts) nothing was written to since ``cutoff``."""
+    """Remove LFS multipart uploads (``<oid>/`` of parts) nothing was written to since ``cutoff``: what versions that
+    kept parts in the data dir left there."""
     removed = 0
     for upload in directory.iterdir() if directory.is_dir() else ():
         try:
@@ -305,14 +314,17 @@ def collect(
     store: BlobStore,
     *,
     grace: timedelta = DEFAULT_GRACE,
+    url_ttl: timedelta = DEFAULT_URL_TTL,
     dry_run: bool = False,
     multipart_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> GcReport:
     """Remove what no commit reaches and is older than ``grace`` (see the module); ``dry_run`` only counts.
 
-    ``multipart_dir`` is where the LFS routes keep multipart parts (``<data_dir>/multipart``). One collection runs at
-    a time per database: another one running is a :class:`StorageBusyError`, as is a lock not granted in time.
+    Parts of LFS multipart uploads go once recorded longer than ``url_ttl`` (the hub's ``signed_url_ttl``: no URL
+    to complete them is valid any more) plus ``grace`` ago. ``multipart_dir`` is where earlier versions kept parts
+    (``<data_dir>/multipart``). One collection runs at a time per database: another one running is a
+    :class:`StorageBusyError`, as is a lock not granted in time.
     """
     started = time.monotonic()
     note = progress or (lambda phase, done, total: None)
@@ -338,11 +350,12 @@ def collect(
             gone = dict(_delete_unnamed(db, blobs, [*swept.blobs, *swept.xorbs], cutoff_ts, report, dry_run=False))
             report.blob_bytes = sum(gone.get(s, 0) for s in swept.blobs)
             report.xorb_bytes = sum(gone.get(s, 0) for s in swept.xorbs)
+            report.abandoned += lfs_parts.sweep_abandoned(db, store, cutoff - url_ttl)
         note("scanning the store", 0, None)
         orphans = _delete_unnamed(db, blobs, blobs.keys(), cutoff_ts, report, dry_run=dry_run)
         report.orphans, report.orphan_bytes = len(orphans), sum(size for _, size in orphans)
         if not dry_run:
-            report.abandoned = blobs.sweep(grace.total_seconds())
+            report.abandoned += blobs.sweep(grace.total_seconds())
             if multipart_dir is not None:
                 report.abandoned += _sweep_multipart(multipart_dir, cutoff_ts)
     finally:

@@ -7,13 +7,10 @@ import contextlib
 import hashlib
 import hmac
 import queue
-import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from openckpt.errors import BadRequestError, ForbiddenError
@@ -21,7 +18,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.services import repos
 from openckpt.store.blobs import BlobStore, BlobWriter, is_sha256
 
-__all__ = ["MultipartUploads", "check_signature", "receive_blob", "record_blob", "sign"]
+__all__ = ["check_signature", "commit_blob", "in_thread", "pump", "receive_blob", "record_blob", "sign"]
 
 BATCH = 4 << 20
 """Bytes of an upload handed to its worker thread at once."""
@@ -34,7 +31,8 @@ _FEEDERS = ThreadPoolExecutor(1024, thread_name_prefix="openckpt-upload")
 T = TypeVar("T")
 
 
-def _in_thread(fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor = _THREADS) -> asyncio.Future[T]:
+def in_thread(fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor = _THREADS) -> asyncio.Future[T]:
+    """``fn(*args)`` in a transfer thread, off the event loop (and outside the request thread limit)."""
     return asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
@@ -74,7 +72,7 @@ class _Feeder:
         self.slots = asyncio.Semaphore(DEPTH)
         self.error: BaseException | None = None
         self.dropping = False
-        self.done = _in_thread(self._run, pool=_FEEDERS)
+        self.done = in_thread(self._run, pool=_FEEDERS)
 
     def _run(self) -> None:
         while (batch := self.queue.get()) is not None:
@@ -101,7 +99,7 @@ class _Feeder:
             raise self.error
 
 
-async def _pump(body: AsyncIterator[bytes], sink: Callable[[list[bytes]], None], limit: int, what: str) -> int:
+async def pump(body: AsyncIterator[bytes], sink: Callable[[list[bytes]], None], limit: int, what: str) -> int:
     """Feed ``body`` to ``sink`` in batches of about ``BATCH`` bytes, in a worker thread (see :class:`_Feeder`).
     More than ``limit`` bytes is a :class:`BadRequestError`, raised before the excess is written."""
     feeder = _Feeder(sink)
@@ -133,69 +131,16 @@ async def receive_blob(store: BlobStore, db: Database, body: AsyncIterator[bytes
     match. Whatever goes wrong, including the client going away, leaves no trace but the temp file's removal."""
     if not is_sha256(sha256):
         raise BadRequestError(f"{sha256!r} is not a sha256")
-    writer = await _in_thread(partial(store.writer, size, sha256=sha256))
+    writer = await in_thread(partial(store.writer, size, sha256=sha256))
     try:
-        await _pump(body, writer.write_all, size, "upload")
+        await pump(body, writer.write_all, size, "upload")
     except BaseException:
-        await asyncio.shield(_in_thread(writer.abort))
+        await asyncio.shield(in_thread(writer.abort))
         raise
-    await _in_thread(_commit, writer, db, sha256, size)
+    await in_thread(commit_blob, writer, db, sha256, size)
 
 
-def _commit(writer: BlobWriter, db: Database, sha256: str, size: int) -> None:
+def commit_blob(writer: BlobWriter, db: Database, sha256: str, size: int) -> None:
+    """Publish what ``writer`` received as the blob ``sha256`` of ``size`` bytes and record it."""
     writer.commit(sha256, size)  # aborts (removes the temp file) if the bytes are not the announced ones
     record_blob(db, sha256, size)
-
-
-class MultipartUploads:
-    """Parts of multipart uploads, kept under ``<data>/multipart/<oid>/`` until completion."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def part_path(self, sha256: str, number: int) -> Path:
-        if not is_sha256(sha256) or number < 1:
-            raise BadRequestError("invalid multipart upload")
-        directory = self.root / sha256
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory / f"{number:06d}"
-
-    async def receive_part(self, sha256: str, number: int, body: AsyncIterator[bytes], limit: int) -> str:
-        """Store one part; return its ETag (md5, as S3 does)."""
-        path = self.part_path(sha256, number)
-        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-        md5 = hashlib.md5(usedforsecurity=False)
-        with open(tmp, "wb") as f:
-
-            def write(batch: list[bytes]) -> None:
-                for chunk in batch:
-                    md5.update(chunk)
-                    f.write(chunk)
-
-            try:
-                await _pump(body, write, limit, f"part {number}")
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        tmp.replace(path)
-        return md5.hexdigest()
-
-    def complete(self, store: BlobStore, db: Database, sha256: str, size: int, parts: list[int]) -> None:
-        """Join the parts in order into one verified blob (blocking: run it in a worker thread)."""
-        directory = self.root / sha256
-        if parts != list(range(1, len(parts) + 1)):
-            raise BadRequestError("parts must be numbered 1..N without gaps")
-        writer = store.writer(size, sha256=sha256)
-        try:
-            for number in parts:
-                path = self.part_path(sha256, number)
-                if not path.exists():
-                    raise BadRequestError(f"part {number} was not uploaded")
-                with open(path, "rb") as f:
-                    while chunk := f.read(BATCH):
-                        writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
-        _commit(writer, db, sha256, size)
-        shutil.rmtree(directory, ignore_errors=True)
