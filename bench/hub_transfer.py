@@ -252,11 +252,16 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def info_worker(endpoint: str, token: str, repo_id: str, threads: int, seconds: float) -> tuple[list[float], int]:
-    """``threads`` closed-loop model_info clients for ``seconds``: (latencies in s, errors)."""
+def info_worker(
+    endpoint: str, token: str, repo_id: str, threads: int, seconds: float, start_at: float
+) -> tuple[list[float], int]:
+    """``threads`` closed-loop model_info clients for ``seconds`` from the wall-clock time ``start_at`` (every
+    process has imported its client and made a first call by then): (latencies in s, errors)."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token)
+    api.model_info(repo_id, files_metadata=True)
+    time.sleep(max(0.0, start_at - time.time()))
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -373,9 +378,18 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
         per_process = min(THREADS_PER_PROCESS, clients)
         procs = -(-clients // per_process)
         api.model_info(repo_id)
+        start_at = time.time() + 10  # time enough for every process to start and import its client
         with ProcessPoolExecutor(procs) as pool:
             futures = [
-                pool.submit(info_worker, url, token, repo_id, min(per_process, clients - i * per_process), info_seconds)
+                pool.submit(
+                    info_worker,
+                    url,
+                    token,
+                    repo_id,
+                    min(per_process, clients - i * per_process),
+                    info_seconds,
+                    start_at,
+                )
                 for i in range(procs)
             ]
             latencies: list[float] = []
