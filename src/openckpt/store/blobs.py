@@ -47,7 +47,7 @@ class BlobWriter(Protocol):
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
         """Append ``chunks`` in order: one call for a batch lets a backend hash and write it in parallel. The chunks
-        must not change after the call: a backend may still be writing them until the next call or the commit."""
+        must not change after the call: a backend may still be writing them until the commit."""
         ...
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
