@@ -104,10 +104,10 @@ def test_api_pages_a_long_chain(hub: HubProcess, chain: Chain) -> None:
 
 
 def test_web_history_pages(session: Session, chain: Chain) -> None:
-    repo, head = _head(session, chain)
+    _, head = _head(session, chain)
 
     def page(offset: int, limit: int) -> tuple[list[str], bool]:
-        commits, more = pages.commit_history(session, repo, head, offset=offset, limit=limit)
+        commits, more = pages.commit_history(session, head, offset=offset, limit=limit)
         return [c.id for c in commits], more
 
     assert page(0, 5) == (chain.ids[:5], True)

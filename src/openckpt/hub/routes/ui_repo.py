@@ -73,7 +73,7 @@ def overview(request: Request, repo_type: str) -> Response:
                 card = render_card(text, file_base=f"{base}/resolve/{commit.id}")
         if (entry := entries.get("openckpt.json")) is not None:
             manifest = pages.load_manifest(hub.store, entry)
-        recent, _ = pages.commit_history(session, repo, commit, offset=0, limit=5)
+        recent, _ = pages.commit_history(session, commit, offset=0, limit=5)
         context = {
             **_header(session, repo, rev, commit, "card", lambda r: f"{base}?rev={quote(r, safe='')}"),
             "card": card, "panel": manifest, "listing": pages.folder_listing(entries, ""), "recent": recent,
@@ -131,7 +131,7 @@ def commits(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        history, more = pages.commit_history(session, repo, commit, offset=(number - 1) * COMMITS_PAGE,
+        history, more = pages.commit_history(session, commit, offset=(number - 1) * COMMITS_PAGE,
                                              limit=COMMITS_PAGE)  # fmt: skip
         base = repo_url(repo)
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731

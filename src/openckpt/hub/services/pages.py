@@ -73,7 +73,7 @@ def list_refs(session: Session, repo: Repo) -> tuple[list[tuple[Ref, Commit | No
     return [p for p in pairs if p[0].kind == "branch"], [p for p in pairs if p[0].kind == "tag"]
 
 
-def commit_history(session: Session, repo: Repo, head: Commit, *, offset: int, limit: int) -> tuple[list[Commit], bool]:
+def commit_history(session: Session, head: Commit, *, offset: int, limit: int) -> tuple[list[Commit], bool]:
     """``limit`` commits of the first-parent chain from ``head`` after ``offset``, and whether more follow."""
     chain = commit_chain(session, head, limit=offset + limit + 1)
     return chain[offset : offset + limit], len(chain) > offset + limit
