@@ -1,5 +1,5 @@
-"""Fixtures of the hub's compatibility tests: accounts with every role, and the stock client in two releases (the
-current one, in this process, and an older one in a venv of its own)."""
+"""Fixtures of the hub's tests: accounts with every role, the stock client in two releases (the current one, in this
+process, and an older one in a venv of its own), and a migrated database on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.hubtools import HubProcess
+from openckpt.hub.db.engine import Database
+from tests.hubtools import HubProcess, Postgres
 
 pytest.register_assert_rewrite("tests.hub.clients.hf_steps")
 
@@ -140,3 +142,16 @@ def client(request: pytest.FixtureRequest) -> Client:
         return Client("current", None)
     old: Client = request.getfixturevalue("old_client")
     return old
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated hub database on SQLite or PostgreSQL (no server)."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    if request.param == "postgresql":
+        pg: Postgres = request.getfixturevalue("postgres")
+        url = pg.create_database(f"hub_{uuid.uuid4().hex[:8]}")
+    db = Database(url)
+    db.migrate()
+    yield db
+    db.dispose()

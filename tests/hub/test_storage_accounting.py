@@ -1,13 +1,22 @@
 """Storage accounting on real hub processes: two repos holding the same file share its bytes (per repo, per owner,
-in total), xorbs used by several repos count them, and who may read the figures (API and admin page)."""
+in total), xorbs used by several repos count them, one repo's figures equal its entry in the hub's, and who may read
+the figures (API and admin page). On random hub states in the database, ``account_repo`` equals ``account``."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from openckpt.errors import RepoNotFoundError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetFile, XetSha256, XetTerm, Xorb
+from openckpt.hub.services.storage_accounting import account, account_repo
+from openckpt.store.local import LocalBlobStore
 from tests.hub.storagetools import XetUpload, api, commit_xet
 from tests.hubtools import HubProcess
 from tests.testdata import opaque_bytes
@@ -78,6 +87,34 @@ def test_a_xorb_used_by_two_repos_counts_both(hub: HubProcess, alice: str, uniqu
     assert report["total"]["sharedXorbs"] >= 1
 
 
+def test_each_repos_figures_equal_its_entry_in_the_hubs(hub: HubProcess, alice: str, unique: str) -> None:
+    shared, one, two = opaque_bytes(200_000), XetUpload(opaque_bytes(400_000)), XetUpload(opaque_bytes(300_000))
+    a, b, c, d = f"alice/{unique}-ea", f"admin/{unique}-eb", f"alice/{unique}-ec", f"admin/{unique}-ed"
+    api(hub, alice).create_repo(a)
+    api(hub).create_repo(b)
+    api(hub, alice).create_repo(c, repo_type="dataset")
+    api(hub).create_repo(d)
+    for repo, token, kind in ((a, alice, "model"), (b, hub.token, "model"), (c, alice, "dataset")):
+        api(hub, token).upload_file(path_or_fileobj=shared, path_in_repo="shared.bin", repo_id=repo, repo_type=kind)
+    commit_xet(hub, a, one, "one.bin", alice)
+    commit_xet(hub, b, one, "one.bin")
+    commit_xet(hub, b, two, "two.bin")
+    commit_xet(hub, d, two, "two-again.bin")
+    for version in (opaque_bytes(70_000), opaque_bytes(80_000)):  # history beyond the head
+        api(hub).upload_file(path_or_fileobj=version, path_in_repo="v.bin", repo_id=d)
+    api(hub, alice).create_branch(c, branch="dev", repo_type="dataset")
+    api(hub, alice).upload_file(path_or_fileobj=opaque_bytes(60_000), path_in_repo="dev.bin", repo_id=c,
+                                repo_type="dataset", revision="dev")  # fmt: skip
+
+    report = _get(hub, "/api/admin/storage", hub.token).json()
+    assert {a, b, c, d} <= {r["id"] for r in report["repos"]}
+    assert _repo(report, a)["sharedBytes"] > len(shared) + len(one.data) / 2
+    for entry in report["repos"]:  # this test's repos and those of the module's other tests
+        r = _get(hub, f"/api/{entry['type']}s/{entry['id']}/storage", hub.token)
+        assert r.status_code == 200, r.text
+        assert r.json() == entry
+
+
 def test_who_may_see_storage(hub: HubProcess, alice: str, unique: str) -> None:
     secret = f"alice/{unique}-private"
     api(hub, alice).create_repo(secret, private=True)
@@ -95,3 +132,78 @@ def test_who_may_see_storage(hub: HubProcess, alice: str, unique: str) -> None:
     assert httpx.get(f"{hub.url}/admin/storage", cookies={"openckpt_token": alice}).status_code == 403
     anonymous = httpx.get(f"{hub.url}/admin/storage")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+
+
+def _hex(rng: random.Random, digits: int = 64) -> str:
+    return f"{rng.getrandbits(4 * digits):0{digits}x}"
+
+
+def _add_world(db: Database, store: LocalBlobStore, rng: random.Random, round_: int) -> None:
+    """Add random repos, files, blobs, Xet files and xorbs, some shared with each other and with earlier rounds."""
+    with db.write() as session:
+        old_xorbs = list(session.scalars(select(Xorb.hash)))
+        old_files = [(sha256, int(size)) for sha256, size in session.execute(select(TreeEntry.sha256, TreeEntry.size))]
+        owners = [Account(name=f"o{round_}-{i}", kind="user") for i in range(3)]
+        session.add_all(owners)
+        session.flush()
+        repos = [Repo(type=rng.choice(["model", "dataset"]), owner_id=rng.choice(owners).id, name=f"r{i}")
+                 for i in range(7)]  # fmt: skip
+        session.add_all(repos)
+        xorbs = [Xorb(hash=_hex(rng), blob_sha256=_hex(rng), serialized_size=rng.randint(1, 10**6),
+                      unpacked_size=1, num_chunks=1) for _ in range(6)]  # fmt: skip
+        session.add_all(xorbs)
+        session.flush()
+        pool = [x.hash for x in xorbs] + old_xorbs
+        files = rng.sample(old_files, min(len(old_files), 6))
+        for _ in range(14):
+            kind = rng.choice(["blob", "xet", "xet+blob", "none"])
+            size = rng.randint(0, 10**6)
+            sha256 = _hex(rng)
+            if kind == "xet+blob" and rng.random() < 0.5:  # the whole copy kept in the store
+                writer = store.writer()
+                writer.write(rng.randbytes(rng.randint(16, 64)))
+                sha256 = writer.commit()
+            if kind in ("blob", "xet+blob"):
+                session.add(Blob(sha256=sha256, size=rng.randint(1, 10**6)))
+            for _ in range(rng.randint(1, 2) if "xet" in kind else 0):  # a sha256 may name several Xet files
+                file_hash = _hex(rng)
+                session.add(XetFile(hash=file_hash, size=size, num_terms=3))
+                session.flush()
+                for index in range(rng.randint(1, 3)):
+                    session.add(XetTerm(file_hash=file_hash, term_index=index, xorb_hash=rng.choice(pool),
+                                        chunk_start=0, chunk_end=1, size=1))  # fmt: skip
+                session.add(XetSha256(sha256=sha256, file_hash=file_hash, size=size, verified=rng.random() < 0.7))
+            files.append((sha256, size))
+        trees: list[str] = []
+        for repo in repos[1:]:  # the first repo has no commit at all
+            commits: list[str] = []
+            for _ in range(rng.randint(1, 4)):
+                if trees and rng.random() < 0.25:  # trees are content-addressed: repos may share one
+                    tree = rng.choice(trees)
+                else:
+                    tree = _hex(rng, 40)
+                    trees.append(tree)
+                    for n, (sha256, size) in enumerate(rng.sample(files, rng.randint(0, 5))):
+                        session.add(TreeEntry(tree_id=tree, path=f"f{n}", sha256=sha256, git_oid=_hex(rng, 40),
+                                              size=size, lfs=True))  # fmt: skip
+                commits.append(_hex(rng, 40))
+                session.add(Commit(id=commits[-1], repo_id=repo.id, tree_id=tree, title="t", author="a"))
+            session.add(Ref(repo_id=repo.id, kind="branch", name="main", commit_id=commits[-1]))
+            if rng.random() < 0.5:
+                session.add(Ref(repo_id=repo.id, kind="branch", name="dev", commit_id=rng.choice(commits)))
+            if rng.random() < 0.5:
+                session.add(Ref(repo_id=repo.id, kind="tag", name="v1", commit_id=rng.choice(commits)))
+
+
+def test_account_repo_equals_the_repos_entry_in_account(database: Database, tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "store")
+    rng = random.Random(20240611)
+    for round_ in range(4):  # the state grows; later rounds share objects with earlier ones
+        _add_world(database, store, rng, round_)
+        hub = account(database, store)
+        for repo_pk, usage in hub.repos.items():
+            assert account_repo(database, store, repo_pk) == usage, usage.repo_id
+    assert any(r.shared_bytes and r.unique_bytes for r in hub.repos.values())
+    assert any(x.repos > 1 for x in hub.xorbs) and any(not r.files for r in hub.repos.values())
+    with pytest.raises(RepoNotFoundError):
+        account_repo(database, store, max(hub.repos) + 1)

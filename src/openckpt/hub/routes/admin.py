@@ -14,7 +14,7 @@ from openckpt.hub.context import hub_of, int_param, optional_principal, repo_id_
 from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.storage_accounting import Accounting, account
+from openckpt.hub.services.storage_accounting import Accounting, account, account_repo
 
 __all__ = ["pages", "router"]
 
@@ -50,8 +50,7 @@ def _repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[
             session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
         )
         repo_pk = repo.id
-    usage = account(hub.db, hub.store).repos[repo_pk]
-    return usage.as_dict()
+    return account_repo(hub.db, hub.store, repo_pk).as_dict()
 
 
 @router.get("/api/{plural}/{owner}/{name}/storage")

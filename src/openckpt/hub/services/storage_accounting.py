@@ -10,6 +10,9 @@
   ``unique_bytes`` are the objects only this repo (owner) uses, ``shared_bytes`` the whole size of those it shares
   with others. Summed over repos, ``physical_bytes`` is the referenced physical total.
 - ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
+
+:func:`account` reads the whole hub; :func:`account_repo` gives one repo's figures from the same helpers, fed only
+with its files, the objects they use and the other repos' files that use those objects.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import CompoundSelect, Select, func, select, union
 from sqlalchemy.orm import Session
 
+from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetSha256, XetTerm, Xorb
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["Accounting", "Usage", "XorbUsage", "account"]
+__all__ = ["Accounting", "RepoUsage", "Usage", "XorbUsage", "account", "account_repo"]
 
 
 @dataclass
@@ -103,15 +107,63 @@ class Accounting:
         }  # fmt: skip
 
 
-def _objects(session: Session, blobs: BlobStore) -> tuple[dict[str, int], dict[str, int]]:
-    """Stored whole blobs (sha256 → bytes) and xorbs (hash → serialized bytes)."""
-    xet_backed = set(session.scalars(select(XetSha256.sha256).where(XetSha256.verified.is_(True))))
-    stored: dict[str, int] = {}
-    for sha256, size in session.execute(select(Blob.sha256, Blob.size)):
-        if sha256 not in xet_backed or blobs.exists(sha256):  # Xet ingestion may have dropped the whole copy
-            stored[sha256] = size
-    xorbs = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
-    return stored, xorbs
+_HISTORY = select(Commit.repo_id, TreeEntry.sha256, TreeEntry.size).join(
+    TreeEntry, TreeEntry.tree_id == Commit.tree_id).distinct()  # fmt: skip
+"""Each repo's distinct files over all its commits."""
+_HEADS = (
+    select(Ref.repo_id, func.sum(TreeEntry.size))
+    .join(Commit, Commit.id == Ref.commit_id)
+    .join(TreeEntry, TreeEntry.tree_id == Commit.tree_id)
+    .where(Ref.kind == "branch")
+    .group_by(Ref.repo_id)
+)
+"""Each repo's logical bytes: the sizes of the files in its branches' head commits."""
+_XET_FILES = select(XetSha256.sha256, XetSha256.file_hash)
+_TERMS = select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()
+
+
+def _stored_blobs(session: Session, blobs: BlobStore, among: Select[str] | None = None) -> dict[str, int]:
+    """Stored whole blobs (sha256 → bytes), all or those whose sha256 ``among`` selects."""
+    xet_backed = select(XetSha256.sha256).where(XetSha256.verified.is_(True))
+    rows = select(Blob.sha256, Blob.size)
+    if among is not None:
+        xet_backed, rows = xet_backed.where(XetSha256.sha256.in_(among)), rows.where(Blob.sha256.in_(among))
+    backed = set(session.scalars(xet_backed))
+    # Xet ingestion may have dropped the whole copy of a Xet-backed blob
+    return {sha256: size for sha256, size in session.execute(rows) if sha256 not in backed or blobs.exists(sha256)}
+
+
+def _links(
+    session: Session, sha256s: Select[str] | CompoundSelect[str] | None = None, xorbs: Select[str] | None = None
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """sha256 → its Xet files, and Xet file → the xorbs of its terms (all, or only ``sha256s`` and ``xorbs``)."""
+    xet_files: dict[str, set[str]] = defaultdict(set)
+    names = _XET_FILES if sha256s is None else _XET_FILES.where(XetSha256.sha256.in_(sha256s))
+    for sha256, file_hash in session.execute(names):
+        xet_files[sha256].add(file_hash)
+    terms: dict[str, set[str]] = defaultdict(set)
+    for file_hash, xorb in session.execute(_TERMS if xorbs is None else _TERMS.where(XetTerm.xorb_hash.in_(xorbs))):
+        terms[file_hash].add(xorb)
+    return xet_files, terms
+
+
+def _users(
+    files: dict[int, dict[str, int]], stored: dict[str, int], xet_files: dict[str, set[str]], terms: dict[str, set[str]]
+) -> dict[str, set[int]]:
+    """Each used object ("b:" + sha256 or "x:" + xorb hash) → the repos whose files use it."""
+    users: dict[str, set[int]] = defaultdict(set)
+    for rid, repo_files in files.items():
+        for sha256 in repo_files:
+            if sha256 in stored:
+                users["b:" + sha256].add(rid)
+            for file_hash in xet_files.get(sha256, ()):
+                for xorb in terms.get(file_hash, ()):
+                    users["x:" + xorb].add(rid)
+    return users
+
+
+def _sizes(stored: dict[str, int], xorbs: dict[str, int]) -> dict[str, int]:
+    return {**{"b:" + s: n for s, n in stored.items()}, **{"x:" + x: n for x, n in xorbs.items()}}
 
 
 def account(db: Database, store: BlobStore) -> Accounting:
@@ -123,35 +175,51 @@ def account(db: Database, store: BlobStore) -> Accounting:
                      select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
                  )}  # fmt: skip
         files: dict[int, dict[str, int]] = defaultdict(dict)
-        history = select(Commit.repo_id, TreeEntry.sha256, TreeEntry.size).join(
-            TreeEntry, TreeEntry.tree_id == Commit.tree_id).distinct()  # fmt: skip
-        for rid, sha256, size in session.execute(history):
+        for rid, sha256, size in session.execute(_HISTORY):
             files[rid][sha256] = size
-        heads = (
-            select(Ref.repo_id, func.sum(TreeEntry.size))
-            .join(Commit, Commit.id == Ref.commit_id)
-            .join(TreeEntry, TreeEntry.tree_id == Commit.tree_id)
-            .where(Ref.kind == "branch")
-            .group_by(Ref.repo_id)
-        )
-        logical = {rid: int(total or 0) for rid, total in session.execute(heads)}
-        stored, xorb_sizes = _objects(session, blobs)
-        xet_files: dict[str, set[str]] = defaultdict(set)
-        for sha256, file_hash in session.execute(select(XetSha256.sha256, XetSha256.file_hash)):
-            xet_files[sha256].add(file_hash)
-        terms: dict[str, set[str]] = defaultdict(set)
-        for file_hash, xorb in session.execute(select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()):
-            terms[file_hash].add(xorb)
-    users: dict[str, set[int]] = defaultdict(set)  # object ("b:" + sha256 or "x:" + xorb) → repos using it
-    for rid, repo_files in files.items():
-        for sha256 in repo_files:
-            if sha256 in stored:
-                users["b:" + sha256].add(rid)
-            for file_hash in xet_files.get(sha256, ()):
-                for xorb in terms.get(file_hash, ()):
-                    users["x:" + xorb].add(rid)
-    sizes = {**{"b:" + s: n for s, n in stored.items()}, **{"x:" + x: n for x, n in xorb_sizes.items()}}
-    return _attribute(repos, files, logical, users, sizes, terms)
+        logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS)}
+        stored = _stored_blobs(session, blobs)
+        xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
+        xet_files, terms = _links(session)
+    users = _users(files, stored, xet_files, terms)
+    return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms)
+
+
+def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
+    """The figures of the repo ``repo_pk`` (:class:`RepoNotFoundError` if none), equal to
+    ``account(db, store).repos[repo_pk]``, reading only its files, the objects they use and the files of other repos
+    using those objects."""
+    blobs = raw_blobs(store)
+    with db.read() as session:
+        found = session.execute(
+            select(Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
+            .where(Repo.id == repo_pk)
+        ).one_or_none()  # fmt: skip
+        if found is None:
+            raise RepoNotFoundError(f"no repo with primary key {repo_pk}")
+        kind, name, owner = found
+        repo = RepoUsage(id=repo_pk, repo_id=f"{owner}/{name}", type=kind, owner=owner)
+        own = select(TreeEntry.sha256).join(Commit, Commit.tree_id == TreeEntry.tree_id)
+        own = own.where(Commit.repo_id == repo_pk)
+        xorbs = select(XetTerm.xorb_hash).join(XetSha256, XetSha256.file_hash == XetTerm.file_hash)
+        xorbs = xorbs.where(XetSha256.sha256.in_(own))
+        sharing = select(XetSha256.sha256).join(XetTerm, XetTerm.file_hash == XetSha256.file_hash)
+        sharing = sharing.where(XetTerm.xorb_hash.in_(xorbs))  # files with bytes in this repo's xorbs
+        involved = union(own, sharing)
+        # as _HISTORY but from the sha256 index: joined directly, SQLite would read every tree of every commit
+        entries = select(TreeEntry.tree_id, TreeEntry.sha256, TreeEntry.size).where(TreeEntry.sha256.in_(involved))
+        found_in = entries.distinct().subquery()
+        history = select(Commit.repo_id, found_in.c.sha256, found_in.c.size).distinct()
+        files: dict[int, dict[str, int]] = defaultdict(dict)  # this repo's files; other repos' only if ``involved``
+        for rid, sha256, size in session.execute(history.join(found_in, found_in.c.tree_id == Commit.tree_id)):
+            files[rid][sha256] = size
+        logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS.where(Ref.repo_id == repo_pk))}
+        stored = _stored_blobs(session, blobs, own)
+        xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
+        xet_files, terms = _links(session, involved, xorbs)
+    users = _users(files, stored, xet_files, terms)
+    mine = {repo_pk: files.get(repo_pk, {})}
+    return _attribute({repo_pk: repo}, mine, logical, users, _sizes(stored, xorb_sizes), terms).repos[repo_pk]
 
 
 def _attribute(
@@ -162,6 +230,8 @@ def _attribute(
     sizes: dict[str, int],
     terms: dict[str, set[str]],
 ) -> Accounting:
+    """The figures of ``repos``, their owners and the total. ``users`` may name other repos too: they count in the
+    split of an object, and get no figures."""
     for rid, repo in repos.items():
         repo.logical_bytes = logical.get(rid, 0)
         repo.files = len(files.get(rid, {}))
@@ -177,8 +247,8 @@ def _attribute(
         history_bytes=sum(r.history_bytes for r in repos.values()),
         files=len({s for repo_files in files.values() for s in repo_files}),
     )
-    for key, using in users.items():
-        size = sizes.get(key, 0)
+    for key in sorted(users):  # in a fixed order, so that a repo's float sums are the same in account_repo
+        using, size = users[key], sizes.get(key, 0)
         holders = {repos[rid].owner for rid in using if rid in repos}
         for rid in using:
             if rid not in repos:
