@@ -123,7 +123,7 @@ class Commit(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
     parent_id: Mapped[str | None] = mapped_column(String(40), default=None)
-    tree_id: Mapped[str] = mapped_column(String(40))
+    tree_id: Mapped[str] = mapped_column(String(40), index=True)
     title: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(String(96))
