@@ -1,4 +1,4 @@
-"""The floor of a verifying upload server on uvicorn: an ASGI app that only checks an upload's sha256.
+"""The ceiling of a verifying upload server on uvicorn: an ASGI app that only checks an upload's sha256.
 
 ``PUT /<sha256>`` streams the body into sha256 on a thread of its own (as the hub does, so that receiving and
 hashing overlap) and answers 200 if the digest matches, 400 otherwise. No disk, no database, no auth: whatever a
