@@ -1,4 +1,4 @@
-"""Files of a revision: tree listing, paths-info, preupload, and NDJSON commits."""
+"""Files of a revision: tree listing, paths-info, preupload, NDJSON commits, and squashing a branch's history."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from openckpt.hub.routes import security
 from openckpt.hub.services import gate, governance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import prove_uploads, xet_files
-from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, tree_entries
+from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history, tree_entries
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_path
 from openckpt.hub.views import directory_json, file_json, last_commit_json
@@ -316,3 +316,31 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}",
             "pullRequestUrl": None}  # fmt: skip
+
+
+def _squash(hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str, title: str) -> str:
+    repo_pk = _writable_branch(hub, principal, repo_type, repo_id, branch)
+    commit_id = squash_history(hub.db, repo_pk, branch, title=title, author=principal.name)
+    if branch == repos.DEFAULT_BRANCH:
+        repos.refresh_metadata(hub.db, hub.store, repo_pk)  # the lineage names the head commit
+    return commit_id
+
+
+@router.post("/api/{plural}/{owner}/{name}/super-squash/{rest:path}")
+async def super_squash(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+    """Replace the history of a branch by one commit of its current files (``HfApi.super_squash_history``)."""
+    branch = "/".join(rev_and_path(request, 5)).strip("/")  # quoted as one segment by clients, or not
+    principal = require_principal(request)
+    raw = await _read_bounded(request, 1 << 20)
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as e:
+        raise BadRequestError("expected a JSON body {message: string}") from e
+    if not isinstance(body, dict) or not isinstance(body.get("message", ""), str):
+        raise BadRequestError("expected a JSON body {message: string}")
+    title = body.get("message", "").strip() or f"Super-squash branch '{branch}'"
+    hub = hub_of(request)
+    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
+    commit_id = await run_in_threadpool(_squash, hub, principal, repo_type, repo_id, branch, title)
+    base = str(request.base_url).rstrip("/")
+    return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}"}

@@ -2,14 +2,15 @@
 
 A commit stores a full tree (content-addressed, so unchanged trees are shared). A branch moves by compare-and-swap
 on its ref row inside one transaction with the new commit and tree, so a commit is visible completely or not at all,
-and concurrent commits never lose one another.
+and concurrent commits never lose one another. A squash moves a branch the same way, to one commit without parent
+holding its head's tree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +30,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
 from openckpt.hub.services.cas_files import xet_files
 
-__all__ = ["FileChange", "commit_chain", "create_commit", "resolve_revision", "tree_entries"]
+__all__ = ["FileChange", "commit_chain", "create_commit", "resolve_revision", "squash_history", "tree_entries"]
 
 MAX_ATTEMPTS = 20
 MAX_CHAIN = 2**31 - 1
@@ -156,13 +157,7 @@ def _commit_once(
     author: str,
     parent_commit: str | None,
 ) -> tuple[Commit, bool]:
-    ref = session.get(Ref, (repo.id, "branch", branch))
-    if ref is None:
-        if session.get(Ref, (repo.id, "tag", branch)) is not None or len(branch) == 40:
-            raise BadRequestError(f"{branch!r} is not a branch: commits can only be made on top of a branch")
-        raise RevisionNotFoundError(f"Invalid rev id: {branch}")
-    head = session.get(Commit, ref.commit_id)
-    assert head is not None
+    head = _branch_head(session, repo, branch)
     if parent_commit is not None and parent_commit != head.id:
         if _made_by_earlier_attempt(session, head, parent_commit, changes, title=title, author=author):
             return head, False  # a retried request whose first attempt did commit
@@ -197,6 +192,24 @@ def _commit_once(
         author=author,
         created_at=now,
     )
+    _move_branch(session, repo, branch, head, commit)
+    return commit, True
+
+
+def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
+    """The head commit of ``branch``; a tag or a commit id is a :class:`BadRequestError`."""
+    ref = session.get(Ref, (repo.id, "branch", branch))
+    if ref is None:
+        if session.get(Ref, (repo.id, "tag", branch)) is not None or len(branch) == 40:
+            raise BadRequestError(f"{branch!r} is not a branch: commits can only be made on top of a branch")
+        raise RevisionNotFoundError(f"Invalid rev id: {branch}")
+    head = session.get(Commit, ref.commit_id)
+    assert head is not None
+    return head
+
+
+def _move_branch(session: Session, repo: Repo, branch: str, head: Commit, commit: Commit) -> None:
+    """Add ``commit`` and move ``branch`` from ``head`` to it: compare-and-swap, :class:`_RacedError` if it moved."""
     session.add(commit)
     moved = session.execute(
         update(Ref)
@@ -205,7 +218,6 @@ def _commit_once(
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise _RacedError()
-    return commit, True
 
 
 class _RacedError(Exception):
@@ -228,21 +240,48 @@ def create_commit(
     Without ``parent_commit`` concurrent commits serialise (each retries on the new head); with it, a head that
     moved is a :class:`PreconditionFailedError`.
     """
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt(session: Session, repo: Repo) -> tuple[Commit, bool]:
+        return _commit_once(session, repo, branch, changes, title=title, message=message, author=author,
+                            parent_commit=parent_commit)  # fmt: skip
+
+    return _retried(db, repo_id, attempt)
+
+
+def squash_history(db: Database, repo_id: int, branch: str, *, title: str, author: str) -> str:
+    """Replace the whole history of ``branch`` by one commit without parent holding its head's tree; return its id.
+
+    Serialised with commits to ``branch`` as they are with one another. The old commits stay until garbage
+    collection finds no branch or tag reaching them (tags and other branches keep theirs).
+    """
+
+    def attempt(session: Session, repo: Repo) -> tuple[Commit, bool]:
+        head = _branch_head(session, repo, branch)
+        now = utcnow()
+        commit = Commit(
+            id=_commit_id(repo.id, None, head.tree_id, author, title, "", now), repo_id=repo.id, parent_id=None,
+            tree_id=head.tree_id, title=title, message="", author=author, created_at=now,
+        )  # fmt: skip
+        _move_branch(session, repo, branch, head, commit)
+        return commit, True
+
+    return _retried(db, repo_id, attempt)[0]
+
+
+def _retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], tuple[Commit, bool]]) -> tuple[str, bool]:
+    """Run ``attempt`` in a write transaction until no concurrent change of the branch beats it."""
+    for number in range(MAX_ATTEMPTS):
         try:
             with db.write() as session:
                 repo = session.get(Repo, repo_id)
                 if repo is None:
                     raise RevisionNotFoundError("repository was deleted")
-                commit, changed = _commit_once(
-                    session, repo, branch, changes, title=title, message=message, author=author,
-                    parent_commit=parent_commit,
-                )  # fmt: skip
+                commit, changed = attempt(session, repo)
                 if changed:
                     repo.last_modified = commit.created_at
                 return commit.id, changed
         except (_RacedError, SQLIntegrityError, OperationalError):
-            if attempt == MAX_ATTEMPTS - 1:
+            if number == MAX_ATTEMPTS - 1:
                 raise
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(0.01 * (number + 1))
     raise AssertionError("unreachable")
