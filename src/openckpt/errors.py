@@ -32,6 +32,7 @@
         │   └── PolicyViolationError           403 PolicyViolation: a commit breaks the owner's license policy
         ├── GatedRepoError                     403 GatedRepo: access must be requested first
         ├── RepoNotFoundError                  404 RepoNotFound (also for private repos the caller cannot see)
+        │   └── RepoMovedError                 the repo has a new name: 307 to it for reads, 404 for writes
         ├── RevisionNotFoundError              404 RevisionNotFound
         ├── EntryNotFoundError                 404 EntryNotFound
         ├── ConflictError                      409 Conflict: exists already
@@ -58,6 +59,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PolicyViolationError",
     "PreconditionFailedError",
+    "RepoMovedError",
     "RepoNotFoundError",
     "RevisionNotFoundError",
     "UnauthorizedError",
@@ -226,6 +228,14 @@ class GatedRepoError(HubError):
 
 class RepoNotFoundError(HubError):
     status, code = 404, "RepoNotFound"
+
+
+class RepoMovedError(RepoNotFoundError):
+    """The repo named ``old_id`` was moved to ``new_id``: the hub redirects reads (GET, HEAD) there."""
+
+    def __init__(self, message: str, *, old_id: str, new_id: str) -> None:
+        super().__init__(message)
+        self.old_id, self.new_id = old_id, new_id
 
 
 class RevisionNotFoundError(HubError):

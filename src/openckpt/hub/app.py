@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from openckpt.errors import HubError, OpenckptError, StorageError
-from openckpt.hub.context import Hub
+from openckpt.errors import HubError, OpenckptError, RepoMovedError, StorageError
+from openckpt.hub.context import Hub, moved_location
 from openckpt.hub.db.engine import Database
 from openckpt.hub.settings import Settings
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REQUEST_ID
@@ -77,6 +77,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> JSONResponse:
         return _error(exc.status, exc.code, str(exc), exc.headers)
+
+    @app.exception_handler(RepoMovedError)
+    async def repo_moved(request: Request, exc: RepoMovedError) -> Response:
+        """Reads of a moved repo's old name: 307 to its new one, as on the Hub; writes: 404."""
+        location = moved_location(request, exc.old_id, exc.new_id) if request.method in ("GET", "HEAD") else None
+        if location is None:
+            return _error(exc.status, exc.code, str(exc), exc.headers)
+        return Response(status_code=307, headers={"Location": location, REQUEST_ID: uuid.uuid4().hex})
 
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, exc: StorageError) -> JSONResponse:

@@ -19,6 +19,7 @@ __all__ = [
     "Hub",
     "hub_of",
     "int_param",
+    "moved_location",
     "next_page",
     "optional_principal",
     "raw_tail",
@@ -103,6 +104,19 @@ def raw_tail(request: Request, skip: int) -> list[str]:
     raw = request.scope.get("raw_path") or request.url.path.encode()
     parts = raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")
     return [unquote(p) for p in parts[skip:]]
+
+
+def moved_location(request: Request, old_id: str, new_id: str) -> str | None:
+    """This request's URL (path and query, relative: the Hub's redirects of renamed repos are) with the repo
+    ``old_id`` renamed ``new_id``; None if its path does not name ``old_id``."""
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?", 1)[0]
+    parts, old, new = raw.split("/"), old_id.split("/"), new_id.split("/")
+    for i in range(len(parts) - 1):
+        if parts[i] == old[0] and parts[i + 1] in (old[1], old[1] + ".git"):
+            parts[i : i + 2] = [new[0], new[1] + parts[i + 1][len(old[1]) :]]
+            query = request.url.query
+            return "/".join(parts) + (f"?{query}" if query else "")
+    return None
 
 
 def int_param(request: Request, name: str, default: int) -> int:

@@ -26,6 +26,7 @@ __all__ = [
     "Membership",
     "Ref",
     "Repo",
+    "RepoRedirect",
     "Scan",
     "ScanRelease",
     "SigningKey",
@@ -106,6 +107,20 @@ class Repo(Base):
     @property
     def repo_id(self) -> str:
         return f"{self.owner.name}/{self.name}"
+
+
+class RepoRedirect(Base):
+    """An old name of a moved repo: reads of ``type`` repo ``name`` of the account ``owner_id`` reach ``repo_id``.
+
+    A repo created or moved under that name replaces the redirect.
+    """
+
+    __tablename__ = "repo_redirects"
+    type: Mapped[str] = mapped_column(String(8), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Ref(Base):

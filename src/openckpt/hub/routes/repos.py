@@ -21,7 +21,7 @@ from openckpt.hub.context import (
     rev_and_path,
 )
 from openckpt.hub.db.models import Ref
-from openckpt.hub.services import gate, repos
+from openckpt.hub.services import gate, repo_move, repos
 from openckpt.hub.services.commits import commit_chain, resolve_revision, tree_entries
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
@@ -74,6 +74,19 @@ async def delete(request: Request) -> Response:
     repo_id = repo_id_of(owner, name)
     await run_in_threadpool(repos.delete_repo, hub_of(request).db, principal, body.get("type") or "model", repo_id)
     return Response(status_code=200)
+
+
+@router.post("/api/repos/move")
+async def move(request: Request) -> JSONResponse:
+    """Rename or transfer a repo (``HfApi.move_repo``); its old name redirects reads to the new one."""
+    principal = require_principal(request)
+    body = _json_body(await request.json())
+    from_repo, to_repo, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
+    if not isinstance(from_repo, str) or not isinstance(to_repo, str) or not isinstance(repo_type, str):
+        raise BadRequestError("expected JSON {fromRepo, toRepo, type?}")
+    repo_id = await run_in_threadpool(repo_move.move_repo, hub_of(request).db, principal, repo_type, from_repo, to_repo)
+    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
+    return JSONResponse({"url": url, "name": repo_id})
 
 
 @router.put("/api/{plural}/{owner}/{name}/settings")

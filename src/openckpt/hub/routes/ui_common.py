@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -28,11 +28,12 @@ from openckpt.errors import (
     ForbiddenError,
     HubError,
     OpenckptError,
+    RepoMovedError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UnauthorizedError,
 )
-from openckpt.hub.context import hub_of, optional_principal
+from openckpt.hub.context import hub_of, moved_location, optional_principal
 from openckpt.hub.db.models import Repo, utcnow
 from openckpt.hub.services.accounts import Principal, hash_token
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -264,6 +265,11 @@ class PageRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RepoMovedError as e:  # an old name of a repo: its pages moved with it
+                location = moved_location(request, e.old_id, e.new_id) if request.method == "GET" else None
+                if location is not None:
+                    return RedirectResponse(location, 307)
+                return error_page(request, 404, "Not found", str(e))
             except RepoNotFoundError:  # one page for "absent" and "private": the API's rule
                 return error_page(request, 404, "Not found", "No such page, or it is private.")
             except HubError as e:

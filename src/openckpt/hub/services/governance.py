@@ -26,6 +26,7 @@ from openckpt.governance.policy import Policy, combine, evaluate, load_policy, p
 from openckpt.governance.subject import is_relevant, subject_from_files
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, LicensePolicy, LineageEdge, Repo, TreeEntry, utcnow
+from openckpt.hub.services import redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.commits import FileChange, _apply, resolve_revision, tree_entries
 from openckpt.hub.settings import Settings
@@ -57,8 +58,9 @@ def _local_repo(session: Session, base: str) -> Repo | None:
     owner, sep, name = base.partition("/")
     if not sep or "/" in name or ":" in owner:
         return None
-    return session.scalar(select(Repo).join(Account, Repo.owner_id == Account.id).where(
+    repo = session.scalar(select(Repo).join(Account, Repo.owner_id == Account.id).where(
         Repo.type == "model", Account.name == owner, Repo.name == name).options(joinedload(Repo.owner)))  # fmt: skip
+    return repo if repo is not None else redirects.follow(session, "model", owner, name)  # a base renamed since
 
 
 def refresh_lineage(session: Session, store: BlobStore, repo: Repo, head: Commit,

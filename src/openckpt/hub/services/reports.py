@@ -11,6 +11,7 @@ from openckpt.format.manifest import Manifest
 from openckpt.governance.bom import build_bom, is_weight_file
 from openckpt.governance.openness import Openness, assess
 from openckpt.hub.db.models import Account, Repo, TreeEntry
+from openckpt.hub.services import redirects
 from openckpt.hub.services.commits import resolve_revision, tree_entries
 from openckpt.hub.services.pages import load_manifest
 from openckpt.hub.services.repos import DEFAULT_BRANCH
@@ -32,6 +33,8 @@ def _dataset_licenses(session: Session, card: dict[str, Any]) -> dict[str, str |
             select(Repo).join(Account, Repo.owner_id == Account.id)
             .where(Repo.type == "dataset", Account.name == owner, Repo.name == repo_name, Repo.private.is_(False))
         )  # fmt: skip
+        if repo is None and (moved := redirects.follow(session, "dataset", owner, repo_name)) is not None:
+            repo = None if moved.private else moved  # a dataset renamed since the card named it
         if repo is not None and isinstance((repo.card_data or {}).get("license"), str):
             found[name] = repo.card_data["license"]
     return found

@@ -10,10 +10,17 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from openckpt.digest import git_blob_sha1
-from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, RepoNotFoundError, RevisionNotFoundError
+from openckpt.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    RepoMovedError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+)
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, utcnow
-from openckpt.hub.services import governance
+from openckpt.hub.services import governance, redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.cards import derive_metadata, validate_card
 from openckpt.hub.services.commits import _commit_id, _tree_id, resolve_revision, tree_entries
@@ -105,9 +112,14 @@ def find_repo(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, write: bool = False
 ) -> Repo:
     """The repo, if the caller may see it (else :class:`RepoNotFoundError`, as if it did not exist) and, with
-    ``write``, may write to it (else :class:`ForbiddenError`)."""
+    ``write``, may write to it (else :class:`ForbiddenError`). An old name of a repo the caller may see raises
+    :class:`RepoMovedError`."""
     owner, _, name = repo_id.partition("/")
     repo = session.scalar(_REPO_BY_NAME, {"type": check_type(repo_type), "owner": owner, "name": name})
+    moved = redirects.follow(session, repo_type, owner, name) if repo is None else None
+    if moved is not None and may_read(principal, moved):  # else the old name is as absent as the invisible repo
+        raise RepoMovedError(f"Repository {repo_id} was moved to {moved.repo_id}: use its new name",
+                             old_id=repo_id, new_id=moved.repo_id)  # fmt: skip
     if repo is None or not may_read(principal, repo):
         raise RepoNotFoundError(f"Repository Not Found for url: {repo_type} {repo_id}. Please make sure you specified "
                                 "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated "
@@ -150,6 +162,7 @@ def _insert_repo(
         )
         if exists is not None:
             raise ConflictError(f"You already created this {repo_type} repo: {owner_name}/{name}")
+        redirects.forget(session, repo_type, account.id, name)  # a new repo takes the name over from a moved one
         repo = Repo(type=repo_type, owner_id=account.id, name=name, private=private, owner=account)
         session.add(repo)
         session.flush()
