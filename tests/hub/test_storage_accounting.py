@@ -1,22 +1,31 @@
 """Storage accounting on real hub processes: two repos holding the same file share its bytes (per repo, per owner,
-in total), xorbs used by several repos count them, one repo's figures equal its entry in the hub's, and who may read
-the figures (API and admin page). On random hub states in the database, ``account_repo`` equals ``account``."""
+in total), xorbs used by several repos count them, one repo's figures equal its entry in the hub's, who may read
+the figures (API and admin page), and a namespace's repos with their storage through the stock client
+(``list_user_repos``, ``hf repos ls``). On random hub states in the database, ``account_repo`` and
+``account_owner`` equal ``account``."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 from sqlalchemy import select
 
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetFile, XetSha256, XetTerm, Xorb
-from openckpt.hub.services.storage_accounting import account, account_repo
+from openckpt.hub.services.storage_accounting import account, account_owner, account_repo
 from openckpt.store.local import LocalBlobStore
+from tests.hub.conftest import client_env, run_checked
 from tests.hub.storagetools import XetUpload, api, commit_xet
 from tests.hubtools import HubProcess
 from tests.testdata import opaque_bytes
@@ -134,6 +143,87 @@ def test_who_may_see_storage(hub: HubProcess, alice: str, unique: str) -> None:
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
 
 
+def _owned(hub: HubProcess, owner: str) -> dict[str, int]:
+    """The ``physicalBytes`` of each repo of ``owner`` in the hub's accounting."""
+    report = _get(hub, "/api/admin/storage", hub.token).json()
+    return {r["id"]: r["physicalBytes"] for r in report["repos"] if r["owner"] == owner}
+
+
+def _check_listing(listed: list[Any], hub: HubProcess, owner: str) -> None:
+    """``listed`` holds every repo of ``owner`` with its storage in the hub's accounting, the largest first."""
+    assert {r.id: r.storage for r in listed} == _owned(hub, owner)
+    assert [(-r.storage, r.id) for r in listed] == sorted((-r.storage, r.id) for r in listed)
+    assert sum(r.storage_percent for r in listed) == pytest.approx(100)
+    now = datetime.now(UTC)
+    assert all(now - timedelta(hours=1) < r.updated_at <= now + timedelta(minutes=1) for r in listed)
+
+
+def test_list_user_repos_gives_a_namespaces_repos_and_storage(hub: HubProcess, alice: str, unique: str) -> None:
+    org, reader = f"{unique}-org", f"{unique}-reader"
+    reader_token, outsider = hub.create_user(reader), hub.create_user(f"{unique}-out")
+    hub.create_org(org, {"alice": "write", reader: "read"})
+    shared = opaque_bytes(250_000)
+    model, data, space = f"alice/{unique}-lm", f"alice/{unique}-ld", f"alice/{unique}-ls"
+    api(hub, alice).create_repo(model)
+    api(hub, alice).create_repo(data, repo_type="dataset", private=True)
+    api(hub, alice).create_repo(space, repo_type="space", space_sdk="static")
+    in_org = [f"{org}/m{i}" for i in range(5)]
+    for repo in in_org:
+        api(hub, alice).create_repo(repo)
+    for repo, kind in ((model, "model"), (data, "dataset"), (in_org[0], "model")):
+        api(hub, alice).upload_file(path_or_fileobj=shared, path_in_repo="w.bin", repo_id=repo, repo_type=kind)
+    api(hub, alice).upload_file(path_or_fileobj=opaque_bytes(90_000), path_in_repo="own.bin", repo_id=model)
+
+    mine = list(HfApi(endpoint=hub.url, token=alice).list_user_repos())
+    _check_listing(mine, hub, "alice")
+    kinds = {r.id: (r.type, r.visibility) for r in mine}
+    assert kinds[model] == ("model", "public") and kinds[data] == ("dataset", "private")
+    assert kinds[space] == ("space", "public")
+    top = next(r for r in mine if r.id == model)
+    assert len(shared) / 3 + 90_000 <= top.storage < len(shared) / 3 + 90_000 + 10_000  # its share of w.bin
+    for token in (reader_token, hub.token):  # any member, and hub admins
+        of_org = list(HfApi(endpoint=hub.url, token=token).list_user_repos(namespace=org))
+        _check_listing(of_org, hub, org)
+        assert {r.id for r in of_org} == set(in_org) and of_org[0].id == in_org[0]
+
+    url, pages, seen = f"{hub.url}/api/organizations/{org}/settings/repositories?limit=2", 0, []
+    while url:  # paged by ``limit`` and the Link header, as the client's ``paginate`` follows it
+        r = httpx.get(url, headers={"authorization": f"Bearer {reader_token}"}, timeout=60)
+        assert r.status_code == 200 and len(r.json()) <= 2, r.text
+        seen += [item["id"] for item in r.json()]
+        url, pages = r.links.get("next", {}).get("url", ""), pages + 1
+    assert pages == 3 and seen == [r.id for r in of_org]
+
+    with pytest.raises(HfHubHTTPError) as anonymous:
+        list(HfApi(endpoint=hub.url, token=False).list_user_repos())
+    assert anonymous.value.response.status_code == 401
+    with pytest.raises(HfHubHTTPError) as stranger:
+        list(HfApi(endpoint=hub.url, token=outsider).list_user_repos(namespace=org))
+    assert stranger.value.response.status_code == 403
+    assert _get(hub, f"/api/organizations/{org}/settings/repositories").status_code == 401
+    assert _get(hub, f"/api/organizations/{unique}-none/settings/repositories", alice).status_code == 404
+    assert _get(hub, "/api/organizations/alice/settings/repositories", alice).status_code == 404  # a user
+    assert _get(hub, "/api/settings/repositories?limit=x", alice).status_code == 400
+
+
+def _hf() -> str:
+    beside = Path(sys.executable).with_name("hf")
+    found = str(beside) if beside.exists() else shutil.which("hf")
+    assert found, "the hf command of huggingface_hub is not installed"
+    return found
+
+
+def test_hf_repos_ls(hub: HubProcess, alice: str, unique: str, tmp_path: Path) -> None:
+    repo = f"alice/{unique}-cli"
+    api(hub, alice).create_repo(repo, private=True)
+    env = client_env(hub.url, tmp_path / "hf-home", HF_TOKEN=alice)
+    listed = run_checked([_hf(), "repos", "ls", "--limit", "0", "--no-truncate"], env=env)
+    assert repo in listed and "private" in listed
+    as_json = run_checked([_hf(), "repos", "ls", "--limit", "0", "--json"], env=env)
+    item = next(item for item in json.loads(as_json) if item["id"] == repo)
+    assert (item["type"], item["visibility"]) == ("model", "private")
+
+
 def _hex(rng: random.Random, digits: int = 64) -> str:
     return f"{rng.getrandbits(4 * digits):0{digits}x}"
 
@@ -195,7 +285,7 @@ def _add_world(db: Database, store: LocalBlobStore, rng: random.Random, round_: 
                 session.add(Ref(repo_id=repo.id, kind="tag", name="v1", commit_id=rng.choice(commits)))
 
 
-def test_account_repo_equals_the_repos_entry_in_account(database: Database, tmp_path: Path) -> None:
+def test_account_repo_and_account_owner_equal_account(database: Database, tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "store")
     rng = random.Random(20240611)
     for round_ in range(4):  # the state grows; later rounds share objects with earlier ones
@@ -203,6 +293,12 @@ def test_account_repo_equals_the_repos_entry_in_account(database: Database, tmp_
         hub = account(database, store)
         for repo_pk, usage in hub.repos.items():
             assert account_repo(database, store, repo_pk) == usage, usage.repo_id
+        with database.read() as session:
+            owners = dict(session.execute(select(Account.id, Account.name)).all())
+        for owner_pk, name in owners.items():  # owners of no repo too: an empty dict
+            expected = {pk: usage for pk, usage in hub.repos.items() if usage.owner == name}
+            assert account_owner(database, store, owner_pk) == expected, name
+        assert any(len(account_owner(database, store, pk)) > 1 for pk in owners)
     assert any(r.shared_bytes and r.unique_bytes for r in hub.repos.values())
     assert any(x.repos > 1 for x in hub.xorbs) and any(not r.files for r in hub.repos.values())
     with pytest.raises(RepoNotFoundError):

@@ -1,20 +1,33 @@
 """Storage accounting over HTTP: ``GET /api/admin/storage`` (hub admins), ``GET /api/{type}s/{repo}/storage``
-(the repo's readers) and the admin page ``/admin/storage``."""
+(the repo's readers), the admin page ``/admin/storage``, and the Hub's lists of a namespace's repos with their
+storage (``HfApi.list_user_repos``, ``hf repos ls``): ``GET /api/settings/repositories`` (the caller's) and
+``GET /api/organizations/{org}/settings/repositories`` (its members and hub admins)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import ForbiddenError
-from openckpt.hub.context import hub_of, int_param, optional_principal, repo_id_of, repo_type_of, require_principal
+from openckpt.errors import EntryNotFoundError, ForbiddenError
+from openckpt.hub.context import (
+    hub_of,
+    int_param,
+    next_page,
+    optional_principal,
+    repo_id_of,
+    repo_type_of,
+    require_principal,
+)
+from openckpt.hub.db.models import Account, Repo
 from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.storage_accounting import Accounting, account, account_repo
+from openckpt.hub.services.storage_accounting import Accounting, account, account_owner, account_repo
+from openckpt.hub.views import iso
 
 __all__ = ["pages", "router"]
 
@@ -22,6 +35,8 @@ router = APIRouter()
 pages = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_ROWS = 50
 """Repos and xorbs the admin page lists (the largest)."""
+NAMESPACE_PAGE, NAMESPACE_MAX_PAGE = 100, 1000
+"""Repos a page of a namespace's list holds: by default, and at most (its ``limit``)."""
 
 
 def _require_admin(principal: Principal | None) -> None:
@@ -57,6 +72,52 @@ def _repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[
 async def repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     """One repo's logical and physical bytes (see :mod:`openckpt.hub.services.storage_accounting`)."""
     return await run_in_threadpool(_repo_storage, request, plural, owner, name)
+
+
+def _owner_pk(request: Request, org: str | None) -> int:
+    """The account whose repos the caller lists: itself, or the organisation ``org`` if it belongs to it."""
+    principal = require_principal(request)
+    if org is None:
+        return principal.account_id
+    with hub_of(request).db.read() as session:
+        org_pk = session.scalar(select(Account.id).where(Account.name == org, Account.kind == "org"))
+    if org_pk is None:
+        raise EntryNotFoundError(f"no organisation {org!r} on this hub")
+    if not (principal.is_admin or org_pk in principal.orgs):
+        raise ForbiddenError(f"only members of {org} may list its repositories")
+    return org_pk
+
+
+def _namespace_repos(request: Request, org: str | None) -> JSONResponse:
+    owner_pk = _owner_pk(request, org)
+    hub = hub_of(request)
+    usage = account_owner(hub.db, hub.store, owner_pk)
+    with hub.db.read() as session:
+        rows = select(Repo.id, Repo.private, Repo.last_modified).where(Repo.owner_id == owner_pk)
+        details = {rid: (private, modified) for rid, private, modified in session.execute(rows)}
+    found = [(round(u.physical_bytes), u) for rid, u in usage.items() if rid in details]  # not deleted meanwhile
+    found.sort(key=lambda item: (-item[0], item[1].repo_id))
+    total = sum(storage for storage, _ in found)
+    offset = int_param(request, "offset", 0)
+    size = min(int_param(request, "limit", NAMESPACE_PAGE) or NAMESPACE_PAGE, NAMESPACE_MAX_PAGE)
+    items = [{"id": u.repo_id, "type": u.type, "updatedAt": iso(details[u.id][1]),
+              "visibility": "private" if details[u.id][0] else "public", "storage": storage,
+              "storagePercent": 100 * storage / total if total else 0.0}
+             for storage, u in found[offset : offset + size]]  # fmt: skip
+    return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > offset + size else None)
+
+
+@router.get("/api/settings/repositories")
+async def my_repositories(request: Request) -> JSONResponse:
+    """The caller's repos (every type), the largest first: id, type, updatedAt, visibility, storage (its
+    ``physicalBytes``) and storagePercent (of the namespace's total); paged by ``limit`` and ``Link``."""
+    return await run_in_threadpool(_namespace_repos, request, None)
+
+
+@router.get("/api/organizations/{org}/settings/repositories")
+async def org_repositories(request: Request, org: str) -> JSONResponse:
+    """As ``/api/settings/repositories``, for the repos of the organisation ``org``."""
+    return await run_in_threadpool(_namespace_repos, request, org)
 
 
 @pages.get("/admin/storage")

@@ -11,8 +11,9 @@
   with others. Summed over repos, ``physical_bytes`` is the referenced physical total.
 - ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
 
-:func:`account` reads the whole hub; :func:`account_repo` gives one repo's figures from the same helpers, fed only
-with its files, the objects they use and the other repos' files that use those objects.
+:func:`account` reads the whole hub; :func:`account_repo` (one repo) and :func:`account_owner` (one owner's repos)
+give the same figures from the same helpers, fed only with those repos' files, the objects they use and the other
+repos' files that use those objects.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, 
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["Accounting", "RepoUsage", "Usage", "XorbUsage", "account", "account_repo"]
+__all__ = ["Accounting", "RepoUsage", "Usage", "XorbUsage", "account", "account_owner", "account_repo"]
 
 
 @dataclass
@@ -189,37 +190,52 @@ def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
     """The figures of the repo ``repo_pk`` (:class:`RepoNotFoundError` if none), equal to
     ``account(db, store).repos[repo_pk]``, reading only its files, the objects they use and the files of other repos
     using those objects."""
+    found = _account_some(db, store, repo_pk)
+    if repo_pk not in found:
+        raise RepoNotFoundError(f"no repo with primary key {repo_pk}")
+    return found[repo_pk]
+
+
+def account_owner(db: Database, store: BlobStore, owner_pk: int) -> dict[int, RepoUsage]:
+    """The figures of every repo of the account ``owner_pk`` (by repo primary key; empty if it has none), equal to
+    their entries in ``account(db, store).repos``, reading what :func:`account_repo` would for each."""
+    return _account_some(db, store, select(Repo.id).where(Repo.owner_id == owner_pk))
+
+
+def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dict[int, RepoUsage]:
+    """The figures of the repos ``pks`` (one primary key, or a query of them), from their files, the objects they
+    use and the files of other repos using those objects."""
     blobs = raw_blobs(store)
+    which, mine, heads = (Repo.id == pks, Commit.repo_id == pks, Ref.repo_id == pks) if isinstance(pks, int) else (
+        Repo.id.in_(pks), Commit.repo_id.in_(pks), Ref.repo_id.in_(pks))  # fmt: skip
     with db.read() as session:
-        found = session.execute(
-            select(Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
-            .where(Repo.id == repo_pk)
-        ).one_or_none()  # fmt: skip
-        if found is None:
-            raise RepoNotFoundError(f"no repo with primary key {repo_pk}")
-        kind, name, owner = found
-        repo = RepoUsage(id=repo_pk, repo_id=f"{owner}/{name}", type=kind, owner=owner)
-        own = select(TreeEntry.sha256).join(Commit, Commit.tree_id == TreeEntry.tree_id)
-        own = own.where(Commit.repo_id == repo_pk)
+        repos = {rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
+                 for rid, kind, name, owner in session.execute(
+                     select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
+                     .where(which)
+                 )}  # fmt: skip
+        if not repos:
+            return {}
+        own = select(TreeEntry.sha256).join(Commit, Commit.tree_id == TreeEntry.tree_id).where(mine)
         xorbs = select(XetTerm.xorb_hash).join(XetSha256, XetSha256.file_hash == XetTerm.file_hash)
         xorbs = xorbs.where(XetSha256.sha256.in_(own))
         sharing = select(XetSha256.sha256).join(XetTerm, XetTerm.file_hash == XetSha256.file_hash)
-        sharing = sharing.where(XetTerm.xorb_hash.in_(xorbs))  # files with bytes in this repo's xorbs
+        sharing = sharing.where(XetTerm.xorb_hash.in_(xorbs))  # files with bytes in these repos' xorbs
         involved = union(own, sharing)
         # as _HISTORY but from the sha256 index: joined directly, SQLite would read every tree of every commit
         entries = select(TreeEntry.tree_id, TreeEntry.sha256, TreeEntry.size).where(TreeEntry.sha256.in_(involved))
         found_in = entries.distinct().subquery()
         history = select(Commit.repo_id, found_in.c.sha256, found_in.c.size).distinct()
-        files: dict[int, dict[str, int]] = defaultdict(dict)  # this repo's files; other repos' only if ``involved``
+        files: dict[int, dict[str, int]] = defaultdict(dict)  # these repos' files; other repos' only if ``involved``
         for rid, sha256, size in session.execute(history.join(found_in, found_in.c.tree_id == Commit.tree_id)):
             files[rid][sha256] = size
-        logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS.where(Ref.repo_id == repo_pk))}
+        logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS.where(heads))}
         stored = _stored_blobs(session, blobs, own)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
         xet_files, terms = _links(session, involved, xorbs)
     users = _users(files, stored, xet_files, terms)
-    mine = {repo_pk: files.get(repo_pk, {})}
-    return _attribute({repo_pk: repo}, mine, logical, users, _sizes(stored, xorb_sizes), terms).repos[repo_pk]
+    theirs = {rid: files.get(rid, {}) for rid in repos}
+    return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms).repos
 
 
 def _attribute(
