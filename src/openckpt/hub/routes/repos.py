@@ -1,4 +1,4 @@
-"""Repos: create, delete, settings, list and search, info, refs, commit history, branches and tags."""
+"""Repos: create, delete, move, duplicate, settings, list and search, info, refs, commit history, branches and tags."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from openckpt.hub.context import (
     rev_and_path,
 )
 from openckpt.hub.db.models import Ref
-from openckpt.hub.services import gate, repo_move, repos
+from openckpt.hub.services import gate, repo_duplicate, repo_move, repos
 from openckpt.hub.services.commits import commit_chain, resolve_revision, tree_entries
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
@@ -87,6 +87,34 @@ async def move(request: Request) -> JSONResponse:
     repo_id = await run_in_threadpool(repo_move.move_repo, hub_of(request).db, principal, repo_type, from_repo, to_repo)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     return JSONResponse({"url": url, "name": repo_id})
+
+
+@router.post("/api/{plural}/{owner}/{name}/duplicate")
+async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSONResponse:
+    """Copy a repo with its whole history (``HfApi.duplicate_repo``). No bytes are copied, so no files are pending;
+    Space hardware, secrets and variables are ignored (this hub runs no Spaces)."""
+    principal = require_principal(request)
+    body = _json_body(await request.json()) if await request.body() else {}
+    repository, visibility = body.get("repository"), body.get("visibility")
+    if repository is not None and not isinstance(repository, str):
+        raise BadRequestError("repository must be a repo id: expected JSON {repository, visibility?}")
+    if visibility not in (None, "public", "private"):
+        raise BadRequestError("visibility must be 'public' or 'private'")
+    private = body.get("private") if visibility is None else visibility == "private"
+    if private is not None and not isinstance(private, bool):
+        raise BadRequestError("private must be true or false")
+    repo_type, from_id = repo_type_of(plural), repo_id_of(owner, name)
+    to_id = repo_duplicate.destination(principal, from_id, repository)
+    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{to_id}"
+    hub = hub_of(request)
+    try:
+        await run_in_threadpool(
+            repo_duplicate.duplicate_repo, hub.db, hub.store, hub.settings, principal, repo_type, from_id, to_id,
+            private=private,
+        )  # fmt: skip
+    except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
+        return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+    return JSONResponse({"url": url, "name": to_id, "filesCopyPending": False})
 
 
 @router.put("/api/{plural}/{owner}/{name}/settings")

@@ -39,6 +39,7 @@ __all__ = [
     "get_policy",
     "license_report",
     "model_tree",
+    "policy_refusal",
     "refresh_lineage",
     "revision_lineage",
     "set_policy",
@@ -244,6 +245,25 @@ def _gate_results(session: Session, store: BlobStore, settings: Settings, repo: 
     return out
 
 
+def policy_refusal(session: Session, store: BlobStore, settings: Settings, repo: Repo,
+                   entries: dict[str, TreeEntry], tree_id: str) -> tuple[str, str] | None:  # fmt: skip
+    """(whose policy, its reasons) when the license policy of the repo's owner or of the server refuses ``entries``
+    (the tree ``tree_id``) as files of ``repo``; None when it lets them in or no policy applies."""
+    if repo.type != "model":  # policies govern models
+        return None
+    policy = effective_policy(session, settings, repo)
+    if policy.empty:
+        return None
+    report = _report(session, store, None, repo, entries)
+    findings = evaluate(policy, report, **_gate_results(session, store, settings, repo, entries, tree_id, policy))
+    if not findings:
+        return None
+    row = session.get(LicensePolicy, repo.owner_id)
+    whose = [repo.owner.name] if row is not None and not parse_policy(row.rules).empty else []
+    whose += ["this hub"] if not server_policy(settings).empty else []
+    return " and ".join(whose), "; ".join(f.message for f in findings)
+
+
 def enforce_policy(db: Database, store: BlobStore, settings: Settings, repo_id: int, branch: str,
                    changes: Sequence[FileChange]) -> None:  # fmt: skip
     """Refuse (:class:`PolicyViolationError`) a commit of ``changes`` on ``branch`` that the license policy of the
@@ -252,22 +272,12 @@ def enforce_policy(db: Database, store: BlobStore, settings: Settings, repo_id: 
 
     with db.read() as session:
         repo = session.get(Repo, repo_id)
-        if repo is None or repo.type != "model":  # policies govern models
-            return
-        policy = effective_policy(session, settings, repo)
-        if policy.empty:
-            return
-        head = resolve_revision(session, repo, branch)
-        entries = _apply(tree_entries(session, head.tree_id), changes)
-        report = _report(session, store, None, repo, entries)
-        findings = evaluate(policy, report, **_gate_results(session, store, settings, repo, entries,
-                                                            _tree_id(entries), policy))  # fmt: skip
-        row = session.get(LicensePolicy, repo.owner_id)
-        whose = [repo.owner.name] if row is not None and not parse_policy(row.rules).empty else []
-        whose += ["this hub"] if not server_policy(settings).empty else []
-    if findings:
-        reasons = "; ".join(f.message for f in findings)
-        raise PolicyViolationError(f"the license policy of {' and '.join(whose)} refuses this commit: {reasons}")
+        if repo is None or repo.type != "model" or effective_policy(session, settings, repo).empty:
+            return  # policies govern models
+        entries = _apply(tree_entries(session, resolve_revision(session, repo, branch).tree_id), changes)
+        refused = policy_refusal(session, store, settings, repo, entries, _tree_id(entries))
+    if refused is not None:
+        raise PolicyViolationError(f"the license policy of {refused[0]} refuses this commit: {refused[1]}")
 
 
 def model_tree(session: Session, principal: Principal | None, repo: Repo) -> dict[str, Any] | None:

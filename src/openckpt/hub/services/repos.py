@@ -30,15 +30,19 @@ from openckpt.store.blobs import BlobStore
 __all__ = [
     "DEFAULT_BRANCH",
     "ListQuery",
+    "check_free",
     "create_ref",
     "create_repo",
     "delete_ref",
     "delete_repo",
     "find_repo",
+    "insert_repo_row",
     "list_repos",
+    "namespace_of",
     "put_bytes",
     "record_blob",
     "refresh_metadata",
+    "refresh_metadata_of",
     "store_bytes",
     "update_settings",
 ]
@@ -148,24 +152,41 @@ def create_repo(
     raise AssertionError("unreachable")
 
 
+def namespace_of(session: Session, principal: Principal, repo_type: str, owner_name: str) -> Account:
+    """The account ``owner_name`` if the caller may create repos in it, else :class:`ForbiddenError`."""
+    account = session.scalar(select(Account).where(Account.name == owner_name))
+    if account is None or not principal.may_write_to(account.id):
+        raise ForbiddenError(f"You don't have the rights to create a {repo_type} under the namespace {owner_name!r}")
+    return account
+
+
+def check_free(session: Session, repo_type: str, account: Account, name: str) -> None:
+    """:class:`ConflictError` if ``account`` has a ``repo_type`` repo named ``name``."""
+    exists = session.scalar(
+        select(Repo.id).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == name)
+    )
+    if exists is not None:
+        raise ConflictError(f"You already created this {repo_type} repo: {account.name}/{name}")
+
+
+def insert_repo_row(session: Session, principal: Principal, repo_type: str, name: str, owner_name: str,
+                    private: bool) -> Repo:  # fmt: skip
+    """Add the row of a new repo without commits or refs (flushed, so it has its id): :class:`ForbiddenError`
+    without the right to create repos in ``owner_name``, :class:`ConflictError` if the name is taken."""
+    account = namespace_of(session, principal, repo_type, owner_name)
+    check_free(session, repo_type, account, name)
+    redirects.forget(session, repo_type, account.id, name)  # a new repo takes the name over from a moved one
+    repo = Repo(type=repo_type, owner_id=account.id, name=name, private=private, owner=account)
+    session.add(repo)
+    session.flush()
+    return repo
+
+
 def _insert_repo(
     db: Database, store: BlobStore, principal: Principal, repo_type: str, name: str, owner_name: str, private: bool
 ) -> Repo:
     with db.write() as session:
-        account = session.scalar(select(Account).where(Account.name == owner_name))
-        if account is None or not principal.may_write_to(account.id):
-            raise ForbiddenError(
-                f"You don't have the rights to create a {repo_type} under the namespace {owner_name!r}"
-            )
-        exists = session.scalar(
-            select(Repo).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == name)
-        )
-        if exists is not None:
-            raise ConflictError(f"You already created this {repo_type} repo: {owner_name}/{name}")
-        redirects.forget(session, repo_type, account.id, name)  # a new repo takes the name over from a moved one
-        repo = Repo(type=repo_type, owner_id=account.id, name=name, private=private, owner=account)
-        session.add(repo)
-        session.flush()
+        repo = insert_repo_row(session, principal, repo_type, name, owner_name, private)
         sha256, oid = store_bytes(store, session, GITATTRIBUTES)
         entry = TreeEntry(path=".gitattributes", sha256=sha256, git_oid=oid, size=len(GITATTRIBUTES), lfs=False)
         tree_id = _tree_id({entry.path: entry})
@@ -229,21 +250,25 @@ def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
     """Recompute card data and tags from the default branch's README.md and file list."""
     with db.write() as session:
         repo = session.get(Repo, repo_id)
-        if repo is None:
-            return
-        try:
-            head = resolve_revision(session, repo, DEFAULT_BRANCH)
-        except RevisionNotFoundError:
-            return
-        entries = tree_entries(session, head.tree_id)
-        readme = entries.get("README.md")
-        card: dict[str, object] = {}
-        if readme is not None and readme.size <= 1 << 20:
-            text = b"".join(store.read(readme.sha256)).decode("utf-8", errors="replace")
-            card = validate_card(text)[0]
-        repo.card_data = card
-        repo.tags, repo.pipeline_tag, repo.library_name = derive_metadata(card, list(entries))
-        governance.refresh_lineage(session, store, repo, head, entries)  # the model tree
+        if repo is not None:
+            refresh_metadata_of(session, store, repo)
+
+
+def refresh_metadata_of(session: Session, store: BlobStore, repo: Repo) -> None:
+    """:func:`refresh_metadata` inside the caller's write transaction."""
+    try:
+        head = resolve_revision(session, repo, DEFAULT_BRANCH)
+    except RevisionNotFoundError:
+        return
+    entries = tree_entries(session, head.tree_id)
+    readme = entries.get("README.md")
+    card: dict[str, object] = {}
+    if readme is not None and readme.size <= 1 << 20:
+        text = b"".join(store.read(readme.sha256)).decode("utf-8", errors="replace")
+        card = validate_card(text)[0]
+    repo.card_data = card
+    repo.tags, repo.pipeline_tag, repo.library_name = derive_metadata(card, list(entries))
+    governance.refresh_lineage(session, store, repo, head, entries)  # the model tree
 
 
 @dataclass(frozen=True)
