@@ -12,11 +12,11 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, LineageEdge, Repo
+from openckpt.hub.db.models import LineageEdge, Repo
 from openckpt.hub.services import redirects
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.names import split_repo_id
-from openckpt.hub.services.repos import check_type, find_repo
+from openckpt.hub.services.repos import check_type, find_repo, namespace_of
 from openckpt.protocol import REPO_TYPE_PLURAL
 
 __all__ = ["move_repo", "parse_destination"]
@@ -57,10 +57,7 @@ def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, 
                                      "move it")  # fmt: skip
             if to_id == from_id:
                 raise BadRequestError(f"{from_id} already has this name")
-            account = session.scalar(select(Account).where(Account.name == to_owner))
-            if account is None or not principal.may_write_to(account.id):
-                raise ForbiddenError(f"You don't have the rights to create a {repo_type} under the namespace "
-                                     f"{to_owner!r}")  # fmt: skip
+            account = namespace_of(session, principal, repo_type, to_owner)
             taken = session.scalar(
                 select(Repo.id).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == to_name)
             )
