@@ -35,6 +35,7 @@
         │   └── RepoMovedError                 the repo has a new name: 307 to it for reads, 404 for writes
         ├── RevisionNotFoundError              404 RevisionNotFound
         ├── EntryNotFoundError                 404 EntryNotFound
+        ├── WebhookNotFoundError               404 WebhookNotFound: no webhook of the caller has this id
         ├── ConflictError                      409 Conflict: exists already
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
         └── PayloadTooLargeError               413 PayloadTooLarge
@@ -64,6 +65,7 @@ __all__ = [
     "RevisionNotFoundError",
     "UnauthorizedError",
     "UnsafeUploadError",
+    "WebhookNotFoundError",
     "XetUploadError",
     "CheckpointExistsError",
     "CheckpointNotFoundError",
@@ -244,6 +246,10 @@ class RevisionNotFoundError(HubError):
 
 class EntryNotFoundError(HubError):
     status, code = 404, "EntryNotFound"
+
+
+class WebhookNotFoundError(HubError):
+    status, code = 404, "WebhookNotFound"
 
 
 class ConflictError(HubError):

@@ -49,12 +49,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         security,
         ui,
         users,
+        webhooks,
         xet,
     )
     from openckpt.hub.services import gate
     from openckpt.hub.services.cas_files import XetFileStore
     from openckpt.hub.services.hub_secret import load_secret
     from openckpt.hub.services.storage_schedule import start_schedule
+    from openckpt.hub.services.webhook_delivery import Deliveries
 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -65,7 +67,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         settings = replace(settings, secret=load_secret(db, legacy=settings.data_dir / "secret.key"))
     app.state.hub = Hub(settings, db, open_store(settings.storage_url, settings.data_dir))
     app.state.hub.store = XetFileStore(app.state.hub.store, db)  # files uploaded by Xet read like blobs
-    for module in (users, access, reports, repos, files, lfs, resolve, security, governance):
+    public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    app.state.webhooks = Deliveries(db, public_url)  # sent in the background by threads of this process
+    # webhooks first: its /api/settings/webhooks/{id} would otherwise reach the repos routes /api/{plural}/...
+    for module in (webhooks, users, access, reports, repos, files, lfs, resolve, security, governance):
         app.include_router(module.router)
     for module in (xet, cas):  # Xet: token routes, and the CAS under /cas
         app.include_router(module.router)
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
             app.state.rescan.set()
         if getattr(app.state, "gc", None) is not None:
             app.state.gc.set()
+        app.state.webhooks.stop()
         db.dispose()
 
     return app

@@ -32,6 +32,7 @@ __all__ = [
     "SigningKey",
     "Token",
     "TreeEntry",
+    "Webhook",
     "XetFile",
     "XetSha256",
     "XetTerm",
@@ -367,3 +368,21 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+# ---- webhooks: URLs an account has the hub POST to when repos it watches change ----------------------------------
+
+
+class Webhook(Base):
+    """A webhook of ``account_id`` (``id``: 24 hex digits, as on the Hub). ``watched`` is ``[{type, name}]``;
+    ``secret`` is kept as given, since it is sent back to the receiver in ``X-Webhook-Secret``."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    watched: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str | None] = mapped_column(String(256), default=None)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

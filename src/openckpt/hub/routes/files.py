@@ -30,14 +30,16 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Blob, Commit, TreeEntry
+from openckpt.hub.db.models import Blob, Commit, Repo, TreeEntry
 from openckpt.hub.routes import security
+from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, governance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import prove_uploads, xet_files
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history, tree_entries
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_path
+from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
 from openckpt.store.blobs import is_sha256
@@ -295,11 +297,16 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
     return commit_id
 
 
-def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str) -> int:
+def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str) -> tuple[Repo, str]:
+    """The repo, if the caller may write to it, and the head of ``rev`` now."""
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type, repo_id, write=True)
-        resolve_revision(session, repo, rev)
-        return repo.id
+        return repo, resolve_revision(session, repo, rev).id
+
+
+def _notify_commit(request: Request, repo: Repo, branch: str, old: str, new: str) -> None:
+    update = RefUpdate(f"refs/heads/{branch}", old, new)
+    notify(request, repo_event(repo, "update", "repo.content", head_sha=new, updated_refs=(update,)))
 
 
 @router.post("/api/{plural}/{owner}/{name}/commit/{rest:path}")
@@ -310,20 +317,23 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     principal = require_principal(request)
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo_pk = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
+    repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
     raw = await _read_bounded(request, hub.settings.max_commit_bytes)
-    commit_id = await run_in_threadpool(_commit, hub, principal, repo_pk, rev, raw)
+    commit_id = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw)
+    if commit_id != head:
+        _notify_commit(request, repo, rev, head, commit_id)
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}",
             "pullRequestUrl": None}  # fmt: skip
 
 
-def _squash(hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str, title: str) -> str:
-    repo_pk = _writable_branch(hub, principal, repo_type, repo_id, branch)
-    commit_id = squash_history(hub.db, repo_pk, branch, title=title, author=principal.name)
+def _squash(hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str,
+            title: str) -> tuple[Repo, str, str]:  # fmt: skip
+    repo, head = _writable_branch(hub, principal, repo_type, repo_id, branch)
+    commit_id = squash_history(hub.db, repo.id, branch, title=title, author=principal.name)
     if branch == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, repo_pk)  # the lineage names the head commit
-    return commit_id
+        repos.refresh_metadata(hub.db, hub.store, repo.id)  # the lineage names the head commit
+    return repo, head, commit_id
 
 
 @router.post("/api/{plural}/{owner}/{name}/super-squash/{rest:path}")
@@ -341,6 +351,7 @@ async def super_squash(request: Request, plural: str, owner: str, name: str, res
     title = body.get("message", "").strip() or f"Super-squash branch '{branch}'"
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    commit_id = await run_in_threadpool(_squash, hub, principal, repo_type, repo_id, branch, title)
+    repo, head, commit_id = await run_in_threadpool(_squash, hub, principal, repo_type, repo_id, branch, title)
+    _notify_commit(request, repo, branch, head, commit_id)
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}"}

@@ -20,9 +20,11 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Ref
+from openckpt.hub.db.models import Ref, Repo
+from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, repo_duplicate, repo_move, repos
 from openckpt.hub.services.commits import commit_chain, resolve_revision, tree_entries
+from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
@@ -61,6 +63,7 @@ async def create(request: Request) -> JSONResponse:
         )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+    notify(request, repo_event(repo, "create", "repo"))
     return JSONResponse({"url": url, "name": repo_id, "id": str(repo.id)})
 
 
@@ -72,7 +75,10 @@ async def delete(request: Request) -> Response:
     if not isinstance(name, str) or not isinstance(owner, str):
         raise BadRequestError("expected JSON {name, organization?, type?}")
     repo_id = repo_id_of(owner, name)
-    await run_in_threadpool(repos.delete_repo, hub_of(request).db, principal, body.get("type") or "model", repo_id)
+    repo = await run_in_threadpool(
+        repos.delete_repo, hub_of(request).db, principal, body.get("type") or "model", repo_id
+    )
+    notify(request, repo_event(repo, "delete", "repo"))
     return Response(status_code=200)
 
 
@@ -84,7 +90,9 @@ async def move(request: Request) -> JSONResponse:
     from_repo, to_repo, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
     if not isinstance(from_repo, str) or not isinstance(to_repo, str) or not isinstance(repo_type, str):
         raise BadRequestError("expected JSON {fromRepo, toRepo, type?}")
-    repo_id = await run_in_threadpool(repo_move.move_repo, hub_of(request).db, principal, repo_type, from_repo, to_repo)
+    repo = await run_in_threadpool(repo_move.move_repo, hub_of(request).db, principal, repo_type, from_repo, to_repo)
+    notify(request, repo_event(repo, "move", "repo", moved_from=from_repo))
+    repo_id = repo.repo_id
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     return JSONResponse({"url": url, "name": repo_id})
 
@@ -108,12 +116,13 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{to_id}"
     hub = hub_of(request)
     try:
-        await run_in_threadpool(
+        repo = await run_in_threadpool(
             repo_duplicate.duplicate_repo, hub.db, hub.store, hub.settings, principal, repo_type, from_id, to_id,
             private=private,
         )  # fmt: skip
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+    notify(request, repo_event(repo, "create", "repo"))
     return JSONResponse({"url": url, "name": to_id, "filesCopyPending": False})
 
 
@@ -124,10 +133,13 @@ async def settings(request: Request, plural: str, owner: str, name: str) -> Resp
     private = body.get("private")
     if "visibility" in body:
         private = body["visibility"] == "private"
-    await run_in_threadpool(
+    repo = await run_in_threadpool(
         repos.update_settings, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
         private=private, gated=body.get("gated"),
     )  # fmt: skip
+    changed = {"private": private, "gated": body.get("gated")}
+    notify(request, repo_event(repo, "update", "repo.config",
+                               updated_config={k: v for k, v in changed.items() if v is not None}))  # fmt: skip
     return Response(status_code=200)
 
 
@@ -240,10 +252,11 @@ async def create_branch(request: Request, plural: str, owner: str, name: str, re
     start = _json_body(await request.json()).get("startingPoint") if body else None
     if start is not None and not isinstance(start, str):
         raise BadRequestError("startingPoint must be a revision (string)")
-    await run_in_threadpool(
+    repo, commit_id = await run_in_threadpool(
         repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch",
         branch, start,
     )  # fmt: skip
+    _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", None, commit_id))
     return Response(status_code=200)
 
 
@@ -251,7 +264,10 @@ async def create_branch(request: Request, plural: str, owner: str, name: str, re
 def delete_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
     principal = require_principal(request)
     branch = "/".join(rev_and_path(request, 5)).strip("/")
-    repos.delete_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch)
+    repo, commit_id = repos.delete_ref(
+        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch
+    )
+    _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", commit_id, None))
     return Response(status_code=200)
 
 
@@ -265,10 +281,11 @@ async def create_tag(request: Request, plural: str, owner: str, name: str, rest:
         raise BadRequestError("missing tag name")
     if message is not None and not isinstance(message, str):
         raise BadRequestError("the tag message must be a string")
-    await run_in_threadpool(
+    repo, commit_id = await run_in_threadpool(
         repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag,
         revision, message,
     )  # fmt: skip
+    _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", None, commit_id))
     return Response(status_code=200)
 
 
@@ -276,5 +293,12 @@ async def create_tag(request: Request, plural: str, owner: str, name: str, rest:
 def delete_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
     principal = require_principal(request)
     tag = "/".join(rev_and_path(request, 5)).strip("/")
-    repos.delete_ref(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag)
+    repo, commit_id = repos.delete_ref(
+        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag
+    )
+    _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", commit_id, None))
     return Response(status_code=200)
+
+
+def _notify_ref(request: Request, repo: Repo, update: RefUpdate) -> None:
+    notify(request, repo_event(repo, "update", "repo.content", updated_refs=(update,)))

@@ -117,8 +117,8 @@ def duplicate_repo(
     to_id: str,
     *,
     private: bool | None = None,
-) -> None:
-    """Copy ``from_id`` with its history to the new repo ``to_id`` (both ``owner/name``).
+) -> Repo:
+    """Copy ``from_id`` with its history to the new repo ``to_id`` (both ``owner/name``); return the new repo's row.
 
     The caller needs to see the source and download its files, a write token and the right to create repos in the
     destination namespace, whose license policy must let the branch heads in. ``private`` defaults to the source's.
@@ -146,3 +146,4 @@ def duplicate_repo(
             refresh_metadata_of(session, store, repo)
     except SQLIntegrityError:  # a concurrent create, move or duplicate took the name first
         raise ConflictError(f"You already created this {repo_type} repo: {to_id}") from None
+    return repo

@@ -37,8 +37,8 @@ def _is_repo_admin(principal: Principal, repo: Repo) -> bool:
     return principal.is_admin or repo.owner_id == principal.account_id or principal.orgs.get(repo.owner_id) == "admin"
 
 
-def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, to_id: str) -> str:
-    """Move ``from_id`` to ``to_id`` (both ``owner/name``) and return the new id.
+def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, to_id: str) -> Repo:
+    """Move ``from_id`` to ``to_id`` (both ``owner/name``) and return the repo's row, under its new name.
 
     The caller needs a write token, admin rights on the repo (its owner, an admin of its org, or a hub admin) and
     the right to create repos in the destination namespace.
@@ -78,4 +78,4 @@ def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, 
                 )
     except SQLIntegrityError:  # a concurrent create or move took the name first
         raise ConflictError(f"A {repo_type} repo named {to_id} already exists: choose another name") from None
-    return to_id
+    return repo

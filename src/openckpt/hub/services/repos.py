@@ -202,17 +202,20 @@ def _insert_repo(
     return repo
 
 
-def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str) -> None:
+def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Repo:
+    """Delete the repo; return its row as it was (detached)."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         for table in (Ref, Commit):
             session.execute(delete(table).where(table.repo_id == repo.id))
         session.delete(repo)
+    return repo
 
 
 def update_settings(
     db: Database, principal: Principal, repo_type: str, repo_id: str, *, private: bool | None, gated: str | bool | None
-) -> None:
+) -> Repo:
+    """Change the repo's visibility and gating; return its row."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         if private is not None:
@@ -221,11 +224,12 @@ def update_settings(
             if gated not in (False, "auto", "manual"):
                 raise BadRequestError("gated must be 'auto', 'manual' or false")
             repo.gated = gated if isinstance(gated, str) else None
+    return repo
 
 
 def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str,
-               start: str | None, message: str | None = None) -> None:  # fmt: skip
-    """Create a branch or tag at ``start`` (default: the default branch's head)."""
+               start: str | None, message: str | None = None) -> tuple[Repo, str]:  # fmt: skip
+    """Create a branch or tag at ``start`` (default: the default branch's head); return the repo and the commit."""
     check_revision(name)
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
@@ -233,9 +237,12 @@ def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str,
             raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
         commit = resolve_revision(session, repo, start or DEFAULT_BRANCH)
         session.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_id=commit.id, message=message))
+    return repo, commit.id
 
 
-def delete_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str) -> None:
+def delete_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str,
+               name: str) -> tuple[Repo, str]:  # fmt: skip
+    """Delete a branch (not the default one) or tag; return the repo and the commit it pointed at."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         ref = session.get(Ref, (repo.id, kind, name))
@@ -244,6 +251,7 @@ def delete_ref(db: Database, principal: Principal, repo_type: str, repo_id: str,
         if kind == "branch" and name == DEFAULT_BRANCH:
             raise BadRequestError("the default branch cannot be deleted")
         session.delete(ref)
+    return repo, ref.commit_id
 
 
 def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:

@@ -1,0 +1,68 @@
+"""The caller's webhooks under ``/api/settings/webhooks``, and :func:`notify`, how routes report repo changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from openckpt.errors import BadRequestError
+from openckpt.hub.context import hub_of, require_principal
+from openckpt.hub.services import webhooks
+from openckpt.hub.services.webhook_delivery import Deliveries, Event
+
+router = APIRouter()
+
+
+def notify(request: Request, event: Event) -> None:
+    """Queue the webhook deliveries of ``event`` (call it once the change is committed)."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is not None:
+        deliveries.emit(event)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    body = await request.json() if await request.body() else {}
+    if not isinstance(body, dict):
+        raise BadRequestError("expected a JSON object {url, watched, domains?, secret?}")
+    return body
+
+
+@router.get("/api/settings/webhooks")
+def list_webhooks(request: Request) -> list[dict[str, Any]]:
+    return webhooks.list_webhooks(hub_of(request).db, require_principal(request))
+
+
+@router.post("/api/settings/webhooks")
+async def create_webhook(request: Request) -> dict[str, Any]:
+    principal, body = require_principal(request), await _body(request)
+    return {"webhook": await run_in_threadpool(webhooks.create_webhook, hub_of(request).db, principal, body)}
+
+
+@router.get("/api/settings/webhooks/{webhook_id}")
+def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.get_webhook(hub_of(request).db, require_principal(request), webhook_id)}
+
+
+@router.post("/api/settings/webhooks/{webhook_id}")
+async def update_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+    principal, body = require_principal(request), await _body(request)
+    hook = await run_in_threadpool(webhooks.update_webhook, hub_of(request).db, principal, webhook_id, body)
+    return {"webhook": hook}
+
+
+@router.post("/api/settings/webhooks/{webhook_id}/enable")
+def enable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.set_disabled(hub_of(request).db, require_principal(request), webhook_id, False)}
+
+
+@router.post("/api/settings/webhooks/{webhook_id}/disable")
+def disable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.set_disabled(hub_of(request).db, require_principal(request), webhook_id, True)}
+
+
+@router.delete("/api/settings/webhooks/{webhook_id}")
+def delete_webhook(request: Request, webhook_id: str) -> Response:
+    webhooks.delete_webhook(hub_of(request).db, require_principal(request), webhook_id)
+    return Response(status_code=200)
