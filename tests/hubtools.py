@@ -195,11 +195,18 @@ class HubProcess:
 
 
 def start_hub(
-    data_dir: Path, database_url: str = "", *, workers: int = 1, port: int | None = None, storage_url: str = ""
+    data_dir: Path,
+    database_url: str = "",
+    *,
+    workers: int = 1,
+    port: int | None = None,
+    storage_url: str = "",
+    env: dict[str, str] | None = None,
 ) -> HubProcess:
     """Start ``python -m openckpt.hub`` and wait until it answers; the admin's token is in ``.token``.
 
-    ``storage_url`` (``OPENCKPT_STORAGE_URL``) puts its blobs elsewhere than in the data dir, e.g. in an S3 bucket.
+    ``storage_url`` (``OPENCKPT_STORAGE_URL``) puts its blobs elsewhere than in the data dir, e.g. in an S3 bucket;
+    ``env`` adds variables (settings) to the process's environment.
     """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +216,8 @@ def start_hub(
     if database_url:
         cmd += ["--database-url", database_url]
     out = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
-    env = {**os.environ, "OPENCKPT_STORAGE_URL": storage_url} if storage_url else None
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env=env)
+    extra = {**({"OPENCKPT_STORAGE_URL": storage_url} if storage_url else {}), **(env or {})}
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env={**os.environ, **extra} if extra else None)
     assert process.stdout is not None
     token = ""
     url = f"http://127.0.0.1:{port}"

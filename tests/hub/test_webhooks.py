@@ -1,6 +1,7 @@
 """Webhooks through the stock client (``HfApi.create_webhook`` and the rest, ``hf webhooks``), and their deliveries
-to a real receiver on 127.0.0.1: the Hub's payload and secret header, who hears of what, retries, and that a receiver
-never holds up the change that caused the delivery."""
+to a real receiver on 127.0.0.1 (this module's hubs run with ``OPENCKPT_WEBHOOKS_ALLOW_LOCAL=1``): the Hub's payload
+and secret header, who hears of what, retries, and that a receiver never holds up the change that caused the
+delivery. By default the hub's own network is out of reach."""
 
 from __future__ import annotations
 
@@ -9,18 +10,35 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
+from openckpt.hub.services.webhook_delivery import Deliveries, _Delivery, local_target
 from tests.hub.conftest import People, client_env, run_checked
-from tests.hubtools import HubProcess
+from tests.hubtools import HubProcess, Postgres, start_hub
+
+LOCAL = {"OPENCKPT_WEBHOOKS_ALLOW_LOCAL": "1"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """As the shared ``hub`` fixture, with webhooks allowed to reach the receivers on 127.0.0.1."""
+    url = ""
+    if request.param == "postgresql":
+        pg: Postgres = request.getfixturevalue("postgres")
+        url = pg.create_database(f"hub_{uuid.uuid4().hex[:8]}")
+    server = start_hub(tmp_path_factory.mktemp("hub") / "data", url, env=LOCAL)
+    yield server
+    server.stop()
 
 
 @dataclass(frozen=True)
@@ -277,3 +295,32 @@ def test_the_hf_cli_lists_webhooks(hub: HubProcess, people: People, receiver: Re
     listed = json.loads(out)
     assert [(w["id"], w["url"], w["disabled"], w["watched"]) for w in listed] == [
         (hook.id, receiver.url(), False, [f"org:{people.org}"])]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/hook",
+                                 "http://169.254.169.254/latest/meta-data", "http://[::1]/hook",
+                                 "http://[::ffff:127.0.0.1]/hook", "http://192.168.0.1/hook"])  # fmt: skip
+def test_the_hubs_own_network_is_local(url: str) -> None:
+    assert local_target(url) is not None
+
+
+def test_a_public_address_is_not_local() -> None:
+    assert local_target("http://8.8.8.8/hook") is None  # an address literal: no lookup, nothing sent
+
+
+def test_by_default_webhooks_cannot_reach_the_hubs_own_network(tmp_path: Path, receiver: Receiver) -> None:
+    guarded = start_hub(tmp_path / "data")  # without OPENCKPT_WEBHOOKS_ALLOW_LOCAL
+    try:
+        api = _api(guarded, guarded.token)
+        repo = api.create_repo("guarded").repo_id
+        for url in (receiver.url("/hook"), "http://localhost:9/hook", "http://169.254.169.254/latest"):
+            with pytest.raises(HfHubHTTPError) as refused:
+                api.create_webhook(url=url, watched=[{"type": "model", "name": repo}])
+            assert _status(refused) == 400 and "OPENCKPT_WEBHOOKS_ALLOW_LOCAL" in str(refused.value)
+    finally:
+        guarded.stop()
+    # a hook's url that resolves to the hub's network later (DNS changed) is checked again when it is sent
+    deliveries = Deliveries(None, "http://hub")  # type: ignore[arg-type]  # sending reads no database
+    with httpx.Client() as client:
+        deliveries._send(client, _Delivery(receiver.url("/late"), b"{}", None, "0" * 24))
+    assert receiver.requests == []

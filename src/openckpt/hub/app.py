@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.hub = Hub(settings, db, open_store(settings.storage_url, settings.data_dir))
     app.state.hub.store = XetFileStore(app.state.hub.store, db)  # files uploaded by Xet read like blobs
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-    app.state.webhooks = Deliveries(db, public_url)  # sent in the background by threads of this process
+    app.state.webhooks = Deliveries(db, public_url, allow_local=settings.webhooks_allow_local)  # threads of ours
     # webhooks first: its /api/settings/webhooks/{id} would otherwise reach the repos routes /api/{plural}/...
     for module in (webhooks, users, access, reports, repos, files, lfs, resolve, security, governance):
         app.include_router(module.router)

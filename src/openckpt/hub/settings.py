@@ -41,6 +41,7 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gc_interval": ("OPENCKPT_GC_INTERVAL", int),
     "gc_grace": ("OPENCKPT_GC_GRACE", int),
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
+    "webhooks_allow_local": ("OPENCKPT_WEBHOOKS_ALLOW_LOCAL", _boolean),
 }
 SCAN_POLICIES = ("flag", "block", "allow")
 
@@ -89,6 +90,9 @@ class Settings:
     xet_ingest: bool = True
     """Chunk files committed as whole blobs (Git LFS, large inline files) into Xet xorbs in the background, then
     drop the whole blobs: every upload path dedups against every other, and hf_xet clients download them by Xet."""
+    webhooks_allow_local: bool = False
+    """Let webhooks POST to loopback, private and link-local addresses (the hub's own network). Off by default, as
+    in GitLab and Gitea: otherwise any user could make the hub send requests to internal services."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -36,8 +37,9 @@ def list_webhooks(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/api/settings/webhooks")
 async def create_webhook(request: Request) -> dict[str, Any]:
-    principal, body = require_principal(request), await _body(request)
-    return {"webhook": await run_in_threadpool(webhooks.create_webhook, hub_of(request).db, principal, body)}
+    principal, body, hub = require_principal(request), await _body(request), hub_of(request)
+    create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local)
+    return {"webhook": await run_in_threadpool(create, hub.db, principal, body)}
 
 
 @router.get("/api/settings/webhooks/{webhook_id}")
@@ -47,9 +49,9 @@ def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
 
 @router.post("/api/settings/webhooks/{webhook_id}")
 async def update_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    principal, body = require_principal(request), await _body(request)
-    hook = await run_in_threadpool(webhooks.update_webhook, hub_of(request).db, principal, webhook_id, body)
-    return {"webhook": hook}
+    principal, body, hub = require_principal(request), await _body(request), hub_of(request)
+    update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local)
+    return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id, body)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/enable")

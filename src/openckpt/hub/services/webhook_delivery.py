@@ -8,13 +8,16 @@ bounded number of times with backoff. Events still queued when the process stops
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import queue
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -23,7 +26,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Repo, Webhook, utcnow
 from openckpt.protocol import REPO_TYPE_PLURAL, REPO_TYPE_PREFIX
 
-__all__ = ["Deliveries", "Event", "RefUpdate", "RepoSnapshot", "repo_event"]
+__all__ = ["Deliveries", "Event", "RefUpdate", "RepoSnapshot", "local_target", "repo_event"]
 
 log = logging.getLogger("openckpt.hub.webhooks")
 
@@ -75,6 +78,20 @@ class Event:
     """When it happened: webhooks created later do not hear of it."""
 
 
+def local_target(url: str) -> str | None:
+    """A non-public address (loopback, private, link-local, reserved) that ``url``'s host resolves to, if any; None
+    also when it does not resolve (the delivery then fails on its own)."""
+    try:
+        infos = socket.getaddrinfo(urlsplit(url).hostname or "", None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            return str(address)
+    return None
+
+
 def repo_event(repo: Repo, action: str, scope: str, **details: Any) -> Event:
     """An event of ``repo`` (a loaded row, with its owner) as it is now."""
     snapshot = RepoSnapshot(repo.id, repo.type, repo.owner_id, repo.owner.name, repo.name, repo.private)
@@ -102,8 +119,8 @@ def _watches(hook: Webhook, repo_type: str, repo_id: str) -> bool:
 class Deliveries:
     """The webhook deliveries of one server process: a bounded queue and a few worker threads (started lazily)."""
 
-    def __init__(self, db: Database, public_url: str) -> None:
-        self.db, self.public_url = db, public_url.rstrip("/")
+    def __init__(self, db: Database, public_url: str, *, allow_local: bool = False) -> None:
+        self.db, self.public_url, self.allow_local = db, public_url.rstrip("/"), allow_local
         self._queue: queue.Queue[Event | _Delivery | None] = queue.Queue(QUEUE_SIZE)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -195,6 +212,10 @@ class Deliveries:
         return data
 
     def _send(self, client: httpx.Client, delivery: _Delivery) -> None:
+        if not self.allow_local and (where := local_target(delivery.url)) is not None:
+            log.warning("webhook %s: not sent to %s, on the hub's own network (%s): OPENCKPT_WEBHOOKS_ALLOW_LOCAL "
+                        "allows it", delivery.webhook_id, delivery.url, where)  # fmt: skip
+            return
         headers = {"content-type": "application/json", "user-agent": "openckpt-webhooks"}
         if delivery.secret:
             headers["x-webhook-secret"] = delivery.secret

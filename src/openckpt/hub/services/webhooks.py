@@ -18,6 +18,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Webhook
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.names import check_name, split_repo_id
+from openckpt.hub.services.webhook_delivery import local_target
 
 __all__ = [
     "DOMAINS",
@@ -44,10 +45,13 @@ def webhook_json(hook: Webhook) -> dict[str, Any]:
             "disabled": hook.disabled, "job": None}  # fmt: skip
 
 
-def _url(value: Any) -> str:
+def _url(value: Any, allow_local: bool) -> str:
     parts = urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(value) > MAX_URL:
         raise BadRequestError(f"the webhook url must be an http(s) URL of at most {MAX_URL} characters, got {value!r}")
+    if not allow_local and (where := local_target(value)) is not None:
+        raise BadRequestError(f"the webhook url {value!r} reaches {where}, an address of the hub's own network: a hub "
+                              "administrator can allow such webhooks with OPENCKPT_WEBHOOKS_ALLOW_LOCAL=1")  # fmt: skip
     return str(value)
 
 
@@ -101,16 +105,18 @@ def _own(session: Session, principal: Principal, webhook_id: str) -> Webhook:
     return hook
 
 
-def create_webhook(db: Database, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """A new enabled webhook of the caller from the client's JSON ``{url, watched, domains?, secret?}``."""
+def create_webhook(db: Database, principal: Principal, body: dict[str, Any], *, allow_local: bool) -> dict[str, Any]:
+    """A new enabled webhook of the caller from the client's JSON ``{url, watched, domains?, secret?}``; with
+    ``allow_local`` its url may reach the hub's own network."""
     _writer(principal)
     _check_body(body)
+    url = _url(body.get("url"), allow_local)  # before the transaction: it may ask DNS
     with db.write() as session:
         count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.account_id ==
                                                                                principal.account_id))  # fmt: skip
         if (count or 0) >= MAX_PER_ACCOUNT:
             raise BadRequestError(f"an account has at most {MAX_PER_ACCOUNT} webhooks")
-        hook = Webhook(id=secrets.token_hex(12), account_id=principal.account_id, url=_url(body.get("url")),
+        hook = Webhook(id=secrets.token_hex(12), account_id=principal.account_id, url=url,
                        watched=_watched(session, body.get("watched")), domains=_domains(body.get("domains")),
                        secret=_secret(body.get("secret")), disabled=False)  # fmt: skip
         session.add(hook)
@@ -118,14 +124,17 @@ def create_webhook(db: Database, principal: Principal, body: dict[str, Any]) -> 
         return webhook_json(hook)
 
 
-def update_webhook(db: Database, principal: Principal, webhook_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def update_webhook(
+    db: Database, principal: Principal, webhook_id: str, body: dict[str, Any], *, allow_local: bool
+) -> dict[str, Any]:
     """Change what the body names; an empty ``watched`` (the client sends one when not given) keeps the items."""
     _writer(principal)
     _check_body(body)
+    url = _url(body["url"], allow_local) if body.get("url") is not None else None
     with db.write() as session:
         hook = _own(session, principal, webhook_id)
-        if body.get("url") is not None:
-            hook.url = _url(body["url"])
+        if url is not None:
+            hook.url = url
         if body.get("watched"):
             hook.watched = _watched(session, body["watched"])
         if body.get("domains") is not None:
