@@ -36,6 +36,7 @@
         ├── RevisionNotFoundError              404 RevisionNotFound
         ├── EntryNotFoundError                 404 EntryNotFound
         ├── WebhookNotFoundError               404 WebhookNotFound: no webhook of the caller has this id
+        ├── AccountNotFoundError               404 AccountNotFound: no user (or organisation) of this name
         ├── ConflictError                      409 Conflict: exists already
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
         └── PayloadTooLargeError               413 PayloadTooLarge
@@ -48,6 +49,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AccountNotFoundError",
     "AsyncSaveError",
     "BadRequestError",
     "ConflictError",
@@ -250,6 +252,12 @@ class EntryNotFoundError(HubError):
 
 class WebhookNotFoundError(HubError):
     status, code = 404, "WebhookNotFound"
+
+
+class AccountNotFoundError(HubError):
+    """No user, or no organisation, of the name asked for (a user's name asked as an organisation's, too)."""
+
+    status, code = 404, "AccountNotFound"
 
 
 class ConflictError(HubError):

@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.hub.store = XetFileStore(app.state.hub.store, db)  # files uploaded by Xet read like blobs
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     app.state.webhooks = Deliveries(db, public_url, allow_local=settings.webhooks_allow_local)  # threads of ours
-    # webhooks first: its /api/settings/webhooks/{id} would otherwise reach the repos routes /api/{plural}/...
+    # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
+    # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
     for module in (webhooks, users, access, reports, repos, files, lfs, resolve, security, governance):
         app.include_router(module.router)
     for module in (xet, cas):  # Xet: token routes, and the CAS under /cas

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from openckpt.digest import lfs_pointer
-from openckpt.hub.db.models import Commit, Repo, TreeEntry
+from openckpt.hub.db.models import Account, Commit, Repo, TreeEntry
 from openckpt.hub.services.gate import FileStatus
+from openckpt.hub.services.people import Member, Overview
 
 __all__ = [
     "commit_json",
@@ -17,9 +18,12 @@ __all__ = [
     "file_security_json",
     "iso",
     "last_commit_json",
+    "member_json",
+    "org_overview_json",
     "repo_json",
     "repo_security_json",
     "sibling_json",
+    "user_overview_json",
 ]
 
 
@@ -106,6 +110,39 @@ def repo_json(
     if entries is not None:
         data["siblings"] = [sibling_json(e, blobs=blobs) for e in entries]
         data["usedStorage"] = sum(e.size for e in entries)
+    return data
+
+
+# ---- users and organisations, as ``User`` and ``Organization`` of huggingface_hub parse them -----------------------
+
+
+def _account_json(account: Account) -> dict[str, Any]:
+    """What the Hub gives of every account; no avatars are hosted here, so ``avatarUrl`` is empty."""
+    return {"fullname": account.fullname or account.name, "avatarUrl": "", "type": account.kind}
+
+
+def _counts_json(found: Overview) -> dict[str, int]:
+    return {f"num{kind.title()}s": found.repos.get(kind, 0) for kind in ("model", "dataset", "space")}
+
+
+def user_overview_json(found: Overview) -> dict[str, Any]:
+    """``get_user_overview``: the user, the repos the caller may see, and the user's organisations."""
+    orgs = [{"name": o.name, **_account_json(o)} for o in found.orgs]
+    return {"user": found.account.name, **_account_json(found.account), "isPro": False, **_counts_json(found),
+            "numLikes": 0, "orgs": orgs, "createdAt": iso(found.account.created_at)}  # fmt: skip
+
+
+def org_overview_json(found: Overview) -> dict[str, Any]:
+    """``get_organization_overview``: the organisation, the repos the caller may see, and its number of members."""
+    return {"name": found.account.name, **_account_json(found.account), **_counts_json(found),
+            "numUsers": found.members, "isVerified": False, "isEnterprise": False}  # fmt: skip
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    """An item of ``list_organization_members``; ``role`` only when the caller may see it."""
+    data: dict[str, Any] = {"user": member.user.name, **_account_json(member.user), "isPro": False}
+    if member.role is not None:
+        data["role"] = member.role
     return data
 
 

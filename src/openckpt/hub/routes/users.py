@@ -1,4 +1,7 @@
-"""``/api/whoami-v2`` and ``/api/validate-yaml``."""
+"""The caller (``/api/whoami-v2``), users and organisations (``/api/users/{user}/overview``,
+``/api/organizations/{org}/overview`` and ``/api/organizations/{org}/members``) and ``/api/validate-yaml``.
+
+Registered before the repos routes, whose ``/api/{plural}/{owner}/{name}`` would otherwise take these paths."""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from openckpt.hub.context import hub_of, require_principal
+from openckpt.hub.context import hub_of, int_param, next_page, optional_principal, require_principal
 from openckpt.hub.db.models import Account
+from openckpt.hub.services import people
 from openckpt.hub.services.cards import validate_card
+from openckpt.hub.views import member_json, org_overview_json, user_overview_json
 
 router = APIRouter()
+MEMBERS_PAGE, MEMBERS_MAX_PAGE = 500, 1000
+"""Members a page of ``/api/organizations/{org}/members`` holds: by default, and at most (its ``limit``)."""
 
 
 @router.get("/api/whoami-v2")
@@ -38,6 +45,34 @@ def whoami(request: Request) -> dict[str, Any]:
             "accessToken": {"displayName": principal.token_name, "role": principal.token_role},
         },
     }
+
+
+@router.get("/api/users/{username}/overview")
+def user_overview(request: Request, username: str) -> dict[str, Any]:
+    """The user, counting only the repos the caller may see; anyone may ask."""
+    with hub_of(request).db.read() as session:
+        found = people.overview(session, optional_principal(request, db=session), username, kind="user")
+        return user_overview_json(found)
+
+
+@router.get("/api/organizations/{org}/overview")
+def org_overview(request: Request, org: str) -> dict[str, Any]:
+    """The organisation, counting only the repos the caller may see; anyone may ask."""
+    with hub_of(request).db.read() as session:
+        found = people.overview(session, optional_principal(request, db=session), org, kind="org")
+        return org_overview_json(found)
+
+
+@router.get("/api/organizations/{org}/members")
+def org_members(request: Request, org: str) -> JSONResponse:
+    """The organisation's members by name, paged by ``limit`` and ``Link``; roles for its members and hub admins."""
+    offset = int_param(request, "offset", 0)
+    size = min(int_param(request, "limit", MEMBERS_PAGE) or MEMBERS_PAGE, MEMBERS_MAX_PAGE)
+    with hub_of(request).db.read() as session:
+        principal = optional_principal(request, db=session)
+        found = people.list_members(session, principal, org, offset=offset, limit=size + 1)
+        items = [member_json(m) for m in found[:size]]
+    return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > size else None)
 
 
 @router.post("/api/validate-yaml")

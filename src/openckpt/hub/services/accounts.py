@@ -48,7 +48,11 @@ class Principal:
         return self.token_role in ("write", "admin")
 
     def may_read(self, repo: Repo) -> bool:
-        return not repo.private or self.is_admin or repo.owner_id == self.account_id or repo.owner_id in self.orgs
+        return not repo.private or self.may_read_private_of(repo.owner_id)
+
+    def may_read_private_of(self, owner_id: int) -> bool:
+        """Whether the caller sees the private repos of the account ``owner_id``."""
+        return self.is_admin or owner_id == self.account_id or owner_id in self.orgs
 
     def may_write(self, repo: Repo) -> bool:
         return self.can_write and self.may_write_to(repo.owner_id)

@@ -42,13 +42,15 @@ def find_account(session: Session, name: str) -> Account | None:
     return session.scalar(select(Account).where(Account.name == name))
 
 
-def members(session: Session, org: Account) -> list[tuple[Account, str]]:
-    """(user, role) of an organisation, by name."""
+def members(session: Session, org: Account, *, offset: int = 0, limit: int | None = None) -> list[tuple[Account, str]]:
+    """(user, role) of an organisation, by name: ``limit`` of them (all if None) after ``offset``."""
     rows = session.execute(
         select(Account, Membership.role)
         .join(Membership, Membership.user_id == Account.id)
         .where(Membership.org_id == org.id)
         .order_by(Account.name)
+        .offset(offset)
+        .limit(limit)
     ).tuples()
     return list(rows)
 
