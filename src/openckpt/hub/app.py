@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         files,
         governance,
         lfs,
+        lfs_files,
         reports,
         repos,
         resolve,
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.webhooks = Deliveries(db, public_url, allow_local=settings.webhooks_allow_local)  # threads of ours
     # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
-    for module in (webhooks, users, access, reports, repos, files, lfs, resolve, security, governance):
+    for module in (webhooks, users, access, reports, repos, files, lfs_files, lfs, resolve, security, governance):
         app.include_router(module.router)
     for module in (xet, cas):  # Xet: token routes, and the CAS under /cas
         app.include_router(module.router)

@@ -178,15 +178,16 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
     return {"files": out, "commitOid": None}
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes:
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The request body, or a :class:`PayloadTooLargeError` once it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > limit:
-        raise PayloadTooLargeError(f"commit body of {declared} bytes exceeds the limit of {limit}")
+        raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"commit body exceeds the limit of {limit} bytes")
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -318,7 +319,7 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
     repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
-    raw = await _read_bounded(request, hub.settings.max_commit_bytes)
+    raw = await read_bounded(request, hub.settings.max_commit_bytes)
     commit_id = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw)
     if commit_id != head:
         _notify_commit(request, repo, rev, head, commit_id)
@@ -341,7 +342,7 @@ async def super_squash(request: Request, plural: str, owner: str, name: str, res
     """Replace the history of a branch by one commit of its current files (``HfApi.super_squash_history``)."""
     branch = "/".join(rev_and_path(request, 5)).strip("/")  # quoted as one segment by clients, or not
     principal = require_principal(request)
-    raw = await _read_bounded(request, 1 << 20)
+    raw = await read_bounded(request, 1 << 20)
     try:
         body = json.loads(raw) if raw.strip() else {}
     except ValueError as e:

@@ -3,16 +3,17 @@
 A commit stores a full tree (content-addressed, so unchanged trees are shared). A branch moves by compare-and-swap
 on its ref row inside one transaction with the new commit and tree, so a commit is visible completely or not at all,
 and concurrent commits never lose one another. A squash moves a branch the same way, to one commit without parent
-holding its head's tree.
+holding its head's tree; :func:`rewrite_commits` maps a whole history onto new trees (or into another repo).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Integer, bindparam, literal_column, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -30,11 +31,23 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
 from openckpt.hub.services.cas_files import xet_files
 
-__all__ = ["FileChange", "commit_chain", "create_commit", "resolve_revision", "squash_history", "tree_entries"]
+__all__ = [
+    "FileChange",
+    "commit_chain",
+    "create_commit",
+    "move_ref",
+    "resolve_revision",
+    "retried",
+    "rewrite_commits",
+    "squash_history",
+    "store_tree",
+    "tree_entries",
+]
 
 MAX_ATTEMPTS = 20
 MAX_CHAIN = 2**31 - 1
 """Longer than any chain, and small enough for every database to bind: the cap of ``commit_chain``'s limit."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,51 @@ def _apply(entries: dict[str, TreeEntry], changes: Sequence[FileChange]) -> dict
     return new
 
 
+def store_tree(session: Session, entries: dict[str, TreeEntry]) -> str:
+    """Add the rows of the tree of ``entries`` (new, unattached rows) unless it is stored already; return its id."""
+    tree_id = _tree_id(entries)
+    if session.scalar(select(TreeEntry.path).where(TreeEntry.tree_id == tree_id).limit(1)) is None:
+        for e in entries.values():
+            e.tree_id = tree_id
+            session.add(e)
+    return tree_id
+
+
+def rewrite_commits(
+    session: Session,
+    commits: Mapping[str, Commit],
+    heads: Iterable[str],
+    *,
+    repo_id: int,
+    tree: Callable[[str], str] = str,
+) -> dict[str, str]:
+    """Rewrite into repo ``repo_id`` the commits of ``commits`` that ``heads`` reach; return old id → new id.
+
+    Each rewritten commit holds ``tree`` of its tree, has its parent's rewrite as parent and keeps its title, message,
+    author and date; parents are rewritten first. A commit of ``repo_id`` whose tree and parent stay is kept as it
+    is, and a rewrite already in ``commits`` is not added again. A head not in ``commits`` is left out.
+    """
+    mapped: dict[str, str] = {}
+    for head in heads:
+        chain: list[Commit] = []
+        at: str | None = head
+        while at is not None and at in commits and at not in mapped:
+            chain.append(commits[at])
+            at = commits[at].parent_id
+        for c in reversed(chain):  # oldest first, so that each parent is mapped before its child
+            parent = mapped.get(c.parent_id) if c.parent_id is not None else None
+            tree_id = tree(c.tree_id)
+            if c.repo_id == repo_id and parent == c.parent_id and tree_id == c.tree_id:
+                mapped[c.id] = c.id
+                continue
+            new_id = _commit_id(repo_id, parent, tree_id, c.author, c.title, c.message, c.created_at)
+            if new_id not in commits:
+                session.add(Commit(id=new_id, repo_id=repo_id, parent_id=parent, tree_id=tree_id, title=c.title,
+                                   message=c.message, author=c.author, created_at=c.created_at))  # fmt: skip
+            mapped[c.id] = new_id
+    return mapped
+
+
 def _made_by_earlier_attempt(
     session: Session, head: Commit, parent_commit: str, changes: Sequence[FileChange], *, title: str, author: str
 ) -> bool:
@@ -177,10 +235,7 @@ def _commit_once(
     tree_id = _tree_id(entries)
     if tree_id == head.tree_id and changes:
         return head, False  # nothing changes: a retried request gets the commit it already made
-    if session.scalar(select(TreeEntry.path).where(TreeEntry.tree_id == tree_id).limit(1)) is None:
-        for e in entries.values():
-            e.tree_id = tree_id
-            session.add(e)
+    store_tree(session, entries)
     now = utcnow()
     commit = Commit(
         id=_commit_id(repo.id, head.id, tree_id, author, title, message, now),
@@ -211,10 +266,16 @@ def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
 def _move_branch(session: Session, repo: Repo, branch: str, head: Commit, commit: Commit) -> None:
     """Add ``commit`` and move ``branch`` from ``head`` to it: compare-and-swap, :class:`_RacedError` if it moved."""
     session.add(commit)
+    move_ref(session, repo.id, "branch", branch, head.id, commit.id)
+
+
+def move_ref(session: Session, repo_id: int, kind: str, name: str, old: str, new: str) -> None:
+    """Move a branch or tag from commit ``old`` to ``new`` by compare-and-swap: inside :func:`retried`, a ref that
+    moved meanwhile makes the whole attempt run again."""
     moved = session.execute(
         update(Ref)
-        .where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == branch, Ref.commit_id == head.id)
-        .values(commit_id=commit.id)
+        .where(Ref.repo_id == repo_id, Ref.kind == kind, Ref.name == name, Ref.commit_id == old)
+        .values(commit_id=new)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise _RacedError()
@@ -270,16 +331,25 @@ def squash_history(db: Database, repo_id: int, branch: str, *, title: str, autho
 
 def _retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], tuple[Commit, bool]]) -> tuple[str, bool]:
     """Run ``attempt`` in a write transaction until no concurrent change of the branch beats it."""
+
+    def run(session: Session, repo: Repo) -> tuple[str, bool]:
+        commit, changed = attempt(session, repo)
+        if changed:
+            repo.last_modified = commit.created_at
+        return commit.id, changed
+
+    return retried(db, repo_id, run)
+
+
+def retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], T]) -> T:
+    """Run ``attempt`` in a write transaction of repo ``repo_id`` until no concurrent change of its refs beats it."""
     for number in range(MAX_ATTEMPTS):
         try:
             with db.write() as session:
                 repo = session.get(Repo, repo_id)
                 if repo is None:
                     raise RevisionNotFoundError("repository was deleted")
-                commit, changed = attempt(session, repo)
-                if changed:
-                    repo.last_modified = commit.created_at
-                return commit.id, changed
+                return attempt(session, repo)
         except (_RacedError, SQLIntegrityError, OperationalError):
             if number == MAX_ATTEMPTS - 1:
                 raise

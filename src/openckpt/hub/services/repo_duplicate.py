@@ -23,7 +23,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, Ref, Repo
 from openckpt.hub.services import access, governance
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.commits import _commit_id, tree_entries
+from openckpt.hub.services.commits import rewrite_commits, tree_entries
 from openckpt.hub.services.names import check_name, split_repo_id
 from openckpt.hub.services.repos import (
     check_free,
@@ -87,21 +87,9 @@ def _check_policy(
 def _copy_history(session: Session, source: Repo, repo: Repo, refs: Sequence[_RefRow]) -> None:
     """Add to ``repo`` the commits of ``source`` that ``refs`` reach, then the refs themselves."""
     commits = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == source.id))}
-    mapped: dict[str, str] = {}
-    for ref in refs:
-        if ref.commit_id not in commits:
-            raise ConflictError(f"{source.repo_id} changed while it was being duplicated: try again")
-        chain: list[Commit] = []
-        at: str | None = ref.commit_id
-        while at is not None and at in commits and at not in mapped:
-            chain.append(commits[at])
-            at = commits[at].parent_id
-        for c in reversed(chain):  # oldest first, so that each parent is mapped before its child
-            parent = mapped.get(c.parent_id) if c.parent_id is not None else None
-            new_id = _commit_id(repo.id, parent, c.tree_id, c.author, c.title, c.message, c.created_at)
-            session.add(Commit(id=new_id, repo_id=repo.id, parent_id=parent, tree_id=c.tree_id, title=c.title,
-                               message=c.message, author=c.author, created_at=c.created_at))  # fmt: skip
-            mapped[c.id] = new_id
+    if any(ref.commit_id not in commits for ref in refs):
+        raise ConflictError(f"{source.repo_id} changed while it was being duplicated: try again")
+    mapped = rewrite_commits(session, commits, [ref.commit_id for ref in refs], repo_id=repo.id)
     for ref in refs:
         session.add(Ref(repo_id=repo.id, kind=ref.kind, name=ref.name, commit_id=mapped[ref.commit_id],
                         message=ref.message))  # fmt: skip

@@ -1,0 +1,141 @@
+"""The LFS files of a repo's history (``HfApi.list_lfs_files``) and their removal from it by rewriting that history
+(``HfApi.permanently_delete_lfs_files``).
+
+Listing: every distinct LFS object (by sha256) in the tree of a commit that a branch or tag reaches, with the path,
+date and ref of the oldest such commit. Removal: every reachable commit whose tree holds one of the objects becomes a
+commit of that tree without them (same title, message, author and date), every descendant a commit on its new parent
+(its tree kept), and the branches and tags move to the rewrites: all in one write transaction whose ref moves are
+compare-and-swap, so a concurrent commit makes it run again rather than get lost. The old commits are then
+unreachable: garbage collection removes them after its grace period, and the bytes with them unless something else
+(another repo: storage is shared by sha256) still names them. Deleting the bytes but keeping the pointers is not
+offered: in a shared store the bytes are not one repo's to delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openckpt.errors import BadRequestError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.services.commits import move_ref, retried, rewrite_commits, store_tree, tree_entries
+from openckpt.hub.services.repos import DEFAULT_BRANCH
+
+__all__ = ["LfsFile", "Purge", "RefMove", "lfs_files", "purge"]
+
+
+@dataclass(frozen=True)
+class LfsFile:
+    """An LFS object of a repo's history, as the oldest commit holding it names it."""
+
+    sha256: str
+    path: str
+    size: int
+    pushed_at: datetime
+    ref: str
+    """The full name of a ref reaching that commit (``refs/heads/main``, ``refs/tags/v1``)."""
+
+
+@dataclass(frozen=True)
+class RefMove:
+    ref: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Purge:
+    """What a removal changed: the refs it moved and how many commits it rewrote."""
+
+    moved: tuple[RefMove, ...]
+    rewritten: int
+
+
+@dataclass(frozen=True)
+class _History:
+    commits: dict[str, Commit]
+    refs: tuple[tuple[str, str, str], ...]
+    """(kind, name, commit id) of every ref: the default branch first, then branches, then tags."""
+    reached: dict[str, str]
+    """Commit id → full name of the first ref (in ``refs`` order) reaching it."""
+
+
+def _history(session: Session, repo: Repo) -> _History:
+    commits = {c.id: c for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id))}
+    rows = session.execute(select(Ref.kind, Ref.name, Ref.commit_id).where(Ref.repo_id == repo.id)).tuples().all()
+    refs = tuple(sorted(rows, key=lambda r: (r[0] != "branch", r[1] != DEFAULT_BRANCH, r[1])))
+    reached: dict[str, str] = {}
+    for kind, name, head in refs:
+        full = f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
+        at: str | None = head
+        while at is not None and at in commits and at not in reached:
+            reached[at] = full
+            at = commits[at].parent_id
+    return _History(commits, refs, reached)
+
+
+def _lfs_rows(session: Session, repo: Repo, shas: Collection[str] | None = None) -> list[tuple[str, str, str, int]]:
+    """(tree id, path, sha256, size) of the LFS entries of the trees of ``repo``'s commits (of ``shas`` only)."""
+    query = select(TreeEntry.tree_id, TreeEntry.path, TreeEntry.sha256, TreeEntry.size).where(
+        TreeEntry.lfs.is_(True), TreeEntry.tree_id.in_(select(Commit.tree_id).where(Commit.repo_id == repo.id))
+    )
+    if shas is not None:
+        query = query.where(TreeEntry.sha256.in_(shas))
+    return list(session.execute(query).tuples())
+
+
+def lfs_files(session: Session, repo: Repo) -> list[LfsFile]:
+    """Every distinct LFS object of the commits ``repo``'s refs reach, oldest first."""
+    history = _history(session, repo)
+    by_tree: dict[str, list[tuple[str, str, int]]] = {}
+    for tree_id, path, sha256, size in _lfs_rows(session, repo):
+        by_tree.setdefault(tree_id, []).append((path, sha256, size))
+    first: dict[str, LfsFile] = {}
+    for commit in sorted((history.commits[c] for c in history.reached), key=lambda c: c.created_at):
+        for path, sha256, size in sorted(by_tree.get(commit.tree_id, ())):
+            if sha256 not in first:
+                first[sha256] = LfsFile(sha256, path, size, commit.created_at, history.reached[commit.id])
+    return sorted(first.values(), key=lambda f: (f.pushed_at, f.sha256))
+
+
+def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
+    """Remove the LFS objects ``shas`` from every commit the refs of repo ``repo_id`` reach, rewriting its history.
+
+    A sha256 that no such commit holds is a :class:`BadRequestError` naming it, and nothing changes.
+    """
+    doomed = frozenset(shas)
+
+    def attempt(session: Session, repo: Repo) -> Purge:
+        history = _history(session, repo)
+        live_trees = {history.commits[c].tree_id for c in history.reached}
+        rows = [row for row in _lfs_rows(session, repo, doomed) if row[0] in live_trees]
+        holding, found = {row[0] for row in rows}, {row[2] for row in rows}
+        if missing := sorted(doomed - found):
+            raise BadRequestError(f"no LFS file of {repo.repo_id} has the sha256 {', '.join(missing[:10])}")
+        rewritten: dict[str, str] = {}
+
+        def without(tree_id: str) -> str:
+            if tree_id not in holding:
+                return tree_id
+            if tree_id not in rewritten:
+                entries = tree_entries(session, tree_id).values()
+                kept = {e.path: TreeEntry(path=e.path, sha256=e.sha256, git_oid=e.git_oid, size=e.size, lfs=e.lfs)
+                        for e in entries if not (e.lfs and e.sha256 in doomed)}  # fmt: skip
+                rewritten[tree_id] = store_tree(session, kept)
+            return rewritten[tree_id]
+
+        mapped = rewrite_commits(session, history.commits, [r[2] for r in history.refs], repo_id=repo.id, tree=without)
+        moved: list[RefMove] = []
+        for kind, name, old in history.refs:
+            if (new := mapped.get(old, old)) != old:
+                move_ref(session, repo.id, kind, name, old, new)
+                moved.append(RefMove(f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}", old, new))
+        repo.last_modified = utcnow()
+        return Purge(tuple(moved), sum(1 for old, new in mapped.items() if old != new))
+
+    return retried(db, repo_id, attempt)
