@@ -26,7 +26,7 @@ from openckpt.hub.routes.files import read_bounded
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import lfs_purge, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
+from openckpt.hub.services.webhook_delivery import repo_event
 from openckpt.hub.views import iso
 from openckpt.store.blobs import is_sha256
 
@@ -103,8 +103,7 @@ async def delete_lfs_files(request: Request, plural: str, owner: str, name: str)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
     repo, done = await run_in_threadpool(_purge, hub, principal, repo_type, repo_id, raw)
     if done.moved:
-        updates = tuple(RefUpdate(m.ref, m.old, m.new) for m in done.moved)
         head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repos.DEFAULT_BRANCH}"), None)
-        notify(request, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=updates))
+        notify(request, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))
     return {"rewrittenCommits": done.rewritten, "updatedRefs": [{"ref": m.ref, "oldSha": m.old, "newSha": m.new}
                                                                 for m in done.moved]}  # fmt: skip

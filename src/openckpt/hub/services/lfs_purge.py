@@ -25,8 +25,9 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Commit, Ref, Repo, TreeEntry, utcnow
 from openckpt.hub.services.commits import move_ref, retried, rewrite_commits, store_tree, tree_entries
 from openckpt.hub.services.repos import DEFAULT_BRANCH
+from openckpt.hub.services.webhook_delivery import RefUpdate
 
-__all__ = ["LfsFile", "Purge", "RefMove", "lfs_files", "purge"]
+__all__ = ["LfsFile", "Purge", "lfs_files", "purge"]
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,10 @@ class LfsFile:
 
 
 @dataclass(frozen=True)
-class RefMove:
-    ref: str
-    old: str
-    new: str
-
-
-@dataclass(frozen=True)
 class Purge:
     """What a removal changed: the refs it moved and how many commits it rewrote."""
 
-    moved: tuple[RefMove, ...]
+    moved: tuple[RefUpdate, ...]
     rewritten: int
 
 
@@ -130,11 +124,11 @@ def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
             return rewritten[tree_id]
 
         mapped = rewrite_commits(session, history.commits, [r[2] for r in history.refs], repo_id=repo.id, tree=without)
-        moved: list[RefMove] = []
+        moved: list[RefUpdate] = []
         for kind, name, old in history.refs:
             if (new := mapped.get(old, old)) != old:
                 move_ref(session, repo.id, kind, name, old, new)
-                moved.append(RefMove(f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}", old, new))
+                moved.append(RefUpdate(f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}", old, new))
         repo.last_modified = utcnow()
         return Purge(tuple(moved), sum(1 for old, new in mapped.items() if old != new))
 
