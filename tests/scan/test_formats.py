@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from openckpt.scan.api import scan_file
-from openckpt.scan.verdict import Verdict
+from openckpt.scan.verdict import Completeness, Verdict
 
 from .conftest import ScanBytes
 from .crafted import P4, STOP, call, pb, sg, u, zip_bytes
@@ -72,13 +72,13 @@ def test_safetensors_rules(scan_bytes: ScanBytes, header: dict[str, object] | by
     if header == b" {}":
         raw = struct.pack("<Q", 3) + b" {}"
     r = scan_bytes(raw, "model.safetensors")
-    assert not r.clean, (header, r.format)
+    assert r.verdict is not Verdict.CLEAN, (header, r.format)
 
 
 def test_safetensors_valid(scan_bytes: ScanBytes) -> None:
     assert scan_bytes(_st(GOOD, b"\x00" * 8)).clean
     header = json.dumps(GOOD).encode()
-    assert not scan_bytes(struct.pack("<Q", 200_000_000) + header).clean
+    assert scan_bytes(struct.pack("<Q", 200_000_000) + header).verdict is Verdict.OPAQUE  # no loader reads it
 
 
 # -- GGUF -------------------------------------------------------------------------------------------------------
@@ -190,7 +190,8 @@ def test_keras_clean_and_custom(scan_bytes: ScanBytes) -> None:
     assert scan_bytes(_keras(config)).clean
     custom = {"module": "my_lib.layers", "class_name": "Fancy", "config": {}}
     config["config"] = {"layers": [DENSE, custom]}
-    assert scan_bytes(_keras(config)).verdict is Verdict.SUSPICIOUS
+    custom_result = scan_bytes(_keras(config))
+    assert custom_result.verdict is Verdict.NEEDS_CODE and custom_result.packages == ["my_lib"]
 
 
 def test_keras_h5(tmp_path: Path) -> None:
@@ -213,8 +214,8 @@ def test_hdf5_external_link(tmp_path: Path) -> None:
 
 
 def test_protobuf_data_and_unknown_binaries(scan_bytes: ScanBytes) -> None:
-    """Well-formed protobuf data (tokenizer.model) is clean; an unknown binary is inconclusive, never clean."""
+    """Well-formed protobuf data (tokenizer.model) is clean; an unknown binary is opaque: never clean."""
     r = scan_bytes(pb(1, pb(1, "piece") + pb(2, 3)) + pb(2, 7), "tokenizer.model")
     assert r.format == "protobuf" and r.clean
     r = scan_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "model.pt")
-    assert not r.clean and r.verdict is Verdict.CLEAN
+    assert r.verdict is Verdict.OPAQUE and r.completeness is Completeness.COMPLETE

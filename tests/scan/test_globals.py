@@ -45,7 +45,7 @@ def test_allowed(module: str, name: str, loader: str) -> None:
 
 def test_allowlist_is_per_loader() -> None:
     decision = classify("sklearn.linear_model._logistic", "LogisticRegression", "torch")
-    assert decision is not None and decision[0] is Severity.SUSPICIOUS
+    assert decision is not None and decision[0] is Severity.NEEDS_CODE
     assert weights_only("torch._utils", "_rebuild_tensor_v2")
     assert not weights_only("numpy._core.multiarray", "_reconstruct")
 
@@ -69,6 +69,6 @@ def test_gadgets_are_malicious(module: str, name: str) -> None:
     assert decision is not None and decision[0] is Severity.MALICIOUS, decision
 
 
-def test_unknown_is_suspicious() -> None:
+def test_unknown_needs_code() -> None:
     decision = classify("mylib.layers", "Attention", "pickle")
-    assert decision is not None and decision[0] is Severity.SUSPICIOUS
+    assert decision is not None and decision[0] is Severity.NEEDS_CODE

@@ -50,9 +50,10 @@ def test_gadgets_and_aliases(scan_bytes: ScanBytes, module: str, name: str) -> N
     assert verdict is Verdict.MALICIOUS, why
 
 
-def test_unknown_global_is_suspicious(scan_bytes: ScanBytes) -> None:
-    verdict, _, why = _verdict(scan_bytes, P4 + call(sg("mypackage.models", "Net")) + STOP)
-    assert verdict is Verdict.SUSPICIOUS, why
+def test_unknown_global_needs_code(scan_bytes: ScanBytes) -> None:
+    result = scan_bytes(P4 + call(sg("mypackage.models", "Net")) + STOP)
+    assert result.verdict is Verdict.NEEDS_CODE, result.findings
+    assert result.imports == ["mypackage.models.Net"] and result.packages == ["mypackage"]
 
 
 def test_names_through_the_memo(scan_bytes: ScanBytes) -> None:
@@ -94,9 +95,15 @@ def test_payload_before_invalid_opcode(scan_bytes: ScanBytes) -> None:
     assert (verdict, completeness) == (Verdict.MALICIOUS, Completeness.INCONCLUSIVE), why
 
 
-def test_benign_then_invalid_is_inconclusive(scan_bytes: ScanBytes) -> None:
+def test_invalid_before_any_import_is_opaque(scan_bytes: ScanBytes) -> None:
+    """The loader raises before importing anything: nothing from the file runs."""
     verdict, completeness, why = _verdict(scan_bytes, P4 + u("ok") + b"\xff")
-    assert (verdict, completeness) == (Verdict.CLEAN, Completeness.INCONCLUSIVE), why
+    assert (verdict, completeness) == (Verdict.OPAQUE, Completeness.COMPLETE), why
+
+
+def test_invalid_after_an_import_is_inconclusive(scan_bytes: ScanBytes) -> None:
+    verdict, completeness, why = _verdict(scan_bytes, P4 + call(sg("collections", "OrderedDict")) + b"\xff")
+    assert (verdict, completeness) == (Verdict.INCONCLUSIVE, Completeness.INCONCLUSIVE), why
 
 
 def test_concatenated_pickles(scan_bytes: ScanBytes) -> None:
@@ -108,7 +115,7 @@ def test_concatenated_pickles(scan_bytes: ScanBytes) -> None:
 
 def test_trailing_garbage_is_inconclusive(scan_bytes: ScanBytes) -> None:
     verdict, completeness, why = _verdict(scan_bytes, P4 + b"}" + STOP + b"\x00\x01garbage")
-    assert (verdict, completeness) == (Verdict.CLEAN, Completeness.INCONCLUSIVE), why
+    assert (verdict, completeness) == (Verdict.INCONCLUSIVE, Completeness.INCONCLUSIVE), why
 
 
 def test_frame_longer_than_the_data(scan_bytes: ScanBytes) -> None:
@@ -121,7 +128,7 @@ def test_frame_longer_than_the_data(scan_bytes: ScanBytes) -> None:
 def test_opcode_straddling_a_frame(scan_bytes: ScanBytes) -> None:
     body = u("abcdef") + b"0" + b"}" + STOP
     verdict, completeness, why = _verdict(scan_bytes, P4 + frame(body, 3))
-    assert (verdict, completeness) == (Verdict.CLEAN, Completeness.INCONCLUSIVE), why
+    assert (verdict, completeness) == (Verdict.INCONCLUSIVE, Completeness.INCONCLUSIVE), why
 
 
 def test_honest_frames_are_clean(scan_bytes: ScanBytes) -> None:

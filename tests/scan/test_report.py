@@ -1,4 +1,5 @@
-"""``openckpt scan``: table, JSON and SARIF output, and exit codes 0 (clean), 1 (findings), 2 (inconclusive)."""
+"""``openckpt scan``: table, JSON and SARIF output, and exit codes 0 (clean, opaque, needs code), 1 (malicious or
+suspicious), 2 (inconclusive)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
     paths["evil"].write_bytes(EVIL)
     paths["benign"].write_bytes(BENIGN)
     paths["junk"].write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    paths["broken"] = tmp_path / "broken.pkl"
+    paths["broken"].write_bytes(P4 + call(sg("collections", "OrderedDict")) + b"\xff")
     return paths
 
 
@@ -34,7 +37,8 @@ def _run(*args: object) -> tuple[int, str]:
 def test_exit_codes(files: dict[str, Path]) -> None:
     assert _run(files["benign"])[0] == 0
     assert _run(files["evil"])[0] == 1
-    assert _run(files["junk"])[0] == 2
+    assert _run(files["junk"])[0] == 0  # opaque: no loader runs anything from it
+    assert _run(files["broken"])[0] == 2
     assert _run(files["benign"], files["evil"])[0] == 1
     assert _run(files["benign"].parent / "missing.pt")[0] == 2
 
@@ -54,7 +58,9 @@ def test_json(files: dict[str, Path]) -> None:
     assert evil["verdict"] == "malicious"
     finding = evil["findings"][0]
     assert finding["callable"] == "os.system" and finding["offset"] is not None and finding["severity"] == "malicious"
-    assert by_name["ok.pkl"]["verdict"] == "clean"
+    assert by_name["ok.pkl"]["verdict"] == "clean" and by_name["junk.bin"]["verdict"] == "opaque"
+    assert by_name["broken.pkl"]["verdict"] == "inconclusive"
+    assert evil["imports"] == ["os.system"] and evil["packages"] == ["os"] and evil["runs"] == []
 
 
 def test_sarif(files: dict[str, Path]) -> None:

@@ -1,4 +1,4 @@
-"""Merge rules: the worst finding decides, any inconclusive finding makes the result inconclusive."""
+"""Merge rules: the worst finding decides, any inconclusive finding makes the result at least inconclusive."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ def _f(severity: Severity, inconclusive: bool = False) -> Finding:
 def test_merge() -> None:
     assert merge([]) == (Verdict.CLEAN, Completeness.COMPLETE)
     assert merge([_f(Severity.INFO)]) == (Verdict.CLEAN, Completeness.COMPLETE)
-    assert merge([_f(Severity.INFO, True)]) == (Verdict.CLEAN, Completeness.INCONCLUSIVE)
+    assert merge([_f(Severity.INFO, True)]) == (Verdict.INCONCLUSIVE, Completeness.INCONCLUSIVE)
+    assert merge([_f(Severity.OPAQUE)]) == (Verdict.OPAQUE, Completeness.COMPLETE)
+    assert merge([_f(Severity.NEEDS_CODE), _f(Severity.OPAQUE)]) == (Verdict.NEEDS_CODE, Completeness.COMPLETE)
+    assert merge([_f(Severity.NEEDS_CODE), _f(Severity.INFO, True)])[0] is Verdict.INCONCLUSIVE
+    assert merge([_f(Severity.SUSPICIOUS, True)]) == (Verdict.SUSPICIOUS, Completeness.INCONCLUSIVE)
     assert merge([_f(Severity.SUSPICIOUS), _f(Severity.MALICIOUS)]) == (Verdict.MALICIOUS, Completeness.COMPLETE)
 
 
@@ -25,6 +29,10 @@ def test_report_exit_codes() -> None:
     assert ScanReport([clean, partial]).exit_code == 2
     assert ScanReport([partial, bad]).exit_code == 1
     assert not ScanReport([clean, partial]).clean
+    needs = FileResult("d", "pickle", [_f(Severity.NEEDS_CODE)], imports=["ultralytics.nn.tasks.DetectionModel"])
+    opaque = FileResult("e", "unknown", [_f(Severity.OPAQUE)])
+    assert ScanReport([clean, needs, opaque]).exit_code == 0 and ScanReport([opaque]).clean
+    assert not ScanReport([needs]).clean and ScanReport([needs]).packages == ["ultralytics"]
 
 
 def test_findings_are_deduplicated_and_capped() -> None:

@@ -1,6 +1,7 @@
 """``openckpt scan PATH...``: scan model files for code that would run when they are loaded.
 
-Exit codes: 0 every file clean and complete, 1 a suspicious or malicious finding, 2 inconclusive or error.
+Exit codes: 0 every file clean, opaque or needing code (the packages are listed), 1 a suspicious or malicious file,
+2 inconclusive or error.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def scan_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list info-level findings.")] = False,
     time_budget: Annotated[float, typer.Option(help="Seconds allowed per file before it is inconclusive.")] = 120.0,
 ) -> None:
-    """Scan without importing, unpickling or executing anything: clean, suspicious or malicious, each complete or
-    inconclusive."""
+    """Scan without importing, unpickling or executing anything: clean, opaque, needs_code, inconclusive,
+    suspicious or malicious."""
     from openckpt import __version__
     from openckpt.scan.api import scan
     from openckpt.scan.limits import Limits

@@ -34,7 +34,7 @@ def bootstrap(settings: Settings) -> str | None:
         with db.write() as session:
             if session.scalar(select(func.count()).select_from(Account)):
                 return None
-            admin = create_account(session, "admin", fullname="Administrator", is_admin=True)
+            admin = create_account(session, "admin", fullname="Administrator", is_admin=True, reserved_ok=True)
             _, secret = create_token(session, admin, name="bootstrap", role="write")
             return secret
     except (SQLIntegrityError, ConflictError):

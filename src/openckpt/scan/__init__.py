@@ -25,7 +25,7 @@ class _CallableModule(types.ModuleType):
         return scan(*args, **kwargs)
 
 
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 """The version of the scanner's rules and allowlists: bump it whenever a verdict could change, so that the hub
 rescans every stored file."""
 

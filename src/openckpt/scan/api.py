@@ -42,7 +42,8 @@ def _run(ctx: Context, buf: object, size: int) -> FileResult:
         ctx.add("limit", Severity.INFO, "limit reached: recursion depth", inconclusive=True)
     except Exception as e:  # a scanner bug must never read as clean
         ctx.add("scanner-error", Severity.INFO, f"scanner error: {type(e).__name__}: {e}", inconclusive=True)
-    return FileResult(ctx.file, fmt, ctx.findings, size, time.monotonic() - started)
+    took = time.monotonic() - started
+    return FileResult(ctx.file, fmt, ctx.findings, size, took, sorted(ctx.imports), sorted(ctx.runs))
 
 
 def scan_file(path: str | os.PathLike[str], *, limits: Limits | None = None) -> FileResult:

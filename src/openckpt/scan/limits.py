@@ -51,6 +51,10 @@ class Context:
     file: str
     limits: Limits = field(default_factory=Limits)
     findings: list[Finding] = field(default_factory=list)
+    imports: set[str] = field(default_factory=set)
+    """Globals outside the loader's allowlist that loading would import (``module.qualname``)."""
+    runs: set[str] = field(default_factory=set)
+    """Loaders that would run a program stored in the file (``torch.jit.load``)."""
     unpacked: int = 0
     deadline: float = 0.0
     _seen: dict[tuple[object, ...], int] = field(default_factory=dict)

@@ -12,8 +12,21 @@ from openckpt.scan.verdict import Completeness, ScanReport, Severity, Verdict
 
 __all__ = ["print_table", "to_json", "to_sarif"]
 
-_COLORS = {Verdict.CLEAN: "green", Verdict.SUSPICIOUS: "yellow", Verdict.MALICIOUS: "bold red"}
-_SARIF_LEVEL = {Severity.INFO: "note", Severity.SUSPICIOUS: "warning", Severity.MALICIOUS: "error"}
+_COLORS = {
+    Verdict.CLEAN: "green",
+    Verdict.OPAQUE: "green",
+    Verdict.NEEDS_CODE: "cyan",
+    Verdict.INCONCLUSIVE: "magenta",
+    Verdict.SUSPICIOUS: "yellow",
+    Verdict.MALICIOUS: "bold red",
+}
+_SARIF_LEVEL = {
+    Severity.INFO: "note",
+    Severity.OPAQUE: "note",
+    Severity.NEEDS_CODE: "note",
+    Severity.SUSPICIOUS: "warning",
+    Severity.MALICIOUS: "error",
+}
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
 
@@ -29,10 +42,10 @@ def print_table(report: ScanReport, console: Console, *, verbose: bool = False) 
         table.add_column(column, overflow="fold")
     for result in report.results:
         verdict = f"[{_COLORS[result.verdict]}]{result.verdict.value}[/]"
-        if result.completeness is Completeness.INCONCLUSIVE:
+        if result.completeness is Completeness.INCONCLUSIVE and result.verdict is not Verdict.INCONCLUSIVE:
             verdict += " [magenta](inconclusive)[/]"
-        shown = [f for f in result.findings if verbose or f.severity > Severity.INFO or f.inconclusive]
-        lines = []
+        shown = [f for f in result.findings if verbose or f.severity > Severity.OPAQUE or f.inconclusive]
+        lines = [f"needs packages: {escape(', '.join(result.packages))}"] if result.packages else []
         for f in shown:
             where = f.member or ""
             where += f"@{f.offset}" if f.offset is not None else ""
@@ -43,7 +56,9 @@ def print_table(report: ScanReport, console: Console, *, verbose: bool = False) 
         table.add_row(escape(result.path), result.format, verdict, "\n".join(lines) or "-")
     console.print(table)
     summary = f"{len(report.results)} file(s): [{_COLORS[report.verdict]}]{report.verdict.value}[/]"
-    if report.completeness is Completeness.INCONCLUSIVE:
+    if report.packages:
+        summary += f"; loading needs {escape(', '.join(report.packages))}"
+    if report.completeness is Completeness.INCONCLUSIVE and report.verdict is not Verdict.INCONCLUSIVE:
         summary += ", [magenta]inconclusive[/] (not everything could be inspected)"
     console.print(summary)
 

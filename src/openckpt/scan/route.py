@@ -142,7 +142,7 @@ class Router:
             kind = "text"
         elif member is None:
             reason = "empty file" if kind == "empty" else "not a recognised model format"
-            ctx.add("format-unknown", Severity.INFO, reason, inconclusive=True)
+            ctx.add("format-unknown", Severity.OPAQUE, reason + ": opaque data, no loader runs code from it")
         return kind
 
     def _polyglot(self, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
@@ -177,8 +177,9 @@ class Router:
             kind = "npz"
         loader = "torch" if is_torch else ("numpy" if kind == "npz" else "pickle")
         if is_torch and any(torch.member_role(n) == "code" for n in names):
-            reason = "TorchScript archive: torch.load hands it to torch.jit.load, which runs its code"
-            ctx.add("torchscript", Severity.SUSPICIOUS, reason, member=member)
+            reason = "TorchScript archive: loading runs its TorchScript code (torch.load hands it to torch.jit.load)"
+            ctx.add("torchscript", Severity.NEEDS_CODE, reason, member=member)
+            ctx.runs.add("torch.jit.load")
         for i, entry in enumerate(entries):
             if is_torch and entry.method == 0 and not entry.encrypted and torch.member_role(entry.name) == "storage":
                 magic = buf[entry.data : entry.data + 4]

@@ -1,8 +1,14 @@
 """Findings and verdicts, and how they merge.
 
-A file's verdict is the highest severity among its findings (``info`` findings leave it clean); it is
-``inconclusive`` as soon as one finding says part of the file could not be inspected. A report merges files the
-same way. Nothing is ever clean by default: a scanner that cannot finish adds an inconclusive finding.
+A file's verdict says what loading it would run, worst first: ``malicious`` (a known code-execution, process,
+file, network or import gadget is reachable), ``suspicious`` (built to mislead a scanner or a loader: polyglots,
+zip names that differ, archive traversal, malformed safetensors/GGUF headers), ``inconclusive`` (a code path exists
+and could not be followed), ``needs_code`` (loading constructs classes of named third-party packages, listed in
+:attr:`FileResult.imports` and :attr:`FileResult.packages`, or runs a program such as TorchScript, listed in
+:attr:`FileResult.runs`), ``opaque`` (no loader in use executes anything from it: raw float weights, unknown
+binaries) and ``clean`` (fully understood, runs nothing). It is the worst finding's; an inconclusive finding makes
+it at least ``inconclusive``. A report merges files the same way. Nothing is clean by default: a scanner that
+cannot finish adds an inconclusive finding.
 """
 
 from __future__ import annotations
@@ -11,25 +17,52 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-__all__ = ["Completeness", "FileResult", "Finding", "ScanReport", "Severity", "Verdict", "merge"]
+__all__ = ["Completeness", "FileResult", "Finding", "ScanReport", "Severity", "Verdict", "merge", "packages_of"]
 
 
 class Severity(IntEnum):
-    """How bad one finding is; ``INFO`` never blocks an upload."""
+    """What one finding means for the file's verdict (see :class:`Verdict`); ``INFO`` changes nothing."""
 
     INFO = 0
-    SUSPICIOUS = 1
-    MALICIOUS = 2
+    OPAQUE = 1
+    NEEDS_CODE = 2
+    SUSPICIOUS = 3
+    MALICIOUS = 4
 
 
 class Verdict(StrEnum):
+    """A file's verdict, least severe first; :meth:`rank` orders them."""
+
     CLEAN = "clean"
+    OPAQUE = "opaque"
+    NEEDS_CODE = "needs_code"
+    INCONCLUSIVE = "inconclusive"
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"
 
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def runs_nothing(self) -> bool:
+        """Clean or opaque: loading it executes nothing from it."""
+        return self in (Verdict.CLEAN, Verdict.OPAQUE)
+
     @classmethod
-    def of(cls, severity: Severity) -> Verdict:
-        return (cls.CLEAN, cls.SUSPICIOUS, cls.MALICIOUS)[severity]
+    def of(cls, severity: Severity, *, inconclusive: bool = False) -> Verdict:
+        verdict = _OF[severity]
+        return cls.INCONCLUSIVE if inconclusive and verdict.rank < _RANK[cls.INCONCLUSIVE] else verdict
+
+
+_OF = {
+    Severity.INFO: Verdict.CLEAN,
+    Severity.OPAQUE: Verdict.OPAQUE,
+    Severity.NEEDS_CODE: Verdict.NEEDS_CODE,
+    Severity.SUSPICIOUS: Verdict.SUSPICIOUS,
+    Severity.MALICIOUS: Verdict.MALICIOUS,
+}
+_RANK = {v: i for i, v in enumerate(Verdict)}
 
 
 class Completeness(StrEnum):
@@ -73,18 +106,35 @@ def merge(findings: list[Finding]) -> tuple[Verdict, Completeness]:
     """The verdict and completeness that a list of findings adds up to."""
     worst = max((f.severity for f in findings), default=Severity.INFO)
     partial = any(f.inconclusive for f in findings)
-    return Verdict.of(worst), Completeness.INCONCLUSIVE if partial else Completeness.COMPLETE
+    return Verdict.of(worst, inconclusive=partial), Completeness.INCONCLUSIVE if partial else Completeness.COMPLETE
+
+
+def packages_of(imports: list[str]) -> list[str]:
+    """The top-level import packages of ``module.qualname`` names (``ultralytics``, ``pytorch_lightning``)."""
+    return sorted({name.split(".", 1)[0] for name in imports})
 
 
 @dataclass
 class FileResult:
-    """The scan of one path: its detected format, findings, verdict, size in bytes and time taken."""
+    """The scan of one path: its detected format, findings, verdict, size in bytes and time taken.
+
+    ``imports``: every global outside its loader's allowlist that loading would import, as ``module.qualname``
+    (the Hub's "Detected Pickle imports", minus the allowlisted ones); ``runs``: programs loading would execute
+    besides those imports, named by the loader that runs them (``torch.jit.load`` for TorchScript);
+    ``packages``: the top-level packages of both, sorted.
+    """
 
     path: str
     format: str
     findings: list[Finding] = field(default_factory=list)
     size: int = 0
     seconds: float = 0.0
+    imports: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def packages(self) -> list[str]:
+        return packages_of(self.imports + self.runs)
 
     @property
     def verdict(self) -> Verdict:
@@ -96,8 +146,8 @@ class FileResult:
 
     @property
     def clean(self) -> bool:
-        """Clean and complete: the only result that lets a file through."""
-        return merge(self.findings) == (Verdict.CLEAN, Completeness.COMPLETE)
+        """Clean or opaque (hence complete): loading it runs nothing from it."""
+        return self.verdict.runs_nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +155,9 @@ class FileResult:
             "format": self.format,
             "verdict": self.verdict.value,
             "completeness": self.completeness.value,
+            "imports": list(self.imports),
+            "packages": self.packages,
+            "runs": list(self.runs),
             "size": self.size,
             "seconds": round(self.seconds, 6),
             "findings": [f.to_dict() for f in self.findings],
@@ -113,8 +166,8 @@ class FileResult:
 
 @dataclass
 class ScanReport:
-    """The results of one scan call, one per file; ``exit_code`` is the CLI's (0 clean, 1 findings, 2 inconclusive
-    or error)."""
+    """The results of one scan call, one per file; ``exit_code`` is the CLI's: 1 if a file is malicious or
+    suspicious, else 2 if one is inconclusive, else 0 (clean, opaque, needs_code)."""
 
     results: list[FileResult] = field(default_factory=list)
 
@@ -132,18 +185,24 @@ class ScanReport:
 
     @property
     def clean(self) -> bool:
+        """Every file runs nothing when loaded (clean or opaque)."""
         return all(r.clean for r in self.results)
 
     @property
+    def packages(self) -> list[str]:
+        return sorted({p for r in self.results for p in r.packages})
+
+    @property
     def exit_code(self) -> int:
-        verdict, completeness = merge(self.findings)
-        if verdict is not Verdict.CLEAN:
+        verdict = max((r.verdict for r in self.results), key=lambda v: v.rank, default=Verdict.CLEAN)
+        if verdict in (Verdict.MALICIOUS, Verdict.SUSPICIOUS):
             return 1
-        return 2 if completeness is Completeness.INCONCLUSIVE else 0
+        return 2 if verdict is Verdict.INCONCLUSIVE else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
             "completeness": self.completeness.value,
+            "packages": self.packages,
             "files": [r.to_dict() for r in self.results],
         }

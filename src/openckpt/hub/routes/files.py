@@ -38,7 +38,7 @@ from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import prove_uploads, xet_files
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history, tree_entries
 from openckpt.hub.services.history import last_commits
-from openckpt.hub.services.names import check_path
+from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -165,7 +165,7 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not _is_size(f.get("size", 0)):
             raise BadRequestError("each file of a preupload is {path: string, size: integer, sample: base64}")
-        path = check_path(f["path"])
+        path = check_new_path(f["path"])
         try:
             sample = base64.b64decode(f.get("sample") or "")
         except (binascii.Error, ValueError, TypeError):
@@ -231,7 +231,8 @@ def _parse_ndjson(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, bytes]:
     """One operation, validated: a change, or (path, bytes) of an inline file still to be stored."""
     key = op["key"]
-    path = check_path(op["path"].strip("/") if key == "deletedFolder" else op["path"])
+    check = check_new_path if key in ("file", "lfsFile") else check_path  # an old file may still be deleted
+    path = check(op["path"].strip("/") if key == "deletedFolder" else op["path"])
     if key == "file":
         try:
             data = base64.b64decode(op.get("content", ""), validate=True)

@@ -2,8 +2,8 @@
 
 Models live at ``/{owner}/{name}``, datasets at ``/datasets/{owner}/{name}``; a revision is ``?rev=`` on the
 overview and a path segment elsewhere (``%2F`` inside it, as the API expects). API routes are included first, so
-``/{owner}/{name}/resolve/...`` and the LFS endpoints are never shadowed; owners that are the first segment of
-another page (``api``, ``datasets``...) are refused here.
+``/{owner}/{name}/resolve/...`` and the LFS endpoints are never shadowed; no account may take the first segment of
+another page (``api``, ``datasets``...: ``names.RESERVED_ACCOUNT_NAMES``), so such a path finds no repo here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
-from openckpt.errors import EntryNotFoundError, RepoNotFoundError
+from openckpt.errors import EntryNotFoundError
 from openckpt.evaluate.card import bias_results
 from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
@@ -24,13 +24,11 @@ from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
 from openckpt.hub.routes.ui_security import trust_context
 from openckpt.hub.services import access, gate, governance, pages, reports
 from openckpt.hub.services.commits import resolve_revision, tree_entries
-from openckpt.hub.services.names import RESERVED_ACCOUNT_NAMES
 from openckpt.hub.services.render import render_card, render_markdown
 from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-RESERVED = RESERVED_ACCOUNT_NAMES
 MAX_README = 1 << 20
 MAX_PREVIEW = 512 << 10
 COMMITS_PAGE = 50
@@ -38,8 +36,6 @@ COMMITS_PAGE = 50
 
 def _repo(session: Session, request: Request, repo_type: str) -> Repo:
     owner, name = request.path_params["owner"], request.path_params["name"]
-    if repo_type == "model" and owner in RESERVED:
-        raise RepoNotFoundError(f"{owner}/{name}")
     return find_repo(session, viewer_of(request), repo_type, repo_id_of(owner, name))
 
 

@@ -70,9 +70,16 @@ def hash_token(secret: str) -> str:
 
 
 def create_account(
-    session: Session, name: str, *, kind: str = "user", fullname: str = "", is_admin: bool = False
+    session: Session,
+    name: str,
+    *,
+    kind: str = "user",
+    fullname: str = "",
+    is_admin: bool = False,
+    reserved_ok: bool = False,
 ) -> Account:
-    check_account_name(name)
+    """A new account; a name reserved for the hub's own paths only with ``reserved_ok`` (the bootstrap ``admin``)."""
+    check_account_name(name, reserved_ok=reserved_ok)
     if session.scalar(select(Account).where(Account.name == name)) is not None:
         raise ConflictError(f"account {name!r} already exists")
     account = Account(name=name, kind=kind, fullname=fullname or name, is_admin=is_admin)

@@ -24,7 +24,7 @@ from openckpt.hub.services import governance, redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.cards import derive_metadata, validate_card
 from openckpt.hub.services.commits import _commit_id, _tree_id, resolve_revision, tree_entries
-from openckpt.hub.services.names import REPO_TYPES, check_name, check_revision
+from openckpt.hub.services.names import REPO_TYPES, check_name, check_ref_name
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -230,7 +230,7 @@ def update_settings(
 def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str,
                start: str | None, message: str | None = None) -> tuple[Repo, str]:  # fmt: skip
     """Create a branch or tag at ``start`` (default: the default branch's head); return the repo and the commit."""
-    check_revision(name)
+    check_ref_name(name, kind)
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         if session.get(Ref, (repo.id, kind, name)) is not None:

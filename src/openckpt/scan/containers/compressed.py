@@ -87,13 +87,8 @@ def scan(
     where = f"{member}!{kind}" if member else f"({kind})"
     inner = router.scan(data, 0, len(data), where, depth + 1)
     if inner in ("unknown", "empty", "data"):
-        ctx.add(
-            "format-unknown",
-            Severity.INFO,
-            f"{kind} content is not a recognised format",
-            member=where,
-            inconclusive=True,
-        )
+        reason = f"{kind} content is not a recognised format: opaque data"
+        ctx.add("format-unknown", Severity.OPAQUE, reason, member=where)
     return f"{kind}:{inner}"
 
 

@@ -66,7 +66,8 @@ def check_config(ctx: Context, config: Any, member: str | None) -> None:
                 ctx.add("keras-external-file", Severity.SUSPICIOUS, reason, member=member)
         if isinstance(module, str) and not _module_ok(module):
             name = str(cls if cls not in (None, "function") else node.get("config"))
-            decision = classify(module, name, "pickle") or (Severity.SUSPICIOUS, f"{module}.{name}: outside Keras")
+            decision = classify(module, name, "pickle") or (Severity.NEEDS_CODE, f"{module}.{name}: outside Keras")
+            ctx.imports.add(f"{module}.{name}")
             ctx.add(
                 "keras-module",
                 decision[0],

@@ -63,15 +63,21 @@ def scan_legacy(
     """
     head = scan_streams(ctx, buf, start, end, member=member, loader=loader, nested=nested, on_build=on_build, limit=1)
     if head and head[0].error is None and head[0].value == MAGIC and head[0].end < end:
-        more = scan_streams(ctx, buf, head[0].end, end, member=member, loader="torch", nested=nested, limit=4)
+        more = scan_streams(
+            ctx, buf, head[0].end, end, member=member, loader="torch", nested=nested, limit=4, first=False
+        )
         head += more
     if len(head) == 5 and all(s.error is None for s in head) and head[0].value == MAGIC and head[1].value == PROTOCOL:
         pos = _storages(ctx, buf, head[4].end, end, head[3].persids, head[4].value, member)
         if pos is not None and pos < end:
-            scan_streams(ctx, buf, pos, end, member=member, loader="pickle", nested=nested, on_build=on_build)
+            scan_streams(
+                ctx, buf, pos, end, member=member, loader="pickle", nested=nested, on_build=on_build, first=False
+            )
         return "torch-legacy"
     if head and head[-1].error is None and head[-1].end < end:
-        scan_streams(ctx, buf, head[-1].end, end, member=member, loader=loader, nested=nested, on_build=on_build)
+        scan_streams(
+            ctx, buf, head[-1].end, end, member=member, loader=loader, nested=nested, on_build=on_build, first=False
+        )
     return "pickle"
 
 

@@ -1,7 +1,7 @@
 """Deciding on an imported global: alias canonicalisation, the per-loader allowlist, and gadget severities.
 
-Anything not on the loader's allowlist is at least suspicious; the denylist here only raises that to malicious
-for callables known to run code, spawn processes, touch files or the network, or import modules.
+Anything not on the loader's allowlist needs code: loading imports it from its package. The denylist here raises
+that to malicious for callables known to run code, spawn processes, touch files or the network, or import modules.
 """
 
 from __future__ import annotations
@@ -173,5 +173,5 @@ def classify(module: str, name: str, loader: str) -> tuple[Severity, str] | None
     if parts[-1] in DANGEROUS_NAMES:
         return Severity.MALICIOUS, f"{full}: name of a known gadget ({parts[-1]})"
     if (module, name) in ALLOWED["pickle"]:
-        return Severity.SUSPICIOUS, f"{full}: not allowed for the {loader} loader"
-    return Severity.SUSPICIOUS, f"{full}: not on the allowlist"
+        return Severity.NEEDS_CODE, f"{full}: not allowed for the {loader} loader (loading needs {top})"
+    return Severity.NEEDS_CODE, f"{full}: not on the allowlist (loading needs {top})"

@@ -43,6 +43,9 @@ class Machine(Semantics):
     stream completes or imported something.
     """
 
+    first = True
+    """Whether this is the first stream of its data: a loader stopping in a later one has run the earlier ones."""
+
     def stream(self, pos: int, end: int) -> Stream:
         """Scan one stream from ``pos``; stops after STOP, at the first error, or at a limit."""
         result = Stream(pos, pos)
@@ -53,10 +56,28 @@ class Machine(Semantics):
         except LimitError:
             result.error = "limit reached"
         imported = bool(self._seen_globals)
+        inert = (
+            self.first
+            and not imported
+            and not self._extension
+            and all(isinstance(pid, str) for pid in result.persids)
+            and result.error != "limit reached"
+        )
+        if inert:
+            # the first stream stops before any import, extension or structured persistent id (a text id fails in
+            # every loader's persistent_load): the loader raises, nothing from this data ran
+            self._pending = [
+                (rule, Severity.OPAQUE, reason, offset, what, False) if rule == "pickle-frame-overrun" else note
+                for note in self._pending
+                for rule, _, reason, offset, what, _ in [note]
+            ]
         if result.error is not None and not (self.probe and not imported):
             partial = result.error != "limit reached"
             reason = f"pickle stream at offset {result.start} stops at offset {result.end}: {result.error}"
-            self.note("pickle-invalid", Severity.INFO, reason, result.end, None, partial)
+            if inert:
+                reason += " (before importing anything: no loader runs code from it)"
+            severity = Severity.OPAQUE if inert else Severity.INFO
+            self.note("pickle-invalid", severity, reason, result.end, None, partial and not inert)
         self._flush(keep=not self.probe or result.error is None or imported)
         result.globals_seen = len(self._seen_globals)
         self._seen_globals.clear()
@@ -431,6 +452,7 @@ class Machine(Semantics):
                     need(pos, n_len)
                     pos += n_len
                     reason = "EXT opcode: imports whatever copyreg's extension registry maps the code to"
+                    self._extension = True
                     self.note("pickle-global", Severity.SUSPICIOUS, reason, start)
                     push(Opaque("extension"))
                 elif code == op.NEXT_BUFFER:

@@ -51,6 +51,7 @@ class Semantics:
         self._blobs: list[tuple[int, int, str]] = []
         self._seen_globals: dict[tuple[str, str], Global] = {}
         self._fed: set[int] = set()
+        self._extension = False
 
     # -- findings ---------------------------------------------------------------------------------------------
     def note(
@@ -67,6 +68,8 @@ class Semantics:
     def _flush(self, keep: bool) -> None:
         if keep:
             for rule, severity, reason, offset, what, partial in self._pending:
+                if rule == "pickle-global" and what:
+                    self.ctx.imports.add(what)
                 self.ctx.add(
                     rule, severity, reason, member=self.member, offset=offset, callable=what, inconclusive=partial
                 )

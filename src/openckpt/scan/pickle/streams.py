@@ -29,11 +29,13 @@ def scan_streams(
     on_build: OnBuild | None = None,
     probe: bool = False,
     limit: int | None = None,
+    first: bool = True,
 ) -> list[Stream]:
     """Scan consecutive streams from ``start`` until the data ends, a stream fails, or ``limit`` streams.
 
     Bytes after the last stream that do not start another one are reported as trailing data (inconclusive):
     no loader reads them as a pickle, but a scanner cannot vouch for what an unknown loader does with them.
+    ``first``: ``start`` begins the data (a stream failing there before importing anything is opaque data).
     """
     streams: list[Stream] = []
     pos = start
@@ -46,6 +48,7 @@ def scan_streams(
                 ctx.add("pickle-trailing-data", Severity.INFO, reason, member=member, offset=pos, inconclusive=True)
             break
         machine = Machine(ctx, buf, member=member, loader=loader, nested=nested, probe=probe, on_build=on_build)
+        machine.first = first and not streams
         stream = machine.stream(pos, end)
         if probe and stream.error is not None and streams:
             break
