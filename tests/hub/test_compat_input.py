@@ -107,8 +107,8 @@ def test_invalid_bodies(http: httpx.Client, repo: str) -> None:
     lfs = {"path": "a.bin", "algo": "sha256", "oid": "a" * 64, "size": -5}
     bad_request(commit(http, repo, {"key": "lfsFile", "value": lfs}), "size")
     bad_request(commit(http, repo, add("big.txt", b"x" * (10 * 2**20 + 1))), "LFS")
-    bad_request(http.post(f"/api/models/{repo}/branch/a..b"), "invalid revision")
-    bad_request(http.post(f"/api/models/{repo}/tag/main", json={"tag": "has space"}), "invalid revision")
+    bad_request(http.post(f"/api/models/{repo}/branch/a..b"), "invalid branch name")
+    bad_request(http.post(f"/api/models/{repo}/tag/main", json={"tag": "has space"}), "invalid tag name")
     assert http.post(f"/api/models/{repo}/tag/main", json={"tag": "v1"}).status_code == 200
     bad_request(commit(http, repo, add("a.txt"), rev="v1"), "not a branch")
     r = commit(http, repo, add("a.txt"), rev="no-such-branch")

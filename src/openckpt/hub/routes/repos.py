@@ -247,7 +247,8 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
 @router.post("/api/{plural}/{owner}/{name}/branch/{rest:path}")
 async def create_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
     principal = require_principal(request)
-    branch = "/".join(rev_and_path(request, 5)).strip("/")
+    rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
+    branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
     body = await request.body()
     start = _json_body(await request.json()).get("startingPoint") if body else None
     if start is not None and not isinstance(start, str):

@@ -73,14 +73,15 @@ _TREE = select(TreeEntry).where(TreeEntry.tree_id == bindparam("tree"))
 
 
 def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
-    """A branch, a tag or a full commit id of ``repo``."""
-    commit = session.scalars(_COMMIT_BY_REF, {"repo": repo.id, "rev": rev}).first()
-    if commit is not None:
-        return commit
+    """A full commit id, a branch or a tag of ``repo``, in this order: a ref named like a commit id (refused since,
+    but older hubs allowed it) never hides that commit."""
     if len(rev) == 40:
         commit = session.get(Commit, rev.lower())
         if commit is not None and commit.repo_id == repo.id:
             return commit
+    commit = session.scalars(_COMMIT_BY_REF, {"repo": repo.id, "rev": rev}).first()
+    if commit is not None:
+        return commit
     raise RevisionNotFoundError(f"Invalid rev id: {rev}")
 
 
