@@ -39,7 +39,9 @@
         ├── AccountNotFoundError               404 AccountNotFound: no user (or organisation) of this name
         ├── ConflictError                      409 Conflict: exists already
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
-        └── PayloadTooLargeError               413 PayloadTooLarge
+        ├── RequestTimeoutError                408 RequestTimeout: the client stopped sending the request body
+        ├── PayloadTooLargeError               413 PayloadTooLarge: a body, a JSON value or a file over a bound
+        └── HeaderFieldsTooLargeError          431 HeaderFieldsTooLarge: too many or too large request headers
 
 Errors about a file carry it in ``.path`` and name it in the message.
 """
@@ -57,6 +59,7 @@ __all__ = [
     "FileFlaggedError",
     "ForbiddenError",
     "GatedRepoError",
+    "HeaderFieldsTooLargeError",
     "HubError",
     "LicenseError",
     "PayloadTooLargeError",
@@ -64,6 +67,7 @@ __all__ = [
     "PreconditionFailedError",
     "RepoMovedError",
     "RepoNotFoundError",
+    "RequestTimeoutError",
     "RevisionNotFoundError",
     "UnauthorizedError",
     "UnsafeUploadError",
@@ -268,5 +272,17 @@ class PreconditionFailedError(HubError):
     status, code = 412, "PreconditionFailed"
 
 
+class RequestTimeoutError(HubError):
+    """The client sent no byte of the request body for longer than the hub waits (``OPENCKPT_BODY_TIMEOUT``)."""
+
+    status, code = 408, "RequestTimeout"
+
+
 class PayloadTooLargeError(HubError):
     status, code = 413, "PayloadTooLarge"
+
+
+class HeaderFieldsTooLargeError(HubError):
+    """The request line and headers are larger, or the headers more, than the hub accepts."""
+
+    status, code = 431, "HeaderFieldsTooLarge"

@@ -1,4 +1,4 @@
-"""``openckpt convert`` scans its input first and refuses anything that is not clean and complete."""
+"""``openckpt convert`` scans its input first and refuses anything malicious, suspicious or inconclusive."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ def test_directory_input_is_scanned_file_by_file(invoke: Invoke, tmp_path: Path)
     src = tmp_path / "hf"
     src.mkdir()
     torch.save({"w": torch.ones(2)}, src / "pytorch_model.bin")
-    (src / "extra.pkl").write_bytes(b"\x80\x02cfoo.bar\nBaz\n)\x81.")
+    (src / "extra.pkl").write_bytes(MALICIOUS)
     result = invoke("convert", src, tmp_path / "out")
-    assert result.exit_code == 2 and "extra.pkl is suspicious" in result.stderr and "foo.bar.Baz" in result.stderr
+    assert result.exit_code == 2 and "extra.pkl is malicious" in result.stderr and "os.system" in result.stderr
+    (src / "extra.pkl").write_bytes(b"\x80\x02cfoo.bar\nBaz\n)\x81.")  # needs code, never read: no refusal
+    assert invoke("convert", src, tmp_path / "out").exit_code == 0
     (src / "extra.pkl").unlink()
-    again = invoke("convert", src, tmp_path / "out")
+    again = invoke("convert", src, tmp_path / "out", "--overwrite")
     assert "UnsafeFileError" not in again.stderr and "refusing" not in again.stderr

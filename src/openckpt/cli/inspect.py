@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -23,6 +24,16 @@ _KINDS = {
     "huggingface": "Hugging Face model directory",
     "torch": "PyTorch file (read weights-only)",
     "npz": "numpy .npz archive",
+    "diffusers": "diffusers pipeline directory",
+    "trainer": "transformers Trainer checkpoint directory",
+    "dcp": "torch.distributed.checkpoint directory",
+    "sb3": "Stable-Baselines3 model zip",
+    "pt2": "torch.export archive",
+    "gguf": "GGUF file",
+    "onnx": "ONNX model",
+    "keras": "Keras model",
+    "openvino": "OpenVINO IR",
+    "pickle": "plain pickle (not loaded)",
 }
 _CONFIG_KEYS = (
     "architectures", "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -53,6 +64,15 @@ def summarize(source: TensorSource) -> dict[str, Any]:
         summary["values"] = source.values
     if source.notes:
         summary["notes"] = list(source.notes)
+    if source.layout:
+        summary["layout"] = source.layout
+    if source.sections:
+        summary["sections"] = {title: _jsonable(facts) for title, facts in source.sections.items()}
+    if source.needs_code:
+        summary["needs_code"] = {part: list(names) for part, names in source.needs_code.items()}
+    summary["convertible"] = source.refusal is None
+    if source.refusal:
+        summary["refusal"] = source.refusal
     if manifest is not None:
         summary["metadata"].update(
             id=manifest.id, created_at=manifest.created_at, format_version=manifest.format_version
@@ -63,6 +83,20 @@ def summarize(source: TensorSource) -> dict[str, Any]:
         summary["entries"] = {k: e.model_dump(exclude_defaults=True) for k, e in manifest.entries.items()}
         summary["files"] = {name: rec.size for name, rec in manifest.files.items()}
     return summary
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON data: tensors become ``tensor[shape]``, anything else unknown its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        return f"tensor{list(shape)}"
+    return str(value)
 
 
 def _pairs(title: str, data: dict[str, Any]) -> Table | None:
@@ -77,9 +111,19 @@ def _pairs(title: str, data: dict[str, Any]) -> Table | None:
     return table
 
 
-def _render(summary: dict[str, Any]) -> None:
+def _console() -> Console:
+    """stdout; when it is not a terminal (piped), wide enough that no line is wrapped."""
     console = out()
-    console.print(f"[bold]{escape(summary['path'])}[/]  {_KINDS.get(summary['kind'], summary['kind'])}")
+    if not console.is_terminal:
+        console = Console(highlight=False, width=1_000_000)
+    return console
+
+
+def _render(summary: dict[str, Any]) -> None:
+    console = _console()
+    kind = _KINDS.get(summary["kind"], summary["kind"])
+    layout = f": {escape(summary['layout'])}" if summary.get("layout") else ""
+    console.print(f"[bold]{escape(summary['path'])}[/]  {kind}{layout}")
     arch = summary["architecture"]
     overview: dict[str, Any] = {}
     if "class_path" in arch:
@@ -109,20 +153,31 @@ def _render(summary: dict[str, Any]) -> None:
     tables.append(_pairs("Training", summary.get("training", {})))
     tables.append(_pairs("Values", summary.get("values", {})))
     tables.append(_pairs("Lineage", summary.get("lineage", {})))
+    for title, facts in summary.get("sections", {}).items():
+        tables.append(_pairs(title, facts if isinstance(facts, dict) else {"value": facts}))
+    needs = {part: ", ".join(names) for part, names in summary.get("needs_code", {}).items()}
+    tables.append(_pairs("Needs code (read without running it)", needs))
     for table in tables:
         if table is not None:
             console.print()
             console.print(table)
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {escape(note)}")
+    if summary.get("refusal"):
+        console.print(f"[yellow]convert:[/] refuses: {escape(summary['refusal'])}")
 
 
 @guard
 def inspect_command(
-    path: Annotated[Path, typer.Argument(help="Checkpoint directory, safetensors file, HF model directory, .pt, .npz")],
+    path: Annotated[Path, typer.Argument(help="Checkpoint, model file or directory (see openckpt convert --help)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Show architecture, tensors (name, dtype, shape, bytes), metadata and lineage."""
+    """Show architecture, tensors (name, dtype, shape, bytes), metadata, lineage and the layout's own facts.
+
+    Reads every layout openckpt knows without running code from it: safetensors, HF directories (.bin too),
+    diffusers pipelines, Trainer checkpoint-N/, Lightning/timm/whisper/ultralytics torch files, TorchScript (its
+    data only), .pt2, DCP directories, SB3 zips, GGUF, ONNX, Keras, OpenVINO IR, .npz; plain pickles are listed.
+    """
     from openckpt.format.readers import open_source
 
     with open_source(path) as source:

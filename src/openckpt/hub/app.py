@@ -16,8 +16,10 @@ from fastapi.staticfiles import StaticFiles
 from openckpt.errors import HubError, OpenckptError, RepoMovedError, StorageError
 from openckpt.hub.context import Hub, moved_location
 from openckpt.hub.db.engine import Database
+from openckpt.hub.error_response import error_response
+from openckpt.hub.limits import Limits
 from openckpt.hub.settings import Settings
-from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REQUEST_ID
+from openckpt.protocol import REQUEST_ID
 from openckpt.store.url import open_store
 
 __all__ = ["create_app"]
@@ -25,13 +27,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("openckpt.hub")
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    header_message = message.replace("\n", " ").encode("latin-1", "replace").decode("latin-1")[:1000]
-    return JSONResponse(
-        {"error": message},
-        status_code=status,
-        headers={ERROR_CODE: code, ERROR_MESSAGE: header_message, REQUEST_ID: uuid.uuid4().hex, **(headers or {})},
-    )
+_error = error_response
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = False) -> FastAPI:
@@ -80,6 +76,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.include_router(admin.pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
+    app.add_middleware(
+        Limits,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        body_timeout=settings.body_timeout,
+    )
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> JSONResponse:

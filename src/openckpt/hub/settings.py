@@ -29,6 +29,12 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "public_url": ("OPENCKPT_PUBLIC_URL", str),
     "max_inline_bytes": ("OPENCKPT_MAX_INLINE_BYTES", int),
     "max_commit_bytes": ("OPENCKPT_MAX_COMMIT_BYTES", int),
+    "max_commit_operations": ("OPENCKPT_MAX_COMMIT_OPERATIONS", int),
+    "max_file_size": ("OPENCKPT_MAX_FILE_SIZE", int),
+    "max_json_bytes": ("OPENCKPT_MAX_JSON_BYTES", int),
+    "max_header_bytes": ("OPENCKPT_MAX_HEADER_BYTES", int),
+    "max_headers": ("OPENCKPT_MAX_HEADERS", int),
+    "body_timeout": ("OPENCKPT_BODY_TIMEOUT", float),
     "multipart_threshold": ("OPENCKPT_MULTIPART_THRESHOLD", int),
     "multipart_chunk_size": ("OPENCKPT_MULTIPART_CHUNK_SIZE", int),
     "signed_url_ttl": ("OPENCKPT_SIGNED_URL_TTL", int),
@@ -65,6 +71,19 @@ class Settings:
     """Files up to this size may travel inside a commit (regular); larger ones go through LFS."""
     max_commit_bytes: int = 512 * 2**20
     """Upper bound on a commit request body (inline files are base64 inside it)."""
+    max_commit_operations: int = 100_000
+    """Upper bound on the lines (files added, copied or deleted) of one commit request."""
+    max_file_size: int = 5 * 10**12
+    """The largest file the hub takes (5 TB, as the Hub); the LFS batch refuses larger objects one by one."""
+    max_json_bytes: int = 4 * 2**20
+    """Upper bound on a JSON request body (commits have their own, ``max_commit_bytes``)."""
+    max_header_bytes: int = 64 * 2**10
+    """Upper bound on a request's target and headers together; larger ones are answered 431."""
+    max_headers: int = 100
+    """Upper bound on the number of a request's headers; more are answered 431."""
+    body_timeout: float = 60.0
+    """Seconds the hub waits for the next bytes of a request body before answering 408: a bound on idleness, not
+    on the whole transfer, so large uploads take as long as they need."""
     multipart_threshold: int = 5 * 10**9
     multipart_chunk_size: int = 512 * 2**20
     signed_url_ttl: int = 3600

@@ -1,7 +1,9 @@
 """Read-only views of tensor files, routed by content.
 
-Formats: openckpt checkpoints, safetensors files, Hugging Face model directories, PyTorch files (weights-only)
-and numpy ``.npz`` archives.
+Formats: openckpt checkpoints, safetensors files, Hugging Face model directories (safetensors or ``.bin``),
+diffusers pipelines, Trainer ``checkpoint-N/`` and DCP directories, PyTorch files (weights-only; Lightning, timm,
+whisper, ultralytics, TorchScript), ``.pt2``, SB3 zips, numpy ``.npz``, GGUF, ONNX, Keras, OpenVINO IR and plain
+pickles (listed, never loaded).
 
 ``open_source(path)`` returns a :class:`TensorSource`: tensors listed up front and read one at a time.
 """
@@ -20,31 +22,64 @@ __all__ = ["FLOAT_DTYPES", "TensorEntry", "TensorSource", "architecture_of", "op
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_TORCH_LEGACY = b"\x8a\x0a"
+"""A legacy ``torch.save`` file starts with its magic number pickled as a 10-byte LONG1."""
+
+
 def _zip_kind(path: Path) -> str:
+    from openckpt.format.readers.archives import is_pt2, is_sb3
+
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError) as e:
         raise FormatError(f"unreadable zip archive: {e}", path=path) from e
+    if is_sb3(names):
+        return "sb3"
+    if is_pt2(names):
+        return "pt2"
+    if "config.json" in names and "model.weights.h5" in names:
+        return "keras"
     if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-        return "torch"
-    if all(n.endswith(".npy") for n in names):
+        code = any("/code/" in n or n.startswith("code/") for n in names)
+        return "torchscript" if code and any(n.endswith("constants.pkl") for n in names) else "torch"
+    if names and all(n.endswith(".npy") for n in names):
         return "npz"
-    raise FormatError("zip archive that is neither a torch file nor an .npz archive", path=path)
+    raise FormatError("zip archive that is none of: torch file, .npz, SB3 model, .pt2, .keras", path=path)
+
+
+def _dir_kind(path: Path) -> str:
+    from openckpt.format.readers.hfdirs import bin_weights
+
+    if (path / MANIFEST_NAME).is_file():
+        return "openckpt"
+    if (path / ".metadata").is_file() and any(path.glob("*.distcp")):
+        return "dcp"
+    if (path / "model_index.json").is_file():
+        return "diffusers"
+    if (path / "trainer_state.json").is_file():
+        return "trainer"
+    if any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")):
+        return "huggingface"
+    if bin_weights(path):
+        return "huggingface-bin"
+    raise FormatError(
+        f"directory holds none of: {MANIFEST_NAME}, .safetensors or .bin weights, model_index.json, "
+        "trainer_state.json, DCP .metadata",
+        path=path,
+    )
 
 
 def sniff(path: Path) -> str:
-    """The format at ``path`` by content, never by extension: ``openckpt``, ``huggingface``, ``safetensors``,
-    ``torch`` (zip), ``torch-legacy`` (pickle) or ``npz``."""
+    """The format at ``path`` by content, never by extension: ``openckpt``, ``huggingface``, ``huggingface-bin``,
+    ``diffusers``, ``trainer``, ``dcp`` (directories); ``safetensors``, ``torch`` (zip), ``torch-legacy``,
+    ``torchscript``, ``pt2``, ``sb3``, ``npz``, ``keras``, ``gguf``, ``onnx``, ``openvino``, ``pickle`` (files)."""
     if path.is_dir():
-        if (path / MANIFEST_NAME).is_file():
-            return "openckpt"
-        if any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")):
-            return "huggingface"
-        raise FormatError(f"directory holds neither {MANIFEST_NAME} nor .safetensors weights", path=path)
+        return _dir_kind(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(9)
+            head = f.read(64)
     except FileNotFoundError:
         raise CheckpointNotFoundError("no such file or directory", path=path) from None
     except OSError as e:
@@ -52,29 +87,61 @@ def sniff(path: Path) -> str:
     if head.startswith(_ZIP_MAGIC):
         return _zip_kind(path)
     if head[:1] == b"\x80":
-        return "torch-legacy"
+        return "torch-legacy" if head[2:4] == _TORCH_LEGACY else "pickle"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if head.startswith(_HDF5_MAGIC):
+        return "keras"
+    if head.lstrip().startswith(b"<?xml") or head.lstrip().startswith(b"<net"):
+        return "openvino"
     if head[8:9] == b"{":
         return "safetensors"
-    raise FormatError("unrecognised format: expected safetensors, a torch file or an .npz archive", path=path)
+    if head[:1] == b"\x08" and _is_onnx(path):
+        return "onnx"
+    raise FormatError("unrecognised format: expected safetensors, a torch file, .npz, GGUF, ONNX, Keras", path=path)
+
+
+def _is_onnx(path: Path) -> bool:
+    try:
+        import onnx
+    except ImportError:
+        return False
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return bool(model.graph.node or model.graph.initializer)
 
 
 def open_source(path: str | Path, *, entry: str | None = None) -> TensorSource:
     """Open the tensors at ``path``; for an openckpt checkpoint, ``entry`` selects one entry by bare names."""
+    from openckpt.format.readers import archives, foreign, hfdirs
     from openckpt.format.readers.checkpoint import CheckpointSource
+    from openckpt.format.readers.dcp import DcpSource
     from openckpt.format.readers.native import HuggingFaceSource, SafetensorsSource
+    from openckpt.format.readers.npz import NpzSource
+    from openckpt.format.readers.torchfile import TorchSource
 
     path = Path(path)
     kind = sniff(path)
     if kind == "openckpt":
         return CheckpointSource(path, entry=entry)
-    if kind == "huggingface":
-        return HuggingFaceSource(path)
-    if kind == "safetensors":
-        return SafetensorsSource(path)
-    if kind == "npz":
-        from openckpt.format.readers.npz import NpzSource
-
-        return NpzSource(path)
-    from openckpt.format.readers.torchfile import TorchSource
-
-    return TorchSource(path, zipped=kind == "torch")
+    simple: dict[str, type[TensorSource]] = {
+        "huggingface": HuggingFaceSource,
+        "huggingface-bin": hfdirs.BinModelSource,
+        "diffusers": hfdirs.PipelineSource,
+        "trainer": hfdirs.TrainerSource,
+        "dcp": DcpSource,
+        "safetensors": SafetensorsSource,
+        "npz": NpzSource,
+        "sb3": archives.Sb3Source,
+        "pt2": archives.ExportSource,
+        "keras": foreign.KerasSource,
+        "gguf": foreign.GgufSource,
+        "onnx": foreign.OnnxSource,
+        "openvino": foreign.OpenVinoSource,
+        "pickle": foreign.PickleSource,
+    }
+    if kind in simple:
+        return simple[kind](path)
+    return TorchSource(path, zipped=kind in ("torch", "torchscript"), torchscript=kind == "torchscript")

@@ -63,6 +63,20 @@ class TensorSource(ABC):
         """JSON-able non-tensor values found next to the tensors (dotted keys), e.g. ``epoch``."""
         self.notes: list[str] = []
         """What the reader dropped or unwrapped, and why."""
+        self.layout: str | None = None
+        """What wrote the file, when recognised (``Lightning checkpoint``, ``diffusers pipeline`` ...)."""
+        self.sections: dict[str, dict[str, Any]] = {}
+        """Titled facts of the layout (``Dims``, ``Policy``, ``Hyperparameters`` ...), JSON-able."""
+        self.needs_code: dict[str, list[str]] = {}
+        """Part of the source → the classes its own loader would construct (openckpt read it without them)."""
+        self.refusal: str | None = None
+        """Why the weights cannot become an openckpt checkpoint without running code, naming the class."""
+        self.entry_configs: dict[str, dict[str, Any]] = {}
+        """Entry → its config, for sources holding several models (a diffusers pipeline's components)."""
+
+    def entry_of(self, name: str) -> tuple[str, str]:
+        """The openckpt entry and the tensor name inside it for the source's tensor ``name``."""
+        return "model", name
 
     @abstractmethod
     def read(self, name: str) -> torch.Tensor:

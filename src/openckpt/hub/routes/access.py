@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, repo_id_of, repo_type_of, require_principal
 from openckpt.hub.services import access
 
@@ -19,10 +20,7 @@ PREFIX = "/api/{plural}/{owner}/{name}/user-access-request"
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError("expected a JSON object")
     return body

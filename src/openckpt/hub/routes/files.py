@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import tempfile
 from dataclasses import replace
@@ -18,7 +17,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.digest import git_blob_sha1, lfs_pointer
-from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
+from openckpt.errors import BadRequestError, EntryNotFoundError
+from openckpt.hub.bodies import ndjson_lines, read_bounded, read_json
 from openckpt.hub.context import (
     Hub,
     hub_of,
@@ -40,6 +40,7 @@ from openckpt.hub.services.commits import FileChange, create_commit, resolve_rev
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
+from openckpt.hub.settings import Settings
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
 from openckpt.store.blobs import is_sha256
@@ -152,7 +153,7 @@ def _upload_mode(path: str, size: int, sample: bytes, max_inline: int) -> str:
 @router.post("/api/{plural}/{owner}/{name}/preupload/{rest:path}")
 async def preupload(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
     rev, _ = rev_and_path(request, 5)
-    body = await request.json()
+    body = await read_json(request)
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list) or len(files) > 1000:
         raise BadRequestError("expected JSON {files: [{path, sample, size}]} with at most 1000 files")
@@ -178,20 +179,6 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
     return {"files": out, "commitOid": None}
 
 
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """The request body, or a :class:`PayloadTooLargeError` once it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -199,16 +186,14 @@ def _is_size(value: Any) -> bool:
 _COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 
 
-def _parse_ndjson(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _parse_ndjson(raw: bytes, settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     header: dict[str, Any] | None = None
     ops: list[dict[str, Any]] = []
-    for number, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
+    line_limit = 4 * -(-settings.max_inline_bytes // 3) + 2**20  # an inline file, base64, and its path
+    for number, item in ndjson_lines(raw, line_limit=line_limit, max_lines=settings.max_commit_operations + 1):
         try:
-            item = json.loads(line)
             key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise BadRequestError(f"commit line {number} is not a valid {{key, value}} JSON object") from e
         if not isinstance(value, dict):
             raise BadRequestError(f"commit line {number}: the value of {key!r} must be a JSON object")
@@ -279,7 +264,7 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
 
 
 def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
-    header, ops = _parse_ndjson(raw)
+    header, ops = _parse_ndjson(raw, hub.settings)
     changes = _store_changes(hub, ops)
     xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
     with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
@@ -343,11 +328,7 @@ async def super_squash(request: Request, plural: str, owner: str, name: str, res
     """Replace the history of a branch by one commit of its current files (``HfApi.super_squash_history``)."""
     branch = "/".join(rev_and_path(request, 5)).strip("/")  # quoted as one segment by clients, or not
     principal = require_principal(request)
-    raw = await read_bounded(request, 1 << 20)
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as e:
-        raise BadRequestError("expected a JSON body {message: string}") from e
+    body = await read_json(request, optional=True)
     if not isinstance(body, dict) or not isinstance(body.get("message", ""), str):
         raise BadRequestError("expected a JSON body {message: string}")
     title = body.get("message", "").strip() or f"Super-squash branch '{branch}'"

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
 from openckpt.governance.policy import parse_policy
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, require_principal
 from openckpt.hub.services import governance, repos
 
@@ -51,7 +52,7 @@ async def license_check(request: Request, owner: str, name: str) -> dict[str, An
 @router.post("/api/models/{owner}/{name}/license")
 async def license_check_with(request: Request, owner: str, name: str) -> dict[str, Any]:
     """The same check under the policy of the JSON body ``{policy: {...}}`` instead of the repo's."""
-    body = await request.json()
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError("expected JSON {policy: {...}}")
     return await run_in_threadpool(_report, request, owner, name, parse_policy(body.get("policy")))
@@ -67,5 +68,5 @@ def get_policy(request: Request, org: str) -> dict[str, Any]:
 async def put_policy(request: Request, org: str) -> dict[str, Any]:
     """Set the organisation's license policy (its admins): the JSON body is the policy's rules."""
     principal = require_principal(request)
-    rules = await request.json()
+    rules = await read_json(request)
     return await run_in_threadpool(governance.set_policy, hub_of(request).db, principal, org, rules)

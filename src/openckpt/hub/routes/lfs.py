@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError, EntryNotFoundError
+from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
 from openckpt.hub.db.models import Blob
 from openckpt.hub.services import lfs_parts, repos, storage_gc
@@ -19,6 +20,10 @@ from openckpt.store.blobs import is_sha256
 
 router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
+MAX_BATCH_OBJECTS = 1000
+"""Objects one batch request may name (git-lfs sends 100, huggingface_hub 256); more are a 413, as the LFS spec says."""
+MAX_BATCH_PARTS = 100_000
+"""Signed part URLs one batch answer may hold (some 25 MB of JSON); more are a 413, never a worker busy signing."""
 
 
 def _object_actions(request: Request, sha256: str, size: int, repo_type: str, repo_id: str) -> dict[str, Any]:
@@ -27,7 +32,7 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
     ttl = hub.settings.signed_url_ttl
     verify = {"href": f"{base}/api/lfs/verify/{repo_type}/{repo_id}"}
     if size >= hub.settings.multipart_threshold:
-        chunk = hub.settings.multipart_chunk_size
+        chunk = lfs_parts.part_size(size, hub.settings.multipart_chunk_size)
         header: dict[str, str] = {"chunk_size": str(chunk)}
         for number in range(1, -(-size // chunk) + 1):
             header[str(number)] = base + sign(
@@ -56,27 +61,39 @@ def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: l
 async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSONResponse:
     repo_id = repo_id_of(owner, name.removesuffix(".git"))
     await run_in_threadpool(require_principal, request)  # 401 before reading the body (the DB may be busy)
-    body = await request.json()
+    body = await read_json(request)
     if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
         raise BadRequestError("expected an LFS batch request with operation 'upload' or 'download'")
     objects = body.get("objects") or []
     if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
         raise BadRequestError("objects must be a list of {oid, size}")
+    if len(objects) > MAX_BATCH_OBJECTS:
+        raise PayloadTooLargeError(f"{len(objects)} objects in one batch request: at most {MAX_BATCH_OBJECTS}")
     oids = [str(o.get("oid")) for o in objects]
     write = body["operation"] == "upload"
     stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids)
-    out = []
+    settings, out, parts = hub_of(request).settings, [], 0
     for obj in objects:
         oid, size = str(obj.get("oid", "")), obj.get("size")
-        if not is_sha256(oid) or not isinstance(size, int) or size < 0:
+        if not is_sha256(oid) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
             out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "invalid oid or size"}})
+        elif size > settings.max_file_size:  # per object, as the LFS spec and the Hub answer it
+            too_large = f"{size} bytes is over the hub's maximum file size of {settings.max_file_size} bytes"
+            out.append({"oid": oid, "size": size, "error": {"code": 422, "message": too_large}})
         elif stored.get(oid) == size:
             out.append({"oid": oid, "size": size})  # already stored: nothing to upload
         elif body["operation"] == "download":
             out.append({"oid": oid, "size": size, "error": {"code": 404, "message": "object not found"}})
         else:
+            parts += _part_count(size, settings.multipart_threshold, settings.multipart_chunk_size)
+            if parts > MAX_BATCH_PARTS:
+                raise PayloadTooLargeError(f"the objects of this batch need over {MAX_BATCH_PARTS} upload parts")
             out.append({"oid": oid, "size": size, "actions": _object_actions(request, oid, size, repo_type, repo_id)})
     return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type=LFS_JSON)
+
+
+def _part_count(size: int, threshold: int, chunk_size: int) -> int:
+    return -(-size // lfs_parts.part_size(size, chunk_size)) if size >= threshold else 1
 
 
 @router.post("/{owner}/{name}/info/lfs/objects/batch")
@@ -111,7 +128,7 @@ async def upload(request: Request, sha256: str, size: int) -> Response:
 async def upload_part(request: Request, sha256: str, size: int, number: int) -> Response:
     _signed(request, "PUT")
     hub = hub_of(request)
-    limit = hub.settings.multipart_chunk_size
+    limit = lfs_parts.part_size(size, hub.settings.multipart_chunk_size)
     etag = await lfs_parts.receive_part(hub.store, hub.db, sha256, size, number, request.stream(), limit)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
@@ -119,7 +136,7 @@ async def upload_part(request: Request, sha256: str, size: int, number: int) -> 
 @router.post("/api/lfs/complete/{sha256}/{size}")
 async def complete(request: Request, sha256: str, size: int) -> Response:
     _signed(request, "POST")
-    body = await request.json()
+    body = await read_json(request)
     parts = body.get("parts") if isinstance(body, dict) else None
     if not isinstance(parts, list):
         raise BadRequestError("expected {oid, parts: [{partNumber, etag}]}")
@@ -135,7 +152,7 @@ async def complete(request: Request, sha256: str, size: int) -> Response:
 @router.post("/api/lfs/verify/{repo_type}/{owner}/{name}")
 async def verify(request: Request, repo_type: str, owner: str, name: str) -> Response:
     await run_in_threadpool(require_principal, request)
-    body = await request.json()
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError("expected {oid, size}")
     oid, size = str(body.get("oid", "")), body.get("size")

@@ -3,7 +3,6 @@ rewriting the history (``HfApi.permanently_delete_lfs_files``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
+from openckpt.hub.bodies import parse_json, read_bounded
 from openckpt.hub.context import (
     Hub,
     hub_of,
@@ -22,7 +22,6 @@ from openckpt.hub.context import (
     require_principal,
 )
 from openckpt.hub.db.models import Repo
-from openckpt.hub.routes.files import read_bounded
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import lfs_purge, repos
 from openckpt.hub.services.accounts import Principal
@@ -64,7 +63,7 @@ def _file_json(f: lfs_purge.LfsFile) -> dict[str, Any]:
 def _deletions(raw: bytes) -> tuple[list[str], bool]:
     """(sha256 list, rewriteHistory) of a ``{"deletions": {"sha": [...], "rewriteHistory": bool}}`` body."""
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
     except ValueError as e:
         raise BadRequestError('expected a JSON body {"deletions": {"sha": [sha256...], "rewriteHistory": true}}') from e
     deletions = body.get("deletions") if isinstance(body, dict) else None
@@ -98,7 +97,7 @@ def _purge(hub: Hub, principal: Principal, repo_type: str, repo_id: str, raw: by
 async def delete_lfs_files(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     """Remove LFS files from every commit of the repo: the commits holding them and their descendants get new ids."""
     principal = require_principal(request)
-    raw = await read_bounded(request, 1 << 20)
+    raw = await read_bounded(request, hub_of(request).settings.max_json_bytes)
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
     repo, done = await run_in_threadpool(_purge, hub, principal, repo_type, repo_id, raw)

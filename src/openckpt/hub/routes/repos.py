@@ -10,6 +10,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ConflictError
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import (
     hub_of,
     int_param,
@@ -46,7 +47,7 @@ def _json_body(body: Any) -> dict[str, Any]:
 @router.post("/api/repos/create")
 async def create(request: Request) -> JSONResponse:
     principal = require_principal(request)
-    body = _json_body(await request.json())
+    body = _json_body(await read_json(request))
     repo_type = body.get("type") or "model"
     private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
     name, organization = body.get("name"), body.get("organization")
@@ -70,7 +71,7 @@ async def create(request: Request) -> JSONResponse:
 @router.delete("/api/repos/delete")
 async def delete(request: Request) -> Response:
     principal = require_principal(request)
-    body = _json_body(await request.json())
+    body = _json_body(await read_json(request))
     name, owner = body.get("name"), body.get("organization") or principal.name
     if not isinstance(name, str) or not isinstance(owner, str):
         raise BadRequestError("expected JSON {name, organization?, type?}")
@@ -86,7 +87,7 @@ async def delete(request: Request) -> Response:
 async def move(request: Request) -> JSONResponse:
     """Rename or transfer a repo (``HfApi.move_repo``); its old name redirects reads to the new one."""
     principal = require_principal(request)
-    body = _json_body(await request.json())
+    body = _json_body(await read_json(request))
     from_repo, to_repo, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
     if not isinstance(from_repo, str) or not isinstance(to_repo, str) or not isinstance(repo_type, str):
         raise BadRequestError("expected JSON {fromRepo, toRepo, type?}")
@@ -102,7 +103,7 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
     """Copy a repo with its whole history (``HfApi.duplicate_repo``). No bytes are copied, so no files are pending;
     Space hardware, secrets and variables are ignored (this hub runs no Spaces)."""
     principal = require_principal(request)
-    body = _json_body(await request.json()) if await request.body() else {}
+    body = _json_body(await read_json(request, optional=True))
     repository, visibility = body.get("repository"), body.get("visibility")
     if repository is not None and not isinstance(repository, str):
         raise BadRequestError("repository must be a repo id: expected JSON {repository, visibility?}")
@@ -129,7 +130,7 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
 @router.put("/api/{plural}/{owner}/{name}/settings")
 async def settings(request: Request, plural: str, owner: str, name: str) -> Response:
     principal = require_principal(request)
-    body = _json_body(await request.json())
+    body = _json_body(await read_json(request))
     private = body.get("private")
     if "visibility" in body:
         private = body["visibility"] == "private"
@@ -249,8 +250,7 @@ async def create_branch(request: Request, plural: str, owner: str, name: str, re
     principal = require_principal(request)
     rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
     branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
-    body = await request.body()
-    start = _json_body(await request.json()).get("startingPoint") if body else None
+    start = _json_body(await read_json(request, optional=True)).get("startingPoint")
     if start is not None and not isinstance(start, str):
         raise BadRequestError("startingPoint must be a revision (string)")
     repo, commit_id = await run_in_threadpool(
@@ -276,7 +276,7 @@ def delete_branch(request: Request, plural: str, owner: str, name: str, rest: st
 async def create_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
     principal = require_principal(request)
     revision, _ = rev_and_path(request, 5)
-    body = _json_body(await request.json())
+    body = _json_body(await read_json(request))
     tag, message = body.get("tag"), body.get("message")
     if not isinstance(tag, str):
         raise BadRequestError("missing tag name")

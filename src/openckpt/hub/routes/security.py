@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, ForbiddenError
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import Hub, hub_of, repo_id_of, repo_type_of, require_principal
 from openckpt.hub.db.models import Account, TreeEntry
 from openckpt.hub.services import gate, signatures
@@ -38,7 +39,7 @@ def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, p
 async def release(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     """JSON ``{path, revision?}``: let downloads of a flagged file through (owner or hub admin)."""
     principal = require_principal(request)
-    body = await request.json()
+    body = await read_json(request)
     path = body.get("path") if isinstance(body, dict) else None
     rev = (body.get("revision") if isinstance(body, dict) else None) or DEFAULT_BRANCH
     if not isinstance(path, str) or not isinstance(rev, str):
@@ -63,7 +64,7 @@ def list_signing_keys(request: Request) -> list[dict[str, Any]]:
 async def add_signing_key(request: Request) -> dict[str, Any]:
     """JSON ``{name, publicKey}`` (PEM): a key the caller's signed repos verify against."""
     principal = require_principal(request)
-    body = await request.json()
+    body = await read_json(request)
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("name", "publicKey")):
         raise BadRequestError("expected JSON {name, publicKey (PEM)}")
     if not principal.can_write:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, int_param, next_page, optional_principal, require_principal
 from openckpt.hub.db.models import Account
 from openckpt.hub.services import people
@@ -77,7 +78,7 @@ def org_members(request: Request, org: str) -> JSONResponse:
 
 @router.post("/api/validate-yaml")
 async def validate_yaml(request: Request) -> JSONResponse:
-    body = await request.json()
+    body = await read_json(request)
     content = body.get("content") if isinstance(body, dict) else None
     if not isinstance(content, str):
         return JSONResponse({"errors": [{"message": "expected JSON {content, repoType}"}], "warnings": []}, 400)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
+from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, require_principal
 from openckpt.hub.services import webhooks
 from openckpt.hub.services.webhook_delivery import Deliveries, Event
@@ -24,7 +25,7 @@ def notify(request: Request, event: Event) -> None:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    body = await request.json() if await request.body() else {}
+    body = await read_json(request, optional=True)
     if not isinstance(body, dict):
         raise BadRequestError("expected a JSON object {url, watched, domains?, secret?}")
     return body

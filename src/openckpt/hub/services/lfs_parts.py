@@ -30,8 +30,10 @@ from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.transfers import commit_blob, in_thread, pump
 from openckpt.store.blobs import BlobStore, BlobWriter, is_sha256
 
-__all__ = ["HEADER_SIZE", "complete", "part_blobs", "receive_part", "sweep_abandoned"]
+__all__ = ["HEADER_SIZE", "MAX_PARTS", "complete", "part_blobs", "part_size", "receive_part", "sweep_abandoned"]
 
+MAX_PARTS = 10_000
+"""Parts one upload may have, as in S3: larger files get larger parts."""
 RETRIES = 3
 """Attempts at recording a part that a concurrent request records too (PostgreSQL: a unique violation)."""
 
@@ -44,8 +46,14 @@ HEADER_SIZE = len(_header())
 """Bytes before a part's own bytes in its blob."""
 
 
+def part_size(size: int, chunk_size: int) -> int:
+    """The size of each part (but the last) of a file of ``size`` bytes: ``chunk_size``, or larger if the file would
+    otherwise need over :data:`MAX_PARTS` parts."""
+    return max(chunk_size, -(-size // MAX_PARTS))
+
+
 def _check(sha256: str, size: int, number: int = 1) -> None:
-    if not is_sha256(sha256) or size < 0 or number < 1:
+    if not is_sha256(sha256) or size < 0 or number < 1 or number > MAX_PARTS:
         raise BadRequestError("invalid multipart upload")
 
 

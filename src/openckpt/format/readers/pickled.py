@@ -1,0 +1,389 @@
+"""Pickled objects read with torch's weights-only loader, never running a class openckpt does not allow.
+
+Each layout allows exactly the globals it needs (:data:`NUMPY_RNG`, :data:`DCP_METADATA`, ``argparse.Namespace``).
+Any other class the pickle names is stood in for by an inert :class:`Opaque` registered under that exact name: it
+records its arguments and state and runs nothing, so a file that needs code (a pickled Lightning callback, an
+ultralytics model) still shows what it holds, and the names of the classes its loader would have to run.
+Modules torch blocks outright (``os``, ``sys``, ``posix``, ``nt``) stay refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import pickletools
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from openckpt.errors import FormatError, UnsafeFileError
+
+__all__ = [
+    "DCP_METADATA",
+    "NAMESPACE",
+    "NUMPY_RNG",
+    "Loaded",
+    "Opaque",
+    "load_pickle",
+    "load_torch",
+    "load_torchscript",
+    "pickle_globals",
+    "reason",
+]
+
+NAMESPACE = ("argparse.Namespace",)
+"""timm's ``CheckpointSaver`` keeps its command line as an ``argparse.Namespace`` (a plain attribute bag)."""
+NUMPY_RNG = (
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.dtypes.UInt32DType",
+)
+"""What ``np.random.get_state()`` pickles to (transformers' ``rng_state.pth``, Lightning's loops)."""
+_DCP = "torch.distributed.checkpoint"
+DCP_METADATA = (
+    *(f"{_DCP}.metadata.{name}" for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata")),
+    *(f"{_DCP}.metadata.{name}" for name in ("ChunkStorageMetadata", "TensorProperties", "MetadataIndex")),
+    *(f"{_DCP}.metadata.{name}" for name in ("StorageMeta", "_MEM_FORMAT_ENCODING")),
+    f"{_DCP}.filesystem._StorageInfo",
+    "torch.Size",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+)
+"""The dataclasses of a ``torch.distributed.checkpoint`` directory's ``.metadata``."""
+
+
+class Opaque:
+    """An object of a class openckpt does not run: the pickle's arguments and state, kept inert."""
+
+    qualname: ClassVar[str] = "?"
+    args: tuple[Any, ...]
+    state: Any
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
+        self = object.__new__(cls)
+        self.args = args
+        self.state = None
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing runs: ``__new__`` kept the arguments."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{self.qualname}>"
+
+
+def _resolve(name: str) -> Any:
+    """The real object behind an allowed global name (imported only because a layout allows it)."""
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_STANDINS: dict[str, type[Opaque]] = {}
+
+
+def _standin(name: str) -> type[Opaque]:
+    if name not in _STANDINS:
+        _STANDINS[name] = type(name.rpartition(".")[2] or name, (Opaque,), {"qualname": name})
+    return _STANDINS[name]
+
+
+@contextmanager
+def _allowing(allowed: Iterable[str], standins: Iterable[str]) -> Iterator[None]:
+    import torch
+
+    pairs: list[Any] = []
+    for name in allowed:
+        try:
+            pairs.append((_resolve(name), name))
+        except (ImportError, AttributeError):
+            continue
+    pairs += [(_standin(name), name) for name in standins]
+    with torch.serialization.safe_globals(pairs), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def reason(error: BaseException) -> str:
+    """The useful sentence of torch's long weights-only error message."""
+    text = str(error)
+    _, found, after = text.partition("WeightsUnpickler error:")
+    text = " ".join((after if found else text).split())
+    return text.split(". Please", 1)[0].split(" Check the documentation", 1)[0].rstrip(".") or type(error).__name__
+
+
+@dataclass
+class Loaded:
+    """A loaded object and the classes it names that openckpt stood in for."""
+
+    obj: Any
+    opaque: list[str] = field(default_factory=list)
+
+
+def _refused(path: Path | None, error: BaseException) -> UnsafeFileError:
+    message = f"refusing to load: torch's weights-only loader rejected it ({reason(error)})"
+    return UnsafeFileError(message, path=path)
+
+
+_BLOCKED = ("os", "sys", "posix", "nt", "subprocess", "builtins", "socket", "shutil", "importlib", "runpy")
+
+
+def _load(path: Path | None, what: Callable[[], Any], names: Iterable[str], allowed: tuple[str, ...]) -> Loaded:
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    known = _get_allowed_globals()
+    names = [n for n in names if n not in known]
+    blocked = [n for n in names if n.partition(".")[0] in _BLOCKED]
+    if blocked:
+        raise UnsafeFileError(f"refusing to load: it names {', '.join(blocked)}, which runs code", path=path)
+    standins = sorted({n for n in names if n not in allowed})
+    try:
+        with _allowing(allowed, standins):
+            obj = what()
+    except pickle.UnpicklingError as e:
+        raise _refused(path, e) from e
+    except (RuntimeError, ValueError, EOFError, OSError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise FormatError(f"not a readable torch file: {type(e).__name__}: {reason(e)}", path=path) from e
+    return Loaded(obj, standins)
+
+
+def load_torch(path: Path, *, allowed: tuple[str, ...] = (), mmap: bool = False) -> Loaded:
+    """``torch.load(path, weights_only=True)`` with ``allowed`` globals real and every other class inert."""
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (RuntimeError, ValueError) as e:
+        if "torchscript" in str(e).lower():
+            raise UnsafeFileError("a TorchScript archive: loading it runs its program", path=path) from e
+        names = []
+    except (pickle.UnpicklingError, EOFError, OSError) as e:
+        raise FormatError(f"not a readable torch file: {reason(e)}", path=path) from e
+    return _load(path, lambda: torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), names, allowed)
+
+
+def load_pickle(data: bytes, *, allowed: tuple[str, ...] = (), path: Path | None = None) -> Loaded:
+    """A bare pickle stream (no torch zip around it) through torch's weights-only unpickler."""
+    from torch import _weights_only_unpickler
+
+    names = pickle_globals(data)
+    try:
+        data = _protocol2(data)
+    except (ValueError, EOFError, UnicodeDecodeError, KeyError) as e:
+        raise FormatError(f"not a readable pickle: {e}", path=path) from e
+    return _load(path, lambda: _weights_only_unpickler.load(io.BytesIO(data), encoding="utf-8"), names, allowed)
+
+
+def _protocol2(data: bytes) -> bytes:
+    """A protocol 4/5 pickle rewritten with the opcodes torch's weights-only unpickler reads (protocol 2's).
+
+    Frames are dropped, short strings widened, ``MEMOIZE`` numbered and ``STACK_GLOBAL`` resolved to ``GLOBAL``
+    from the two strings it consumes (known statically: literals or memoized literals).
+    """
+    ops = list(pickletools.genops(data))
+    ends = [pos for _, _, pos in ops[1:]] + [len(data)]
+    pushes = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "BINGET", "LONG_BINGET"}
+    consumed: set[int] = set()
+    for i, (op, _, _) in enumerate(ops):
+        if op.name == "STACK_GLOBAL":
+            found = [j for j in range(i - 1, max(i - 8, -1), -1) if ops[j][0].name in pushes][:2]
+            if len(found) != 2:
+                raise ValueError("STACK_GLOBAL without two strings before it")
+            consumed.update(found)
+    out = bytearray()
+    strings: dict[int, str] = {}
+    memo = 0
+    last: tuple[int, str] | None = None
+    pending: list[str] = []
+    skip_memo = False
+    for i, (op, arg, pos) in enumerate(ops):
+        name = op.name
+        value = arg if isinstance(arg, str) else strings.get(int(str(arg))) if name.endswith("BINGET") else None
+        if i in consumed:
+            if value is None:
+                raise ValueError("STACK_GLOBAL of a value that is not a string")
+            pending.append(value)
+            skip_memo = True
+            last = (i, value)
+            continue
+        if name == "MEMOIZE":
+            if not skip_memo:
+                out += pickle.LONG_BINPUT + memo.to_bytes(4, "little")
+            if last is not None and last[0] == i - 1:
+                strings[memo] = last[1]
+            memo += 1
+            skip_memo = False
+            continue
+        skip_memo = False
+        if name == "PROTO":
+            out += pickle.PROTO + b"\x02"
+        elif name == "FRAME":
+            continue
+        elif name == "STACK_GLOBAL":
+            module, attr = pending[-2], pending[-1]
+            del pending[-2:]
+            out += pickle.GLOBAL + f"{module}\n{attr}\n".encode()
+        elif name in ("SHORT_BINUNICODE", "BINUNICODE8"):
+            raw = str(arg).encode("utf-8", "surrogatepass")
+            out += pickle.BINUNICODE + len(raw).to_bytes(4, "little") + raw
+        elif name in ("BINPUT", "LONG_BINPUT"):
+            out += data[pos : ends[i]]
+            if last is not None and last[0] == i - 1:
+                strings[int(str(arg))] = last[1]
+        else:
+            out += data[pos : ends[i]]
+        last = (i, value) if value is not None and name in pushes else None
+    return bytes(out)
+
+
+def load_torchscript(path: Path) -> Loaded:
+    """A TorchScript archive's ``data.pkl`` (the module's attributes and tensors), its classes inert.
+
+    ``torch.jit.load`` would compile and run the archive's ``code/``; this reads only the pickled data.
+    """
+    import zipfile
+
+    import torch
+
+    with zipfile.ZipFile(path) as z:
+        member = next((n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1), None)
+        if member is None:
+            raise FormatError("a TorchScript archive without data.pkl", path=path)
+        names = pickle_globals(z.read(member))
+
+    def read() -> Any:
+        with torch.serialization._open_zipfile_reader(str(path)) as reader:
+            load: Any = torch.serialization._load
+            return load(reader, "cpu", torch._weights_only_unpickler, pickle_file="data.pkl")
+
+    return _load(path, read, names, ())
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """The ``module.name`` of every global a pickle stream names, in order, read without running it.
+
+    Stops quietly where the stream stops parsing (joblib appends raw array bytes after its pickle opcodes).
+    """
+    names: list[str] = []
+    recent: list[str | None] = []
+    memo: dict[int, str | None] = {}
+    count = 0
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name in ("GLOBAL", "STACK_GLOBAL"):
+                if name == "GLOBAL" and isinstance(arg, str):
+                    names.append(arg.replace(" ", "."))
+                elif len(recent) >= 2 and recent[-2] and recent[-1]:
+                    names.append(f"{recent[-2]}.{recent[-1]}")
+                recent.append(None)
+            elif name == "MEMOIZE":
+                memo[count] = recent[-1] if recent else None
+                count += 1
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(str(arg))] = recent[-1] if recent else None
+            elif name in ("BINGET", "LONG_BINGET", "GET"):
+                recent.append(memo.get(int(str(arg))))
+            elif name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"):
+                recent.append(str(arg))
+            elif name == "STOP":
+                break
+            elif name != "FRAME":
+                recent.append(None)
+            del recent[:-4]
+    except (ValueError, EOFError, UnicodeDecodeError):
+        pass
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def is_nn_state(state: Any) -> bool:
+    """Whether ``state`` is a pickled ``torch.nn.Module``'s ``__dict__``."""
+    return isinstance(state, Mapping) and isinstance(state.get("_parameters"), Mapping) and "_modules" in state
+
+
+def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") -> Any:
+    """``obj`` with stand-ins, numpy arrays and namespaces made plain data (dicts, lists, tensors).
+
+    ``classes`` collects each stand-in class's first location; ``holders`` those whose contents include tensors.
+    A pickled ``nn.Module`` becomes its state dict (parameters, buffers, submodules by dotted name).
+    """
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, Opaque):
+        classes.setdefault(obj.qualname, at or "<root>")
+        return f"<class {obj.qualname}>"
+    if isinstance(obj, Opaque):
+        classes.setdefault(obj.qualname, at or "<root>")
+        state = obj.state
+        if is_nn_state(state):
+            out: dict[str, Any] = {}
+            for key in ("_parameters", "_buffers", "_modules"):
+                for k, v in (state.get(key) or {}).items():
+                    if v is not None:
+                        out[str(k)] = plain(v, classes, holders, f"{at}.{k}" if at else str(k))
+        elif isinstance(state, Mapping):
+            out = {str(k): plain(v, classes, holders, f"{at}.{k}" if at else str(k)) for k, v in state.items()}
+        else:
+            out = {"__class__": obj.qualname}
+            if obj.args:
+                out["args"] = plain(list(obj.args), classes, holders, at)
+            if state is not None:
+                out["state"] = plain(state, classes, holders, at)
+            return out
+        if _has_tensor(out):
+            holders.add(obj.qualname)
+        return out
+    if isinstance(obj, argparse.Namespace):
+        return plain(vars(obj), classes, holders, at)
+    if type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray":
+        return _from_numpy(obj)
+    if isinstance(obj, Mapping):
+        return {_key(k, classes): plain(v, classes, holders, f"{at}.{_key(k, classes)}") for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v, classes, holders, f"{at}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, set | frozenset):
+        return [plain(v, classes, holders, at) for v in obj]
+    return obj
+
+
+def _key(key: Any, classes: dict[str, str]) -> Any:
+    if isinstance(key, type) and issubclass(key, Opaque):
+        classes.setdefault(key.qualname, "<a key>")
+        return key.qualname
+    return key
+
+
+def _from_numpy(array: Any) -> Any:
+    import numpy as np
+    import torch
+
+    if array.dtype.kind in "fiub" and array.dtype.itemsize <= 8:
+        return torch.from_numpy(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("="))))
+    return array.tolist()
+
+
+def _has_tensor(node: Any) -> bool:
+    import torch
+
+    if isinstance(node, torch.Tensor):
+        return True
+    if isinstance(node, Mapping):
+        return any(_has_tensor(v) for v in node.values())
+    if isinstance(node, list | tuple):
+        return any(_has_tensor(v) for v in node)
+    return False
