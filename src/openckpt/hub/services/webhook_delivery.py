@@ -8,22 +8,21 @@ bounded number of times with backoff. Events still queued when the process stops
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import queue
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Repo, Webhook, utcnow
+from openckpt.hub.services import netguard
+from openckpt.hub.services.netguard import local_target
 from openckpt.protocol import REPO_TYPE_PLURAL, REPO_TYPE_PREFIX
 
 __all__ = ["Deliveries", "Event", "RefUpdate", "RepoSnapshot", "local_target", "repo_event"]
@@ -76,20 +75,6 @@ class Event:
     """For ``move``: the repo's old ``owner/name`` (webhooks watching it or its old owner hear of the move too)."""
     at: datetime = field(default_factory=utcnow)
     """When it happened: webhooks created later do not hear of it."""
-
-
-def local_target(url: str) -> str | None:
-    """A non-public address (loopback, private, link-local, reserved) that ``url``'s host resolves to, if any; None
-    also when it does not resolve (the delivery then fails on its own)."""
-    try:
-        infos = socket.getaddrinfo(urlsplit(url).hostname or "", None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            return str(address)
-    return None
 
 
 def repo_event(repo: Repo, action: str, scope: str, **details: Any) -> Event:
@@ -212,10 +197,7 @@ class Deliveries:
         return data
 
     def _send(self, client: httpx.Client, delivery: _Delivery) -> None:
-        if not self.allow_local and (where := local_target(delivery.url)) is not None:
-            log.warning("webhook %s: not sent to %s, on the hub's own network (%s): OPENCKPT_WEBHOOKS_ALLOW_LOCAL "
-                        "allows it", delivery.webhook_id, delivery.url, where)  # fmt: skip
-            return
+        """POST ``delivery`` to an address its name resolved to and :mod:`netguard` checked, with bounded retries."""
         headers = {"content-type": "application/json", "user-agent": "openckpt-webhooks"}
         if delivery.secret:
             headers["x-webhook-secret"] = delivery.secret
@@ -224,7 +206,13 @@ class Deliveries:
             if attempt and self._stopped.wait(BACKOFF * 2 ** (attempt - 1)):
                 return
             try:
-                response = client.post(delivery.url, content=delivery.body, headers=headers)
+                response = netguard.post(
+                    client, delivery.url, content=delivery.body, headers=headers, allow_local=self.allow_local
+                )
+            except netguard.NotPublicError as e:
+                where = f"{e}, on the hub's own network (OPENCKPT_WEBHOOKS_ALLOW_LOCAL allows it)"
+                log.warning("webhook %s: not sent to %s: %s", delivery.webhook_id, delivery.url, where)
+                return
             except httpx.HTTPError as e:
                 problem = f"{type(e).__name__}: {e}"
                 continue
