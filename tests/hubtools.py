@@ -142,17 +142,17 @@ class HubProcess:
     token: str
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    env: dict[str, str] = field(default_factory=dict)
+    """The variables ``start_hub`` added to the process's environment."""
 
     def secret(self) -> bytes:
-        """The key the hub signs transfer URLs with (kept in its database, shared by all its servers)."""
-        from openckpt.hub.db.engine import Database
-        from openckpt.hub.services.hub_secret import load_secret
+        """The key the hub signs transfer URLs with: its ``OPENCKPT_SECRET(_FILE)``, else its data dir's key file."""
+        from openckpt.hub.settings import Settings
 
-        db = Database(self.database_url)
-        try:
-            return load_secret(db)
-        finally:
-            db.dispose()
+        env = {**os.environ, **self.env}
+        secret, secret_file = env.get("OPENCKPT_SECRET", "").encode(), env.get("OPENCKPT_SECRET_FILE", "")
+        settings = Settings(data_dir=self.data_dir, secret=secret, secret_file=secret_file)
+        return settings.configured_secret() or settings.generated_secret()
 
     def create_user(self, name: str, *, role: str = "write", admin: bool = False) -> str:
         """Create a user with a token of ``role``; return the token."""
@@ -192,6 +192,18 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def shared_secret(folder: Path) -> dict[str, str]:
+    """The environment that gives every server of one hub the same signing secret: a new 0600 file in ``folder``."""
+    import secrets
+
+    path = folder / f"secret-{secrets.token_hex(4)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return {"OPENCKPT_SECRET_FILE": str(path)}
 
 
 def start_hub(
@@ -234,4 +246,4 @@ def start_hub(
     from openckpt.hub.settings import Settings
 
     resolved = database_url or Settings.from_env(data_dir=data_dir).database_url
-    return HubProcess(url, data_dir, resolved, token, process, log)
+    return HubProcess(url, data_dir, resolved, token, process, log, extra)

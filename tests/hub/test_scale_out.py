@@ -34,7 +34,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, LfsPart
 from openckpt.store.url import open_store
 from tests.hub.storagetools import commit_lfs
-from tests.hubtools import HubProcess, Postgres, S3Server, free_port, start_hub, wait_for
+from tests.hubtools import HubProcess, Postgres, S3Server, free_port, shared_secret, start_hub, wait_for
 from tests.testdata import opaque_bytes
 
 PART = 5 << 20
@@ -132,7 +132,7 @@ def test_serve_command_with_storage_url_and_workers(s3: S3Server, tmp_path: Path
 
 
 def test_configured_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``OPENCKPT_SECRET`` replaces the key kept in the database: URLs signed with it are honoured."""
+    """``OPENCKPT_SECRET`` is the hub's key: URLs signed with it are honoured, with another key refused."""
     from openckpt.hub.services.transfers import sign
 
     secret = "k" * 40
@@ -142,7 +142,8 @@ def test_configured_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         data = opaque_bytes(1000)
         path = f"/api/lfs/upload/{hashlib.sha256(data).hexdigest()}/{len(data)}"
         assert httpx.put(hub.url + sign(secret.encode(), "PUT", path, 600), content=data).status_code == 200
-        assert httpx.put(hub.url + sign(hub.secret(), "PUT", path, 600), content=data).status_code == 403
+        assert httpx.put(hub.url + sign(b"o" * 40, "PUT", path, 600), content=data).status_code == 403
+        assert not (hub.data_dir / "secret.key").exists()  # a configured secret is not copied beside the data
     finally:
         hub.stop()
 
@@ -154,8 +155,10 @@ def test_two_servers_start_together_on_a_new_database(postgres: Postgres, s3: S3
     """Both migrate the same empty database at the same moment: one migrates, one admin is created, both serve."""
     database = postgres.create_database(f"start_{uuid.uuid4().hex[:8]}")
     storage = s3.storage_url(f"start{uuid.uuid4().hex[:8]}")
+    secret = shared_secret(tmp_path)  # the servers of one hub share its signing secret
+    folders = [tmp_path / n / "data" for n in "ab"]
     with ThreadPoolExecutor(2) as pool:
-        starting = [pool.submit(start_hub, tmp_path / n / "data", database, storage_url=storage) for n in "ab"]
+        starting = [pool.submit(start_hub, f, database, storage_url=storage, env=secret) for f in folders]
         servers = [f.result() for f in starting]
     try:
         assert sorted(bool(s.token) for s in servers) == [False, True]
@@ -179,11 +182,15 @@ class Pair:
     storage_url: str
     prefix: str
     token: str
+    env: dict[str, str]
+    """What gives both servers the same signing secret (``OPENCKPT_SECRET_FILE``)."""
 
     def restart(self, index: int) -> None:
         old = self.servers[index]
         port = urlsplit(old.url).port
-        self.servers[index] = start_hub(old.data_dir, self.database_url, port=port, storage_url=self.storage_url)
+        self.servers[index] = start_hub(
+            old.data_dir, self.database_url, port=port, storage_url=self.storage_url, env=self.env
+        )
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +199,11 @@ def pair(postgres: Postgres, s3: S3Server, tmp_path_factory: pytest.TempPathFact
     prefix = f"pair{uuid.uuid4().hex[:8]}"
     storage = s3.storage_url(prefix) + f"&part_size={PART}"
     root = tmp_path_factory.mktemp("scale")
-    first = start_hub(root / "a" / "data", database, storage_url=storage)
-    second = start_hub(root / "b" / "data", database, storage_url=storage)
+    secret = shared_secret(root)
+    first = start_hub(root / "a" / "data", database, storage_url=storage, env=secret)
+    second = start_hub(root / "b" / "data", database, storage_url=storage, env=secret)
     assert first.token and not second.token  # the second server found the first one's admin in the database
-    both = Pair([first, second], database, storage, prefix, first.token)
+    both = Pair([first, second], database, storage, prefix, first.token, secret)
     yield both
     for server in both.servers:
         server.stop()
@@ -283,7 +291,8 @@ def test_multipart_parts_and_completion_through_different_servers(
     database = postgres.create_database(f"parts_{uuid.uuid4().hex[:8]}")
     prefix = f"parts{uuid.uuid4().hex[:8]}"
     storage = s3.storage_url(prefix) + f"&part_size={PART}"
-    servers = [start_hub(tmp_path / n / "data", database, storage_url=storage) for n in "ab"]
+    secret = shared_secret(tmp_path)
+    servers = [start_hub(tmp_path / n / "data", database, storage_url=storage, env=secret) for n in "ab"]
     first, second = servers
     try:
         repo = HfApi(endpoint=first.url, token=first.token).create_repo(f"r{uuid.uuid4().hex[:10]}").repo_id

@@ -133,12 +133,12 @@ def test_who_may_see_storage(hub: HubProcess, alice: str, unique: str) -> None:
     assert _get(hub, "/api/admin/storage").status_code == 401
     assert _get(hub, "/api/admin/storage", alice).status_code == 403
 
-    page = httpx.get(f"{hub.url}/admin/storage", cookies={"openckpt_token": hub.token})
+    page = httpx.get(f"{hub.url}/admin/storage", headers={"authorization": f"Bearer {hub.token}"})
     assert page.status_code == 200 and "Storage" in page.text and secret in page.text
     assert 'href="/admin/storage"' in page.text  # admins see the link in the header
-    home = httpx.get(f"{hub.url}/", cookies={"openckpt_token": alice})
+    home = httpx.get(f"{hub.url}/", headers={"authorization": f"Bearer {alice}"})
     assert 'href="/admin/storage"' not in home.text
-    assert httpx.get(f"{hub.url}/admin/storage", cookies={"openckpt_token": alice}).status_code == 403
+    assert httpx.get(f"{hub.url}/admin/storage", headers={"authorization": f"Bearer {alice}"}).status_code == 403
     anonymous = httpx.get(f"{hub.url}/admin/storage")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
 

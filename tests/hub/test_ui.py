@@ -319,11 +319,12 @@ def test_login_and_logout(site: Site) -> None:
         bad = client.post("/login", data={"token": "oc_wrong", "csrf": csrf_of(form, "/login")})
         assert bad.status_code == 401 and "not valid" in bad.text
         forged = client.post("/login", data={"token": site.alice, "csrf": "0" * 64})
-        assert forged.status_code == 403 and "openckpt_token" not in forged.headers.get("set-cookie", "")
+        assert forged.status_code == 403 and "openckpt_session" not in forged.headers.get("set-cookie", "")
         response = client.post("/login", data={"token": site.alice, "csrf": csrf_of(form, "/login"), "next": "/acme"})
         assert response.status_code == 303 and response.headers["location"] == "/acme"
         cookie = response.headers["set-cookie"].lower()
-        assert "openckpt_token=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert "openckpt_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert site.alice.lower() not in cookie  # the cookie names a web session, never the token
         home = _get(client, "/")
         assert 'href="/alice" class="me"' in home and 'action="/logout"' in home
         assert client.post("/logout", data={}).status_code == 403
@@ -399,8 +400,8 @@ def test_revoking_the_session_token_signs_out(site: Site) -> None:
             "/settings/tokens", data={"action": "revoke", "id": own.group(1), "csrf": csrf_of(page, "/settings/tokens")}
         )
         assert response.status_code == 303 and response.headers["location"] == "/"
-        assert 'openckpt_token=""' in response.headers["set-cookie"]
-    with site.client() as client:  # a browser still holding the revoked token is simply signed out
+        assert 'openckpt_session=""' in response.headers["set-cookie"]
+    with site.client() as client:  # a browser with an older hub's cookie (the token itself) is signed out, cleared
         client.cookies.set("openckpt_token", token)
         response = client.get("/alice/tiny-gpt")
         assert response.status_code == 200 and 'class="me"' not in response.text

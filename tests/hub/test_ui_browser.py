@@ -93,7 +93,7 @@ def test_login_search_open_download(hub: HubProcess, browser: object, downloads:
     browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button[type=submit]").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.me"))
     assert browser.find_element(By.CSS_SELECTOR, "a.me").text == "dana"
-    assert not [c for c in browser.get_cookies() if c["name"] == "openckpt_token" and not c["httpOnly"]]
+    assert not [c for c in browser.get_cookies() if c["name"] == "openckpt_session" and not c["httpOnly"]]
 
     # search from the home page: the private model shows too, because this browser is signed in
     box = browser.find_element(By.CSS_SELECTOR, ".big-search input[name=q]")

@@ -320,7 +320,7 @@ def test_by_default_webhooks_cannot_reach_the_hubs_own_network(tmp_path: Path, r
     finally:
         guarded.stop()
     # a hook's url that resolves to the hub's network later (DNS changed) is checked again when it is sent
-    deliveries = Deliveries(None, "http://hub")  # type: ignore[arg-type]  # sending reads no database
+    deliveries = Deliveries(None, "http://hub", key=b"")  # type: ignore[arg-type]  # sending reads no database
     with httpx.Client() as client:
         deliveries._send(client, _Delivery(receiver.url("/late"), b"{}", None, "0" * 24))
     assert receiver.requests == []

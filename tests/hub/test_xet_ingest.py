@@ -16,7 +16,6 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services.cas_files import XetFileStore, file_plan, xet_files
-from openckpt.hub.services.hub_secret import load_secret
 from openckpt.hub.services.xet_ingest import ingest
 from openckpt.hub.settings import Settings
 from openckpt.store.url import open_store
@@ -50,7 +49,7 @@ def test_lfs_upload_is_ingested_into_xorbs_and_dedups_with_xet(
     db = Database(hub.database_url)
     try:
         settings = replace(Settings.from_env(data_dir=hub.data_dir, database_url=hub.database_url,
-                                             public_url=hub.url), secret=load_secret(db))  # fmt: skip
+                                             public_url=hub.url), secret=hub.secret())  # fmt: skip
         blobs = open_store(settings.storage_url, settings.data_dir)
         assert not blobs.exists(sha1), "the whole copy is gone: the xorbs hold the file"
         with db.read() as session:

@@ -16,12 +16,11 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services.cas_files import XetFileStore
-from openckpt.hub.services.hub_secret import load_secret
 from openckpt.hub.services.xet_ingest import ingest
 from openckpt.hub.settings import Settings
 from openckpt.store.url import open_store
 from tests.hub.test_xet_compat import _checkpoint, run_client, stored_xorb_bytes, write_folder, xet_env
-from tests.hubtools import HubProcess, Postgres, S3Server, start_hub
+from tests.hubtools import HubProcess, Postgres, S3Server, shared_secret, start_hub
 from tests.testdata import opaque_bytes
 
 STORAGE: dict[str, str] = {}
@@ -37,10 +36,11 @@ def servers(postgres: Postgres, s3: S3Server, tmp_path_factory: pytest.TempPathF
     database = postgres.create_database(f"xet_{uuid.uuid4().hex[:8]}")
     storage = s3.storage_url(f"xet{uuid.uuid4().hex[:8]}")
     root = tmp_path_factory.mktemp("xet-scale")
-    first = start_hub(root / "one", database, workers=2, storage_url=storage)
+    secret = shared_secret(root)  # every server of one hub signs with the same key
+    first = start_hub(root / "one", database, workers=2, storage_url=storage, env=secret)
     started = [first]
     try:
-        started.append(start_hub(root / "two", database, storage_url=storage))
+        started.append(start_hub(root / "two", database, storage_url=storage, env=secret))
         STORAGE.update({server.url: storage for server in started})
         yield started
     finally:
@@ -88,7 +88,7 @@ def test_ingestion_of_an_lfs_upload_kept_in_the_bucket(servers: list[HubProcess]
     try:
         configured = Settings.from_env(data_dir=tmp_path / "admin", database_url=one.database_url,
                                        public_url=one.url, storage_url=storage)  # fmt: skip
-        settings = replace(configured, secret=load_secret(db))
+        settings = replace(configured, secret=one.secret())
         blobs = open_store(storage, settings.data_dir)
         assert blobs.exists(sha256) and blobs.local_path(sha256) is None
         report = ingest(db, XetFileStore(blobs, db), settings, sha256s=[sha256])

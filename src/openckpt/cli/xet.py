@@ -32,14 +32,14 @@ def xet_ingest_command(
 ) -> None:
     """Chunk stored blobs (of at least 64 KiB) into the hub's Xet CAS and drop the whole copies; exit 1 if any
     failed (they stay stored as they were)."""
-    from openckpt.hub.services.hub_secret import load_secret
+    from openckpt.hub.services.hub_secret import settle_secret
     from openckpt.hub.services.xet_ingest import ingest
     from openckpt.hub.services.xet_tokens import CAS_PATH
 
     if not all_blobs and not sha256:
         raise typer.BadParameter("name the blobs to ingest, or pass --all")
     with _hub(data_dir, database_url) as (settings, db, store):
-        settings = replace(settings, secret=settings.secret or load_secret(db, legacy=settings.data_dir / "secret.key"))
+        settings = replace(settings, secret=settle_secret(db, settings))
         url = (endpoint or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         with err().status("ingesting"):
             report = ingest(db, store, settings, cas_url=url + CAS_PATH, sha256s=None if all_blobs else sha256,

@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     )
     from openckpt.hub.services import gate
     from openckpt.hub.services.cas_files import XetFileStore
-    from openckpt.hub.services.hub_secret import load_secret
+    from openckpt.hub.services.hub_secret import settle_secret
+    from openckpt.hub.services.sealed import seal_webhook_secrets, sealing_key
     from openckpt.hub.services.storage_schedule import start_schedule
     from openckpt.hub.services.webhook_delivery import Deliveries
 
@@ -60,12 +61,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     if migrate:
         db.migrate()
     app = FastAPI(title="openckpt hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
-    if not settings.secret:  # one key for every server on this database (transfer URLs, form tokens)
-        settings = replace(settings, secret=load_secret(db, legacy=settings.data_dir / "secret.key"))
+    settings = replace(settings, secret=settle_secret(db, settings))  # transfer URLs, Xet and form tokens
     app.state.hub = Hub(settings, db, open_store(settings.storage_url, settings.data_dir))
     app.state.hub.store = XetFileStore(app.state.hub.store, db)  # files uploaded by Xet read like blobs
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-    app.state.webhooks = Deliveries(db, public_url, allow_local=settings.webhooks_allow_local)  # threads of ours
+    key = sealing_key(settings.secret)
+    seal_webhook_secrets(db, key)  # those older hubs stored in plaintext
+    app.state.webhooks = Deliveries(db, public_url, key=key, allow_local=settings.webhooks_allow_local)
     # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
     for module in (webhooks, users, access, reports, repos, files, lfs_files, lfs, resolve, security, governance):

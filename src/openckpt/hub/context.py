@@ -12,10 +12,12 @@ from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services.accounts import Principal, authenticate
 from openckpt.hub.services.names import split_repo_id
+from openckpt.hub.services.web_sessions import authenticate_session
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
+    "SESSION_COOKIE",
     "Hub",
     "hub_of",
     "int_param",
@@ -30,6 +32,10 @@ __all__ = [
 ]
 
 
+SESSION_COOKIE = "openckpt_session"
+"""The web UI's cookie: a web session's secret (:mod:`openckpt.hub.services.web_sessions`), never an access token."""
+
+
 @dataclass
 class Hub:
     settings: Settings
@@ -42,32 +48,34 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def _bearer(request: Request, *, session: bool) -> str | None:
+def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    if session or request.method in ("GET", "HEAD"):  # the API never takes the UI's cookie for a write
-        return request.cookies.get("openckpt_token") or None
-    return None
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def optional_principal(request: Request, *, session: bool = False, db: Session | None = None) -> Principal | None:
-    """The caller, or None when anonymous; an invalid token is an error, never silently anonymous.
+    """The caller, or None when anonymous; an invalid token or ended web session is an error, never silently
+    anonymous.
 
-    ``session=True`` (web UI forms, which check a CSRF token) also accepts the session cookie on writes. ``db`` is
-    the route's own read session, to look the token up in (else the lookup opens one).
+    The ``Authorization`` header's token comes first; else the web session's cookie on reads, and on writes with
+    ``session=True`` only (web UI forms, which check a CSRF token). ``db`` is the route's own read session, to look
+    the token up in (else the lookup opens one).
     """
     if "principal" in request.scope:
         cached: Principal | None = request.scope["principal"]
         return cached
-    secret = _bearer(request, session=session)
+    secret = _bearer(request)
+    cookie = request.cookies.get(SESSION_COOKIE) if session or request.method in ("GET", "HEAD") else None
     principal = None
     if secret is not None and db is not None:
         principal = authenticate(db, secret)
     elif secret is not None:
         with hub_of(request).db.read() as db_session:
             principal = authenticate(db_session, secret)
+    elif cookie:
+        hub = hub_of(request)
+        principal = authenticate_session(hub.db, cookie, idle=hub.settings.session_idle)
     request.scope["principal"] = principal
     return principal
 

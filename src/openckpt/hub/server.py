@@ -26,11 +26,20 @@ MMAP_FROM = 32 << 20
 """Allocations from this size get their own mapping; smaller ones come from the heap."""
 
 
+PRIVATE_UMASK = 0o077
+"""What the hub creates (database, blobs, temporary files) is its own user's alone."""
+
+
 def bootstrap(settings: Settings) -> str | None:
-    """Apply migrations; on an empty database create the ``admin`` user and return a new write token for it."""
+    """Apply migrations and settle the signing secret (``hub_secret``); on an empty database create the ``admin``
+    user and return a new write token for it. From here on the process creates files for its own user only."""
+    from openckpt.hub.services.hub_secret import settle_secret
+
+    os.umask(PRIVATE_UMASK)
     db = Database(settings.database_url)
     try:
         db.migrate()
+        settle_secret(db, settings)
         with db.write() as session:
             if session.scalar(select(func.count()).select_from(Account)):
                 return None
@@ -65,6 +74,7 @@ def app_from_env() -> FastAPI:
     """The factory each uvicorn worker calls; settings come from the ``OPENCKPT_*`` environment."""
     from openckpt.hub.app import create_app
 
+    os.umask(PRIVATE_UMASK)
     tune_malloc()
     return create_app(Settings.from_env())
 

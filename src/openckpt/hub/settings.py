@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings"]
+__all__ = ["SECRET_KEY_FILE", "Settings"]
 
 
 def _boolean(value: object) -> bool:
@@ -44,6 +45,9 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "policy_file": ("OPENCKPT_POLICY_FILE", str),
     "storage_url": ("OPENCKPT_STORAGE_URL", str),
     "secret": ("OPENCKPT_SECRET", _bytes),
+    "secret_file": ("OPENCKPT_SECRET_FILE", str),
+    "session_idle": ("OPENCKPT_SESSION_IDLE", int),
+    "session_lifetime": ("OPENCKPT_SESSION_LIFETIME", int),
     "gc_interval": ("OPENCKPT_GC_INTERVAL", int),
     "gc_grace": ("OPENCKPT_GC_GRACE", int),
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
@@ -100,8 +104,16 @@ class Settings:
     """Where blobs live (``openckpt.store.url``): empty means files under ``<data_dir>/store``; ``file:///path``;
     ``s3://bucket/prefix?endpoint_url=…&region=…`` for S3-compatible object storage."""
     secret: bytes = field(default=b"", repr=False)
-    """The key that signs transfer URLs and form tokens; every server of one hub must share it. Empty: the hub's
-    database keeps one (``openckpt.hub.services.hub_secret``), so separate servers on one database agree."""
+    """The key that signs transfer URLs, Xet tokens and form tokens, and encrypts webhook secrets; every server of
+    one hub must share it (``OPENCKPT_SECRET`` or ``OPENCKPT_SECRET_FILE``). Empty: ``<data_dir>/secret.key``,
+    created on first start (``openckpt.hub.services.hub_secret``)."""
+    secret_file: str = ""
+    """A file holding the secret (as ``OPENCKPT_SECRET`` would), readable by its owner only: a group- or
+    world-accessible one is refused."""
+    session_idle: int = 12 * 3600
+    """Seconds a web session lasts without being used."""
+    session_lifetime: int = 7 * 86400
+    """Seconds a web session lasts at most; then its browser signs in again."""
     gc_interval: int = 6 * 3600
     """Seconds between garbage collections of the storage (run by one process of the hub); 0 turns them off."""
     gc_grace: int = 3600
@@ -137,11 +149,47 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'openckpt.db'}"
 
     def resolved(self) -> Settings:
-        """Fill derived defaults (absolute data dir, database URL, public URL); creates the data dir."""
+        """Fill derived defaults (absolute data dir, database URL, public URL, the secret); creates the data dir, or
+        takes group and world access away from an existing one."""
         data_dir = self.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if data_dir.stat().st_mode & 0o077:  # older hubs made it 0755: the database and blobs were readable by all
+            try:
+                data_dir.chmod(0o700)
+            except PermissionError:
+                logging.getLogger("openckpt.hub").warning("%s is readable by other users: `chmod 700` it", data_dir)
         url = self.database()
         public = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-        if self.secret and len(self.secret) < 32:
-            raise ValueError("OPENCKPT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
-        return replace(self, data_dir=data_dir, database_url=url, public_url=public)
+        resolved = replace(self, data_dir=data_dir, database_url=url, public_url=public)
+        return replace(resolved, secret=resolved.configured_secret())
+
+    def configured_secret(self) -> bytes:
+        """``secret``, else the contents of ``secret_file``; ``b""`` when neither is set. Refuses a secret shorter
+        than 32 characters, and a file other users may access (as ssh refuses such a private key)."""
+        secret, source = self.secret, "OPENCKPT_SECRET"
+        if not secret and self.secret_file:
+            path = Path(self.secret_file)
+            mode = path.stat().st_mode
+            if mode & 0o077:
+                raise PermissionError(
+                    f"{path} is accessible to other users (mode {mode & 0o777:o}): it holds the hub's signing "
+                    f"secret, `chmod 600 {path}` it"
+                )
+            secret, source = path.read_bytes().strip(), "OPENCKPT_SECRET_FILE"
+        if secret and len(secret) < 32:
+            raise ValueError(f"{source} must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return secret
+
+    def generated_secret(self) -> bytes:
+        """The secret the hub generated on first start in ``<data_dir>/secret.key`` (as hex); ``b""`` if none.
+        A key file others could read (older hubs wrote one 0644) is made private first."""
+        path = self.data_dir / SECRET_KEY_FILE
+        if not path.is_file():
+            return b""
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return bytes.fromhex(path.read_text().strip())
+
+
+SECRET_KEY_FILE = "secret.key"
+"""Where the hub keeps the secret it generated (when none is configured): in its data dir, as hex, mode 0600."""

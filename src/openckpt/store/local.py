@@ -38,6 +38,8 @@ DIRECT_FROM = 16 << 20
 STAGE = 8 << 20
 ALIGN = 4096
 IOV_MAX = 1024
+FILE_MODE, DIR_MODE = 0o600, 0o700
+"""Blobs are the hub's alone (private repos' files among them), whatever the process's umask."""
 
 
 class _LocalWriter:
@@ -52,7 +54,7 @@ class _LocalWriter:
         self.store = store
         self.announced = check_sha256(sha256) if sha256 is not None else None
         self.tmp = store.tmp_dir / uuid.uuid4().hex
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         self.hash = hashlib.sha256()
         self.size = 0
         self._unsynced = 0
@@ -108,7 +110,8 @@ class _LocalWriter:
                 os.fsync(self.fd)
                 self._close()
             final = self.store.path_of(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.parent.mkdir(mode=DIR_MODE, exist_ok=True)  # blobs/ab, then blobs/ab/cd: both private
+            final.parent.mkdir(mode=DIR_MODE, exist_ok=True)
             os.replace(self.tmp, final)
             fsync_dir(final.parent)
             return digest
@@ -242,8 +245,9 @@ class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        (root / "blobs").mkdir(exist_ok=True)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+        (root / "blobs").mkdir(mode=DIR_MODE, exist_ok=True)
 
     def path_of(self, sha256: str) -> Path:
         check_sha256(sha256)

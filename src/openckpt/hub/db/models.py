@@ -32,6 +32,7 @@ __all__ = [
     "SigningKey",
     "Token",
     "TreeEntry",
+    "WebSession",
     "Webhook",
     "XetFile",
     "XetSha256",
@@ -83,6 +84,21 @@ class Token(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     account: Mapped[Account] = relationship()
+
+
+class WebSession(Base):
+    """A signed-in browser: its cookie holds a secret of which only the sha256 is stored. ``token_id`` is the token
+    it signed in with (its revocation ends the session); it ends after ``expires_at``, or when unused for long."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(8))  # read | write: its token's
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Repo(Base):
@@ -375,7 +391,8 @@ class Lease(Base):
 
 class Webhook(Base):
     """A webhook of ``account_id`` (``id``: 24 hex digits, as on the Hub). ``watched`` is ``[{type, name}]``;
-    ``secret`` is kept as given, since it is sent back to the receiver in ``X-Webhook-Secret``."""
+    ``secret`` is sent back to the receiver in ``X-Webhook-Secret``, so it is kept encrypted, not hashed
+    (``openckpt.hub.services.sealed``)."""
 
     __tablename__ = "webhooks"
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
@@ -383,6 +400,6 @@ class Webhook(Base):
     url: Mapped[str] = mapped_column(String(2048))
     watched: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     domains: Mapped[list[str]] = mapped_column(JSON, default=list)
-    secret: Mapped[str | None] = mapped_column(String(256), default=None)
+    secret: Mapped[str | None] = mapped_column(String(2048), default=None)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,8 @@ PREFIXES = ("default", "default-merkledb")
 
 
 def _token(request: Request, *, write: bool = False) -> CasToken:
-    return check_token(hub_of(request).settings.secret, request.headers.get("authorization"), write=write)
+    hub = hub_of(request)
+    return check_token(hub.settings.secret, request.headers.get("authorization"), db=hub.db, write=write)
 
 
 def _unsupported() -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Web sign-in with an access token, sign-out, and token management (``/settings/tokens``)."""
+"""Web sign-in with an access token (it starts a web session: the cookie never holds the token), sign-out, and token
+management (``/settings/tokens``)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from openckpt.hub.routes.ui_common import (
     signed_in_form,
     viewer_of,
 )
-from openckpt.hub.services import accounts, pages
+from openckpt.hub.services import accounts, pages, web_sessions
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-SESSION_SECONDS = 30 * 86400
 
 
 def _safe_next(target: str | None) -> str:
@@ -48,20 +48,27 @@ async def login(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), "login")
     secret = str(form.get("token") or "").strip()
+    hub = hub_of(request)
     try:
         if not secret:
             raise UnauthorizedError("empty token")
-        with hub_of(request).db.read() as session:
-            accounts.authenticate(session, secret)
+        with hub.db.write() as session:
+            principal = accounts.authenticate(session, secret)
+            cookie = web_sessions.start_session(session, principal, lifetime=hub.settings.session_lifetime)
     except UnauthorizedError:
         return _login_page(
             request, str(form.get("next") or ""), "That token is not valid: it is unknown or has been revoked.", 401
         )
     response = RedirectResponse(_safe_next(str(form.get("next") or "/")), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, secret, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
-        secure=secure_cookies(request), path="/",
-    )  # fmt: skip
+        SESSION_COOKIE,
+        cookie,
+        max_age=hub.settings.session_lifetime,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+        path="/",
+    )
     return response
 
 
@@ -69,6 +76,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), "logout")
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        with hub_of(request).db.write() as session:
+            web_sessions.end_session(session, cookie)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -81,9 +91,8 @@ def _tokens_page(request: Request, *, new_secret: str = "", new_name: str = "", 
         return RedirectResponse("/login?next=/settings/tokens", status_code=303)
     with hub_of(request).db.read() as session:
         tokens = pages.list_tokens(session, viewer.account_id)
-    current = accounts.hash_token(request.cookies.get(SESSION_COOKIE, ""))
     context = {
-        "tokens": tokens, "current_digest": current, "csrf": csrf_token(request, "tokens"),
+        "tokens": tokens, "current_token": viewer.token_id, "csrf": csrf_token(request, "tokens"),
         "new_secret": new_secret, "new_name": new_name, "error": error,
     }  # fmt: skip
     return page(request, "tokens.html", context, status=status, headers={"Cache-Control": "no-store"})
@@ -122,9 +131,8 @@ async def manage_tokens(request: Request) -> Response:
         with hub.db.write() as session:
             account = session.get(Account, viewer.account_id)
             assert account is not None
-            revoked = [t for t in pages.list_tokens(session, account.id) if t.id == token_id]
-            accounts.revoke_token(session, account, token_id)
-        if revoked and revoked[0].digest == accounts.hash_token(request.cookies.get(SESSION_COOKIE, "")):
+            accounts.revoke_token(session, account, token_id)  # and the web sessions it signed in
+        if token_id == viewer.token_id:
             response = RedirectResponse("/", status_code=303)  # this session's own token: signed out
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response

@@ -1,8 +1,9 @@
 """What every web page shares: templates and their filters, the viewer from the session cookie, CSRF tokens,
 security headers, and HTML error pages for the hub's errors.
 
-Sessions are the ``openckpt_token`` cookie (HttpOnly, SameSite=Lax) holding an access token. A form that changes
-state carries ``csrf`` = HMAC(hub secret, purpose ‖ sha256(session token)), or, before login, HMAC over a random
+Sessions are the ``openckpt_session`` cookie (HttpOnly, SameSite=Lax, Secure over https) holding a web session's
+secret (``services.web_sessions``), not an access token. A form that changes state carries
+``csrf`` = HMAC(hub secret, purpose ‖ sha256(session secret)), or, before login, HMAC over a random
 ``openckpt_csrf`` cookie; the server recomputes it and also refuses cross-site ``Origin``/``Sec-Fetch-Site``.
 """
 
@@ -33,7 +34,7 @@ from openckpt.errors import (
     RevisionNotFoundError,
     UnauthorizedError,
 )
-from openckpt.hub.context import hub_of, moved_location, optional_principal
+from openckpt.hub.context import SESSION_COOKIE, hub_of, moved_location, optional_principal
 from openckpt.hub.db.models import Repo, utcnow
 from openckpt.hub.services.accounts import Principal, hash_token
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -50,7 +51,8 @@ __all__ = [
     "viewer_of",
 ]
 
-SESSION_COOKIE = "openckpt_token"
+LEGACY_COOKIE = "openckpt_token"
+"""Where older hubs kept the signed-in browser's access token itself: cleared wherever it is still sent."""
 NONCE_COOKIE = "openckpt_csrf"
 HUB_DIR = Path(__file__).resolve().parent.parent
 SECURITY_HEADERS = {
@@ -238,6 +240,8 @@ def page(
     response = HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
     if getattr(request.state, "stale_session", False):
         response.delete_cookie(SESSION_COOKIE, path="/")
+    if LEGACY_COOKIE in request.cookies:
+        response.delete_cookie(LEGACY_COOKIE, path="/")
     nonce = getattr(request.state, "new_nonce", None)
     if nonce is not None:
         response.set_cookie(

@@ -12,6 +12,7 @@ from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, require_principal
 from openckpt.hub.services import webhooks
+from openckpt.hub.services.sealed import sealing_key
 from openckpt.hub.services.webhook_delivery import Deliveries, Event
 
 router = APIRouter()
@@ -24,6 +25,11 @@ def notify(request: Request, event: Event) -> None:
         deliveries.emit(event)
 
 
+def _key(request: Request) -> bytes:
+    """What webhook secrets are sealed with."""
+    return sealing_key(hub_of(request).settings.secret)
+
+
 async def _body(request: Request) -> dict[str, Any]:
     body = await read_json(request, optional=True)
     if not isinstance(body, dict):
@@ -33,36 +39,39 @@ async def _body(request: Request) -> dict[str, Any]:
 
 @router.get("/api/settings/webhooks")
 def list_webhooks(request: Request) -> list[dict[str, Any]]:
-    return webhooks.list_webhooks(hub_of(request).db, require_principal(request))
+    return webhooks.list_webhooks(hub_of(request).db, require_principal(request), key=_key(request))
 
 
 @router.post("/api/settings/webhooks")
 async def create_webhook(request: Request) -> dict[str, Any]:
     principal, body, hub = require_principal(request), await _body(request), hub_of(request)
-    create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local)
+    create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local, key=_key(request))
     return {"webhook": await run_in_threadpool(create, hub.db, principal, body)}
 
 
 @router.get("/api/settings/webhooks/{webhook_id}")
 def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.get_webhook(hub_of(request).db, require_principal(request), webhook_id)}
+    principal = require_principal(request)
+    return {"webhook": webhooks.get_webhook(hub_of(request).db, principal, webhook_id, key=_key(request))}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}")
 async def update_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
     principal, body, hub = require_principal(request), await _body(request), hub_of(request)
-    update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local)
+    update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local, key=_key(request))
     return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id, body)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/enable")
 def enable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.set_disabled(hub_of(request).db, require_principal(request), webhook_id, False)}
+    principal = require_principal(request)
+    return {"webhook": webhooks.set_disabled(hub_of(request).db, principal, webhook_id, False, key=_key(request))}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/disable")
 def disable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.set_disabled(hub_of(request).db, require_principal(request), webhook_id, True)}
+    principal = require_principal(request)
+    return {"webhook": webhooks.set_disabled(hub_of(request).db, principal, webhook_id, True, key=_key(request))}
 
 
 @router.delete("/api/settings/webhooks/{webhook_id}")

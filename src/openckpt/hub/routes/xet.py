@@ -29,7 +29,9 @@ def _token(request: Request, plural: str, owner: str, name: str, scope: str) -> 
         if not (create_pr and rev == "None"):  # huggingface_hub asks for `None` when it opens a pull request
             resolve_revision(session, repo, rev)
         repo_pk = repo.id
-    token, expires = issue_token(hub.settings.secret, scope, repo_pk, max(hub.settings.signed_url_ttl, MIN_TTL))
+    ttl = max(hub.settings.signed_url_ttl, MIN_TTL)
+    minted_by = principal.token_id if principal is not None else None  # its revocation ends the Xet token
+    token, expires = issue_token(hub.settings.secret, scope, repo_pk, ttl, minted_by=minted_by)
     cas_url = str(request.base_url).rstrip("/") + CAS_PATH
     headers = {"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(expires)}
     return JSONResponse({"accessToken": token, "exp": expires, "casUrl": cas_url}, headers=headers)

@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
-from openckpt.hub.db.models import Account, Membership, Repo, Token, utcnow
+from openckpt.hub.db.models import Account, Membership, Repo, Token, WebSession, utcnow
 from openckpt.hub.services.names import check_account_name
 from openckpt.protocol import TOKEN_PREFIX
 
@@ -42,6 +42,8 @@ class Principal:
     token_name: str
     orgs: dict[int, str] = field(default_factory=dict)
     """Org account id → role in it."""
+    token_id: int | None = None
+    """The access token used (or that a web session signed in with): what it mints ends with its revocation."""
 
     @property
     def can_write(self) -> bool:
@@ -108,10 +110,12 @@ def create_token(session: Session, account: Account, *, name: str, role: str = "
 
 
 def revoke_token(session: Session, account: Account, token_id: int) -> None:
+    """Revoke the token, and with it the web sessions it signed in (Xet tokens it got are refused from now on)."""
     token = session.get(Token, token_id)
     if token is None or token.account_id != account.id or token.revoked_at is not None:
         raise ForbiddenError("no such active token")
     token.revoked_at = utcnow()
+    session.execute(delete(WebSession).where(WebSession.token_id == token_id))
 
 
 # Local administration (the ``openckpt user|org|token`` commands) --------------------------------------------
@@ -144,6 +148,7 @@ _PRINCIPAL_ROWS = (
         Account.name,
         Account.fullname,
         Account.is_admin,
+        Token.id,
         Membership.org_id,
         Membership.role,
     )
@@ -160,6 +165,6 @@ def authenticate(session: Session, secret: str) -> Principal:
     rows = session.execute(_PRINCIPAL_ROWS, {"digest": hash_token(secret)}).all()
     if not rows or rows[0][0] is not None:
         raise UnauthorizedError("Invalid credentials in Authorization header")
-    _, role, token_name, account_id, name, fullname, is_admin = rows[0][:7]
+    _, role, token_name, account_id, name, fullname, is_admin, token_id = rows[0][:8]
     orgs = {org_id: org_role for *_, org_id, org_role in rows if org_id is not None}
-    return Principal(account_id, name, fullname, is_admin, role, token_name, orgs)
+    return Principal(account_id, name, fullname, is_admin, role, token_name, orgs, token_id)

@@ -23,6 +23,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Repo, Webhook, utcnow
 from openckpt.hub.services import netguard
 from openckpt.hub.services.netguard import local_target
+from openckpt.hub.services.sealed import unseal
 from openckpt.protocol import REPO_TYPE_PLURAL, REPO_TYPE_PREFIX
 
 __all__ = ["Deliveries", "Event", "RefUpdate", "RepoSnapshot", "local_target", "repo_event"]
@@ -104,8 +105,10 @@ def _watches(hook: Webhook, repo_type: str, repo_id: str) -> bool:
 class Deliveries:
     """The webhook deliveries of one server process: a bounded queue and a few worker threads (started lazily)."""
 
-    def __init__(self, db: Database, public_url: str, *, allow_local: bool = False) -> None:
+    def __init__(self, db: Database, public_url: str, *, key: bytes, allow_local: bool = False) -> None:
+        """``key`` unseals the webhooks' secrets (:mod:`openckpt.hub.services.sealed`)."""
         self.db, self.public_url, self.allow_local = db, public_url.rstrip("/"), allow_local
+        self.key = key
         self._queue: queue.Queue[Event | _Delivery | None] = queue.Queue(QUEUE_SIZE)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -172,7 +175,8 @@ class Deliveries:
         for hook in hooks:
             if hook.account_id in readers:
                 body = json.dumps(self._payload(event, hook.id)).encode()
-                out.append(_Delivery(hook.url, body, hook.secret, hook.id))
+                secret = unseal(self.key, hook.secret, owner=f"webhook:{hook.id}") if hook.secret else None
+                out.append(_Delivery(hook.url, body, secret, hook.id))
         return out
 
     def _payload(self, event: Event, webhook_id: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Webhooks of an account (``HfApi.create_webhook`` and the rest): validation, storage, and their JSON.
 
 Each account sees and changes only its own webhooks; a read token may list and get them, changes need a write token.
+Secrets are stored sealed (:mod:`openckpt.hub.services.sealed`, with the ``key`` every function takes).
 Deliveries are :mod:`openckpt.hub.services.webhook_delivery`'s.
 """
 
@@ -18,6 +19,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Webhook
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.names import check_name, split_repo_id
+from openckpt.hub.services.sealed import seal, unseal
 from openckpt.hub.services.webhook_delivery import local_target
 
 __all__ = [
@@ -39,9 +41,10 @@ MAX_URL = 2048
 MAX_SECRET = 256
 
 
-def webhook_json(hook: Webhook) -> dict[str, Any]:
-    """A webhook as the Hub answers it; only its owner ever gets it, so with its secret."""
-    return {"id": hook.id, "url": hook.url, "watched": hook.watched, "domains": hook.domains, "secret": hook.secret,
+def webhook_json(hook: Webhook, key: bytes) -> dict[str, Any]:
+    """A webhook as the Hub answers it; only its owner ever gets it, so with its secret (unsealed with ``key``)."""
+    secret = unseal(key, hook.secret, owner=f"webhook:{hook.id}") if hook.secret else None
+    return {"id": hook.id, "url": hook.url, "watched": hook.watched, "domains": hook.domains, "secret": secret,
             "disabled": hook.disabled, "job": None}  # fmt: skip
 
 
@@ -88,6 +91,11 @@ def _secret(value: Any) -> str | None:
     return value or None
 
 
+def _sealed(key: bytes, webhook_id: str, value: Any) -> str | None:
+    secret = _secret(value)
+    return seal(key, secret, owner=f"webhook:{webhook_id}") if secret else None
+
+
 def _check_body(body: dict[str, Any]) -> None:
     if body.get("jobSourceId") is not None or body.get("secrets") is not None:
         raise BadRequestError("this hub runs no Jobs: a webhook sends its payload to a url")
@@ -105,7 +113,9 @@ def _own(session: Session, principal: Principal, webhook_id: str) -> Webhook:
     return hook
 
 
-def create_webhook(db: Database, principal: Principal, body: dict[str, Any], *, allow_local: bool) -> dict[str, Any]:
+def create_webhook(
+    db: Database, principal: Principal, body: dict[str, Any], *, allow_local: bool, key: bytes
+) -> dict[str, Any]:
     """A new enabled webhook of the caller from the client's JSON ``{url, watched, domains?, secret?}``; with
     ``allow_local`` its url may reach the hub's own network."""
     _writer(principal)
@@ -118,14 +128,15 @@ def create_webhook(db: Database, principal: Principal, body: dict[str, Any], *, 
             raise BadRequestError(f"an account has at most {MAX_PER_ACCOUNT} webhooks")
         hook = Webhook(id=secrets.token_hex(12), account_id=principal.account_id, url=url,
                        watched=_watched(session, body.get("watched")), domains=_domains(body.get("domains")),
-                       secret=_secret(body.get("secret")), disabled=False)  # fmt: skip
+                       disabled=False)  # fmt: skip
+        hook.secret = _sealed(key, hook.id, body.get("secret"))
         session.add(hook)
         session.flush()
-        return webhook_json(hook)
+        return webhook_json(hook, key)
 
 
 def update_webhook(
-    db: Database, principal: Principal, webhook_id: str, body: dict[str, Any], *, allow_local: bool
+    db: Database, principal: Principal, webhook_id: str, body: dict[str, Any], *, allow_local: bool, key: bytes
 ) -> dict[str, Any]:
     """Change what the body names; an empty ``watched`` (the client sends one when not given) keeps the items."""
     _writer(principal)
@@ -140,16 +151,16 @@ def update_webhook(
         if body.get("domains") is not None:
             hook.domains = _domains(body["domains"])
         if body.get("secret") is not None:
-            hook.secret = _secret(body["secret"])
-        return webhook_json(hook)
+            hook.secret = _sealed(key, hook.id, body["secret"])
+        return webhook_json(hook, key)
 
 
-def set_disabled(db: Database, principal: Principal, webhook_id: str, disabled: bool) -> dict[str, Any]:
+def set_disabled(db: Database, principal: Principal, webhook_id: str, disabled: bool, *, key: bytes) -> dict[str, Any]:
     _writer(principal)
     with db.write() as session:
         hook = _own(session, principal, webhook_id)
         hook.disabled = disabled
-        return webhook_json(hook)
+        return webhook_json(hook, key)
 
 
 def delete_webhook(db: Database, principal: Principal, webhook_id: str) -> None:
@@ -158,14 +169,14 @@ def delete_webhook(db: Database, principal: Principal, webhook_id: str) -> None:
         session.delete(_own(session, principal, webhook_id))
 
 
-def get_webhook(db: Database, principal: Principal, webhook_id: str) -> dict[str, Any]:
+def get_webhook(db: Database, principal: Principal, webhook_id: str, *, key: bytes) -> dict[str, Any]:
     with db.read() as session:
-        return webhook_json(_own(session, principal, webhook_id))
+        return webhook_json(_own(session, principal, webhook_id), key)
 
 
-def list_webhooks(db: Database, principal: Principal) -> list[dict[str, Any]]:
+def list_webhooks(db: Database, principal: Principal, *, key: bytes) -> list[dict[str, Any]]:
     with db.read() as session:
         rows = session.scalars(
             select(Webhook).where(Webhook.account_id == principal.account_id).order_by(Webhook.created_at, Webhook.id)
         )
-        return [webhook_json(hook) for hook in rows]
+        return [webhook_json(hook, key) for hook in rows]

@@ -63,7 +63,7 @@ def _upload(blobs: BlobStore, settings: Settings, cas_url: str, batch: list[tupl
     import hf_xet
 
     os.environ.setdefault("HF_XET_CACHE", str(settings.data_dir / "xet-cache"))  # the hub's own, beside its data
-    token, expires = issue_token(settings.secret, "write", HUB_REPO, TOKEN_TTL)
+    token, expires = issue_token(settings.secret, "write", HUB_REPO, TOKEN_TTL, minted_by=None)
     config = hf_xet.XetConfig().with_config({"telemetry.enabled": False})
     with hf_xet.XetSession(config).new_upload_commit(
         endpoint=cas_url, token=token, token_expiry_unix_secs=expires

@@ -1,7 +1,9 @@
-"""CAS access tokens and transfer URLs: stateless, signed with the hub's secret like LFS transfer URLs.
+"""CAS access tokens and transfer URLs: signed with the hub's secret like LFS transfer URLs.
 
-A token names its scope (``read`` or ``write``), the repo (primary key) it was issued for and its expiry, so that it
-survives restarts and works on every worker. A transfer URL authorises reading one byte range of one xorb.
+A token names its scope (``read`` or ``write``), the repo (primary key) it was issued for, the access token it was
+minted with (0: anonymous, or the hub itself) and its expiry, so that it survives restarts and works on every worker.
+Checking one costs a primary-key lookup: once its access token is revoked, it is refused. A transfer URL authorises
+reading one byte range of one xorb until it expires (``signed_url_ttl``), like a signed S3 URL.
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from sqlalchemy import select
+
 from openckpt.errors import ForbiddenError, UnauthorizedError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Token
 from openckpt.hub.services.transfers import check_signature, sign
 
 __all__ = ["CAS_PATH", "HUB_REPO", "TRANSFER_PATH", "CasToken", "check_token", "issue_token", "transfer_url"]
@@ -20,7 +26,8 @@ TRANSFER_PATH = f"{CAS_PATH}/transfer"
 HUB_REPO = 0
 """The repo of tokens the hub mints for itself (server-side ingestion): no repo's uploads."""
 SCOPES = ("read", "write")
-_PREFIX = "xet1"
+_PREFIX = "xet2"
+"""``xet1`` tokens (without the access token) are refused: clients ask for a new token on their next transfer."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class CasToken:
     scope: str
     repo: int
     """Primary key of the repo the token was issued for."""
+    minted_by: int
+    """Id of the access token it was issued to; 0 for anonymous callers and the hub itself."""
     expires: int
 
     @property
@@ -35,36 +44,42 @@ class CasToken:
         return self.scope == "write"
 
 
-def _claims(scope: str, repo: int) -> tuple[str, str]:
-    return f"XET-{scope.upper()}", f"{CAS_PATH}/repo/{repo}"
+def _claims(scope: str, repo: int, minted_by: int) -> tuple[str, str]:
+    return f"XET-{scope.upper()}", f"{CAS_PATH}/repo/{repo}/token/{minted_by}"
 
 
-def issue_token(secret: bytes, scope: str, repo: int, ttl: int) -> tuple[str, int]:
-    """A token of ``scope`` for ``repo``, valid ``ttl`` seconds: ``(token, expiry in Unix seconds)``."""
+def issue_token(secret: bytes, scope: str, repo: int, ttl: int, *, minted_by: int | None) -> tuple[str, int]:
+    """A token of ``scope`` for ``repo``, valid ``ttl`` seconds unless the access token ``minted_by`` (None:
+    anonymous or the hub itself) is revoked first: ``(token, expiry in Unix seconds)``."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be read or write, not {scope!r}")
-    method, path = _claims(scope, repo)
+    method, path = _claims(scope, repo, minted_by or 0)
     query = parse_qs(sign(secret, method, path, ttl).partition("?")[2])
     expires, sig = query["exp"][0], query["sig"][0]
-    return f"{_PREFIX}.{scope}.{repo}.{expires}.{sig}", int(expires)
+    return f"{_PREFIX}.{scope}.{repo}.{minted_by or 0}.{expires}.{sig}", int(expires)
 
 
-def check_token(secret: bytes, header: str | None, *, write: bool = False) -> CasToken:
-    """The token of an ``Authorization: Bearer`` header; 401 if absent, forged or expired, 403 if read-only where
-    ``write`` is needed."""
+def check_token(secret: bytes, header: str | None, *, db: Database, write: bool = False) -> CasToken:
+    """The token of an ``Authorization: Bearer`` header; 401 if absent, forged, expired or its access token was
+    revoked (looked up in ``db``), 403 if read-only where ``write`` is needed."""
     scheme, _, value = (header or "").partition(" ")
     parts = value.strip().split(".")
-    if scheme.lower() != "bearer" or len(parts) != 5 or parts[0] != _PREFIX or parts[1] not in SCOPES:
+    if scheme.lower() != "bearer" or len(parts) != 6 or parts[0] != _PREFIX or parts[1] not in SCOPES:
         raise UnauthorizedError("the CAS needs a Xet token from the hub's xet-read-token or xet-write-token route")
-    _, scope, repo, expires, sig = parts
-    if not repo.isdigit():
+    _, scope, repo, minted_by, expires, sig = parts
+    if not (repo.isdigit() and minted_by.isdigit()):
         raise UnauthorizedError("invalid Xet token")
-    method, path = _claims(scope, int(repo))
+    method, path = _claims(scope, int(repo), int(minted_by))
     try:
         check_signature(secret, method, path, expires, sig)
     except ForbiddenError as e:
         raise UnauthorizedError(f"invalid Xet token: {e}") from None
-    token = CasToken(scope, int(repo), int(expires))
+    token = CasToken(scope, int(repo), int(minted_by), int(expires))
+    if token.minted_by:
+        with db.read() as session:
+            revoked = session.execute(select(Token.revoked_at).where(Token.id == token.minted_by)).first()
+        if revoked is None or revoked[0] is not None:
+            raise UnauthorizedError("this Xet token's access token was revoked")
     if write and not token.can_write:
         raise ForbiddenError("this Xet token is read-only: ask the hub for a xet-write-token")
     return token
