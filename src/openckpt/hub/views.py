@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
 from openckpt.digest import lfs_pointer
-from openckpt.hub.db.models import Account, Commit, Repo, TreeEntry
+from openckpt.hub.db.models import Account, Commit, Repo
 from openckpt.hub.services.gate import FileStatus
 from openckpt.hub.services.people import Member, Overview
+from openckpt.hub.services.trees import FileEntry, Folder
 
 __all__ = [
     "commit_json",
@@ -32,11 +32,11 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _lfs(entry: TreeEntry, oid_key: str) -> dict[str, Any]:
+def _lfs(entry: FileEntry, oid_key: str) -> dict[str, Any]:
     return {oid_key: entry.sha256, "size": entry.size, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
 
 
-def sibling_json(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
+def sibling_json(entry: FileEntry, *, blobs: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"rfilename": entry.path}
     if blobs:
         item.update(size=entry.size, blobId=entry.git_oid)
@@ -45,19 +45,16 @@ def sibling_json(entry: TreeEntry, *, blobs: bool) -> dict[str, Any]:
     return item
 
 
-def file_json(entry: TreeEntry) -> dict[str, Any]:
+def file_json(entry: FileEntry) -> dict[str, Any]:
     item: dict[str, Any] = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": entry.path}
     if entry.lfs:
         item["lfs"] = _lfs(entry, "oid")
     return item
 
 
-def directory_json(path: str, entries: list[TreeEntry]) -> dict[str, Any]:
-    """A directory; its oid is a stable digest of what it contains."""
-    h = hashlib.sha1(usedforsecurity=False)
-    for e in entries:
-        h.update(f"{e.path}\0{e.git_oid}\n".encode())
-    return {"type": "directory", "oid": h.hexdigest(), "size": 0, "path": path}
+def directory_json(folder: Folder) -> dict[str, Any]:
+    """A directory; its oid is the id of its tree, a digest of what it contains (as git's tree id is)."""
+    return {"type": "directory", "oid": folder.tree_id, "size": 0, "path": folder.path}
 
 
 def last_commit_json(commit: Commit) -> dict[str, Any]:
@@ -79,7 +76,7 @@ def repo_json(
     repo: Repo,
     *,
     head: Commit | None = None,
-    entries: list[TreeEntry] | None = None,
+    entries: list[FileEntry] | None = None,
     blobs: bool = False,
     card: bool = True,
 ) -> dict[str, Any]:

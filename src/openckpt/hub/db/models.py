@@ -1,4 +1,4 @@
-"""Tables of the hub. Repos hold refs; refs point at commits; commits point at trees; trees list blobs.
+"""Tables of the hub. Repos hold refs; refs point at commits; commits point at root trees; trees list blobs and trees.
 
 Ids follow git: commit and tree ids are 40-hex sha1s, a file's ``git_oid`` is its git blob sha1 (of the LFS
 pointer for LFS files). Blob bytes live in the blob store under their sha256.
@@ -31,7 +31,7 @@ __all__ = [
     "ScanRelease",
     "SigningKey",
     "Token",
-    "TreeEntry",
+    "TreeItem",
     "WebSession",
     "Webhook",
     "XetFile",
@@ -162,16 +162,39 @@ class Commit(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class TreeEntry(Base):
-    """One file of a tree. Trees are content-addressed, so an unchanged tree is stored once."""
+class TreeItem(Base):
+    """One name of a tree (a directory, content-addressed: see ``services/trees.py``): a file, whose blob
+    ``sha256`` names, or a folder, whose tree ``subtree`` names. Rows named ``/`` + a hex digit split a large
+    directory into buckets: ``subtree`` is the bucket's tree and ``size`` the number of names in it."""
 
-    __tablename__ = "tree_entries"
+    __tablename__ = "tree_items"
     tree_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    subtree: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     git_oid: Mapped[str] = mapped_column(String(40))
     size: Mapped[int] = mapped_column(BigInteger)
     lfs: Mapped[bool] = mapped_column(default=False)
+
+
+class RepoObject(Base):
+    """An LFS or Xet-backed object (by sha256) some commit of ``repo_id`` added: whoever may read the repo's files
+    may name it in a commit (proof of possession, :mod:`openckpt.hub.services.possession`)."""
+
+    __tablename__ = "repo_objects"
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class Upload(Base):
+    """Account ``account_id`` sent the object ``sha256``: verified LFS bytes (``file_hash`` empty), or a Xet file
+    ``file_hash`` its shard registered under that sha256 (possession once that registration is verified)."""
+
+    __tablename__ = "uploads"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    file_hash: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class HubSecret(Base):

@@ -3,6 +3,7 @@ signed transfer URLs; plus the telemetry clients post at the origin's root. Opti
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -78,7 +79,8 @@ async def upload_shard(request: Request) -> dict[str, int]:
     token = await run_in_threadpool(_token, request, write=True)
     data = await _body(request, cas.MAX_SHARD_BYTES, "shard")
     repo = token.repo if token.repo != HUB_REPO else None  # the hub's own ingestion uploads for no repo
-    result = await run_in_threadpool(cas.register_shard, hub_of(request).db, data, repo=repo)
+    db, by = hub_of(request).db, token.minted_by or None  # the files are the uploads of that token's account
+    result = await run_in_threadpool(partial(cas.register_shard, db, data, repo=repo, minted_by=by))
     return {"result": result}
 
 

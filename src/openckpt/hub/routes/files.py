@@ -30,15 +30,16 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Blob, Commit, Repo, TreeEntry
+from openckpt.hub.db.models import Blob, Commit, Repo
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, governance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import prove_uploads, xet_files
-from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history, tree_entries
+from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
+from openckpt.hub.services.trees import FileEntry, Folder, lookup, read_folder, read_tree
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 from openckpt.hub.settings import Settings
 from openckpt.hub.views import directory_json, file_json, last_commit_json
@@ -51,27 +52,19 @@ EXPANDED_PAGE = 50
 LFS_SUFFIXES = tuple(line.split()[0][1:] for line in repos.GITATTRIBUTES.decode().splitlines())
 
 
-def _listing(entries: dict[str, TreeEntry], path: str, recursive: bool) -> list[dict[str, Any]]:
-    """Files and directories under ``path`` (direct children unless ``recursive``)."""
-    prefix = f"{path}/" if path else ""
-    if path and path in entries:
-        raise EntryNotFoundError(f"{path} is a file, not a folder")
-    below = [e for p, e in entries.items() if p.startswith(prefix)]
-    if path and not below:
-        raise EntryNotFoundError(f"No such folder: {path}")
-    dirs: dict[str, list[TreeEntry]] = {}
-    files: list[TreeEntry] = []
-    for e in below:
-        rel = e.path[len(prefix) :].split("/")
-        if len(rel) == 1:
-            files.append(e)
-        else:
-            for depth in range(1, len(rel) if recursive else 2):
-                dirs.setdefault(prefix + "/".join(rel[:depth]), []).append(e)
-            if recursive:
-                files.append(e)
-    items = [directory_json(d, es) for d, es in dirs.items()] + [file_json(e) for e in files]
-    return sorted(items, key=lambda i: i["path"])
+def _listing(
+    session: Session, root: str, path: str, recursive: bool
+) -> tuple[list[dict[str, Any]], dict[str, FileEntry]]:
+    """Files and directories under ``path`` (direct children unless ``recursive``), and the files by path."""
+    if path:
+        found = lookup(session, root, path)
+        if isinstance(found, FileEntry):
+            raise EntryNotFoundError(f"{path} is a file, not a folder")
+        if found is None:
+            raise EntryNotFoundError(f"No such folder: {path}")
+    files, folders = read_folder(session, root, path, recursive=recursive)
+    items = [directory_json(f) for f in folders.values()] + [file_json(e) for e in files.values()]
+    return sorted(items, key=lambda i: i["path"]), files
 
 
 @router.get("/api/{plural}/{owner}/{name}/tree/{rest:path}")
@@ -89,8 +82,7 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
             session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
         )
         commit = resolve_revision(session, repo, rev)
-        entries = tree_entries(session, commit.tree_id)
-        items = _listing(entries, path, recursive)
+        items, entries = _listing(session, commit.tree_id, path, recursive)
         shown = items[offset : offset + page]
         xet_meta.add_xet_hashes(session, hub.settings, repo.id, entries, shown)
         if expand:
@@ -128,13 +120,16 @@ def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, 
             session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
         )
         head = resolve_revision(session, repo, rev)
-        entries = tree_entries(session, head.tree_id)
         out: list[dict[str, Any]] = []
-        for path in dict.fromkeys(paths):
-            if path in entries:
-                out.append(file_json(entries[path]))
-            elif below := [e for p, e in entries.items() if p.startswith(path + "/")]:
-                out.append(directory_json(path, below))
+        entries: dict[str, FileEntry] = {}
+        steps: dict[tuple[str, str], Any] = {}
+        for path in dict.fromkeys(paths):  # each read on its own: only the folders on its way
+            found = lookup(session, head.tree_id, path, cache=steps) if path else None
+            if isinstance(found, FileEntry):
+                entries[path] = found
+                out.append(file_json(found))
+            elif isinstance(found, Folder):
+                out.append(directory_json(found))
         xet_meta.add_xet_hashes(session, hub_of(request).settings, repo.id, entries, out)
         if expand:
             _add_last_commits(session, head, out)
@@ -161,7 +156,9 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
     with hub.db.read() as session:
         repo = repos.find_repo(session, require_principal(request), repo_type_of(plural), repo_id_of(owner, name),
                                write=True)  # fmt: skip
-        entries = tree_entries(session, resolve_revision(session, repo, rev).tree_id)
+        root = resolve_revision(session, repo, rev).tree_id
+        wanted = [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+        entries = _files_at(session, root, wanted)
     out = []
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not _is_size(f.get("size", 0)):
@@ -177,6 +174,15 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
             item["oid"] = existing.sha256 if existing.lfs else existing.git_oid
         out.append(item)
     return {"files": out, "commitOid": None}
+
+
+def _files_at(session: Session, root: str, paths: list[str]) -> dict[str, FileEntry]:
+    """The files at ``paths`` of the tree ``root``: looked up one by one if few, else from the whole tree."""
+    if len(paths) > 50:
+        return read_tree(session, root)
+    steps: dict[tuple[str, str], Any] = {}
+    found = {p: lookup(session, root, p, cache=steps) for p in dict.fromkeys(paths)}
+    return {p: e for p, e in found.items() if isinstance(e, FileEntry)}
 
 
 def _is_size(value: Any) -> bool:

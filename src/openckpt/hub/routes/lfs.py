@@ -6,14 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
-from openckpt.hub.db.models import Blob
-from openckpt.hub.services import lfs_parts, repos, storage_gc
+from openckpt.hub.services import lfs_parts, possession, repos, storage_gc
 from openckpt.hub.services.cas_files import xet_files
 from openckpt.hub.services.transfers import check_signature, receive_blob, sign
 from openckpt.store.blobs import is_sha256
@@ -30,6 +28,7 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
     hub = hub_of(request)
     base = str(request.base_url).rstrip("/")
     ttl = hub.settings.signed_url_ttl
+    account = require_principal(request).account_id  # the upload is recorded as the caller's: proof of possession
     verify = {"href": f"{base}/api/lfs/verify/{repo_type}/{repo_id}"}
     if size >= hub.settings.multipart_threshold:
         chunk = lfs_parts.part_size(size, hub.settings.multipart_chunk_size)
@@ -38,23 +37,24 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
             header[str(number)] = base + sign(
                 hub.settings.secret, "PUT", f"/api/lfs/part/{sha256}/{size}/{number}", ttl
             )
-        complete = base + sign(hub.settings.secret, "POST", f"/api/lfs/complete/{sha256}/{size}", ttl)
+        complete = base + sign(hub.settings.secret, "POST", f"/api/lfs/complete/{sha256}/{size}", ttl, account=account)
         return {"upload": {"href": complete, "header": header}, "verify": verify}
-    href = base + sign(hub.settings.secret, "PUT", f"/api/lfs/upload/{sha256}/{size}", ttl)
+    href = base + sign(hub.settings.secret, "PUT", f"/api/lfs/upload/{sha256}/{size}", ttl, account=account)
     return {"upload": {"href": href}, "verify": verify}
 
 
 def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str]) -> dict[str, int]:
-    """Sizes of the objects among ``oids`` already stored, once the caller may read (or write) the repo."""
-    db = hub_of(request).db
+    """Sizes of the objects among ``oids`` already stored that the caller has (see ``possession``: the others must
+    be sent, as if the hub did not store them), once the caller may read (or write) the repo."""
+    db, principal = hub_of(request).db, require_principal(request)
     with db.read() as session:
-        repos.find_repo(session, require_principal(request), repo_type, repo_id, write=write)
-        stored = dict(session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(oids))).tuples().all())
-        xet = {sha256: found for sha256, found in xet_files(session, oids).items() if sha256 not in stored}
-    stored.update({sha256: size for sha256, (_, size) in xet.items()})  # uploaded by Xet, sha256 verified
+        repos.find_repo(session, principal, repo_type, repo_id, write=write)
+        stored = possession.stored_sizes(session, principal, oids)
+        files = [file_hash for file_hash, _ in xet_files(session, stored).values()]
     if write and stored:  # the client will commit these without uploading: the collector must wait for it
         with db.write() as session:
-            storage_gc.keep_alive(session, blobs=stored, files=[file_hash for file_hash, _ in xet.values()])
+            storage_gc.keep_alive(session, blobs=stored, files=files)
+            possession.refresh_uploads(session, principal.account_id, stored)
     return stored
 
 
@@ -111,16 +111,22 @@ async def batch_space(request: Request, owner: str, name: str) -> JSONResponse:
     return await _batch(request, "space", owner, name)
 
 
-def _signed(request: Request, method: str) -> None:
+def _signed(request: Request, method: str) -> int | None:
+    """Check the transfer URL's signature; the account it was made out to, if any."""
     q = request.query_params
-    check_signature(hub_of(request).settings.secret, method, request.url.path, q.get("exp"), q.get("sig"))
+    account = q.get("account")
+    secret = hub_of(request).settings.secret
+    check_signature(secret, method, request.url.path, q.get("exp"), q.get("sig"), account=account)
+    return int(account) if account is not None and account.isdigit() else None
 
 
 @router.put("/api/lfs/upload/{sha256}/{size}")
 async def upload(request: Request, sha256: str, size: int) -> Response:
-    _signed(request, "PUT")
+    account = _signed(request, "PUT")
     hub = hub_of(request)
     await receive_blob(hub.store, hub.db, request.stream(), sha256, size)
+    if account is not None:  # the bytes verified: the account has them
+        await run_in_threadpool(possession.record_upload, hub.db, account, sha256)
     return Response(status_code=200)
 
 
@@ -135,7 +141,7 @@ async def upload_part(request: Request, sha256: str, size: int, number: int) -> 
 
 @router.post("/api/lfs/complete/{sha256}/{size}")
 async def complete(request: Request, sha256: str, size: int) -> Response:
-    _signed(request, "POST")
+    account = _signed(request, "POST")
     body = await read_json(request)
     parts = body.get("parts") if isinstance(body, dict) else None
     if not isinstance(parts, list):
@@ -145,7 +151,9 @@ async def complete(request: Request, sha256: str, size: int) -> Response:
         numbers = sorted(int(p["partNumber"]) for p in parts)
     except (TypeError, KeyError, ValueError):
         raise BadRequestError("each part is {partNumber, etag}") from None
-    await lfs_parts.complete(hub.store, hub.db, sha256, size, numbers)
+    joined = await lfs_parts.complete(hub.store, hub.db, sha256, size, numbers)
+    if joined and account is not None:  # this upload's parts made the verified bytes: the account has them
+        await run_in_threadpool(possession.record_upload, hub.db, account, sha256)
     return Response(status_code=200)
 
 
@@ -156,12 +164,15 @@ async def verify(request: Request, repo_type: str, owner: str, name: str) -> Res
     if not isinstance(body, dict):
         raise BadRequestError("expected {oid, size}")
     oid, size = str(body.get("oid", "")), body.get("size")
-    blob = await run_in_threadpool(_blob, request, oid)
-    if blob is None or blob.size != size:
+    found = await run_in_threadpool(_verified, request, repo_type, repo_id_of(owner, name), oid)
+    if found is None or found != size:
         raise EntryNotFoundError(f"LFS object {oid} ({size} bytes) is not stored")
     return Response(status_code=200)
 
 
-def _blob(request: Request, oid: str) -> Blob | None:
+def _verified(request: Request, repo_type: str, repo_id: str, oid: str) -> int | None:
+    """The size of ``oid`` if it is stored and the caller, who may write to the repo, has it (see ``possession``)."""
+    principal = require_principal(request)
     with hub_of(request).db.read() as session:
-        return session.get(Blob, oid) if is_sha256(oid) else None
+        repos.find_repo(session, principal, repo_type, repo_id, write=True)
+        return possession.stored_sizes(session, principal, [oid]).get(oid) if is_sha256(oid) else None

@@ -24,7 +24,8 @@ from openckpt.hub.context import (
 from openckpt.hub.db.models import Ref, Repo
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, repo_duplicate, repo_move, repos
-from openckpt.hub.services.commits import commit_chain, resolve_revision, tree_entries
+from openckpt.hub.services.commits import commit_chain, resolve_revision
+from openckpt.hub.services.trees import read_tree
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
@@ -168,7 +169,7 @@ def list_repos(request: Request, plural: str) -> JSONResponse:
         for repo in found[:page]:
             if full:
                 head = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
-                entries = list(tree_entries(session, head.tree_id).values())
+                entries = list(read_tree(session, head.tree_id).values())
                 items.append(repo_json(repo, head=head, entries=entries, card=card))
             else:
                 items.append(repo_json(repo, card=card))
@@ -193,7 +194,7 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
             session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
         )
         head = resolve_revision(session, repo, rev)
-        entries = list(tree_entries(session, head.tree_id).values())
+        entries = list(read_tree(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
         if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
             data["securityRepoStatus"] = repo_security_json(gate.statuses(session, hub.settings, repo.id, entries))

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError, ForbiddenError
 from openckpt.hub.context import hub_of, repo_id_of
-from openckpt.hub.db.models import Account, Commit, Repo, TreeEntry
+from openckpt.hub.db.models import Account, Commit, Repo
 from openckpt.hub.routes.security import release_file
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, signed_in_form, viewer_of
 from openckpt.hub.services import gate, signatures
 from openckpt.hub.services.repos import DEFAULT_BRANCH
+from openckpt.hub.services.trees import FileEntry
 
 __all__ = ["router", "trust_context"]
 
@@ -22,7 +23,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
 def trust_context(session: Session, request: Request, repo: Repo, commit: Commit,
-                  entries: dict[str, TreeEntry]) -> dict[str, Any]:  # fmt: skip
+                  entries: dict[str, FileEntry]) -> dict[str, Any]:  # fmt: skip
     """What the repo page shows: each file's scan status, a summary, the signature, and the release form."""
     hub = hub_of(request)
     files = gate.statuses(session, hub.settings, repo.id, entries.values())

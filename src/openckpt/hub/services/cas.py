@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from openckpt.errors import XetFormatError, XetUploadError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import XetFile, XetSha256, XetTerm, Xorb, XorbChunk
-from openckpt.hub.services import storage_gc
+from openckpt.hub.services import possession, storage_gc
 from openckpt.store.blobs import BlobStore
 from openckpt.xet import shard as xshard
 from openckpt.xet.hashes import (
@@ -169,8 +169,9 @@ def _check_file(entry: xshard.XetFile, known: dict[str, _Known]) -> _File:
     return _File(name, sum(size for *_, size in terms), sha256, terms)
 
 
-def register_shard(db: Database, data: bytes, *, repo: int | None) -> int:
-    """Validate an uploaded shard and register its files (for ``repo``'s uploads); 1 if anything was new, else 0."""
+def register_shard(db: Database, data: bytes, *, repo: int | None, minted_by: int | None = None) -> int:
+    """Validate an uploaded shard and register its files (for ``repo``'s uploads, and as uploads of the account of
+    the access token ``minted_by``); 1 if anything was new, else 0."""
     if len(data) > MAX_SHARD_BYTES:
         raise XetUploadError(f"shard of {len(data)} bytes is over the limit of {MAX_SHARD_BYTES}")
     try:
@@ -183,12 +184,12 @@ def register_shard(db: Database, data: bytes, *, repo: int | None) -> int:
     _check_xorb_infos(parsed.xorbs, known)
     files = [_check_file(f, known) for f in parsed.files]
     try:
-        return _register(db, files, repo)
+        return _register(db, files, repo, minted_by)
     except SQLIntegrityError:  # a concurrent registration of the same file: it is there now
-        return _register(db, files, repo)
+        return _register(db, files, repo, minted_by)
 
 
-def _register(db: Database, files: list[_File], repo: int | None) -> int:
+def _register(db: Database, files: list[_File], repo: int | None, minted_by: int | None) -> int:
     new = 0
     with db.write() as session:  # what the shard names and the CAS already has will be committed soon: kept alive
         storage_gc.keep_alive(session, xorbs={x for f in files for x, *_ in f.terms})
@@ -210,6 +211,8 @@ def _register(db: Database, files: list[_File], repo: int | None) -> int:
             if f.sha256 is not None and session.get(XetSha256, (f.sha256, f.hash)) is None:
                 new = 1
                 session.add(XetSha256(sha256=f.sha256, file_hash=f.hash, size=f.size, repo_id=repo))
+        if minted_by is not None:  # the uploader's claim: possession once this registration is verified
+            possession.record_xet_uploads(session, minted_by, [(f.sha256, f.hash) for f in files if f.sha256])
     return new
 
 

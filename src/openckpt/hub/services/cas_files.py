@@ -254,12 +254,18 @@ def read_file(blobs: BlobStore, plan: FilePlan, start: int = 0, end: int | None 
             future.cancel()
 
 
-def verify_sha256(db: Database, blobs: BlobStore, sha256: str, size: int, *, copy_to: Path | None = None) -> bool:
-    """Whether a Xet file registered under ``sha256`` with ``size`` really has that sha256: reconstructed and hashed
-    once, then marked verified. Registrations that lie are dropped. With ``copy_to``, the verified bytes are also
-    written there, in the same pass (nothing is left there unless they verify)."""
+def verify_sha256(
+    db: Database, blobs: BlobStore, sha256: str, size: int, *, copy_to: Path | None = None, file_hash: str | None = None
+) -> bool:
+    """Whether a Xet file registered under ``sha256`` with ``size`` (the file ``file_hash``, if given) really has
+    that sha256: reconstructed and hashed once, then marked verified. Registrations that lie are dropped. With
+    ``copy_to``, the verified bytes are also written there, in the same pass (nothing is left there unless they
+    verify)."""
     with db.read() as session:
-        rows = list(session.scalars(select(XetSha256).where(XetSha256.sha256 == sha256, XetSha256.size == size)))
+        query = select(XetSha256).where(XetSha256.sha256 == sha256, XetSha256.size == size)
+        if file_hash is not None:
+            query = query.where(XetSha256.file_hash == file_hash)
+        rows = list(session.scalars(query))
         if any(r.verified for r in rows):
             return True
         plans = [(r.file_hash, file_plan(session, r.file_hash)) for r in rows]

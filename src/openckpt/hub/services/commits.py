@@ -1,9 +1,10 @@
 """Revisions, trees and commits: how a repo's files change, atomically.
 
-A commit stores a full tree (content-addressed, so unchanged trees are shared). A branch moves by compare-and-swap
-on its ref row inside one transaction with the new commit and tree, so a commit is visible completely or not at all,
-and concurrent commits never lose one another. A squash moves a branch the same way, to one commit without parent
-holding its head's tree; :func:`rewrite_commits` maps a whole history onto new trees (or into another repo).
+A commit names a root tree (``services/trees.py``: directories are content-addressed, so unchanged ones are shared).
+A branch moves by compare-and-swap on its ref row inside one transaction with the new commit and the trees it adds,
+so a commit is visible completely or not at all, and concurrent commits never lose one another. A squash moves a
+branch the same way, to one commit without parent holding its head's tree; :func:`rewrite_commits` maps a whole
+history onto new trees (or into another repo).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session, aliased
 
 from openckpt.errors import (
     BadRequestError,
-    EntryNotFoundError,
     HubError,
     PreconditionFailedError,
     RevisionNotFoundError,
 )
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob, Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.db.models import Blob, Commit, Ref, Repo, utcnow
 from openckpt.hub.services.cas_files import xet_files
+from openckpt.hub.services.trees import FileChange, write_tree
 
 __all__ = [
     "FileChange",
@@ -40,26 +40,12 @@ __all__ = [
     "retried",
     "rewrite_commits",
     "squash_history",
-    "store_tree",
-    "tree_entries",
 ]
 
 MAX_ATTEMPTS = 20
 MAX_CHAIN = 2**31 - 1
 """Longer than any chain, and small enough for every database to bind: the cap of ``commit_chain``'s limit."""
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One operation of a commit: add/replace ``path`` with a stored blob, or delete a file or folder."""
-
-    path: str
-    kind: str  # "add" | "delete" | "delete_folder"
-    sha256: str = ""
-    size: int = 0
-    git_oid: str = ""
-    lfs: bool = False
 
 
 _COMMIT_BY_REF = (
@@ -69,7 +55,6 @@ _COMMIT_BY_REF = (
     .order_by(Ref.kind)  # a branch before a tag of the same name
     .limit(1)
 )
-_TREE = select(TreeEntry).where(TreeEntry.tree_id == bindparam("tree"))
 
 
 def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
@@ -103,58 +88,9 @@ def commit_chain(session: Session, head: Commit, *, limit: int) -> list[Commit]:
     return list(session.scalars(select(Commit).join(chain, Commit.id == chain.c.id).order_by(chain.c.depth)))
 
 
-def tree_entries(session: Session, tree_id: str) -> dict[str, TreeEntry]:
-    """The files of a tree by path, in code-point order of their paths (whatever the database's collation)."""
-    rows = session.scalars(_TREE, {"tree": tree_id})
-    return {e.path: e for e in sorted(rows, key=lambda e: e.path)}
-
-
-def _tree_id(entries: dict[str, TreeEntry]) -> str:
-    h = hashlib.sha1(usedforsecurity=False)
-    for path in sorted(entries):
-        e = entries[path]
-        h.update(f"{path}\0{e.sha256}\0{e.size}\0{int(e.lfs)}\n".encode())
-    return h.hexdigest()
-
-
 def _commit_id(repo: int, parent: str | None, tree: str, author: str, title: str, message: str, at: datetime) -> str:
     text = f"repo {repo}\ntree {tree}\nparent {parent or ''}\nauthor {author} {at.isoformat()}\n\n{title}\n\n{message}"
     return hashlib.sha1(f"commit {len(text.encode())}\0{text}".encode(), usedforsecurity=False).hexdigest()
-
-
-def _apply(entries: dict[str, TreeEntry], changes: Sequence[FileChange]) -> dict[str, TreeEntry]:
-    new = {p: TreeEntry(path=p, sha256=e.sha256, git_oid=e.git_oid, size=e.size, lfs=e.lfs) for p, e in entries.items()}
-    for change in changes:
-        if change.kind == "add":
-            new[change.path] = TreeEntry(
-                path=change.path, sha256=change.sha256, git_oid=change.git_oid, size=change.size, lfs=change.lfs
-            )
-        elif change.kind == "delete":
-            if new.pop(change.path, None) is None:
-                raise EntryNotFoundError(f"A file with this name doesn't exist: {change.path}")
-        else:
-            prefix = change.path.rstrip("/") + "/"
-            doomed = [p for p in new if p.startswith(prefix)]
-            if not doomed:
-                raise EntryNotFoundError(f"A folder with this name doesn't exist: {change.path}")
-            for p in doomed:
-                del new[p]
-    for path in new:  # a file may not also be a folder
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in new:
-                raise BadRequestError(f"{'/'.join(parts[:i])!r} is a file, so {path!r} cannot be created under it")
-    return new
-
-
-def store_tree(session: Session, entries: dict[str, TreeEntry]) -> str:
-    """Add the rows of the tree of ``entries`` (new, unattached rows) unless it is stored already; return its id."""
-    tree_id = _tree_id(entries)
-    if session.scalar(select(TreeEntry.path).where(TreeEntry.tree_id == tree_id).limit(1)) is None:
-        for e in entries.values():
-            e.tree_id = tree_id
-            session.add(e)
-    return tree_id
 
 
 def rewrite_commits(
@@ -200,7 +136,7 @@ def _made_by_earlier_attempt(
         return False
     parent = session.get(Commit, parent_commit)
     try:
-        return parent is not None and _tree_id(_apply(tree_entries(session, parent.tree_id), changes)) == head.tree_id
+        return parent is not None and write_tree(session, parent.tree_id, changes, store=False) == head.tree_id
     except HubError:
         return False
 
@@ -232,11 +168,9 @@ def _commit_once(
         for oid, size in lfs.items():
             if stored.get(oid) != size:
                 raise BadRequestError(f"LFS object {oid} ({size} bytes) has not been uploaded")
-    entries = _apply(tree_entries(session, head.tree_id), changes)
-    tree_id = _tree_id(entries)
+    tree_id = write_tree(session, head.tree_id, changes)  # stores only the trees on the changed paths
     if tree_id == head.tree_id and changes:
         return head, False  # nothing changes: a retried request gets the commit it already made
-    store_tree(session, entries)
     now = utcnow()
     commit = Commit(
         id=_commit_id(repo.id, head.id, tree_id, author, title, message, now),

@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import FileFlaggedError, ForbiddenError, UnsafeUploadError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Repo, Scan, ScanRelease, TreeEntry, utcnow
+from openckpt.hub.db.models import Repo, Scan, ScanRelease, TreeItem, utcnow
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange
+from openckpt.hub.services.trees import FileEntry
 from openckpt.hub.settings import Settings
 from openckpt.scan.api import scan_file
 from openckpt.scan.verdict import Severity
@@ -201,7 +202,7 @@ def _withheld(policy: str, scan: Scan | None, released: bool) -> bool:
     return scan.verdict == "malicious" or policy != "allow"
 
 
-def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterable[TreeEntry]) -> dict[str, FileStatus]:
+def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterable[FileEntry]) -> dict[str, FileStatus]:
     """The scan status of each of ``entries`` (files of one of the repo's trees), by path."""
     entries = list(entries)
     shas = list({e.sha256 for e in entries})
@@ -226,7 +227,7 @@ def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterab
     return out
 
 
-def check_download(session: Session, settings: Settings, repo_id: int, entry: TreeEntry) -> None:
+def check_download(session: Session, settings: Settings, repo_id: int, entry: FileEntry) -> None:
     """Raise :class:`FileFlaggedError` if the scanner flagged ``entry`` and nobody released it in this repo."""
     status = statuses(session, settings, repo_id, [entry])[entry.path]
     if status.withheld:
@@ -237,7 +238,7 @@ def check_download(session: Session, settings: Settings, repo_id: int, entry: Tr
         )
 
 
-def release(db: Database, principal: Principal, repo: Repo, entry: TreeEntry) -> None:
+def release(db: Database, principal: Principal, repo: Repo, entry: FileEntry) -> None:
     """Let downloads of ``entry`` (these bytes at this path) through; for the repo's owner (or org admins) and hub
     admins; malicious files only for hub admins."""
     owner = principal.account_id == repo.owner_id or principal.orgs.get(repo.owner_id) == "admin"
@@ -257,8 +258,9 @@ def release(db: Database, principal: Principal, repo: Repo, entry: TreeEntry) ->
 def stale_blobs(session: Session, version: str) -> list[tuple[str, str]]:
     """(sha256, a path naming it) of every stored file not yet scanned with ``version``."""
     stmt = (
-        select(TreeEntry.sha256, TreeEntry.path)
-        .outerjoin(Scan, Scan.sha256 == TreeEntry.sha256)
+        select(TreeItem.sha256, TreeItem.name)  # the file's name: enough to tell its format
+        .where(TreeItem.subtree.is_(None))
+        .outerjoin(Scan, Scan.sha256 == TreeItem.sha256)
         .where(or_(Scan.sha256.is_(None), Scan.rules_version != version))
     )
     return list(dict(session.execute(stmt).tuples().all()).items())

@@ -126,13 +126,15 @@ def _discard(blobs: BlobStore, part_blobs: Iterable[str]) -> None:
             blobs.delete(key)
 
 
-async def complete(store: BlobStore, db: Database, sha256: str, size: int, parts: list[int]) -> None:
+async def complete(store: BlobStore, db: Database, sha256: str, size: int, parts: list[int]) -> bool:
     """Join the recorded parts ``parts`` (numbered 1..N) in order into the blob ``sha256`` of ``size`` bytes, visible
-    only if it verifies; then drop every part of the upload. An upload joined already (a retried completion) is done."""
-    await in_thread(_complete, raw_blobs(store), db, sha256, size, parts)
+    only if it verifies; then drop every part of the upload. An upload joined already (a retried completion) is done.
+    Whether these parts made the verified bytes (also when the blob was stored already: sending them proves that the
+    uploader has them)."""
+    return await in_thread(_complete, raw_blobs(store), db, sha256, size, parts)
 
 
-def _complete(blobs: BlobStore, db: Database, sha256: str, size: int, parts: list[int]) -> None:
+def _complete(blobs: BlobStore, db: Database, sha256: str, size: int, parts: list[int]) -> bool:
     _check(sha256, size)
     if parts != list(range(1, len(parts) + 1)):
         raise BadRequestError("parts must be numbered 1..N without gaps")
@@ -142,11 +144,13 @@ def _complete(blobs: BlobStore, db: Database, sha256: str, size: int, parts: lis
         recorded = {number: (key, n) for number, key, n in session.execute(
             select(LfsPart.number, LfsPart.part_sha256, LfsPart.part_size)
             .where(LfsPart.sha256 == sha256, LfsPart.size == size))}  # fmt: skip
-    if not _stored(db, sha256, size):  # else joined already, by this upload or another one
-        if missing := [number for number in parts if number not in recorded]:
-            raise BadRequestError(f"part {missing[0]} was not uploaded")
-        _join(blobs, db, sha256, size, [(number, *recorded[number]) for number in parts])
+    joined = False
+    if not (missing := [number for number in parts if number not in recorded]):
+        joined = _join(blobs, db, sha256, size, [(number, *recorded[number]) for number in parts])
+    elif not _stored(db, sha256, size):  # else joined already, by this upload or another one
+        raise BadRequestError(f"part {missing[0]} was not uploaded")
     _drop(blobs, db, sha256, size)
+    return joined
 
 
 def _stored(db: Database, sha256: str, size: int) -> bool:
@@ -155,8 +159,9 @@ def _stored(db: Database, sha256: str, size: int) -> bool:
         return blob is not None and blob.size == size
 
 
-def _join(blobs: BlobStore, db: Database, sha256: str, size: int, parts: list[tuple[int, str, int]]) -> None:
-    """Write parts ``(number, part_sha256, part_size)`` in order into the verified blob ``sha256``."""
+def _join(blobs: BlobStore, db: Database, sha256: str, size: int, parts: list[tuple[int, str, int]]) -> bool:
+    """Write parts ``(number, part_sha256, part_size)`` in order into the verified blob ``sha256``; False if they
+    were not all there any more because a concurrent completion joined them first."""
     writer = blobs.writer(size, sha256=sha256)
     try:
         for number, key, part_size in parts:
@@ -164,12 +169,13 @@ def _join(blobs: BlobStore, db: Database, sha256: str, size: int, parts: list[tu
     except OpenckptError:
         writer.abort()
         if _stored(db, sha256, size):  # a concurrent completion (a retry) joined them and dropped the parts
-            return
+            return False
         raise
     except BaseException:
         writer.abort()
         raise
     commit_blob(writer, db, sha256, size)
+    return True
 
 
 def _copy_part(blobs: BlobStore, writer: BlobWriter, number: int, key: str, part_size: int) -> None:

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Commit, Ref, Repo, TreeEntry, utcnow
-from openckpt.hub.services.commits import move_ref, retried, rewrite_commits, store_tree, tree_entries
+from openckpt.hub.db.models import Commit, Ref, Repo, utcnow
+from openckpt.hub.services.commits import move_ref, retried, rewrite_commits
 from openckpt.hub.services.repos import DEFAULT_BRANCH
+from openckpt.hub.services.trees import first_seen, holders, rewrite_files
 from openckpt.hub.services.webhook_delivery import RefUpdate
 
 __all__ = ["LfsFile", "Purge", "lfs_files", "purge"]
@@ -73,27 +74,23 @@ def _history(session: Session, repo: Repo) -> _History:
     return _History(commits, refs, reached)
 
 
-def _lfs_rows(session: Session, repo: Repo, shas: Collection[str] | None = None) -> list[tuple[str, str, str, int]]:
-    """(tree id, path, sha256, size) of the LFS entries of the trees of ``repo``'s commits (of ``shas`` only)."""
-    query = select(TreeEntry.tree_id, TreeEntry.path, TreeEntry.sha256, TreeEntry.size).where(
-        TreeEntry.lfs.is_(True), TreeEntry.tree_id.in_(select(Commit.tree_id).where(Commit.repo_id == repo.id))
-    )
-    if shas is not None:
-        query = query.where(TreeEntry.sha256.in_(shas))
-    return list(session.execute(query).tuples())
+def _holding(session: Session, repo: Repo, shas: Collection[str]) -> list[tuple[str, str]]:
+    """(root tree, sha256) of the trees of ``repo``'s commits holding LFS files among ``shas``."""
+    found = holders(list(shas))
+    query = select(found.c.tree_id, found.c.sha256).join(Commit, Commit.tree_id == found.c.tree_id)
+    return list(session.execute(query.where(Commit.repo_id == repo.id, found.c.lfs.is_(True)).distinct()).tuples())
 
 
 def lfs_files(session: Session, repo: Repo) -> list[LfsFile]:
     """Every distinct LFS object of the commits ``repo``'s refs reach, oldest first."""
     history = _history(session, repo)
-    by_tree: dict[str, list[tuple[str, str, int]]] = {}
-    for tree_id, path, sha256, size in _lfs_rows(session, repo):
-        by_tree.setdefault(tree_id, []).append((path, sha256, size))
     first: dict[str, LfsFile] = {}
-    for commit in sorted((history.commits[c] for c in history.reached), key=lambda c: c.created_at):
-        for path, sha256, size in sorted(by_tree.get(commit.tree_id, ())):
-            if sha256 not in first:
-                first[sha256] = LfsFile(sha256, path, size, commit.created_at, history.reached[commit.id])
+    commits = sorted((history.commits[c] for c in history.reached), key=lambda c: c.created_at)
+    within = select(Commit.tree_id).where(Commit.repo_id == repo.id)
+    for commit, files in zip(commits, first_seen(session, [c.tree_id for c in commits], within, lfs=True), strict=True):
+        for f in files:
+            if f.sha256 not in first:
+                first[f.sha256] = LfsFile(f.sha256, f.path, f.size, commit.created_at, history.reached[commit.id])
     return sorted(first.values(), key=lambda f: (f.pushed_at, f.sha256))
 
 
@@ -107,21 +104,16 @@ def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
     def attempt(session: Session, repo: Repo) -> Purge:
         history = _history(session, repo)
         live_trees = {history.commits[c].tree_id for c in history.reached}
-        rows = [row for row in _lfs_rows(session, repo, doomed) if row[0] in live_trees]
-        holding, found = {row[0] for row in rows}, {row[2] for row in rows}
+        rows = [row for row in _holding(session, repo, doomed) if row[0] in live_trees]
+        holding, found = {row[0] for row in rows}, {row[1] for row in rows}
         if missing := sorted(doomed - found):
             raise BadRequestError(f"no LFS file of {repo.repo_id} has the sha256 {', '.join(missing[:10])}")
-        rewritten: dict[str, str] = {}
+        rewritten: dict[str, str] = {}  # trees (roots and folders) → without the files
 
         def without(tree_id: str) -> str:
             if tree_id not in holding:
                 return tree_id
-            if tree_id not in rewritten:
-                entries = tree_entries(session, tree_id).values()
-                kept = {e.path: TreeEntry(path=e.path, sha256=e.sha256, git_oid=e.git_oid, size=e.size, lfs=e.lfs)
-                        for e in entries if not (e.lfs and e.sha256 in doomed)}  # fmt: skip
-                rewritten[tree_id] = store_tree(session, kept)
-            return rewritten[tree_id]
+            return rewrite_files(session, tree_id, lambda e: not (e.lfs and e.sha256 in doomed), rewritten)
 
         mapped = rewrite_commits(session, history.commits, [r[2] for r in history.refs], repo_id=repo.id, tree=without)
         moved: list[RefUpdate] = []

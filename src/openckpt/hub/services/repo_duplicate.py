@@ -23,7 +23,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, Ref, Repo
 from openckpt.hub.services import access, governance
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.commits import rewrite_commits, tree_entries
+from openckpt.hub.services.commits import rewrite_commits
 from openckpt.hub.services.names import check_name, split_repo_id
 from openckpt.hub.services.repos import (
     check_free,
@@ -33,6 +33,7 @@ from openckpt.hub.services.repos import (
     namespace_of,
     refresh_metadata_of,
 )
+from openckpt.hub.services.trees import read_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
@@ -76,7 +77,7 @@ def _check_policy(
         head = session.get(Commit, ref.commit_id)
         assert head is not None
         refused = governance.policy_refusal(
-            session, store, settings, target, tree_entries(session, head.tree_id), head.tree_id
+            session, store, settings, target, read_tree(session, head.tree_id), head.tree_id
         )
         if refused is not None:
             raise PolicyViolationError(

@@ -30,15 +30,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Select, delete, literal_column, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from openckpt.errors import StorageBusyError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob, Commit, Ref, TreeEntry, XetFile, XetSha256, XetTerm, Xorb, XorbChunk, utcnow
+from openckpt.hub.db.models import Blob, Commit, Ref, TreeItem, XetFile, XetSha256, XetTerm, Xorb, XorbChunk, utcnow
 from openckpt.hub.services import leases, lfs_parts
 from openckpt.hub.services.cas_files import raw_blobs
+from openckpt.hub.services.trees import files_reached, reach
 from openckpt.store.blobs import BlobStore
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_URL_TTL", "GC_LEASE", "GcReport", "collect", "keep_alive"]
@@ -141,13 +142,24 @@ def _unreachable(session: Session, cutoff: Any) -> list[str]:
     return [c for c in old if c not in reached]
 
 
+def _roots(which: Any = None) -> Select[Any]:
+    """The root trees of the commits ``which`` selects (all if None), as :func:`trees.reach` takes them."""
+    roots = select(literal_column("0").label("key"), Commit.tree_id.label("tree_id"))
+    return roots if which is None else roots.where(which)
+
+
+def _reached(session: Session, roots: Select[Any]) -> set[str]:
+    """Every tree (root or folder) that the root trees ``roots`` reach."""
+    return set(session.scalars(select(reach(roots).c.tree_id)))
+
+
 def _mark(session: Session, cutoff: Any) -> _Plan:
     commits = _unreachable(session, cutoff)
     dead = set(commits)
-    commit_trees = {t for c, t in session.execute(select(Commit.id, Commit.tree_id)) if c not in dead}
-    trees = sorted(set(session.scalars(select(TreeEntry.tree_id).distinct())) - commit_trees)
-    entries = select(TreeEntry.sha256).join(Commit, Commit.tree_id == TreeEntry.tree_id).distinct()
-    live_sha = set(session.scalars(entries.where(Commit.id.not_in(commits)) if commits else entries))
+    roots = _roots(Commit.id.not_in(commits) if dead else None)
+    live_trees = _reached(session, roots)
+    trees = sorted(set(session.scalars(select(TreeItem.tree_id).distinct())) - live_trees)
+    live_sha = set(session.scalars(select(files_reached(roots).subquery().c.sha256).distinct()))
     blobs = [s for s in session.scalars(select(Blob.sha256).where(Blob.created_at < cutoff)) if s not in live_sha]
     live_files: set[str] = set()
     for sha256, file_hash, created in session.execute(select(XetSha256.sha256, XetSha256.file_hash,
@@ -174,7 +186,7 @@ def _lock(session: Session) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(text(f"SET LOCAL lock_timeout = {ROW_LOCK_TIMEOUT_MS}"))
-    session.execute(text("LOCK TABLE commits, blobs, xet_sha256, tree_entries IN ACCESS EXCLUSIVE MODE NOWAIT"))
+    session.execute(text("LOCK TABLE commits, blobs, xet_sha256, tree_items IN ACCESS EXCLUSIVE MODE NOWAIT"))
     session.execute(text("LOCK TABLE xet_terms IN SHARE MODE NOWAIT"))
 
 
@@ -210,23 +222,23 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
     commits = _unreachable(session, cutoff)  # again, under the lock: refs may have moved since the mark
     trees = set(plan.trees)
     for batch in _batches(commits):
-        trees.update(session.scalars(select(Commit.tree_id).where(Commit.id.in_(batch))))
+        trees.update(_reached(session, _roots(Commit.id.in_(batch))))
         session.execute(delete(Commit).where(Commit.id.in_(batch)))
     swept.commits = len(commits)
-    commit_trees = set(session.scalars(select(Commit.tree_id).distinct()))
-    for batch in _batches(sorted(t for t in trees if t not in commit_trees)):
+    live_trees = _reached(session, _roots())
+    for batch in _batches(sorted(t for t in trees if t not in live_trees)):
         swept.trees += len(batch)
-        session.execute(delete(TreeEntry).where(TreeEntry.tree_id.in_(batch)))
+        session.execute(delete(TreeItem).where(TreeItem.tree_id.in_(batch)))
     # every tree entry left belongs to a commit (or to a tree orphaned since the mark: kept this time)
     for batch in _batches(plan.blobs):
-        named = set(session.scalars(select(TreeEntry.sha256).where(TreeEntry.sha256.in_(batch))))
+        named = set(session.scalars(select(TreeItem.sha256).where(TreeItem.sha256.in_(batch))))
         young = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(batch), Blob.created_at >= cutoff)))
         dead = [s for s in batch if s not in named and s not in young]
         session.execute(delete(Blob).where(Blob.sha256.in_(dead)))
         swept.blobs += dead
     for batch in _batches(plan.files):
         named = set(session.scalars(
-            select(XetSha256.file_hash).join(TreeEntry, TreeEntry.sha256 == XetSha256.sha256)
+            select(XetSha256.file_hash).join(TreeItem, TreeItem.sha256 == XetSha256.sha256)
             .where(XetSha256.file_hash.in_(batch))
         ))  # fmt: skip
         young = set(session.scalars(select(XetSha256.file_hash).where(

@@ -40,18 +40,25 @@ def _mac(secret: bytes, method: str, path: str, expires: int) -> str:
     return hmac.new(secret, f"{method} {path} {expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def sign(secret: bytes, method: str, path: str, ttl: int) -> str:
-    """``path?exp=…&sig=…``: a URL that authorises ``method`` on ``path`` until it expires."""
+def sign(secret: bytes, method: str, path: str, ttl: int, *, account: int | None = None) -> str:
+    """``path?exp=…&sig=…``: a URL that authorises ``method`` on ``path`` until it expires; with ``account``,
+    ``path?account=…&exp=…&sig=…``, made out to that account (what it uploads through it is recorded as its own)."""
     expires = int(time.time()) + ttl
-    return f"{path}?exp={expires}&sig={_mac(secret, method, path, expires)}"
+    claim = path if account is None else f"{path}?account={account}"
+    return f"{claim}{'?' if account is None else '&'}exp={expires}&sig={_mac(secret, method, claim, expires)}"
 
 
-def check_signature(secret: bytes, method: str, path: str, exp: str | None, sig: str | None) -> None:
+def check_signature(
+    secret: bytes, method: str, path: str, exp: str | None, sig: str | None, *, account: str | None = None
+) -> None:
+    """:class:`ForbiddenError` unless ``sig`` signs ``method`` on ``path`` (for ``account``, if the URL names one)
+    and ``exp`` is still to come."""
     if not exp or not sig or not exp.isdigit():
         raise ForbiddenError("this transfer URL is not signed")
     if int(exp) < time.time():
         raise ForbiddenError("this transfer URL has expired: request a new one")
-    if not hmac.compare_digest(_mac(secret, method, path, int(exp)), sig):
+    claim = path if account is None else f"{path}?account={account}"
+    if not hmac.compare_digest(_mac(secret, method, claim, int(exp)), sig):
         raise ForbiddenError("invalid signature on transfer URL")
 
 
