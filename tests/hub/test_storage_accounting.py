@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetFile, XetSha256, XetTerm, Xorb
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeItem, XetFile, XetSha256, XetTerm, Xorb
 from openckpt.hub.services.storage_accounting import account, account_owner, account_repo
+from openckpt.hub.services.trees import FileEntry, store_files
 from openckpt.store.local import LocalBlobStore
 from tests.hub.conftest import client_env, run_checked
 from tests.hub.storagetools import XetUpload, api, commit_xet
@@ -232,7 +233,8 @@ def _add_world(db: Database, store: LocalBlobStore, rng: random.Random, round_: 
     """Add random repos, files, blobs, Xet files and xorbs, some shared with each other and with earlier rounds."""
     with db.write() as session:
         old_xorbs = list(session.scalars(select(Xorb.hash)))
-        old_files = [(sha256, int(size)) for sha256, size in session.execute(select(TreeEntry.sha256, TreeEntry.size))]
+        old_files = [(sha256, int(size)) for sha256, size in session.execute(
+            select(TreeItem.sha256, TreeItem.size).where(TreeItem.subtree.is_(None)))]  # fmt: skip
         owners = [Account(name=f"o{round_}-{i}", kind="user") for i in range(3)]
         session.add_all(owners)
         session.flush()
@@ -270,12 +272,12 @@ def _add_world(db: Database, store: LocalBlobStore, rng: random.Random, round_: 
             for _ in range(rng.randint(1, 4)):
                 if trees and rng.random() < 0.25:  # trees are content-addressed: repos may share one
                     tree = rng.choice(trees)
-                else:
-                    tree = _hex(rng, 40)
+                else:  # some files in folders: trees share folders too
+                    tree = store_files(session, [
+                        FileEntry(f"d{n % 3}/f{n}" if n % 2 else f"f{n}", sha256, _hex(rng, 40), size, True)
+                        for n, (sha256, size) in enumerate(rng.sample(files, rng.randint(0, 5)))
+                    ])  # fmt: skip
                     trees.append(tree)
-                    for n, (sha256, size) in enumerate(rng.sample(files, rng.randint(0, 5))):
-                        session.add(TreeEntry(tree_id=tree, path=f"f{n}", sha256=sha256, git_oid=_hex(rng, 40),
-                                              size=size, lfs=True))  # fmt: skip
                 commits.append(_hex(rng, 40))
                 session.add(Commit(id=commits[-1], repo_id=repo.id, tree_id=tree, title="t", author="a"))
             session.add(Ref(repo_id=repo.id, kind="branch", name="main", commit_id=commits[-1]))

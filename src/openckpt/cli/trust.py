@@ -99,16 +99,17 @@ def release(
 ) -> None:
     """Let downloads of a flagged file through, as a hub admin would."""
     from openckpt.errors import EntryNotFoundError
-    from openckpt.hub.db.models import ScanRelease, TreeEntry
+    from openckpt.hub.db.models import ScanRelease
     from openckpt.hub.services.commits import resolve_revision
     from openckpt.hub.services.repos import find_repo
+    from openckpt.hub.services.trees import file_at
 
     with _session(data_dir, database_url) as session:
         from openckpt.hub.services.accounts import Principal
 
         operator = Principal(0, "operator", "", is_admin=True, token_role="write", token_name="local")
         repo = find_repo(session, operator, repo_type, repo_id)
-        entry = session.get(TreeEntry, (resolve_revision(session, repo, revision).tree_id, path))
+        entry = file_at(session, resolve_revision(session, repo, revision).tree_id, path)
         if entry is None:
             raise EntryNotFoundError(f"{path} does not exist at revision {revision} of {repo_id}")
         if session.get(ScanRelease, (repo.id, path, entry.sha256)) is None:

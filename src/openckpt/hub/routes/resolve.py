@@ -16,9 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, rev_and_path
-from openckpt.hub.db.models import Repo, TreeEntry
+from openckpt.hub.db.models import Repo
 from openckpt.hub.services import access, gate, repos, xet_meta
 from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.trees import file_at
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
 router = APIRouter()
@@ -102,8 +103,8 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         repo = repos.find_repo(session, optional_principal(request, db=session), repo_type, repo_id_of(owner, name))
         access.check_download(session, optional_principal(request), repo, path)
         commit = resolve_revision(session, repo, rev)
-        entry = session.get(TreeEntry, (commit.tree_id, path))  # one row, not the whole tree
-        has_config = path == "config.json" or session.get(TreeEntry, (commit.tree_id, "config.json")) is not None
+        entry = file_at(session, commit.tree_id, path)  # only the folders on its way, not the whole tree
+        has_config = path == "config.json" or file_at(session, commit.tree_id, "config.json") is not None
         if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
             gate.check_download(session, hub.settings, repo.id, entry)
         xet_hash = xet_meta.xet_hashes(session, hub.settings, repo.id, [entry]).get(path) if entry else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, EntryNotFoundError, ForbiddenError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import Hub, hub_of, repo_id_of, repo_type_of, require_principal
-from openckpt.hub.db.models import Account, TreeEntry
+from openckpt.hub.db.models import Account
 from openckpt.hub.services import gate, signatures
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
+from openckpt.hub.services.trees import FileEntry, file_at
 from openckpt.hub.settings import Settings
 from openckpt.hub.views import file_security_json
 
@@ -29,7 +31,7 @@ def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, p
     with hub.db.read() as session:
         repo = find_repo(session, principal, repo_type, repo_id)
         commit = resolve_revision(session, repo, rev)
-        entry = session.get(TreeEntry, (commit.tree_id, path))
+        entry = file_at(session, commit.tree_id, path)
     if entry is None:
         raise EntryNotFoundError(f"{path} does not exist at revision {rev}")
     gate.release(hub.db, principal, repo, entry)
@@ -91,7 +93,7 @@ def remove_signing_key(request: Request, key_name: str) -> Response:
     return Response(status_code=200)
 
 
-def add_file_security(session: Session, settings: Settings, repo_id: int, entries: dict[str, TreeEntry],
+def add_file_security(session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry],
                       items: list[dict[str, Any]]) -> None:  # fmt: skip
     """Add ``securityFileStatus`` to the file items of an expanded tree or paths-info answer."""
     files = [entries[i["path"]] for i in items if i.get("type") == "file" and i["path"] in entries]

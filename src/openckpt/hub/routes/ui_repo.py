@@ -23,9 +23,10 @@ from openckpt.hub.routes.ui_access import gate_context
 from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
 from openckpt.hub.routes.ui_security import trust_context
 from openckpt.hub.services import access, gate, governance, pages, reports
-from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.render import render_card, render_markdown
 from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
+from openckpt.hub.services.trees import file_at, read_tree
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -60,7 +61,7 @@ def overview(request: Request, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        entries = tree_entries(session, commit.tree_id)
+        entries = read_tree(session, commit.tree_id)
         base = repo_url(repo)
         card = manifest = None
         if (readme := entries.get("README.md")) is not None:
@@ -88,7 +89,7 @@ def tree(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        entries = tree_entries(session, commit.tree_id)
+        entries = read_tree(session, commit.tree_id, prefix=path)  # the folder's files only
         listing = pages.folder_listing(entries, path)
         if listing is None:
             raise EntryNotFoundError(f"no folder {path!r} at {rev}")
@@ -105,7 +106,7 @@ def blob(request: Request, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        entry = tree_entries(session, commit.tree_id).get(path)
+        entry = file_at(session, commit.tree_id, path)
         if entry is None:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
         access.check_download(session, viewer_of(request), repo, path)

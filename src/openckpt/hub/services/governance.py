@@ -25,10 +25,11 @@ from openckpt.governance.lineage import Edge, card_metadata, extract_edges
 from openckpt.governance.policy import Policy, combine, evaluate, load_policy, parse_policy
 from openckpt.governance.subject import is_relevant, subject_from_files
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Commit, LicensePolicy, LineageEdge, Repo, TreeEntry, utcnow
+from openckpt.hub.db.models import Account, Commit, LicensePolicy, LineageEdge, Repo, utcnow
 from openckpt.hub.services import redirects
 from openckpt.hub.services.accounts import Principal, may_read
-from openckpt.hub.services.commits import FileChange, _apply, resolve_revision, tree_entries
+from openckpt.hub.services.commits import FileChange, resolve_revision
+from openckpt.hub.services.trees import FileEntry, apply_changes, read_tree, write_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
@@ -49,7 +50,7 @@ MAX_FILE = 1 << 20
 MAX_DEPTH = 16
 
 
-def _files(store: BlobStore, entries: Mapping[str, TreeEntry], link: str | None = None) -> dict[str, bytes]:
+def _files(store: BlobStore, entries: Mapping[str, FileEntry], link: str | None = None) -> dict[str, bytes]:
     """Contents of the files a license check reads (small ones only)."""
     wanted = [p for p in entries if is_relevant(p) or p == link]
     return {p: b"".join(store.read(entries[p].sha256)) for p in wanted if entries[p].size <= MAX_FILE}
@@ -65,7 +66,7 @@ def _local_repo(session: Session, base: str) -> Repo | None:
 
 
 def refresh_lineage(session: Session, store: BlobStore, repo: Repo, head: Commit,
-                    entries: Mapping[str, TreeEntry]) -> None:  # fmt: skip
+                    entries: Mapping[str, FileEntry]) -> None:  # fmt: skip
     """Replace the repo's lineage edges with those of ``head`` (its default branch's head)."""
     edges = extract_edges(_files(store, entries), paths=list(entries)) if repo.type == "model" else []
     session.execute(delete(LineageEdge).where(LineageEdge.repo_id == repo.id))
@@ -81,7 +82,7 @@ def _has_notice(session: Session, repo: Repo) -> bool | None:
         head = resolve_revision(session, repo, "main")
     except Exception:
         return None
-    return any(p.upper().startswith("NOTICE") and "/" not in p for p in tree_entries(session, head.tree_id))
+    return any(p.upper().startswith("NOTICE") for p in read_tree(session, head.tree_id, recursive=False))
 
 
 def _stated(card: Mapping[str, Any], base: str) -> str | None:
@@ -126,7 +127,7 @@ def revision_lineage(session: Session, store: BlobStore, principal: Principal | 
     """(the commit ``rev`` resolves to, its card's metadata, its ancestors nearest first): the repo's own bases come
     from that revision's card, openckpt.json and adapter_config.json; farther ones from local bases' current edges."""
     commit = resolve_revision(session, repo, rev)
-    entries = tree_entries(session, commit.tree_id)
+    entries = read_tree(session, commit.tree_id)
     files = _files(store, entries)
     readme = files.get("README.md")
     card = card_metadata(readme.decode("utf-8", "replace")) if readme is not None else {}
@@ -156,7 +157,7 @@ def descendants(session: Session, principal: Principal | None, repo: Repo) -> li
 
 
 def _report(session: Session, store: BlobStore, principal: Principal | None, repo: Repo,
-            entries: Mapping[str, TreeEntry]) -> Report:  # fmt: skip
+            entries: Mapping[str, FileEntry]) -> Report:  # fmt: skip
     readme = entries.get("README.md")
     link = None
     if readme is not None and readme.size <= MAX_FILE:
@@ -171,7 +172,7 @@ def license_report(session: Session, store: BlobStore, settings: Settings, princ
                    rev: str, policy: Policy | None = None) -> dict[str, Any]:  # fmt: skip
     """The license check of a revision, with the findings of ``policy`` (default: the repo's effective policy)."""
     commit = resolve_revision(session, repo, rev)
-    entries = tree_entries(session, commit.tree_id)
+    entries = read_tree(session, commit.tree_id)
     report = _report(session, store, principal, repo, entries)
     rules = policy if policy is not None else effective_policy(session, settings, repo)
     if not rules.empty:
@@ -225,7 +226,7 @@ def set_policy(db: Database, principal: Principal, org: str, rules: Any) -> dict
 
 
 def _gate_results(session: Session, store: BlobStore, settings: Settings, repo: Repo,
-                  entries: dict[str, TreeEntry], tree_id: str, policy: Policy) -> dict[str, Any]:  # fmt: skip
+                  entries: dict[str, FileEntry], tree_id: str, policy: Policy) -> dict[str, Any]:  # fmt: skip
     """What the scan gate and the signature check say about a tree, for the rules of ``policy`` that need them."""
     out: dict[str, Any] = {}
     if policy.require_clean_scan:
@@ -246,7 +247,7 @@ def _gate_results(session: Session, store: BlobStore, settings: Settings, repo: 
 
 
 def policy_refusal(session: Session, store: BlobStore, settings: Settings, repo: Repo,
-                   entries: dict[str, TreeEntry], tree_id: str) -> tuple[str, str] | None:  # fmt: skip
+                   entries: dict[str, FileEntry], tree_id: str) -> tuple[str, str] | None:  # fmt: skip
     """(whose policy, its reasons) when the license policy of the repo's owner or of the server refuses ``entries``
     (the tree ``tree_id``) as files of ``repo``; None when it lets them in or no policy applies."""
     if repo.type != "model":  # policies govern models
@@ -268,14 +269,14 @@ def enforce_policy(db: Database, store: BlobStore, settings: Settings, repo_id: 
                    changes: Sequence[FileChange]) -> None:  # fmt: skip
     """Refuse (:class:`PolicyViolationError`) a commit of ``changes`` on ``branch`` that the license policy of the
     repo's owner or of the server forbids; a no-op when neither has a policy."""
-    from openckpt.hub.services.commits import _tree_id
-
     with db.read() as session:
         repo = session.get(Repo, repo_id)
         if repo is None or repo.type != "model" or effective_policy(session, settings, repo).empty:
             return  # policies govern models
-        entries = _apply(tree_entries(session, resolve_revision(session, repo, branch).tree_id), changes)
-        refused = policy_refusal(session, store, settings, repo, entries, _tree_id(entries))
+        base = resolve_revision(session, repo, branch).tree_id
+        entries = apply_changes(read_tree(session, base), changes)
+        tree_id = write_tree(session, base, changes, store=False)
+        refused = policy_refusal(session, store, settings, repo, entries, tree_id)
     if refused is not None:
         raise PolicyViolationError(f"the license policy of {refused[0]} refuses this commit: {refused[1]}")
 

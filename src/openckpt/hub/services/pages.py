@@ -13,8 +13,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from openckpt.format.manifest import FORMAT_VERSION, Manifest
-from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Token, TreeEntry
-from openckpt.hub.services.commits import commit_chain, tree_entries
+from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Token
+from openckpt.hub.services.commits import commit_chain
+from openckpt.hub.services.trees import EMPTY, FileEntry, changed_files
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -90,12 +91,12 @@ class Change:
 
 def commit_changes(session: Session, commit: Commit) -> list[Change]:
     """What ``commit`` changed against its parent, by path."""
-    new = tree_entries(session, commit.tree_id)
-    old: dict[str, TreeEntry] = {}
+    base = EMPTY
     if commit.parent_id is not None:
         parent = session.get(Commit, commit.parent_id)
         if parent is not None:
-            old = tree_entries(session, parent.tree_id)
+            base = parent.tree_id
+    old, new = changed_files(session, base, commit.tree_id)  # only the folders that differ
     changes = []
     for path in sorted(new.keys() | old.keys()):
         before, after = old.get(path), new.get(path)
@@ -121,14 +122,14 @@ class Listing:
 
     path: str
     folders: list[Folder] = field(default_factory=list)
-    files: list[TreeEntry] = field(default_factory=list)
+    files: list[FileEntry] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not self.folders and not self.files
 
 
-def folder_listing(entries: dict[str, TreeEntry], path: str) -> Listing | None:
+def folder_listing(entries: dict[str, FileEntry], path: str) -> Listing | None:
     """The listing of folder ``path`` (``""`` for the root); None if there is no such folder."""
     prefix = f"{path}/" if path else ""
     listing = Listing(path)
@@ -160,7 +161,7 @@ def list_tokens(session: Session, account_id: int) -> list[Token]:
     return list(rows)
 
 
-def read_text(store: BlobStore, entry: TreeEntry, limit: int) -> str | None:
+def read_text(store: BlobStore, entry: FileEntry, limit: int) -> str | None:
     """The file as text if it is at most ``limit`` bytes and looks like text (UTF-8, no NUL); else None."""
     if entry.size > limit:
         return None
@@ -181,7 +182,7 @@ class ManifestPanel:
     error: str | None = None
 
 
-def load_manifest(store: BlobStore, entry: TreeEntry) -> ManifestPanel:
+def load_manifest(store: BlobStore, entry: FileEntry) -> ManifestPanel:
     """Parse the manifest blob with the format's own schema."""
     if entry.size > MAX_MANIFEST_BYTES:
         return ManifestPanel(error=f"openckpt.json is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not shown")

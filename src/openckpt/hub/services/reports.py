@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 from openckpt.format.manifest import Manifest
 from openckpt.governance.bom import build_bom, is_weight_file
 from openckpt.governance.openness import Openness, assess
-from openckpt.hub.db.models import Account, Repo, TreeEntry
+from openckpt.hub.db.models import Account, Repo
 from openckpt.hub.services import redirects
-from openckpt.hub.services.commits import resolve_revision, tree_entries
+from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.pages import load_manifest
 from openckpt.hub.services.repos import DEFAULT_BRANCH
+from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.store.blobs import BlobStore
 
 __all__ = ["repo_bom", "repo_openness"]
@@ -40,9 +41,9 @@ def _dataset_licenses(session: Session, card: dict[str, Any]) -> dict[str, str |
     return found
 
 
-def _head_entries(session: Session, repo: Repo) -> tuple[str, dict[str, TreeEntry]]:
+def _head_entries(session: Session, repo: Repo) -> tuple[str, dict[str, FileEntry]]:
     head = resolve_revision(session, repo, DEFAULT_BRANCH)
-    return head.id, tree_entries(session, head.tree_id)
+    return head.id, read_tree(session, head.tree_id)
 
 
 def repo_openness(session: Session, repo: Repo) -> Openness:

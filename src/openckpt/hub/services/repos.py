@@ -19,12 +19,13 @@ from openckpt.errors import (
     RevisionNotFoundError,
 )
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, utcnow
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, utcnow
 from openckpt.hub.services import governance, redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.cards import derive_metadata, validate_card
-from openckpt.hub.services.commits import _commit_id, _tree_id, resolve_revision, tree_entries
+from openckpt.hub.services.commits import _commit_id, resolve_revision
 from openckpt.hub.services.names import REPO_TYPES, check_name, check_ref_name
+from openckpt.hub.services.trees import FileEntry, read_tree, store_files
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -188,11 +189,7 @@ def _insert_repo(
     with db.write() as session:
         repo = insert_repo_row(session, principal, repo_type, name, owner_name, private)
         sha256, oid = store_bytes(store, session, GITATTRIBUTES)
-        entry = TreeEntry(path=".gitattributes", sha256=sha256, git_oid=oid, size=len(GITATTRIBUTES), lfs=False)
-        tree_id = _tree_id({entry.path: entry})
-        if session.get(TreeEntry, (tree_id, entry.path)) is None:
-            entry.tree_id = tree_id
-            session.add(entry)
+        tree_id = store_files(session, [FileEntry(".gitattributes", sha256, oid, len(GITATTRIBUTES), False)])
         now = utcnow()
         commit_id = _commit_id(repo.id, None, tree_id, principal.name, "initial commit", "", now)
         initial = Commit(id=commit_id, repo_id=repo.id, tree_id=tree_id, title="initial commit", author=principal.name)
@@ -268,7 +265,7 @@ def refresh_metadata_of(session: Session, store: BlobStore, repo: Repo) -> None:
         head = resolve_revision(session, repo, DEFAULT_BRANCH)
     except RevisionNotFoundError:
         return
-    entries = tree_entries(session, head.tree_id)
+    entries = read_tree(session, head.tree_id)
     readme = entries.get("README.md")
     card: dict[str, object] = {}
     if readme is not None and readme.size <= 1 << 20:

@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError, ConflictError, EntryNotFoundError, OpenckptError
-from openckpt.hub.db.models import Account, Repo, SigningKey, TreeEntry
+from openckpt.hub.db.models import Account, Repo, SigningKey
+from openckpt.hub.services.trees import FileEntry
 from openckpt.signing.api import SIGNATURE_NAME, verify
 from openckpt.signing.keys import key_hint
 from openckpt.store.blobs import BlobStore
@@ -90,13 +91,13 @@ class SignatureStatus:
     files: int = 0
 
 
-def _signature_file(entries: dict[str, TreeEntry]) -> TreeEntry | None:
+def _signature_file(entries: dict[str, FileEntry]) -> FileEntry | None:
     if SIGNATURE_NAME in entries:
         return entries[SIGNATURE_NAME]
     return next((e for p, e in sorted(entries.items()) if p.endswith(".sig") and "/" not in p), None)
 
 
-def _materialise(store: BlobStore, entries: dict[str, TreeEntry], into: Path) -> None:
+def _materialise(store: BlobStore, entries: dict[str, FileEntry], into: Path) -> None:
     """The revision's files under ``into``: hard links to the store's files where possible, else copies."""
     for path, entry in entries.items():
         target = into / path
@@ -115,7 +116,7 @@ def _materialise(store: BlobStore, entries: dict[str, TreeEntry], into: Path) ->
 
 
 def check_signature(
-    session: Session, store: BlobStore, repo: Repo, entries: dict[str, TreeEntry], tree_id: str, scratch: Path
+    session: Session, store: BlobStore, repo: Repo, entries: dict[str, FileEntry], tree_id: str, scratch: Path
 ) -> SignatureStatus | None:
     """The signature status of a revision of ``repo`` (None when it holds no signature)."""
     sig = _signature_file(entries)
@@ -135,7 +136,7 @@ def check_signature(
     return status
 
 
-def _verify(store: BlobStore, repo: Repo, entries: dict[str, TreeEntry], sig: TreeEntry, keys: list[SigningKey],
+def _verify(store: BlobStore, repo: Repo, entries: dict[str, FileEntry], sig: FileEntry, keys: list[SigningKey],
             scratch: Path) -> SignatureStatus:  # fmt: skip
     owner = repo.owner.name
     if not keys:

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeEntry, XetSha256, XetTerm, Xorb
+from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, XetSha256, XetTerm, Xorb
 from openckpt.hub.services.cas_files import raw_blobs
+from openckpt.hub.services.trees import files_reached, holders
 from openckpt.store.blobs import BlobStore
 
 __all__ = ["Accounting", "RepoUsage", "Usage", "XorbUsage", "account", "account_owner", "account_repo"]
@@ -108,17 +109,20 @@ class Accounting:
         }  # fmt: skip
 
 
-_HISTORY = select(Commit.repo_id, TreeEntry.sha256, TreeEntry.size).join(
-    TreeEntry, TreeEntry.tree_id == Commit.tree_id).distinct()  # fmt: skip
-"""Each repo's distinct files over all its commits."""
-_HEADS = (
-    select(Ref.repo_id, func.sum(TreeEntry.size))
-    .join(Commit, Commit.id == Ref.commit_id)
-    .join(TreeEntry, TreeEntry.tree_id == Commit.tree_id)
-    .where(Ref.kind == "branch")
-    .group_by(Ref.repo_id)
-)
-"""Each repo's logical bytes: the sizes of the files in its branches' head commits."""
+_ROOTS = select(Commit.repo_id.label("key"), Commit.tree_id.label("tree_id"))
+_HISTORY = select(*files_reached(_ROOTS).subquery().c["key", "sha256", "size"]).distinct()
+"""Each repo's distinct files over all its commits (each tree of its history read once)."""
+
+
+def _heads(which: Any = None) -> Select[Any]:
+    """Each repo's logical bytes: the sizes of the files in its branches' head commits (of repos ``which`` only)."""
+    roots = select(Ref.repo_id.label("key"), Commit.tree_id.label("tree_id")).join(Commit, Commit.id == Ref.commit_id)
+    roots = roots.where(Ref.kind == "branch") if which is None else roots.where(Ref.kind == "branch", which)
+    files = files_reached(roots, distinct=False).subquery()  # a file at two paths, or in two branches, counts twice
+    return select(files.c.key, func.sum(files.c.size)).group_by(files.c.key)
+
+
+_HEADS = _heads()
 _XET_FILES = select(XetSha256.sha256, XetSha256.file_hash)
 _TERMS = select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()
 
@@ -216,20 +220,19 @@ def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dic
                  )}  # fmt: skip
         if not repos:
             return {}
-        own = select(TreeEntry.sha256).join(Commit, Commit.tree_id == TreeEntry.tree_id).where(mine)
+        own = select(files_reached(_ROOTS.where(mine)).subquery().c.sha256)
         xorbs = select(XetTerm.xorb_hash).join(XetSha256, XetSha256.file_hash == XetTerm.file_hash)
         xorbs = xorbs.where(XetSha256.sha256.in_(own))
         sharing = select(XetSha256.sha256).join(XetTerm, XetTerm.file_hash == XetSha256.file_hash)
         sharing = sharing.where(XetTerm.xorb_hash.in_(xorbs))  # files with bytes in these repos' xorbs
         involved = union(own, sharing)
-        # as _HISTORY but from the sha256 index: joined directly, SQLite would read every tree of every commit
-        entries = select(TreeEntry.tree_id, TreeEntry.sha256, TreeEntry.size).where(TreeEntry.sha256.in_(involved))
-        found_in = entries.distinct().subquery()
+        # as _HISTORY but up from the sha256 index to the root trees holding them, not down every commit's tree
+        found_in = holders(involved)
         history = select(Commit.repo_id, found_in.c.sha256, found_in.c.size).distinct()
         files: dict[int, dict[str, int]] = defaultdict(dict)  # these repos' files; other repos' only if ``involved``
         for rid, sha256, size in session.execute(history.join(found_in, found_in.c.tree_id == Commit.tree_id)):
             files[rid][sha256] = size
-        logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS.where(heads))}
+        logical = {rid: int(total or 0) for rid, total in session.execute(_heads(heads))}
         stored = _stored_blobs(session, blobs, own)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
         xet_files, terms = _links(session, involved, xorbs)

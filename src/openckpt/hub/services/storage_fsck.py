@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session
 
 from openckpt.errors import OpenckptError, XetFormatError
@@ -30,7 +30,6 @@ from openckpt.hub.db.models import (
     Commit,
     LfsPart,
     Repo,
-    TreeEntry,
     XetFile,
     XetSha256,
     XetTerm,
@@ -39,6 +38,7 @@ from openckpt.hub.db.models import (
 )
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.lfs_parts import HEADER_SIZE
+from openckpt.hub.services.trees import files_reached, holders
 from openckpt.store.blobs import BlobStore
 from openckpt.xet.hashes import hash_to_hex, hex_to_hash
 from openckpt.xet.xorb import parse_xorb
@@ -177,19 +177,25 @@ def _check_commits(session: Session, report: FsckReport) -> None:
     stored.update(session.scalars(
         select(XetSha256.sha256).join(XetFile, XetFile.hash == XetSha256.file_hash).where(XetSha256.verified.is_(True))
     ))  # fmt: skip
+    files = files_reached(select(literal_column("0").label("key"), Commit.tree_id.label("tree_id"))).subquery()
+    missing: set[str] = set()
+    for sha256 in session.scalars(select(files.c.sha256)):  # each file of each tree any commit reaches, once
+        report.checked["commit_files"] += 1
+        if sha256 not in stored:
+            missing.add(sha256)
+    if not missing:
+        return
+    found = holders(sorted(missing))  # up from the files to the commits naming them
     rows = session.execute(
-        select(TreeEntry.sha256, TreeEntry.path, Commit.id, Account.name + "/" + Repo.name, Repo.type)
-        .join(Commit, Commit.tree_id == TreeEntry.tree_id).join(Repo, Repo.id == Commit.repo_id)
+        select(found.c.sha256, found.c.path, Commit.id, Account.name + "/" + Repo.name, Repo.type)
+        .join(Commit, Commit.tree_id == found.c.tree_id).join(Repo, Repo.id == Commit.repo_id)
         .join(Account, Account.id == Repo.owner_id)
     )  # fmt: skip
-    seen: set[str] = set()
     for sha256, path, commit, repo, kind in rows:
-        report.checked["commit_files"] += 1
-        if sha256 in stored or sha256 in seen:
-            continue
-        seen.add(sha256)
-        report.add("dangling", f"file {sha256}", f"{kind} {repo!r} commit {commit[:12]} names it at {path!r}, "
-                   "but it is neither a blob nor a verified Xet file")  # fmt: skip
+        if sha256 in missing:
+            missing.discard(sha256)
+            report.add("dangling", f"file {sha256}", f"{kind} {repo!r} commit {commit[:12]} names it at {path!r}, "
+                       "but it is neither a blob nor a verified Xet file")  # fmt: skip
 
 
 def _check_parts(session: Session, blobs: BlobStore, report: FsckReport) -> None:

@@ -4,22 +4,23 @@ where the gate refuses them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from openckpt.hub.db.models import Commit, TreeEntry, XetSha256
+from openckpt.hub.db.models import Commit, XetSha256
 from openckpt.hub.services import gate
 from openckpt.hub.services.cas_files import xet_files
+from openckpt.hub.services.trees import FileEntry, holders
 from openckpt.hub.settings import Settings
 from openckpt.protocol import REPO_TYPE_PLURAL
 
 __all__ = ["add_xet_hashes", "may_reconstruct", "resolve_headers", "xet_hashes"]
 
 
-def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iterable[TreeEntry]) -> dict[str, str]:
+def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iterable[FileEntry]) -> dict[str, str]:
     """Path → Xet file hash of the LFS files among ``entries`` that the CAS can serve and the gate lets through."""
     lfs = [e for e in entries if e.lfs]
     found = xet_files(session, [e.sha256 for e in lfs])
@@ -30,7 +31,7 @@ def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iter
     return {e.path: found[e.sha256][0] for e in backed if not status[e.path].withheld}
 
 
-def add_xet_hashes(session: Session, settings: Settings, repo_id: int, entries: dict[str, TreeEntry],
+def add_xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry],
                    items: list[dict[str, Any]]) -> None:  # fmt: skip
     """Add ``xetHash`` to the file items (tree or paths-info JSON) of Xet-backed files."""
     listed = [entries[i["path"]] for i in items if i.get("type") == "file" and "lfs" in i and i["path"] in entries]
@@ -46,10 +47,12 @@ def may_reconstruct(session: Session, settings: Settings, repo: int, file_hash: 
     usable = XetSha256.verified.is_(True) | (XetSha256.repo_id == repo)
     stmt = select(XetSha256.sha256, XetSha256.repo_id).where(XetSha256.file_hash == file_hash, usable)
     registered = list(session.execute(stmt).tuples())
-    entries = list(session.scalars(
-        select(TreeEntry).join(Commit, Commit.tree_id == TreeEntry.tree_id)
-        .where(TreeEntry.sha256.in_([s for s, _ in registered]), Commit.repo_id == repo).limit(50)
-    ))  # fmt: skip
+    found = holders([s for s, _ in registered])  # up from the files to the repo's commits
+    rows = session.execute(
+        select(found.c.path, found.c.sha256, found.c.git_oid, found.c.size, found.c.lfs)
+        .join(Commit, Commit.tree_id == found.c.tree_id).where(Commit.repo_id == repo).distinct().limit(50)
+    )  # fmt: skip
+    entries = [FileEntry(path, sha256, git_oid, size, bool(lfs)) for path, sha256, git_oid, size, lfs in rows]
     if entries:
         return any(not s.withheld for s in gate.statuses(session, settings, repo, entries).values())
     return any(owner == repo for _, owner in registered)
