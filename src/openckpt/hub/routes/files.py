@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -30,12 +29,11 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Blob, Commit, Repo
+from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import notify
-from openckpt.hub.services import gate, governance, repos, xet_ingest, xet_meta
+from openckpt.hub.services import gate, governance, possession, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.cas_files import prove_uploads, xet_files
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
@@ -243,9 +241,10 @@ def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, byte
     return FileChange(path, "delete" if key == "deletedFile" else "delete_folder")
 
 
-def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
+def _store_changes(hub: Hub, principal: Principal, ops: list[dict[str, Any]]) -> list[FileChange]:
     """Validate every operation before storing anything, then store the inline files: a bad operation (or a bad
-    commit later) leaves only unreferenced blobs behind, never a partial commit."""
+    commit later) leaves only unreferenced blobs behind, never a partial commit. A copy (an LFS file without size)
+    gets the size of the object it names, if stored and the caller has it (see ``possession``)."""
     pending = [_change(op, hub.settings.max_inline_bytes) for op in ops]
     stored = [repos.put_bytes(hub.store, item[1]) if isinstance(item, tuple) else "" for item in pending]
     changes: list[FileChange] = []
@@ -258,9 +257,7 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
             elif item.kind == "add":
                 size: int | None = item.size
                 if item.size < 0:
-                    size = session.scalar(select(Blob.size).where(Blob.sha256 == item.sha256))
-                    if size is None and (xet := xet_files(session, [item.sha256]).get(item.sha256)) is not None:
-                        size = xet[1]
+                    size = possession.stored_sizes(session, principal, [item.sha256]).get(item.sha256)
                 if size is None:
                     raise BadRequestError(f"LFS object {item.sha256} to copy to {item.path} is not stored")
                 changes.append(replace(item, size=size, git_oid=git_blob_sha1(lfs_pointer(item.sha256, size))))
@@ -271,10 +268,10 @@ def _store_changes(hub: Hub, ops: list[dict[str, Any]]) -> list[FileChange]:
 
 def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
     header, ops = _parse_ndjson(raw, hub.settings)
-    changes = _store_changes(hub, ops)
+    changes = _store_changes(hub, principal, ops)
     xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
     with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
-        copies = prove_uploads(hub.db, hub.store, xet_uploads, copies=Path(scratch))
+        copies = possession.require(hub.db, hub.store, principal, xet_uploads, copies=Path(scratch))
         gate.check_changes(hub.db, hub.store, hub.settings, changes, copies)  # trust: scan what the commit adds
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     commit_id, _ = create_commit(

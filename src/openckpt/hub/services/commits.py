@@ -28,6 +28,7 @@ from openckpt.errors import (
 )
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, utcnow
+from openckpt.hub.services import possession
 from openckpt.hub.services.cas_files import xet_files
 from openckpt.hub.services.trees import FileChange, write_tree
 
@@ -168,6 +169,7 @@ def _commit_once(
         for oid, size in lfs.items():
             if stored.get(oid) != size:
                 raise BadRequestError(f"LFS object {oid} ({size} bytes) has not been uploaded")
+        possession.index_objects(session, repo.id, lfs)  # the repo's readers have them from now on
     tree_id = write_tree(session, head.tree_id, changes)  # stores only the trees on the changed paths
     if tree_id == head.tree_id and changes:
         return head, False  # nothing changes: a retried request gets the commit it already made

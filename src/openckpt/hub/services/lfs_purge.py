@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Commit, Ref, Repo, utcnow
+from openckpt.hub.services import possession
 from openckpt.hub.services.commits import move_ref, retried, rewrite_commits
 from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import first_seen, holders, rewrite_files
@@ -116,6 +117,7 @@ def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
             return rewrite_files(session, tree_id, lambda e: not (e.lfs and e.sha256 in doomed), rewritten)
 
         mapped = rewrite_commits(session, history.commits, [r[2] for r in history.refs], repo_id=repo.id, tree=without)
+        possession.forget_objects(session, repo.id, doomed)  # its readers no longer have them through it
         moved: list[RefUpdate] = []
         for kind, name, old in history.refs:
             if (new := mapped.get(old, old)) != old:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from openckpt.errors import ConflictError, ForbiddenError, PolicyViolationError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, Ref, Repo
-from openckpt.hub.services import access, governance
+from openckpt.hub.services import access, governance, possession
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import rewrite_commits
 from openckpt.hub.services.names import check_name, split_repo_id
@@ -91,6 +91,7 @@ def _copy_history(session: Session, source: Repo, repo: Repo, refs: Sequence[_Re
     if any(ref.commit_id not in commits for ref in refs):
         raise ConflictError(f"{source.repo_id} changed while it was being duplicated: try again")
     mapped = rewrite_commits(session, commits, [ref.commit_id for ref in refs], repo_id=repo.id)
+    possession.copy_objects(session, source.id, repo.id)  # the copy's readers have what its history holds
     for ref in refs:
         session.add(Ref(repo_id=repo.id, kind=ref.kind, name=ref.name, commit_id=mapped[ref.commit_id],
                         message=ref.message))  # fmt: skip

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from openckpt.errors import StorageBusyError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, TreeItem, XetFile, XetSha256, XetTerm, Xorb, XorbChunk, utcnow
-from openckpt.hub.services import leases, lfs_parts
+from openckpt.hub.services import leases, lfs_parts, possession
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.trees import files_reached, reach
 from openckpt.store.blobs import BlobStore
@@ -363,6 +363,7 @@ def collect(
             report.blob_bytes = sum(gone.get(s, 0) for s in swept.blobs)
             report.xorb_bytes = sum(gone.get(s, 0) for s in swept.xorbs)
             report.abandoned += lfs_parts.sweep_abandoned(db, store, cutoff - url_ttl)
+            possession.forget_uploads(db, older_than=cutoff)  # uploads not committed since: swept with their bytes
         note("scanning the store", 0, None)
         orphans = _delete_unnamed(db, blobs, blobs.keys(), cutoff_ts, report, dry_run=dry_run)
         report.orphans, report.orphan_bytes = len(orphans), sum(size for _, size in orphans)
