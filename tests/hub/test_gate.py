@@ -1,5 +1,6 @@
-"""The upload gate with the stock client: malicious files refused, suspicious ones flagged until released, clean ones
-served; signed repos verified against the owner's keys; rescans when the rules version changes."""
+"""The upload gate with the stock client: malicious files refused, files that need code served (withheld until
+released where an org policy says so), clean ones served; signed repos verified against the owner's keys; rescans
+when the rules version changes."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from tests.hubtools import HubProcess, free_port, start_hub, wait_for
 
 # Built by hand, never loaded: GLOBAL os.system, the argument, TUPLE1, REDUCE, STOP.
 MALICIOUS = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R."
-# A class from a module no loader allows: GLOBAL foo.bar.Baz, EMPTY_TUPLE, NEWOBJ, STOP.
-SUSPICIOUS = b"\x80\x02cfoo.bar\nBaz\n)\x81."
+# A class from a module no loader allows: GLOBAL foo.bar.Baz, EMPTY_TUPLE, NEWOBJ, STOP. Loading it needs the
+# package foo: "needs code", served under the hub's default policy.
+NEEDS_CODE = b"\x80\x02cfoo.bar\nBaz\n)\x81."
 
 
 def _torch_bytes() -> bytes:
@@ -50,34 +52,46 @@ def test_malicious_upload_is_refused_and_nothing_is_visible(hub: HubProcess, peo
     assert api.list_repo_files(repo) == [".gitattributes"]
 
 
-def test_suspicious_file_is_flagged_until_the_owner_releases_it(hub: HubProcess, people: People, unique: str,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_needs_code_file_is_served_and_an_org_policy_withholds_it_until_released(
+    hub: HubProcess, people: People, unique: str, tmp_path: Path
+) -> None:
     api = _api(hub, people.alice)
     repo = api.create_repo(f"alice/{unique}").repo_id
-    api.upload_file(path_or_fileobj=SUSPICIOUS, path_in_repo="custom.pkl", repo_id=repo)
+    api.upload_file(path_or_fileobj=NEEDS_CODE, path_in_repo="custom.pkl", repo_id=repo)
     status = api.model_info(repo, securityStatus=True).security_repo_status
     assert status is not None and status["scansDone"] is True
     [issue] = status["filesWithIssues"]
-    assert issue["path"] == "custom.pkl" and issue["level"] == "suspicious" and issue["withheld"] is True
+    assert issue["path"] == "custom.pkl" and issue["level"] == "needs_code" and issue["withheld"] is False
+    assert issue["imports"] == ["foo.bar.Baz"] and issue["packages"] == ["foo"]
     [entry] = [e for e in api.list_repo_tree(repo, expand=True) if e.path == "custom.pkl"]
     assert entry.security is not None and entry.security["status"] == "caution" and not entry.security["safe"]
     assert entry.security["pickle_import_scan"]["imports"][0]["module"] == "foo.bar"
+    path = hf_hub_download(repo, "custom.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c0")
+    assert Path(path).read_bytes() == NEEDS_CODE
 
-    with pytest.raises(HfHubHTTPError) as caught:
-        hf_hub_download(repo, "custom.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c1")
-    assert caught.value.response.status_code == 403
-    assert caught.value.response.headers["X-Error-Code"] == "FileFlagged"
-    assert "custom.pkl" in str(caught.value) and "foo.bar.Baz" in str(caught.value)
+    policy = f"{hub.url}/api/organizations/{people.org}/policy"
+    auth = {"authorization": f"Bearer {people.alice}"}
+    assert httpx.put(policy, json={"scan": {"needs_code": "withhold"}}, headers=auth).status_code == 200
+    try:
+        repo = api.create_repo(f"{people.org}/{unique}").repo_id
+        api.upload_file(path_or_fileobj=NEEDS_CODE, path_in_repo="custom.pkl", repo_id=repo)
+        with pytest.raises(HfHubHTTPError) as caught:
+            hf_hub_download(repo, "custom.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c1")
+        assert caught.value.response.status_code == 403
+        assert caught.value.response.headers["X-Error-Code"] == "FileFlagged"
+        assert "custom.pkl" in str(caught.value) and "foo.bar.Baz" in str(caught.value)
 
-    url = f"{hub.url}/api/models/{repo}/scan/release"
-    refused = httpx.post(url, json={"path": "custom.pkl"}, headers={"authorization": f"Bearer {people.bob}"})
-    assert refused.status_code in (403, 404)
-    done = httpx.post(url, json={"path": "custom.pkl"}, headers={"authorization": f"Bearer {people.alice}"})
-    assert done.status_code == 200, done.text
-    path = hf_hub_download(repo, "custom.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c2")
-    assert Path(path).read_bytes() == SUSPICIOUS
-    issue = api.model_info(repo, securityStatus=True).security_repo_status["filesWithIssues"][0]  # type: ignore[index]
-    assert issue["released"] is True and issue["withheld"] is False
+        url = f"{hub.url}/api/models/{repo}/scan/release"
+        refused = httpx.post(url, json={"path": "custom.pkl"}, headers={"authorization": f"Bearer {people.bob}"})
+        assert refused.status_code in (403, 404)
+        done = httpx.post(url, json={"path": "custom.pkl"}, headers=auth)
+        assert done.status_code == 200, done.text
+        path = hf_hub_download(repo, "custom.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c2")
+        assert Path(path).read_bytes() == NEEDS_CODE
+        issue = api.model_info(repo, securityStatus=True).security_repo_status["filesWithIssues"][0]  # type: ignore[index]
+        assert issue["released"] is True and issue["withheld"] is False
+    finally:
+        httpx.put(policy, json={}, headers=auth)
 
 
 def test_benign_torch_file_is_clean(hub: HubProcess, people: People, unique: str, tmp_path: Path) -> None:
@@ -131,7 +145,7 @@ def test_rules_version_change_rescans_stored_files(tmp_path: Path, monkeypatch: 
     try:
         api = HfApi(endpoint=server.url, token=server.token)
         repo = api.create_repo("admin/rescan").repo_id
-        api.upload_file(path_or_fileobj=SUSPICIOUS, path_in_repo="custom.pkl", repo_id=repo)
+        api.upload_file(path_or_fileobj=NEEDS_CODE, path_in_repo="custom.pkl", repo_id=repo)
     finally:
         server.stop()
     db = Database(server.database_url)
@@ -152,7 +166,7 @@ def test_rules_version_change_rescans_stored_files(tmp_path: Path, monkeypatch: 
                     break
                 assert time.monotonic() < deadline, [(s.sha256, s.rules_version) for s in rows]
                 time.sleep(0.2)
-            assert {s.verdict for s in rows} == {"clean", "suspicious"}
+            assert {s.verdict for s in rows} == {"clean", "needs_code"}
         finally:
             process.terminate()
             process.wait(timeout=20)

@@ -7,6 +7,9 @@ A policy is a YAML mapping::
     block_incompatible: true                        # refuse a model whose license check finds a violation
     require_clean_scan: false                       # every file must have a clean, complete scan
     require_signature: false                        # the revision must carry a signature the hub verified
+    scan:                                           # what files of each scan verdict get (scan_rules.py)
+      needs_code: withhold
+      allowed_packages: [transformers]
 
 Policies combine by taking the stricter of each rule (the server's default and an organisation's both apply).
 """
@@ -14,7 +17,7 @@ Policies combine by taking the stricter of each rule (the server's default and a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import yaml
 from openckpt.errors import LicenseError
 from openckpt.governance.compat import Finding, Report
 from openckpt.governance.licenses import get_license
+from openckpt.governance.scan_rules import ScanRules, combine_scan_rules, parse_scan_rules
 
 __all__ = ["Policy", "combine", "evaluate", "load_policy", "parse_policy"]
 
@@ -37,6 +41,8 @@ class Policy:
     block_incompatible: bool = False
     require_clean_scan: bool = False
     require_signature: bool = False
+    scan: ScanRules = field(default_factory=ScanRules)
+    """What files get by their scan verdict (withheld, refused); the default lets every non-malicious file through."""
 
     @property
     def empty(self) -> bool:
@@ -44,7 +50,7 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         allowed = sorted(self.allowed_licenses) if self.allowed_licenses is not None else None
-        return {"allowed_licenses": allowed, **{k: getattr(self, k) for k in _FLAGS}}
+        return {"allowed_licenses": allowed, **{k: getattr(self, k) for k in _FLAGS}, "scan": self.scan.to_dict()}
 
 
 def parse_policy(data: Any) -> Policy:
@@ -53,7 +59,7 @@ def parse_policy(data: Any) -> Policy:
         return Policy()
     if not isinstance(data, Mapping):
         raise LicenseError("a policy is a mapping of rules (allowed_licenses, require_license, ...)")
-    unknown = set(data) - {"allowed_licenses", *_FLAGS}
+    unknown = set(data) - {"allowed_licenses", "scan", *_FLAGS}
     if unknown:
         raise LicenseError(f"unknown policy rules: {', '.join(sorted(map(str, unknown)))}")
     allowed = data.get("allowed_licenses")
@@ -69,6 +75,7 @@ def parse_policy(data: Any) -> Policy:
     return Policy(
         allowed_licenses=frozenset(i.lower() for i in allowed) if allowed is not None else None,
         **{k: bool(data.get(k, False)) for k in _FLAGS},
+        scan=parse_scan_rules(data.get("scan")),
     )
 
 
@@ -88,7 +95,7 @@ def combine(*policies: Policy) -> Policy:
         if p.allowed_licenses is not None:
             allowed = p.allowed_licenses if allowed is None else allowed & p.allowed_licenses
     flags = {k: any(getattr(p, k) for p in policies) for k in _FLAGS}
-    return Policy(allowed_licenses=allowed, **flags)
+    return Policy(allowed_licenses=allowed, **flags, scan=combine_scan_rules(*(p.scan for p in policies)))
 
 
 def evaluate(

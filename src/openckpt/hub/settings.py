@@ -91,9 +91,10 @@ class Settings:
     multipart_threshold: int = 5 * 10**9
     multipart_chunk_size: int = 512 * 2**20
     signed_url_ttl: int = 3600
-    scan_policy: str = "flag"
-    """What a commit's suspicious or inconclusive files get: ``flag`` (stored, downloads refused until released),
-    ``block`` (the commit is refused) or ``allow``. Malicious files are always refused."""
+    scan_policy: str = "allow"
+    """What "needs code" and inconclusive files get on the whole hub: ``allow`` (served), ``flag`` (stored, downloads
+    refused until released) or ``block`` (the commit is refused; suspicious files too). Malicious files are always
+    refused; organisations tighten this with the ``scan`` rules of their policy (``openckpt.governance.scan_rules``)."""
     scan_rules_version: str = ""
     """The scanner rules' version to record; empty means ``openckpt.scan.RULES_VERSION`` (set it to force a rescan)."""
     scan_monitor: bool = True

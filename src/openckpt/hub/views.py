@@ -147,34 +147,55 @@ def member_json(member: Member) -> dict[str, Any]:
 
 
 def _imports(status: FileStatus) -> list[dict[str, str]]:
+    """The Hub's "Detected Pickle imports": what loading the file imports beyond its loader's allowlist
+    (``suspicious``, as the Hub rates an import it does not know) and the callables of its findings."""
     found = {}
+    for qualname in status.imports:
+        module, _, name = qualname.rpartition(".")
+        found[(module, name)] = {"module": module, "name": name, "safety": "suspicious"}
     for f in status.findings:
         if f.get("callable"):
             module, _, name = str(f["callable"]).rpartition(".")
-            safety = {"malicious": "dangerous", "suspicious": "suspicious"}.get(str(f.get("severity")), "innocuous")
-            found[(module, name)] = {"module": module, "name": name, "safety": safety}
+            safety = {"malicious": "dangerous", "suspicious": "suspicious", "needs_code": "suspicious"}.get(
+                str(f.get("severity")), "innocuous")  # fmt: skip
+            found.setdefault((module, name), {"module": module, "name": name, "safety": safety})
+            if safety == "dangerous":
+                found[(module, name)]["safety"] = safety
     return list(found.values())
+
+
+_HUB_STATUS = {"clean": "safe", "opaque": "safe", "malicious": "unsafe", "unscanned": "unscanned"}
+"""The Hub's ``status`` of a file by verdict; every other verdict is ``caution``."""
+
+
+def _scan_json(status: FileStatus) -> dict[str, Any]:
+    """openckpt's own account of a file: its verdict, what loading it needs, and whether downloads are withheld."""
+    return {"verdict": status.verdict, "completeness": status.completeness, "imports": status.imports,
+            "packages": status.packages, "released": status.released, "withheld": status.withheld,
+            "withheldBecause": status.reason or None, "findings": status.findings}  # fmt: skip
 
 
 def file_security_json(status: FileStatus) -> dict[str, Any]:
     """``securityFileStatus`` of an expanded tree entry: the Hub's keys, and openckpt's verdict in ``openckptScan``."""
-    level = {"clean": "innocuous", "malicious": "dangerous"}.get(status.verdict, "suspicious")
     imports = _imports(status)
+    worst = "dangerous" if any(i["safety"] == "dangerous" for i in imports) else "suspicious"
     return {
-        "status": "unscanned" if status.verdict == "unscanned" else
-                  "safe" if status.clean else "unsafe" if status.verdict == "malicious" else "caution",
+        "status": _HUB_STATUS.get(status.verdict, "caution"),
         "avScan": {"virusFound": False, "virusNames": None},
-        "pickleImportScan": {"highestSafetyLevel": level, "imports": imports} if imports else None,
-        "openckptScan": {"verdict": status.verdict, "completeness": status.completeness, "released": status.released,
-                         "withheld": status.withheld, "findings": status.findings},
-    }  # fmt: skip
+        "pickleImportScan": {"highestSafetyLevel": worst, "imports": imports} if imports else None,
+        "openckptScan": _scan_json(status),
+    }
 
 
-def repo_security_json(statuses: dict[str, FileStatus]) -> dict[str, Any]:
-    """``securityRepoStatus`` of ``model_info(securityStatus=True)``."""
-    issues = [
-        {"path": s.path, "level": s.level, "verdict": s.verdict, "completeness": s.completeness,
-         "released": s.released, "withheld": s.withheld, "findings": s.findings}
-        for s in statuses.values() if not s.clean and s.verdict != "unscanned"
-    ]  # fmt: skip
-    return {"scansDone": all(s.current for s in statuses.values()), "filesWithIssues": issues}
+def repo_security_json(statuses: dict[str, FileStatus], policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``securityRepoStatus`` of ``model_info(securityStatus=True)``: the Hub's ``scansDone`` and
+    ``filesWithIssues`` (each file that is not clean or opaque, with its ``level``), and openckpt's ``files`` (every
+    scanned file's verdict and packages) and ``policy`` (the scan rules that apply)."""
+    issues = [{"path": s.path, "level": s.level, **_scan_json(s)}
+              for s in statuses.values() if not s.runs_nothing and s.verdict != "unscanned"]  # fmt: skip
+    files = [{"path": s.path, "verdict": s.verdict, "packages": s.packages, "withheld": s.withheld}
+             for s in statuses.values()]  # fmt: skip
+    data = {"scansDone": all(s.current for s in statuses.values()), "filesWithIssues": issues, "files": files}
+    if policy is not None:
+        data["policy"] = policy
+    return data

@@ -262,9 +262,13 @@ class Scan(Base):
     __tablename__ = "scans"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     rules_version: Mapped[str] = mapped_column(String(32), index=True)
-    verdict: Mapped[str] = mapped_column(String(16))  # clean | suspicious | malicious
+    verdict: Mapped[str] = mapped_column(String(16))  # clean opaque needs_code inconclusive suspicious malicious
     completeness: Mapped[str] = mapped_column(String(16))  # complete | inconclusive
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    imports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Globals outside the loader's allowlist that loading would import (``module.qualname``)."""
+    runs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Programs loading would run besides those imports, by the loader that runs them (``torch.jit.load``)."""
     scanned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -272,7 +272,7 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
     xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
     with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
         copies = possession.require(hub.db, hub.store, principal, xet_uploads, copies=Path(scratch))
-        gate.check_changes(hub.db, hub.store, hub.settings, changes, copies)  # trust: scan what the commit adds
+        gate.check_changes(hub.db, hub.store, hub.settings, changes, copies, repo_id=repo_id)  # trust: scan the files
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     commit_id, _ = create_commit(
         hub.db, repo_id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",

@@ -197,7 +197,9 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
         entries = list(read_tree(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
         if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
-            data["securityRepoStatus"] = repo_security_json(gate.statuses(session, hub.settings, repo.id, entries))
+            found = gate.statuses(session, hub.settings, repo.id, entries)
+            rules = gate.rules_of(session, hub.settings, repo).to_dict()
+            data["securityRepoStatus"] = repo_security_json(found, rules)
         return data
 
 

@@ -1,4 +1,4 @@
-"""Trust on the web UI: scan badges and summary, the signature panel, releasing flagged files, signing keys."""
+"""Trust on the web UI: scan badges, summary and detected imports, the signature panel, releases, signing keys."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ __all__ = ["router", "trust_context"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
+_LABELS = {"needs_code": "need code", "opaque": "opaque data", "unscanned": "not scanned yet"}
+"""How the scan summary names files of a verdict (``2 need code``)."""
+
 
 def trust_context(session: Session, request: Request, repo: Repo, commit: Commit,
                   entries: dict[str, FileEntry]) -> dict[str, Any]:  # fmt: skip
@@ -30,14 +33,15 @@ def trust_context(session: Session, request: Request, repo: Repo, commit: Commit
     counts: dict[str, int] = {}
     for status in files.values():
         counts[status.level] = counts.get(status.level, 0) + 1
-    issues = {k: v for k, v in counts.items() if k != "clean"}
-    summary = "all files clean" if not issues else ", ".join(f"{n} {level}" for level, n in sorted(issues.items()))
+    others = sorted((k, v) for k, v in counts.items() if k != "clean")
+    summary = "all files clean" if not others else ", ".join(f"{n} {_LABELS.get(k, k)}" for k, n in others)
     viewer = viewer_of(request)
     owner = viewer is not None and (viewer.account_id == repo.owner_id or viewer.orgs.get(repo.owner_id) == "admin")
     scratch = hub.settings.data_dir / "tmp"
     return {
-        "files": files, "summary": summary, "clean": not issues,
+        "files": files, "summary": summary, "clean": all(s.runs_nothing for s in files.values()),
         "flagged": [s for s in files.values() if s.withheld],
+        "loads": [s for s in files.values() if s.imports and not s.withheld],
         "signature": signatures.check_signature(session, hub.store, repo, entries, commit.tree_id, scratch),
         "can_release": viewer is not None and viewer.can_write and (owner or viewer.is_admin),
         "csrf": csrf_token(request, "release") if viewer is not None else "",

@@ -1,10 +1,14 @@
-"""The upload gate: every file a commit adds is scanned before the commit exists, and flagged files stay withheld.
+"""The upload gate: every file a commit adds is scanned before the commit exists; what its verdict gets follows the
+scan rules of the repo's owner and of the hub.
 
 A blob is scanned once per rules version (``scans`` row, keyed by its sha256), from the blob store's own file: the
-scanner never reads tensor bytes and never imports or unpickles anything. Malicious files are refused; suspicious
-and inconclusive ones follow the hub's ``scan_policy`` (``flag``: stored, downloads refused until the repo's owner
-or an admin releases them; ``block``: refused; ``allow``). When the rules version changes, :func:`rescan_stale`
-(run in the background by :func:`start_monitor`, or by ``openckpt admin rescan``) brings every verdict up to date.
+scanner never reads tensor bytes and never imports or unpickles anything. Malicious files are refused. The others
+follow the rules (:mod:`openckpt.hub.services.scan_policy`): by default clean, opaque, "needs code" and inconclusive
+files are stored and served, and suspicious ones withheld (downloads refused until the repo's owner or a hub admin
+releases them); a policy may withhold or refuse "needs code" files (outside a package allowlist) and inconclusive
+ones, and withhold files without a current scan. When the rules version changes, :func:`rescan_stale` (run in the
+background by :func:`start_monitor`, or by ``openckpt admin rescan``) brings every verdict up to date; until then a
+file's last verdict still counts, and it also counts as unscanned.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +28,17 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
-from openckpt.errors import FileFlaggedError, ForbiddenError, UnsafeUploadError
+from openckpt.errors import FileFlaggedError, ForbiddenError, PolicyViolationError, UnsafeUploadError
+from openckpt.governance.scan_rules import ScanRules
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Repo, Scan, ScanRelease, TreeItem, utcnow
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange
+from openckpt.hub.services.scan_policy import RepoScanRules, hub_rules, repo_rules
 from openckpt.hub.services.trees import FileEntry
 from openckpt.hub.settings import Settings
 from openckpt.scan.api import scan_file
-from openckpt.scan.verdict import Severity
+from openckpt.scan.verdict import Severity, packages_of
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -41,14 +47,18 @@ __all__ = [
     "check_download",
     "release",
     "rescan_stale",
+    "rules_of",
     "rules_version",
     "start_monitor",
     "statuses",
+    "verdict_of",
 ]
 
 log = logging.getLogger("openckpt.hub.gate")
 MAX_FINDINGS = 50
 """Findings kept per scan (the most severe first); the verdict counts them all."""
+MAX_IMPORTS = 500
+"""Imports (and programs) kept per scan: what the repo page and ``securityStatus`` list."""
 
 
 def rules_version(settings: Settings) -> str:
@@ -76,7 +86,8 @@ def _scan_blob(store: BlobStore, sha256: str, name: str, version: str, copy: Pat
     kept.sort(key=lambda f: (-f.severity, not f.inconclusive))
     findings = [{k: v for k, v in f.to_dict().items() if k != "file"} for f in kept[:MAX_FINDINGS]]
     return Scan(sha256=sha256, rules_version=version, verdict=result.verdict.value,
-                completeness=result.completeness.value, findings=findings, scanned_at=utcnow())  # fmt: skip
+                completeness=result.completeness.value, findings=findings, imports=list(result.imports)[:MAX_IMPORTS],
+                runs=list(result.runs)[:MAX_IMPORTS], scanned_at=utcnow())  # fmt: skip
 
 
 def _save(db: Database, scan: Scan) -> None:
@@ -86,8 +97,8 @@ def _save(db: Database, scan: Scan) -> None:
         if row is None:
             session.add(scan)
         else:
-            row.rules_version, row.verdict, row.completeness = scan.rules_version, scan.verdict, scan.completeness
-            row.findings, row.scanned_at = scan.findings, scan.scanned_at
+            for column in ("rules_version", "verdict", "completeness", "findings", "imports", "runs", "scanned_at"):
+                setattr(row, column, getattr(scan, column))
 
 
 def ensure_scans(
@@ -104,36 +115,45 @@ def ensure_scans(
     return found
 
 
-def _clean(scan: Scan) -> bool:
-    return scan.verdict == "clean" and scan.completeness == "complete"
-
-
 OPAQUE_RULES = frozenset({"format-unknown", "pickle-invalid", "pickle-frame-overrun"})
-"""Inconclusive only because no loader reads the bytes (an empty file, an unknown binary, random bytes that start
-like a pickle and break off): with a clean verdict nothing was imported, so no loader can run code from the file.
-A FRAME longer than the data stops the C unpickler; the scanner reads on past it as a lenient unpickler would, so a
-clean verdict covers those bytes too. The policy does not hold such files back; they still show as inconclusive."""
+"""Rules of scans made before the ``opaque`` verdict that meant only "no loader reads these bytes": such a scan
+(clean, inconclusive by these rules alone) reads as opaque."""
 
 
-def _held(scan: Scan) -> bool:
-    """Whether the policy applies: not clean, for a reason other than being opaque."""
-    if _clean(scan):
-        return False
-    return scan.verdict != "clean" or any(
-        f.get("inconclusive") and f.get("rule") not in OPAQUE_RULES for f in scan.findings
-    )
+def verdict_of(scan: Scan) -> tuple[str, list[str]]:
+    """(the verdict, the imports) of a scan, in the current vocabulary: clean, opaque, needs_code, inconclusive,
+    suspicious or malicious. Scans made by older rules (clean or suspicious, complete or inconclusive) are read as
+    the nearest current verdict until their rescan: a suspicious scan whose findings all name an import reads as
+    "needs code" (the imports it named)."""
+    verdict, findings = scan.verdict, scan.findings or []
+    imports = list(scan.imports or []) + list(scan.runs or [])
+    if verdict == "clean" and scan.completeness == "inconclusive":
+        doubts = [f for f in findings if f.get("inconclusive")]
+        verdict = "opaque" if all(f.get("rule") in OPAQUE_RULES for f in doubts) else "inconclusive"
+    elif verdict == "suspicious" and not imports and scan.completeness == "complete":
+        named = [f for f in findings if f.get("severity") != "info"]
+        if named and all(f.get("callable") and f.get("rule") in LEGACY_IMPORT_RULES for f in named):
+            verdict, imports = "needs_code", sorted({str(f["callable"]) for f in named})
+    return verdict, imports
 
 
-def _summary(path: str, verdict: str, completeness: str, findings: list[dict[str, Any]]) -> str:
-    """``model.bin: malicious: calls os.system — reason [member@offset]``, naming the worst finding."""
-    state = verdict + (", inconclusive" if completeness == "inconclusive" else "")
+LEGACY_IMPORT_RULES = frozenset({"pickle-global"})
+"""Rules of older scans' suspicious findings that only named a global outside the allowlists."""
+
+
+def _summary(path: str, verdict: str, findings: list[dict[str, Any]], imports: list[str]) -> str:
+    """``model.bin: malicious: calls os.system — reason [member@offset]``, naming the worst finding; for a file that
+    needs code, the classes loading it constructs."""
+    if verdict == "needs_code":
+        shown = ", ".join(imports[:8]) + (f" (+{len(imports) - 8} more)" if len(imports) > 8 else "")
+        return f"{path}: needs code: loading it runs {shown}" if shown else f"{path}: needs code"
     worst = next((f for f in findings if f.get("severity") != "info" or f.get("inconclusive")), None)
-    if worst is None:
-        return f"{path}: {state}"
+    if worst is None or verdict == "clean":
+        return f"{path}: {verdict}"
     where = (worst.get("member") or "") + (f"@{worst['offset']}" if worst.get("offset") is not None else "")
     called = f" calls {worst['callable']}" if worst.get("callable") else ""
     more = f" (+{len(findings) - 1} more findings)" if len(findings) > 1 else ""
-    return f"{path}: {state}:{called} — {worst.get('reason')}" + (f" [{where}]" if where else "") + more
+    return f"{path}: {verdict}:{called} — {worst.get('reason')}" + (f" [{where}]" if where else "") + more
 
 
 # ---- the gate on commits ----------------------------------------------------------------------------------------
@@ -145,24 +165,41 @@ def check_changes(
     settings: Settings,
     changes: Iterable[FileChange],
     copies: Mapping[str, Path] | None = None,
+    *,
+    repo_id: int | None = None,
 ) -> None:
     """Scan every file ``changes`` add (from ``copies``, verified local copies, where given); raise
-    :class:`UnsafeUploadError` naming each refused file."""
+    :class:`UnsafeUploadError` naming each malicious file, else :class:`PolicyViolationError` naming each file the
+    scan rules of repo ``repo_id`` (its owner's and the hub's; the hub's alone without it) refuse."""
+    changes = list(changes)
     added = {c.sha256: c.path for c in changes if c.kind == "add"}
     if not added:
         return
     scans = ensure_scans(db, store, added, rules_version(settings), copies)
-    refused = []
-    for change in changes:
-        if change.kind != "add":
-            continue
+    with db.read() as session:
+        policy = repo_rules(session, settings, repo_id) if repo_id is not None else None
+    rules = policy.rules if policy is not None else hub_rules(settings)
+    malicious, refused = [], []
+    for change in (c for c in changes if c.kind == "add"):
         scan = scans[change.sha256]
-        if scan.verdict == "malicious" or (settings.scan_policy == "block" and _held(scan)):
-            refused.append(_summary(change.path, scan.verdict, scan.completeness, scan.findings))
+        verdict, imports = verdict_of(scan)
+        if verdict == "malicious":
+            malicious.append(_summary(change.path, verdict, scan.findings, imports))
+        elif rules.action(verdict, packages=packages_of(imports), classes=imports) == "block":
+            refused.append(_summary(change.path, verdict, scan.findings, imports) + _outside(rules, verdict, imports))
+    if malicious:
+        raise UnsafeUploadError("Commit refused: the scanner found files that could run code when loaded: "
+                                + "; ".join(malicious))  # fmt: skip
     if refused:
-        policy = "" if settings.scan_policy != "block" else " (this hub refuses suspicious and inconclusive files)"
-        raise UnsafeUploadError(f"Commit refused: the scanner found files that could run code when loaded{policy}: "
-                                + "; ".join(refused))  # fmt: skip
+        whose = policy.whose if policy is not None else "this hub"
+        raise PolicyViolationError(f"Commit refused: the scan policy of {whose} refuses " + "; ".join(refused))
+
+
+def _outside(rules: ScanRules, verdict: str, imports: list[str]) -> str:
+    if verdict != "needs_code" or not rules.allowed_packages:
+        return ""
+    outside = rules.outside(packages_of(imports), imports)
+    return f" (packages outside the allowlist: {', '.join(outside)})" if outside else ""
 
 
 # ---- status of stored files -------------------------------------------------------------------------------------
@@ -173,66 +210,102 @@ class FileStatus:
     """What the scanner says about one file of a repo, and whether its downloads are withheld."""
 
     path: str
-    verdict: str  # clean | suspicious | malicious | unscanned
+    verdict: str
+    """clean, opaque, needs_code, inconclusive, suspicious, malicious, or unscanned (no scan yet)."""
     completeness: str
     findings: list[dict[str, Any]]
     released: bool
     withheld: bool
     current: bool
     """Scanned with the current rules version."""
+    imports: list[str] = field(default_factory=list)
+    """What loading the file imports or runs beyond its loader's allowlist (``module.qualname``)."""
+    reason: str = ""
+    """Why the file is withheld (empty when it is not)."""
 
     @property
     def clean(self) -> bool:
-        return self.verdict == "clean" and self.completeness == "complete"
+        return self.verdict == "clean"
+
+    @property
+    def runs_nothing(self) -> bool:
+        """Clean or opaque: loading it executes nothing from it."""
+        return self.verdict in ("clean", "opaque")
+
+    @property
+    def packages(self) -> list[str]:
+        return packages_of(self.imports)
 
     @property
     def level(self) -> str:
-        """``clean``, ``suspicious``, ``malicious``, ``inconclusive`` (clean but partial) or ``unscanned``."""
-        return "inconclusive" if self.verdict == "clean" and self.completeness == "inconclusive" else self.verdict
+        """The verdict (the repo page's badge)."""
+        return self.verdict
 
     def message(self) -> str:
         if self.verdict == "unscanned":
             return f"{self.path}: not scanned yet"
-        return _summary(self.path, self.verdict, self.completeness, self.findings)
+        return _summary(self.path, self.verdict, self.findings, self.imports)
 
 
-def _withheld(policy: str, scan: Scan | None, released: bool) -> bool:
-    if scan is None or released or not _held(scan):
-        return False
-    return scan.verdict == "malicious" or policy != "allow"
+def _decide(policy: RepoScanRules, verdict: str, imports: list[str], current: bool) -> str:
+    """Why a file of ``verdict`` is withheld under ``policy``; empty when it is not."""
+    if verdict == "malicious":
+        return "the scanner found it malicious"
+    rules = policy.rules
+    action = rules.action(verdict, packages=packages_of(imports), classes=imports)
+    if action != "allow":
+        extra = _outside(rules, verdict, imports)
+        return f"the scan policy of {policy.whose} withholds {verdict.replace('_', ' ')} files{extra}"
+    if not current and rules.unscanned != "allow":
+        return f"the scan policy of {policy.whose} withholds files not scanned with the current rules yet"
+    return ""
 
 
 def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterable[FileEntry]) -> dict[str, FileStatus]:
-    """The scan status of each of ``entries`` (files of one of the repo's trees), by path."""
+    """The scan status of each of ``entries`` (files of one of the repo's trees), by path, under the scan rules of
+    the repo's owner and of the hub."""
     entries = list(entries)
     shas = list({e.sha256 for e in entries})
     scans = {s.sha256: s for s in session.scalars(select(Scan).where(Scan.sha256.in_(shas)))} if shas else {}
-    paths = [e.path for e in entries if e.sha256 in scans and not _clean(scans[e.sha256])]
-    released: set[tuple[str, str]] = set()
-    if paths:
-        rows = session.execute(select(ScanRelease.path, ScanRelease.sha256).where(
-            ScanRelease.repo_id == repo_id, ScanRelease.path.in_(paths))).tuples()  # fmt: skip
-        released = set(rows)
-    version, out = rules_version(settings), {}
+    version, policy = rules_version(settings), repo_rules(session, settings, repo_id)
+    found: dict[str, tuple[str, list[str], str, bool]] = {}
     for e in entries:
         scan = scans.get(e.sha256)
-        free = (e.path, e.sha256) in released
         if scan is None:
-            out[e.path] = FileStatus(e.path, "unscanned", "inconclusive", [], free, False, False)
+            found[e.path] = ("unscanned", [], _decide(policy, "unscanned", [], True), False)
         else:
-            withheld = _withheld(settings.scan_policy, scan, free)
+            verdict, imports = verdict_of(scan)
             current = scan.rules_version == version
-            findings = list(scan.findings)
-            out[e.path] = FileStatus(e.path, scan.verdict, scan.completeness, findings, free, withheld, current)
+            found[e.path] = (verdict, imports, _decide(policy, verdict, imports, current), current)
+    held = [e.path for e in entries if found[e.path][2]]
+    released: set[tuple[str, str]] = set()
+    if held:
+        rows = session.execute(select(ScanRelease.path, ScanRelease.sha256).where(
+            ScanRelease.repo_id == repo_id, ScanRelease.path.in_(held))).tuples()  # fmt: skip
+        released = set(rows)
+    out = {}
+    for e in entries:
+        verdict, imports, reason, current = found[e.path]
+        scan = scans.get(e.sha256)
+        free = (e.path, e.sha256) in released
+        out[e.path] = FileStatus(e.path, verdict, scan.completeness if scan is not None else "inconclusive",
+                                 list(scan.findings) if scan is not None else [], free, bool(reason) and not free,
+                                 current, imports, reason if not free else "")  # fmt: skip
     return out
 
 
+def rules_of(session: Session, settings: Settings, repo: Repo) -> ScanRules:
+    """The scan rules that apply to the files of ``repo`` (its owner's and the hub's)."""
+    return repo_rules(session, settings, repo).rules
+
+
 def check_download(session: Session, settings: Settings, repo_id: int, entry: FileEntry) -> None:
-    """Raise :class:`FileFlaggedError` if the scanner flagged ``entry`` and nobody released it in this repo."""
+    """Raise :class:`FileFlaggedError` if ``entry`` is withheld (see :func:`statuses`) and nobody released it in
+    this repo."""
     status = statuses(session, settings, repo_id, [entry])[entry.path]
     if status.withheld:
         raise FileFlaggedError(
-            f"Download refused: the hub's scanner flagged {status.message()}. Loading this file could run code. "
+            f"Download refused: {status.reason}: {status.message()}. "
             "The repo's owner or a hub admin can release it after review (POST /api/<type>s/<repo>/scan/release, "
             "or the Release button on the repo page)."
         )
@@ -243,7 +316,7 @@ def release(db: Database, principal: Principal, repo: Repo, entry: FileEntry) ->
     admins; malicious files only for hub admins."""
     owner = principal.account_id == repo.owner_id or principal.orgs.get(repo.owner_id) == "admin"
     if not principal.can_write or not (owner or principal.is_admin):
-        raise ForbiddenError(f"only the owner of {repo.repo_id} or a hub admin can release flagged files")
+        raise ForbiddenError(f"only the owner of {repo.repo_id} or a hub admin can release withheld files")
     with db.write() as session:
         scan = session.get(Scan, entry.sha256)
         if scan is not None and scan.verdict == "malicious" and not principal.is_admin:
