@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.hubtools import S3_ENV, HubProcess, Postgres, S3Server, postgres_cluster, s3_server, start_hub
+from tests.scan.realfiles import RealFile, build_corpus
 
 # The hub speaks Git LFS and Xet; the tests' clients use Git LFS unless a test enables Xet for its own client
 # processes (tests/hub/test_xet_*.py). Background ingestion of LFS uploads into xorbs (on by default) is off for
@@ -51,3 +52,9 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def unique() -> str:
     """A fresh repo name for each test."""
     return f"r{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RealFile]:
+    """The files the field's libraries write (tests/scan/realfiles.py), built once per session: name → RealFile."""
+    return {f.name: f for f in build_corpus(tmp_path_factory.mktemp("realfiles"))}

@@ -144,7 +144,7 @@ def test_tar_in_gzip_in_zip(scan_bytes: ScanBytes) -> None:
     assert scan_bytes(data).verdict is Verdict.MALICIOUS
 
 
-def test_7z_is_inconclusive_but_stored_pickles_are_found(scan_bytes: ScanBytes) -> None:
+def test_unreadable_7z_is_inconclusive_but_stored_pickles_are_found(scan_bytes: ScanBytes) -> None:
     header = b"7z\xbc\xaf\x27\x1c\x00\x04" + b"\x00" * 24
     assert not scan_bytes(header + b"\x11" * 64).clean
     assert scan_bytes(header + EVIL).verdict is Verdict.MALICIOUS

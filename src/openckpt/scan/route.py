@@ -12,7 +12,7 @@ from typing import Any
 
 from openckpt.scan.containers import compressed, tar
 from openckpt.scan.containers import zip as zipc
-from openckpt.scan.formats import gguf, keras, numpy, onnx, safetensors, savedmodel, torch
+from openckpt.scan.formats import gguf, keras, numpy, onnx, safetensors, savedmodel, sb3, torch
 from openckpt.scan.formats.joblib import JoblibArrays
 from openckpt.scan.limits import Context, LimitError
 from openckpt.scan.pickle.machine import Nested
@@ -159,9 +159,23 @@ class Router:
             self.ctx.add("polyglot", Severity.SUSPICIOUS, reason, member=member)
             self.zip(buf, start, end, member, depth)
 
+    def _serialized(self, member: str, depth: int) -> sb3.ScanPickle:
+        """Scan an SB3 ``:serialized:`` value as the pickle ``cloudpickle.loads`` reads (opaque bytes included)."""
+
+        def scan(data: bytes, label: str) -> None:
+            where = f"{member}!{label}:serialized:"
+            self.scan(data, 0, len(data), where, depth + 1)
+
+        return scan
+
     def zip(self, buf: Any, start: int, end: int, member: str | None, depth: int) -> str:
-        """Scan every member of a zip archive; torch, npz and Keras layouts get their own rules."""
+        """Scan every member of a zip archive; torch, npz, Keras and SB3 layouts get their own rules; archives laid
+        end to end (a DCP ``.distcp`` file: one ``torch.save`` archive per item) are scanned one by one."""
         ctx = self.ctx
+        parts = zipc.segments(buf, start, end, limit=ctx.limits.max_entries)
+        if parts is not None:
+            kinds = {self.zip(buf, s, e, f"{member or ''}@{s}", depth + 1) for s, e in parts}
+            return "distcp" if kinds == {"torch-zip"} else "zip-sequence"
         try:
             entries = zipc.read_entries(ctx, buf, start, end, member)
         except zipc.ZipError as e:
@@ -175,11 +189,14 @@ class Router:
             kind = "keras"
         elif names and all(n.endswith(".npy") for n in names):
             kind = "npz"
+        elif sb3.is_sb3_zip(names):
+            kind = "sb3"
         loader = "torch" if is_torch else ("numpy" if kind == "npz" else "pickle")
         if is_torch and any(torch.member_role(n) == "code" for n in names):
             reason = "TorchScript archive: loading runs its TorchScript code (torch.load hands it to torch.jit.load)"
             ctx.add("torchscript", Severity.NEEDS_CODE, reason, member=member)
             ctx.runs.add("torch.jit.load")
+            kind, loader = "torchscript", "torchscript"
         for i, entry in enumerate(entries):
             if is_torch and entry.method == 0 and not entry.encrypted and torch.member_role(entry.name) == "storage":
                 magic = buf[entry.data : entry.data + 4]
@@ -198,6 +215,12 @@ class Router:
             try:
                 if kind == "keras" and entry.name == "config.json":
                     keras.scan_config(ctx, zipc.open_member(ctx, buf, entry, where), member=where)
+                    continue
+                if kind == "sb3" and entry.name == "data":
+                    data_buf, data_start, data_end = zipc.open_member(ctx, buf, entry, where)
+                    sb3.scan_data(
+                        ctx, bytes(data_buf[data_start:data_end]), self._serialized(where, depth), member=where
+                    )
                     continue
                 head = zipc.open_member(ctx, buf, entry, where, limit=_SNIFF)
                 sub = sniff(*head)

@@ -1,8 +1,9 @@
-"""Single-stream compression (gzip, bz2, xz, zlib as joblib writes it) and 7z, which is not unpacked.
+"""Single-stream compression (gzip, bz2, xz, zlib as joblib writes it) and 7z archives.
 
 Decompression is incremental and bounded: a member may not inflate past ``max_ratio`` (once over ``ratio_floor``
-bytes) nor past :data:`MAX_INFLATE` in memory. A 7z archive cannot be listed without a 7z implementation: it is
-inconclusive, and any pickle stored in it uncompressed is still found by a byte search.
+bytes) nor past :data:`MAX_INFLATE` in memory. 7z archives are unpacked with ``py7zr`` (``pip install
+'openckpt[scan]'``) under the same limits as zip and tar, counted as the bytes are written; without py7zr a 7z
+archive is inconclusive, and any pickle stored in it uncompressed is still found by a byte search.
 """
 
 from __future__ import annotations
@@ -93,8 +94,21 @@ def scan(
 
 
 def _scan_7z(ctx: Context, router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
-    reason = "7z archive: its members cannot be listed without a 7z implementation"
-    ctx.add("7z", Severity.INFO, reason, member=member, inconclusive=True)
+    try:
+        import py7zr  # noqa: F401
+    except ImportError:
+        reason = "7z archive: its members cannot be listed without py7zr (pip install 'openckpt[scan]')"
+        ctx.add("7z", Severity.INFO, reason, member=member, inconclusive=True)
+        _search_7z(router, buf, start, end, member, depth)
+        return
+    from openckpt.scan.containers import sevenzip
+
+    if not sevenzip.scan(ctx, router, buf, start, end, member, depth):
+        _search_7z(router, buf, start, end, member, depth)
+
+
+def _search_7z(router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
+    """Pickles stored uncompressed in a 7z archive that could not be unpacked (already inconclusive)."""
     pos, found = start, 0
     while found < 100:
         hits = [

@@ -18,7 +18,7 @@ from typing import Any
 from openckpt.scan.limits import Context
 from openckpt.scan.verdict import Severity
 
-__all__ = ["Entry", "ZipError", "find_eocd", "open_member", "read_entries"]
+__all__ = ["Entry", "ZipError", "find_eocd", "open_member", "read_entries", "segments"]
 
 _EOCD = struct.Struct("<4s4H2LH")
 _EOCD64_LOC = struct.Struct("<4sLQL")
@@ -63,6 +63,50 @@ def find_eocd(buf: Any, start: int, end: int) -> int:
     while pos >= 0 and pos + _EOCD.size > end:
         pos = buf.rfind(b"PK\x05\x06", lo, pos)
     return pos
+
+
+def _archive_end(buf: Any, start: int, eocd: int, end: int) -> int | None:
+    """Where the archive whose EOCD record is at ``eocd`` ends, if that record's directory offsets (zip64 too)
+    are relative to ``start``; else ``None``."""
+    if eocd + _EOCD.size > end:
+        return None
+    _, disk, _, _, _, cd_size, cd_offset, comment = _EOCD.unpack_from(buf, eocd)
+    stop = eocd + _EOCD.size + comment
+    if disk != 0 or stop > end:
+        return None
+    loc = eocd - _EOCD64_LOC.size
+    if loc >= start and bytes(buf[loc : loc + 4]) == b"PK\x06\x07":
+        pos64 = start + _EOCD64_LOC.unpack_from(buf, loc)[2]
+        if pos64 + _EOCD64.size > loc or bytes(buf[pos64 : pos64 + 4]) != b"PK\x06\x06":
+            return None
+        fields = _EOCD64.unpack_from(buf, pos64)
+        return stop if start + fields[9] + fields[8] == pos64 else None
+    return stop if start + cd_offset + cd_size == eocd else None
+
+
+def segments(buf: Any, start: int, end: int, *, limit: int) -> list[tuple[int, int]] | None:
+    """``buf[start:end]`` as complete zip archives laid end to end (each ``torch.save`` item of a
+    ``torch.distributed.checkpoint`` ``.distcp`` file), or ``None`` unless there are at least two and they cover
+    every byte. Only tried when the last archive does not start at ``start``."""
+    eocd = find_eocd(buf, start, end)
+    if eocd < 0 or _archive_end(buf, start, eocd, end) is not None:
+        return None
+    found: list[tuple[int, int]] = []
+    seg = start
+    while seg < end:
+        if len(found) >= limit or bytes(buf[seg : seg + 4]) != b"PK\x03\x04":
+            return None
+        pos = buf.find(b"PK\x05\x06", seg, end)
+        stop = None
+        while pos >= 0 and stop is None:
+            stop = _archive_end(buf, seg, pos, end)
+            if stop is None:
+                pos = buf.find(b"PK\x05\x06", pos + 1, end)
+        if stop is None:
+            return None
+        found.append((seg, stop))
+        seg = stop
+    return found if len(found) >= 2 else None
 
 
 def _name(raw: bytes, flags: int) -> str:

@@ -328,11 +328,27 @@ WEIGHTS_ONLY = _pairs(
 )
 """What ``torch.load(weights_only=True)`` accepts without ``add_safe_globals``."""
 
+TORCHSCRIPT: dict[str, str] = {
+    "torch.jit._pickle": "build_intlist build_tensorlist build_doublelist build_boollist build_tensor_from_id "
+    "restore_type_tag",
+}
+"""The rebuild functions of a TorchScript archive's ``constants.pkl``/``code/*.debug_pkl``: each returns its argument
+(``torch/jit/_pickle.py``). Classes under ``__torch__`` are the archive's own TorchScript types (:mod:`.globals`)."""
+
+DCP_METADATA: dict[str, str] = {
+    "torch.distributed.checkpoint.metadata": "Metadata MetadataIndex StorageMeta TensorProperties "
+    "TensorStorageMetadata ChunkStorageMetadata BytesStorageMetadata _MEM_FORMAT_ENCODING",
+    "torch.distributed.checkpoint.filesystem": "_StorageInfo",
+}
+"""The dataclasses (and one enum) of a ``torch.distributed.checkpoint`` ``.metadata`` file, which
+``FileSystemReader.read_metadata`` unpickles: they only store their fields."""
+
 ALLOWED: dict[str, frozenset[tuple[str, str]]] = {
     "torch": _pairs(BASE, TORCH, TORCH_NN, NUMPY),
+    "torchscript": _pairs(BASE, TORCH, TORCHSCRIPT),
     "numpy": _pairs(BASE, NUMPY),
     "joblib": _pairs(BASE, NUMPY, JOBLIB, SKLEARN),
-    "pickle": _pairs(BASE, TORCH, TORCH_NN, NUMPY, JOBLIB, SKLEARN),
+    "pickle": _pairs(BASE, TORCH, TORCH_NN, NUMPY, JOBLIB, SKLEARN, DCP_METADATA),
 }
-"""Per loader: ``torch`` (torch zip and legacy files), ``numpy`` (object arrays), ``joblib``, ``pickle`` (a raw
-pickle, which any of them may load)."""
+"""Per loader: ``torch`` (torch zip and legacy files), ``torchscript`` (``torch.jit.load``'s pickles), ``numpy``
+(object arrays), ``joblib``, ``pickle`` (a raw pickle, which any of them may load)."""

@@ -152,6 +152,8 @@ def classify(module: str, name: str, loader: str) -> tuple[Severity, str] | None
     """``None`` if the canonical global is allowed for ``loader``; else its severity and the reason."""
     if (module, name) in ALLOWED[loader]:
         return None
+    if loader == "torchscript" and (module == "__torch__" or module.startswith("__torch__.")):
+        return None  # a TorchScript type of the archive's own code/, resolved by torch.jit, never imported
     full = f"{module}.{name}"
     parts = full.split(".")
     top = parts[0]

@@ -1,0 +1,96 @@
+"""The layouts issue #13 taught the scanner: SB3 ``:serialized:`` fields, DCP ``.distcp`` item sequences and
+metadata, TorchScript rebuild names, 7z archives; each rule exact, so that nothing else gets through with them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import py7zr
+import pytest
+
+from openckpt.scan.api import scan_file
+from openckpt.scan.limits import Limits
+from openckpt.scan.verdict import Verdict
+
+from .conftest import ScanBytes
+from .crafted import P2, P4, STOP, call, glob, sg, u, zip_bytes
+
+EVIL = P4 + call(sg("os", "system"), u("id")) + STOP
+TENSORLESS = P2 + b"}" + STOP
+
+
+def _sb3(serialized: str) -> bytes:
+    data = {"policy_class": {":type:": "<class 'abc.ABCMeta'>", ":serialized:": serialized}, "gamma": 0.99}
+    return zip_bytes({"data": json.dumps(data).encode(), "policy.pth": zip_bytes({"policy/data.pkl": TENSORLESS})})
+
+
+def test_sb3_serialized_fields_are_decoded_as_the_loader_does(scan_bytes: ScanBytes) -> None:
+    encoded = base64.b64encode(EVIL).decode()
+    assert scan_bytes(_sb3(encoded), "model.zip").verdict is Verdict.MALICIOUS
+    # b64decode(validate=False) drops characters outside the alphabet: so must the scanner
+    noisy = "*".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+    assert scan_bytes(_sb3(noisy), "model.zip").verdict is Verdict.MALICIOUS
+    benign = base64.b64encode(P4 + sg("stable_baselines3.common.policies", "ActorCriticPolicy") + STOP).decode()
+    result = scan_bytes(_sb3(benign), "model.zip")
+    assert result.verdict is Verdict.NEEDS_CODE and result.packages == ["stable_baselines3"]
+
+
+def test_torchscript_rebuild_names_are_exact(scan_bytes: ScanBytes) -> None:
+    rebuild = P2 + call(glob("torch.jit._pickle", "build_intlist"), b"]" + STOP[:0]) + STOP
+    script = {"m/constants.pkl": TENSORLESS, "m/code/__torch__.py": b"def forward(self):\n  pass\n"}
+    ok = scan_bytes(zip_bytes({**script, "m/code/__torch__.py.debug_pkl": rebuild}), "m.pt")
+    assert ok.verdict is Verdict.NEEDS_CODE and ok.runs == ["torch.jit.load"]
+    other = P2 + call(glob("torch.jit._pickle", "load"), u("x")) + STOP
+    assert scan_bytes(zip_bytes({**script, "m/data.pkl": other}), "m.pt").verdict is Verdict.MALICIOUS
+    # outside a TorchScript archive the same names are what they are
+    assert scan_bytes(rebuild, "x.pkl").verdict is Verdict.MALICIOUS
+    own_type = P2 + glob("__torch__.model", "Net") + STOP
+    assert scan_bytes(zip_bytes({"m/data.pkl": own_type}), "m.pt").verdict is Verdict.NEEDS_CODE
+    assert scan_bytes(zip_bytes({**script, "m/data.pkl": own_type}), "m.pt").imports == []
+
+
+def test_dcp_metadata_classes_are_exact(scan_bytes: ScanBytes) -> None:
+    meta = P4 + call(sg("torch.distributed.checkpoint.metadata", "Metadata")) + STOP
+    assert scan_bytes(meta, ".metadata").clean
+    other = P4 + call(sg("torch.distributed.checkpoint.state_dict_loader", "load"), u("x")) + STOP
+    assert scan_bytes(other, ".metadata").verdict is Verdict.MALICIOUS
+
+
+def test_distcp_items_are_read_one_by_one(scan_bytes: ScanBytes) -> None:
+    item = zip_bytes({"archive/data.pkl": TENSORLESS})
+    evil = zip_bytes({"archive/data.pkl": EVIL})
+    result = scan_bytes(item + item + item, "__0_0.distcp")
+    assert result.format == "distcp" and result.verdict is Verdict.CLEAN
+    assert scan_bytes(item + evil + item, "__0_0.distcp").verdict is Verdict.MALICIOUS
+    # a gap between archives is not a DCP file: the zip view sees data before its archive
+    gapped = scan_bytes(item + b"\x00" + item, "__0_0.distcp")
+    assert gapped.format != "distcp" and gapped.verdict is Verdict.SUSPICIOUS
+
+
+def _7z(path: Path, members: dict[str, bytes], **kwargs: object) -> Path:
+    with py7zr.SevenZipFile(path, "w", **kwargs) as z:  # type: ignore[arg-type]
+        for name, data in members.items():
+            z.writestr(data, name)
+    return path
+
+
+def test_7z_is_unpacked(tmp_path: Path) -> None:
+    assert scan_file(_7z(tmp_path / "ok.7z", {"a/model.pkl": TENSORLESS})).verdict is Verdict.CLEAN
+    evil = scan_file(_7z(tmp_path / "evil.7z", {"ok.pkl": TENSORLESS, "deep/model.bin": EVIL}))
+    assert evil.verdict is Verdict.MALICIOUS
+    assert any(f.member == "(7z)!deep/model.bin" for f in evil.findings if f.callable == "os.system")
+
+
+def test_7z_limits(tmp_path: Path) -> None:
+    bomb = _7z(tmp_path / "bomb.7z", {"zeros.bin": bytes(4 << 20)})
+    result = scan_file(bomb, limits=Limits(ratio_floor=1 << 16))
+    assert result.verdict is Verdict.INCONCLUSIVE and any("ratio" in f.reason for f in result.findings)
+    locked = _7z(tmp_path / "locked.7z", {"model.pkl": EVIL}, password="secret")
+    assert scan_file(locked).verdict is Verdict.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("data", [b"", bytes(range(256)) * 4, b"\x93NUMPY garbage"])
+def test_opaque_is_never_a_code_path(scan_bytes: ScanBytes, data: bytes) -> None:
+    assert scan_bytes(data, "weights.bin").verdict in (Verdict.OPAQUE, Verdict.INCONCLUSIVE)
