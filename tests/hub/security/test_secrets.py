@@ -25,7 +25,7 @@ from openckpt.hub.db.models import Base, HubSecret, Token, Webhook, WebSession
 from openckpt.hub.services.accounts import hash_token
 from openckpt.hub.settings import Settings
 from tests.hub.test_ui import csrf_of, login
-from tests.hubtools import HubProcess, free_port, shared_secret, start_hub
+from tests.hubtools import HubProcess, Postgres, free_port, shared_secret, start_hub
 from tests.testdata import opaque_bytes
 
 WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex
@@ -124,7 +124,7 @@ def test_the_database_holds_no_secret(hub: HubProcess, user: str, db: Database) 
     secret = hub.secret()
     needles = [secret, secret.hex().encode(), WEBHOOK_SECRET.encode(), user.encode()]
     with db.read() as session:
-        assert session.scalars(select(HubSecret)).all() == []
+        assert session.get(HubSecret, "signing") is None  # at most the fingerprint (shared databases)
         stored = session.scalars(select(Webhook.secret).where(Webhook.url == PUBLIC_HOOK)).all()
         dumps = []
         for table in Base.metadata.sorted_tables:  # every row of every table, as text
@@ -264,9 +264,22 @@ def test_a_secret_file_signs_and_stays_out_of_the_data_dir(tmp_path: Path) -> No
         assert not (hub.data_dir / "secret.key").exists()
         for db in _db(hub):
             with db.read() as session:
-                assert session.scalars(select(HubSecret)).all() == []
+                assert session.get(HubSecret, "signing") is None
     finally:
         hub.stop()
+
+
+def test_servers_with_different_secrets_are_told(postgres: Postgres, tmp_path: Path) -> None:
+    """Two servers of one hub (one PostgreSQL database) that do not share the secret: the second says so."""
+    database = postgres.create_database(f"sec_{uuid.uuid4().hex[:8]}")
+    first = start_hub(tmp_path / "a" / "data", database, env=shared_secret(tmp_path))
+    try:
+        second = start_hub(tmp_path / "b" / "data", database, env=shared_secret(tmp_path))
+        second.stop()
+        assert "different signing secret" in second.log.read_text()
+    finally:
+        first.stop()
+    assert "different signing secret" not in first.log.read_text()
 
 
 def test_an_older_hubs_secrets_move_out_of_its_database(tmp_path: Path) -> None:

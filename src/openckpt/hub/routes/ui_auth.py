@@ -54,6 +54,8 @@ async def login(request: Request) -> Response:
             raise UnauthorizedError("empty token")
         with hub.db.write() as session:
             principal = accounts.authenticate(session, secret)
+            if previous := request.cookies.get(SESSION_COOKIE):  # a new session for a new sign-in, never the old
+                web_sessions.end_session(session, previous)
             cookie = web_sessions.start_session(session, principal, lifetime=hub.settings.session_lifetime)
     except UnauthorizedError:
         return _login_page(

@@ -8,11 +8,17 @@ the data it protects:
 - a SQLite hub moves it to its key file and deletes it from the database (what it signed stays valid);
 - a hub on a shared database (PostgreSQL) without a configured secret keeps reading it there, with a warning at
   every start, since its other servers may still rely on it: configure the secret on every server to end that.
+
+On a shared database each server also records a fingerprint of its secret (an HMAC of a fixed text: it reveals
+nothing of the secret) and warns when the last server to start had another one: URLs, Xet and form tokens one
+signs would be refused by the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -20,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from openckpt.fsutil import fsync_dir
 from openckpt.hub.db.engine import Database
@@ -31,6 +38,8 @@ __all__ = ["settle_secret"]
 log = logging.getLogger("openckpt.hub")
 SIGNING = "signing"
 """The name older hubs kept their signing key under in ``hub_secrets``."""
+FINGERPRINT = "signing-fingerprint"
+"""HMAC-SHA256(secret, a fixed text) as hex: which secret the last server of the hub to start had."""
 
 
 def settle_secret(db: Database, settings: Settings) -> bytes:
@@ -39,6 +48,7 @@ def settle_secret(db: Database, settings: Settings) -> bytes:
     with db.read() as session:
         legacy = session.get(HubSecret, SIGNING)
         legacy_value = legacy.value if legacy is not None else None
+    shared = not settings.database().startswith("sqlite")
     secret = settings.configured_secret()
     if secret:
         if legacy_value is not None:
@@ -47,8 +57,7 @@ def settle_secret(db: Database, settings: Settings) -> bytes:
                 "deleted the signing key older versions kept in the database: OPENCKPT_SECRET(_FILE) "
                 "replaces it, so URLs and Xet tokens signed before are no longer valid"
             )
-        return secret
-    shared = not settings.database().startswith("sqlite")
+        return _compared(db, secret) if shared else secret
     if legacy_value is not None and shared:
         log.warning(
             "the signing secret is still kept in the database (as older versions did): set "
@@ -69,7 +78,26 @@ def settle_secret(db: Database, settings: Settings) -> bytes:
                 "same one, give them OPENCKPT_SECRET_FILE",
                 key_file,
             )
-    return settings.generated_secret()
+    secret = settings.generated_secret()
+    return _compared(db, secret) if shared else secret
+
+
+def _compared(db: Database, secret: bytes) -> bytes:
+    """``secret``, its fingerprint recorded; warns if the last server of this hub to start had another one."""
+    mark = hmac.new(secret, b"openckpt signing secret fingerprint", hashlib.sha256).hexdigest()
+    # another server may record one at the same moment: then compare with theirs below
+    with contextlib.suppress(SQLIntegrityError), db.write() as session:
+        if session.get(HubSecret, FINGERPRINT) is None:
+            session.add(HubSecret(name=FINGERPRINT, value=mark))
+    with db.write() as session:
+        row = session.get(HubSecret, FINGERPRINT)
+        if row is not None and row.value != mark:
+            log.warning(
+                "another server of this hub started with a different signing secret: URLs, Xet and form tokens "
+                "one signs are refused by the other. Give every server the same OPENCKPT_SECRET_FILE"
+            )
+            row.value = mark
+    return secret
 
 
 def _forget(db: Database) -> None:
