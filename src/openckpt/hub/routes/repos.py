@@ -22,6 +22,7 @@ from openckpt.hub.context import (
     rev_and_path,
 )
 from openckpt.hub.db.models import Ref, Repo
+from openckpt.hub.error_response import header_text
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, repo_duplicate, repo_move, repos
 from openckpt.hub.services.commits import commit_chain, resolve_revision
@@ -64,7 +65,8 @@ async def create(request: Request) -> JSONResponse:
             repos.create_repo, hub.db, hub.store, principal, repo_type, name, organization, private
         )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
-        return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+        headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
+        return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
     notify(request, repo_event(repo, "create", "repo"))
     return JSONResponse({"url": url, "name": repo_id, "id": str(repo.id)})
 
@@ -123,7 +125,8 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
             private=private,
         )  # fmt: skip
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
-        return JSONResponse({"error": str(e), "url": url}, 409, headers={ERROR_CODE: e.code, ERROR_MESSAGE: str(e)})
+        headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
+        return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
     notify(request, repo_event(repo, "create", "repo"))
     return JSONResponse({"url": url, "name": to_id, "filesCopyPending": False})
 

@@ -81,6 +81,7 @@ class _LocalBlobResponse(Response):
 def _disposition(filename: str) -> str:
     """``inline`` with an ASCII fallback name and the exact one in UTF-8 (RFC 6266): headers are latin-1 only."""
     fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    fallback = "".join(c if c.isprintable() else "_" for c in fallback)  # never a control character in a header
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
