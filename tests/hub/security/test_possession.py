@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,13 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     server = start_hub(data, url, env=env)
     yield server
     server.stop()
+
+
+def _weights(size: int) -> bytes:
+    """A safetensors file of one tensor of ``size`` random bytes (unique per call): clean to the scanner."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + os.urandom(size)
 
 
 def _api(hub: HubProcess, token: str) -> HfApi:
@@ -109,27 +117,27 @@ def _reconstruct(hub: HubProcess, repo: str, token: str, file_hash: str) -> int:
 
 
 def _private_object(hub: HubProcess, people: People, unique: str, data: bytes) -> tuple[str, str]:
-    """alice's private repo holding ``data`` as ``secret.bin`` (by LFS); (repo, sha256)."""
+    """alice's private repo holding ``data`` as ``secret.safetensors`` (by LFS); (repo, sha256)."""
     repo = f"alice/{unique}-secret"
     api = _api(hub, people.alice)
     api.create_repo(repo, private=True)
-    api.upload_file(path_or_fileobj=data, path_in_repo="secret.bin", repo_id=repo)
+    api.upload_file(path_or_fileobj=data, path_in_repo="secret.safetensors", repo_id=repo)
     return repo, hashlib.sha256(data).hexdigest()
 
 
 def test_a_private_object_named_by_sha256_is_missing(
     hub: HubProcess, people: People, unique: str, tmp_path: Path
 ) -> None:
-    data = os.urandom(70_000)
+    data = _weights(70_000)
     _, oid = _private_object(hub, people, unique, data)
     mine = f"bob/{unique}"
     _api(hub, people.bob).create_repo(mine)
-    never = hashlib.sha256(os.urandom(64)).hexdigest()  # an object nobody uploaded: the answer to copy
+    never = hashlib.sha256(_weights(64)).hexdigest()  # an object nobody uploaded: the answer to copy
 
     for size in (len(data), None):
-        stolen = _commit(hub, people.bob, mine, "stolen.bin", oid, size)
-        _refusal(stolen, oid, _commit(hub, people.bob, mine, "stolen.bin", never, size), never)
-    _absent(hub, people.bob, mine, "stolen.bin", tmp_path / "c")
+        stolen = _commit(hub, people.bob, mine, "stolen.safetensors", oid, size)
+        _refusal(stolen, oid, _commit(hub, people.bob, mine, "stolen.safetensors", never, size), never)
+    _absent(hub, people.bob, mine, "stolen.safetensors", tmp_path / "c")
 
     asked = _batch(hub, people.bob, mine, oid, len(data))
     assert "upload" in asked["actions"], "the batch asks for the bytes, as for any object the hub lacks"
@@ -142,33 +150,33 @@ def test_a_private_object_named_by_sha256_is_missing(
 def test_a_gated_object_in_a_visible_tree_is_missing_until_access_is_granted(
     hub: HubProcess, people: People, unique: str, tmp_path: Path
 ) -> None:
-    gated, data = f"alice/{unique}-gated", os.urandom(50_000)
+    gated, data = f"alice/{unique}-gated", _weights(50_000)
     owner = _api(hub, people.alice)
     owner.create_repo(gated)
-    owner.upload_file(path_or_fileobj=data, path_in_repo="weights.bin", repo_id=gated)
+    owner.upload_file(path_or_fileobj=data, path_in_repo="weights.safetensors", repo_id=gated)
     owner.update_repo_settings(gated, gated="manual")
     mine, bob = f"bob/{unique}", _api(hub, people.bob)
     bob.create_repo(mine)
 
-    (entry,) = [f for f in bob.list_repo_tree(gated) if f.path == "weights.bin"]  # the tree is public...
+    (entry,) = [f for f in bob.list_repo_tree(gated) if f.path == "weights.safetensors"]  # the tree is public...
     oid = entry.lfs.sha256  # type: ignore[union-attr]
     with pytest.raises(GatedRepoError):  # ...its files are not
-        hf_hub_download(gated, "weights.bin", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c0")
+        hf_hub_download(gated, "weights.safetensors", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c0")
     for size in (len(data), None):
-        assert _commit(hub, people.bob, mine, "w.bin", oid, size).status_code == 400
+        assert _commit(hub, people.bob, mine, "w.safetensors", oid, size).status_code == 400
     assert "upload" in _batch(hub, people.bob, mine, oid, len(data))["actions"]
     assert _verify(hub, people.bob, mine, oid, len(data)) == 404
     with pytest.raises(GatedRepoError):
         bob.duplicate_repo(gated, f"bob/{unique}-dup")
 
     owner.grant_access(gated, "bob")  # a reader with access has the bytes: names them by hash, copies the repo
-    r = _commit(hub, people.bob, mine, "w.bin", oid, None)
+    r = _commit(hub, people.bob, mine, "w.safetensors", oid, None)
     assert r.status_code == 200, r.text
-    got = hf_hub_download(mine, "w.bin", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c1")
+    got = hf_hub_download(mine, "w.safetensors", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c1")
     assert Path(got).read_bytes() == data
     bob.duplicate_repo(gated, f"bob/{unique}-dup")
     got = hf_hub_download(
-        f"bob/{unique}-dup", "weights.bin", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c2"
+        f"bob/{unique}-dup", "weights.safetensors", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c2"
     )
     assert Path(got).read_bytes() == data
 
@@ -176,29 +184,32 @@ def test_a_gated_object_in_a_visible_tree_is_missing_until_access_is_granted(
 def test_whoever_sends_the_bytes_has_them_and_the_store_keeps_one_copy(
     hub: HubProcess, people: People, unique: str, tmp_path: Path
 ) -> None:
-    small, large = os.urandom(40_000), os.urandom(2 * MB + 12_345)  # by one PUT, and in three parts
+    small, large = _weights(40_000), _weights(2 * MB + 12_345)  # by one PUT, and in three parts
     _, small_oid = _private_object(hub, people, unique, small)
     _api(hub, people.alice).upload_file(
-        path_or_fileobj=large, path_in_repo="large.bin", repo_id=f"alice/{unique}-secret"
+        path_or_fileobj=large, path_in_repo="large.safetensors", repo_id=f"alice/{unique}-secret"
     )
     large_oid = hashlib.sha256(large).hexdigest()
     mine, bob = f"bob/{unique}", _api(hub, people.bob)
     bob.create_repo(mine)
-    assert _commit(hub, people.bob, mine, "large.bin", large_oid, len(large)).status_code == 400
+    assert _commit(hub, people.bob, mine, "large.safetensors", large_oid, len(large)).status_code == 400
 
     # a completion without parts proves nothing: the bytes are stored already, but not sent by bob
     asked = _batch(hub, people.bob, mine, large_oid, len(large))["actions"]["upload"]
     assert len(asked["header"]) == 4  # chunk_size and three part URLs: multipart
     done = httpx.post(asked["href"], json={"oid": large_oid, "parts": []}, timeout=60)
     assert done.status_code in (200, 400)
-    assert _commit(hub, people.bob, mine, "large.bin", large_oid, len(large)).status_code == 400
+    assert _commit(hub, people.bob, mine, "large.safetensors", large_oid, len(large)).status_code == 400
 
     files = _store_files(hub)
-    for path, data in (("small.bin", small), ("large.bin", large)):  # the stock client: batch, upload, verify, commit
+    for path, data in (
+        ("small.safetensors", small),
+        ("large.safetensors", large),
+    ):  # the stock client: batch, upload, verify, commit
         bob.upload_file(path_or_fileobj=data, path_in_repo=path, repo_id=mine)
     assert _store_files(hub) == files, "the re-uploaded bytes were stored already: no second copy"
     assert _blob_files(hub, small_oid) == _blob_files(hub, large_oid) == 1
-    for path, data in (("small.bin", small), ("large.bin", large)):
+    for path, data in (("small.safetensors", small), ("large.safetensors", large)):
         got = hf_hub_download(mine, path, endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c")
         assert Path(got).read_bytes() == data
     assert _verify(hub, people.bob, mine, small_oid, len(small)) == 200
@@ -206,26 +217,30 @@ def test_whoever_sends_the_bytes_has_them_and_the_store_keeps_one_copy(
 
 
 def test_readers_name_what_they_may_read(hub: HubProcess, people: People, unique: str, tmp_path: Path) -> None:
-    lab, data = f"lab/{unique}", os.urandom(30_000)
+    lab, data = f"lab/{unique}", _weights(30_000)
     _api(hub, people.alice).create_repo(lab, private=True)
-    _api(hub, people.alice).upload_file(path_or_fileobj=data, path_in_repo="w.bin", repo_id=lab)
+    _api(hub, people.alice).upload_file(path_or_fileobj=data, path_in_repo="w.safetensors", repo_id=lab)
     oid = hashlib.sha256(data).hexdigest()
 
     _api(hub, people.bob).create_repo(f"bob/{unique}")
-    assert _commit(hub, people.bob, f"bob/{unique}", "x.bin", oid, None).status_code == 400
+    assert _commit(hub, people.bob, f"bob/{unique}", "x.safetensors", oid, None).status_code == 400
     olga = _api(hub, people.olga)  # reads the org's repos, may not write to them
     olga.create_repo(f"olga/{unique}")
-    r = _commit(hub, people.olga, f"olga/{unique}", "from-lab.bin", oid, None)
+    r = _commit(hub, people.olga, f"olga/{unique}", "from-lab.safetensors", oid, None)
     assert r.status_code == 200, r.text
-    r = _commit(hub, people.bob, f"bob/{unique}", "x.bin", oid, None)  # olga's repo is public: now bob reads it
+    r = _commit(hub, people.bob, f"bob/{unique}", "x.safetensors", oid, None)  # olga's repo is public: now bob reads it
     assert r.status_code == 200, r.text
 
     # the repo's own history, by the stock client: a copy inside the repo, of the head and of an older revision
-    olga.delete_file("from-lab.bin", repo_id=f"olga/{unique}")
+    olga.delete_file("from-lab.safetensors", repo_id=f"olga/{unique}")
     old = olga.list_repo_commits(f"olga/{unique}")[1].commit_id
-    copy = CommitOperationCopy(src_path_in_repo="from-lab.bin", path_in_repo="again.bin", src_revision=old)
+    copy = CommitOperationCopy(
+        src_path_in_repo="from-lab.safetensors", path_in_repo="again.safetensors", src_revision=old
+    )
     olga.create_commit(f"olga/{unique}", [copy], commit_message="copy from history")
-    got = hf_hub_download(f"olga/{unique}", "again.bin", endpoint=hub.url, token=people.olga, cache_dir=tmp_path)
+    got = hf_hub_download(
+        f"olga/{unique}", "again.safetensors", endpoint=hub.url, token=people.olga, cache_dir=tmp_path
+    )
     assert Path(got).read_bytes() == data
     with pytest.raises(RepositoryNotFoundError):
         _api(hub, people.bob).duplicate_repo(lab, f"bob/{unique}-dup")
@@ -235,23 +250,24 @@ def test_xet_files_named_by_sha256(hub: HubProcess, people: People, unique: str,
     theirs, mine = f"alice/{unique}-xet", f"bob/{unique}"
     _api(hub, people.alice).create_repo(theirs, private=True)
     _api(hub, people.bob).create_repo(mine)
-    up = XetUpload(os.urandom(300_000))
-    commit_xet(hub, theirs, up, "x.bin", people.alice)
+    up = XetUpload(_weights(300_000))
+    commit_xet(hub, theirs, up, "x.safetensors", people.alice)
     size = len(up.data)
 
-    assert _commit(hub, people.bob, mine, "x.bin", up.sha256, size).status_code == 400
-    assert _commit(hub, people.bob, mine, "x.bin", up.sha256, None).status_code == 400
+    assert _commit(hub, people.bob, mine, "x.safetensors", up.sha256, size).status_code == 400
+    assert _commit(hub, people.bob, mine, "x.safetensors", up.sha256, None).status_code == 400
     assert _reconstruct(hub, mine, people.bob, up.file_hex) == 404
 
-    liar = XetUpload(os.urandom(size))  # bob's own bytes, registered under alice's sha256
+    liar = XetUpload(_weights(300_000))  # bob's own bytes, registered under alice's sha256
     liar.sha256 = up.sha256
+    assert len(liar.data) == size
     put_xet(hub, mine, liar, people.bob)
-    assert _commit(hub, people.bob, mine, "x.bin", up.sha256, size).status_code == 400
+    assert _commit(hub, people.bob, mine, "x.safetensors", up.sha256, size).status_code == 400
 
     put_xet(hub, mine, up, people.bob)  # the same file, uploaded by bob: xorb known already, his shard proves it
-    r = _commit(hub, people.bob, mine, "x.bin", up.sha256, size)
+    r = _commit(hub, people.bob, mine, "x.safetensors", up.sha256, size)
     assert r.status_code == 200, r.text
-    got = hf_hub_download(mine, "x.bin", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c")
+    got = hf_hub_download(mine, "x.safetensors", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c")
     assert Path(got).read_bytes() == up.data
     assert _reconstruct(hub, mine, people.bob, up.file_hex) == 200
 
@@ -261,7 +277,7 @@ def test_hf_xet_uploads_of_the_same_bytes_dedup_and_commit(
 ) -> None:
     """The stock client with hf_xet: alice's private upload, then bob's of the same bytes (global dedup: he sends
     only a shard); before his upload, naming the file by sha256 is refused."""
-    files = {"w.safetensors": os.urandom(3 * MB)}
+    files = {"w.safetensors": _weights(3 * MB)}
     digests = write_folder(tmp_path / "src", files)
     theirs, mine = f"alice/{unique}", f"bob/{unique}"
     _api(hub, people.alice).create_repo(theirs, private=True)
