@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from openckpt.errors import ForbiddenError, UnauthorizedError
 from openckpt.hub.db.engine import Database
@@ -26,6 +26,8 @@ TRANSFER_PATH = f"{CAS_PATH}/transfer"
 HUB_REPO = 0
 """The repo of tokens the hub mints for itself (server-side ingestion): no repo's uploads."""
 SCOPES = ("read", "write")
+_REVOKED_AT = select(Token.revoked_at).where(Token.id == bindparam("id"))
+"""The minting token's revocation, looked up on every CAS request (by primary key)."""
 _PREFIX = "xet2"
 """``xet1`` tokens (without the access token) are refused: clients ask for a new token on their next transfer."""
 
@@ -77,7 +79,7 @@ def check_token(secret: bytes, header: str | None, *, db: Database, write: bool 
     token = CasToken(scope, int(repo), int(minted_by), int(expires))
     if token.minted_by:
         with db.read() as session:
-            revoked = session.execute(select(Token.revoked_at).where(Token.id == token.minted_by)).first()
+            revoked = session.execute(_REVOKED_AT, {"id": token.minted_by}).first()
         if revoked is None or revoked[0] is not None:
             raise UnauthorizedError("this Xet token's access token was revoked")
     if write and not token.can_write:
