@@ -173,7 +173,7 @@ def test_a_dot_git_segment_in_any_case_is_refused(hub: HubProcess, plain: str, p
     api = _api(hub)
     sha = api.model_info(plain).sha
     if ".git" in path.split("/"):  # the client itself refuses exactly '.git'
-        with pytest.raises(ValueError, match=".git"):
+        with pytest.raises(ValueError, match=r"\.git"):
             api.upload_file(path_or_fileobj=b"[core]\n", path_in_repo=path, repo_id=plain)
     else:
         with pytest.raises(HfHubHTTPError) as refused:
