@@ -21,8 +21,8 @@ __all__ = ["router", "trust_context"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-_LABELS = {"needs_code": "need code", "opaque": "opaque data", "unscanned": "not scanned yet"}
-"""How the scan summary names files of a verdict (``2 need code``)."""
+_LABELS = {"needs_code": "needing code", "opaque": "opaque data", "unscanned": "not scanned yet"}
+"""How the scan summary names files of a verdict (``2 needing code``)."""
 
 
 def trust_context(session: Session, request: Request, repo: Repo, commit: Commit,

@@ -146,14 +146,14 @@ def _summary(path: str, verdict: str, findings: list[dict[str, Any]], imports: l
     needs code, the classes loading it constructs."""
     if verdict == "needs_code":
         shown = ", ".join(imports[:8]) + (f" (+{len(imports) - 8} more)" if len(imports) > 8 else "")
-        return f"{path}: needs code: loading it runs {shown}" if shown else f"{path}: needs code"
+        return f"{path}: needs code: loading it imports {shown}" if shown else f"{path}: needs code"
     worst = next((f for f in findings if f.get("severity") != "info" or f.get("inconclusive")), None)
     if worst is None or verdict == "clean":
         return f"{path}: {verdict}"
     where = (worst.get("member") or "") + (f"@{worst['offset']}" if worst.get("offset") is not None else "")
-    called = f" calls {worst['callable']}" if worst.get("callable") else ""
+    called = f": calls {worst['callable']}" if worst.get("callable") else ""
     more = f" (+{len(findings) - 1} more findings)" if len(findings) > 1 else ""
-    return f"{path}: {verdict}:{called} — {worst.get('reason')}" + (f" [{where}]" if where else "") + more
+    return f"{path}: {verdict}{called} — {worst.get('reason')}" + (f" [{where}]" if where else "") + more
 
 
 # ---- the gate on commits ----------------------------------------------------------------------------------------
@@ -247,6 +247,9 @@ class FileStatus:
         return _summary(self.path, self.verdict, self.findings, self.imports)
 
 
+_KINDS = {"needs_code": "files that need code", "unscanned": "files not scanned yet"}
+
+
 def _decide(policy: RepoScanRules, verdict: str, imports: list[str], current: bool) -> str:
     """Why a file of ``verdict`` is withheld under ``policy``; empty when it is not."""
     if verdict == "malicious":
@@ -255,7 +258,7 @@ def _decide(policy: RepoScanRules, verdict: str, imports: list[str], current: bo
     action = rules.action(verdict, packages=packages_of(imports), classes=imports)
     if action != "allow":
         extra = _outside(rules, verdict, imports)
-        return f"the scan policy of {policy.whose} withholds {verdict.replace('_', ' ')} files{extra}"
+        return f"the scan policy of {policy.whose} withholds {_KINDS.get(verdict, verdict + ' files')}{extra}"
     if not current and rules.unscanned != "allow":
         return f"the scan policy of {policy.whose} withholds files not scanned with the current rules yet"
     return ""
