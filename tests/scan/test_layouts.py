@@ -94,3 +94,38 @@ def test_7z_limits(tmp_path: Path) -> None:
 @pytest.mark.parametrize("data", [b"", bytes(range(256)) * 4, b"\x93NUMPY garbage"])
 def test_opaque_is_never_a_code_path(scan_bytes: ScanBytes, data: bytes) -> None:
     assert scan_bytes(data, "weights.bin").verdict in (Verdict.OPAQUE, Verdict.INCONCLUSIVE)
+
+
+def _metadata(items: list[tuple[str, int, int]]) -> bytes:
+    """A ``.metadata`` pickle as ``FileSystemWriter`` writes it: ``Metadata(storage_data={index: _StorageInfo})``."""
+    meta, dcp_fs = "torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem"
+    entries = b""
+    for i, (path, offset, length) in enumerate(items):
+        index = sg(meta, "MetadataIndex") + b")\x81" + b"}" + u("fqn") + u(f"w{i}") + b"sb"
+        info = sg(dcp_fs, "_StorageInfo") + b")\x81" + b"}(" + u("relative_path") + u(path)
+        info += u("offset") + b"J" + offset.to_bytes(4, "little") + u("length") + b"J" + length.to_bytes(4, "little")
+        entries += index + info + b"ub"
+    state = b"}(" + u("storage_data") + b"}(" + entries + b"uu"
+    return P4 + sg(meta, "Metadata") + b")\x81" + state + b"b" + STOP
+
+
+def test_dcp_items_are_read_through_the_storage_index(tmp_path: Path) -> None:
+    from openckpt.scan.api import scan
+
+    item = zip_bytes({"archive/data.pkl": TENSORLESS})
+    evil = zip_bytes({"archive/data.pkl": EVIL})
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "__0_0.distcp").write_bytes(item + item)
+    (ckpt / ".metadata").write_bytes(
+        _metadata([("__0_0.distcp", 0, len(item)), ("__0_0.distcp", len(item), len(item))])
+    )
+    report = scan(ckpt)
+    assert [r.verdict for r in report.results] == [Verdict.CLEAN, Verdict.CLEAN], report.to_dict()
+    # an item the index points at inside the file, past the archives the file seems to hold, is read too
+    hidden = item + item + evil
+    (ckpt / "__0_0.distcp").write_bytes(hidden)
+    (ckpt / ".metadata").write_bytes(_metadata([("__0_0.distcp", 2 * len(item), len(evil))]))
+    assert max(r.verdict.rank for r in scan(ckpt).results) == Verdict.MALICIOUS.rank
+    (ckpt / ".metadata").write_bytes(_metadata([("../elsewhere.distcp", 0, 10)]))
+    assert {r.path.rsplit("/", 1)[-1]: r.verdict for r in scan(ckpt).results}[".metadata"] is Verdict.SUSPICIOUS

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from openckpt.scan.formats import dcp
 from openckpt.scan.limits import Context, LimitError, Limits
 from openckpt.scan.route import Router
 from openckpt.scan.verdict import FileResult, Finding, ScanReport, Severity
@@ -82,8 +83,11 @@ def scan(
         if not path.exists() and not path.is_symlink():
             report.results.append(FileResult(str(path), "missing", [_missing(path)]))
             continue
-        for file in _files(path):
-            report.results.append(scan_file(file, limits=limits))
+        found = [scan_file(file, limits=limits) for file in _files(path)]
+        if path.is_dir() and not path.is_symlink():
+            for directory in sorted({Path(r.path).parent for r in found if Path(r.path).name == dcp.METADATA}):
+                dcp.check_directory(directory, found, limits or Limits())
+        report.results += found
     return report
 
 
