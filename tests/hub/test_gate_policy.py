@@ -245,3 +245,26 @@ def test_unscanned_files_follow_the_policy(hub: HubProcess, people: People, uniq
     assert status["scansDone"] is True and not [f for f in status["files"] if f["withheld"]]
     path = hf_hub_download(repo, "notes.txt", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c3")
     assert Path(path).read_bytes() == data
+
+
+def test_inconclusive_files_are_served_unless_the_policy_says_otherwise(hub: HubProcess, people: People,
+                                                                         unique: str, tmp_path: Path,
+                                                                         org_policy: Any) -> None:  # fmt: skip
+    broken = b"\x80\x02cfoo.bar\nBaz%s\n)" % unique.encode()  # imports a class, then breaks off: a path not followed
+    api = _api(hub, people.alice)
+    repo = api.create_repo(f"{people.org}/{unique}").repo_id
+    api.upload_file(path_or_fileobj=broken, path_in_repo="broken.pkl", repo_id=repo)
+    assert _by_path(_status(api, repo))["broken.pkl"]["verdict"] == "inconclusive"
+    path = hf_hub_download(repo, "broken.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c1")
+    assert Path(path).read_bytes() == broken
+
+    org_policy({"scan": {"inconclusive": "withhold"}})
+    with pytest.raises(HfHubHTTPError) as caught:
+        hf_hub_download(repo, "broken.pkl", endpoint=hub.url, token=people.alice, cache_dir=tmp_path / "c2")
+    assert caught.value.response.status_code == 403 and "inconclusive" in str(caught.value)
+
+    org_policy({"scan": {"inconclusive": "block"}})
+    with pytest.raises(HfHubHTTPError) as caught:
+        api.upload_file(path_or_fileobj=broken, path_in_repo="again.pkl", repo_id=repo)
+    assert caught.value.response.status_code == 403
+    assert caught.value.response.headers["X-Error-Code"] == "PolicyViolation" and "again.pkl" in str(caught.value)
