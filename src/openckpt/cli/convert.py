@@ -64,13 +64,12 @@ def convert(
             entry, inner = source.entry_of(name)
             grouped.setdefault(entry, {})[inner] = source.read(name)
         config = config if config is not None else source.config
-        model = [t for t in source.tensors.values() if source.entry_of(t.name)[0] == "model"]
-        architecture = architecture_of(model or source.tensors.values(), config)
+        weights = [t for t in source.tensors.values() if source.is_weight(t.name)]
+        architecture = architecture_of(weights or source.tensors.values(), config)
+        state = {source.entry_of(t.name)[0] for t in source.tensors.values() if not source.is_weight(t.name)}
         entries = {
             key: EntrySnapshot(
-                "module" if key == "model" or key in source.entry_configs else "state",
-                tensors,
-                config=config if key == "model" else None,
+                "state" if key in state else "module", tensors, config=config if key == "model" else None
             )
             for key, tensors in grouped.items()
         }

@@ -52,7 +52,7 @@ def summarize(source: TensorSource) -> dict[str, Any]:
     manifest = source.manifest if isinstance(source, CheckpointSource) else None
     architecture = manifest.architecture if manifest is not None else None
     if architecture is None:
-        model = [t for t in tensors if manifest is None or t.name.startswith("model/")]
+        model = [t for t in tensors if (manifest is None and source.is_weight(t.name)) or t.name.startswith("model/")]
         architecture = architecture_of(model, source.config)
     summary["architecture"] = architecture.model_dump(exclude_defaults=True)
     summary["tensors"] = [
@@ -111,6 +111,14 @@ def _pairs(title: str, data: dict[str, Any]) -> Table | None:
     return table
 
 
+def _shown(key: str, value: Any, sections: dict[str, Any]) -> bool:
+    """Whether a section already shows ``key`` with ``value`` (or is that value, as ``Dims`` is ``dims``)."""
+    return any(
+        facts == value or (isinstance(facts, dict) and key in facts and facts[key] == value)
+        for facts in sections.values()
+    )
+
+
 def _console() -> Console:
     """stdout; when it is not a terminal (piped), wide enough that no line is wrapped."""
     console = out()
@@ -151,7 +159,9 @@ def _render(summary: dict[str, Any]) -> None:
     entries = {k: f"{e.get('kind')}: {', '.join(e.get('files', []))}" for k, e in summary.get("entries", {}).items()}
     tables.append(_pairs("Entries", entries))
     tables.append(_pairs("Training", summary.get("training", {})))
-    tables.append(_pairs("Values", summary.get("values", {})))
+    sections = summary.get("sections", {})
+    values = {k: v for k, v in summary.get("values", {}).items() if not _shown(k, v, sections)}
+    tables.append(_pairs("Values", values))
     tables.append(_pairs("Lineage", summary.get("lineage", {})))
     for title, facts in summary.get("sections", {}).items():
         tables.append(_pairs(title, facts if isinstance(facts, dict) else {"value": facts}))
@@ -180,7 +190,7 @@ def inspect_command(
     """
     from openckpt.format.readers import open_source
 
-    with open_source(path) as source:
+    with open_source(path, opaque_ok=True) as source:
         summary = summarize(source)
     if as_json:
         print_json(summary)

@@ -16,6 +16,7 @@ from pathlib import Path
 from openckpt.errors import CheckpointNotFoundError, FormatError
 from openckpt.format.manifest import MANIFEST_NAME
 from openckpt.format.readers.base import FLOAT_DTYPES, TensorEntry, TensorSource, architecture_of
+from openckpt.format.readers.containers import container_kind
 
 __all__ = ["FLOAT_DTYPES", "TensorEntry", "TensorSource", "architecture_of", "open_source", "sniff"]
 
@@ -46,7 +47,7 @@ def _zip_kind(path: Path) -> str:
         return "torchscript" if code and any(n.endswith("constants.pkl") for n in names) else "torch"
     if names and all(n.endswith(".npy") for n in names):
         return "npz"
-    raise FormatError("zip archive that is none of: torch file, .npz, SB3 model, .pt2, .keras", path=path)
+    return "zip"
 
 
 def _dir_kind(path: Path) -> str:
@@ -62,30 +63,66 @@ def _dir_kind(path: Path) -> str:
         return "trainer"
     if any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")):
         return "huggingface"
+    if (xml := _single(path, "*.xml")) is not None and xml.with_suffix(".bin").is_file():
+        return "openvino"
     if bin_weights(path):
         return "huggingface-bin"
+    if _single(path, "*.onnx"):
+        return "onnx"
     raise FormatError(
         f"directory holds none of: {MANIFEST_NAME}, .safetensors or .bin weights, model_index.json, "
-        "trainer_state.json, DCP .metadata",
+        "trainer_state.json, DCP .metadata, one .onnx or OpenVINO .xml",
         path=path,
     )
+
+
+def _single(directory: Path, pattern: str) -> Path | None:
+    """The one file matching ``pattern`` in ``directory``, if exactly one does."""
+    found = [p for p in directory.glob(pattern) if p.is_file()]
+    return found[0] if len(found) == 1 else None
+
+
+def _compressed_pickle(head: bytes) -> bool:
+    """Whether ``head`` starts a zlib/gzip/bz2/xz stream whose first byte is a pickle's PROTO (joblib's ``.z``)."""
+    import bz2
+    import lzma
+    import zlib
+
+    for wbits, magic in ((zlib.MAX_WBITS, b"\x78"), (16 + zlib.MAX_WBITS, b"\x1f\x8b")):
+        if head.startswith(magic):
+            try:
+                return zlib.decompressobj(wbits).decompress(head, 2)[:1] == b"\x80"
+            except zlib.error:
+                return False
+    for magic, make in ((b"BZh", bz2.BZ2Decompressor), (b"\xfd7zXZ\x00", lzma.LZMADecompressor)):
+        if head.startswith(magic):
+            try:
+                return make().decompress(head, 2)[:1] == b"\x80"
+            except (OSError, EOFError, lzma.LZMAError):
+                return False
+    return False
 
 
 def sniff(path: Path) -> str:
     """The format at ``path`` by content, never by extension: ``openckpt``, ``huggingface``, ``huggingface-bin``,
     ``diffusers``, ``trainer``, ``dcp`` (directories); ``safetensors``, ``torch`` (zip), ``torch-legacy``,
-    ``torchscript``, ``pt2``, ``sb3``, ``npz``, ``keras``, ``gguf``, ``onnx``, ``openvino``, ``pickle`` (files)."""
+    ``torchscript``, ``pt2``, ``sb3``, ``npz``, ``keras``, ``gguf``, ``onnx``, ``openvino``, ``pickle`` (files);
+    ``zip``, ``tar``, ``7z`` (containers of any of these)."""
     if path.is_dir():
         return _dir_kind(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(512)
     except FileNotFoundError:
         raise CheckpointNotFoundError("no such file or directory", path=path) from None
     except OSError as e:
         raise FormatError(f"cannot read: {e}", path=path) from e
     if head.startswith(_ZIP_MAGIC):
         return _zip_kind(path)
+    if _compressed_pickle(head):
+        return "pickle"
+    if (container := container_kind(path, head)) is not None:
+        return container
     if head[:1] == b"\x80":
         return "torch-legacy" if head[2:4] == _TORCH_LEGACY else "pickle"
     if head.startswith(b"GGUF"):
@@ -113,19 +150,33 @@ def _is_onnx(path: Path) -> bool:
     return bool(model.graph.node or model.graph.initializer)
 
 
-def open_source(path: str | Path, *, entry: str | None = None) -> TensorSource:
-    """Open the tensors at ``path``; for an openckpt checkpoint, ``entry`` selects one entry by bare names."""
+def open_source(path: str | Path, *, entry: str | None = None, opaque_ok: bool = False) -> TensorSource:
+    """Open the tensors at ``path``; for an openckpt checkpoint, ``entry`` selects one entry by bare names.
+
+    ``opaque_ok``: a file no format claims opens as an :class:`~.containers.OpaqueSource` (no tensors) instead of
+    raising :class:`FormatError`.
+    """
     from openckpt.format.readers import archives, foreign, hfdirs
     from openckpt.format.readers.checkpoint import CheckpointSource
+    from openckpt.format.readers.containers import ContainerSource, OpaqueSource
     from openckpt.format.readers.dcp import DcpSource
     from openckpt.format.readers.native import HuggingFaceSource, SafetensorsSource
     from openckpt.format.readers.npz import NpzSource
     from openckpt.format.readers.torchfile import TorchSource
 
     path = Path(path)
-    kind = sniff(path)
+    try:
+        kind = sniff(path)
+    except FormatError as e:
+        if opaque_ok and path.is_file() and "unrecognised format" in str(e):
+            return OpaqueSource(path, why="no format openckpt reads claims it")
+        raise
     if kind == "openckpt":
         return CheckpointSource(path, entry=entry)
+    if kind in ("zip", "tar", "7z"):
+        return ContainerSource(path, kind=kind)
+    if path.is_dir() and kind in ("onnx", "openvino"):
+        path = _single(path, "*.onnx" if kind == "onnx" else "*.xml") or path
     simple: dict[str, type[TensorSource]] = {
         "huggingface": HuggingFaceSource,
         "huggingface-bin": hfdirs.BinModelSource,

@@ -86,7 +86,8 @@ class Sb3Source(CompositeSource):
                 file.write_bytes(z.read(member))
                 child = TorchSource(file, zipped=file.read_bytes()[:2] == b"PK")
                 if child.tensors:
-                    self.adopt("" if prefix == "model" else prefix, child, where=member)
+                    weights = prefix == "model"
+                    self.adopt("" if weights else prefix, child, state=not weights, where=member)
         if not isinstance(data, dict):
             raise FormatError("SB3 data member is not a JSON object", path=path)
         self.layout = "Stable-Baselines3 model" + (f" (SB3 {version})" if version else "")

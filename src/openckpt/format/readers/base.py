@@ -78,6 +78,10 @@ class TensorSource(ABC):
         """The openckpt entry and the tensor name inside it for the source's tensor ``name``."""
         return "model", name
 
+    def is_weight(self, name: str) -> bool:
+        """Whether tensor ``name`` is a model weight (not optimizer, scheduler or RNG state)."""
+        return True
+
     @abstractmethod
     def read(self, name: str) -> torch.Tensor:
         """The tensor ``name`` as a contiguous CPU tensor; treat it as read-only."""

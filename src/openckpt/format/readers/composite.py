@@ -32,12 +32,21 @@ class CompositeSource(TensorSource):
         self._children: list[TensorSource] = []
         self._where: dict[str, tuple[TensorSource, str]] = {}
         self._entries: set[str] = set()
+        self._state: set[str] = set()
 
-    def adopt(self, prefix: str, child: TensorSource, *, entry: bool = True, where: str | None = None) -> None:
-        """Add ``child``'s tensors as ``prefix/name`` (bare names for an empty prefix); ``where`` names its files."""
+    def adopt(
+        self, prefix: str, child: TensorSource, *, entry: bool = True, state: bool = False, where: str | None = None
+    ) -> None:
+        """Add ``child``'s tensors as ``prefix/name`` (bare names for an empty prefix); ``where`` names its files.
+
+        ``entry``: the prefix becomes an openckpt entry of its own; ``state``: its tensors are training state
+        (optimizer, RNG), not model weights.
+        """
         self._children.append(child)
         if prefix and entry:
             self._entries.add(prefix)
+        if prefix and state:
+            self._state.add(prefix)
         base = where if where is not None else prefix
         for name, listed in child.tensors.items():
             full = f"{prefix}/{name}" if prefix else name
@@ -55,6 +64,11 @@ class CompositeSource(TensorSource):
     def entry_of(self, name: str) -> tuple[str, str]:
         head, sep, rest = name.partition("/")
         return (head, rest) if sep and head in self._entries else ("model", name)
+
+    def is_weight(self, name: str) -> bool:
+        head, sep, _ = name.partition("/")
+        child, inner = self._where[name]
+        return not (sep and head in self._state) and child.is_weight(inner)
 
     def read(self, name: str) -> torch.Tensor:
         child, inner = self._where[name]

@@ -295,6 +295,27 @@ class OpenVinoSource(TensorSource):
         return flat.reshape(entry.shape).clone()
 
 
+def _decompressed(path: Path, limit: int = 1 << 28) -> bytes:
+    """The file's bytes, decompressed (at most ``limit`` bytes) when zlib, gzip, bz2 or xz compressed (joblib)."""
+    import bz2
+    import lzma
+    import zlib
+
+    data = path.read_bytes()
+    try:
+        if data[:1] == b"\x78":
+            return zlib.decompressobj().decompress(data, limit)
+        if data[:2] == b"\x1f\x8b":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit)
+        if data[:3] == b"BZh":
+            return bz2.BZ2Decompressor().decompress(data, limit)
+        if data[:6] == b"\xfd7zXZ\x00":
+            return lzma.LZMADecompressor().decompress(data, limit)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError) as e:
+        raise FormatError(f"unreadable compressed pickle: {e}", path=path) from e
+    return data
+
+
 class PickleSource(TensorSource):
     """A plain pickle (joblib, sklearn, ``pickle.dump``): never loaded; its classes are listed."""
 
@@ -302,7 +323,7 @@ class PickleSource(TensorSource):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        classes = pickle_globals(path.read_bytes())
+        classes = pickle_globals(_decompressed(path))
         joblib = any(c.startswith("joblib.") for c in classes)
         self.layout = "joblib pickle" if joblib else "plain pickle"
         self.needs_code[path.name] = classes

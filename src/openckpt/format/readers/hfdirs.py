@@ -143,7 +143,7 @@ class TrainerSource(CompositeSource):
     def _part(self, file: Path, prefix: str) -> None:
         child = TorchSource(file, zipped=_zipped(file))
         if child.tensors:
-            self.adopt(prefix, child, where=file.name)
+            self.adopt(prefix, child, state=True, where=file.name)
         if child.values and prefix == "scheduler":
             self.sections["Scheduler"] = dict(child.values)
         child.notes.clear()

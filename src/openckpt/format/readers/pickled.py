@@ -1,6 +1,6 @@
 """Pickled objects read with torch's weights-only loader, never running a class openckpt does not allow.
 
-Each layout allows exactly the globals it needs (:data:`NUMPY_RNG`, :data:`DCP_METADATA`, ``argparse.Namespace``).
+Each layout allows exactly the globals it needs (:data:`NUMPY`, :data:`DCP_METADATA`, ``argparse.Namespace``).
 Any other class the pickle names is stood in for by an inert :class:`Opaque` registered under that exact name: it
 records its arguments and state and runs nothing, so a file that needs code (a pickled Lightning callback, an
 ultralytics model) still shows what it holds, and the names of the classes its loader would have to run.
@@ -25,7 +25,7 @@ from openckpt.errors import FormatError, UnsafeFileError
 __all__ = [
     "DCP_METADATA",
     "NAMESPACE",
-    "NUMPY_RNG",
+    "NUMPY",
     "Loaded",
     "Opaque",
     "load_pickle",
@@ -37,14 +37,16 @@ __all__ = [
 
 NAMESPACE = ("argparse.Namespace",)
 """timm's ``CheckpointSaver`` keeps its command line as an ``argparse.Namespace`` (a plain attribute bag)."""
-NUMPY_RNG = (
+NUMPY = (
     "numpy._core.multiarray._reconstruct",
     "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray.scalar",
     "numpy.ndarray",
     "numpy.dtype",
-    "numpy.dtypes.UInt32DType",
 )
-"""What ``np.random.get_state()`` pickles to (transformers' ``rng_state.pth``, Lightning's loops)."""
+"""numpy arrays and scalars as data: ``np.random.get_state()`` in transformers' ``rng_state.pth``, a Lightning
+callback's ``best_model_score``. With ``numpy.dtype``, each concrete ``numpy.dtypes`` class is allowed too."""
 _DCP = "torch.distributed.checkpoint"
 DCP_METADATA = (
     *(f"{_DCP}.metadata.{name}" for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata")),
@@ -106,6 +108,10 @@ def _allowing(allowed: Iterable[str], standins: Iterable[str]) -> Iterator[None]
     import torch
 
     pairs: list[Any] = []
+    if "numpy.dtype" in allowed:
+        import numpy as np
+
+        pairs += [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", ()) if n.endswith("DType")]
     for name in allowed:
         try:
             pairs.append((_resolve(name), name))
@@ -352,6 +358,8 @@ def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") ->
         return plain(vars(obj), classes, holders, at)
     if type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray":
         return _from_numpy(obj)
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        return obj.item()
     if isinstance(obj, Mapping):
         return {_key(k, classes): plain(v, classes, holders, f"{at}.{_key(k, classes)}") for k, v in obj.items()}
     if isinstance(obj, list | tuple):

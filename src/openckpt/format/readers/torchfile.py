@@ -16,7 +16,7 @@ from openckpt.errors import UnsupportedStateError
 from openckpt.format.dtypes import dtype_name
 from openckpt.format.readers.base import TensorEntry, TensorSource
 from openckpt.format.readers.nested import split_nested
-from openckpt.format.readers.pickled import NAMESPACE, NUMPY_RNG, Loaded, load_torch, load_torchscript, plain
+from openckpt.format.readers.pickled import NAMESPACE, NUMPY, Loaded, load_torch, load_torchscript, plain
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +28,7 @@ _LIGHTNING = ("pytorch-lightning_version", "optimizer_states", "lr_schedulers", 
 
 def load_weights_only(path: Path, *, mmap: bool) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU allowing plain-data layouts' globals; classes inert."""
-    return load_torch(path, allowed=NAMESPACE + NUMPY_RNG, mmap=mmap).obj
+    return load_torch(path, allowed=NAMESPACE + NUMPY, mmap=mmap).obj
 
 
 def needs_of(classes: list[str]) -> str:
@@ -45,7 +45,7 @@ class TorchSource(TensorSource):
 
     def __init__(self, path: Path, *, zipped: bool, torchscript: bool = False) -> None:
         super().__init__(path)
-        allowed = NAMESPACE + NUMPY_RNG
+        allowed = NAMESPACE + NUMPY
         loaded = load_torchscript(path) if torchscript else load_torch(path, allowed=allowed, mmap=zipped)
         self._tensors: dict[str, torch.Tensor] = {}
         self._take(loaded, torchscript=torchscript)
@@ -65,7 +65,7 @@ class TorchSource(TensorSource):
             )
             obj = _without_module_flags(obj)
         elif holders:
-            inner = [c for c in classes if c in holders]
+            inner = sorted((c for c in classes if c in holders), key=lambda c: c.startswith("torch."))
             self.refusal = f"the weights are inside objects of {needs_of(inner)}: loading them runs those classes"
         split = split_nested(obj, root_name=self.path.stem)
         self.values, self.notes = split.values, self.notes + split.notes
