@@ -12,11 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from openckpt.errors import HubError, OpenckptError, RepoMovedError, StorageError
 from openckpt.hub.context import Hub, moved_location
 from openckpt.hub.db.engine import Database
-from openckpt.hub.error_response import error_response
+from openckpt.hub.error_response import error_response, status_code_name
 from openckpt.hub.limits import Limits
 from openckpt.hub.settings import Settings
 from openckpt.protocol import REQUEST_ID
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
         body_timeout=settings.body_timeout,
+        max_form_bytes=settings.max_json_bytes,
     )
 
     @app.exception_handler(HubError)
@@ -105,6 +107,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     @app.exception_handler(OpenckptError)
     async def library_error(request: Request, exc: OpenckptError) -> JSONResponse:
         return _error(400, "BadRequest", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such route, a method not allowed, a form field over 1 MB) in the Hub's shape."""
+        return _error(exc.status_code, status_code_name(exc.status_code), str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from http import HTTPStatus
 
 from fastapi.responses import JSONResponse
 
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REQUEST_ID
 
-__all__ = ["error_response", "header_text"]
+__all__ = ["error_response", "header_text", "status_code_name"]
 
 HEADER_TEXT_LIMIT = 1000
 """Characters of a message repeated in ``X-Error-Message``; the body has all of it."""
@@ -23,7 +25,15 @@ def header_text(text: str, *, limit: int = HEADER_TEXT_LIMIT) -> str:
     return safe if len(safe) <= limit else safe[: limit - 3] + "..."
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def status_code_name(status: int) -> str:
+    """An ``X-Error-Code`` for an HTTP status that has no error class of its own: ``NotFound``, ``MethodNotAllowed``."""
+    try:
+        return HTTPStatus(status).phrase.title().replace(" ", "").replace("-", "")
+    except ValueError:
+        return "HttpError"
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The answer to a failed request, as the Hub gives it."""
     return JSONResponse(
         {"error": message},

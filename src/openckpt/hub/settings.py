@@ -80,7 +80,7 @@ class Settings:
     max_file_size: int = 5 * 10**12
     """The largest file the hub takes (5 TB, as the Hub); the LFS batch refuses larger objects one by one."""
     max_json_bytes: int = 4 * 2**20
-    """Upper bound on a JSON request body (commits have their own, ``max_commit_bytes``)."""
+    """Upper bound on a JSON or form request body (commits have their own, ``max_commit_bytes``)."""
     max_header_bytes: int = 64 * 2**10
     """Upper bound on a request's target and headers together; larger ones are answered 431."""
     max_headers: int = 100

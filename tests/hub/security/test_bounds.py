@@ -228,6 +228,17 @@ def test_a_60_mb_json_body_is_a_413(
     refused(http.request(method, url, content=iter([body[:MB]] * 60)), 413, "PayloadTooLarge")  # chunked
 
 
+def test_a_large_form_is_a_413(http: httpx.Client, repo: str) -> None:
+    """Forms (``paths-info``, the web pages) are bounded as JSON bodies are: Starlette takes 1,000 fields of 1 MB."""
+    url, form = f"/api/models/{repo}/paths-info/main", {"content-type": "application/x-www-form-urlencoded"}
+    refused(http.post(url, content=b"paths=" + b"a" * (8 * MB), headers=form), 413, "PayloadTooLarge")
+    large = b"&".join(b"paths=" + b"a" * 10_000 for _ in range(900))
+    refused(http.post(url, content=iter([large]), headers=form), 413, "PayloadTooLarge")  # chunked: no length
+    many = b"&".join(b"paths=%d" % i for i in range(1001))  # Starlette's bound, in the Hub's error shape
+    refused(http.post(url, content=many, headers=form), 400, "BadRequest")
+    assert [e["path"] for e in http.post(url, data={"paths": ["a.txt"]}).json()] == ["a.txt"]
+
+
 def test_commit_lines_are_bounded(http: httpx.Client, repo: str) -> None:
     """An NDJSON commit is bounded per line (an inline file's base64 and a margin), in lines, and in nesting."""
     head = http.get(f"/api/models/{repo}").json()["sha"]
