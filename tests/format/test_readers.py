@@ -65,8 +65,7 @@ def test_sniff_errors(tmp_path: Path) -> None:
 
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
         z.writestr("readme.txt", "hi")
-    with pytest.raises(FormatError, match="none of: torch file"):
-        sniff(tmp_path / "other.zip")
+    assert sniff(tmp_path / "other.zip") == "zip"  # a container: its members are opened one by one
 
 
 def test_pickle_posing_as_safetensors_in_hf_dir(tmp_path: Path) -> None:
