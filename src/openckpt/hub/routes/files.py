@@ -155,7 +155,7 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
         repo = repos.find_repo(session, require_principal(request), repo_type_of(plural), repo_id_of(owner, name),
                                write=True)  # fmt: skip
         root = resolve_revision(session, repo, rev).tree_id
-        wanted = [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+        wanted = [check_new_path(f["path"]) for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
         entries = _files_at(session, root, wanted)
     out = []
     for f in files:
