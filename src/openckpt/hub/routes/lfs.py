@@ -72,7 +72,7 @@ async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSO
     oids = [str(o.get("oid")) for o in objects]
     write = body["operation"] == "upload"
     stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids)
-    settings, out, parts = hub_of(request).settings, [], 0
+    settings, out, uploads = hub_of(request).settings, [], []
     for obj in objects:
         oid, size = str(obj.get("oid", "")), obj.get("size")
         if not is_sha256(oid) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -85,10 +85,15 @@ async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSO
         elif body["operation"] == "download":
             out.append({"oid": oid, "size": size, "error": {"code": 404, "message": "object not found"}})
         else:
-            parts += _part_count(size, settings.multipart_threshold, settings.multipart_chunk_size)
-            if parts > MAX_BATCH_PARTS:
-                raise PayloadTooLargeError(f"the objects of this batch need over {MAX_BATCH_PARTS} upload parts")
-            out.append({"oid": oid, "size": size, "actions": _object_actions(request, oid, size, repo_type, repo_id)})
+            uploads.append(len(out))
+            out.append({"oid": oid, "size": size})
+    parts = sum(
+        _part_count(out[i]["size"], settings.multipart_threshold, settings.multipart_chunk_size) for i in uploads
+    )
+    if parts > MAX_BATCH_PARTS:  # before signing any
+        raise PayloadTooLargeError(f"the objects of this batch need {parts} upload parts: over {MAX_BATCH_PARTS}")
+    for i in uploads:
+        out[i]["actions"] = _object_actions(request, out[i]["oid"], out[i]["size"], repo_type, repo_id)
     return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
 
