@@ -28,5 +28,5 @@ def test_pull_refuses_a_released_but_unclean_file(hub: HubProcess, unique: str, 
     assert released.status_code == 200, released.text  # the hub lets it through; the client still refuses it
     result = CliRunner().invoke(app, [*args[:2], str(tmp_path / "bad"), *args[2:]])
     assert result.exit_code == 2
-    assert "UnsafeFileError" in result.stderr and "custom.pkl is suspicious" in result.stderr
+    assert "UnsafeFileError" in result.stderr and "custom.pkl needs code from foo" in result.stderr
     assert "foo.bar.Baz" in result.stderr

@@ -62,7 +62,7 @@ def test_a_base_with_a_file_that_is_not_clean_is_refused(
     done = run_cli("finetune", base, "--data", data["csv"], "--task", "text-classification", "--out", tmp_path / "o",
                    *SHORT, env=env)  # fmt: skip
     assert done.returncode == 2
-    assert "UnsafeFileError" in done.stderr and "extra.pkl is suspicious" in done.stderr
+    assert "UnsafeFileError" in done.stderr and "extra.pkl needs code from foo" in done.stderr
     assert not (tmp_path / "o").exists()
 
 
