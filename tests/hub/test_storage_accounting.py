@@ -24,7 +24,8 @@ from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeItem, XetFile, XetSha256, XetTerm, Xorb
 from openckpt.hub.services.storage_accounting import account, account_owner, account_repo
-from openckpt.hub.services.trees import FileEntry, store_files
+from openckpt.hub.services.tree_writes import store_files
+from openckpt.hub.services.trees import FileEntry
 from openckpt.store.local import LocalBlobStore
 from tests.hub.conftest import client_env, run_checked
 from tests.hub.storagetools import XetUpload, api, commit_xet

@@ -29,7 +29,8 @@ from openckpt.hub.db.models import Account, Commit, LicensePolicy, LineageEdge, 
 from openckpt.hub.services import redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.commits import FileChange, resolve_revision
-from openckpt.hub.services.trees import FileEntry, apply_changes, read_tree, write_tree
+from openckpt.hub.services.tree_writes import apply_changes, write_tree
+from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 

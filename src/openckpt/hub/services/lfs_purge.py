@@ -26,7 +26,8 @@ from openckpt.hub.db.models import Commit, Ref, Repo, utcnow
 from openckpt.hub.services import possession
 from openckpt.hub.services.commits import move_ref, retried, rewrite_commits
 from openckpt.hub.services.repos import DEFAULT_BRANCH
-from openckpt.hub.services.trees import first_seen, holders, rewrite_files
+from openckpt.hub.services.tree_writes import rewrite_files
+from openckpt.hub.services.trees import first_seen, holders
 from openckpt.hub.services.webhook_delivery import RefUpdate
 
 __all__ = ["LfsFile", "Purge", "lfs_files", "purge"]

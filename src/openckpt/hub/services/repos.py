@@ -25,7 +25,8 @@ from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.cards import derive_metadata, validate_card
 from openckpt.hub.services.commits import _commit_id, resolve_revision
 from openckpt.hub.services.names import REPO_TYPES, check_name, check_ref_name
-from openckpt.hub.services.trees import FileEntry, read_tree, store_files
+from openckpt.hub.services.tree_writes import store_files
+from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
