@@ -17,11 +17,11 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openckpt.errors import FormatError
+from openckpt.errors import FormatError, OpenckptError, UnsafeFileError
 from openckpt.format.dtypes import torch_dtype
 from openckpt.format.readers.base import TensorEntry, TensorSource
 from openckpt.format.readers.composite import CompositeSource
-from openckpt.format.readers.pickled import pickle_globals
+from openckpt.format.readers.pickled import is_blocked, pickle_globals
 from openckpt.format.readers.torchfile import TorchSource
 
 if TYPE_CHECKING:
@@ -84,7 +84,11 @@ class Sb3Source(CompositeSource):
                     continue
                 file = Path(self._tmp.name) / member
                 file.write_bytes(z.read(member))
-                child = TorchSource(file, zipped=file.read_bytes()[:2] == b"PK")
+                try:
+                    child = TorchSource(file, zipped=file.read_bytes()[:2] == b"PK")
+                except OpenckptError as e:
+                    reason = str(e).removeprefix(f"{file}: ")
+                    raise type(e)(f"member {member}: {reason}", path=path) from e
                 if child.tensors:
                     weights = prefix == "model"
                     self.adopt("" if weights else prefix, child, state=not weights, where=member)
@@ -100,12 +104,15 @@ class Sb3Source(CompositeSource):
         hyper: dict[str, Any] = {}
         for key, value in data.items():
             if isinstance(value, dict) and ":serialized:" in value:
-                self.needs_code[f"data:{key}"] = _serialized_classes(value[":serialized:"])
+                classes = _serialized_classes(value[":serialized:"])
+                if blocked := [c for c in classes if is_blocked(c)]:
+                    message = f"refusing to read: the data field {key!r} calls {', '.join(blocked)} when loaded"
+                    raise UnsafeFileError(message, path=self.path)
+                self.needs_code[f"data:{key}"] = classes
                 shown = {k: v for k, v in value.items() if not k.startswith(":") and not k.startswith("__")}
                 kind = str(value.get(":type:", "")).removeprefix("<class '").removesuffix("'>")
                 if key == "policy_class":
                     module = value.get("__module__")
-                    classes = self.needs_code[f"data:{key}"]
                     policy["class"] = next((c for c in classes if module and c.startswith(module)), module or kind)
                 elif key.endswith("_space"):
                     policy[key] = {

@@ -28,6 +28,7 @@ __all__ = [
     "NUMPY",
     "Loaded",
     "Opaque",
+    "is_blocked",
     "load_pickle",
     "load_torch",
     "load_torchscript",
@@ -144,7 +145,31 @@ def _refused(path: Path | None, error: BaseException) -> UnsafeFileError:
     return UnsafeFileError(message, path=path)
 
 
-_BLOCKED = ("os", "sys", "posix", "nt", "subprocess", "builtins", "socket", "shutil", "importlib", "runpy")
+_BLOCKED = (
+    "os",
+    "sys",
+    "posix",
+    "nt",
+    "subprocess",
+    "builtins",
+    "__builtin__",
+    "socket",
+    "shutil",
+    "importlib",
+    "runpy",
+    "pty",
+    "ctypes",
+    "webbrowser",
+    "code",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "types",
+    "operator",
+    "functools",
+    "pdb",
+)
+"""Modules whose globals in a pickle mean code would run: a file naming one is refused, never read inertly."""
 
 
 def _load(path: Path | None, what: Callable[[], Any], names: Iterable[str], allowed: tuple[str, ...]) -> Loaded:
@@ -152,7 +177,7 @@ def _load(path: Path | None, what: Callable[[], Any], names: Iterable[str], allo
 
     known = _get_allowed_globals()
     names = [n for n in names if n not in known]
-    blocked = [n for n in names if n.partition(".")[0] in _BLOCKED]
+    blocked = [n for n in names if is_blocked(n)]
     if blocked:
         raise UnsafeFileError(f"refusing to load: it names {', '.join(blocked)}, which runs code", path=path)
     standins = sorted({n for n in names if n not in allowed})
@@ -177,8 +202,33 @@ def load_torch(path: Path, *, allowed: tuple[str, ...] = (), mmap: bool = False)
             raise UnsafeFileError("a TorchScript archive: loading it runs its program", path=path) from e
         names = []
     except (pickle.UnpicklingError, EOFError, OSError) as e:
+        blocked = [n for n in pickle_globals(_pickle_bytes(path)) if is_blocked(n)]
+        if blocked:
+            raise UnsafeFileError(f"refusing to load: it names {', '.join(blocked)}, which runs code", path=path) from e
         raise FormatError(f"not a readable torch file: {reason(e)}", path=path) from e
     return _load(path, lambda: torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), names, allowed)
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle of a torch file: ``data.pkl`` of a zip, else the file (legacy format)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return z.read(member) if member else b""
+    except zipfile.BadZipFile:
+        return path.read_bytes()
+
+
+def is_blocked(name: str) -> bool:
+    """Whether global ``name`` is of a module whose callables run code, spawn, or touch files and sockets
+    (torch's own allowlist, ``builtins.set`` and the like, excepted)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    if name.startswith("__builtin__."):
+        name = "builtins." + name.partition(".")[2]
+    return name.partition(".")[0] in _BLOCKED and name not in _get_allowed_globals()
 
 
 def load_pickle(data: bytes, *, allowed: tuple[str, ...] = (), path: Path | None = None) -> Loaded:
