@@ -99,4 +99,15 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         workers=settings.workers,
         log_level=log_level,
         timeout_keep_alive=30,
+        http=_http_protocol(),
     )
+
+
+def _http_protocol() -> str:
+    """httptools with bounds on the request head (``openckpt.hub.http_protocol``); without httptools, uvicorn's h11,
+    which bounds heads itself (16 KiB)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "auto"
+    return "openckpt.hub.http_protocol:BoundedHttpToolsProtocol"

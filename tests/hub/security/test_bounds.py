@@ -8,6 +8,7 @@ that stops mid-way, control characters in a path; and ``nosniff`` on the files t
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import socket
@@ -260,6 +261,32 @@ def test_oversized_or_countless_headers_are_a_431(hub: HubProcess, http: httpx.C
     long_target = b"GET /api/models?" + b"q" * 60_000 + b" HTTP/1.1\r\nHost: hub\r\nX-Pad: " + b"p" * 8000
     refused(raw_exchange(hub, long_target + b"\r\n\r\n"), 431, "HeaderFieldsTooLarge")
     assert http.get("/api/models", headers={f"x-h{i}": "v" * 100 for i in range(50)}).status_code == 200
+
+
+def test_a_head_that_never_ends_is_cut_off_with_flat_memory(hub: HubProcess, http: httpx.Client) -> None:
+    """uvicorn's httptools protocol buffered a header of any size (100 MB: 6 s, ~100 MB of memory) before the app saw
+    it; the hub's protocol closes the connection once the head passes its bound plus one read."""
+    before = rss_mb(hub)
+    host, port = hub.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        answer = b""
+        try:
+            sock.sendall(b"GET /api/models HTTP/1.1\r\nHost: hub\r\nX-Big: ")
+            for _ in range(200):  # 200 MB, if the hub took it all
+                sock.sendall(b"a" * MB)
+        except OSError:  # closed by the hub: what it answered first may be readable
+            with contextlib.suppress(OSError):
+                answer = sock.recv(65536)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert rss_mb(hub) - before < 50, (before, rss_mb(hub))
+    assert http.get("/api/models").status_code == 200
+
+
+def test_a_head_that_stalls_is_a_408(hub: HubProcess) -> None:
+    """A head sent a byte at a time held its connection for as long as the client liked."""
+    r = raw_exchange(hub, b"GET /api/models HTTP/1.1\r\nHost: hub\r\nX-Slow: a")  # ... and nothing more
+    refused(r, 408, "RequestTimeout")
+    assert r.headers["connection"] == "close"
 
 
 CONTROL_PATHS = [
