@@ -13,6 +13,7 @@ import os
 import struct
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import pytest
 from huggingface_hub import CommitOperationCopy, HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
+from openckpt.hub.services.storage_gc import collect
 from tests.hub.conftest import People
-from tests.hub.storagetools import XetUpload, commit_xet, put_xet
+from tests.hub.storagetools import XetUpload, commit_xet, database, put_xet, store_of
 from tests.hub.test_xet_compat import run_client, write_folder, xet_env
 from tests.hubtools import HubProcess, Postgres, start_hub
 
@@ -305,3 +307,18 @@ def test_hf_xet_uploads_of_the_same_bytes_dedup_and_commit(
     )
     got = hf_hub_download(mine, "w.safetensors", endpoint=hub.url, token=people.bob, cache_dir=tmp_path / "c")
     assert hashlib.sha256(Path(got).read_bytes()).hexdigest() == oid
+
+
+def test_garbage_collection_forgets_uploads_never_committed(hub: HubProcess, people: People, unique: str) -> None:
+    data = _weights(20_000)
+    _, oid = _private_object(hub, people, unique, data)
+    mine = f"bob/{unique}"
+    _api(hub, people.bob).create_repo(mine)
+    href = _batch(hub, people.bob, mine, oid, len(data))["actions"]["upload"]["href"]
+    assert httpx.put(href, content=data, timeout=60).status_code == 200
+    assert _verify(hub, people.bob, mine, oid, len(data)) == 200  # sent by bob: his
+
+    with database(hub) as db:  # bob never commits it; the grace period passes
+        collect(db, store_of(hub), grace=timedelta(0))
+    assert _verify(hub, people.bob, mine, oid, len(data)) == 404
+    assert _blob_files(hub, oid) == 1, "alice's commit keeps the bytes: only bob's claim went"
