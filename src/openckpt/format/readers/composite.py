@@ -57,7 +57,8 @@ class CompositeSource(TensorSource):
             self._where[full] = (child, name)
         label = f"{base}/" if base else ""
         self.notes += [f"{label}: {note}" if base else note for note in child.notes]
-        self.needs_code.update({f"{label}{part}": names for part, names in child.needs_code.items()})
+        for part, names in child.needs_code.items():
+            self.needs_code[base if base and part == base.rsplit("/", 1)[-1] else f"{label}{part}"] = names
         if child.refusal is not None and self.refusal is None:
             self.refusal = f"{base or child.path.name}: {child.refusal}"
 

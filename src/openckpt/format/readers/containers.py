@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from openckpt.errors import FormatError, OpenckptError, UnsafeFileError
+from openckpt.errors import FormatError, UnsafeFileError
 from openckpt.format.readers.base import TensorSource
 from openckpt.format.readers.composite import CompositeSource
 
@@ -76,8 +76,13 @@ class ContainerSource(CompositeSource):
 
         try:
             child = open_source(item, opaque_ok=True)
-        except OpenckptError as e:
-            self.notes.append(f"{where}: not read ({type(e).__name__}: {' '.join(str(e).split())})")
+        except FormatError as e:
+            if not item.is_dir():
+                self.notes.append(f"{where}: not read ({' '.join(str(e).split())})")
+                return
+            for member in sorted(p for p in item.rglob("*") if p.is_file()):  # a folder of files: each one alone
+                inner = f"{where}/{member.relative_to(item).as_posix()}"
+                self._open(member, f"{prefix}/{inner}".strip("/") if prefix else inner, where=inner)
             return
         self.config = self.config or child.config
         self.adopt(prefix, child, where=where)
