@@ -327,6 +327,16 @@ def test_a_body_that_stops_is_a_408_and_the_worker_serves_on(hub: HubProcess, ht
     assert http.get("/api/models").status_code == 200
 
 
+def test_an_lfs_upload_that_stops_is_a_408_and_can_be_sent_again(hub: HubProcess) -> None:
+    """The part received is dropped (the upload's temp file), and the same signed URL takes the whole file."""
+    data = uuid.uuid4().bytes * (MB // 16)
+    sha256 = hashlib.sha256(data).hexdigest()
+    url = sign(hub.secret(), "PUT", f"/api/lfs/upload/{sha256}/{len(data)}", 600)
+    head = f"PUT {url} HTTP/1.1\r\nHost: hub\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+    refused(raw_exchange(hub, head + data[: MB // 4]), 408, "RequestTimeout")  # a quarter, then nothing
+    assert httpx.put(hub.url + url, content=data, timeout=60).status_code == 200
+
+
 def test_a_slow_body_that_keeps_coming_is_served(hub: HubProcess, http: httpx.Client) -> None:
     """The bound is on a pause, not on the whole body: a body longer in coming than the timeout is taken."""
     name = f"slow{uuid.uuid4().hex[:8]}"
