@@ -1,13 +1,18 @@
-"""Scanner benchmark: openckpt against picklescan and modelscan, on speed and on the shared corpus.
+"""Scanner benchmark: openckpt against picklescan, modelscan and ModelAudit, on speed, the shared corpus and real files.
 
 Speed, three files made here: (a) a 1 GB torch zip with 100 tensors, (b) a torch zip with 20,000 tensors,
 (c) a 200 MB raw pickle of numpy arrays. Each tool is timed in-process (its scan function, best of 3) and as a
 command (wall time of one CLI run, start-up included). Accuracy: every sample of shared/corpus/pickle-public with
 its label; detection = malicious samples reported malicious, blocked = not reported clean, false positives =
-benign samples not reported clean.
+benign samples not reported clean. Real files: the corpus of tests/scan/realfiles.py (files the field's libraries
+write, and a malicious twin of each code path), each entry (a file or a directory) scanned by every tool: false
+negatives = malicious entries not reported malicious, false positives = benign entries reported malicious (refused),
+flagged = benign entries reported anything but clean (openckpt: inconclusive or suspicious; its ``needs_code`` and
+``opaque`` verdicts are answers, not alarms).
 
-The baselines live in their own venv (``~/.cache/openckpt-bench/scan-baselines``, created on first run) so they
-never enter the project's dependencies. Run: ``python bench/scan.py`` (``--markdown`` for docs/benchmarks.md).
+The baselines live in their own venv (``~/.cache/openckpt-bench/scan-baselines``, or ``$OPENCKPT_BENCH_BASELINES``;
+created on first run) so they never enter the project's dependencies (modelaudit would downgrade botocore and rich).
+Run: ``python bench/scan.py`` (``--markdown`` for docs/benchmarks.md, ``--only real-files`` for one table).
 """
 
 from __future__ import annotations
@@ -24,19 +29,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "openckpt-bench"
-BASELINES = CACHE / "scan-baselines"
+BASELINES = Path(os.environ.get("OPENCKPT_BENCH_BASELINES", CACHE / "scan-baselines"))
 DATA = CACHE / "scan-data"
 CORPUS = ROOT.parent / "shared" / "corpus" / "pickle-public"
-PINS = ["picklescan==1.0.5", "modelscan==0.8.8"]
+PINS = ["picklescan==1.0.5", "modelscan==0.8.8", "modelaudit==0.2.54"]
+TOOLS = ("openckpt", "picklescan", "modelscan", "modelaudit")
 
 # Runs inside the baselines' venv: scans the given paths with one tool, prints one JSON line per path.
 DRIVER = r"""
-import json, sys, time
+import json, os, sys, time
 tool, repeat, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+os.environ.setdefault("PROMPTFOO_DISABLE_TELEMETRY", "1")
 
 def picklescan(path):
-    from picklescan.scanner import scan_file_path
-    r = scan_file_path(path)
+    from picklescan.scanner import scan_directory_path, scan_file_path
+    r = scan_directory_path(path) if os.path.isdir(path) else scan_file_path(path)
     if r.scan_err:
         return "error"
     if r.infected_files or r.issues_count:
@@ -54,7 +61,19 @@ def modelscan(path):
         return "error"
     return "skipped" if s["skipped"]["total_skipped"] and not s["scanned"]["total_scanned"] else "clean"
 
-fn = {"picklescan": picklescan, "modelscan": modelscan}[tool]
+def modelaudit(path):
+    import logging
+    logging.disable(logging.CRITICAL)
+    from modelaudit.core import scan_model_directory_or_file
+    r = scan_model_directory_or_file(path).model_dump()
+    levels = {str(i.get("severity")).lower() for i in r["issues"]}
+    if "critical" in levels:
+        return "malicious"
+    if "warning" in levels:
+        return "suspicious"
+    return "error" if r.get("has_errors") else "clean"
+
+fn = {"picklescan": picklescan, "modelscan": modelscan, "modelaudit": modelaudit}[tool]
 for path in paths:
     best, outcome = None, None
     for _ in range(repeat):
@@ -74,6 +93,7 @@ def ensure_baselines() -> Path:
     if not python.exists():
         print(f"creating {BASELINES} with {' '.join(PINS)}", file=sys.stderr)
         venv.create(BASELINES, with_pip=True)
+    if not all((BASELINES / "bin" / pin.split("==")[0]).exists() for pin in PINS):
         subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINS], check=True)
     return python
 
@@ -114,16 +134,17 @@ def run_baseline(python: Path, tool: str, paths: list[Path], repeat: int) -> lis
 
 
 def run_openckpt(paths: list[Path], repeat: int) -> list[dict[str, object]]:
-    from openckpt.scan.api import scan_file
+    """The worst verdict of each path (a file, or a directory scanned as one checkpoint)."""
+    from openckpt.scan.api import scan
 
     rows = []
     for path in paths:
         best, outcome = float("inf"), ""
         for _ in range(repeat):
             start = time.perf_counter()
-            result = scan_file(path)
+            report = scan(path)
             best = min(best, time.perf_counter() - start)
-            outcome = result.verdict.value + ("" if result.completeness.value == "complete" else "/inconclusive")
+            outcome = max((r.verdict for r in report.results), key=lambda v: v.rank).value
         rows.append({"path": str(path), "outcome": outcome, "seconds": best})
     return rows
 
@@ -176,13 +197,66 @@ def accuracy(python: Path) -> dict[str, dict[str, tuple[int, int, int]]]:
     return table
 
 
+_FLAGGED_OPENCKPT = {"inconclusive", "suspicious", "malicious"}
+
+
+def real_files(python: Path) -> list[str]:
+    """The real-files table: per tool, false negatives and false positives on tests/scan/realfiles.py's corpus."""
+    sys.path.insert(0, str(ROOT))
+    from tests.scan.realfiles import build_corpus
+
+    with tempfile.TemporaryDirectory(prefix="openckpt-realfiles-") as tmp:
+        start = time.perf_counter()
+        corpus = build_corpus(Path(tmp))
+        built = time.perf_counter() - start
+        paths = [entry.path for entry in corpus]
+        results = {"openckpt": run_openckpt(paths, 1)}
+        for tool in TOOLS[1:]:
+            results[tool] = run_baseline(python, tool, paths, 1)
+    malicious = [i for i, e in enumerate(corpus) if e.malicious]
+    benign = [i for i, e in enumerate(corpus) if not e.malicious]
+    lines = [
+        f"{len(corpus)} entries ({len(malicious)} malicious twins, {len(benign)} benign files or directories) "
+        f"built in {built:.0f} s by the libraries themselves.",
+        "",
+        "| tool | false negatives (malicious not reported malicious) | of which passed as clean "
+        "| false positives (benign reported malicious) | benign flagged | scan time |",
+        "|---|---|---|---|---|---|",
+    ]
+    misses: dict[str, list[str]] = {}
+    for tool in TOOLS:
+        rows = results[tool]
+        if len(rows) != len(corpus):
+            lines.append(f"| {tool} | driver failed | | | | |")
+            continue
+        out = [str(r["outcome"]) for r in rows]
+        fn = [i for i in malicious if out[i] != "malicious"]
+        passed = [i for i in fn if out[i] == "clean"]
+        fp = [i for i in benign if out[i] == "malicious"]
+        alarms = _FLAGGED_OPENCKPT if tool == "openckpt" else None
+        flagged = [i for i in benign if (out[i] in alarms if alarms else out[i] != "clean")]
+        seconds = sum(float(r["seconds"]) for r in rows)  # type: ignore[arg-type]
+        lines.append(
+            f"| {tool} | {len(fn)}/{len(malicious)} | {len(passed)} | {len(fp)}/{len(benign)} "
+            f"| {len(flagged)}/{len(benign)} | {seconds:.1f} s |"
+        )
+        misses[tool] = [corpus[i].name for i in fn] + [f"{corpus[i].name} (FP)" for i in fp]
+    lines.append("")
+    lines += [f"- {tool} misses: {', '.join(names) or 'none'}" for tool, names in misses.items()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md section")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--only", choices=["speed", "corpus", "real-files"], help="run one table")
     args = parser.parse_args()
     python = ensure_baselines()
     lines = []
+    if args.only == "real-files":
+        print("\n".join(real_files(python)))
+        return
     if not args.skip_speed:
         lines += ["| file | size | openckpt | picklescan | modelscan | openckpt CLI | picklescan CLI | modelscan CLI |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
@@ -194,6 +268,9 @@ def main() -> None:
             ratio = inproc["picklescan"] / inproc["openckpt"]
             lines.append(f"|  | openckpt: {rate:,.1f} GB/s, {ratio:,.1f}x picklescan in-process | | | | | | |")
         lines.append("")
+    if args.only == "speed":
+        print("\n".join(lines))
+        return
     table = accuracy(python)
     lines += [
         "| tool | malicious → malicious | malicious → not clean | benign → not clean (FP) | invalid → not clean "
@@ -209,6 +286,8 @@ def main() -> None:
             f"| {tool} | {m}/{n} ({100 * m / n:.1f}%) | {b}/{n} ({100 * b / n:.1f}%) | {bb}/{bn} "
             f"({100 * bb / bn:.1f}%) | {invb}/{inv} | {incb}/{inc} |"
         )
+    if args.only is None:
+        lines += ["", *real_files(python)]
     print("\n".join(lines))
     if not args.markdown:
         print(f"\nbaselines: {BASELINES}; data: {DATA}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs")

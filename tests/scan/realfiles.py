@@ -1,9 +1,9 @@
 """A corpus of tiny random-weight files written by the field's own libraries, and a malicious twin of each code path.
 
 ``build_corpus(root)`` writes every :class:`RealFile` under ``root`` (a few seconds; nothing is downloaded) and
-returns them with the verdict the scanner must reach: ``clean``, ``opaque``, ``needs_code`` or ``malicious``. The
-tests of the scanner, the hub gate and ``inspect``/``convert`` share it (session fixture ``real_corpus`` in
-``tests/conftest.py``-style fixtures of ``tests/scan/conftest.py``).
+returns them with the verdict the scanner must reach over each entry (a file or a directory): ``clean``, ``opaque``,
+``needs_code`` or ``malicious``. The tests of the scanner, the hub gate and ``inspect``/``convert`` share it through
+the session fixture ``real_corpus`` of ``tests/conftest.py`` (name → :class:`RealFile`).
 
 Which library writes what:
 
@@ -18,7 +18,7 @@ Which library writes what:
   (``operator torchvision::nms does not exist``). Their files are built without the library: the exact dict layout
   that timm's ``CheckpointSaver._save`` and ultralytics' ``save_model`` write, with the module tree pickled under the
   real class names (stand-in ``nn.Module`` classes registered under ``ultralytics.*`` in ``sys.modules`` only while
-  ``torch.save`` runs). The pickles are therefore the ones the libraries write; the libraries are never imported.
+  ``torch.save`` runs), so the pickles name the same globals in the same structure; the libraries are never imported.
 - The openai-whisper checkpoint is its documented layout (``dims`` + ``model_state_dict``) written by ``torch.save``;
   word2vec's binary format and random bytes stand for opaque data.
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import os
 import struct
@@ -108,7 +109,7 @@ def _quiet() -> Iterator[None]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("WANDB_DISABLED", "true")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its logs
         warnings.simplefilter("ignore")
         yield
 
