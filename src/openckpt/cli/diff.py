@@ -134,19 +134,56 @@ def _render(diffs: list[TensorDiff], summary: dict[str, int], show_all: bool) ->
     console.print(f"{counts}; {human_bytes(summary['bytes_changed'])} changed")
 
 
+def _by_layer(base: Path, model: Path, as_json: bool) -> None:
+    """``diff --base BASE MODEL``: which layers MODEL changed from BASE, and by how much."""
+    from openckpt.governance.layerdiff import layer_changes
+
+    parent, layers = layer_changes(base, model)
+    if as_json:
+        layer_dicts = [layer.to_dict() for layer in layers]
+        print_json({"base": str(base), "model": str(model), "summary": parent.summary, "layers": layer_dicts})
+    else:
+        table = Table(box=None)
+        for column in ("layer", "tensors", "changed", "missing", "added", "rel L2", "min cosine"):
+            table.add_column(column, overflow="fold", justify="left" if column == "layer" else "right")
+        for x in layers:
+            counts = (str(x.tensors), str(x.changed), str(x.missing), str(x.added))
+            table.add_row(escape(x.layer), *counts, fmt_float(x.rel_l2), fmt_float(x.min_cosine))
+        out().print(table)
+        out().print(f"{sum(x.changed > 0 for x in layers)} of {len(layers)} layers changed")
+    if any(x.changed or x.missing or x.added for x in layers):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
 @guard
 def diff_command(
     a: Annotated[Path, typer.Argument(help="Checkpoint, safetensors file, HF directory, .pt or .npz.")],
-    b: Annotated[Path, typer.Argument(help="The same kinds as A.")],
+    b: Annotated[Path | None, typer.Argument(help="The same kinds as A (not with --base).")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="List identical tensors too.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base",
+            help="Show which layers A (a fine-tune, quantization, merge or PEFT adapter) changed "
+            "from this base, and by how much (relative L2 by layer).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare tensors of A and B; exit 1 if any differ (like diff(1)).
 
     Two openckpt checkpoints are compared entry by entry (names ``<entry>/<tensor>``); against any other
-    source, a checkpoint's ``model`` entry is compared.
+    source, a checkpoint's ``model`` entry is compared. ``diff --base BASE A`` groups the changes by layer.
     """
     from openckpt.format.readers import open_source, sniff
+
+    if base is not None:
+        if b is not None:
+            raise typer.BadParameter("give either B or --base, not both")
+        return _by_layer(base, a, as_json)
+    if b is None:
+        raise typer.BadParameter("missing B (or --base)")
 
     both_native = sniff(a) == "openckpt" and sniff(b) == "openckpt"
     entry = None if both_native else "model"
