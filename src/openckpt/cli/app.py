@@ -17,6 +17,7 @@ from openckpt.cli.evaluate import evaluate_app
 from openckpt.cli.finetune import finetune_command
 from openckpt.cli.inspect import inspect_command
 from openckpt.cli.license import license_app
+from openckpt.cli.lineage import lineage_app
 from openckpt.cli.login import login_command
 from openckpt.cli.openness import openness_command
 from openckpt.cli.pull import pull_command
@@ -50,6 +51,7 @@ app.add_typer(card_app, name="card")
 app.command("openness")(openness_command)
 app.command("bom")(bom_command)
 app.add_typer(license_app, name="license")
+app.add_typer(lineage_app, name="lineage")
 # Reuse: bias evaluations recorded in the card.
 app.add_typer(evaluate_app, name="evaluate")
 # The hub: run it, administer it locally, and use it as a client.
