@@ -102,7 +102,9 @@ def _jsonable(value: Any) -> Any:
 def _pairs(title: str, data: dict[str, Any]) -> Table | None:
     if not data:
         return None
-    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    table = Table(
+        title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0), min_width=len(title)
+    )
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in data.items():
@@ -130,7 +132,7 @@ def _console() -> Console:
 def _render(summary: dict[str, Any]) -> None:
     console = _console()
     kind = _KINDS.get(summary["kind"], summary["kind"])
-    layout = f": {escape(summary['layout'])}" if summary.get("layout") else ""
+    layout = f": {escape(summary['layout'])}" if summary.get("layout") not in (None, kind) else ""
     console.print(f"[bold]{escape(summary['path'])}[/]  {kind}{layout}")
     arch = summary["architecture"]
     overview: dict[str, Any] = {}
