@@ -22,6 +22,8 @@
     ├── StorageError                           the blob store cannot be used: bad URL, no bucket, unreachable
     │   └── StorageBusyError                   storage maintenance cannot run now: another run holds it; retry
     ├── UnsuitableModelError (ValueError)      a bias suite does not fit the checkpoint's model type
+    ├── HubUnreachableError                    (client) no hub answers at the endpoint: refused, unknown host
+    ├── NotAHubError                           (client) the endpoint answers, but not as a hub (HTML, not JSON)
     └── HubError                               a hub request failed: ``.status`` (HTTP) and ``.code`` (X-Error-Code)
         ├── BadRequestError                    400 BadRequest: invalid name, path, body
         │   ├── UnsafeUploadError              400 UnsafeFile: a commit adds a file the scanner refuses
@@ -61,6 +63,8 @@ __all__ = [
     "GatedRepoError",
     "HeaderFieldsTooLargeError",
     "HubError",
+    "HubUnreachableError",
+    "NotAHubError",
     "LicenseError",
     "PayloadTooLargeError",
     "PolicyViolationError",
@@ -181,6 +185,22 @@ class StorageBusyError(StorageError):
 
 class UnsuitableModelError(OpenckptError, ValueError):
     """A bias suite was asked of a model it does not apply to (e.g. CrowS-Pairs of a classifier)."""
+
+
+class HubUnreachableError(OpenckptError):
+    """(Client side) nothing answers at the hub's address: connection refused, unknown host. ``.endpoint``."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class NotAHubError(OpenckptError):
+    """(Client side) a server answers at the endpoint, but not with the Hub API: an HTML page, not JSON."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
 
 
 class HubError(OpenckptError):

@@ -38,3 +38,19 @@ def ckpt(tmp_path: Path, model: torch.nn.Module) -> Path:
     openckpt.save(path, {"model": model})
     openckpt.seal(path)  # before tests tamper with it
     return path
+
+
+@pytest.fixture
+def auth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Isolated huggingface_hub token file and openckpt config and token store; no HF_TOKEN / HF_ENDPOINT.
+
+    Returns the directory holding ``hf/token`` (huggingface_hub's file) and ``openckpt/`` (config, tokens.json).
+    """
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf" / "stored_tokens"))
+    monkeypatch.setenv("OPENCKPT_CONFIG", str(tmp_path / "openckpt" / "config.json"))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path

@@ -82,7 +82,7 @@ def test_token_create_list_revoke(hub: HubProcess, invoke: Invoke, unique: str) 
     (gone,) = json.loads(invoke("token", "list", "--user", user, "--all", "--json", *db(hub)).stdout)
     assert gone["revoked"] != "-"
     again = invoke("token", "revoke", row["id"], *db(hub))
-    assert again.exit_code == 2 and "no active token" in again.stderr
+    assert again.exit_code == 3 and "no active token" in again.stderr
 
 
 def test_read_token_cannot_create_repos(hub: HubProcess, invoke: Invoke, unique: str) -> None:
@@ -127,7 +127,7 @@ def test_user_and_org_commands(hub: HubProcess, invoke: Invoke, unique: str) -> 
 def test_admin_commands_never_create_a_database(tmp_path: Path, invoke: Invoke) -> None:
     missing = tmp_path / "nowhere"
     result = invoke("token", "list", "--data-dir", missing)
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # not found
     assert "no hub database" in result.stderr
     assert not missing.exists()
 
@@ -139,11 +139,12 @@ def test_login_then_repo_create_ls_rm(hub: HubProcess, invoke: Invoke, unique: s
     logged = invoke("login", "--token", hub.token, "--endpoint", hub.url)
     assert logged.exit_code == 0, logged.output
     assert "as admin" in logged.stdout
-    assert (hf_home / "token").read_text() == hub.token
-    assert (hf_home / "token").stat().st_mode & 0o077 == 0
-    assert json.loads(Path(os.environ["OPENCKPT_CONFIG"]).read_text()) == {"endpoint": hub.url}
+    assert not (hf_home / "token").exists()  # huggingface_hub's file is left alone (tests/cli/test_login.py)
+    config = Path(os.environ["OPENCKPT_CONFIG"])
+    assert json.loads(config.read_text()) == {"endpoint": hub.url}
+    assert json.loads((config.parent / "tokens.json").read_text()) == {hub.url: hub.token}
 
-    # No --endpoint and no --token from here on: the config names the hub, the token file authenticates.
+    # No --endpoint and no --token from here on: the config names the hub, the token store authenticates.
     created = invoke("repo", "create", unique)
     assert created.exit_code == 0, created.output
     assert f"admin/{unique}" in created.stdout
@@ -171,7 +172,7 @@ def test_login_then_repo_create_ls_rm(hub: HubProcess, invoke: Invoke, unique: s
 
 def test_login_with_a_bad_token_saves_nothing(hub: HubProcess, invoke: Invoke, hf_home: Path) -> None:
     result = invoke("login", "--token", "oc_not-a-token", "--endpoint", hub.url)
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "does not accept this token (401)" in result.stderr
     assert not (hf_home / "token").exists()
 

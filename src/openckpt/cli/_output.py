@@ -1,12 +1,13 @@
-"""What every command shares: consoles, exit codes, the error guard, number formatting, JSON output."""
+"""What every command shares: consoles that survive a pipe, exit codes, the error guard, byte sizes, JSON output."""
 
 from __future__ import annotations
 
 import functools
 import json
 import math
+import os
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,61 +20,103 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from typer.exceptions import TyperException
 
-from openckpt.errors import OpenckptError
+from openckpt.cli._errors import EXIT_AUTH, EXIT_FINDINGS, EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_USAGE, describe
 
 __all__ = [
+    "EXIT_AUTH",
     "EXIT_ERROR",
     "EXIT_FINDINGS",
+    "EXIT_NETWORK",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
     "byte_progress",
     "err",
+    "fail",
     "fmt_float",
     "guard",
+    "handle",
     "human_bytes",
     "out",
+    "PASS_THROUGH",
     "print_json",
+    "set_debug",
 ]
 
-EXIT_FINDINGS = 1
-"""verify found a mismatch; diff found differences."""
-EXIT_ERROR = 2
-"""The command could not do its job: unreadable input, unsafe file, bad arguments."""
+EXIT_ERROR = EXIT_USAGE
+"""Former name of :data:`EXIT_USAGE`."""
+
+PIPE_WIDTH = 4096
+"""Console width when the output is not a terminal (and ``COLUMNS`` is unset): lines are never wrapped there."""
+
+_DEBUG = False
+
+PASS_THROUGH = (typer.Exit, typer.Abort, TyperException, KeyboardInterrupt)
+"""Exceptions the CLI framework turns into exit codes itself (usage errors are 2)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def set_debug(on: bool) -> None:
+    """``--debug``: let errors through with their traceback instead of one line."""
+    global _DEBUG
+    _DEBUG = on
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPE_WIDTH
+    return console
+
+
 def out() -> Console:
-    """Console for results (stdout), created per call so redirection and ``COLUMNS`` are honoured."""
-    return Console(highlight=False)
+    """Console for results (stdout), created per call so redirection and ``COLUMNS`` are honoured; no wrapping
+    and no colour when stdout is not a terminal."""
+    return _console(stderr=False)
 
 
 def err() -> Console:
     """Console for errors, warnings and progress (stderr)."""
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` on stderr, one line, and exit with ``code``."""
+    err().print(f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle(error: Exception, *, endpoint: str | None = None, token: str | None = None) -> NoReturn:
+    """Exit with the message and code :func:`openckpt.cli._errors.describe` gives ``error``; re-raise it under
+    ``--debug``, and unknown errors with a hint to ``--debug``."""
+    if _DEBUG:
+        raise error
+    failure = describe(error, endpoint=endpoint, token=token)
+    if failure is None:
+        text = " ".join(str(error).split())
+        fail(f"unexpected {type(error).__name__}: {text} (run with --debug for the traceback)", EXIT_USAGE)
+    fail(failure.message, failure.code)
 
 
 def guard(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn openckpt and OS errors into one red line on stderr and exit code 2."""
+    """Turn any error of the command into one red line on stderr and its exit code (see :mod:`._errors`)."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except OpenckptError as e:
-            message = f"{type(e).__name__}: {_one_line(e)}"
-        except OSError as e:
-            message = _one_line(e)
-        except ModuleNotFoundError as e:
-            if e.name != "torch":
-                raise
-            message = "this command needs torch: pip install 'openckpt[torch]'"
-        err().print(f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR)
+        except PASS_THROUGH:
+            raise
+        except Exception as e:
+            endpoint, token = kwargs.get("endpoint"), kwargs.get("token")
+            handle(
+                e,
+                endpoint=endpoint if isinstance(endpoint, str) else None,
+                token=token if isinstance(token, str) else None,
+            )
 
     return run
 
@@ -85,12 +128,14 @@ def byte_progress(console: Console) -> Progress:
 
 
 def human_bytes(n: int) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+    """Decimal units as the Hub and the progress bars show them: ``999 B``, ``1.5 kB``, ``201 MB``, ``1.2 GB``."""
+    if abs(n) < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if abs(value) < 999.95 or unit == "PB":
+            return f"{value:.1f} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openckpt.cli._output import err, guard, out, print_json
+from openckpt.cli._output import EXIT_NOT_FOUND, err, fail, guard, out, print_json
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -148,13 +148,12 @@ def token_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a token: the hub answers 401 to it from now on."""
-    from openckpt.errors import ForbiddenError
     from openckpt.hub.services.accounts import list_tokens, revoke_token
 
     with _session(data_dir, database_url) as session:
         token = next((t for t in list_tokens(session) if t.id == token_id), None)
         if token is None:
-            raise ForbiddenError(f"no active token with id {token_id}")
+            fail(f"no active token with id {token_id}: see `openckpt token list`", EXIT_NOT_FOUND)
         revoke_token(session, token.account, token_id)
         owner = token.account.name
     out().print(f"[green]revoked[/] token {token_id} of {escape(owner)}")

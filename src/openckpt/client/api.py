@@ -5,6 +5,7 @@ from __future__ import annotations
 from huggingface_hub import HfApi
 
 from openckpt.client.config import resolve_endpoint
+from openckpt.client.tokens import resolve_token
 
 __all__ = ["hf_api", "split_revision", "unreachable"]
 
@@ -12,10 +13,13 @@ __all__ = ["hf_api", "split_revision", "unreachable"]
 def hf_api(endpoint: str | None = None, token: str | None = None) -> HfApi:
     """An ``HfApi`` for ``endpoint`` (resolved as in :mod:`openckpt.client.config`).
 
-    ``token`` None means what huggingface_hub would use: ``HF_TOKEN``, else the token file ``openckpt login``
-    wrote. Transfers go through Xet when ``hf_xet`` is installed (the hub speaks it), else through Git LFS.
+    ``token`` None means the token :func:`openckpt.client.tokens.resolve_token` finds for that endpoint
+    (``HF_TOKEN``, else the one ``openckpt login`` stored for it, ...), or none at all: ``api.token`` is then
+    ``False``, so huggingface_hub never sends a token meant for another hub. Transfers go through Xet when
+    ``hf_xet`` is installed (the hub speaks it), else through Git LFS.
     """
-    return HfApi(endpoint=resolve_endpoint(endpoint), token=token)
+    url = resolve_endpoint(endpoint)
+    return HfApi(endpoint=url, token=resolve_token(url, token).value or False)
 
 
 def split_revision(spec: str) -> tuple[str, str | None]:

@@ -8,13 +8,15 @@ from huggingface_hub import get_session
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status  # type: ignore[attr-defined]
 
 from openckpt.client.config import resolve_endpoint
+from openckpt.client.tokens import resolve_token
 
 __all__ = ["license_report", "lineage"]
 
 
 def _call(method: str, path: str, *, endpoint: str | None, token: str | None, **kwargs: Any) -> dict[str, Any]:
-    url = f"{resolve_endpoint(endpoint).rstrip('/')}{path}"
-    response = get_session().request(method, url, headers=build_hf_headers(token=token), **kwargs)
+    base = resolve_endpoint(endpoint)
+    headers = build_hf_headers(token=resolve_token(base, token).value or False)
+    response = get_session().request(method, f"{base}{path}", headers=headers, **kwargs)
     hf_raise_for_status(response)
     result: dict[str, Any] = response.json()
     return result

@@ -72,14 +72,20 @@ def pull(
     commit = api.repo_info(repo_id, revision=revision, repo_type=repo_type).sha
     if commit is None:
         raise RevisionNotFoundError(f"the hub did not say which commit {repo_id}@{revision or 'main'} is")
-    remote = remote_files(repo_id, revision=commit, repo_type=repo_type, endpoint=api.endpoint, token=token)
+    remote = remote_files(
+        repo_id,
+        revision=commit,
+        repo_type=repo_type,
+        endpoint=api.endpoint,
+        token=api.token if isinstance(api.token, str) else None,
+    )
     local = snapshot_download(
         repo_id,
         repo_type=repo_type,
         revision=commit,
         local_dir=None if directory is None else Path(directory),
         endpoint=api.endpoint,
-        token=token,
+        token=api.token,
     )
     if verify:
         verify_snapshot(Path(local), remote, progress=progress)

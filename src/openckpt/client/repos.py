@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,7 +10,7 @@ from typing import Any, Literal
 
 from openckpt.client.api import hf_api
 
-__all__ = ["RepoSummary", "RepoType", "create_repo", "delete_repo", "list_repos"]
+__all__ = ["RepoSummary", "RepoType", "create_repo", "delete_repo", "list_repos", "similar_repos"]
 
 RepoType = Literal["model", "dataset", "space"]
 
@@ -64,3 +65,28 @@ def delete_repo(
 ) -> None:
     """Delete ``repo_id`` and all its revisions."""
     hf_api(endpoint, token).delete_repo(repo_id, repo_type=repo_type)
+
+
+def similar_repos(
+    repo_id: str,
+    *,
+    repo_type: RepoType = "model",
+    endpoint: str | None = None,
+    token: str | None = None,
+    limit: int = 3,
+) -> list[str]:
+    """Repo ids the caller can see that look like ``repo_id`` (a typo'd name), closest first.
+
+    The namespace's repos are compared first; if none is close (or the namespace itself is mistyped), repos whose
+    name contains the first letters of the name, in any namespace.
+    """
+    namespace, _, name = repo_id.rpartition("/")
+    candidates = []
+    if namespace:
+        listed = list_repos(repo_type=repo_type, author=namespace, endpoint=endpoint, token=token)
+        candidates = [r.repo_id for r in listed]
+    close = difflib.get_close_matches(repo_id, candidates, n=limit, cutoff=0.6)
+    if not close:
+        found = list_repos(repo_type=repo_type, search=name[:3] or None, endpoint=endpoint, token=token)
+        close = difflib.get_close_matches(repo_id, [r.repo_id for r in found], n=limit, cutoff=0.6)
+    return [c for c in close if c != repo_id]
