@@ -21,7 +21,8 @@ from openckpt.errors import FormatError, OpenckptError, UnsafeFileError
 from openckpt.format.dtypes import torch_dtype
 from openckpt.format.readers.base import TensorEntry, TensorSource
 from openckpt.format.readers.composite import CompositeSource
-from openckpt.format.readers.pickled import is_blocked, pickle_globals
+from openckpt.format.readers.pickled import is_blocked
+from openckpt.format.readers.pickleops import pickle_globals
 from openckpt.format.readers.torchfile import TorchSource
 
 if TYPE_CHECKING:

@@ -20,10 +20,13 @@ from openckpt.format.readers.composite import CompositeSource
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAX_BYTES", "MAX_MEMBERS", "ContainerSource", "OpaqueSource", "container_kind"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_MEMBERS", "ContainerSource", "OpaqueSource", "container_kind"]
 
 MAX_MEMBERS = 10_000
-MAX_BYTES = 64 * 2**30
+MAX_BYTES = 16 * 2**30
+MAX_DEPTH = 3
+"""Archives inside archives are opened this deep at most."""
+_depth = [0]
 _SEVEN_ZIP = b"7z\xbc\xaf\x27\x1c"
 
 
@@ -55,13 +58,27 @@ class ContainerSource(CompositeSource):
 
     def __init__(self, path: Path, *, kind: str) -> None:
         super().__init__(path)
+        if _depth[0] >= MAX_DEPTH:
+            raise UnsafeFileError(f"archives nested more than {MAX_DEPTH} deep", path=path)
         self._tmp = tempfile.TemporaryDirectory(prefix="openckpt-archive-")
         root = Path(self._tmp.name)
         try:
             members = {"tar": self._untar, "zip": self._unzip, "7z": self._un7z}[kind](root)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, UnsafeFileError) as e:
             self._tmp.cleanup()
+            if isinstance(e, UnsafeFileError):
+                raise
             raise FormatError(f"unreadable {kind} archive: {e}", path=path) from e
+        _depth[0] += 1
+        try:
+            self._read(root, members, kind)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            _depth[0] -= 1
+
+    def _read(self, root: Path, members: dict[str, int], kind: str) -> None:
         self.layout = f"{kind} archive"
         self.sections["Members"] = {name: f"{size:,} bytes" for name, size in list(members.items())[:100]}
         tops = sorted({PurePosixPath(name).parts[0] for name in members})

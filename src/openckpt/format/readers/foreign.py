@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from openckpt.errors import FormatError
 from openckpt.format.readers.base import TensorEntry, TensorSource
-from openckpt.format.readers.pickled import pickle_globals
+from openckpt.format.readers.pickleops import pickle_globals
 from openckpt.format.readers.torchfile import needs_of
 
 if TYPE_CHECKING:

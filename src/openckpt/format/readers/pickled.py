@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import pickle
-import pickletools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from openckpt.errors import FormatError, UnsafeFileError
+from openckpt.format.readers.pickleops import pickle_globals, protocol2
 
 __all__ = [
     "DCP_METADATA",
@@ -32,7 +32,6 @@ __all__ = [
     "load_pickle",
     "load_torch",
     "load_torchscript",
-    "pickle_globals",
     "reason",
 ]
 
@@ -237,72 +236,10 @@ def load_pickle(data: bytes, *, allowed: tuple[str, ...] = (), path: Path | None
 
     names = pickle_globals(data)
     try:
-        data = _protocol2(data)
+        data = protocol2(data)
     except (ValueError, EOFError, UnicodeDecodeError, KeyError) as e:
         raise FormatError(f"not a readable pickle: {e}", path=path) from e
     return _load(path, lambda: _weights_only_unpickler.load(io.BytesIO(data), encoding="utf-8"), names, allowed)
-
-
-def _protocol2(data: bytes) -> bytes:
-    """A protocol 4/5 pickle rewritten with the opcodes torch's weights-only unpickler reads (protocol 2's).
-
-    Frames are dropped, short strings widened, ``MEMOIZE`` numbered and ``STACK_GLOBAL`` resolved to ``GLOBAL``
-    from the two strings it consumes (known statically: literals or memoized literals).
-    """
-    ops = list(pickletools.genops(data))
-    ends = [pos for _, _, pos in ops[1:]] + [len(data)]
-    pushes = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "BINGET", "LONG_BINGET"}
-    consumed: set[int] = set()
-    for i, (op, _, _) in enumerate(ops):
-        if op.name == "STACK_GLOBAL":
-            found = [j for j in range(i - 1, max(i - 8, -1), -1) if ops[j][0].name in pushes][:2]
-            if len(found) != 2:
-                raise ValueError("STACK_GLOBAL without two strings before it")
-            consumed.update(found)
-    out = bytearray()
-    strings: dict[int, str] = {}
-    memo = 0
-    last: tuple[int, str] | None = None
-    pending: list[str] = []
-    skip_memo = False
-    for i, (op, arg, pos) in enumerate(ops):
-        name = op.name
-        value = arg if isinstance(arg, str) else strings.get(int(str(arg))) if name.endswith("BINGET") else None
-        if i in consumed:
-            if value is None:
-                raise ValueError("STACK_GLOBAL of a value that is not a string")
-            pending.append(value)
-            skip_memo = True
-            last = (i, value)
-            continue
-        if name == "MEMOIZE":
-            if not skip_memo:
-                out += pickle.LONG_BINPUT + memo.to_bytes(4, "little")
-            if last is not None and last[0] == i - 1:
-                strings[memo] = last[1]
-            memo += 1
-            skip_memo = False
-            continue
-        skip_memo = False
-        if name == "PROTO":
-            out += pickle.PROTO + b"\x02"
-        elif name == "FRAME":
-            continue
-        elif name == "STACK_GLOBAL":
-            module, attr = pending[-2], pending[-1]
-            del pending[-2:]
-            out += pickle.GLOBAL + f"{module}\n{attr}\n".encode()
-        elif name in ("SHORT_BINUNICODE", "BINUNICODE8"):
-            raw = str(arg).encode("utf-8", "surrogatepass")
-            out += pickle.BINUNICODE + len(raw).to_bytes(4, "little") + raw
-        elif name in ("BINPUT", "LONG_BINPUT"):
-            out += data[pos : ends[i]]
-            if last is not None and last[0] == i - 1:
-                strings[int(str(arg))] = last[1]
-        else:
-            out += data[pos : ends[i]]
-        last = (i, value) if value is not None and name in pushes else None
-    return bytes(out)
 
 
 def load_torchscript(path: Path) -> Loaded:
@@ -326,43 +263,6 @@ def load_torchscript(path: Path) -> Loaded:
             return load(reader, "cpu", torch._weights_only_unpickler, pickle_file="data.pkl")
 
     return _load(path, read, names, ())
-
-
-def pickle_globals(data: bytes) -> list[str]:
-    """The ``module.name`` of every global a pickle stream names, in order, read without running it.
-
-    Stops quietly where the stream stops parsing (joblib appends raw array bytes after its pickle opcodes).
-    """
-    names: list[str] = []
-    recent: list[str | None] = []
-    memo: dict[int, str | None] = {}
-    count = 0
-    try:
-        for op, arg, _ in pickletools.genops(data):
-            name = op.name
-            if name in ("GLOBAL", "STACK_GLOBAL"):
-                if name == "GLOBAL" and isinstance(arg, str):
-                    names.append(arg.replace(" ", "."))
-                elif len(recent) >= 2 and recent[-2] and recent[-1]:
-                    names.append(f"{recent[-2]}.{recent[-1]}")
-                recent.append(None)
-            elif name == "MEMOIZE":
-                memo[count] = recent[-1] if recent else None
-                count += 1
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[int(str(arg))] = recent[-1] if recent else None
-            elif name in ("BINGET", "LONG_BINGET", "GET"):
-                recent.append(memo.get(int(str(arg))))
-            elif name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"):
-                recent.append(str(arg))
-            elif name == "STOP":
-                break
-            elif name != "FRAME":
-                recent.append(None)
-            del recent[:-4]
-    except (ValueError, EOFError, UnicodeDecodeError):
-        pass
-    return list(dict.fromkeys(n for n in names if n))
 
 
 def is_nn_state(state: Any) -> bool:
