@@ -1,0 +1,94 @@
+"""``openckpt lineage verify REPO`` against a live hub (SQLite and PostgreSQL): the bases a model declares are fetched
+from the hub, compared by their weights, and a base that is absent or private to the caller is unverifiable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import HfApi
+from typer.testing import CliRunner
+
+from openckpt.cli.app import app
+from openckpt.cli.lineage import EXIT_UNVERIFIABLE
+from tests.governance.lineage_models import OWNER, Family, card, family
+from tests.hub.conftest import People
+from tests.hubtools import HubProcess
+
+NAMES = ("base", "finetune", "finetune_b", "lora", "quantized", "merge", "random", "impostor")
+
+
+@pytest.fixture(scope="module")
+def hosted(
+    hub: HubProcess, people: People, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HubProcess, People]]:
+    """Every model of the family in alice's namespace, plus a derivative of a private base and one of a missing
+    base; downloads go to a cache of this module's own."""
+    fam: Family = family(tmp_path_factory)
+    alice = HfApi(endpoint=hub.url, token=people.alice)
+    for name in NAMES:
+        alice.create_repo(f"{OWNER}/{name}")
+        alice.upload_folder(folder_path=fam[name], repo_id=f"{OWNER}/{name}", commit_message=f"add {name}")
+    bob = HfApi(endpoint=hub.url, token=people.bob)
+    bob.create_repo("bob/secret-base", private=True)
+    bob.upload_folder(folder_path=fam["base"], repo_id="bob/secret-base")
+    staging = tmp_path_factory.mktemp("claims")
+    for name, base in (("claims-private", "bob/secret-base"), ("orphan", f"{OWNER}/gone")):
+        shutil.copytree(fam["finetune"], staging / name)
+        (staging / name / "README.md").write_text(card(base, relation="finetune"))
+        alice.create_repo(f"{OWNER}/{name}")
+        alice.upload_folder(folder_path=staging / name, repo_id=f"{OWNER}/{name}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+        yield hub, people
+
+
+def _verify(hosted: tuple[HubProcess, People], target: str, *, code: int, token: str | None = None) -> dict[str, Any]:
+    hub, people = hosted
+    args = ["lineage", "verify", target, "--json", "--endpoint", hub.url, "--token", token or people.alice]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == code, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.mark.parametrize("name", ["finetune", "lora", "quantized", "merge"])
+def test_hosted_derivatives_are_consistent(hosted: tuple[HubProcess, People], name: str) -> None:
+    data = _verify(hosted, f"{OWNER}/{name}", code=0)
+    assert data["verdict"] == "consistent" and data["model"] == f"{OWNER}/{name}"
+    assert all(p["verdict"] == "consistent" for p in data["parents"])
+
+
+def test_merge_parents_are_both_fetched(hosted: tuple[HubProcess, People]) -> None:
+    data = _verify(hosted, f"{OWNER}/merge@main", code=0)
+    assert [p["base"] for p in data["parents"]] == [f"{OWNER}/base", f"{OWNER}/finetune_b"]
+    assert all(p["summary"]["mean_cosine"] > 0.5 for p in data["parents"])
+
+
+@pytest.mark.parametrize("name", ["random", "impostor"])
+def test_hosted_unrelated_weights_are_not_derived(hosted: tuple[HubProcess, People], name: str) -> None:
+    data = _verify(hosted, f"{OWNER}/{name}", code=1)
+    assert data["verdict"] == "not_derived"
+    assert data["parents"][0]["summary"]["related_fraction"] == 0
+
+
+def test_missing_or_private_base_is_unverifiable(hosted: tuple[HubProcess, People]) -> None:
+    orphan = _verify(hosted, f"{OWNER}/orphan", code=EXIT_UNVERIFIABLE)
+    assert orphan["verdict"] == "unverifiable" and "absent" in orphan["parents"][0]["reason"]
+    hidden = _verify(hosted, f"{OWNER}/claims-private", code=EXIT_UNVERIFIABLE)
+    assert "private" in hidden["parents"][0]["reason"]
+    owner_view = _verify(hosted, f"{OWNER}/claims-private", code=0, token=hosted[1].bob)
+    assert owner_view["verdict"] == "consistent"
+
+
+def test_a_directory_checked_against_the_hub(hosted: tuple[HubProcess, People], tmp_path: Path) -> None:
+    from huggingface_hub import snapshot_download
+
+    hub, people = hosted
+    local = snapshot_download(f"{OWNER}/impostor", endpoint=hub.url, token=people.alice, local_dir=tmp_path / "m")
+    data = _verify(hosted, str(local), code=1)
+    assert data["parents"][0]["base"] == f"{OWNER}/base"
