@@ -290,10 +290,13 @@ def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") ->
             out: dict[str, Any] = {}
             for key in ("_parameters", "_buffers", "_modules"):
                 for k, v in (state.get(key) or {}).items():
-                    if v is not None:
-                        out[str(k)] = plain(v, classes, holders, f"{at}.{k}" if at else str(k))
+                    value = plain(v, classes, holders, f"{at}.{k}" if at else str(k)) if v is not None else {}
+                    if value != {}:  # a submodule without parameters (an activation) holds nothing to show
+                        out[str(k)] = value
         elif isinstance(state, Mapping):
             out = {str(k): plain(v, classes, holders, f"{at}.{k}" if at else str(k)) for k, v in state.items()}
+        elif state is None and len(obj.args) == 1 and isinstance(obj.args[0], str | int | float):
+            return obj.args[0]  # an enum member, pickled as its class called with its value
         else:
             out = {"__class__": obj.qualname}
             if obj.args:

@@ -139,7 +139,8 @@ def _without_module_flags(node: Any) -> Any:
     """A TorchScript module tree without the ``training``/``_is_full_backward_hook`` flag of every module."""
     if isinstance(node, dict):
         flags = ("training", "_is_full_backward_hook")
-        return {k: _without_module_flags(v) for k, v in node.items() if k not in flags}
+        out = {k: _without_module_flags(v) for k, v in node.items() if k not in flags}
+        return {k: v for k, v in out.items() if v != {} or not isinstance(node[k], dict)}
     return node
 
 
