@@ -1,7 +1,7 @@
 """``openckpt scan PATH...``: scan model files for code that would run when they are loaded.
 
 Exit codes: 0 every file clean, opaque or needing code (the packages are listed), 1 a suspicious or malicious file,
-2 inconclusive or error.
+2 inconclusive or error, 3 a path that does not exist.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def scan_command(
     time_budget: Annotated[float, typer.Option(help="Seconds allowed per file before it is inconclusive.")] = 120.0,
 ) -> None:
     """Scan without importing, unpickling or executing anything: clean, opaque, needs_code, inconclusive,
-    suspicious or malicious."""
+    suspicious or malicious.
+
+    Exit 0 if every file is clean, opaque or needs code (its packages are listed), 1 if one is suspicious or
+    malicious, 2 if one is inconclusive (treat it as unsafe), 3 if a path does not exist.
+    """
     from openckpt import __version__
     from openckpt.scan.api import scan
     from openckpt.scan.limits import Limits
@@ -34,6 +38,8 @@ def scan_command(
 
     if as_json and sarif:
         raise typer.BadParameter("choose one of --json and --sarif")
+    if missing := [str(p) for p in paths if not p.exists() and not p.is_symlink()]:
+        raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
     report = scan(paths, limits=Limits(time_budget=time_budget))
     if sarif:
         typer.echo(json.dumps(to_sarif(report, version=__version__), indent=2, ensure_ascii=False))

@@ -77,16 +77,20 @@ def similar_repos(
 ) -> list[str]:
     """Repo ids the caller can see that look like ``repo_id`` (a typo'd name), closest first.
 
-    The namespace's repos are compared first; if none is close (or the namespace itself is mistyped), repos whose
-    name contains the first letters of the name, in any namespace.
+    Names are compared without their namespace, first among the namespace's repos; if none is close (or the
+    namespace itself is mistyped), among repos whose name contains the first letters of the name, in any namespace.
     """
     namespace, _, name = repo_id.rpartition("/")
-    candidates = []
-    if namespace:
+    close: list[str] = []
+    if namespace:  # names compared without their namespace: a long shared prefix must not make them alike
         listed = list_repos(repo_type=repo_type, author=namespace, endpoint=endpoint, token=token)
-        candidates = [r.repo_id for r in listed]
-    close = difflib.get_close_matches(repo_id, candidates, n=limit, cutoff=0.6)
+        names = {r.repo_id.rpartition("/")[2]: r.repo_id for r in listed}
+        close = [names[n] for n in difflib.get_close_matches(name, list(names), n=limit, cutoff=0.75)]
     if not close:
         found = list_repos(repo_type=repo_type, search=name[:3] or None, endpoint=endpoint, token=token)
-        close = difflib.get_close_matches(repo_id, [r.repo_id for r in found], n=limit, cutoff=0.6)
+        ranked = sorted(found, key=lambda r: -difflib.SequenceMatcher(None, repo_id, r.repo_id).ratio())
+        kept = set(
+            difflib.get_close_matches(name, [r.repo_id.rpartition("/")[2] for r in ranked], n=limit, cutoff=0.75)
+        )
+        close = [r.repo_id for r in ranked if r.repo_id.rpartition("/")[2] in kept][:limit]
     return [c for c in close if c != repo_id]
