@@ -110,11 +110,12 @@ class Accounting:
 
 
 _ROOTS = select(Commit.repo_id.label("key"), Commit.tree_id.label("tree_id"))
-_HISTORY = select(*files_reached(_ROOTS).subquery().c["key", "sha256", "size"]).distinct()
+_FOUND = files_reached(_ROOTS).subquery()
+_HISTORY = select(_FOUND.c.key, _FOUND.c.sha256, _FOUND.c.size).distinct()
 """Each repo's distinct files over all its commits (each tree of its history read once)."""
 
 
-def _heads(which: Any = None) -> Select[Any]:
+def _heads(which: Any = None) -> Select[Any, Any]:
     """Each repo's logical bytes: the sizes of the files in its branches' head commits (of repos ``which`` only)."""
     roots = select(Ref.repo_id.label("key"), Commit.tree_id.label("tree_id")).join(Commit, Commit.id == Ref.commit_id)
     roots = roots.where(Ref.kind == "branch") if which is None else roots.where(Ref.kind == "branch", which)

@@ -142,13 +142,13 @@ def _unreachable(session: Session, cutoff: Any) -> list[str]:
     return [c for c in old if c not in reached]
 
 
-def _roots(which: Any = None) -> Select[Any]:
+def _roots(which: Any = None) -> Select[Any, str]:
     """The root trees of the commits ``which`` selects (all if None), as :func:`trees.reach` takes them."""
-    roots = select(literal_column("0").label("key"), Commit.tree_id.label("tree_id"))
+    roots: Select[Any, str] = select(literal_column("0").label("key"), Commit.tree_id.label("tree_id"))
     return roots if which is None else roots.where(which)
 
 
-def _reached(session: Session, roots: Select[Any]) -> set[str]:
+def _reached(session: Session, roots: Select[Any, str]) -> set[str]:
     """Every tree (root or folder) that the root trees ``roots`` reach."""
     return set(session.scalars(select(reach(roots).c.tree_id)))
 

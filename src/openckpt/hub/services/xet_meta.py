@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from openckpt.hub.db.models import Commit, XetSha256
@@ -18,6 +18,17 @@ from openckpt.hub.settings import Settings
 from openckpt.protocol import REPO_TYPE_PLURAL
 
 __all__ = ["add_xet_hashes", "may_reconstruct", "resolve_headers", "xet_hashes"]
+
+
+_HELD = holders(bindparam("shas", expanding=True))  # up from the files to the root trees holding them
+_REPO_FILES = (
+    select(_HELD.c.path, _HELD.c.sha256, _HELD.c.git_oid, _HELD.c.size, _HELD.c.lfs)
+    .join(Commit, Commit.tree_id == _HELD.c.tree_id)
+    .where(Commit.repo_id == bindparam("repo"))
+    .distinct()
+    .limit(50)
+)
+"""Files (by path) of the repo ``:repo``'s commits whose sha256 is among ``:shas``."""
 
 
 def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iterable[FileEntry]) -> dict[str, str]:
@@ -47,11 +58,7 @@ def may_reconstruct(session: Session, settings: Settings, repo: int, file_hash: 
     usable = XetSha256.verified.is_(True) | (XetSha256.repo_id == repo)
     stmt = select(XetSha256.sha256, XetSha256.repo_id).where(XetSha256.file_hash == file_hash, usable)
     registered = list(session.execute(stmt).tuples())
-    found = holders([s for s, _ in registered])  # up from the files to the repo's commits
-    rows = session.execute(
-        select(found.c.path, found.c.sha256, found.c.git_oid, found.c.size, found.c.lfs)
-        .join(Commit, Commit.tree_id == found.c.tree_id).where(Commit.repo_id == repo).distinct().limit(50)
-    )  # fmt: skip
+    rows = session.execute(_REPO_FILES, {"shas": [s for s, _ in registered], "repo": repo})
     entries = [FileEntry(path, sha256, git_oid, size, bool(lfs)) for path, sha256, git_oid, size, lfs in rows]
     if entries:
         return any(not s.withheld for s in gate.statuses(session, settings, repo, entries).values())
