@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import pickle
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -95,6 +96,8 @@ def _resolve(name: str) -> Any:
 
 
 _STANDINS: dict[str, type[Opaque]] = {}
+_LOCK = threading.RLock()
+"""torch keeps its allowlist process-wide: one load at a time sees exactly its own layout's globals."""
 
 
 def _standin(name: str) -> type[Opaque]:
@@ -118,7 +121,7 @@ def _allowing(allowed: Iterable[str], standins: Iterable[str]) -> Iterator[None]
         except (ImportError, AttributeError):
             continue
     pairs += [(_standin(name), name) for name in standins]
-    with torch.serialization.safe_globals(pairs), warnings.catch_warnings():
+    with _LOCK, torch.serialization.safe_globals(pairs), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 
