@@ -1,0 +1,92 @@
+"""What changed and what a weights file holds: commit pages with text and tensor diffs, and a safetensors file's
+tensor list (``/{repo}/tensors/{rev}/{path}``, paged). Included before ``ui_repo``, whose commit page this replaces.
+``/{repo}/discussions`` and ``/{repo}/compare/...`` answer an HTML 404 page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from openckpt.errors import EntryNotFoundError
+from openckpt.hub.context import hub_of, raw_tail
+from openckpt.hub.routes.ui_common import PageRoute, error_page, page, repo_url, viewer_of
+from openckpt.hub.routes.ui_repo import _header, _repo
+from openckpt.hub.services import access, diffs
+from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.repos import DEFAULT_BRANCH
+from openckpt.hub.services.trees import file_at
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+TENSORS_PAGE = 200
+
+
+def one_commit(request: Request, repo_type: str) -> Response:
+    """A commit: its message, and every changed file with its text or tensor diff."""
+    sha = request.path_params["sha"]
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
+        if commit is None or commit.id != sha.lower():
+            raise EntryNotFoundError(f"no commit {sha!r} in this repo")
+        base = repo_url(repo)
+        link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
+        may_read = access.has_access(session, viewer_of(request), repo)
+        changes = diffs.commit_diffs(session, hub.store, commit) if may_read else []
+        context = {**_header(session, repo, commit.id, commit, "commits", link), "diffs": changes,
+                   "gated_out": not may_read}  # fmt: skip
+        return page(request, "repo_commit_diff.html", context)
+
+
+def tensors(request: Request, repo_type: str) -> Response:
+    """The tensors of a safetensors file, from its header: name, dtype, shape, parameters; paged."""
+    tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
+    rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
+    path = "/".join(p for p in tail[1:] if p)
+    number = max(int(request.query_params.get("p") or 1), 1)
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = _repo(session, request, repo_type)
+        commit = resolve_revision(session, repo, rev)
+        entry = file_at(session, commit.tree_id, path)
+        if entry is None or not path.endswith(".safetensors"):
+            raise EntryNotFoundError(f"no safetensors file {path!r} at {rev}")
+        access.check_download(session, viewer_of(request), repo, path)
+        header = diffs.read_safetensors_header(hub.store, entry)
+        base = repo_url(repo)
+        link = lambda r: f"{base}/tensors/{quote(r, safe='')}/{quote(path)}"  # noqa: E731
+        infos = list(header.values()) if header is not None else []
+        params, by_dtype = diffs.dtype_summary(infos)
+        start = (number - 1) * TENSORS_PAGE
+        context = {**_header(session, repo, rev, commit, "files", link), "entry": entry, "path": path,
+                   "readable": header is not None, "tensors": infos[start : start + TENSORS_PAGE],
+                   "total": len(infos), "params": params, "by_dtype": by_dtype, "number": number,
+                   "more": start + TENSORS_PAGE < len(infos)}  # fmt: skip
+        return page(request, "repo_tensors.html", context)
+
+
+def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Callable[[Request], Response]:
+    def endpoint(request: Request) -> Response:
+        return view(request, repo_type)
+
+    endpoint.__name__ = f"{view.__name__}_{repo_type}"
+    return endpoint
+
+
+for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
+    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/commit/{{sha}}", _endpoint(one_commit, _type), methods=["GET"])
+    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/tensors/{{rest:path}}", _endpoint(tensors, _type),
+                         methods=["GET"])  # fmt: skip
+
+
+def not_here(request: Request) -> Response:
+    """Pages the Hub has and this hub has not (yet): discussions, pull requests, compare; an HTML 404."""
+    return error_page(request, 404, "Not on this hub", "Discussions, pull requests and comparisons are not available.")
+
+
+for _prefix in ("/datasets", ""):
+    for _page in ("discussions", "discussions/{rest:path}", "compare/{rest:path}"):
+        router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/{_page}", not_here, methods=["GET"])
