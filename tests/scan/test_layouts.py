@@ -129,3 +129,8 @@ def test_dcp_items_are_read_through_the_storage_index(tmp_path: Path) -> None:
     assert max(r.verdict.rank for r in scan(ckpt).results) == Verdict.MALICIOUS.rank
     (ckpt / ".metadata").write_bytes(_metadata([("../elsewhere.distcp", 0, 10)]))
     assert {r.path.rsplit("/", 1)[-1]: r.verdict for r in scan(ckpt).results}[".metadata"] is Verdict.SUSPICIOUS
+
+
+def test_sb3_data_that_is_not_json_is_scanned_as_any_member(scan_bytes: ScanBytes) -> None:
+    archive = zip_bytes({"data": EVIL, "policy.pth": zip_bytes({"policy/data.pkl": TENSORLESS})})
+    assert scan_bytes(archive, "model.zip").verdict is Verdict.MALICIOUS

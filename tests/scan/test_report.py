@@ -40,7 +40,7 @@ def test_exit_codes(files: dict[str, Path]) -> None:
     assert _run(files["junk"])[0] == 0  # opaque: no loader runs anything from it
     assert _run(files["broken"])[0] == 2
     assert _run(files["benign"], files["evil"])[0] == 1
-    assert _run(files["benign"].parent / "missing.pt")[0] == 2
+    assert _run(files["benign"].parent / "missing.pt")[0] == 3  # not found (openckpt.cli._errors)
 
 
 def test_table(files: dict[str, Path]) -> None:

@@ -218,10 +218,9 @@ class Router:
                     continue
                 if kind == "sb3" and entry.name == "data":
                     data_buf, data_start, data_end = zipc.open_member(ctx, buf, entry, where)
-                    sb3.scan_data(
-                        ctx, bytes(data_buf[data_start:data_end]), self._serialized(where, depth), member=where
-                    )
-                    continue
+                    raw = bytes(data_buf[data_start:data_end])
+                    if sb3.scan_data(ctx, raw, self._serialized(where, depth), member=where):
+                        continue
                 head = zipc.open_member(ctx, buf, entry, where, limit=_SNIFF)
                 sub = sniff(*head)
                 if role == "storage" and sub not in ("pickle", "zip"):

@@ -29,17 +29,15 @@ def is_sb3_zip(names: list[str]) -> bool:
     return "data" in names and ("_stable_baselines3_version" in names or "policy.pth" in names)
 
 
-def scan_data(ctx: Context, raw: bytes, scan: ScanPickle, *, member: str) -> None:
+def scan_data(ctx: Context, raw: bytes, scan: ScanPickle, *, member: str) -> bool:
     """Scan every ``:serialized:`` value of the ``data`` JSON (top-level items, as the loader reads, and nested ones
-    for good measure)."""
+    for good measure); ``False`` if ``data`` is not JSON (then it is scanned as any other member)."""
     if len(raw) > _MAX_JSON:
         raise ctx.limit("SB3 data JSON larger than 256 MiB", member=member)
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        reason = f"SB3 data is not valid JSON ({e}): the loader refuses it"
-        ctx.add("sb3-invalid", Severity.INFO, reason, member=member)
-        return
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         path, node = stack.pop()
@@ -59,3 +57,4 @@ def scan_data(ctx: Context, raw: bytes, scan: ScanPickle, *, member: str) -> Non
                 scan(data, path)
             else:
                 stack.append((where, value))
+    return True
