@@ -128,9 +128,9 @@ def test_push_to_a_branch_and_pull_that_revision_with_the_cli(
         assert torch.equal(weights[name], tensor)
 
     code, _, err = cli("pull", f"{repo}@nope", tmp_path / "x", "--endpoint", hub.url, "--token", hub.token)
-    assert code == 2 and "nope" in err
+    assert code == 3 and "nope" in err  # not found
     code, _, err = cli("pull", repo, tmp_path / "y", "--endpoint", hub.url, "--token", "oc_bad")
-    assert code == 2
+    assert code == 4  # authentication
 
 
 def test_pull_verifies_and_reports_tampering(hub: HubProcess, unique: str, training_ckpt: Path, tmp_path: Path) -> None:

@@ -44,12 +44,18 @@ def card_metadata(manifest: Manifest, *, name: str) -> dict[str, Any]:
     return meta
 
 
+def _counted(value: int | None, step: int | None) -> int | None:
+    """A counter the loop kept: 0 after steps were taken means it was never counted, so it is not shown."""
+    return None if value == 0 and step else value
+
+
 def _training_lines(manifest: Manifest) -> list[str]:
     t = manifest.training
     code = f"{t.git_commit}{' (dirty)' if t.git_dirty else ''}" if t.git_commit else None
     rows = [
         ("Checkpoint id", manifest.id),
-        ("Step", t.step), ("Epoch", t.epoch), ("Samples seen", t.samples_seen), ("Tokens seen", t.tokens_seen),
+        ("Step", t.step), ("Epoch", t.epoch), ("Samples seen", _counted(t.samples_seen, t.step)),
+        ("Tokens seen", _counted(t.tokens_seen, t.step)),
         ("Seed", t.seed), ("Training code", code),
     ]  # fmt: skip
     lines = [f"| {k} | {v} |" for k, v in rows if v is not None]
