@@ -52,8 +52,8 @@ LFS_SUFFIXES = tuple(line.split()[0][1:] for line in repos.GITATTRIBUTES.decode(
 
 def _listing(
     session: Session, root: str, path: str, recursive: bool
-) -> tuple[list[dict[str, Any]], dict[str, FileEntry]]:
-    """Files and directories under ``path`` (direct children unless ``recursive``), and the files by path."""
+) -> tuple[list[FileEntry | Folder], dict[str, FileEntry]]:
+    """Files and folders under ``path`` (direct children unless ``recursive``) by path, and the files by path."""
     if path:
         found = lookup(session, root, path)
         if isinstance(found, FileEntry):
@@ -61,8 +61,7 @@ def _listing(
         if found is None:
             raise EntryNotFoundError(f"No such folder: {path}")
     files, folders = read_folder(session, root, path, recursive=recursive)
-    items = [directory_json(f) for f in folders.values()] + [file_json(e) for e in files.values()]
-    return sorted(items, key=lambda i: i["path"]), files
+    return sorted([*folders.values(), *files.values()], key=lambda e: e.path), files
 
 
 @router.get("/api/{plural}/{owner}/{name}/tree/{rest:path}")
@@ -80,13 +79,13 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
             session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
         )
         commit = resolve_revision(session, repo, rev)
-        items, entries = _listing(session, commit.tree_id, path, recursive)
-        shown = items[offset : offset + page]
+        found, entries = _listing(session, commit.tree_id, path, recursive)
+        shown = [file_json(e) if isinstance(e, FileEntry) else directory_json(e) for e in found[offset : offset + page]]
         xet_meta.add_xet_hashes(session, hub.settings, repo.id, entries, shown)
         if expand:
             _add_last_commits(session, commit, shown)
             security.add_file_security(session, hub.settings, repo.id, entries, shown)
-    more = len(items) > offset + page
+    more = len(found) > offset + page
     return JSONResponse(shown, headers=next_page(request, offset + page) if more else None)
 
 
