@@ -69,6 +69,7 @@ def test_token_create_list_revoke(hub: HubProcess, invoke: Invoke, unique: str) 
     assert secret not in listed.stdout  # only a hint of the secret is ever shown again
     (row,) = json.loads(listed.stdout)
     assert (row["user"], row["name"], row["role"], row["hint"]) == (user, "laptop", "write", f"…{secret[-4:]}")
+    assert row["last_used"] != "-"  # the whoami above; written at most once a minute per token
     table = invoke("token", "list", *db(hub))
     assert table.exit_code == 0 and "laptop" in table.stdout
 

@@ -92,7 +92,7 @@ def finetune_command(
     source: Annotated[str, typer.Argument(metavar="REPO[@REV]|DIR", help="The base: owner/name on a hub, or a dir.")],
     data: Annotated[Path, typer.Option(help="Training data: .csv or .jsonl.", exists=True, dir_okay=False)],
     task: Annotated[Task, typer.Option(help="What to train the model for.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output: checkpoints/ (resumable) and model/.")],
+    out_dir: Annotated[Path, typer.Option("--output", "--out", help="Output: checkpoints/ (resumable) and model/.")],
     method: Annotated[FinetuneMethod, typer.Option(help="LoRA adapter, or every weight.")] = FinetuneMethod.lora,
     push: Annotated[str | None, typer.Option(help="Publish the output to this hub repo (owner/name).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,

@@ -51,7 +51,8 @@ def sign_command(
     key: Annotated[Path, typer.Option("--key", help="EC private key (PEM; P-256, P-384 or P-521).")],
     cert: Annotated[Path | None, typer.Option("--cert", help="Signing certificate (PEM) for the key.")] = None,
     chain: Annotated[
-        list[Path] | None, typer.Option("--chain", help="Intermediate (and root) certificates, PEM; repeatable.")
+        list[Path] | None,
+        typer.Option("--cert-chain", "--chain", help="Intermediate (and root) certificates, PEM; repeatable."),
     ] = None,
     signature: Annotated[
         Path | None, typer.Option("--signature", help="Where to write the bundle (default: DIR/model.sig).")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.services.accounts import Principal, authenticate
+from openckpt.hub.services.accounts import Principal, authenticate, note_token_use
 from openckpt.hub.services.names import split_repo_id
 from openckpt.hub.services.web_sessions import authenticate_session
 from openckpt.hub.settings import Settings
@@ -76,6 +76,8 @@ def optional_principal(request: Request, *, session: bool = False, db: Session |
     elif cookie:
         hub = hub_of(request)
         principal = authenticate_session(hub.db, cookie, idle=hub.settings.session_idle)
+    if secret is not None and principal is not None and principal.token_id is not None:
+        note_token_use(hub_of(request).db, principal.token_id)  # `openckpt token list` shows it
     request.scope["principal"] = principal
     return principal
 

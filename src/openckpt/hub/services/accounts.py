@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, UnauthorizedError
@@ -14,11 +17,15 @@ from openckpt.hub.db.models import Account, Membership, Repo, Token, WebSession,
 from openckpt.hub.services.names import check_account_name
 from openckpt.protocol import TOKEN_PREFIX
 
+if TYPE_CHECKING:
+    from openckpt.hub.db.engine import Database
+
 __all__ = [
     "ROLES",
     "Principal",
     "add_member",
     "authenticate",
+    "note_token_use",
     "create_account",
     "create_token",
     "find_account",
@@ -158,6 +165,24 @@ _PRINCIPAL_ROWS = (
 )
 """The caller behind a token digest, a row per organisation it belongs to. Hot statements are built once: building
 one costs more than running it."""
+
+
+TOKEN_USE_INTERVAL = 60.0
+"""Seconds between two writes of a token's ``last_used_at`` by one process: a minute is precise enough to show."""
+_token_uses: dict[int, float] = {}
+_token_uses_lock = threading.Lock()
+
+
+def note_token_use(db: Database, token_id: int) -> None:
+    """Record that the token was used now, at most once a :data:`TOKEN_USE_INTERVAL` per token and process."""
+    moment = time.monotonic()
+    with _token_uses_lock:
+        last = _token_uses.get(token_id)
+        if last is not None and moment - last < TOKEN_USE_INTERVAL:
+            return
+        _token_uses[token_id] = moment
+    with db.write() as session:
+        session.execute(update(Token).where(Token.id == token_id).values(last_used_at=utcnow()))
 
 
 def authenticate(session: Session, secret: str) -> Principal:
