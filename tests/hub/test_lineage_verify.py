@@ -1,14 +1,18 @@
 """``openckpt lineage verify REPO`` against a live hub (SQLite and PostgreSQL): the bases a model declares are fetched
-from the hub, compared by their weights, and a base that is absent or private to the caller is unverifiable."""
+from the hub, compared by their weights, and a base that is absent or private to the caller is unverifiable. The hub
+runs the same check after each commit naming a base it holds: ``/api/models/{id}/provenance``,
+``model_info(expand=["lineageVerification"])`` and the repo page show it."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from huggingface_hub import HfApi
 from typer.testing import CliRunner
@@ -92,3 +96,46 @@ def test_a_directory_checked_against_the_hub(hosted: tuple[HubProcess, People], 
     local = snapshot_download(f"{OWNER}/impostor", endpoint=hub.url, token=people.alice, local_dir=tmp_path / "m")
     data = _verify(hosted, str(local), code=1)
     assert data["parents"][0]["base"] == f"{OWNER}/base"
+
+
+def _hub_verdict(hosted: tuple[HubProcess, People], repo: str) -> dict[str, Any]:
+    hub, people = hosted
+    headers = {"authorization": f"Bearer {people.alice}"}
+    response = httpx.get(f"{hub.url}/api/models/{repo}/provenance", headers=headers, timeout=300)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def test_the_hub_checks_commits_that_name_a_base_it_holds(hosted: tuple[HubProcess, People]) -> None:
+    hub, people = hosted
+    api = HfApi(endpoint=hub.url, token=people.alice)
+    deadline = time.monotonic() + 300  # the check runs in the hub's background thread after each commit
+    info = api.model_info(f"{OWNER}/impostor", expand=["lineageVerification"])  # type: ignore[list-item]
+    while getattr(info, "lineageVerification", None) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        info = api.model_info(f"{OWNER}/impostor", expand=["lineageVerification"])  # type: ignore[list-item]
+    found = info.lineageVerification  # type: ignore[attr-defined]
+    assert found["verdict"] == "not_derived" and found["commit"] == info.sha
+    assert "tensors" not in found["parents"][0] and found["parents"][0]["summary"]["related_fraction"] == 0
+    page = httpx.get(f"{hub.url}/{OWNER}/impostor").text
+    assert "provenance-not_derived" in page and "the weights do not come from the model this card names" in page
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict", "reason"),
+    [
+        ("finetune", "consistent", "cosine"),
+        ("lora", "consistent", "fitting shapes"),
+        ("merge", "consistent", "cosine"),
+        ("random", "not_derived", "needed"),
+        ("orphan", "unverifiable", "not on this hub"),
+        ("claims-private", "unverifiable", "the base is private"),
+    ],
+)
+def test_hub_verdicts(hosted: tuple[HubProcess, People], name: str, verdict: str, reason: str) -> None:
+    data = _hub_verdict(hosted, f"{OWNER}/{name}")
+    assert data["verdict"] == verdict
+    assert all(reason in p["reason"] for p in data["parents"] if p["verdict"] == verdict)
+    if name == "finetune":
+        assert len(data["parents"][0]["tensors"]) == 40

@@ -32,7 +32,7 @@ from openckpt.hub.context import (
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import notify
-from openckpt.hub.services import gate, governance, possession, repos, xet_ingest, xet_meta
+from openckpt.hub.services import gate, governance, possession, provenance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
 from openckpt.hub.services.history import last_commits
@@ -279,6 +279,7 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
     )  # fmt: skip
     if rev == repos.DEFAULT_BRANCH:
         repos.refresh_metadata(hub.db, hub.store, repo_id)
+        provenance.verify_later(hub.db, hub.store, hub.settings, repo_id, commit_id)  # weights against the bases
     if hub.settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
         added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
         if added:

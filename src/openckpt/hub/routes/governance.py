@@ -1,4 +1,5 @@
-"""Governance API: a model's tree (ancestors, descendants), its license check, and organisations' license policies."""
+"""Governance API: a model's tree (ancestors, descendants), its provenance and license checks, and organisations'
+license policies."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from openckpt.errors import BadRequestError
 from openckpt.governance.policy import parse_policy
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, require_principal
-from openckpt.hub.services import governance, repos
+from openckpt.hub.services import governance, provenance, repos
+from openckpt.hub.services.commits import resolve_revision
 
 router = APIRouter()
 
@@ -33,6 +35,22 @@ def lineage(request: Request, owner: str, name: str) -> dict[str, Any]:
         lic = card.get("license")
         return {"id": repo.repo_id, "revision": commit.id, "license": lic if isinstance(lic, str) else None,
                 "ancestors": ancestors, "descendants": governance.descendants(session, principal, repo)}  # fmt: skip
+
+
+def _provenance(request: Request, owner: str, name: str) -> dict[str, Any]:
+    hub = hub_of(request)
+    rev = request.query_params.get("revision") or repos.DEFAULT_BRANCH
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, optional_principal(request), "model", repo_id_of(owner, name))
+        repo_id, commit_id = repo.id, resolve_revision(session, repo, rev).id
+    return provenance.verdict(hub.db, hub.store, hub.settings, repo_id, commit_id)
+
+
+@router.get("/api/models/{owner}/{name}/provenance")
+async def provenance_check(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Whether the weights of a revision (``?revision=``, default main) come from the bases it declares: the
+    verdict of :func:`openckpt.governance.provenance.verify_lineage`, kept by commit (computed now if not yet)."""
+    return await run_in_threadpool(_provenance, request, owner, name)
 
 
 def _report(request: Request, owner: str, name: str, policy: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from openckpt.hub.context import (
 from openckpt.hub.db.models import Ref, Repo
 from openckpt.hub.error_response import header_text
 from openckpt.hub.routes.webhooks import notify
-from openckpt.hub.services import gate, repo_duplicate, repo_move, repos
+from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, repos
 from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.trees import read_tree
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
@@ -203,6 +203,8 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
             found = gate.statuses(session, hub.settings, repo.id, entries)
             rules = gate.rules_of(session, hub.settings, repo).to_dict()
             data["securityRepoStatus"] = repo_security_json(found, rules)
+        if repo.type == "model" and "lineageVerification" in request.query_params.getlist("expand"):
+            data["lineageVerification"] = provenance.compact(provenance.cached(hub.settings, head.id))
         return data
 
 
