@@ -4,7 +4,10 @@ metadata, TorchScript rebuild names, 7z archives; each rule exact, so that nothi
 from __future__ import annotations
 
 import base64
+import io
 import json
+import struct
+import zipfile
 from pathlib import Path
 
 import py7zr
@@ -134,3 +137,33 @@ def test_dcp_items_are_read_through_the_storage_index(tmp_path: Path) -> None:
 def test_sb3_data_that_is_not_json_is_scanned_as_any_member(scan_bytes: ScanBytes) -> None:
     archive = zip_bytes({"data": EVIL, "policy.pth": zip_bytes({"policy/data.pkl": TENSORLESS})})
     assert scan_bytes(archive, "model.zip").verdict is Verdict.MALICIOUS
+
+
+def _fake_member(name: str, data: bytes, at: int) -> tuple[bytes, bytes]:
+    """A stored local header + data, and the central directory entry pointing at it from absolute offset ``at``."""
+    raw = name.encode()
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, len(data), len(data), len(raw), 0) + raw
+    central = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, len(data), len(data), len(raw), 0, 0, 0, 0, 0, at
+    )
+    return local + raw[:0] + data, central + raw
+
+
+def test_distcp_hiding_a_directory_for_miniz_is_not_a_checkpoint(scan_bytes: ScanBytes) -> None:
+    """torch.load of the whole file reads the last directory's offsets from the file's start (miniz): if they land on
+    a directory hidden in tensor bytes, the file is not read as archives laid end to end."""
+    pad = 600
+    first = zip_bytes({"a/data.pkl": TENSORLESS, "a/data/0": b"\x00" * (pad + 400)})
+    data_at = first.index(b"\x00" * pad)  # where the storage bytes start
+    local, central = _fake_member("x/data.pkl", EVIL, data_at + 16)
+    hidden = b"\x00" * 16 + local
+    cd_at = data_at + len(hidden)
+    hidden += central + central.replace(b"x/data.pkl", b"x/data.pk2")
+    first = zip_bytes({"a/data.pkl": TENSORLESS, "a/data/0": hidden.ljust(pad + 400, b"\x00")})
+    base = len(zip_bytes({"b/data.pkl": TENSORLESS, "b/data/0": b""})) - 22 - len(b"b/data.pkl") - len(b"b/data/0") - 92
+    second = zip_bytes({"b/data.pkl": TENSORLESS, "b/data/0": b"\x00" * (cd_at - base)})
+    assert zipfile.ZipFile(io.BytesIO(second)).start_dir == cd_at  # its directory offset lands on the hidden one
+    result = scan_bytes(first + second, "__0_0.distcp")
+    assert result.format != "distcp" and result.verdict is not Verdict.CLEAN
+    honest = scan_bytes(first[:0] + zip_bytes({"a/data.pkl": TENSORLESS}) + second, "__0_0.distcp")
+    assert honest.format == "distcp" and honest.verdict is Verdict.CLEAN

@@ -173,7 +173,7 @@ class Router:
         end to end (a DCP ``.distcp`` file: one ``torch.save`` archive per item) are scanned one by one."""
         ctx = self.ctx
         parts = zipc.segments(buf, start, end, limit=ctx.limits.max_entries)
-        if parts is not None:
+        if parts is not None and _miniz_sees_segments(ctx, buf, start, end, parts):
             kinds = {self.zip(buf, s, e, f"{member or ''}@{s}", depth + 1) for s, e in parts}
             return "distcp" if kinds == {"torch-zip"} else "zip-sequence"
         try:
@@ -236,6 +236,21 @@ class Router:
             except LimitError:
                 continue
         return kind
+
+
+def _miniz_sees_segments(ctx: Context, buf: Any, start: int, end: int, parts: list[tuple[int, int]]) -> bool:
+    """Whether ``torch.load`` of the whole file (miniz: offsets from the file's start) sees nothing but members of the
+    archives laid end to end: it fails to find a central directory, or finds one of theirs."""
+    probe = Context(ctx.file, ctx.limits)
+    try:
+        whole = zipc.read_entries(probe, buf, start, end, None, absolute=True)
+    except (zipc.ZipError, LimitError, struct.error):
+        return True
+    try:
+        seen = {(e.name, e.header) for s, e_ in parts for e in zipc.read_entries(probe, buf, s, e_, None)}
+    except (zipc.ZipError, LimitError, struct.error):
+        return False
+    return all((e.name, e.header) in seen for e in whole)
 
 
 def _npy_has_object(view: tuple[Any, int, int]) -> bool:

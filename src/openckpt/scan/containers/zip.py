@@ -131,8 +131,13 @@ def _zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int,
     return usize, csize, offset
 
 
-def read_entries(ctx: Context, buf: Any, start: int, end: int, member: str | None) -> list[Entry]:
-    """The members of the zip archive in ``buf[start:end]``, with findings for anything irregular."""
+def read_entries(
+    ctx: Context, buf: Any, start: int, end: int, member: str | None, *, absolute: bool = False
+) -> list[Entry]:
+    """The members of the zip archive in ``buf[start:end]``, with findings for anything irregular.
+
+    Offsets are shifted as ``zipfile`` shifts them when data precedes the archive; ``absolute``: read them as
+    miniz (``torch.load``) does, from ``start``, whatever precedes the central directory."""
     eocd = find_eocd(buf, start, end)
     if eocd < 0:
         raise ZipError("no end-of-central-directory record")
@@ -151,6 +156,10 @@ def read_entries(ctx: Context, buf: Any, start: int, end: int, member: str | Non
     if count > ctx.limits.max_entries:
         raise ctx.limit(f"more than {ctx.limits.max_entries} archive entries", member=member)
     base = cd_end - cd_size - cd_offset
+    if absolute:
+        base, cd_end = start, start + cd_offset + cd_size
+        if cd_end > end:
+            raise ZipError("central directory offsets point outside the file")
     if base < start or cd_end - cd_size < start:
         raise ZipError("central directory offsets point outside the file")
     if base > start:
