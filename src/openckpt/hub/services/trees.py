@@ -19,6 +19,8 @@ them.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -186,7 +188,32 @@ def read_folder(
     return _read(session, tree, f"{path}/" if path else "", recursive=recursive)
 
 
+_CACHE: OrderedDict[tuple[str, str, bool], tuple[dict[str, FileEntry], dict[str, Folder]]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_FROM = 2000
+"""Reads of at least this many files are kept (trees never change): the pages of a large listing read it once."""
+CACHE_SIZE = 8
+
+
 def _read(
+    session: Session, tree: str, prefix: str, *, recursive: bool
+) -> tuple[dict[str, FileEntry], dict[str, Folder]]:
+    key = (tree, prefix, recursive)
+    with _CACHE_LOCK:
+        if (hit := _CACHE.get(key)) is not None:
+            _CACHE.move_to_end(key)
+            return dict(hit[0]), dict(hit[1])
+    found = _walk_rows(session, tree, prefix, recursive=recursive)
+    if len(found[0]) >= CACHE_FROM:
+        with _CACHE_LOCK:
+            _CACHE[key] = found
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return dict(found[0]), dict(found[1])
+    return found
+
+
+def _walk_rows(
     session: Session, tree: str, prefix: str, *, recursive: bool
 ) -> tuple[dict[str, FileEntry], dict[str, Folder]]:
     files: dict[str, FileEntry] = {}
