@@ -9,14 +9,13 @@ import typer
 from rich.markup import escape
 
 from openckpt.cli._gate import refuse_unclean
-from openckpt.cli._output import EXIT_FINDINGS, byte_progress, err, guard, human_bytes, out
-from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token, remote
+from openckpt.cli._output import EXIT_FINDINGS, byte_progress, err, fail, guard, human_bytes, out, print_json
+from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Revision, Token
 
 __all__ = ["pull_command"]
 
 
 @guard
-@remote
 def pull_command(
     spec: Annotated[str, typer.Argument(metavar="REPO[@REV]", help="owner/name, optionally @branch, tag or commit.")],
     directory: Annotated[
@@ -25,7 +24,9 @@ def pull_command(
             metavar="[DIR]", help="Where to put the files. Default: huggingface_hub's cache.", show_default=False
         ),
     ] = None,
+    revision: Revision = None,
     repo_type: RepoTypeOption = RepoKind.model,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     endpoint: Endpoint = None,
     token: Token = None,
 ) -> None:
@@ -41,9 +42,12 @@ def pull_command(
     from openckpt.errors import IntegrityError
 
     try:
-        repo_id, revision = split_revision(spec)
+        repo_id, at = split_revision(spec)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="REPO[@REV]") from None
+    if at is not None and revision is not None and at != revision:
+        raise typer.BadParameter(f"two revisions: @{at} and --revision {revision}", param_hint="--revision")
+    revision = at or revision
     result = pull(
         repo_id, directory, revision=revision, repo_type=repo_type.kind, endpoint=endpoint, token=token, verify=False
     )
@@ -53,9 +57,20 @@ def pull_command(
             task = bar.add_task("verifying", total=result.bytes)
             verify_snapshot(result.directory, result.files, progress=lambda name, n: bar.advance(task, n))
     except IntegrityError as e:
-        console.print(f"[bold red]error:[/] [red]{escape(str(e))}[/]", soft_wrap=True)
-        raise typer.Exit(EXIT_FINDINGS) from None
+        fail(str(e), EXIT_FINDINGS)
     refuse_unclean({f.path: result.directory / f.path for f in result.files}, what=f"pull {spec}")
+    if as_json:
+        print_json(
+            {
+                "repo_id": result.repo_id,
+                "revision": result.revision,
+                "commit": result.commit,
+                "directory": str(result.directory),
+                "files": [f.path for f in result.files],
+                "bytes": result.bytes,
+            }
+        )
+        return
     where = f"{result.repo_id}@{result.revision}"
     summary = f"{len(result.files)} files, {human_bytes(result.bytes)} match the hub and the manifest"
     into = f"(commit {result.commit[:12]}) into {result.directory}"

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from openckpt.cli._output import err, guard, out, print_json
-from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token, remote
+from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token
 
 __all__ = ["repo_app"]
 
@@ -19,11 +19,12 @@ repo_app = typer.Typer(help="Create, list and delete repos on the hub.", no_args
 
 @repo_app.command("create")
 @guard
-@remote
 def repo_create(
     repo_id: Annotated[str, typer.Argument(metavar="REPO", help="owner/name, or name for your own namespace.")],
     private: Annotated[bool, typer.Option("--private", help="Visible only to the owner (and its members).")] = False,
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Succeed if the repo exists already.")] = False,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Succeed if the repo exists already (as `hf repos create --exist-ok`).")
+    ] = False,
     repo_type: RepoTypeOption = RepoKind.model,
     endpoint: Endpoint = None,
     token: Token = None,
@@ -39,7 +40,6 @@ def repo_create(
 
 @repo_app.command("ls")
 @guard
-@remote
 def repo_ls(
     author: Annotated[str | None, typer.Option(help="Only repos of this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Only repos whose name contains this.")] = None,
@@ -69,7 +69,6 @@ def repo_ls(
 
 @repo_app.command("rm")
 @guard
-@remote
 def repo_rm(
     repo_id: Annotated[str, typer.Argument(metavar="REPO", help="owner/name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
