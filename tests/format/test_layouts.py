@@ -173,7 +173,10 @@ def test_timm_checkpoint_saver(corpus: dict[str, RealFile]) -> None:
         raw = torch.load(path, weights_only=True)
     with open_source(path) as source:
         assert source.layout == "timm CheckpointSaver checkpoint" and source.refusal is None
-        _same(_all(source), raw["state_dict"])
+        _same({n: source.read(n) for n in source.tensors if source.is_weight(n)}, raw["state_dict"])
+        for index, state in raw["optimizer"]["state"].items():
+            assert torch.equal(source.read(f"optimizer/state.{index}.momentum_buffer"), state["momentum_buffer"])
+        assert source.entry_of("optimizer/state.0.momentum_buffer") == ("optimizer", "state.0.momentum_buffer")
         assert source.sections["Args"] == vars(raw["args"])
         assert source.sections["Training"]["arch"] == raw["arch"] and source.sections["Training"]["epoch"] == 1
 
@@ -326,3 +329,30 @@ def test_pickle_twins_are_refused(corpus: dict[str, RealFile], name: str, capfd:
     with pytest.raises(UnsafeFileError, match=r"os\.system"):
         open_source(corpus[name].path)
     assert "pwned" not in capfd.readouterr().out
+
+
+def test_sharded_bin_directory(tmp_path: Path) -> None:
+    import json
+
+    torch.manual_seed(0)
+    state = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)).state_dict()
+    shards = {
+        "pytorch_model-00001-of-00002.bin": ["0.weight", "0.bias"],
+        "pytorch_model-00002-of-00002.bin": ["1.weight", "1.bias"],
+    }
+    for file, names in shards.items():
+        torch.save({n: state[n] for n in names}, tmp_path / file)
+    weight_map = {n: file for file, names in shards.items() for n in names}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open_source(tmp_path) as source:
+        _same(_all(source), dict(state))
+        assert {n: e.file for n, e in source.tensors.items()} == weight_map
+
+
+def test_plain_weights_win_over_variants(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, tmp_path / "diffusion_pytorch_model.safetensors")
+    save_file({"w": torch.ones(2, dtype=torch.float16)}, tmp_path / "diffusion_pytorch_model.fp16.safetensors")
+    with open_source(tmp_path) as source:
+        assert source.tensors["w"].dtype == "F32"

@@ -85,6 +85,10 @@ def summarize(source: TensorSource) -> dict[str, Any]:
     return summary
 
 
+_LONGEST = 300
+"""Values longer than this are cut in tables (never in ``--json``)."""
+
+
 def _jsonable(value: Any) -> Any:
     """``value`` as JSON data: tensors become ``tensor[shape]``, anything else unknown its ``str``."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -109,6 +113,8 @@ def _pairs(title: str, data: dict[str, Any]) -> Table | None:
     table.add_column(overflow="fold")
     for key, value in data.items():
         text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+        if len(text) > _LONGEST:
+            text = f"{text[:_LONGEST]}… ({len(text):,} characters; --json shows all)"
         table.add_row(escape(str(key)), escape(text))
     return table
 

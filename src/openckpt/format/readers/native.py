@@ -79,10 +79,12 @@ class SafetensorsSource(SafetensorsBacked):
 
 
 def hf_weights(directory: Path) -> Path | None:
-    """A Hugging Face model directory's weights: its safetensors index, else its one safetensors file."""
-    for name in ("model.safetensors.index.json", "model.safetensors"):
-        if (directory / name).is_file():
-            return directory / name
+    """A Hugging Face model directory's weights: its safetensors index, else its one safetensors file; the plain
+    ``model``/``diffusion_pytorch_model``/``adapter_model`` names win over variants (``*.fp16.safetensors``)."""
+    for stem in ("model", "diffusion_pytorch_model", "adapter_model"):
+        for name in (f"{stem}.safetensors.index.json", f"{stem}.safetensors"):
+            if (directory / name).is_file():
+                return directory / name
     for pattern in ("*.safetensors.index.json", "*.safetensors"):
         found = sorted(p for p in directory.glob(pattern) if p.is_file())
         if len(found) == 1:

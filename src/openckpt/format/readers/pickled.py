@@ -29,6 +29,7 @@ __all__ = [
     "NUMPY",
     "Loaded",
     "Opaque",
+    "has_tensor",
     "is_blocked",
     "load_pickle",
     "load_torch",
@@ -307,7 +308,7 @@ def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") ->
             if state is not None:
                 out["state"] = plain(state, classes, holders, at)
             return out
-        if _has_tensor(out):
+        if has_tensor(out):
             holders.add(obj.qualname)
         return out
     if isinstance(obj, argparse.Namespace):
@@ -341,13 +342,13 @@ def _from_numpy(array: Any) -> Any:
     return array.tolist()
 
 
-def _has_tensor(node: Any) -> bool:
+def has_tensor(node: Any) -> bool:
     import torch
 
     if isinstance(node, torch.Tensor):
         return True
     if isinstance(node, Mapping):
-        return any(_has_tensor(v) for v in node.values())
+        return any(has_tensor(v) for v in node.values())
     if isinstance(node, list | tuple):
-        return any(_has_tensor(v) for v in node)
+        return any(has_tensor(v) for v in node)
     return False

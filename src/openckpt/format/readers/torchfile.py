@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 from openckpt.errors import UnsupportedStateError
 from openckpt.format.dtypes import dtype_name
 from openckpt.format.readers.base import TensorEntry, TensorSource
-from openckpt.format.readers.nested import split_nested
-from openckpt.format.readers.pickled import NAMESPACE, NUMPY, Loaded, load_torch, load_torchscript, plain
+from openckpt.format.readers.nested import WRAPPER_KEYS, split_nested
+from openckpt.format.readers.pickled import NAMESPACE, NUMPY, Loaded, has_tensor, load_torch, load_torchscript, plain
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["TorchSource", "load_weights_only", "needs_of"]
 
+_OPTIMIZER_KEYS = ("optimizer", "optimizer_states", "optimizer_state_dict", "optimizer_state")
+"""Where training checkpoints keep optimizer state beside the weights: kept as the ``optimizer`` entry."""
 _LIGHTNING = ("pytorch-lightning_version", "optimizer_states", "lr_schedulers", "loops", "hyper_parameters")
 
 
@@ -48,6 +50,7 @@ class TorchSource(TensorSource):
         allowed = NAMESPACE + NUMPY
         loaded = load_torchscript(path) if torchscript else load_torch(path, allowed=allowed, mmap=zipped)
         self._tensors: dict[str, torch.Tensor] = {}
+        self._optimizer = False
         self._take(loaded, torchscript=torchscript)
 
     def _take(self, loaded: Loaded, *, torchscript: bool) -> None:
@@ -67,9 +70,27 @@ class TorchSource(TensorSource):
         elif holders:
             inner = sorted((c for c in classes if c in holders), key=lambda c: c.startswith("torch."))
             self.refusal = f"the weights are inside objects of {needs_of(inner)}: loading them runs those classes"
+        optimizer: Any = None
+        if isinstance(obj, Mapping) and any(k in obj for k in WRAPPER_KEYS):
+            key = next((k for k in _OPTIMIZER_KEYS if k in obj and has_tensor(obj[k])), None)
+            if key is not None:
+                optimizer = obj[key]
+                obj = {k: v for k, v in obj.items() if k != key}
         split = split_nested(obj, root_name=self.path.stem)
         self.values, self.notes = split.values, self.notes + split.notes
         self._add(split.tensors)
+        if optimizer is not None:
+            state = split_nested(optimizer, root_name="optimizer")
+            self._add({f"optimizer/{name}": t for name, t in state.tensors.items()})
+            self.values.update({f"optimizer.{k}": v for k, v in state.values.items()})
+            self._optimizer = True
+
+    def entry_of(self, name: str) -> tuple[str, str]:
+        head, sep, rest = name.partition("/")
+        return ("optimizer", rest) if sep and head == "optimizer" and self._optimizer else ("model", name)
+
+    def is_weight(self, name: str) -> bool:
+        return self.entry_of(name)[0] == "model"
 
     def _add(self, tensors: Mapping[str, torch.Tensor]) -> None:
         import torch
