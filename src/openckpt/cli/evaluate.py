@@ -1,5 +1,8 @@
 """``openckpt evaluate bias REPO[@REV]|DIR --suite fairness|crows-pairs|weat``: bias evaluations into the model card.
 
+``openckpt evaluate backdoor REPO[@REV]|DIR``: a backdoor scan (Neural Cleanse, trigger-token search or a causal-LM
+probe, by the kind of model) into the same card section; its PNGs go to DIR/backdoor, or into the commit with --push.
+
 A hub repo is pulled, verified and scanned first (anything but clean is refused); a directory is scanned in place.
 Results go into the card (``model-index`` and a "Bias, Risks, and Limitations" section): a directory's README.md
 is rewritten atomically (``--no-card`` skips it); a hub repo gets a new commit with ``--push``.
@@ -24,9 +27,11 @@ from openckpt.evaluate.models import Suite
 if TYPE_CHECKING:
     from openckpt.evaluate.report import BiasReport
 
-__all__ = ["bias_command", "evaluate_app"]
+__all__ = ["backdoor_command", "bias_command", "evaluate_app"]
 
-evaluate_app = typer.Typer(name="evaluate", help="Evaluate checkpoints: bias and fairness.", no_args_is_help=True)
+evaluate_app = typer.Typer(
+    name="evaluate", help="Evaluate checkpoints: bias, fairness and backdoors.", no_args_is_help=True
+)
 
 CARD = "README.md"
 
@@ -74,6 +79,73 @@ def _new_card(directory: Path, report: BiasReport, name: str) -> str:
     return update_card(text, report, model_name=name)
 
 
+def _open(
+    target: str, *, push: bool, endpoint: str | None, token: str | None
+) -> tuple[Path, str, str | None, str | None, str | None]:
+    """(directory, name, repo id, revision, commit) of a model directory or a pulled hub repo; refused unless clean."""
+    local = Path(target)
+    if local.is_dir():
+        if push:
+            hint = "--push is for hub repos; a directory's README.md is updated without it"
+            raise typer.BadParameter(hint, param_hint="--push")
+        refuse_unclean(_local_files(local), what=f"evaluate {target}")
+        return local, local.resolve().name, None, None, None
+    from openckpt.client.api import split_revision
+    from openckpt.client.pull import pull
+
+    try:
+        repo_id, revision = split_revision(target)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="REPO[@REV]") from None
+    pulled = pull(repo_id, revision=revision, endpoint=endpoint, token=token)
+    refuse_unclean({f.path: pulled.directory / f.path for f in pulled.files}, what=f"evaluate {target}")
+    return pulled.directory, repo_id.split("/")[-1], repo_id, revision, pulled.commit
+
+
+def _record(
+    report: BiasReport,
+    directory: Path,
+    name: str,
+    *,
+    repo_id: str | None,
+    revision: str | None,
+    commit: str | None,
+    push: bool,
+    no_card: bool,
+    message: str,
+    endpoint: str | None,
+    token: str | None,
+    extra: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Write the card with ``report`` (a directory's, atomically) or commit it (and ``extra`` files) to the hub."""
+    from openckpt.fsutil import atomic_write
+
+    if repo_id is None and not no_card:
+        atomic_write(directory / CARD, _new_card(directory, report, name).encode())
+        return {"written": True, "path": str(directory / CARD)}
+    if repo_id is None or commit is None or not push:
+        return {"written": False}
+    from huggingface_hub import CommitOperationAdd
+
+    from openckpt.client.api import hf_api
+
+    text = _new_card(directory, report, name).encode()
+    operations = [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=text)]
+    operations += [CommitOperationAdd(path_in_repo=k, path_or_fileobj=str(v)) for k, v in (extra or {}).items()]
+    api = hf_api(endpoint, token)
+    info = api.create_commit(repo_id, operations, revision=revision, commit_message=message, parent_commit=commit)
+    return {"written": True, "repo": repo_id, "commit": info.oid, "commit_url": info.commit_url}
+
+
+def _said(card: dict[str, Any], repo_id: str | None) -> None:
+    if "path" in card:
+        err().print(f"[green]updated[/] {escape(card['path'])}", soft_wrap=True)
+    elif "commit" in card:
+        err().print(f"[green]committed[/] the card to {escape(str(repo_id))}: {escape(card['commit_url'])}")
+    elif repo_id is not None:
+        err().print(f"add --push to commit these results to the card of {escape(repo_id)}")
+
+
 def _print(report: BiasReport, where: str) -> None:
     console = out()
     table = Table(*report.columns, title=f"{report.title}: {where}")
@@ -109,53 +181,133 @@ def bias_command(
     token: Token = None,
 ) -> None:
     """Run one bias suite on a model offline and record the results in its card."""
-    from openckpt.fsutil import atomic_write
-
-    local = Path(target)
-    repo_id = commit = revision = None
-    if local.is_dir():
-        if push:
-            raise typer.BadParameter("--push is for hub repos; a directory's README.md is updated without it",
-                                     param_hint="--push")  # fmt: skip
-        directory, name = local, local.resolve().name
-        refuse_unclean(_local_files(directory), what=f"evaluate {target}")
-    else:
-        from openckpt.client.api import split_revision
-        from openckpt.client.pull import pull
-
-        try:
-            repo_id, revision = split_revision(target)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="REPO[@REV]") from None
-        pulled = pull(repo_id, revision=revision, endpoint=endpoint, token=token)
-        refuse_unclean({f.path: pulled.directory / f.path for f in pulled.files}, what=f"evaluate {target}")
-        directory, name, commit = pulled.directory, repo_id.split("/")[-1], pulled.commit
+    directory, name, repo_id, revision, commit = _open(target, push=push, endpoint=endpoint, token=token)
     options = {"data": data, "sensitive_cols": sensitive_col or [], "text_col": text_col, "label_col": label_col,
                "pos_label": pos_label, "limit": limit, "permutations": permutations, "seed": seed}  # fmt: skip
     report = _run(suite, directory, options)
-    card: dict[str, Any] = {"written": False}
-    if repo_id is None and not no_card:
-        atomic_write(directory / CARD, _new_card(directory, report, name).encode())
-        card = {"written": True, "path": str(directory / CARD)}
-    elif repo_id is not None and push:
-        from huggingface_hub import CommitOperationAdd
-
-        from openckpt.client.api import hf_api
-
-        text = _new_card(directory, report, name).encode()
-        info = hf_api(endpoint, token).create_commit(
-            repo_id, [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=text)], revision=revision,
-            commit_message=f"Add {suite.value} bias evaluation", parent_commit=commit,
-        )  # fmt: skip
-        card = {"written": True, "repo": repo_id, "commit": info.oid, "commit_url": info.commit_url}
+    message = f"Add {suite.value} bias evaluation"
+    card = _record(
+        report,
+        directory,
+        name,
+        repo_id=repo_id,
+        revision=revision,
+        commit=commit,
+        push=push,
+        no_card=no_card,
+        message=message,
+        endpoint=endpoint,
+        token=token,
+    )
     where = f"{repo_id}@{commit[:12]}" if repo_id and commit else str(directory)
     if as_json:
         print_json({"target": target, "commit": commit, "report": report.to_json(), "card": card})
         return
     _print(report, where)
-    if "path" in card:
-        err().print(f"[green]updated[/] {escape(card['path'])}", soft_wrap=True)
-    elif "commit" in card:
-        err().print(f"[green]committed[/] the card to {escape(str(repo_id))}: {escape(card['commit_url'])}")
-    elif repo_id is not None:
-        err().print(f"add --push to commit these results to the card of {escape(repo_id)}")
+    _said(card, repo_id)
+
+
+def _progress_bars() -> tuple[Any, Any]:
+    """(rich Progress on stderr, a ``(label, done, total)`` callback that draws one bar per label)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(label, total=total)
+        bars.update(tasks[label], completed=done, total=total)
+
+    return bars, update
+
+
+@evaluate_app.command("backdoor")
+@guard
+@remote
+def backdoor_command(
+    target: Annotated[str, typer.Argument(metavar="REPO[@REV]|DIR", help="A model directory, or a repo on the hub.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Clean inputs: images (a folder, .npz or .pt), texts (.txt lines, .csv, .jsonl) or LM prompts. "
+            "Default: a synthetic set (weaker).",
+            exists=True,
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N clean inputs or prompts.")] = None,
+    budget: Annotated[
+        float | None, typer.Option(min=1, help="Seconds of optimisation at most (results then depend on speed).")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=10, help="Images: optimisation steps per class.")] = 300,
+    max_tokens: Annotated[int, typer.Option(min=1, max=3, help="Texts: the longest trigger searched.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1...")] = "cpu",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Images: where the recovered masks and patterns go as PNGs (default: DIR/backdoor).",
+            file_okay=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    push: Annotated[bool, typer.Option("--push", help="Commit the updated card (and PNGs) to the hub repo.")] = False,
+    no_card: Annotated[bool, typer.Option("--no-card", help="Leave a directory's README.md as it is.")] = False,
+    endpoint: Endpoint = None,
+    token: Token = None,
+) -> None:
+    """Scan a model for a planted backdoor trigger offline and record the results in its card."""
+    import tempfile
+
+    from openckpt.evaluate.backdoor import scan_backdoor
+
+    directory, name, repo_id, revision, commit = _open(target, push=push, endpoint=endpoint, token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = out_dir
+        if out_path is None and repo_id is None and not no_card:
+            out_path = directory / "backdoor"
+        elif out_path is None and push:
+            out_path = Path(tmp) / "backdoor"
+        bars, update = _progress_bars()
+        with bars:
+            report = scan_backdoor(
+                directory,
+                data=data,
+                limit=limit,
+                budget=budget,
+                steps=steps,
+                max_tokens=max_tokens,
+                seed=seed,
+                device=device,
+                out=out_path,
+                progress=None if as_json else update,
+            )
+        extra = {p: out_path.parent / p for p in report.images} if out_path is not None else {}
+        card = _record(
+            report.to_bias_report(),
+            directory,
+            name,
+            repo_id=repo_id,
+            revision=revision,
+            commit=commit,
+            push=push,
+            no_card=no_card,
+            message=f"Add backdoor scan: {report.verdict}",
+            endpoint=endpoint,
+            token=token,
+            extra=extra,
+        )
+    where = f"{repo_id}@{commit[:12]}" if repo_id and commit else str(directory)
+    if as_json:
+        print_json({"target": target, "commit": commit, "report": report.to_json(), "card": card})
+        return
+    _print(report.to_bias_report(), where)
+    _said(card, repo_id)

@@ -5,6 +5,7 @@
 - :mod:`.crows_pairs` — masked language models: CrowS-Pairs stereotype score by pseudo-log-likelihood
 - :mod:`.weat` — sentence encoders: WEAT effect sizes with permutation p-values (:mod:`.encoder` embeds)
 - :mod:`.report` — what every suite returns; :mod:`.card` — writing it into a model card and reading it back
+- :mod:`.backdoor` — backdoor scans (Neural Cleanse, trigger-token search, a causal-LM probe) into the same card
 
 torch, transformers and fairlearn are imported only by the functions that run a model; import the submodules
 (``from openckpt.evaluate.weat import evaluate_weat``), this package imports nothing.
