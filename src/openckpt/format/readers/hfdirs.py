@@ -75,6 +75,16 @@ class BinModelSource(CompositeSource):
             self.adopt("", TorchSource(file, zipped=_zipped(file)), where=file.name)
 
 
+def _brief(config: dict[str, Any]) -> dict[str, Any]:
+    """A component's config without private keys and long lists: what tells its architecture."""
+    keep = (str, int, float, bool)
+    return {
+        k: v
+        for k, v in config.items()
+        if not k.startswith("_") and (isinstance(v, keep) or (isinstance(v, list) and len(v) <= 8))
+    }
+
+
 def _zipped(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"PK"
@@ -101,6 +111,10 @@ class PipelineSource(CompositeSource):
             child = open_model_dir(folder) if folder.is_dir() else None
             if child is None:
                 components[name] = label + ("" if folder.is_dir() else ": not saved")
+                configs = sorted(folder.glob("*config.json")) if folder.is_dir() else []
+                config = read_json(configs[0]) if len(configs) == 1 else None
+                if isinstance(config, dict):
+                    self.sections[f"{name} config"] = _brief(config)
                 continue
             self.adopt(name, child)
             arch = architecture_of(child.tensors.values())
@@ -109,6 +123,8 @@ class PipelineSource(CompositeSource):
                 self.entry_configs[name] = child.config
         self.sections["Pipeline"] = pipeline
         self.sections["Components"] = components
+        for name, config in self.entry_configs.items():
+            self.sections[f"{name} config"] = _brief(config)
 
 
 class TrainerSource(CompositeSource):
