@@ -135,8 +135,8 @@ def convert_command(
     The input is scanned first: anything malicious, suspicious or inconclusive is refused (exit 2). Files are
     recognised by content, not extension: .pt/.bin/.ckpt/.pth.tar (Lightning, timm, whisper; weights-only), .pt2,
     safetensors, HF directories (.bin too), diffusers pipelines, Trainer checkpoint-N/, DCP directories, SB3 zips,
-    .npz, GGUF (plain dtypes), ONNX, Keras, OpenVINO IR. Whatever needs code to read its weights is refused (exit 2)
-    with the class named.
+    .npz, GGUF (plain dtypes), ONNX, Keras, OpenVINO IR, and tar/zip/7z archives of these. Whatever needs code to
+    read its weights is refused (exit 2) with the class named.
     """
     if src.is_dir():
         inputs = {str(p.relative_to(src)): p for p in sorted(src.rglob("*")) if p.is_file()}
