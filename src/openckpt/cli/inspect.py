@@ -194,7 +194,8 @@ def inspect_command(
 
     Reads every layout openckpt knows without running code from it: safetensors, HF directories (.bin too),
     diffusers pipelines, Trainer checkpoint-N/, Lightning/timm/whisper/ultralytics torch files, TorchScript (its
-    data only), .pt2, DCP directories, SB3 zips, GGUF, ONNX, Keras, OpenVINO IR, .npz; plain pickles are listed.
+    data only), .pt2, DCP directories, SB3 zips, GGUF, ONNX, Keras, OpenVINO IR, .npz and tar/zip/7z archives of
+    these; plain pickles (joblib) are listed, never loaded.
     """
     from openckpt.format.readers import open_source
 
