@@ -79,3 +79,81 @@ def test_missing_pages_are_html(owner_hub: HubProcess, tmp_path: Path) -> None:
     for path in (f"/{repo_id}/discussions", f"/{repo_id}/compare/main...main"):
         response = httpx.get(owner_hub.url + path)
         assert response.status_code == 404 and response.headers["content-type"].startswith("text/html"), path
+
+
+class Visitor:
+    """A browser without JavaScript: cookies, and forms posted with the CSRF token their page carried."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.Client(base_url=base, follow_redirects=True, timeout=60)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
+
+    def csrf(self, path: str, action: str) -> str:
+        html = self.get(path).text
+        forms = re.findall(r'<form[^>]*action="([^"]*)"[^>]*>(.*?)</form>', html, re.S)
+        for target, body in forms:
+            found = re.search(r'name="csrf" value="([^"]+)"', body)
+            if target == action and found:
+                return found.group(1)
+        raise AssertionError(f"no form posting to {action} on {path}")
+
+    def post(self, page: str, action: str, data: dict[str, str], **kwargs: object) -> httpx.Response:
+        return self.http.post(action, data={"csrf": self.csrf(page, action), **data}, **kwargs)  # type: ignore[arg-type]
+
+    def login(self, token: str) -> None:
+        r = self.post("/login", "/login", {"token": token, "next": "/"})
+        assert r.status_code == 200 and "Log out" in r.text
+
+
+def test_owner_flow_over_http(owner_hub: HubProcess) -> None:
+    """Invite, sign up, create a repo, upload, edit, gate it, review a request; the other user then downloads."""
+    suffix = uuid.uuid4().hex[:6]
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    r = admin.post("/admin/users", "/admin/users", {"action": "invite", "name": f"erin{suffix}"})
+    link = re.search(r'id="invite-link"[^>]*|value="([^"]*/join\?invite=[^"]+)"', r.text)
+    code = re.search(r"/join\?invite=([^\"&]+)", r.text)
+    assert link is not None and code is not None
+    erin = Visitor(owner_hub.url)
+    assert (
+        "Sign up by invitation" in erin.get("/join").text
+        and "<form" not in erin.get("/join").text.split("</header>")[1]
+    )
+    assert erin.get(f"/join?invite=erin{suffix}.99999999999.{'0' * 32}").status_code == 403  # forged
+    r = erin.post(f"/join?invite={code.group(1)}", "/join", {"invite": code.group(1), "fullname": "Erin E."})
+    assert r.status_code == 200 and "Welcome, Erin E." in r.text and "Log out" in erin.get("/").text
+    token = re.search(r'id="new-token"|value="(oc_[^"]+)"', r.text)
+    assert token is not None
+    assert erin.post(f"/join?invite={code.group(1)}", "/join", {"invite": code.group(1)}).status_code == 409  # once
+    r = erin.post("/new", "/new", {"owner": f"erin{suffix}", "name": "tiny", "type": "model"})
+    assert r.status_code == 200 and r.url.path == f"/erin{suffix}/tiny"
+    repo = f"/erin{suffix}/tiny"
+    upload = erin.csrf(f"{repo}/upload/main", f"{repo}/upload/main")
+    files = [("files", ("model.safetensors", weights(1.0))), ("files", ("notes.txt", b"a\nb\n"))]
+    r = erin.http.post(f"{repo}/upload/main", data={"csrf": upload, "title": "Add weights"}, files=files)
+    assert r.status_code == 200 and "/commit/" in str(r.url) and "Add weights" in r.text
+    r = erin.post(f"{repo}/edit/main/README.md", f"{repo}/edit/main/README.md",
+                  {"path": "README.md", "content": "# Tiny\r\nhello\r\n", "title": "Write the card"})  # fmt: skip
+    assert r.status_code == 200 and '<span class="l add">+hello</span>' in r.text
+    r = erin.post(f"{repo}/settings", f"{repo}/settings", {"action": "gating", "gated": "manual"})
+    assert r.status_code == 200 and "Gated, the authors review each request</option>" in r.text
+    bob = Visitor(owner_hub.url)
+    bob.login(owner_hub.create_user(f"bob{suffix}"))
+    assert bob.get(f"{repo}/resolve/main/model.safetensors").status_code in (401, 403)
+    page = bob.get(repo).text
+    assert 'class="download"' not in page  # no download buttons without access
+    assert bob.post(repo, f"{repo}/ask-access", {}).status_code == 200
+    r = erin.post(f"{repo}/settings", f"{repo}/settings", {"action": "accepted", "user": f"bob{suffix}"})
+    assert r.status_code == 200 and f"bob{suffix}</a>" in r.text.split("Accepted")[1]
+    assert bob.get(f"{repo}/resolve/main/model.safetensors").content == weights(1.0)
+
+
+def test_forms_refuse_a_missing_csrf_token(owner_hub: HubProcess) -> None:
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    assert admin.http.post("/new", data={"name": "nope"}).status_code == 403
+    assert admin.http.post("/admin/users", data={"action": "create", "name": "nope"}).status_code == 403
+    stranger = Visitor(owner_hub.url)
+    assert stranger.get("/admin/users").status_code == 404

@@ -52,8 +52,10 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gc_grace": ("OPENCKPT_GC_GRACE", int),
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
     "webhooks_allow_local": ("OPENCKPT_WEBHOOKS_ALLOW_LOCAL", _boolean),
+    "signup": ("OPENCKPT_SIGNUP", str),
 }
 SCAN_POLICIES = ("flag", "block", "allow")
+SIGNUP_MODES = ("open", "invite", "closed")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ class Settings:
     webhooks_allow_local: bool = False
     """Let webhooks POST to loopback, private and link-local addresses (the hub's own network). Off by default, as
     in GitLab and Gitea: otherwise any user could make the hub send requests to internal services."""
+    signup: str = "closed"
+    """Who may create an account from the web (``/join``): anyone (``open``), people with an invite link an admin
+    made (``invite``), or nobody (``closed``: admins create accounts on ``/admin/users`` or with the CLI)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -144,6 +149,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.scan_policy not in SCAN_POLICIES:
             raise ValueError(f"scan policy must be one of {', '.join(SCAN_POLICIES)}, not {self.scan_policy!r}")
+        if self.signup not in SIGNUP_MODES:
+            raise ValueError(f"sign-up must be one of {', '.join(SIGNUP_MODES)}, not {self.signup!r}")
 
     def database(self) -> str:
         """The SQLAlchemy URL: ``database_url``, or SQLite at ``<data_dir>/openckpt.db``."""
