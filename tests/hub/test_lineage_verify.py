@@ -139,3 +139,5 @@ def test_hub_verdicts(hosted: tuple[HubProcess, People], name: str, verdict: str
     assert all(reason in p["reason"] for p in data["parents"] if p["verdict"] == verdict)
     if name == "finetune":
         assert len(data["parents"][0]["tensors"]) == 40
+        base_head = HfApi(endpoint=hosted[0].url, token=hosted[1].alice).model_info(f"{OWNER}/base").sha
+        assert data["base_commits"] == {f"{OWNER}/base": base_head}

@@ -102,6 +102,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
             }
             edges = extract_edges(small, paths=list(entries))
             bases: dict[str, Path | Unavailable] = {}
+            base_commits: dict[str, str] = {}
             copies: list[tuple[list[FileEntry], Path]] = [(_wanted(entries), Path(scratch) / "model")]
             for i, edge in enumerate(edges):
                 base = _local_repo(session, edge.base)
@@ -115,7 +116,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
                     except RevisionNotFoundError:
                         bases[edge.base] = Unavailable("the base has no such revision")
                         continue
-                    files = _wanted(read_tree(session, head.tree_id))
+                    files, base_commits[edge.base] = _wanted(read_tree(session, head.tree_id)), head.id
                     copies.append((files, Path(scratch) / f"base{i}"))
                     bases[edge.base] = copies[-1][1]
             name = repo.repo_id
@@ -136,7 +137,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
                 "reason": f"cannot read: {e}",
                 "parents": [],
             }
-    result.update(commit=commit_id, checked_at=datetime.now(UTC).isoformat())
+    result.update(commit=commit_id, base_commits=base_commits, checked_at=datetime.now(UTC).isoformat())
     path = _path(settings, commit_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(result).encode())
