@@ -265,6 +265,12 @@ def test_gguf(corpus: dict[str, RealFile], tmp_path: Path) -> None:
     block = np.zeros((34,), dtype=np.uint8)  # one Q8_0 block: fp16 scale + 32 int8
     writer.add_tensor("q.weight", block, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
     writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    bf16 = torch.randn(3, 4).to(torch.bfloat16)
+    writer = gguf.GGUFWriter(str(tmp_path / "bf16.gguf"), "llama")
+    writer.add_tensor("b.weight", bf16.view(torch.uint16).numpy(), raw_dtype=gguf.GGMLQuantizationType.BF16)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    with open_source(tmp_path / "bf16.gguf") as source:
+        assert source.refusal is None and torch.equal(source.read("b.weight"), bf16)
     with open_source(tmp_path / "q.gguf") as quantized:
         assert quantized.refusal is not None and "Q8_0" in quantized.refusal and "q.weight" in quantized.refusal
 

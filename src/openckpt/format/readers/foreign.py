@@ -94,6 +94,11 @@ class GgufSource(_ArraySource):
         self._arrays: dict[str, Any] = {}
         quantized: dict[str, str] = {}
         for t in self._reader.tensors:
+            if t.tensor_type == GGMLQuantizationType.BF16:  # stored as raw bytes: viewed as bfloat16 when read
+                dims = tuple(int(x) for x in reversed(t.shape.tolist()))
+                self.tensors[t.name] = TensorEntry(t.name, "BF16", dims)
+                self._arrays[t.name] = t.data
+                continue
             if t.tensor_type not in plain:
                 shape = [int(s) for s in reversed(t.shape.tolist())]
                 quantized[t.name] = f"{t.tensor_type.name} {shape}"
@@ -109,6 +114,12 @@ class GgufSource(_ArraySource):
             )
 
     def read(self, name: str) -> torch.Tensor:
+        if self.tensors[name].dtype == "BF16":
+            import numpy as np
+            import torch
+
+            raw = torch.from_numpy(np.ascontiguousarray(self._arrays[name]))
+            return raw.view(torch.bfloat16).reshape(self.tensors[name].shape).clone()
         return _tensor(self._arrays[name])
 
 
