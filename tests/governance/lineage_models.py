@@ -107,12 +107,21 @@ def _save(model, directory: Path, readme: str) -> Path:  # type: ignore[no-untyp
 
 
 def build_family(root: Path) -> Family:
-    """Write the models described in the module docstring under ``root``."""
+    """Write the models described in the module docstring under ``root`` (on one thread, as the machine is shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build(Family(root))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(fam: Family) -> Family:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    torch.set_num_threads(1)
-    fam = Family(root)
     base_id = fam.repo("base")
     base = _init(0)
     _save(base, fam["base"], card())
