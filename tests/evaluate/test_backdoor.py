@@ -13,6 +13,7 @@ from click.testing import Result
 from openckpt.evaluate.backdoor import model_kind, scan_backdoor
 from openckpt.evaluate.backdoor.image import anomaly_indices
 from openckpt.governance.cards import parse_card, validate_card
+from tests.hubtools import HubProcess
 
 from . import backdoor_models as tiny
 
@@ -138,3 +139,37 @@ def test_cli_json_and_card(models: dict[str, Path], invoke: Invoke, tmp_path: Pa
     assert "attack success" in again.stdout and "topic-0" in again.stdout
     meta = validate_card((model / "README.md").read_text())[0]
     assert len(meta["model-index"][0]["results"]) == 1  # a re-run replaces its own result
+
+
+def test_push_commits_card_and_pngs_to_the_hub(
+    hub: HubProcess,
+    invoke: Invoke,
+    models: dict[str, Path],
+    tmp_path: Path,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    from huggingface_hub import HfApi, constants
+
+    from openckpt.client.push import push
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    user = f"b{unique}"
+    token = hub.create_user(user)
+    repo = f"{user}/image-poisoned"
+    push(shutil.copytree(models["image-poisoned"], tmp_path / "model"), repo, endpoint=hub.url, token=token)
+    api = HfApi(endpoint=hub.url, token=token)
+    data = models["image-clean-set"]
+    common = ["--push", "--json", "--endpoint", hub.url, "--token", token]
+    result = invoke("evaluate", "backdoor", repo, "--data", data, "--steps", "10", "--limit", "16", *common)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    head = api.list_repo_commits(repo)[0]
+    assert head.commit_id == out["card"]["commit"] and head.title.startswith("Add backdoor scan: ")
+    files = set(api.list_repo_files(repo))
+    assert {"README.md", *out["report"]["images"]} <= files and len(out["report"]["images"]) == 3 * tiny.IMAGE_CLASSES
+    readme = Path(api.hf_hub_download(repo, "README.md", revision=head.commit_id)).read_text()
+    meta, errors, _ = validate_card(readme)
+    assert errors == [] and meta["model-index"][0]["results"][0]["task"]["type"] == "image-classification"
