@@ -157,3 +157,31 @@ def test_forms_refuse_a_missing_csrf_token(owner_hub: HubProcess) -> None:
     assert admin.http.post("/admin/users", data={"action": "create", "name": "nope"}).status_code == 403
     stranger = Visitor(owner_hub.url)
     assert stranger.get("/admin/users").status_code == 404
+
+
+INDEXED_CARD = b"""---
+pipeline_tag: text-generation
+model-index:
+- name: tiny
+  results:
+  - task: {type: text-generation, name: Text Generation}
+    dataset: {name: WikiText, type: wikitext}
+    metrics:
+    - {type: perplexity, name: Perplexity, value: 12.3456}
+---
+# Tiny
+"""
+
+
+def test_repo_page_shows_weights_results_and_snippets(owner_hub: HubProcess) -> None:
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/page-{uuid.uuid4().hex[:6]}"
+    make_model(api, repo_id)
+    api.upload_file(path_or_fileobj=INDEXED_CARD, path_in_repo="README.md", repo_id=repo_id)
+    html = httpx.get(f"{owner_hub.url}/{repo_id}").text
+    weights_panel = html.split('aria-label="Weights"')[1].split("</section>")[0]
+    assert "<strong>20</strong> params" in weights_panel and ">F32<" in weights_panel and ">F16<" in weights_panel
+    results = html.split('class="files results"')[1].split("</table>")[0]
+    assert "Text Generation" in results and "WikiText" in results and "Perplexity" in results and "12.35" in results
+    assert f'pipeline("text-generation", model="{repo_id}")' in html
+    assert f'snapshot_download("{repo_id}")' in html and f"hf download {repo_id}" in html

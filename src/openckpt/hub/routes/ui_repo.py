@@ -22,7 +22,7 @@ from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes.ui_access import gate_context
 from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
 from openckpt.hub.routes.ui_security import trust_context
-from openckpt.hub.services import access, gate, governance, pages, provenance, reports
+from openckpt.hub.services import access, diffs, gate, governance, pages, provenance, reports
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.render import render_card, render_markdown
 from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
@@ -81,6 +81,8 @@ def overview(request: Request, repo_type: str) -> Response:
             "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
             "provenance": provenance.compact(provenance.cached(hub.settings, commit.id)),
             "bias": bias_results(card.metadata) if card is not None else [],
+            "weights": diffs.weights_summary(hub.store, entries),
+            "results": diffs.model_index_rows(card.metadata) if card is not None else [],
         }  # fmt: skip
         return page(request, "repo.html", context)
 

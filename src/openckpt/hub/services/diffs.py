@@ -25,6 +25,10 @@ from openckpt.store.blobs import BlobStore
 
 __all__ = [
     "FileDiff",
+    "ResultRow",
+    "WeightsSummary",
+    "model_index_rows",
+    "weights_summary",
     "TensorChange",
     "TensorInfo",
     "commit_diffs",
@@ -221,3 +225,65 @@ def commit_diffs(session: Session, store: BlobStore, commit: Commit) -> list[Fil
         else:
             _text_diff(store, before, after, diff)
     return diffs
+
+
+MAX_WEIGHT_FILES = 64
+
+
+@dataclass(frozen=True)
+class WeightsSummary:
+    """What the repo page shows of a revision's safetensors files, from their headers."""
+
+    params: int
+    by_dtype: list[tuple[str, int]]
+    files: int
+
+
+def weights_summary(store: BlobStore, entries: dict[str, FileEntry]) -> WeightsSummary | None:
+    """Parameter count and dtype split of the revision's ``*.safetensors`` files (at most :data:`MAX_WEIGHT_FILES`
+    headers read); None when it has none or none is readable."""
+    files = [e for p, e in sorted(entries.items()) if p.endswith(".safetensors")][:MAX_WEIGHT_FILES]
+    tensors: list[TensorInfo] = []
+    read = 0
+    for entry in files:
+        header = read_safetensors_header(store, entry)
+        if header is not None:
+            tensors.extend(header.values())
+            read += 1
+    if not read:
+        return None
+    params, by_dtype = dtype_summary(tensors)
+    return WeightsSummary(params, by_dtype, read)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One metric of a card's ``model-index``: the model, task, dataset, metric and value."""
+
+    model: str
+    task: str
+    dataset: str
+    metric: str
+    value: str
+
+
+def model_index_rows(metadata: dict[str, object], *, limit: int = 200) -> list[ResultRow]:
+    """The metrics of a card's ``model-index`` as table rows (malformed entries skipped)."""
+    rows: list[ResultRow] = []
+    index = metadata.get("model-index")
+    for model in index if isinstance(index, list) else []:
+        if not isinstance(model, dict):
+            continue
+        for result in model.get("results") or []:
+            if not isinstance(result, dict):
+                continue
+            task, dataset = result.get("task") or {}, result.get("dataset") or {}
+            task_name = str(task.get("name") or task.get("type") or "") if isinstance(task, dict) else ""
+            data_name = str(dataset.get("name") or dataset.get("type") or "") if isinstance(dataset, dict) else ""
+            for m in result.get("metrics") or []:
+                if isinstance(m, dict) and not isinstance(m.get("value"), dict | list) and len(rows) < limit:
+                    value = m.get("value")
+                    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                    name = str(m.get("name") or m.get("type") or "")
+                    rows.append(ResultRow(str(model.get("name") or ""), task_name, data_name, name, shown))
+    return rows
