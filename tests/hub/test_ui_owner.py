@@ -185,3 +185,36 @@ def test_repo_page_shows_weights_results_and_snippets(owner_hub: HubProcess) -> 
     assert "Text Generation" in results and "WikiText" in results and "Perplexity" in results and "12.35" in results
     assert f'pipeline("text-generation", model="{repo_id}")' in html
     assert f'snapshot_download("{repo_id}")' in html and f"hf download {repo_id}" in html
+
+
+def test_resumed_from_links_to_the_commit_of_the_parent_checkpoint(owner_hub: HubProcess) -> None:
+    from tests.hub.test_ui import demo_manifest
+
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/resume-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo_id)
+    older = demo_manifest().replace("ckpt-20260105-001200-step1200", "ckpt-20260104-235900-step1000")
+    first = api.upload_file(path_or_fileobj=older.encode(), path_in_repo="openckpt.json", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=b"unrelated", path_in_repo="notes.txt", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=demo_manifest().encode(), path_in_repo="openckpt.json", repo_id=repo_id)
+    html = httpx.get(f"{owner_hub.url}/{repo_id}").text
+    link = f"/{repo_id}/checkpoint/ckpt-20260104-235900-step1000"
+    assert f'href="{link}"' in html
+    response = httpx.get(owner_hub.url + link)
+    assert response.status_code == 303 and response.headers["location"].endswith(f"/commit/{first.oid}")
+    assert httpx.get(f"{owner_hub.url}/{repo_id}/checkpoint/nope").status_code == 404
+
+
+def test_model_tree_shows_a_grandchild_under_its_parent(owner_hub: HubProcess) -> None:
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    tag = uuid.uuid4().hex[:6]
+    chain = [f"admin/base-{tag}", f"admin/child-{tag}", f"admin/grandchild-{tag}"]
+    for parent, repo_id in zip([None, *chain], chain, strict=False):
+        api.create_repo(repo_id)
+        card = f"---\nlicense: mit\n{'base_model: ' + parent if parent else ''}\n---\n# {repo_id}\n"
+        api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id)
+    html = httpx.get(f"{owner_hub.url}/{chain[0]}").text
+    tree = html.split('class="panel model-tree"')[1].split("</section>")[0]
+    assert re.search(rf'<li class="depth-1">↓\s*<a href="/{chain[1]}">', tree)
+    assert re.search(rf'<li class="depth-2">↓\s*<a href="/{chain[2]}">', tree)
+    assert "style=" not in tree  # the CSP refuses inline styles: depth must come from classes

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 
 from openckpt.errors import EntryNotFoundError
 from openckpt.hub.context import hub_of, raw_tail
 from openckpt.hub.routes.ui_common import PageRoute, error_page, page, repo_url, viewer_of
 from openckpt.hub.routes.ui_repo import _header, _repo
-from openckpt.hub.services import access, diffs
-from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services import access, diffs, pages
+from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import file_at
 
@@ -82,6 +83,36 @@ for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
                          methods=["GET"])  # fmt: skip
 
 
+MAX_CHECKPOINT_WALK = 500
+
+
+def checkpoint(request: Request, repo_type: str) -> Response:
+    """Redirect to the commit of the default branch's history that added the ``openckpt.json`` of checkpoint ``cid``
+    (the "Resumed from" link of a manifest); looks at the last :data:`MAX_CHECKPOINT_WALK` commits."""
+    wanted = request.path_params["cid"]
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = _repo(session, request, repo_type)
+        head = resolve_revision(session, repo, DEFAULT_BRANCH)
+        found, seen = None, ""
+        for commit in commit_chain(session, head, limit=MAX_CHECKPOINT_WALK):
+            entry = file_at(session, commit.tree_id, "openckpt.json")
+            if entry is not None and entry.sha256 == seen and found is not None:
+                found = commit.id  # the same manifest, older: it was added here or earlier
+                continue
+            if found is not None:
+                break
+            if entry is None or entry.sha256 == seen:
+                continue
+            seen = entry.sha256
+            panel = pages.load_manifest(hub.store, entry)
+            if panel.manifest is not None and panel.manifest.id == wanted:
+                found = commit.id
+        if found is None:
+            raise EntryNotFoundError(f"no commit of {DEFAULT_BRANCH} holds checkpoint {wanted!r}")
+        return RedirectResponse(f"{repo_url(repo)}/commit/{found}", status_code=303)
+
+
 def not_here(request: Request) -> Response:
     """Pages the Hub has and this hub has not (yet): discussions, pull requests, compare; an HTML 404."""
     return error_page(request, 404, "Not on this hub", "Discussions, pull requests and comparisons are not available.")
@@ -90,3 +121,6 @@ def not_here(request: Request) -> Response:
 for _prefix in ("/datasets", ""):
     for _page in ("discussions", "discussions/{rest:path}", "compare/{rest:path}"):
         router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/{_page}", not_here, methods=["GET"])
+for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
+    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/checkpoint/{{cid}}", _endpoint(checkpoint, _type),
+                         methods=["GET"])  # fmt: skip
