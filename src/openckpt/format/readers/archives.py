@@ -69,6 +69,14 @@ class Sb3Source(CompositeSource):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._tmp = tempfile.TemporaryDirectory(prefix="openckpt-sb3-")
+        try:
+            self._read()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> None:
+        path = self.path
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
             try:
@@ -97,8 +105,6 @@ class Sb3Source(CompositeSource):
             raise FormatError("SB3 data member is not a JSON object", path=path)
         self.layout = "Stable-Baselines3 model" + (f" (SB3 {version})" if version else "")
         self._describe(data)
-        for part, child_names in list(self.needs_code.items()):
-            self.needs_code[part] = child_names
 
     def _describe(self, data: dict[str, Any]) -> None:
         policy: dict[str, Any] = {}
