@@ -24,7 +24,7 @@ from openckpt.checkpoint.snapshot import (
     write_snapshot,
 )
 from openckpt.errors import CheckpointExistsError
-from openckpt.format.manifest import Lineage, Manifest, Training, write_manifest
+from openckpt.format.manifest import Lineage, Manifest, Recipe, Training, write_manifest
 from openckpt.fsutil import staged_directory
 
 __all__ = ["Sha256Mode", "commit_snapshot", "save"]
@@ -42,6 +42,7 @@ def commit_snapshot(
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
     sha256: Sha256Mode = "background",
+    recipe: Recipe | None = None,
 ) -> Manifest:
     """Write ``snapshot`` and atomically make it visible at ``path``; see :mod:`openckpt.checkpoint.seal`."""
     if path.exists() and not overwrite:
@@ -63,6 +64,7 @@ def commit_snapshot(
             entries=entries,
             files=files,
             tensors=tensors,
+            recipe=recipe,
         )
         write_manifest(tmp, manifest)  # last: fsyncs the manifest and the temp dir
     if not inline:

@@ -5,6 +5,9 @@
   skips exactly what was trained on, without replaying data.
 * Each sample is produced with the global RNGs (torch, numpy, random) seeded from ``(seed, epoch, index)``, so
   random augmentation is the same whichever worker — or the main process — draws it.
+* It keeps running digests of what training received: blake3 chained batch by batch over the sample indices and
+  (``digest_samples=True``) over the bytes of the batch's tensors/bytes in order; they resume with the position
+  and go into the checkpoint's recipe (:meth:`ResumableLoader.digests`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,48 @@ import torch.utils.data
 
 from openckpt.errors import StateMismatchError
 
-__all__ = ["ResumableLoader", "derive_seed"]
+__all__ = ["ResumableLoader", "batch_bytes", "derive_seed"]
+
+_EMPTY = "0" * 64
 
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed that depends on every part (stable across processes and Python versions)."""
     digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def batch_bytes(batch: Any) -> Iterator[memoryview | bytes]:
+    """The bytes of each tensor (and bytes/str value) in a batch, in a stable order (dict keys sorted)."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        t = batch.detach().cpu().contiguous()
+        yield t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    elif isinstance(batch, (bytes, bytearray)):
+        yield bytes(batch)
+    elif isinstance(batch, str):
+        yield batch.encode()
+    elif isinstance(batch, dict):
+        for key in sorted(batch, key=str):
+            yield str(key).encode()
+            yield from batch_bytes(batch[key])
+    elif isinstance(batch, (list, tuple)):
+        for item in batch:
+            yield from batch_bytes(item)
+    elif hasattr(batch, "numpy") or type(batch).__module__ == "numpy":
+        import numpy as np
+
+        yield np.ascontiguousarray(batch).tobytes()
+
+
+def _chain(previous: str, parts: Iterator[memoryview | bytes]) -> str:
+    import blake3
+
+    h = blake3.blake3(bytes.fromhex(previous))
+    for part in parts:
+        h.update(part)
+    return str(h.hexdigest())
 
 
 class _SeededSamples(torch.utils.data.Dataset[Any]):
@@ -76,6 +114,7 @@ class ResumableLoader:
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         seeded_samples: bool = True,
+        digest_samples: bool = True,
         rank: int = 0,
         world_size: int = 1,
         **dataloader_kwargs: Any,
@@ -92,8 +131,12 @@ class ResumableLoader:
         self.seeded_samples = seeded_samples
         self.rank, self.world_size = rank, world_size
         self.dataloader_kwargs = dataloader_kwargs
+        self.digest_samples = digest_samples
         self.epoch = 0
         self.position = 0
+        self.indices_blake3 = _EMPTY
+        self.samples_blake3 = _EMPTY
+        self.batches_seen = 0
 
     def _indices(self, epoch: int) -> list[int]:
         import torch
@@ -140,8 +183,14 @@ class ResumableLoader:
             **kwargs,
             **self.dataloader_kwargs,
         )
-        for batch in loader:
+        import array
+
+        for indices, batch in zip(remaining, loader, strict=False):
             self.position += 1
+            self.batches_seen += 1
+            self.indices_blake3 = _chain(self.indices_blake3, iter([array.array("q", indices).tobytes()]))
+            if self.digest_samples:
+                self.samples_blake3 = _chain(self.samples_blake3, batch_bytes(batch))
             yield batch
         self.epoch, self.position = epoch + 1, 0
 
@@ -151,7 +200,15 @@ class ResumableLoader:
             "epoch": self.epoch,
             "position": self.position,
             "dataset_size": len(self.dataset),
+            "indices_blake3": self.indices_blake3,
+            "samples_blake3": self.samples_blake3 if self.digest_samples else None,
+            "batches_seen": self.batches_seen,
         }
+
+    def digests(self) -> dict[str, Any]:
+        """Digests of the data received so far: indices and (if digested) samples, chained batch by batch."""
+        return {"indices_blake3": self.indices_blake3, "batches": self.batches_seen,
+                "samples_blake3": self.samples_blake3 if self.digest_samples else None}  # fmt: skip
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict["dataset_size"] != len(self.dataset) or state_dict["seed"] != self.seed:
@@ -163,3 +220,6 @@ class ResumableLoader:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.check_state_dict(state_dict)
         self.epoch, self.position = int(state_dict["epoch"]), int(state_dict["position"])
+        self.indices_blake3 = str(state_dict.get("indices_blake3") or _EMPTY)  # absent in checkpoints before 1.2
+        self.samples_blake3 = str(state_dict.get("samples_blake3") or _EMPTY)
+        self.batches_seen = int(state_dict.get("batches_seen") or 0)

@@ -17,13 +17,14 @@ from types import TracebackType
 from typing import Any
 
 from openckpt.checkpoint.commit import commit_snapshot
+from openckpt.checkpoint.dataloader import ResumableLoader
 from openckpt.checkpoint.distributed import is_distributed, save_distributed
 from openckpt.checkpoint.restore import load
 from openckpt.checkpoint.retention import CheckpointInfo, KeepPolicy, to_delete
 from openckpt.checkpoint.snapshot import DEFAULT_MAX_SHARD_SIZE, Snapshot, Staging, capture
 from openckpt.checkpoint.stateful import TrainingProgress
 from openckpt.errors import AsyncSaveError, FormatError, IntegrityError, NoValidCheckpointError
-from openckpt.format.manifest import Lineage, Manifest, Training, read_manifest
+from openckpt.format.manifest import Lineage, Manifest, Recipe, RecipeData, Training, read_manifest
 from openckpt.fsutil import atomic_write, remove_tree
 
 __all__ = ["CheckpointManager"]
@@ -42,6 +43,12 @@ class CheckpointManager:
     (as :class:`AsyncSaveError`) by the next call. After :meth:`close`, saves are synchronous.
 
     One process writes to a directory at a time: a new manager removes the leftovers of saves that died.
+
+    Each checkpoint records the run's recipe (:mod:`openckpt.checkpoint.recipe`): the command, ``config`` (the
+    resolved configuration), ``seeds``, the environment, and the digests of what each :class:`ResumableLoader` in
+    the state has delivered; ``recipe=False`` leaves it out. The installed packages are written once per run, as
+    ``environments/<sha256>.txt`` beside the checkpoints. ``OPENCKPT_REPRODUCE_DIR`` (set by ``openckpt
+    reproduce``) redirects the checkpoints there; ``OPENCKPT_STOP_AFTER_STEP=N`` saves at step N and exits.
     """
 
     def __init__(
@@ -53,10 +60,17 @@ class CheckpointManager:
         async_save: bool = False,
         lineage: Lineage | Mapping[str, Any] | None = None,
         max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+        config: Mapping[str, Any] | None = None,
+        seeds: Mapping[str, int] | None = None,
+        recipe: bool = True,
     ) -> None:
         if save_every is not None and save_every < 1:
             raise ValueError("save_every must be >= 1")
-        self.directory = Path(directory)
+        self.directory = Path(os.environ.get("OPENCKPT_REPRODUCE_DIR") or directory)
+        stop = os.environ.get("OPENCKPT_STOP_AFTER_STEP")
+        self._stop_after = int(stop) if stop else None
+        self._config, self._seeds, self._record = dict(config or {}), dict(seeds or {}), recipe
+        self._packages: tuple[str, str] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self.save_every = save_every
         self.keep = list(keep)
@@ -132,6 +146,11 @@ class CheckpointManager:
         """Save if ``step`` (or the state's :class:`TrainingProgress` step) is a multiple of ``save_every``."""
         self._raise_failure()
         step = _step_of(state, step)
+        if step == self._stop_after and step != self._last_step:
+            self.save(state, step=step, metrics=metrics)
+            self.close()
+            log.warning("openckpt: OPENCKPT_STOP_AFTER_STEP=%d reached; exiting", step)
+            raise SystemExit(0)
         if self.save_every is None or step <= 0 or step % self.save_every or step == self._last_step:
             return False
         self.save(state, step=step, metrics=metrics)
@@ -154,14 +173,30 @@ class CheckpointManager:
             self._last_step = step
             self._save_distributed(state, step, info)
             return
+        recipe = self._recipe(state)
         snapshot = capture(state, staging=self._staging)
         self._last_step = step
         if self._executor is None:
-            self._commit(snapshot, step, info)
+            self._commit(snapshot, step, info, recipe)
         else:
-            self._pending = self._executor.submit(self._commit, snapshot, step, info)
+            self._pending = self._executor.submit(self._commit, snapshot, step, info, recipe)
 
-    def _commit(self, snapshot: Snapshot, step: int, training: Training) -> Manifest:
+    def _recipe(self, state: Mapping[str, Any]) -> Recipe | None:
+        if not self._record:
+            return None
+        from openckpt.checkpoint.recipe import collect_recipe, write_packages
+
+        if self._packages is None:
+            digest, path = write_packages(self.directory)
+            self._packages = (digest, f"../{path.parent.name}/{path.name}")
+        data, seeds = [], dict(self._seeds)
+        for name, obj in state.items():
+            if isinstance(obj, ResumableLoader):
+                data.append(RecipeData(name=name, **obj.digests()))
+                seeds.setdefault(f"{name}.seed", obj.seed)
+        return collect_recipe(config=self._config, seeds=seeds, data=data, packages=self._packages)
+
+    def _commit(self, snapshot: Snapshot, step: int, training: Training, recipe: Recipe | None = None) -> Manifest:
         name = f"step-{step:08d}"
         manifest = commit_snapshot(
             snapshot,
@@ -170,6 +205,7 @@ class CheckpointManager:
             lineage=self._lineage,
             max_shard_size=self.max_shard_size,
             overwrite=True,
+            recipe=recipe,
         )
         atomic_write(self.directory / LATEST, f"{name}\n".encode())
         self._lineage = self._lineage.model_copy(update={"parent": manifest.id})

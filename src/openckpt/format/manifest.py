@@ -24,13 +24,15 @@ __all__ = [
     "FileRecord",
     "Lineage",
     "Manifest",
+    "Recipe",
+    "RecipeData",
     "TensorRecord",
     "Training",
     "read_manifest",
     "write_manifest",
 ]
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 MANIFEST_NAME = "openckpt.json"
 Relation = Literal["finetune", "adapter", "merge", "quantized"]
 
@@ -109,6 +111,44 @@ class Lineage(_Model):
     license: str | None = None
 
 
+class RecipeData(_Model):
+    """Digests of data a run actually read: a file by sha256, or a loader's samples (and their order) by blake3."""
+
+    name: str
+    sha256: str | None = None
+    indices_blake3: str | None = None
+    """Chained blake3 of the sample indices, batch by batch, in the order they were trained on."""
+    samples_blake3: str | None = None
+    """Chained blake3 of the bytes of each batch's tensors, in order (when the loader digests samples)."""
+    batches: int | None = None
+
+
+class Recipe(_Model):
+    """What a person needs to run the training again (format 1.2; absent in checkpoints of earlier versions)."""
+
+    command: list[str] = []
+    """``sys.argv`` of the training process (for ``openckpt finetune``: its arguments after the program name)."""
+    entry_point: str | None = None
+    """The ``__main__`` module (``-m`` name) or script path; ``openckpt finetune`` for a CLI fine-tune."""
+    cwd: str | None = None
+    config: dict[str, Any] = {}
+    """The resolved configuration the caller passed (hyperparameters and settings)."""
+    python: str | None = None
+    platform: str | None = None
+    packages_sha256: str | None = None
+    """sha256 of the lock-like list of installed distributions (``name==version`` lines, sorted)."""
+    packages_file: str | None = None
+    """Where that list is, relative to the directory holding this manifest."""
+    torch: dict[str, Any] = {}
+    """version, git_version, cuda, cudnn, driver, device (cpu, cuda, mps) and device names."""
+    determinism: dict[str, Any] = {}
+    seeds: dict[str, int] = {}
+    git_commit: str | None = None
+    git_diff_sha256: str | None = None
+    """sha256 of ``git diff HEAD`` when the work tree had uncommitted changes."""
+    data: list[RecipeData] = []
+
+
 class Manifest(_Model):
     format: Literal["openckpt"] = "openckpt"
     format_version: str = FORMAT_VERSION
@@ -124,6 +164,8 @@ class Manifest(_Model):
     """Key: ``"<entry>/<tensor name>"``."""
     distributed: dict[str, Any] | None = None
     """Present when saved from several ranks: world size and the per-rank layout."""
+    recipe: Recipe | None = None
+    """How to run the training again (format 1.2): command, configuration, environment, data digests."""
 
 
 def read_manifest(directory: Path) -> Manifest:
