@@ -218,3 +218,20 @@ def test_model_tree_shows_a_grandchild_under_its_parent(owner_hub: HubProcess) -
     assert re.search(rf'<li class="depth-1">↓\s*<a href="/{chain[1]}">', tree)
     assert re.search(rf'<li class="depth-2">↓\s*<a href="/{chain[2]}">', tree)
     assert "style=" not in tree  # the CSP refuses inline styles: depth must come from classes
+
+
+def test_downloads_count_as_the_hub_counts_them(owner_hub: HubProcess, tmp_path: Path) -> None:
+    """One download per snapshot (its config.json), none for the other files; a browser's GET of config.json counts."""
+    from huggingface_hub import snapshot_download
+
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/counted-{uuid.uuid4().hex[:6]}"
+    make_model(api, repo_id)
+    api.upload_file(path_or_fileobj=b'{"model_type": "gpt2"}', path_in_repo="config.json", repo_id=repo_id)
+    assert api.model_info(repo_id).downloads == 0
+    snapshot_download(repo_id, endpoint=owner_hub.url, token=owner_hub.token, cache_dir=tmp_path / "cache")
+    assert api.model_info(repo_id).downloads == 1
+    assert httpx.get(f"{owner_hub.url}/{repo_id}/resolve/main/model.safetensors").status_code == 200
+    assert api.model_info(repo_id).downloads == 1
+    assert httpx.get(f"{owner_hub.url}/{repo_id}/resolve/main/config.json").status_code == 200
+    assert api.model_info(repo_id).downloads == 2

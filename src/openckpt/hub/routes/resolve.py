@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, rev_and_path
 from openckpt.hub.db.models import Repo
-from openckpt.hub.services import access, gate, repos, xet_meta
+from openckpt.hub.services import access, download_stats, gate, repos, xet_meta
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.trees import file_at
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
@@ -85,16 +85,15 @@ def _disposition(filename: str) -> str:
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def _count_download(request: Request, repo_id: int, path: str, has_config: bool) -> None:
-    """One download per GET of config.json (models) or of any file's first byte (repos without one)."""
-    if request.method != "GET" or request.headers.get("range", "bytes=0-").split("=")[-1].split("-")[0] not in (
-        "",
-        "0",
-    ):
-        return
-    if path == "config.json" or not has_config:
+def _count_download(request: Request, repo: Repo, path: str) -> None:
+    """One download per request of the repo's query files (``services.download_stats``: the Hub's rule)."""
+    counted = download_stats.counts_as_download(
+        path, repo_type=repo.type, library=repo.library_name, method=request.method,
+        user_agent=request.headers.get("user-agent", ""), range_header=request.headers.get("range"),
+    )  # fmt: skip
+    if counted:
         with hub_of(request).db.write() as session:
-            session.execute(update(Repo).where(Repo.id == repo_id).values(downloads=Repo.downloads + 1))
+            session.execute(update(Repo).where(Repo.id == repo.id).values(downloads=Repo.downloads + 1))
 
 
 def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int) -> Response:
@@ -105,7 +104,6 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
         access.check_download(session, optional_principal(request), repo, path)
         commit = resolve_revision(session, repo, rev)
         entry = file_at(session, commit.tree_id, path)  # only the folders on its way, not the whole tree
-        has_config = path == "config.json" or file_at(session, commit.tree_id, "config.json") is not None
         if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
             gate.check_download(session, hub.settings, repo.id, entry)
         xet_hash = xet_meta.xet_hashes(session, hub.settings, repo.id, [entry]).get(path) if entry else None
@@ -124,7 +122,7 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
     if xet_hash is not None:  # hf_xet downloads it from the CAS
         base = str(request.base_url).rstrip("/")
         headers.update(xet_meta.resolve_headers(base, repo_type, repo.repo_id, commit.id, xet_hash))
-    _count_download(request, repo.id, path, has_config)
+    _count_download(request, repo, path)
     span = _range(request, entry.size, headers)
     if isinstance(span, Response):
         return span
