@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openckpt.errors import UnsupportedStateError
+from openckpt.errors import FormatError, UnsupportedStateError
 from openckpt.format.dtypes import dtype_name
 from openckpt.format.readers.base import TensorEntry, TensorSource
 from openckpt.format.readers.nested import WRAPPER_KEYS, split_nested
@@ -51,7 +51,10 @@ class TorchSource(TensorSource):
         loaded = load_torchscript(path) if torchscript else load_torch(path, allowed=allowed, mmap=zipped)
         self._tensors: dict[str, torch.Tensor] = {}
         self._optimizer = False
-        self._take(loaded, torchscript=torchscript)
+        try:
+            self._take(loaded, torchscript=torchscript)
+        except RecursionError:
+            raise FormatError("the pickled object is nested too deeply to read", path=path) from None
 
     def _take(self, loaded: Loaded, *, torchscript: bool) -> None:
         classes: dict[str, str] = {}
