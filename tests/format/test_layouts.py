@@ -362,3 +362,24 @@ def test_plain_weights_win_over_variants(tmp_path: Path) -> None:
     save_file({"w": torch.ones(2, dtype=torch.float16)}, tmp_path / "diffusion_pytorch_model.fp16.safetensors")
     with open_source(tmp_path) as source:
         assert source.tensors["w"].dtype == "F32"
+
+
+class _Typed(torch.nn.Module):
+    """A scripted module with typed list attributes (TorchScript pickles them through torch.jit._pickle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.sizes: list[int] = [1, 2, 3]
+        self.scales: list[float] = [0.5]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * self.scales[0]
+
+
+def test_torchscript_typed_lists_are_plain_values(tmp_path: Path) -> None:
+    torch.jit.save(torch.jit.script(_Typed()), str(tmp_path / "typed.pt"))
+    with open_source(tmp_path / "typed.pt") as source:
+        assert source.values == {"sizes": [1, 2, 3], "scales": [0.5]}
+        assert set(source.tensors) == {"lin.weight", "lin.bias"}
+        assert not any(c.startswith("torch.jit") for c in source.needs_code["typed.pt"])

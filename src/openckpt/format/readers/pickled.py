@@ -27,6 +27,7 @@ __all__ = [
     "DCP_METADATA",
     "NAMESPACE",
     "NUMPY",
+    "TORCHSCRIPT_DATA",
     "Loaded",
     "Opaque",
     "has_tensor",
@@ -49,6 +50,11 @@ NUMPY = (
 )
 """numpy arrays and scalars as data: ``np.random.get_state()`` in transformers' ``rng_state.pth``, a Lightning
 callback's ``best_model_score``. With ``numpy.dtype``, each concrete ``numpy.dtypes`` class is allowed too."""
+TORCHSCRIPT_DATA = tuple(
+    f"torch.jit._pickle.{name}"
+    for name in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag")
+)
+"""How a TorchScript ``data.pkl`` rebuilds typed lists and tags: identity functions on their argument."""
 _DCP = "torch.distributed.checkpoint"
 DCP_METADATA = (
     *(f"{_DCP}.metadata.{name}" for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata")),
@@ -266,7 +272,7 @@ def load_torchscript(path: Path) -> Loaded:
             load: Any = torch.serialization._load
             return load(reader, "cpu", torch._weights_only_unpickler, pickle_file="data.pkl")
 
-    return _load(path, read, names, ())
+    return _load(path, read, names, TORCHSCRIPT_DATA)
 
 
 def is_nn_state(state: Any) -> bool:
