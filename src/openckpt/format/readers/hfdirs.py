@@ -150,6 +150,9 @@ class TrainerSource(CompositeSource):
                 self._part(path / name, prefix)
         for rng in sorted(path.glob("rng_state*.pth")):
             self._part(rng, rng.stem.replace("rng_state", "rng"))
+        folders = sorted(p.name for p in path.iterdir() if p.is_dir())
+        if folders:
+            self.notes.append(f"not read: {', '.join(folders)} (DeepSpeed/FSDP shards and other folders)")
         if (path / "training_args.bin").is_file():
             args = TorchSource(path / "training_args.bin", zipped=_zipped(path / "training_args.bin"))
             self.needs_code.update(args.needs_code)
