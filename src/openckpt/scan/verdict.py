@@ -31,7 +31,7 @@ class Severity(IntEnum):
 
 
 class Verdict(StrEnum):
-    """A file's verdict, least severe first; :meth:`rank` orders them."""
+    """A file's verdict, least severe first; :attr:`rank` orders them."""
 
     CLEAN = "clean"
     OPAQUE = "opaque"
