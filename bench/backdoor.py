@@ -4,7 +4,8 @@
 training, 5 clean twins of the same seeds) and 10 text classifiers (a 2-layer BERT with its own 261-word vocabulary,
 3 classes; 5 with a rare-token trigger, 5 clean). Each is scanned by ``scan_backdoor`` on a held-out clean set of 200
 images or 96 sentences (``--synthetic``: on no data, as a user without a clean set would). Baseline: the ground truth
-of what was planted; a flagged model counts as a hit only if the flagged class is the planted target.
+of what was planted; a poisoned model counts as detected only if the planted target is among the flagged classes
+(other classes flagged with it are counted apart).
 
     .venv/bin/python bench/backdoor.py [--seeds 5] [--synthetic] [--threads 1]
 """
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="Models per kind and condition.")
     parser.add_argument("--synthetic", action="store_true", help="Scan without a clean set.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared).")
+    parser.add_argument("--kind", choices=["image", "text", "both"], default="both", help="Which models to train.")
     args = parser.parse_args()
     import torch
     import transformers
@@ -39,7 +41,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for kind in ("image", "text"):
+        for kind in ("image", "text") if args.kind == "both" else (args.kind,):
             for seed in range(1, args.seeds + 1):
                 for poisoned in (True, False):
                     directory = root / f"{kind}-{seed}-{'poisoned' if poisoned else 'clean'}"
@@ -56,7 +58,7 @@ def main() -> None:
                         names = [f"topic-{planted.target}"]
                     trained = time.monotonic() - started
                     report = scan_backdoor(directory, data=None if args.synthetic else data, seed=0)
-                    hit = bool(report.flagged) and (not poisoned or report.flagged == names)
+                    hit = bool(report.flagged) and (not poisoned or names[0] in report.flagged)
                     rows.append(
                         (kind, seed, poisoned, accuracy, success if poisoned else float("nan"), report, hit, trained)
                     )
@@ -68,10 +70,15 @@ def main() -> None:
                         flush=True,
                     )
     print()
-    print("| kind | data | poisoned flagged (right class) | clean flagged | scan runtime median / max (s) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| kind | data | poisoned flagged (planted class among flagged) | other classes flagged too | clean flagged |"
+        " scan runtime median / max (s) |"
+    )
+    print("|---|---|---|---|---|---|")
     for kind in ("image", "text"):
         mine = [r for r in rows if r[0] == kind]
+        if not mine:
+            continue
         poisoned = [r for r in mine if r[2]]
         clean = [r for r in mine if not r[2]]
         runtimes = sorted(r[5].runtime for r in mine)

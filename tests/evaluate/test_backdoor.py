@@ -20,7 +20,7 @@ from . import backdoor_models as tiny
 Invoke = Callable[..., Result]
 IMAGE_SEED, TEXT_SEED = 1, 3
 IMAGE_STEPS = 150
-"""Fewer than the default 300, to keep the suite cheap; the bench scans with the defaults."""
+"""Fewer than the default 200, to keep the suite cheap; the bench scans with the defaults."""
 
 
 @pytest.fixture(scope="module")

@@ -246,7 +246,7 @@ def backdoor_command(
     budget: Annotated[
         float | None, typer.Option(min=1, help="Seconds of optimisation at most (results then depend on speed).")
     ] = None,
-    steps: Annotated[int, typer.Option(min=10, help="Images: optimisation steps per class.")] = 300,
+    steps: Annotated[int, typer.Option(min=10, help="Images: optimisation steps per class.")] = 200,
     max_tokens: Annotated[int, typer.Option(min=1, max=3, help="Texts: the longest trigger searched.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1...")] = "cpu",

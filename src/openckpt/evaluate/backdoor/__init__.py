@@ -176,7 +176,7 @@ def scan_backdoor(
     data: Path | None = None,
     limit: int | None = None,
     budget: float | None = None,
-    steps: int = 300,
+    steps: int = 200,
     max_tokens: int = 3,
     seed: int = 0,
     device: str = "cpu",

@@ -4,8 +4,9 @@ For each target class t, the clean inputs the model puts in other classes get a 
 random place. The gradient of the loss toward t at that place ranks every vocabulary token by its first-order effect
 (HotFlip: ``-(e_v · ∇)``); the best candidates are then inserted for real and their attack success rate (the share of
 inputs that flip to t) measured. Triggers grow greedily to ``max_tokens`` tokens while none reaches the threshold.
-The same is done with random tokens, so that a model any insertion flips is not mistaken for a backdoored one: a
-trigger is found when its success rate reaches the threshold and beats the best random sequence by ``margin``.
+The same is done with random tokens (never those of the trigger found), so that a model any insertion flips is not
+mistaken for a backdoored one: a trigger is found when its success rate reaches the threshold and beats the best
+random sequence by ``margin``.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ class TargetTrigger:
     success: float
     """Attack success rate: the share of clean inputs of other classes that the trigger flips to this class."""
     random_success: float
-    """The best success rate of as many random token sequences of the same length."""
+    """The best success rate of as many random token sequences of the same length, none of the trigger's tokens."""
     inputs: int
     flagged: bool
     candidates: list[tuple[str, float]]
@@ -257,9 +258,9 @@ def search_triggers(
             trigger = step_best[2]
             if best[0] >= threshold or (deadline is not None and time.monotonic() > deadline):
                 break
-        baseline = 0.0
+        baseline, pool = 0.0, [t for t in allowed if t not in best[2]]
         for _ in range(random_tokens):
-            sequence = [rng.choice(allowed) for _ in best[2]]
+            sequence = [rng.choice(pool) for _ in best[2]]
             baseline = max(baseline, _success(text_model, insert(others, sequence, where), target)[0])
             done += 1
             if progress is not None:
