@@ -235,3 +235,98 @@ def test_downloads_count_as_the_hub_counts_them(owner_hub: HubProcess, tmp_path:
     assert api.model_info(repo_id).downloads == 1
     assert httpx.get(f"{owner_hub.url}/{repo_id}/resolve/main/config.json").status_code == 200
     assert api.model_info(repo_id).downloads == 2
+
+
+def test_folder_upload_keeps_paths_and_stale_edits_are_refused(owner_hub: HubProcess) -> None:
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    name = f"files-{uuid.uuid4().hex[:6]}"
+    admin.post("/new", "/new", {"owner": "admin", "name": name, "type": "model"})
+    repo = f"/admin/{name}"
+    token = admin.csrf(f"{repo}/upload/main", f"{repo}/upload/main")
+    files = [("files", ("run/a.txt", b"one\n")), ("files", ("run/sub/b.txt", b"two\n")), ("files", ("", b""))]
+    r = admin.http.post(f"{repo}/upload/main", data={"csrf": token, "folder": "ckpt"}, files=files)
+    assert r.status_code == 200 and "ckpt/run/sub/b.txt" in r.text
+    edit = admin.get(f"{repo}/edit/main/ckpt/run/a.txt").text
+    parent = re.search(r'name="parent" value="([0-9a-f]{40})"', edit)
+    assert parent is not None
+    csrf = admin.csrf(f"{repo}/edit/main/ckpt/run/a.txt", f"{repo}/edit/main/ckpt/run/a.txt")
+    form = {"csrf": csrf, "parent": parent.group(1), "path": "ckpt/run/a.txt", "content": "first\n"}
+    assert admin.http.post(f"{repo}/edit/main/ckpt/run/a.txt", data=form).status_code == 200
+    stale = admin.http.post(f"{repo}/edit/main/ckpt/run/a.txt", data={**form, "content": "second\n"})
+    assert stale.status_code == 412 and "text/html" in stale.headers["content-type"]  # the page was out of date
+    r = admin.post(f"{repo}/delete/main/ckpt/run/sub/b.txt", f"{repo}/delete/main/ckpt/run/sub/b.txt", {})
+    assert r.status_code == 200 and '<span class="badge deleted">deleted</span>' in r.text
+    assert admin.get(f"{repo}/resolve/main/ckpt/run/a.txt").content == b"first\n"
+
+
+def test_settings_visibility_move_and_delete(owner_hub: HubProcess) -> None:
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    name = f"moved-{uuid.uuid4().hex[:6]}"
+    admin.post("/new", "/new", {"owner": "admin", "name": name, "type": "dataset"})
+    repo = f"/datasets/admin/{name}"
+    admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "visibility", "visibility": "private"})
+    assert httpx.get(owner_hub.url + repo).status_code == 404  # private: hidden from others
+    r = admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "move", "to": f"admin/{name}-2"})
+    assert r.status_code == 200 and r.url.path == f"{repo}-2/settings"
+    wrong = admin.post(f"{repo}-2/settings", f"{repo}-2/settings", {"action": "delete", "confirm": name})
+    assert wrong.status_code == 400 and admin.get(f"{repo}-2").status_code == 200
+    r = admin.post(f"{repo}-2/settings", f"{repo}-2/settings", {"action": "delete", "confirm": f"admin/{name}-2"})
+    assert r.status_code == 200 and admin.get(f"{repo}-2").status_code == 404
+
+
+def test_admin_manages_users_and_orgs(owner_hub: HubProcess) -> None:
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    user, org = f"uma{uuid.uuid4().hex[:6]}", f"org{uuid.uuid4().hex[:6]}"
+    r = admin.post("/admin/users", "/admin/users", {"action": "create", "name": user})
+    first = re.search(r'value="(oc_[^"]+)"', r.text)
+    assert first is not None
+    uma = Visitor(owner_hub.url)
+    uma.login(first.group(1))
+    r = admin.post("/admin/users", "/admin/users", {"action": "reset", "name": user})
+    second = re.search(r'value="(oc_[^"]+)"', r.text)
+    assert second is not None and "Log out" not in uma.get("/").text  # the old token and its session are gone
+    uma.login(second.group(1))
+    admin.post("/admin/users", "/admin/users", {"action": "org", "name": org, "admin_user": "admin"})
+    members = f"/organizations/{org}/members"
+    admin.post(members, members, {"action": "set", "user": user, "role": "write"})
+    assert f'aria-label="Role of {user}"' in admin.get(members).text
+    uma = Visitor(owner_hub.url)
+    uma.login(second.group(1))  # a new session sees the new membership
+    assert f'<option value="{org}"' in uma.get("/new").text
+    last_admin = admin.post(members, members, {"action": "remove", "user": "admin"})
+    assert last_admin.status_code == 400  # an organisation keeps one admin
+    admin.post("/admin/users", "/admin/users", {"action": "disable", "name": user})
+    assert "Log out" not in uma.get("/").text
+
+
+def test_profile_and_settings_links(owner_hub: HubProcess) -> None:
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    page = admin.get("/settings").text
+    assert 'href="/settings/tokens"' in page and 'href="/settings/keys"' in page
+    admin.post("/settings", "/settings", {"fullname": "The Admin"})
+    assert 'value="The Admin"' in admin.get("/settings").text
+
+
+def test_open_and_closed_sign_up(tmp_path: Path) -> None:
+    closed = start_hub(tmp_path / "closed" / "data")
+    try:
+        page = httpx.get(f"{closed.url}/join").text
+        assert "Sign-up is closed" in page and 'action="/join"' not in page
+    finally:
+        closed.stop()
+    hub = start_hub(tmp_path / "open" / "data", env={"OPENCKPT_SIGNUP": "open"})
+    try:
+        visitor = Visitor(hub.url)
+        r = visitor.post("/join", "/join", {"name": "newcomer", "fullname": ""})
+        assert r.status_code == 200 and "Welcome, newcomer" in r.text
+        assert '<a href="/newcomer" class="me">newcomer</a>' in visitor.get("/").text
+        again = Visitor(hub.url).post("/join", "/join", {"name": "newcomer"})
+        assert again.status_code == 409 and "already exists" in again.text
+        reserved = Visitor(hub.url).post("/join", "/join", {"name": "admin"})
+        assert reserved.status_code in (400, 409)
+    finally:
+        hub.stop()

@@ -34,7 +34,7 @@ from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PURPOSE = "repo-files"
-MAX_EDIT = 1 << 20
+MAX_EDIT = 1_000_000
 MAX_UPLOAD_FILES = 1000
 
 
@@ -171,7 +171,7 @@ def edit_form(request: Request, repo_type: str) -> Response:
             found = pages.read_text(hub.store, entry, MAX_EDIT)
             if found is None:
                 raise BadRequestError(
-                    f"{path} is not a text file of at most {MAX_EDIT >> 20} MiB: it cannot be edited here"
+                    f"{path} is not a text file of at most {MAX_EDIT // 1_000_000} MB: it cannot be edited here"
                 )
             text = found
         base = repo_url(repo)
@@ -187,7 +187,7 @@ async def edit(request: Request, repo_type: str) -> Response:
     path = check_new_path(str(form.get("path") or old_path).strip().strip("/"))
     content = str(form.get("content") or "").replace("\r\n", "\n").encode()
     if len(content) > MAX_EDIT:
-        raise BadRequestError(f"the text is larger than {MAX_EDIT >> 20} MiB: upload it as a file instead")
+        raise BadRequestError(f"the text is larger than {MAX_EDIT // 1_000_000} MB: upload it as a file instead")
     parent = str(form.get("parent") or "") or None
     hub = hub_of(request)
     with hub.db.read() as session:

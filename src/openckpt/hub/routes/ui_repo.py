@@ -99,7 +99,8 @@ def tree(request: Request, repo_type: str) -> Response:
         base = repo_url(repo)
         link = lambda r: f"{base}/tree/{quote(r, safe='')}/{quote(path)}".rstrip("/")  # noqa: E731
         context = {**_header(session, repo, rev, commit, "files", link), "listing": listing, "path": path,
-                   "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values())}  # fmt: skip
+                   "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values()),
+                   "access_gate": gate_context(session, request, repo)}  # fmt: skip
         return page(request, "repo_tree.html", context)
 
 

@@ -36,7 +36,7 @@ __all__ = [
     "read_safetensors_header",
 ]
 
-MAX_TEXT = 1 << 20
+MAX_TEXT = 1_000_000
 MAX_LINES = 3000
 MAX_HEADER = 16 << 20
 MAX_TENSOR = 64 << 20

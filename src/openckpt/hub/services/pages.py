@@ -36,7 +36,7 @@ __all__ = [
     "folder_listing",
 ]
 
-MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_BYTES = 16_000_000
 
 
 def find_account(session: Session, name: str) -> Account | None:
@@ -185,7 +185,7 @@ class ManifestPanel:
 def load_manifest(store: BlobStore, entry: FileEntry) -> ManifestPanel:
     """Parse the manifest blob with the format's own schema."""
     if entry.size > MAX_MANIFEST_BYTES:
-        return ManifestPanel(error=f"openckpt.json is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not shown")
+        return ManifestPanel(error=f"openckpt.json is larger than {MAX_MANIFEST_BYTES // 1_000_000} MB; not shown")
     data = b"".join(store.read(entry.sha256))
     try:
         manifest = Manifest.model_validate_json(data)
