@@ -102,7 +102,7 @@ def test_bitwise_identity_not_value_equality(invoke: Invoke, tmp_path: Path) -> 
 
 def test_missing_side_is_an_error(invoke: Invoke, ckpt: Path) -> None:
     result = invoke("diff", ckpt, ckpt.parent / "missing")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # not found
     assert "missing" in result.stderr
 
 

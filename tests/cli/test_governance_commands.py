@@ -76,4 +76,4 @@ def test_openness_and_bom_of_a_hub_repo(invoke: Invoke, hub: HubProcess, describ
     assert weights and {h["content"] for h in bom["metadata"]["component"]["hashes"]} == set(weights.values())
     assert any(c["type"] == "library" and c["name"] == "torch" for c in bom["components"])
     missing = invoke("bom", "nobody/nothing", "--endpoint", hub.url, "--token", token)
-    assert missing.exit_code == 2
+    assert missing.exit_code == 3  # not found

@@ -93,7 +93,7 @@ def test_torch_file_shows_values_and_notes(invoke: Invoke, tmp_path: Path) -> No
 
 def test_missing_path_is_an_error(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke("inspect", tmp_path / "nope.safetensors")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # not found
     assert "error" in result.stderr and "nope.safetensors" in result.stderr
 
 

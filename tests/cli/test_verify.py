@@ -78,7 +78,7 @@ def test_not_a_checkpoint(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke("verify", tmp_path)
     assert result.exit_code == 2
     assert "ManifestError" in result.stderr and "openckpt.json" in result.stderr
-    assert invoke("verify", tmp_path / "missing").exit_code == 2
+    assert invoke("verify", tmp_path / "missing").exit_code == 3  # not found
 
 
 def test_exit_codes_through_the_real_entry_point(ckpt: Path) -> None:
@@ -93,4 +93,4 @@ def test_exit_codes_through_the_real_entry_point(ckpt: Path) -> None:
     flip_byte(ckpt / "model.safetensors", offset=100)
     result = run("verify", str(ckpt))
     assert result.returncode == 1 and "model.safetensors" in result.stderr
-    assert run("verify", str(ckpt / "nowhere")).returncode == 2
+    assert run("verify", str(ckpt / "nowhere")).returncode == 3  # not found
