@@ -39,6 +39,7 @@
         ├── EntryNotFoundError                 404 EntryNotFound
         ├── WebhookNotFoundError               404 WebhookNotFound: no webhook of the caller has this id
         ├── AccountNotFoundError               404 AccountNotFound: no user (or organisation) of this name
+        ├── CollectionNotFoundError            404 CollectionNotFound: no collection (or item of it) the caller may see
         ├── ConflictError                      409 Conflict: exists already
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
         ├── RequestTimeoutError                408 RequestTimeout: the client stopped sending the request body
@@ -56,6 +57,7 @@ __all__ = [
     "AccountNotFoundError",
     "AsyncSaveError",
     "BadRequestError",
+    "CollectionNotFoundError",
     "ConflictError",
     "EntryNotFoundError",
     "FileFlaggedError",
@@ -282,6 +284,12 @@ class AccountNotFoundError(HubError):
     """No user, or no organisation, of the name asked for (a user's name asked as an organisation's, too)."""
 
     status, code = 404, "AccountNotFound"
+
+
+class CollectionNotFoundError(HubError):
+    """No collection of this slug that the caller may see, or no item of this id in it."""
+
+    status, code = 404, "CollectionNotFound"
 
 
 class ConflictError(HubError):

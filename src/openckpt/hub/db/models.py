@@ -17,10 +17,13 @@ __all__ = [
     "Account",
     "Base",
     "Blob",
+    "Collection",
+    "CollectionItem",
     "Commit",
     "HubSecret",
     "Lease",
     "LfsPart",
+    "Like",
     "LicensePolicy",
     "LineageEdge",
     "Membership",
@@ -431,4 +434,54 @@ class Webhook(Base):
     domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     secret: Mapped[str | None] = mapped_column(String(2048), default=None)
     disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- community: likes of repos, collections of repos, papers and collections -------------------------------------
+
+
+class Like(Base):
+    """``account_id`` likes ``repo_id``; ``repos.likes`` counts these rows (kept in the same transaction)."""
+
+    __tablename__ = "likes"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Collection(Base):
+    """A collection of ``owner_id`` (``id``: 24 hex digits, as on the Hub); its slug is ``owner/title-slug-id``.
+    ``position`` orders the owner's collections."""
+
+    __tablename__ = "collections"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    private: Mapped[bool] = mapped_column(default=False)
+    theme: Mapped[str] = mapped_column(String(16), default="orange")
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    owner: Mapped[Account] = relationship()
+
+
+class CollectionItem(Base):
+    """An item of a collection at ``position``: a repo (``repo_id``), another collection (``target_id``) or a paper
+    (``paper_id``, as given). Items of a deleted repo or collection go with it."""
+
+    __tablename__ = "collection_items"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "repo_id"),
+        UniqueConstraint("collection_id", "target_id"),
+        UniqueConstraint("collection_id", "paper_id"),
+    )
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # model | dataset | space | paper | collection
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[str | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    position: Mapped[int] = mapped_column(default=0)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
