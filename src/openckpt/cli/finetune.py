@@ -21,12 +21,25 @@ if TYPE_CHECKING:
     from openckpt.finetune.run import FinetuneResult
     from openckpt.finetune.train import StepInfo
 
-__all__ = ["FinetuneMethod", "finetune_command"]
+__all__ = ["Device", "FinetuneMethod", "Precision", "finetune_command"]
 
 
 class FinetuneMethod(StrEnum):
     lora = "lora"
     full = "full"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 def _base(source: str, endpoint: str | None, token: str | None) -> BaseModel:
@@ -97,8 +110,20 @@ def finetune_command(
     push: Annotated[str | None, typer.Option(help="Publish the output to this hub repo (owner/name).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     lr: Annotated[float | None, typer.Option(help="Default: 2e-4 for LoRA, 5e-5 for full.", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    seq_len: Annotated[int, typer.Option(min=1, help="Tokens per example (padded, truncated).")] = 128,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Default: the largest of 8/4/2/1 that fits the device's free memory.")
+    ] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per example (padded, truncated). Default: 128 or the model's max.")
+    ] = None,
+    device: Annotated[Device, typer.Option(help="auto: cuda, else mps, else cpu.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="bf16/fp16: autocast (fp16 with a grad scaler).")] = (
+        Precision.fp32
+    ),
+    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per optimizer step (accumulation).")] = 1,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="Recompute activations in backward: less memory.")
+    ] = False,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
     alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scaling is alpha / rank).")] = 16,
     target_modules: Annotated[
@@ -134,7 +159,8 @@ def finetune_command(
         task=task.value, method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, seed=seed,
         save_every=save_every, lora=LoraOptions(rank=rank, alpha=alpha, targets=targets), merge=merge,
         license=license, name=name or (push.rsplit("/", 1)[-1] if push else None), text_column=text_column,
-        label_column=label_column,
+        label_column=label_column, device=device.value, precision=precision.value, accumulate=accumulate,
+        gradient_checkpointing=gradient_checkpointing,
     )  # fmt: skip
     base = _base(source, endpoint, token)
     with _progress() as bar, warnings.catch_warnings():

@@ -16,7 +16,9 @@ Terms (bytes), with ``P`` parameters, ``T`` the trainable ones and ``e`` the byt
 * overhead: a fixed allowance for the framework's workspaces.
 
 GPU kernels (fused attention, mixed precision) usually need less activation memory than this: on a GPU the total
-is an upper bound. Memory available here is ``MemAvailable`` of ``/proc/meminfo`` (psutil elsewhere).
+is an upper bound. Memory available on the device that would run it: ``torch.cuda.mem_get_info`` on a GPU, else
+``MemAvailable`` of ``/proc/meminfo`` (psutil elsewhere; MPS shares it). ``bench/estimate.py`` checks the estimate
+against measured peaks on configurations the coefficients were not fitted on (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,7 +33,21 @@ from openckpt.finetune.facts import ModelFacts, read_facts
 from openckpt.finetune.lora import HEAD_MODULES, LoraOptions, lora_parameter_count
 from openckpt.finetune.model import DTYPES
 
-__all__ = ["GPUS", "METHODS", "TOLERANCE", "MemoryEstimate", "available_memory", "estimate", "gpu_memory"]
+__all__ = [
+    "DEVICES",
+    "GPUS",
+    "METHODS",
+    "TOLERANCE",
+    "MemoryEstimate",
+    "available_memory",
+    "device_memory",
+    "estimate",
+    "gpu_memory",
+    "max_positions",
+    "resolve_device",
+]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 METHODS = ("inference", "lora", "full")
 TOLERANCE = 0.35
@@ -71,6 +87,8 @@ class MemoryEstimate:
     """Memory available on this machine now (bytes), None where it cannot be read."""
     gpu: str | None
     gpu_memory: int | None
+    device: str = "cpu"
+    """The device ``available`` was read from, with its name where known (``cuda: NVIDIA A100 …``)."""
 
     @property
     def total(self) -> int:
@@ -112,6 +130,40 @@ def available_memory() -> int | None:
     except ImportError:
         return None
     return int(psutil.virtual_memory().available)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto``: cuda if a GPU is usable, else mps if available, else cpu; a named device is checked to exist."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if (device == "cuda" and not torch.cuda.is_available()) or (device == "mps" and not has_mps):
+        raise ValueError(f"no {device} device is available here")
+    return device
+
+
+def device_memory(device: str = "auto") -> tuple[str, int | None]:
+    """(device description, its free memory in bytes) — ``torch.cuda.mem_get_info`` on a GPU, RAM otherwise."""
+    resolved = resolve_device(device)
+    if resolved == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return f"cuda: {torch.cuda.get_device_name()}", int(free)
+    return resolved, available_memory()
+
+
+def max_positions(config: dict[str, Any]) -> int | None:
+    """The model's maximum sequence length from its config, None if it states none."""
+    try:
+        return _dim(config, "max_position_embeddings", "n_positions", "n_ctx", "max_seq_len")
+    except ValueError:
+        return None
 
 
 def _dim(config: dict[str, Any], *keys: str, default: int | None = None) -> int:
@@ -169,11 +221,13 @@ def estimate(
     gpu: str | None = None,
     task: str | None = None,
     lora: LoraOptions | None = None,
+    device: str | None = None,
 ) -> MemoryEstimate:
     """The memory ``method`` needs for ``source`` (a model directory, or facts read from a hub repo).
 
     ``dtype`` defaults to the config's (else float32), ``seq_len`` to its context length, ``task`` to what its
     ``architectures`` say (a sequence classifier, else a causal LM); LoRA uses ``lora`` (default rank and targets).
+    ``available`` is the free memory of ``device`` (None: this machine's RAM; ``auto``: the device a run would use).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
@@ -195,9 +249,10 @@ def estimate(
         weights += 4 * trainable
         gradients, optimizer = 4 * trainable, 8 * trainable
     activations = _activations(config, method=method, task=task, tokens=batch_size * seq_len, seq_len=seq_len, e=e)
+    where, available = ("cpu", available_memory()) if device is None else device_memory(device)
     return MemoryEstimate(
         source=facts.source, method=method, task=task, dtype=dtype, batch_size=batch_size, seq_len=seq_len,
         parameters=params, trainable_parameters=trainable, weights=weights, gradients=gradients,
-        optimizer=optimizer, activations=activations, overhead=OVERHEAD[method], available=available_memory(),
-        gpu=gpu, gpu_memory=gpu_memory(gpu) if gpu else None,
+        optimizer=optimizer, activations=activations, overhead=OVERHEAD[method], available=available,
+        gpu=gpu, gpu_memory=gpu_memory(gpu) if gpu else None, device=where,
     )  # fmt: skip

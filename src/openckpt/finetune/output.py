@@ -47,9 +47,10 @@ def write_output(
     license_files: Sequence[Path],
     notices: Sequence[str],
     card: Callable[[dict[str, bytes]], str],
+    extra: dict[str, bytes] | None = None,
 ) -> list[str]:
     """Write the fine-tune into ``directory``; ``card(files)`` renders README.md given the LICENSE/NOTICE files
-    (name → bytes) already there. Returns the file names written."""
+    (name → bytes) already there; ``extra`` files (the recipe) are written as given. Returns the file names written."""
     with staged_directory(directory) as tmp:
         _save_weights(model, tmp, adapter=adapter, merge=merge, base=base)
         tokenizer.save_pretrained(tmp)
@@ -62,6 +63,8 @@ def write_output(
             if missing:
                 files[NOTICE] = ("\n".join([kept.rstrip("\n"), *missing]).strip("\n") + "\n").encode()
         for name, data in files.items():
+            durable_write(tmp / name, data)
+        for name, data in (extra or {}).items():
             durable_write(tmp / name, data)
         durable_write(tmp / "README.md", card(files).encode())
         names = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())

@@ -2,13 +2,18 @@
 
 Order: the license is checked first (a refused license stops before any data is read), then the data is read,
 split and tokenised, the model loaded (LoRA-wrapped or not), trained under ``<out>/checkpoints`` (resuming what a
-killed run left), evaluated on the held-out split, and written to ``<out>/model`` with its card.
+killed run left), evaluated on the held-out split, and written to ``<out>/model`` with its card and its recipe
+(``openckpt-recipe.json``, with the installed packages in ``openckpt-packages.txt``): what ``openckpt reproduce``
+re-runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +23,26 @@ from openckpt.finetune.licensing import BaseModel, final_report, inherit, prefix
 from openckpt.finetune.lora import LoraOptions, wrap
 from openckpt.finetune.model import TASKS, load_model
 from openckpt.finetune.output import write_output
-from openckpt.finetune.train import StepInfo, TrainSettings, evaluate, train
+from openckpt.finetune.train import PRECISIONS, StepDigests, StepInfo, TrainSettings, evaluate, train
+from openckpt.format.manifest import Recipe, RecipeData, read_manifest
 from openckpt.governance.compat import Report
 
-__all__ = ["DEFAULT_LR", "FinetuneOptions", "FinetuneResult", "finetune"]
+__all__ = [
+    "DEFAULT_LR",
+    "PACKAGES_FILE",
+    "RECIPE_FILE",
+    "FinetuneOptions",
+    "FinetuneResult",
+    "finetune",
+    "options_from_config",
+]
+
+log = logging.getLogger("openckpt")
+RECIPE_FILE = "openckpt-recipe.json"
+PACKAGES_FILE = "openckpt-packages.txt"
+DEFAULT_SEQ_LEN = 128
+BATCH_SIZES = (8, 4, 2, 1)
+"""The default batch size is the largest of these whose estimate fits in 90% of the device's free memory."""
 
 METHODS = ("lora", "full")
 DEFAULT_LR = {"lora": 2e-4, "full": 5e-5}
@@ -36,8 +57,10 @@ class FinetuneOptions:
     epochs: int = 3
     lr: float | None = None
     """None: :data:`DEFAULT_LR` of the method."""
-    batch_size: int = 8
-    seq_len: int = 128
+    batch_size: int | None = None
+    """None: the largest of :data:`BATCH_SIZES` the memory estimate says fits on the device."""
+    seq_len: int | None = None
+    """None: 128, or the model's maximum positions if fewer."""
     seed: int = 0
     save_every: int = 50
     eval_fraction: float = 0.1
@@ -48,6 +71,22 @@ class FinetuneOptions:
     """The model's name in its card (default: the output directory's name)."""
     text_column: str = "text"
     label_column: str = "label"
+    device: str = "auto"
+    precision: str = "fp32"
+    """fp32, or bf16/fp16 autocast (weights and optimizer stay fp32; fp16 uses a grad scaler)."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step (gradient accumulation)."""
+    gradient_checkpointing: bool = False
+
+
+def options_from_config(config: Mapping[str, Any]) -> FinetuneOptions:
+    """The options a recipe's ``config["finetune"]`` records (unknown keys from newer versions ignored)."""
+    known = {f for f in FinetuneOptions.__dataclass_fields__}
+    values = {k: v for k, v in config.items() if k in known}
+    lora = dict(values.pop("lora", None) or {})
+    if lora.get("targets") is not None:
+        lora["targets"] = tuple(lora["targets"])
+    return FinetuneOptions(**values, lora=LoraOptions(**lora))
 
 
 @dataclass(frozen=True)
@@ -66,6 +105,8 @@ class FinetuneResult:
     report: Report
     """The governance engine's verdict on the output (obligations met, pending, or for a person to see to)."""
     warnings: tuple[str, ...]
+    options: FinetuneOptions | None = None
+    """The options as resolved (device, batch size and sequence length filled in)."""
 
 
 def _check(options: FinetuneOptions) -> None:
@@ -75,8 +116,33 @@ def _check(options: FinetuneOptions) -> None:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
     if options.merge and options.method != "lora":
         raise ValueError("--merge applies to LoRA only")
-    if min(options.epochs, options.batch_size, options.seq_len, options.save_every) < 1:
-        raise ValueError("epochs, batch size, sequence length and save interval must be >= 1")
+    if min(options.epochs, options.batch_size or 1, options.seq_len or 1, options.save_every, options.accumulate) < 1:
+        raise ValueError("epochs, batch size, sequence length, accumulation and save interval must be >= 1")
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+
+
+def _resolve(options: FinetuneOptions, base: BaseModel) -> FinetuneOptions:
+    """Device, sequence length (within the model's positions) and a batch size that fits, filled in."""
+    from openckpt.finetune.estimate import device_memory, estimate, max_positions, resolve_device
+    from openckpt.finetune.model import read_config
+
+    device = resolve_device(options.device)
+    limit = max_positions(read_config(base.directory))
+    seq_len = options.seq_len or min(DEFAULT_SEQ_LEN, limit or DEFAULT_SEQ_LEN)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's {limit} positions")
+    batch_size = options.batch_size
+    if batch_size is None:
+        _where, free = device_memory(device)
+        batch_size = BATCH_SIZES[-1]
+        for size in BATCH_SIZES:
+            need = estimate(base.directory, method=options.method, dtype="float32", batch_size=size, seq_len=seq_len,
+                            task=options.task, lora=options.lora).total  # fmt: skip
+            if free is None or need <= 0.9 * free:
+                batch_size = size
+                break
+    return replace(options, device=device, seq_len=seq_len, batch_size=batch_size)
 
 
 def finetune(
@@ -86,12 +152,20 @@ def finetune(
     options: FinetuneOptions,
     *,
     on_step: Callable[[StepInfo], None] | None = None,
+    stop_at: int | None = None,
+    command: list[str] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``base`` on ``data_path`` into ``out``; run it again after a crash to resume exactly."""
+    """Fine-tune ``base`` on ``data_path`` into ``out``; run it again after a crash to resume exactly.
+
+    ``stop_at`` trains only that many steps (checkpointed there), and writes no model. ``command`` is recorded in
+    the recipe (default ``sys.argv``).
+    """
     import torch
     import transformers
 
     _check(options)
+    options = _resolve(options, base)
+    assert options.seq_len is not None and options.batch_size is not None
     adapter = options.method == "lora" and not options.merge
     relation = "adapter" if adapter else "finetune"
     out = out.resolve()
@@ -109,12 +183,20 @@ def finetune(
     torch.manual_seed(options.seed)
     model, config = load_model(base.directory, task=options.task, labels=labels)
     total_parameters = sum(p.numel() for p in model.parameters())
+    if options.gradient_checkpointing:
+        enable: Any = getattr(model, "gradient_checkpointing_enable", None)
+        if enable is None:
+            raise ValueError("this model does not support gradient checkpointing")
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if options.method == "lora":
         model = wrap(model, options.lora, task=options.task, model_type=str(config["model_type"]))
+    model.to(options.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lr = options.lr or DEFAULT_LR[options.method]
     settings = TrainSettings(epochs=options.epochs, lr=lr, batch_size=options.batch_size, seed=options.seed,
-                             save_every=options.save_every)  # fmt: skip
+                             save_every=options.save_every, precision=options.precision,
+                             accumulate=options.accumulate,
+                             gradient_checkpointing=options.gradient_checkpointing)  # fmt: skip
     targets = list(options.lora.resolved_targets(str(config["model_type"]))) if options.method == "lora" else None
     run = {"base": base.id, "revision": base.revision, "data_sha256": data.sha256, "task": options.task,
            "method": options.method, "seq_len": options.seq_len, "eval_fraction": options.eval_fraction,
@@ -127,9 +209,17 @@ def finetune(
         if on_step is not None:
             on_step(info)
 
-    progress = train(model, train_data, out / CHECKPOINTS, settings=settings, run=run,
-                     full=options.method == "full", on_step=step)  # fmt: skip
-    metrics = evaluate(model, eval_data, task=options.task, batch_size=options.batch_size)
+    digests = StepDigests()
+    progress = train(model, train_data, out / CHECKPOINTS, settings=settings, run=run, device=options.device,
+                     full=options.method == "full", on_step=step, stop_at=stop_at, digests=digests)  # fmt: skip
+    if stop_at is not None:
+        return FinetuneResult(out / CHECKPOINTS, [], name, relation, inherited.license, {}, progress.step,
+                              resumed[0] if resumed else progress.step, trainable, total_parameters,
+                              Report("not checked", inherited.license, (), ()),
+                              inherited.warnings, options)  # fmt: skip
+    metrics = evaluate(model, eval_data, task=options.task, batch_size=options.batch_size, device=options.device,
+                       precision=options.precision)  # fmt: skip
+    model.to("cpu")
 
     hyper: dict[str, Any] = {"epochs": options.epochs, "learning rate": settings.lr, "batch size": options.batch_size,
                              "sequence length": options.seq_len, "seed": options.seed}  # fmt: skip
@@ -150,8 +240,45 @@ def finetune(
         return render_card(facts, built_with=inherited.built_with, obligations=report.obligations,
                            notes=inherited.warnings)  # fmt: skip
 
+    recipe = _recipe(options, base=base, data_path=data_path, data_sha256=data.sha256, metrics=metrics,
+                     checkpoints=out / CHECKPOINTS, digests=digests, command=command)  # fmt: skip
     files = write_output(out / MODEL, model, tokenizer, base=base, adapter=adapter, merge=options.merge,
-                         license_files=inherited.license_files, notices=inherited.notices, card=card)  # fmt: skip
+                         license_files=inherited.license_files, notices=inherited.notices, card=card,
+                         extra=recipe)  # fmt: skip
     return FinetuneResult(out / MODEL, files, name, relation, inherited.license, metrics, progress.step,
                           resumed[0] if resumed else progress.step, trainable, total_parameters, reports[-1],
-                          inherited.warnings)  # fmt: skip
+                          inherited.warnings, options)  # fmt: skip
+
+
+def _recipe(
+    options: FinetuneOptions,
+    *,
+    base: BaseModel,
+    data_path: Path,
+    data_sha256: str,
+    metrics: Mapping[str, float],
+    checkpoints: Path,
+    digests: StepDigests,
+    command: list[str] | None,
+) -> dict[str, bytes]:
+    """``openckpt-recipe.json`` and ``openckpt-packages.txt`` of the output: how to run this fine-tune again."""
+    import hashlib
+
+    from openckpt.checkpoint.recipe import collect_recipe, packages_text
+
+    packages = packages_text()
+    last = sorted(checkpoints.glob("step-*"))
+    loaded: Recipe | None = read_manifest(last[-1]).recipe if last else None
+    data = [RecipeData(name=data_path.name, sha256=data_sha256)]
+    data += [
+        d.model_copy(update={"name": f"{data_path.name} (training order)"}) for d in (loaded.data if loaded else [])
+    ]
+    config = {"finetune": asdict(options), "base": base.id, "base_revision": base.revision,
+              "base_path": None if base.revision else str(base.directory.resolve()),
+              "data_file": str(data_path.resolve()), "data_sha256": data_sha256, "metrics": dict(metrics)}  # fmt: skip
+    recipe = collect_recipe(config=config, seeds={"seed": options.seed}, data=data,
+                            command=list(sys.argv) if command is None else command, entry="openckpt finetune",
+                            packages=(hashlib.sha256(packages).hexdigest(), PACKAGES_FILE))  # fmt: skip
+    recipe = recipe.model_copy(update={"checkpoints": digests.steps})
+    text = json.dumps(recipe.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True) + "\n"
+    return {RECIPE_FILE: text.encode(), PACKAGES_FILE: packages}

@@ -147,6 +147,8 @@ class Recipe(_Model):
     git_diff_sha256: str | None = None
     """sha256 of ``git diff HEAD`` when the work tree had uncommitted changes."""
     data: list[RecipeData] = []
+    checkpoints: dict[str, dict[str, Any]] = {}
+    """Step → ``loss`` and ``tensors`` (name → blake3) of each checkpoint the run saved (``openckpt finetune``)."""
 
 
 class Manifest(_Model):
