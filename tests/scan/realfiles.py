@@ -944,6 +944,26 @@ def _word2vec(root: Path) -> Path:
     return path
 
 
+@_spec("fasttext-binary", "formats", "fasttext", "opaque")
+def _fasttext(root: Path) -> Path:
+    """fastText's ``.bin`` layout (``FastText::saveModel``): magic and version int32s, the ``Args`` block, the
+    dictionary (sizes, then each word as NUL-terminated text, count and type), then the input and output matrices
+    (int64 rows and columns, float32 data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dim, words = 4, [b"model", b"weights", b"</s>"]
+    args = struct.pack("<12id", dim, 5, 5, 1, 5, 1, 0, 1, 2000000, 3, 6, 1, 1e-4)  # dim, ws, epoch, minCount, ...
+    vocab = struct.pack("<iiqq", len(words), len(words), sum(range(len(words))), -1)
+    vocab += b"".join(w + b"\x00" + struct.pack("<qb", i + 1, 0) for i, w in enumerate(words))
+    rows = len(words) + 16
+    matrix = struct.pack("<qq", rows, dim) + rng.standard_normal((rows, dim)).astype("<f4").tobytes()
+    out = struct.pack("<qq", len(words), dim) + rng.standard_normal((len(words), dim)).astype("<f4").tobytes()
+    path = root / "formats" / "cc.tiny.bin"
+    path.write_bytes(struct.pack("<ii", 793712314, 12) + args + vocab + b"\x00" + matrix + b"\x00" + out)
+    return path
+
+
 @_spec("random-bytes", "formats", "os.urandom", "opaque")
 def _random(root: Path) -> Path:
     import numpy as np

@@ -31,7 +31,7 @@ def test_every_field_and_twin_is_built(real_corpus: dict[str, Any]) -> None:
     assert set(real_corpus) == set(NAMES)
     fields = {f.field for f in real_corpus.values()}
     assert fields == {"nlp", "vision", "speech", "rl", "formats", "containers"}
-    assert len(MALICIOUS) >= 15 and all(real_corpus[n].path.exists() for n in NAMES)
+    assert len(MALICIOUS) >= 17 and all(real_corpus[n].path.exists() for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -102,3 +102,14 @@ def test_scan_never_imports_torch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "clean" in result.stdout
+
+
+def test_needs_code_is_named_and_exits_0(tmp_path: Path) -> None:
+    needs = tmp_path / "yolo.pt"
+    needs.write_bytes(P4 + call(sg("ultralytics.nn.tasks", "DetectionModel")) + STOP)
+    code, out = _run(needs)
+    assert code == 0 and "needs_code" in out and "needs packages: ultralytics" in out
+    code, out = _run("--json", needs)
+    (entry,) = json.loads(out)["files"]
+    assert entry["imports"] == ["ultralytics.nn.tasks.DetectionModel"] and entry["packages"] == ["ultralytics"]
+    assert entry["findings"][0]["severity"] == "needs_code"
