@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +34,7 @@ from openckpt.cli.openness import openness_command
 from openckpt.cli.pull import pull_command
 from openckpt.cli.push import push_command
 from openckpt.cli.repo import repo_app
+from openckpt.cli.reproduce import reproduce_command
 from openckpt.cli.scan import scan_command
 from openckpt.cli.serve import serve_command
 from openckpt.cli.signature import signature_app
@@ -108,6 +110,11 @@ class Group(TyperGroup):
             raise
         except Exception as e:
             handle(e)
+        finally:
+            if "openckpt.client.http" in sys.modules:  # a command parsed --endpoint: leave huggingface_hub as found
+                from openckpt.client.http import restore_session
+
+                restore_session()
 
 
 app = typer.Typer(
@@ -173,6 +180,7 @@ app.command("pull", rich_help_panel=CLIENT)(pull_command)
 # Reuse: estimate the memory of a fine-tune, then run it.
 app.command("estimate", rich_help_panel=REUSE)(estimate_command)
 app.command("finetune", rich_help_panel=REUSE)(finetune_command)
+app.command("reproduce", rich_help_panel=REUSE)(reproduce_command)
 
 
 def main() -> None:
