@@ -15,7 +15,7 @@ from huggingface_hub.utils import _http
 
 from openckpt.errors import HubUnreachableError, NotAHubError
 
-__all__ = ["FailFastTransport", "origin", "use_fail_fast_session"]
+__all__ = ["FailFastTransport", "origin", "restore_session", "use_fail_fast_session"]
 
 
 def origin(url: httpx2.URL) -> str:
@@ -73,3 +73,9 @@ def use_fail_fast_session() -> None:
     """Make huggingface_hub's shared HTTP client the fail-fast one (idempotent)."""
     if _http._GLOBAL_CLIENT_FACTORY is not _client:
         _http.set_client_factory(_client)
+
+
+def restore_session() -> None:
+    """Give huggingface_hub its own HTTP client back, if :func:`use_fail_fast_session` replaced it."""
+    if _http._GLOBAL_CLIENT_FACTORY is _client:
+        _http.set_client_factory(_http.default_client_factory)
