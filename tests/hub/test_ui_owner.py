@@ -330,3 +330,20 @@ def test_open_and_closed_sign_up(tmp_path: Path) -> None:
         assert reserved.status_code in (400, 409)
     finally:
         hub.stop()
+
+
+def test_upload_form_takes_files_larger_than_other_forms(owner_hub: HubProcess) -> None:
+    """Other forms stop at a few MB; the upload form takes a file past that, stored with Git LFS."""
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    admin.post("/new", "/new", {"owner": "admin", "name": name, "type": "model"})
+    repo = f"/admin/{name}"
+    data = np.random.default_rng(0).bytes(6_000_000)
+    token = admin.csrf(f"{repo}/upload/main", f"{repo}/upload/main")
+    r = admin.http.post(f"{repo}/upload/main", data={"csrf": token}, files=[("files", ("big.bin", data))])
+    assert r.status_code == 200 and "big.bin" in r.text
+    assert admin.get(f"{repo}/resolve/main/big.bin").content == data
+    assert "Git LFS" in admin.get(f"{repo}/blob/main/big.bin").text
+    edit = admin.http.post(f"{repo}/edit/main/x.txt", data={"content": "x" * 6_000_000})
+    assert edit.status_code == 413

@@ -10,6 +10,7 @@ as bytes keep coming. Forms are bounded here, as Starlette parses them; other bo
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,19 +22,23 @@ __all__ = ["Limits"]
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+UPLOAD_FORM = re.compile(r"^/(?:datasets/)?[^/]+/[^/]+/upload(?:/|$)")
+"""The web UI's upload form (``routes/ui_owner.py``): a multipart body bounded by ``max_upload_bytes``, not by the
+small limit of other forms."""
 
 
 class Limits:
     """Refuse requests whose target and headers exceed ``max_header_bytes`` or whose headers are more than
     ``max_headers``; fail a body read that waits over ``body_timeout`` seconds for the client, or that takes a form
-    past ``max_form_bytes``."""
+    past ``max_form_bytes`` (an upload form past ``max_upload_bytes``)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_header_bytes: int, max_headers: int, body_timeout: float, max_form_bytes: int
-    ) -> None:
+        self, app: ASGIApp, *, max_header_bytes: int, max_headers: int, body_timeout: float, max_form_bytes: int,
+        max_upload_bytes: int = 512 * 2**20,
+    ) -> None:  # fmt: skip
         self.app = app
         self.max_header_bytes, self.max_headers, self.body_timeout = max_header_bytes, max_headers, body_timeout
-        self.max_form_bytes = max_form_bytes
+        self.max_form_bytes, self.max_upload_bytes = max_form_bytes, max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +55,10 @@ class Limits:
                     message = {**message, "headers": [*headers, NOSNIFF]}
             await send(message)
 
-        limit = self.max_form_bytes if _header(scope, b"content-type").lower().startswith(FORMS) else None
+        limit = None
+        if (kind := _header(scope, b"content-type").lower()).startswith(FORMS):
+            upload = kind.startswith(b"multipart/") and scope["method"] == "POST" and UPLOAD_FORM.match(scope["path"])
+            limit = self.max_upload_bytes if upload else self.max_form_bytes
         if (refused := self._refusal(scope, limit)) is not None:
             await _respond(refused, scope, receive, send_nosniff)
             return
