@@ -70,6 +70,7 @@ FACTS = {
     "numpy-npz": ["numpy .npz archive"],
     "openvino-ir": ["OpenVINO IR", "Network", "Const"],
     "word2vec-binary": ["opaque data"],
+    "fasttext-binary": ["opaque data"],
     "random-bytes": ["opaque data"],
     "tar-container": ["tar archive", "Members", "pytorch_model.bin", "embeddings.word_embeddings"],
     "zip-container": ["zip archive", "LogisticRegression"],
@@ -82,6 +83,7 @@ REFUSED = {
     "sklearn-joblib-compressed": "LogisticRegression",
     "zip-container": "LogisticRegression",
     "word2vec-binary": "opaque data",
+    "fasttext-binary": "opaque data",
     "random-bytes": "opaque data",
 }
 CONVERTED = sorted(set(FACTS) - set(REFUSED))

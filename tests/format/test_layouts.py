@@ -46,6 +46,7 @@ BENIGN = [
     "numpy-npz",
     "openvino-ir",
     "word2vec-binary",
+    "fasttext-binary",
     "random-bytes",
     "tar-container",
     "zip-container",
@@ -316,7 +317,7 @@ def test_containers(corpus: dict[str, RealFile]) -> None:
         assert z.refusal is not None and "LogisticRegression" in z.refusal
 
 
-@pytest.mark.parametrize("name", ["random-bytes", "word2vec-binary"])
+@pytest.mark.parametrize("name", ["random-bytes", "word2vec-binary", "fasttext-binary"])
 def test_opaque_data(corpus: dict[str, RealFile], name: str) -> None:
     with open_source(corpus[name].path, opaque_ok=True) as source:
         assert source.kind == "opaque" and not source.tensors and source.refusal is not None
