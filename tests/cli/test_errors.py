@@ -113,6 +113,9 @@ def test_a_hub_refusal_is_one_line_without_links(hub: HubProcess, invoke: Invoke
     assert again.exit_code == 2
     assert "409" in one_line_error(again.stderr)
     assert invoke("repo", "create", f"admin/{unique}", "--exist-ok", *args).exit_code == 0
+    gone = invoke("repo", "rm", f"admin/{unique}-nothere", "--yes", *args)
+    assert gone.exit_code == 3
+    assert one_line_error(gone.stderr).startswith(f"error: no repo admin/{unique}-nothere at {hub.url}")
 
 
 def test_debug_shows_the_exception(auth_home: Path) -> None:

@@ -56,6 +56,7 @@ class Call:
 
     endpoint: str | None = None
     token: str | None = None
+    repo_id: str | None = None
 
 
 def _one_line(error: BaseException) -> str:
@@ -119,11 +120,12 @@ def _hf_failure(error: BaseException, call: Call) -> Failure | None:
         return Failure(f"{repo} is gated: request access on its page at {_endpoint(call)}/{repo}", EXIT_AUTH)
     if isinstance(error, hf.RepositoryNotFoundError):
         kind = f"{error.repo_type} " if error.repo_type and error.repo_type != "model" else ""
-        repo = error.repo_id or "the repo"
-        hint = _suggestion(repo, error.repo_type, call) if error.repo_id else ""
+        named = error.repo_id or call.repo_id
+        repo = f"repo {named}" if named else "such repo"
+        hint = _suggestion(named, error.repo_type, call) if named else ""
         if not hint:
             hint = " (or it is private and your token cannot see it)"
-        return Failure(f"no {kind}repo {repo} at {_endpoint(call)}{hint}", EXIT_NOT_FOUND)
+        return Failure(f"no {kind}{repo} at {_endpoint(call)}{hint}", EXIT_NOT_FOUND)
     if isinstance(error, hf.RevisionNotFoundError):
         return Failure(f"no such revision in {error.repo_id or 'the repo'}: {_server_message(error)}", EXIT_NOT_FOUND)
     if isinstance(error, hf.EntryNotFoundError | hf.LocalEntryNotFoundError):
@@ -163,9 +165,9 @@ def _openckpt_failure(error: OpenckptError) -> Failure:
         return Failure(f"{_one_line(error)} — is `openckpt serve` running?", EXIT_NETWORK)
     if isinstance(error, NotAHubError):
         return Failure(f"{_one_line(error)} Set --endpoint or HF_ENDPOINT to the hub's URL.", EXIT_NETWORK)
+    if isinstance(error, HubError):  # the hub's words, as its HTTP errors are shown
+        return Failure(_one_line(error), _code_of_status(error.status))
     message = f"{type(error).__name__}: {_one_line(error)}"
-    if isinstance(error, HubError):
-        return Failure(message, _code_of_status(error.status))
     if isinstance(error, CheckpointNotFoundError):
         return Failure(message, EXIT_NOT_FOUND)
     if isinstance(error, IntegrityError):
@@ -175,9 +177,12 @@ def _openckpt_failure(error: OpenckptError) -> Failure:
     return Failure(message, EXIT_USAGE)
 
 
-def describe(error: BaseException, *, endpoint: str | None = None, token: str | None = None) -> Failure | None:
-    """The message and exit code for ``error``; None for an exception no rule knows (a bug: show its traceback)."""
-    call = Call(endpoint, token)
+def describe(
+    error: BaseException, *, endpoint: str | None = None, token: str | None = None, repo_id: str | None = None
+) -> Failure | None:
+    """The message and exit code for ``error`` raised by a command given ``endpoint``, ``token`` and ``repo_id``;
+    None for an exception no rule knows (a bug: show its traceback)."""
+    call = Call(endpoint, token, repo_id)
     if isinstance(error, OpenckptError):
         return _openckpt_failure(error)
     if type(error).__module__.startswith("huggingface_hub") and (failure := _hf_failure(error, call)):

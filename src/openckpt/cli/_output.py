@@ -89,12 +89,14 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def handle(error: Exception, *, endpoint: str | None = None, token: str | None = None) -> NoReturn:
+def handle(
+    error: Exception, *, endpoint: str | None = None, token: str | None = None, repo_id: str | None = None
+) -> NoReturn:
     """Exit with the message and code :func:`openckpt.cli._errors.describe` gives ``error``; re-raise it under
     ``--debug``, and unknown errors with a hint to ``--debug``."""
     if _DEBUG:
         raise error
-    failure = describe(error, endpoint=endpoint, token=token)
+    failure = describe(error, endpoint=endpoint, token=token, repo_id=repo_id)
     if failure is None:
         text = " ".join(str(error).split())
         fail(f"unexpected {type(error).__name__}: {text} (run with --debug for the traceback)", EXIT_USAGE)
@@ -111,12 +113,8 @@ def guard(command: Callable[P, R]) -> Callable[P, R]:
         except PASS_THROUGH:
             raise
         except Exception as e:
-            endpoint, token = kwargs.get("endpoint"), kwargs.get("token")
-            handle(
-                e,
-                endpoint=endpoint if isinstance(endpoint, str) else None,
-                token=token if isinstance(token, str) else None,
-            )
+            given = {key: value for key, value in kwargs.items() if isinstance(value, str)}
+            handle(e, endpoint=given.get("endpoint"), token=given.get("token"), repo_id=given.get("repo_id"))
 
     return run
 

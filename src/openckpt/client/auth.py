@@ -65,14 +65,15 @@ class LogoutResult:
     """The files a token was removed from (empty if none held one for the endpoint)."""
 
 
-def _whoami(endpoint: str, token: str) -> dict[str, Any]:
+def _whoami(endpoint: str, token: str, *, saving: bool = False) -> dict[str, Any]:
     api = hf_api(endpoint, token)
     try:
         info: dict[str, Any] = api.whoami()
     except HfHubHTTPError as e:
         if e.response is None or e.response.status_code != 401:
             raise
-        raise UnauthorizedError(f"{api.endpoint} does not accept this token (401): nothing saved") from e
+        then = "nothing saved" if saving else "run `openckpt login` with a valid one"
+        raise UnauthorizedError(f"{api.endpoint} does not accept this token (401): {then}") from e
     return info
 
 
@@ -84,7 +85,7 @@ def _role(info: dict[str, Any]) -> str | None:
 def login(token: str, *, endpoint: str | None = None, add_to_hf_token: bool = False) -> LoginResult:
     """Validate ``token`` at the hub, store it for that hub and make the hub the default (see the module)."""
     url = resolve_endpoint(endpoint)
-    info = _whoami(url, token)
+    info = _whoami(url, token, saving=True)
     tokens = store_token(url, token)
     config = update_config(endpoint=url)
     existing = read_hf_token()
