@@ -173,6 +173,17 @@ def _hf_bin(root: Path) -> Path:
     return path
 
 
+@_spec("transformers-bin-legacy", "nlp", "transformers", "clean")
+def _hf_bin_legacy(root: Path) -> Path:
+    """``pytorch_model.bin`` as torch < 1.6 wrote it (the legacy five-pickle format many older repos still hold)."""
+    torch = _torch()
+    path = root / "nlp" / "bert-bin-legacy"
+    model = _bert()
+    model.config.save_pretrained(path)
+    torch.save(model.state_dict(), path / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    return path
+
+
 @_spec("transformers-bin-malicious", "nlp", "transformers", "malicious")
 def _hf_bin_evil(root: Path) -> Path:
     src = _hf_bin(root) / "pytorch_model.bin"
