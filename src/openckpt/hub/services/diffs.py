@@ -1,10 +1,11 @@
 """What a commit changed, file by file, for people: unified text diffs and tensor-level diffs of safetensors files.
 
 Bounded in cost: a text diff reads files of at most :data:`MAX_TEXT` bytes and shows at most :data:`MAX_LINES`
-lines; a tensor diff reads the two safetensors headers (at most :data:`MAX_HEADER` bytes each), then compares the
-bytes of tensors whose dtype and shape match, while the commit's budget of :data:`TENSOR_BUDGET` bytes lasts (and
-only tensors of at most :data:`MAX_TENSOR` bytes). Max-abs is computed for float and integer dtypes with numpy;
-beyond the budget a tensor of the same dtype and shape is "not compared", never guessed.
+lines, and the text diffs of one commit read at most :data:`TEXT_BUDGET` bytes; a tensor diff reads the two
+safetensors headers (at most :data:`MAX_HEADER` bytes each), then compares the bytes of tensors whose dtype and
+shape match, while the commit's budget of :data:`TENSOR_BUDGET` bytes lasts (and only tensors of at most
+:data:`MAX_TENSOR` bytes). Max-abs is computed for float and integer dtypes with numpy; beyond the budget a tensor
+of the same dtype and shape is "not compared", never guessed.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ MAX_TENSOR = 64 << 20
 TENSOR_BUDGET = 256 << 20
 MAX_FILES = 100
 """Diffs computed for at most this many changed files of one commit; the others are listed only."""
+TEXT_BUDGET = 8_000_000
+"""Bytes of text (both sides) one commit page reads for its text diffs; files past it are listed only."""
 
 _NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "u1"}  # fmt: skip
@@ -207,7 +210,7 @@ def commit_diffs(session: Session, store: BlobStore, commit: Commit) -> list[Fil
     if commit.parent_id is not None and (parent := session.get(Commit, commit.parent_id)) is not None:
         base = parent.tree_id
     old, new = changed_files(session, base, commit.tree_id)
-    budget = _Budget(TENSOR_BUDGET)
+    budget, text_left = _Budget(TENSOR_BUDGET), TEXT_BUDGET
     diffs: list[FileDiff] = []
     for path in sorted(new.keys() | old.keys()):
         before, after = old.get(path), new.get(path)
@@ -223,6 +226,11 @@ def commit_diffs(session: Session, store: BlobStore, commit: Commit) -> list[Fil
             if not _tensor_diff(store, before, after, diff, budget):
                 diff.note = "Not a readable safetensors file: no tensor diff."
         else:
+            cost = sum(e.size for e in (before, after) if e is not None and e.size <= MAX_TEXT)
+            if cost > text_left:
+                diff.note = "Not shown: this commit changes more text than one page shows."
+                continue
+            text_left -= cost
             _text_diff(store, before, after, diff)
     return diffs
 
