@@ -37,15 +37,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         access,
         admin,
         cas,
+        collections,
         files,
         governance,
         lfs,
         lfs_files,
+        likes,
         reports,
         repos,
         resolve,
         security,
         ui,
+        ui_community,
         users,
         webhooks,
         xet,
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.webhooks = Deliveries(db, public_url, key=key, allow_local=settings.webhooks_allow_local)
     # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
+    app.include_router(likes.router)  # before repos: /api/{plural}/{owner}/{name}/like, /api/users/{user}/likes
+    app.include_router(collections.router)  # before repos: /api/collections/{owner}/{slug}
     for module in (webhooks, users, access, reports, repos, files, lfs_files, lfs, resolve, security, governance):
         app.include_router(module.router)
     for module in (xet, cas):  # Xet: token routes, and the CAS under /cas
@@ -78,6 +83,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.include_router(admin.router)  # storage accounting: API, and /admin pages before the UI's /{owner}/{name}
     app.include_router(admin.pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    app.include_router(ui_community.router)  # like forms and /collections/... before the UI's /{owner}/{name}
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
     app.add_middleware(
         Limits,

@@ -223,11 +223,38 @@ def resume_incomplete(endpoint: str, token: str, repo_id: str, path: str, work: 
     return {"size": len(data), "head": data[:have] == b"\xff" * have, "tail": tail, "version": VERSION}
 
 
+def likes_and_collections(endpoint: str, owner: str, fan: str, repo_id: str, work: str) -> dict[str, Any]:
+    """``fan`` likes ``repo_id`` (the Hub's ``POST …/like``: the client has no method for it), lists its likers and
+    its own likes, and unlikes it; ``owner`` creates a private collection, adds, moves and deletes an item, renames
+    the collection, lists and deletes it."""
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    fan_api, api = HfApi(endpoint=endpoint, token=fan), HfApi(endpoint=endpoint, token=owner)
+    hf_raise_for_status(
+        get_session().post(f"{endpoint}/api/models/{repo_id}/like", headers=fan_api._build_hf_headers())
+    )
+    likers = [u.username for u in fan_api.list_repo_likers(repo_id)]
+    liked = fan_api.list_liked_repos().models
+    fan_api.unlike(repo_id)
+    made = api.create_collection(f"Client {VERSION}", private=True)
+    assert made.private is True and made.items == [], made
+    filled = api.add_collection_item(made.slug, repo_id, "model", note="old client")
+    api.update_collection_item(made.slug, filled.items[0].item_object_id, position=0)
+    items = [[i.item_type, i.item_id, i.note] for i in api.get_collection(made.slug).items]
+    renamed = api.update_collection_metadata(made.slug, title=f"Renamed {VERSION}")
+    assert renamed.slug[-24:] == made.slug[-24:] and renamed.title == f"Renamed {VERSION}", renamed
+    assert renamed.slug in [c.slug for c in api.list_collections(owner=made.slug.split("/")[0])]
+    api.delete_collection_item(made.slug, filled.items[0].item_object_id)
+    api.delete_collection(made.slug)
+    return {"likers": likers, "liked": liked, "items": items, "version": VERSION}
+
+
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "round_trip": round_trip,
     "error_classes": error_classes,
     "list_and_page": list_and_page,
     "resume_incomplete": resume_incomplete,
+    "likes_and_collections": likes_and_collections,
 }
 
 if __name__ == "__main__":
