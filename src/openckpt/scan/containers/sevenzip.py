@@ -1,6 +1,6 @@
 """7z archives, unpacked with ``py7zr`` into memory under the limits of zip and tar.
 
-Entry count, names (traversal, links) and encryption are checked from the header first; members are then decoded
+The archive is read in place (a memory-mapped file is not copied). Entry count, names (traversal, links) and encryption are checked from the header first; members are then decoded
 into writers that count every byte (``max_unpacked``, ``max_ratio`` against the archive's size, :data:`MAX_MEMBER`
 per member) and stop the extraction when a limit is reached, so declared sizes are never trusted.
 """
@@ -23,6 +23,34 @@ __all__ = ["MAX_MEMBER", "scan"]
 
 MAX_MEMBER = 4 << 30
 """Bytes of one member held in memory."""
+
+
+class _Window(io.RawIOBase):
+    """``buf[start:end]`` (bytes or a memory-mapped file) as a seekable file, read in place."""
+
+    def __init__(self, buf: Any, start: int, end: int) -> None:
+        super().__init__()
+        self.buf, self.start, self.end, self.pos = buf, start, end, start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), self.end - self.pos))
+        b[:n] = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: self.start, io.SEEK_CUR: self.pos, io.SEEK_END: self.end}[whence]
+        self.pos = max(self.start, base + offset)
+        return self.pos - self.start
+
+    def tell(self) -> int:
+        return self.pos - self.start
 
 
 class _Counted(Py7zIO):
@@ -79,7 +107,7 @@ def scan(ctx: Context, router: Router, buf: Any, start: int, end: int, member: s
     be read (an inconclusive finding says why)."""
     label = member or "(7z)"
     try:
-        archive = py7zr.SevenZipFile(io.BytesIO(bytes(buf[start:end])))
+        archive = py7zr.SevenZipFile(io.BufferedReader(_Window(buf, start, end)))
     except (py7zr.exceptions.ArchiveError, py7zr.PasswordRequired, EOFError, ValueError, OSError) as e:
         ctx.add("7z-invalid", Severity.INFO, f"cannot read 7z archive: {e}", member=member, inconclusive=True)
         return False
