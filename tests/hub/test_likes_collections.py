@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -79,6 +80,17 @@ def test_private_repos_keep_their_likes_to_those_who_see_them(hub: HubProcess, w
     assert "alice/hidden" in _api(hub, world.alice).list_liked_repos("alice").models
     assert "alice/hidden" not in _api(hub, world.bob).list_liked_repos("alice").models
     assert "alice/hidden" not in _api(hub, None).list_liked_repos("alice").models
+
+
+def test_concurrent_likes_each_count_once(hub: HubProcess, world: People) -> None:
+    tokens = [world.bob, world.wendy, world.olga, world.admin] * 3  # each account likes three times at once
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        codes = list(pool.map(lambda token: _like(hub, token, "lab/shared").status_code, tokens))
+    assert codes == [200] * len(tokens)
+    assert _api(hub, None).model_info("lab/shared").likes == 4
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda token: _api(hub, token).unlike("lab/shared"), [world.bob, world.wendy] * 3))
+    assert _api(hub, None).model_info("lab/shared").likes == 2
 
 
 def test_list_models_sorts_by_likes(hub: HubProcess, world: People) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from openckpt.errors import ForbiddenError
 from openckpt.hub.db.engine import Database
@@ -38,10 +40,13 @@ def like(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Re
     _may_like(principal)
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id)
-        if session.get(Like, (principal.account_id, repo.id)) is None:
-            session.add(Like(account_id=principal.account_id, repo_id=repo.id))
-            session.flush()
-            _recount(session, repo)
+        try:
+            with session.begin_nested():  # a concurrent like of the same account lands first: nothing to count
+                session.add(Like(account_id=principal.account_id, repo_id=repo.id))
+        except SQLIntegrityError:
+            pass
+        else:
+            _count(session, repo, +1)
     return repo
 
 
@@ -50,19 +55,22 @@ def unlike(db: Database, principal: Principal, repo_type: str, repo_id: str) -> 
     _may_like(principal)
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id)
-        found = session.get(Like, (principal.account_id, repo.id))
-        if found is not None:
-            session.delete(found)
-            session.flush()
-            _recount(session, repo)
+        gone = session.execute(
+            delete(Like).where(Like.account_id == principal.account_id, Like.repo_id == repo.id),
+            execution_options={"synchronize_session": False},
+        )
+        if gone.rowcount:  # type: ignore[attr-defined]
+            _count(session, repo, -1)
     return repo
 
 
-def _recount(session: Session, repo: Repo) -> None:
-    """Set the counter from the rows, in one statement: concurrent likes of one repo cannot lose an update."""
-    count = select(func.count()).select_from(Like).where(Like.repo_id == repo.id).scalar_subquery()
-    session.execute(update(Repo).where(Repo.id == repo.id).values(likes=count))
-    repo.likes = session.scalar(select(Repo.likes).where(Repo.id == repo.id)) or 0
+def _count(session: Session, repo: Repo, step: int) -> None:
+    """Add ``step`` to the repo's counter in the database (relative: concurrent likes of it lose no update)."""
+    count = session.execute(
+        update(Repo).where(Repo.id == repo.id).values(likes=Repo.likes + step).returning(Repo.likes),
+        execution_options={"synchronize_session": False},
+    ).scalar_one()
+    set_committed_value(repo, "likes", count)
 
 
 def is_liked(session: Session, principal: Principal | None, repo: Repo) -> bool:
