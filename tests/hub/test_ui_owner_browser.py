@@ -183,6 +183,7 @@ def test_new_user_runs_a_gated_repo_from_the_browser(
     assert "1 unchanged" in css("main").text  # type: ignore[attr-defined]
 
     # every page at 390 px: nothing scrolls sideways
+    hub.create_org("lab", {"erin": "admin", "bob": "write"})
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", MOBILE)
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -194,7 +195,7 @@ def test_new_user_runs_a_gated_repo_from_the_browser(
                 "/erin/tiny/refs", "/erin", "/settings", "/settings/tokens", "/settings/keys", "/new",
                 "/erin/tiny/discussions"],
         "erin": ["/erin/tiny", "/erin/tiny/settings", "/erin/tiny/upload/main", "/erin/tiny/edit/main/README.md",
-                 f"/erin/tiny/commit/{sha}"],
+                 f"/erin/tiny/commit/{sha}", "/organizations/lab/members", "/lab"],
         "admin": ["/admin/users", "/admin/storage"],
         "": ["/", "/login", "/join", "/erin/tiny"],
     }  # fmt: skip
