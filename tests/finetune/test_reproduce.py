@@ -122,3 +122,32 @@ def test_a_recipe_survives_push_and_reproduce_from_the_hub(
     assert result["verdict"] == "bitwise" and result["card"]
     card = (Path(api.hf_hub_download(ft, "README.md", cache_dir=tmp_path / "c"))).read_text()
     assert "## Reproduction" in card and "openckpt_reproduction:" in card and "**bitwise**" in card
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_on_the_cpu_fine_tunes_and_resumes_exactly(
+    precision: str, models: dict[str, Path], data: dict[str, Path], tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from openckpt.finetune.licensing import BaseModel
+    from openckpt.finetune.run import FinetuneOptions, finetune
+
+    base = BaseModel(models["bert"], "bert")
+    options = FinetuneOptions(task="text-classification", method="full", epochs=1, batch_size=8, seq_len=8,
+                              save_every=2, device="cpu", precision=precision, accumulate=2, lr=5e-3)  # fmt: skip
+    straight = finetune(base, data["csv"], tmp_path / "straight", options)
+    assert straight.steps == 5  # 72 rows, 9 batches of 8, 2 per step (the last alone)
+    stopped = finetune(base, data["csv"], tmp_path / "split", options, stop_at=3)
+    assert stopped.steps == 3 and sorted(p.name for p in (tmp_path / "split" / "checkpoints").glob("step-*"))[-1] == (
+        "step-00000003")  # fmt: skip
+    from openckpt.format.manifest import read_manifest
+
+    entries = read_manifest(tmp_path / "split" / "checkpoints" / "step-00000003").entries
+    assert ("scaler" in entries) == (precision == "fp16")  # the grad scaler's state is checkpointed
+    resumed = finetune(base, data["csv"], tmp_path / "split", options)
+    assert resumed.resumed_from == 3 and resumed.metrics == straight.metrics
+    a, b = (load_file(r.directory / "model.safetensors") for r in (straight, resumed))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    recipe = json.loads((straight.directory / "openckpt-recipe.json").read_text())["config"]["finetune"]
+    assert (recipe["precision"], recipe["accumulate"]) == (precision, 2)
