@@ -63,7 +63,7 @@ def _print(estimates: list[MemoryEstimate]) -> None:
         table.add_row(term, *(human_bytes(getattr(e, term)) for e in estimates))
     table.add_row("[bold]total[/]", *(f"[bold]{human_bytes(e.total)}[/]" for e in estimates))
     here = "unknown" if first.available is None else human_bytes(first.available)
-    table.add_row(f"this machine ({here} available)", *(_verdict(e.fits_here) for e in estimates))
+    table.add_row(f"this machine, {escape(first.device)} ({here} free)", *(_verdict(e.fits_here) for e in estimates))
     if first.gpu is not None and first.gpu_memory is not None:
         table.add_row(f"GPU {escape(first.gpu)} ({human_bytes(first.gpu_memory)})",
                       *(_verdict(e.fits_gpu) for e in estimates))  # fmt: skip
@@ -91,6 +91,9 @@ def estimate_command(
         Task | None, typer.Option(help="Default: a classifier if the config says so, else a causal LM.")
     ] = None,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
+    device: Annotated[
+        str, typer.Option(help="Compare with the free memory of: auto (the GPU if any, else RAM), cpu, cuda, mps.")
+    ] = "auto",
     target_modules: Annotated[
         str | None, typer.Option(help="LoRA target modules, comma-separated. Default: per architecture.")
     ] = None,
@@ -116,7 +119,8 @@ def estimate_command(
     methods = [m.value for m in method] if method else [m.value for m in Method]
     try:
         estimates = [estimate(facts, method=m, dtype=dtype, batch_size=batch_size, seq_len=seq_len, gpu=gpu,
-                              task=task.value if task else None, lora=LoraOptions(rank=rank, targets=targets))
+                              task=task.value if task else None, lora=LoraOptions(rank=rank, targets=targets),
+                              device=device)
                      for m in methods]  # fmt: skip
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
