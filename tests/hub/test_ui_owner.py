@@ -316,11 +316,13 @@ def test_open_and_closed_sign_up(tmp_path: Path) -> None:
     try:
         page = httpx.get(f"{closed.url}/join").text
         assert "Sign-up is closed" in page and 'action="/join"' not in page
+        assert 'href="/join"' not in httpx.get(f"{closed.url}/").text  # no sign-up link in the header
     finally:
         closed.stop()
     hub = start_hub(tmp_path / "open" / "data", env={"OPENCKPT_SIGNUP": "open"})
     try:
         visitor = Visitor(hub.url)
+        assert 'href="/join"' in visitor.get("/").text
         r = visitor.post("/join", "/join", {"name": "newcomer", "fullname": ""})
         assert r.status_code == 200 and "Welcome, newcomer" in r.text
         assert '<a href="/newcomer" class="me">newcomer</a>' in visitor.get("/").text

@@ -14,6 +14,7 @@ from openckpt.errors import AccountNotFoundError, BadRequestError, ConflictError
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Account
 from openckpt.hub.routes.ui_common import (
+    ENV,
     SESSION_COOKIE,
     PageRoute,
     check_csrf,
@@ -28,6 +29,13 @@ from openckpt.hub.services import accounts, pages, people_admin, web_sessions
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _signup_mode(request: Request) -> str:
+    return hub_of(request).settings.signup
+
+
+ENV.globals["signup_mode"] = _signup_mode  # the header links to /join unless sign-up is closed
 
 
 # ---- sign-up ----------------------------------------------------------------------------------------------------
