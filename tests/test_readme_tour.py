@@ -88,7 +88,8 @@ def test_the_readme_tour_runs(hub: HubProcess, tmp_path: Path) -> None:
         "HF_HOME": str(home / ".cache" / "huggingface"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    for variable in ("OPENCKPT_CONFIG", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+    # A fresh machine: none of what other tests of the session may have set (HF_HUB_OFFLINE by the scan corpus).
+    for variable in ("OPENCKPT_CONFIG", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "COLUMNS"):
         env.pop(variable, None)
     result = subprocess.run(
         [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "steps.json")],
