@@ -11,6 +11,7 @@
     │   └── SignatureError                     a model signature (Sigstore bundle) is malformed or does not verify
     │       ├── UntrustedSignatureError        not signed by the given key, or its chain does not reach the given roots
     │       └── ModelMismatchError             the model's files differ from the signed ones: ``.differences``
+    │   └── UploadMismatchError                an upload's bytes differ from the size or sha256 announced for them
     ├── StateMismatchError (ValueError)        checkpoint and target disagree (keys, shapes, dtypes)
     ├── UnsupportedStateError (TypeError)      a state value openckpt cannot store without pickle
     ├── UnsafeFileError                        refusing to load a file that needs unpickling
@@ -19,6 +20,9 @@
     ├── NoValidCheckpointError                 checkpoints exist but none of them loads
     ├── AsyncSaveError                         a background save failed; raised on the next call
     ├── LicenseError (ValueError)              a license policy file or license declaration cannot be used
+    ├── InvalidDigestError (ValueError)        a blob named by something that is not a lowercase hex sha256
+    ├── UploadAbortedError                     bytes written to, or a commit of, a blob upload that was aborted
+    ├── UploadTooLargeError                    an upload larger than the blob store takes in one blob
     ├── StorageError                           the blob store cannot be used: bad URL, no bucket, unreachable
     │   └── StorageBusyError                   storage maintenance cannot run now: another run holds it; retry
     ├── UnsuitableModelError (ValueError)      a bias suite does not fit the checkpoint's model type
@@ -44,9 +48,11 @@
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
         ├── RequestTimeoutError                408 RequestTimeout: the client stopped sending the request body
         ├── PayloadTooLargeError               413 PayloadTooLarge: a body, a JSON value or a file over a bound
+        ├── RangeNotSatisfiableError           416 RangeNotSatisfiable: a Range that starts at or past the end
         └── HeaderFieldsTooLargeError          431 HeaderFieldsTooLarge: too many or too large request headers
 
-Errors about a file carry it in ``.path`` and name it in the message.
+Errors about a file carry it in ``.path`` and name it in the message. Library layers raise library errors only; the
+hub answers each class with the status of its HubError, or of its entry in ``openckpt.hub.error_boundary``.
 """
 
 from __future__ import annotations
@@ -66,11 +72,13 @@ __all__ = [
     "HeaderFieldsTooLargeError",
     "HubError",
     "HubUnreachableError",
+    "InvalidDigestError",
     "NotAHubError",
     "LicenseError",
     "PayloadTooLargeError",
     "PolicyViolationError",
     "PreconditionFailedError",
+    "RangeNotSatisfiableError",
     "RepoMovedError",
     "RepoNotFoundError",
     "RequestTimeoutError",
@@ -96,6 +104,9 @@ __all__ = [
     "UntrustedSignatureError",
     "UnsupportedStateError",
     "UnsuitableModelError",
+    "UploadAbortedError",
+    "UploadMismatchError",
+    "UploadTooLargeError",
     "XetFormatError",
 ]
 
@@ -144,6 +155,10 @@ class ModelMismatchError(SignatureError):
         self.differences = differences
 
 
+class UploadMismatchError(IntegrityError):
+    """An upload's bytes differ from the size or sha256 announced for it: the blob is not made visible."""
+
+
 class StateMismatchError(OpenckptError, ValueError):
     """The checkpoint does not fit the target state (missing keys, shape or dtype differences)."""
 
@@ -174,6 +189,18 @@ class AsyncSaveError(OpenckptError):
 
 class LicenseError(OpenckptError, ValueError):
     """A license policy or declaration that cannot be used (bad YAML, unknown keys, unknown license ids)."""
+
+
+class InvalidDigestError(OpenckptError, ValueError):
+    """A blob was named by a string that is not a lowercase hex sha256."""
+
+
+class UploadAbortedError(OpenckptError):
+    """Bytes were written to, or a commit asked of, a blob upload that was aborted."""
+
+
+class UploadTooLargeError(OpenckptError):
+    """An upload grew past what the blob store takes in one blob (S3: 10,000 multipart parts)."""
 
 
 class StorageError(OpenckptError):
@@ -308,6 +335,12 @@ class RequestTimeoutError(HubError):
 
 class PayloadTooLargeError(HubError):
     status, code = 413, "PayloadTooLarge"
+
+
+class RangeNotSatisfiableError(HubError):
+    """A ``Range`` that starts at or after the end of the file: the client's signal that it has read everything."""
+
+    status, code = 416, "RangeNotSatisfiable"
 
 
 class HeaderFieldsTooLargeError(HubError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from openckpt.errors import BadRequestError, IntegrityError
+from openckpt.errors import IntegrityError, InvalidDigestError, UploadAbortedError, UploadMismatchError
 from openckpt.store.blobs import BlobStore
 from openckpt.store.local import DIRECT_FROM, LocalBlobStore
 from openckpt.store.url import open_store
@@ -100,16 +100,16 @@ def test_wrong_bytes_leave_nothing(backend: Backend, size: int) -> None:
         for named in (True, False):
             writer = store.writer(size, sha256=announced if named else None)
             writer.write(content)
-            with pytest.raises(BadRequestError):
+            with pytest.raises(UploadMismatchError):
                 writer.commit(announced, size)
             assert not store.exists(hashlib.sha256(content).hexdigest()) and not store.exists(announced)
     writer = store.writer(size, sha256=good)
     writer.write(data)
-    with pytest.raises(BadRequestError, match="expected"):
+    with pytest.raises(UploadMismatchError, match="expected"):
         writer.commit(good, size + 1)
     writer = store.writer(size, sha256="1" * 64)  # a name announced to the store but never confirmed at commit
     writer.write(data)
-    with pytest.raises(BadRequestError, match="expected"):
+    with pytest.raises(UploadMismatchError, match="expected"):
         writer.commit()
     assert not backend.leftovers()
     assert list(store.keys()) == []
@@ -121,7 +121,7 @@ def test_abort(backend: Backend) -> None:
     writer.write(os.urandom(2 * PART + 7))
     writer.abort()
     assert not backend.leftovers()
-    with pytest.raises(BadRequestError, match="aborted"):
+    with pytest.raises(UploadAbortedError, match="aborted"):
         writer.write(b"more")
     assert list(store.keys()) == []
 
@@ -154,7 +154,7 @@ def test_missing_blob(backend: Backend) -> None:
     assert backend.store.size(missing) is None
     with pytest.raises(IntegrityError, match="missing"):
         b"".join(backend.store.read(missing))
-    with pytest.raises(BadRequestError, match="not a sha256"):
+    with pytest.raises(InvalidDigestError, match="not a sha256"):
         backend.store.exists("../../etc/passwd")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openckpt.errors import BadRequestError, StorageError
+from openckpt.errors import StorageError, UploadMismatchError
 from openckpt.store.local import LocalBlobStore
 from openckpt.store.s3 import S3BlobStore
 from openckpt.store.url import open_store
@@ -100,7 +100,7 @@ def test_lying_upload_to_final_key_is_aborted(s3: S3Server, tmp_path: Path) -> N
     claimed = hashlib.sha256(b"something else").hexdigest()
     writer = store.writer(len(data), sha256=claimed)
     writer.write(data)
-    with pytest.raises(BadRequestError, match="expected"):
+    with pytest.raises(UploadMismatchError, match="expected"):
         writer.commit(claimed, len(data))
     assert s3.keys(prefix) == [] and s3.pending_uploads(prefix) == []
 

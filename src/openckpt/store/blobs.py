@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from openckpt.errors import BadRequestError
+from openckpt.errors import InvalidDigestError
 
 __all__ = ["BlobStat", "BlobStore", "BlobWriter", "check_sha256", "is_sha256"]
 
@@ -25,9 +25,9 @@ def is_sha256(value: str) -> bool:
 
 
 def check_sha256(value: str) -> str:
-    """``value`` if it is a lowercase hex sha256; a :class:`BadRequestError` otherwise."""
+    """``value`` if it is a lowercase hex sha256; an :class:`InvalidDigestError` otherwise."""
     if not is_sha256(value):
-        raise BadRequestError(f"{value!r} is not a sha256")
+        raise InvalidDigestError(f"{value!r} is not a sha256")
     return value
 
 
@@ -51,7 +51,8 @@ class BlobWriter(Protocol):
         ...
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
-        """Make the blob visible; return its sha256. Raises :class:`BadRequestError` if it is not what was announced."""
+        """Make the blob visible; return its sha256. Raises :class:`UploadMismatchError` if it is not what was
+        announced."""
         ...
 
     def abort(self) -> None: ...

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from openckpt.errors import BadRequestError, IntegrityError
+from openckpt.errors import IntegrityError, UploadAbortedError, UploadMismatchError
 from openckpt.fsutil import fsync_dir
 from openckpt.store.blobs import READ_CHUNK, BlobStat, BlobWriter, check_sha256, is_sha256
 
@@ -72,7 +72,7 @@ class _LocalWriter:
         size = sum(len(c) for c in chunks)
         with self._lock:
             if self._closed:
-                raise BadRequestError("this upload was aborted")
+                raise UploadAbortedError("this upload was aborted")
             sink = self._staged.write if self._staged is not None else partial(_write_fully, self.fd)
             if size >= PARALLEL_FROM:  # hashlib and os.write release the GIL
                 while len(self._writing) >= WRITE_BEHIND:
@@ -96,13 +96,13 @@ class _LocalWriter:
         try:
             digest = self.hash.hexdigest()
             if expected_size is not None and self.size != expected_size:
-                raise BadRequestError(f"received {self.size} bytes, expected {expected_size}")
+                raise UploadMismatchError(f"received {self.size} bytes, expected {expected_size}")
             for wanted in (expected_sha256, self.announced):
                 if wanted is not None and digest != wanted:
-                    raise BadRequestError(f"content has sha256 {digest}, expected {wanted}")
+                    raise UploadMismatchError(f"content has sha256 {digest}, expected {wanted}")
             with self._lock:
                 if self._closed:
-                    raise BadRequestError("this upload was aborted")
+                    raise UploadAbortedError("this upload was aborted")
                 self._written()
                 if self._staged is not None:
                     self._staged.finish()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from openckpt.errors import BadRequestError, IntegrityError, StorageError
+from openckpt.errors import IntegrityError, StorageError, UploadAbortedError, UploadMismatchError, UploadTooLargeError
 from openckpt.store.blobs import BlobStat, BlobWriter, check_sha256, is_sha256
 
 __all__ = ["S3BlobStore"]
@@ -70,7 +70,7 @@ class _Writer:
     def write_all(self, chunks: Sequence[bytes]) -> None:
         with self._lock:
             if self._closed:
-                raise BadRequestError("this upload was aborted")
+                raise UploadAbortedError("this upload was aborted")
             for chunk in chunks:
                 self.hash.update(chunk)
                 self.buffer += chunk
@@ -84,13 +84,13 @@ class _Writer:
         try:
             with self._lock:
                 if self._closed:
-                    raise BadRequestError("this upload was aborted")
+                    raise UploadAbortedError("this upload was aborted")
                 digest = self.hash.hexdigest()
                 if expected_size is not None and self.size != expected_size:
-                    raise BadRequestError(f"received {self.size} bytes, expected {expected_size}")
+                    raise UploadMismatchError(f"received {self.size} bytes, expected {expected_size}")
                 for wanted in (expected_sha256, self.announced):
                     if wanted is not None and digest != wanted:
-                        raise BadRequestError(f"content has sha256 {digest}, expected {wanted}")
+                        raise UploadMismatchError(f"content has sha256 {digest}, expected {wanted}")
                 self._publish(digest)
                 self._closed = True
             return digest
@@ -135,7 +135,7 @@ class _Writer:
                 done.result()
         number = len(self.parts) + 1
         if number >= MAX_PARTS:
-            raise BadRequestError(f"upload exceeds {MAX_PARTS} parts of {self.part_size} bytes")
+            raise UploadTooLargeError(f"upload exceeds {MAX_PARTS} parts of {self.part_size} bytes")
         if number % 1000 == 0:  # size unknown: grow the parts so that 10,000 reach far enough
             self.part_size *= 2
         self.slots.acquire()

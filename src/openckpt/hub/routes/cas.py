@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import EntryNotFoundError, ForbiddenError, PayloadTooLargeError
+from openckpt.errors import EntryNotFoundError, ForbiddenError, PayloadTooLargeError, RangeNotSatisfiableError
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
 from openckpt.hub.services import cas, xet_meta
 from openckpt.hub.services.cas_files import file_plan, raw_blobs
-from openckpt.hub.services.cas_reconstruction import RangeNotSatisfiableError, byte_range, reconstruction
+from openckpt.hub.services.cas_reconstruction import byte_range, reconstruction
 from openckpt.hub.services.transfers import check_signature
 from openckpt.hub.services.xet_tokens import CAS_PATH, HUB_REPO, TRANSFER_PATH, CasToken, check_token, transfer_url
 from openckpt.protocol import ERROR_CODE
@@ -112,7 +112,7 @@ def reconstruction_v1(request: Request, file_hash: str) -> Response:
     try:
         first, last = byte_range(request.headers.get("range"), plan.size)
     except RangeNotSatisfiableError as e:
-        return JSONResponse({"error": str(e)}, status_code=416, headers={"Content-Range": f"bytes */{plan.size}"})
+        raise RangeNotSatisfiableError(str(e), headers={"Content-Range": f"bytes */{plan.size}"}) from None
     base = str(request.base_url).rstrip("/")
 
     def url(xorb: str, start: int, end: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,7 +136,10 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     body = hub.store.read(entry.sha256, start, end)
-    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
+    first = next(body, b"")  # a blob missing from the store fails here, before the status is out: a 500, logged
+    return StreamingResponse(
+        itertools.chain((first,), body), status_code=status, headers=headers, media_type="application/octet-stream"
+    )
 
 
 def _open(path: Path) -> int | None:

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from openckpt.errors import BadRequestError
+from openckpt.errors import BadRequestError, RangeNotSatisfiableError
 from openckpt.hub.services.cas_files import ChunkSpan, FilePlan
 
-__all__ = ["RangeNotSatisfiableError", "byte_range", "reconstruction"]
-
-
-class RangeNotSatisfiableError(Exception):
-    """The range starts at or after the end of the file: the client's signal that it has read everything."""
+__all__ = ["byte_range", "reconstruction"]
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int]:

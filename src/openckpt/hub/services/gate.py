@@ -33,6 +33,7 @@ from openckpt.governance.scan_rules import ScanRules
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Repo, Scan, ScanRelease, TreeItem, utcnow
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.blob_bytes import GITATTRIBUTES, put_bytes
 from openckpt.hub.services.commits import FileChange
 from openckpt.hub.services.scan_policy import RepoScanRules, hub_rules, repo_rules
 from openckpt.hub.services.trees import FileEntry
@@ -366,8 +367,6 @@ def start_monitor(db: Database, store: BlobStore, settings: Settings) -> threadi
     First, in every process, scan the ``.gitattributes`` every new repo starts with (repos are created without a
     commit through the gate), so that fresh repos count as fully scanned.
     """
-    from openckpt.hub.services.repos import GITATTRIBUTES, put_bytes
-
     ensure_scans(db, store, {put_bytes(store, GITATTRIBUTES): ".gitattributes"}, rules_version(settings))
     if not settings.scan_monitor:
         return None

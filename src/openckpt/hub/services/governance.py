@@ -9,8 +9,6 @@ license of their card; bases on other hubs are unknown unless the child's card s
 
 from __future__ import annotations
 
-import functools
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,13 +20,14 @@ from sqlalchemy.orm import Session, joinedload
 from openckpt.errors import BadRequestError, ForbiddenError, PolicyViolationError
 from openckpt.governance.compat import Ancestor, Report, check
 from openckpt.governance.lineage import Edge, card_metadata, extract_edges
-from openckpt.governance.policy import Policy, combine, evaluate, load_policy, parse_policy
+from openckpt.governance.policy import Policy, combine, evaluate, parse_policy
 from openckpt.governance.subject import is_relevant, subject_from_files
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, LicensePolicy, LineageEdge, Repo, utcnow
 from openckpt.hub.services import redirects
 from openckpt.hub.services.accounts import Principal, may_read
 from openckpt.hub.services.commits import FileChange, resolve_revision
+from openckpt.hub.services.server_policy import server_policy
 from openckpt.hub.services.tree_writes import apply_changes, write_tree
 from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.hub.settings import Settings
@@ -183,17 +182,6 @@ def license_report(session: Session, store: BlobStore, settings: Settings, princ
 
 
 # ---- policies -----------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4)
-def _server_policy(path: str, mtime: float) -> Policy:
-    return load_policy(Path(path))
-
-
-def server_policy(settings: Settings) -> Policy:
-    if not settings.policy_file:
-        return Policy()
-    return _server_policy(settings.policy_file, os.stat(settings.policy_file).st_mtime)
 
 
 def effective_policy(session: Session, settings: Settings, repo: Repo) -> Policy:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from openckpt.errors import OpenckptError, RevisionNotFoundError
+from openckpt.errors import OpenckptError, RepoNotFoundError, RevisionNotFoundError
 from openckpt.fsutil import atomic_write
 from openckpt.governance.lineage import extract_edges
 from openckpt.governance.provenance import Unavailable, verify_lineage
@@ -93,7 +93,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
         with db.read() as session:
             repo = session.get(Repo, repo_id)
             if repo is None:
-                raise RevisionNotFoundError(f"no repo {repo_id}")
+                raise RepoNotFoundError(f"no repo {repo_id}: it was deleted")
             entries = read_tree(session, resolve_revision(session, repo, commit_id).tree_id)
             small = {
                 e.path: b"".join(store.read(e.sha256))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from openckpt.governance.policy import parse_policy
 from openckpt.governance.scan_rules import ScanRules, combine_scan_rules
 from openckpt.hub.db.models import LicensePolicy, Repo
+from openckpt.hub.services.server_policy import server_policy
 from openckpt.hub.settings import Settings
 
 __all__ = ["RepoScanRules", "hub_rules", "repo_rules"]
@@ -36,8 +37,6 @@ class RepoScanRules:
 
 def hub_rules(settings: Settings) -> ScanRules:
     """The hub's own rules: ``OPENCKPT_SCAN_POLICY`` and the server policy file's ``scan``."""
-    from openckpt.hub.services.governance import server_policy
-
     return combine_scan_rules(_SETTING[settings.scan_policy], server_policy(settings).scan)
 
 
