@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from openckpt.errors import HubError, OpenckptError, RepoMovedError, StorageError
-from openckpt.hub.context import Hub, moved_location
+from openckpt.hub import error_boundary
+from openckpt.hub.context import Hub
 from openckpt.hub.db.engine import Database
 from openckpt.hub.error_response import error_response, status_code_name
 from openckpt.hub.limits import Limits
 from openckpt.hub.settings import Settings
-from openckpt.protocol import REQUEST_ID
 from openckpt.store.url import open_store
 
 __all__ = ["create_app"]
@@ -93,26 +91,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         max_form_bytes=settings.max_json_bytes,
     )
 
-    @app.exception_handler(HubError)
-    async def hub_error(request: Request, exc: HubError) -> JSONResponse:
-        return _error(exc.status, exc.code, str(exc), exc.headers)
-
-    @app.exception_handler(RepoMovedError)
-    async def repo_moved(request: Request, exc: RepoMovedError) -> Response:
-        """Reads of a moved repo's old name: 307 to its new one, as on the Hub; writes: 404."""
-        location = moved_location(request, exc.old_id, exc.new_id) if request.method in ("GET", "HEAD") else None
-        if location is None:
-            return _error(exc.status, exc.code, str(exc), exc.headers)
-        return Response(status_code=307, headers={"Location": location, REQUEST_ID: uuid.uuid4().hex})
-
-    @app.exception_handler(StorageError)
-    async def storage_error(request: Request, exc: StorageError) -> JSONResponse:
-        log.error("blob store failure: %s", exc)
-        return _error(503, "StorageUnavailable", str(exc), {"Retry-After": "5"})
-
-    @app.exception_handler(OpenckptError)
-    async def library_error(request: Request, exc: OpenckptError) -> JSONResponse:
-        return _error(400, "BadRequest", str(exc))
+    error_boundary.install(app)  # HubError and library errors; a 500 with a request id for anything else
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -122,10 +101,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, "BadRequest", f"invalid request: {exc.errors()}")
-
-    @app.exception_handler(ValueError)
-    async def value_error(request: Request, exc: ValueError) -> JSONResponse:
-        return _error(400, "BadRequest", f"invalid request: {exc}")
 
     @app.on_event("startup")
     def _monitor() -> None:  # trust: rescan stored files whose scan predates the current rules

@@ -24,6 +24,7 @@ from openckpt.errors import (
     BadRequestError,
     HubError,
     PreconditionFailedError,
+    RepoNotFoundError,
     RevisionNotFoundError,
 )
 from openckpt.hub.db.engine import Database
@@ -285,7 +286,7 @@ def retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], T]) -
             with db.write() as session:
                 repo = session.get(Repo, repo_id)
                 if repo is None:
-                    raise RevisionNotFoundError("repository was deleted")
+                    raise RepoNotFoundError("the repository was deleted")
                 return attempt(session, repo)
         except (_RacedError, SQLIntegrityError, OperationalError):
             if number == MAX_ATTEMPTS - 1:
