@@ -32,13 +32,13 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-def batch_bytes(batch: Any) -> Iterator[memoryview | bytes]:
-    """The bytes of each tensor (and bytes/str value) in a batch, in a stable order (dict keys sorted)."""
+def batch_bytes(batch: Any) -> Iterator[Any]:
+    """Buffers of each tensor (and bytes/str value) in a batch, in a stable order (dict keys sorted), not copied."""
     import torch
 
     if isinstance(batch, torch.Tensor):
         t = batch.detach().cpu().contiguous()
-        yield t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        yield t.view(torch.uint8).numpy() if t.numel() else b""
     elif isinstance(batch, (bytes, bytearray)):
         yield bytes(batch)
     elif isinstance(batch, str):
@@ -53,10 +53,10 @@ def batch_bytes(batch: Any) -> Iterator[memoryview | bytes]:
     elif hasattr(batch, "numpy") or type(batch).__module__ == "numpy":
         import numpy as np
 
-        yield np.ascontiguousarray(batch).tobytes()
+        yield np.ascontiguousarray(batch).view(np.uint8)
 
 
-def _chain(previous: str, parts: Iterator[memoryview | bytes]) -> str:
+def _chain(previous: str, parts: Iterator[Any]) -> str:
     import blake3
 
     h = blake3.blake3(bytes.fromhex(previous))
