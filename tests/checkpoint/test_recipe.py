@@ -93,3 +93,16 @@ def test_environment_differences_name_packages_devices_and_flags() -> None:
     assert "package not-installed-here: recorded 1.0, here absent" in found
     assert "torch device: recorded cuda, here cpu" in found
     assert "determinism cudnn_benchmark: recorded True, here False" in found
+
+
+def test_an_export_keeps_the_recipe_and_its_package_list(tmp_path: Path) -> None:
+    from openckpt import export
+
+    with CheckpointManager(tmp_path / "run", config={"lr": 0.5}) as manager:
+        manager.save({"model": torch.nn.Linear(2, 2)}, step=1)
+    exported = export(tmp_path / "run" / "step-00000001", tmp_path / "out")
+    assert exported.recipe is not None and exported.recipe.config == {"lr": 0.5}
+    assert exported.recipe.packages_file == "openckpt-packages.txt"
+    listed = (tmp_path / "out" / "openckpt-packages.txt").read_bytes()
+    assert hashlib.sha256(listed).hexdigest() == exported.recipe.packages_sha256
+    assert read_manifest(tmp_path / "out").recipe == exported.recipe

@@ -41,7 +41,8 @@ def export(
 ) -> Manifest:
     """Write the ``model`` entry of ``checkpoint`` to ``out_dir`` as ``model.safetensors`` (sharded as saved),
     ``config.json``, ``README.md`` (card YAML from the manifest) and an ``openckpt.json`` whose lineage names the
-    training checkpoint as parent. ``dtype`` casts floating-point weights (e.g. ``"bfloat16"``).
+    training checkpoint as parent and which keeps its recipe (the package list copied as ``openckpt-packages.txt``).
+    ``dtype`` casts floating-point weights (e.g. ``"bfloat16"``).
     """
     import torch
 
@@ -94,11 +95,18 @@ def export(
                 config["torch_dtype"] = config["dtype"] = str(cast).removeprefix("torch.")
             write_json_file(tmp, "config.json", config, files)
             architecture = architecture.model_copy(update={"config": config})
+        recipe = source.recipe
+        if recipe is not None and recipe.packages_file and (src / recipe.packages_file).is_file():
+            packages = (src / recipe.packages_file).read_bytes()  # the run's list travels with the export
+            durable_write(tmp / "openckpt-packages.txt", packages)
+            files["openckpt-packages.txt"] = FileRecord.of(digest_bytes(packages))
+            recipe = recipe.model_copy(update={"packages_file": "openckpt-packages.txt"})
         manifest = Manifest(
             id=uuid.uuid4().hex,
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             software=software_versions(),
             architecture=architecture,
+            recipe=recipe,
             training=source.training,
             lineage=source.lineage.model_copy(update={"parent": source.id}),
             entries={MODEL_ENTRY: record},

@@ -40,6 +40,8 @@ class CardFacts:
     steps: int
     trainable_parameters: int
     total_parameters: int
+    environment: str | None = None
+    """One line: device, precision, torch, Python and the package list's digest (from the recipe)."""
 
 
 def _metadata(c: CardFacts) -> dict[str, Any]:
@@ -86,5 +88,10 @@ def render_card(
         lines += [f"- [{'x' if o.status == 'met' else ' '}] {o.text} ({o.clause}; {o.status})" for o in obligations]
     lines += [f"\n{n}" for n in notes]
     parts.append("## License\n\n" + "\n".join(lines) + "\n")
+    if c.environment:
+        parts.append("## How to reproduce\n\nThe recipe (`openckpt-recipe.json`: command, resolved options, base "
+                     "revision, data digests, determinism settings; installed packages in `openckpt-packages.txt`) "
+                     "re-runs with `openckpt reproduce <this repo or directory>`, and `--steps N` checks the first N "
+                     f"steps only.\n\nRecorded environment: {c.environment}.\n")  # fmt: skip
     parts.append("Fine-tuned with `openckpt finetune`.\n")
     return "\n".join(parts)

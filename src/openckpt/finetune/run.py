@@ -226,11 +226,17 @@ def finetune(
     if targets:
         hyper.update({"LoRA rank": options.lora.rank, "LoRA alpha": options.lora.alpha,
                       "LoRA targets": ", ".join(targets)})  # fmt: skip
+    recipe = _recipe(options, base=base, data_path=data_path, data_sha256=data.sha256, metrics=metrics,
+                     checkpoints=out / CHECKPOINTS, digests=digests, command=command)  # fmt: skip
+    recorded = json.loads(recipe[RECIPE_FILE])
+    environment = (f"{options.device} ({', '.join(recorded['torch'].get('devices', []))}), {options.precision}, "
+                   f"torch {recorded['torch']['version']}, Python {recorded['python']}, packages sha256 "
+                   f"{recorded['packages_sha256'][:16]}…")  # fmt: skip
     facts = CardFacts(name=name, base_model=base.id, base_revision=base.revision, relation=relation,
                       method=options.method, task=options.task, license=inherited.license, dataset=data.name,
                       dataset_sha256=data.sha256, train_rows=len(split.train), eval_rows=len(split.eval),
                       metrics=metrics, hyperparameters=hyper, steps=progress.step, trainable_parameters=trainable,
-                      total_parameters=total_parameters)  # fmt: skip
+                      total_parameters=total_parameters, environment=environment)  # fmt: skip
     reports: list[Report] = []
 
     def card(files: dict[str, bytes]) -> str:
@@ -240,8 +246,6 @@ def finetune(
         return render_card(facts, built_with=inherited.built_with, obligations=report.obligations,
                            notes=inherited.warnings)  # fmt: skip
 
-    recipe = _recipe(options, base=base, data_path=data_path, data_sha256=data.sha256, metrics=metrics,
-                     checkpoints=out / CHECKPOINTS, digests=digests, command=command)  # fmt: skip
     files = write_output(out / MODEL, model, tokenizer, base=base, adapter=adapter, merge=options.merge,
                          license_files=inherited.license_files, notices=inherited.notices, card=card,
                          extra=recipe)  # fmt: skip
