@@ -51,7 +51,7 @@ class Received:
 class Receiver:
     """A threaded HTTP server recording the POSTs it gets; it answers the ``statuses`` given, in turn, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
@@ -71,7 +71,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

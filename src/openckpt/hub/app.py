@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     @app.on_event("startup")
     async def _threads() -> None:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        app.state.webhooks.start()  # deliveries a previous run left in the outbox
 
     @app.on_event("shutdown")
     def _close() -> None:

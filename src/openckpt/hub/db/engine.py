@@ -3,8 +3,9 @@ writers from several worker processes queue on the lock instead of failing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = ["Database"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x6F70656E636B7074
 """The PostgreSQL advisory lock that serialises migrations (``openckpt`` in ASCII)."""
+
+_JOINED: ContextVar[tuple[Callable[[Session], None], ...]] = ContextVar("openckpt_joined", default=())
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -73,6 +76,18 @@ class Database:
         """A transaction: committed when the block exits normally, rolled back otherwise."""
         with self._write() as session, session.begin():
             yield session
+            for work in _JOINED.get():
+                work(session)
+
+    @contextmanager
+    def joined(self, work: Callable[[Session], None]) -> Iterator[None]:
+        """Run ``work(session)`` at the end of each write transaction this thread opens in the block, before it
+        commits: what ``work`` writes commits or rolls back with it (a webhook's outbox rows with their event)."""
+        token = _JOINED.set((*_JOINED.get(), work))
+        try:
+            yield
+        finally:
+            _JOINED.reset(token)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,7 +31,7 @@ from openckpt.hub.context import (
 )
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes import security
-from openckpt.hub.routes.webhooks import notify
+from openckpt.hub.routes.webhooks import commit_events, notify
 from openckpt.hub.services import gate, governance, possession, provenance, repos, xet_ingest, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
@@ -309,9 +309,8 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
     repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
     raw = await read_bounded(request, hub.settings.max_commit_bytes)
-    commit_id = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw)
-    if commit_id != head:
-        _notify_commit(request, repo, rev, head, commit_id)
+    with commit_events(request, repo, rev, head):  # its webhook deliveries: in the commit's own transaction
+        commit_id = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw)
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}",
             "pullRequestUrl": None}  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -11,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, require_principal
+from openckpt.hub.db.models import Repo
 from openckpt.hub.services import webhooks
 from openckpt.hub.services.sealed import sealing_key
 from openckpt.hub.services.webhook_delivery import Deliveries, Event
@@ -19,10 +22,24 @@ router = APIRouter()
 
 
 def notify(request: Request, event: Event) -> None:
-    """Queue the webhook deliveries of ``event`` (call it once the change is committed)."""
+    """Write the webhook deliveries of ``event`` to the outbox, in a transaction of their own: call it once the change
+    is committed (a commit writes them in its own transaction instead: :func:`commit_events`)."""
     deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
     if deliveries is not None:
         deliveries.emit(event)
+
+
+@contextmanager
+def commit_events(request: Request, repo: Repo, branch: str, old: str) -> Iterator[None]:
+    """Around a commit on ``branch`` of ``repo`` (at ``old``): its webhook deliveries are written in the commit's own
+    transaction (they commit or roll back with it), and the workers woken after."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is None:
+        yield
+        return
+    with hub_of(request).db.joined(deliveries.branch_moved(repo.id, branch, old)):
+        yield
+    deliveries.wake()
 
 
 def _key(request: Request) -> bytes:

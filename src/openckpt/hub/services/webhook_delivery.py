@@ -1,26 +1,40 @@
 """Deliveries of webhooks: the Hub's payloads (version 3), POSTed in the background after a change of a repo.
 
-:meth:`Deliveries.emit` only queues the event: it never waits on the database or the network, and a full queue
-drops the event (logged). Worker threads find the enabled webhooks watching the repo (by its name, or its owner's)
-whose owner may read it, and POST each its payload with a short timeout, retrying transport errors, 429 and 5xx a
-bounded number of times with backoff. Events still queued when the process stops are lost.
+An event becomes rows of the ``webhook_outbox`` table, one per enabled webhook watching the repo (by its name, or its
+owner's) whose owner may read it, written by :meth:`Deliveries.enqueue` in the transaction of the change itself
+(:meth:`Database.joined`), so they commit or roll back with it and survive a restart or a SIGKILL.
+:meth:`Deliveries.emit` writes them in a transaction of their own just after a change committed (the routes other
+than commits: a crash between the two loses that event).
+
+Worker threads of every server claim due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, then a ``claimed_until``
+lease), only the oldest row of each webhook, so a webhook hears its events in the order they were written. Each is
+POSTed with a short timeout, with its ``X-Webhook-Delivery`` id: deleted once a receiver answers 2xx (at least once:
+a server killed after the POST and before the delete sends it again, same id), retried for transport errors, 429
+and 5xx up to :data:`ATTEMPTS` tries with backoff, and dropped (logged) after the last try or on any other answer.
+A commit wakes the workers at once; they also poll for rows of other servers or of a previous run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import queue
+import os
+import socket
 import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Membership, Repo, Webhook, utcnow
+from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Webhook, WebhookOutbox, utcnow
 from openckpt.hub.services import netguard
 from openckpt.hub.services.netguard import local_target
 from openckpt.hub.services.sealed import unseal
@@ -30,12 +44,17 @@ __all__ = ["Deliveries", "Event", "RefUpdate", "RepoSnapshot", "local_target", "
 
 log = logging.getLogger("openckpt.hub.webhooks")
 
-QUEUE_SIZE = 1000
 WORKERS = 4
 ATTEMPTS = 4
 """Tries of one delivery: the first and three retries, after ``BACKOFF * 2**n`` seconds."""
 BACKOFF = 1.0
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+BATCH = 4
+"""Rows one worker claims at once (each of a different webhook)."""
+LEASE = timedelta(seconds=120)
+"""How long a claim holds: longer than ``BATCH`` sends (a server killed while sending leaves its rows this long)."""
+POLL = 5.0
+"""Longest sleep of an idle worker: rows written by other servers or left by a previous run are found this late."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,10 @@ class _Delivery:
     body: bytes
     secret: str | None
     webhook_id: str
+    id: int = 0
+    """Its outbox row, sent as ``X-Webhook-Delivery``."""
+    attempts: int = 0
+    """Tries made before this one."""
 
 
 def _watches(hook: Webhook, repo_type: str, repo_id: str) -> bool:
@@ -102,39 +125,88 @@ def _watches(hook: Webhook, repo_type: str, repo_id: str) -> bool:
     return False
 
 
+_NEW_COMMITS = "openckpt_new_commits"
+
+
+@sa_event.listens_for(Session, "pending_to_persistent")
+def _remember_commit(session: Session, instance: object) -> None:
+    """Note in ``session.info`` the commits its transaction inserted (what :meth:`Deliveries.branch_moved` asks)."""
+    if isinstance(instance, Commit):
+        session.info.setdefault(_NEW_COMMITS, set()).add(instance.id)
+
+
 class Deliveries:
-    """The webhook deliveries of one server process: a bounded queue and a few worker threads (started lazily)."""
+    """The webhook deliveries of one server process: the outbox's rows and a few worker threads sending them."""
 
     def __init__(self, db: Database, public_url: str, *, key: bytes, allow_local: bool = False) -> None:
         """``key`` unseals the webhooks' secrets (:mod:`openckpt.hub.services.sealed`)."""
         self.db, self.public_url, self.allow_local = db, public_url.rstrip("/"), allow_local
         self.key = key
-        self._queue: queue.Queue[Event | _Delivery | None] = queue.Queue(QUEUE_SIZE)
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who claims rows (``webhook_outbox.claimed_by``)."""
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._wake = threading.Event()
+
+    def enqueue(self, session: Session, event: Event) -> int:
+        """Write the deliveries of ``event`` in ``session``'s transaction; return how many."""
+        rows = [
+            WebhookOutbox(webhook_id=hook_id, payload=payload) for hook_id, payload in self._fan_out(session, event)
+        ]
+        session.add_all(rows)
+        return len(rows)
+
+    def branch_moved(self, repo_id: int, branch: str, old: str) -> Callable[[Session], None]:
+        """For :meth:`Database.joined` around a commit on ``branch`` (at ``old``): enqueue its event in the transaction
+        that moves the branch to a commit it made (once: not in the transactions before or after it)."""
+        done = False
+
+        def committed(_: Session) -> None:
+            nonlocal done
+            done = True
+
+        def work(session: Session) -> None:
+            ref = None if done else session.get(Ref, (repo_id, "branch", branch))
+            if ref is None or ref.commit_id == old:
+                return
+            made = ref.commit_id in session.info.get(_NEW_COMMITS, ())
+            repo = session.get(Repo, repo_id)
+            if not made or repo is None:
+                return  # another request's commit moved it; this transaction made none
+            update = RefUpdate(f"refs/heads/{branch}", old, ref.commit_id)
+            self.enqueue(
+                session, repo_event(repo, "update", "repo.content", head_sha=ref.commit_id, updated_refs=(update,))
+            )
+            sa_event.listen(session, "after_commit", committed, once=True)
+
+        return work
 
     def emit(self, event: Event) -> None:
-        """Queue ``event``; never blocks, never raises."""
-        self._start()
-        self._put(event)
-
-    def stop(self) -> None:
-        """Let the workers end (deliveries waiting in the queue are dropped)."""
-        self._stopped.set()
-        for _ in self._threads:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
-
-    def _put(self, item: Event | _Delivery) -> None:
+        """Write the deliveries of ``event`` in a transaction of their own and wake the workers; never raises. On an
+        event loop it does not wait for the database: a thread writes them right after."""
         try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            log.warning("webhook queue full (%d): dropped %s", QUEUE_SIZE, item)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._emit(event)
+        else:
+            loop.run_in_executor(None, self._emit, event)
 
-    def _start(self) -> None:
+    def _emit(self, event: Event) -> None:
+        try:
+            with self.db.write() as session:
+                self.enqueue(session, event)
+        except Exception:  # the change is made: its webhooks must not turn it into an error
+            log.exception("webhook event %s not written", event)
+        self.wake()
+
+    def wake(self) -> None:
+        """Have the workers look for due rows now (after a transaction that wrote some committed)."""
+        self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the worker threads (once): they send the rows already waiting too."""
         with self._lock:
             if self._threads or self._stopped.is_set():
                 return
@@ -143,41 +215,98 @@ class Deliveries:
                 thread.start()
                 self._threads.append(thread)
 
+    def stop(self) -> None:
+        """Let the workers end; rows not yet sent stay in the outbox for the next run or another server."""
+        self._stopped.set()
+        self._wake.set()
+
     def _work(self) -> None:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
             while not self._stopped.is_set():
-                item = self._queue.get()
                 try:
-                    if isinstance(item, Event):
-                        for delivery in self._fan_out(item):
-                            self._put(delivery)
-                    elif isinstance(item, _Delivery):
-                        self._send(client, item)
-                except Exception:  # a worker outlives any one event
-                    log.exception("webhook event %s failed", item)
+                    claimed = self._claim()
+                    for delivery in claimed:
+                        self._finish(delivery, self._send(client, delivery))
+                    if claimed:
+                        continue
+                    pause = self._next_due()
+                except Exception:  # a worker outlives any one row, and a database that is briefly away
+                    log.exception("webhook worker failed")
+                    pause = POLL
+                if self._wake.wait(pause):
+                    self._wake.clear()
 
-    def _fan_out(self, event: Event) -> list[_Delivery]:
-        """A delivery per enabled webhook watching the repo, of the ``repo`` domain, whose owner may read it."""
-        names = [event.repo.repo_id] + ([event.moved_from] if event.moved_from is not None else [])
-        with self.db.read() as session:
-            enabled = select(Webhook).where(Webhook.disabled.is_(False), Webhook.created_at <= event.at)
-            hooks = [h for h in session.scalars(enabled)
-                     if "repo" in h.domains and any(_watches(h, event.repo.type, n) for n in names)]  # fmt: skip
-            if not hooks:
+    def _claim(self) -> list[_Delivery]:
+        """Claim the due head rows (the oldest of their webhook) no one holds, up to :data:`BATCH`."""
+        now = utcnow()
+        heads = select(func.min(WebhookOutbox.id)).group_by(WebhookOutbox.webhook_id)
+        due = (
+            select(WebhookOutbox)
+            .where(WebhookOutbox.id.in_(heads), WebhookOutbox.next_attempt_at <= now)
+            .where(or_(WebhookOutbox.claimed_until.is_(None), WebhookOutbox.claimed_until < now))
+            .order_by(WebhookOutbox.id)
+            .limit(BATCH)
+        )
+        with self.db.write() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows = list(session.scalars(due))
+            if not rows:
                 return []
-            readers = {h.account_id for h in hooks}
-            if event.repo.private:
-                admins = set(session.scalars(select(Account.id).where(Account.id.in_(readers), Account.is_admin)))
-                members = set(session.scalars(select(Membership.user_id).where(
-                    Membership.org_id == event.repo.owner_id, Membership.user_id.in_(readers))))  # fmt: skip
-                readers = admins | members | ({event.repo.owner_id} & readers)
-        out = []
-        for hook in hooks:
-            if hook.account_id in readers:
-                body = json.dumps(self._payload(event, hook.id)).encode()
+            hooks = {
+                h.id: h for h in session.scalars(select(Webhook).where(Webhook.id.in_({r.webhook_id for r in rows})))
+            }
+            out = []
+            for row in rows:
+                row.claimed_by, row.claimed_until = self.name, now + LEASE
+                hook = hooks.get(row.webhook_id)
+                if hook is None or hook.disabled:
+                    session.delete(row)  # disabled since the event: it hears of nothing
+                    continue
                 secret = unseal(self.key, hook.secret, owner=f"webhook:{hook.id}") if hook.secret else None
-                out.append(_Delivery(hook.url, body, secret, hook.id))
-        return out
+                body = json.dumps(row.payload).encode()
+                out.append(_Delivery(hook.url, body, secret, hook.id, id=row.id, attempts=row.attempts))
+            return out
+
+    def _next_due(self) -> float:
+        """Seconds until the earliest row not held by a claim is due (at most :data:`POLL`)."""
+        with self.db.read() as session:
+            soonest = session.scalar(
+                select(func.min(WebhookOutbox.next_attempt_at)).where(WebhookOutbox.claimed_by.is_(None))
+            )
+        if soonest is None:
+            return POLL
+        return min(POLL, max(0.05, (soonest - utcnow()).total_seconds()))
+
+    def _finish(self, delivery: _Delivery, retry: bool) -> None:
+        """Delete the row of ``delivery`` (sent, or not to be retried), or release it to be tried again later."""
+        tries = delivery.attempts + 1
+        mine = (WebhookOutbox.id == delivery.id, WebhookOutbox.claimed_by == self.name)
+        with self.db.write() as session:
+            if retry and tries < ATTEMPTS:
+                later = utcnow() + timedelta(seconds=BACKOFF * 2 ** (tries - 1))
+                values = {"attempts": tries, "next_attempt_at": later, "claimed_by": None, "claimed_until": None}
+                session.execute(update(WebhookOutbox).where(*mine).values(**values))
+            else:
+                session.execute(delete(WebhookOutbox).where(*mine))
+        if retry and tries < ATTEMPTS:
+            self._wake.set()  # an idle worker sleeps until the retry is due
+
+    def _fan_out(self, session: Session, event: Event) -> list[tuple[str, dict[str, Any]]]:
+        """A payload per enabled webhook watching the repo, of the ``repo`` domain, whose owner may read it."""
+        names = [event.repo.repo_id] + ([event.moved_from] if event.moved_from is not None else [])
+        enabled = select(Webhook).where(Webhook.disabled.is_(False), Webhook.created_at <= event.at)
+        hooks = [h for h in session.scalars(enabled)
+                 if "repo" in h.domains and any(_watches(h, event.repo.type, n) for n in names)]  # fmt: skip
+        if not hooks:
+            return []
+        readers = {h.account_id for h in hooks}
+        if event.repo.private:
+            admins = set(session.scalars(select(Account.id).where(Account.id.in_(readers), Account.is_admin)))
+            members = set(session.scalars(select(Membership.user_id).where(
+                Membership.org_id == event.repo.owner_id, Membership.user_id.in_(readers))))  # fmt: skip
+            readers = admins | members | ({event.repo.owner_id} & readers)
+        return [(hook.id, self._payload(event, hook.id)) for hook in hooks if hook.account_id in readers]
 
     def _payload(self, event: Event, webhook_id: str) -> dict[str, Any]:
         repo = event.repo
@@ -200,29 +329,27 @@ class Deliveries:
             data["movedTo"] = {"name": repo.repo_id, "owner": repo.owner}
         return data
 
-    def _send(self, client: httpx.Client, delivery: _Delivery) -> None:
-        """POST ``delivery`` to an address its name resolved to and :mod:`netguard` checked, with bounded retries."""
-        headers = {"content-type": "application/json", "user-agent": "openckpt-webhooks"}
+    def _send(self, client: httpx.Client, delivery: _Delivery) -> bool:
+        """One try to POST ``delivery`` to an address its name resolved to and :mod:`netguard` checked; whether it
+        is worth another (transport errors, 429, 5xx)."""
+        headers = {"content-type": "application/json", "user-agent": "openckpt-webhooks",
+                   "x-webhook-delivery": str(delivery.id)}  # fmt: skip
         if delivery.secret:
             headers["x-webhook-secret"] = delivery.secret
-        problem = ""
-        for attempt in range(ATTEMPTS):
-            if attempt and self._stopped.wait(BACKOFF * 2 ** (attempt - 1)):
-                return
-            try:
-                response = netguard.post(
-                    client, delivery.url, content=delivery.body, headers=headers, allow_local=self.allow_local
-                )
-            except netguard.NotPublicError as e:
-                where = f"{e}, on the hub's own network (OPENCKPT_WEBHOOKS_ALLOW_LOCAL allows it)"
-                log.warning("webhook %s: not sent to %s: %s", delivery.webhook_id, delivery.url, where)
-                return
-            except httpx.HTTPError as e:
-                problem = f"{type(e).__name__}: {e}"
-                continue
+        try:
+            response = netguard.post(
+                client, delivery.url, content=delivery.body, headers=headers, allow_local=self.allow_local
+            )
+        except netguard.NotPublicError as e:
+            where = f"{e}, on the hub's own network (OPENCKPT_WEBHOOKS_ALLOW_LOCAL allows it)"
+            log.warning("webhook %s: not sent to %s: %s", delivery.webhook_id, delivery.url, where)
+            return False
+        except httpx.HTTPError as e:
+            problem, retry = f"{type(e).__name__}: {e}", True
+        else:
             if response.status_code < 300:
-                return
-            problem = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                break
-        log.warning("webhook %s: delivery to %s failed: %s", delivery.webhook_id, delivery.url, problem)
+                return False
+            problem, retry = f"HTTP {response.status_code}", response.status_code == 429 or response.status_code >= 500
+        if not retry or delivery.attempts + 1 >= ATTEMPTS:
+            log.warning("webhook %s: delivery to %s failed: %s", delivery.webhook_id, delivery.url, problem)
+        return retry
