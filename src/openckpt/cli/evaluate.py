@@ -163,10 +163,19 @@ def bias_command(
     target: Annotated[str, typer.Argument(metavar="REPO[@REV]|DIR", help="A model directory, or a repo on the hub.")],
     suite: Annotated[Suite, typer.Option(help="fairness: classifier; crows-pairs: masked LM; weat: sentence encoder.")],
     data: Annotated[Path | None, typer.Option(help="fairness: a labelled CSV.", dir_okay=False, exists=True)] = None,
-    text_col: Annotated[str, typer.Option(help="fairness: the column of texts to classify.")] = "text",
-    label_col: Annotated[str, typer.Option(help="fairness: the column of true labels (ids or names).")] = "label",
+    text_col: Annotated[
+        str, typer.Option("--text-column", "--text-col", help="fairness: the column of texts to classify.")
+    ] = "text",
+    label_col: Annotated[
+        str, typer.Option("--label-column", "--label-col", help="fairness: the column of true labels (ids or names).")
+    ] = "label",
     sensitive_col: Annotated[
-        list[str] | None, typer.Option(help="fairness: a sensitive-feature column (repeat for intersections).")
+        list[str] | None,
+        typer.Option(
+            "--sensitive-column",
+            "--sensitive-col",
+            help="fairness: a sensitive-feature column (repeat for intersections).",
+        ),
     ] = None,
     pos_label: Annotated[
         str | None, typer.Option(help="fairness: the positive label (default: id 1 of a binary classifier).")
