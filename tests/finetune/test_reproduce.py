@@ -151,3 +151,17 @@ def test_autocast_on_the_cpu_fine_tunes_and_resumes_exactly(
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     recipe = json.loads((straight.directory / "openckpt-recipe.json").read_text())["config"]["finetune"]
     assert (recipe["precision"], recipe["accumulate"]) == (precision, 2)
+
+
+def test_inspect_shows_the_recipe(recorded: Path) -> None:
+    from typer.testing import CliRunner
+
+    from openckpt.cli.app import app
+
+    shown = CliRunner().invoke(app, ["inspect", str(recorded / "model"), "--json"])
+    assert shown.exit_code == 0, shown.output
+    recipe = json.loads(shown.stdout)["recipe"]
+    assert recipe["entry_point"] == "openckpt finetune" and "checkpoints" not in recipe
+    step = sorted((recorded / "checkpoints").glob("step-*"))[-1]
+    table = CliRunner().invoke(app, ["inspect", str(step)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "Recipe" in table.stdout and "packages_sha256" in table.stdout

@@ -82,7 +82,21 @@ def summarize(source: TensorSource) -> dict[str, Any]:
         summary["lineage"] = manifest.lineage.model_dump(exclude_defaults=True)
         summary["entries"] = {k: e.model_dump(exclude_defaults=True) for k, e in manifest.entries.items()}
         summary["files"] = {name: rec.size for name, rec in manifest.files.items()}
+    recipe = _recipe(source.path, manifest.recipe if manifest is not None else None)
+    if recipe:
+        summary["recipe"] = recipe
     return summary
+
+
+def _recipe(path: Path, recorded: Any) -> dict[str, Any]:
+    """The recipe of a checkpoint's manifest, or of a fine-tune's ``openckpt-recipe.json`` (step digests left out)."""
+    file = path / "openckpt-recipe.json"
+    if recorded is None and file.is_file():
+        data: dict[str, Any] = json.loads(file.read_text("utf-8"))
+    else:
+        data = recorded.model_dump(exclude_defaults=True) if recorded is not None else {}
+    data.pop("checkpoints", None)
+    return data
 
 
 _LONGEST = 300
@@ -171,6 +185,7 @@ def _render(summary: dict[str, Any]) -> None:
     values = {k: v for k, v in summary.get("values", {}).items() if not _shown(k, v, sections)}
     tables.append(_pairs("Values", values))
     tables.append(_pairs("Lineage", summary.get("lineage", {})))
+    tables.append(_pairs("Recipe", summary.get("recipe", {})))
     for title, facts in summary.get("sections", {}).items():
         tables.append(_pairs(title, facts if isinstance(facts, dict) else {"value": facts}))
     needs = {part: ", ".join(names) for part, names in summary.get("needs_code", {}).items()}
