@@ -86,7 +86,7 @@ def scan(
         found = [scan_file(file, limits=limits) for file in _files(path)]
         if path.is_dir() and not path.is_symlink():
             for directory in sorted({Path(r.path).parent for r in found if Path(r.path).name == dcp.METADATA}):
-                dcp.check_directory(directory, found, limits or Limits())
+                dcp.check_directory(directory, found, limits or Limits(), router=Router)
         report.results += found
     return report
 

@@ -26,13 +26,13 @@ from openckpt.checkpoint.distributed.ranks import (
     rank_world,
     split_state,
 )
-from openckpt.checkpoint.restore import load
+from openckpt.checkpoint.restore_local import load_directory
 from openckpt.checkpoint.snapshot import STATE_FILE
 from openckpt.checkpoint.stateful import adapt
 from openckpt.checkpoint.tree import flatten, unflatten
 from openckpt.errors import FormatError, IntegrityError, ManifestError, StateMismatchError
 from openckpt.format.dtypes import dtype_name
-from openckpt.format.manifest import MANIFEST_NAME, Manifest
+from openckpt.format.manifest import MANIFEST_NAME, Manifest, read_manifest
 from openckpt.format.tensorfile import verify_blake3
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ def load_distributed(directory: Path, manifest: Manifest, state: Mapping[str, An
         try:  # the rank-local entries: an ordinary load, undone below if another rank fails
             if local:
                 undo = _remember(local)
-                load(directory / rank_dir(rank_world()[0]), local, verify=verify)
+                rank_part = directory / rank_dir(rank_world()[0])
+                load_directory(rank_part, read_manifest(rank_part), local, verify=verify)
         except Exception as e:
             error = e
         agree(error)

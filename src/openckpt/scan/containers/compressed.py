@@ -11,13 +11,11 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from openckpt.scan.containers import MemberScanner
 from openckpt.scan.limits import Context
 from openckpt.scan.verdict import Severity
-
-if TYPE_CHECKING:
-    from openckpt.scan.route import Router
 
 __all__ = ["MAGICS", "MAX_INFLATE", "is_zlib", "scan"]
 
@@ -74,7 +72,7 @@ def inflate(ctx: Context, kind: str, buf: Any, start: int, end: int, member: str
 
 
 def scan(
-    ctx: Context, router: Router, kind: str, buf: Any, start: int, end: int, member: str | None, depth: int
+    ctx: Context, router: MemberScanner, kind: str, buf: Any, start: int, end: int, member: str | None, depth: int
 ) -> str:
     """Decompress and scan the content (routed by its own bytes); 7z is inconclusive."""
     if kind == "7z":
@@ -93,7 +91,9 @@ def scan(
     return f"{kind}:{inner}"
 
 
-def _scan_7z(ctx: Context, router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
+def _scan_7z(
+    ctx: Context, router: MemberScanner, buf: Any, start: int, end: int, member: str | None, depth: int
+) -> None:
     try:
         import py7zr  # noqa: F401
     except ImportError:
@@ -107,7 +107,7 @@ def _scan_7z(ctx: Context, router: Router, buf: Any, start: int, end: int, membe
         _search_7z(router, buf, start, end, member, depth)
 
 
-def _search_7z(router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
+def _search_7z(router: MemberScanner, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
     """Pickles stored uncompressed in a 7z archive that could not be unpacked (already inconclusive)."""
     pos, found = start, 0
     while found < 100:

@@ -8,16 +8,14 @@ per member) and stop the extraction when a limit is reached, so declared sizes a
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import py7zr
 from py7zr.io import Py7zIO, WriterFactory
 
+from openckpt.scan.containers import MemberScanner
 from openckpt.scan.limits import Context, LimitError
 from openckpt.scan.verdict import Severity
-
-if TYPE_CHECKING:
-    from openckpt.scan.route import Router
 
 __all__ = ["MAX_MEMBER", "scan"]
 
@@ -102,7 +100,7 @@ class _Factory(WriterFactory):
         return self.products[filename]
 
 
-def scan(ctx: Context, router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> bool:
+def scan(ctx: Context, router: MemberScanner, buf: Any, start: int, end: int, member: str | None, depth: int) -> bool:
     """List, check and unpack the archive, then scan each member (routed by its bytes); ``False`` if it could not
     be read (an inconclusive finding says why)."""
     label = member or "(7z)"

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from openckpt.scan.containers import MemberScanner
 from openckpt.scan.limits import Context, LimitError
 from openckpt.scan.verdict import Severity
-
-if TYPE_CHECKING:
-    from openckpt.scan.route import Router
 
 __all__ = ["scan"]
 
@@ -45,7 +43,7 @@ class _View(io.RawIOBase):
         return n
 
 
-def scan(ctx: Context, router: Router, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
+def scan(ctx: Context, router: MemberScanner, buf: Any, start: int, end: int, member: str | None, depth: int) -> None:
     """Scan each member of an uncompressed tar archive by its content."""
     count = 0
     try:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+from collections.abc import Callable
 from pathlib import Path
 
+from openckpt.scan.containers import MemberScanner
 from openckpt.scan.limits import Context, LimitError, Limits
 from openckpt.scan.pickle.streams import scan_streams
 from openckpt.scan.pickle.values import Call, DictV, Global, lookup
@@ -43,10 +45,11 @@ def storage_items(data: bytes, limits: Limits) -> list[tuple[str, int, int]] | N
     return items
 
 
-def check_directory(directory: Path, results: list[FileResult], limits: Limits) -> None:
-    """Scan each indexed item of the checkpoint in ``directory``; findings join the results of the files."""
-    from openckpt.scan.route import Router
-
+def check_directory(
+    directory: Path, results: list[FileResult], limits: Limits, *, router: Callable[[Context], MemberScanner]
+) -> None:
+    """Scan each indexed item of the checkpoint in ``directory`` with ``router(context)`` (the scan's
+    :class:`~openckpt.scan.route.Router`); findings join the results of the files."""
     meta = directory / METADATA
     by_path = {Path(r.path).resolve(): r for r in results}
     meta_result = by_path.get(meta.resolve())
@@ -71,7 +74,7 @@ def check_directory(directory: Path, results: list[FileResult], limits: Limits) 
                 _add(result, Finding("dcp-index", Severity.INFO, reason, result.path))
                 continue
             with contextlib.suppress(LimitError):
-                Router(ctx).scan(buf, offset, offset + length, f"item@{offset}", 1)
+                router(ctx).scan(buf, offset, offset + length, f"item@{offset}", 1)
         for finding in ctx.findings:
             _add(result, finding)
         result.imports = sorted(set(result.imports) | ctx.imports)
