@@ -105,7 +105,7 @@ def test_write_permissions(world: dict[str, httpx.Client], who: str, unique: str
             assert "read-only" in r.json()["error"] if who == "alice_read" else "write access" in r.json()["error"]
         else:
             assert (r.status_code, r.headers["x-error-code"]) == (404, "RepoNotFound"), (who, repo, r.text)
-        batch = {"operation": "upload", "objects": [{"oid": "a" * 64, "size": 1}]}
+        batch = {"operation": "upload", "objects": [{"oid": "a" * 64, "size": 1}], "ref": {"name": "main"}}
         for attempt in (client.post(f"/api/models/{repo}/branch/b-{unique}"),
                         client.post(f"/api/models/{repo}/preupload/main", json={"files": []}),
                         client.post(f"/{repo}.git/info/lfs/objects/batch", json=batch)):  # fmt: skip

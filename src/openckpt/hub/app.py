@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         admin,
         cas,
         collections,
+        discussions,
         files,
         governance,
         lfs,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
     app.include_router(likes.router)  # before repos: /api/{plural}/{owner}/{name}/like, /api/users/{user}/likes
     app.include_router(collections.router)  # before repos: /api/collections/{owner}/{slug}
+    app.include_router(discussions.router)  # before repos: /api/{plural}/{owner}/{name}/discussions
     for module in (webhooks, users, access, reports, repos, files, lfs_files, lfs, resolve, security, governance):
         app.include_router(module.router)
     for module in (xet, cas):  # Xet: token routes, and the CAS under /cas

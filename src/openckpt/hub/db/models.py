@@ -148,7 +148,7 @@ class RepoRedirect(Base):
 class Ref(Base):
     __tablename__ = "refs"
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # branch | tag
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # branch | tag | pr (refs/pr/N)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     commit_id: Mapped[str] = mapped_column(String(40))
     message: Mapped[str | None] = mapped_column(Text, default=None)
@@ -501,3 +501,39 @@ class CollectionItem(Base):
     position: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Discussion(Base):
+    """A discussion or pull request of a repo, numbered per repo as on the Hub (both share the numbers). A pull
+    request's commits are on the ref ``refs/pr/{num}`` (kind ``pr``), started at ``base_commit`` of its target."""
+
+    __tablename__ = "discussions"
+    __table_args__ = (UniqueConstraint("repo_id", "num"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    num: Mapped[int] = mapped_column()
+    title: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(96))
+    is_pull_request: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(8))  # open | closed | merged | draft
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    target_branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    base_commit: Mapped[str | None] = mapped_column(String(40), default=None)
+    merge_commit: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class DiscussionEvent(Base):
+    """One event of a discussion: a comment (``content``, edited, hidden), a status change (``content``: the new
+    status), a title change (``content``: the new title, ``old``: the former) or a commit (``content``: its title,
+    ``old``: its id)."""
+
+    __tablename__ = "discussion_events"
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    discussion_id: Mapped[int] = mapped_column(ForeignKey("discussions.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # comment | status-change | title-change | commit
+    author: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    content: Mapped[str] = mapped_column(Text, default="")
+    old: Mapped[str | None] = mapped_column(Text, default=None)
+    hidden: Mapped[bool] = mapped_column(default=False)
+    edits: Mapped[int] = mapped_column(default=0)

@@ -32,7 +32,17 @@ from openckpt.hub.context import (
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import commit_events, notify
-from openckpt.hub.services import gate, governance, possession, provenance, repos, xet_ingest, xet_meta
+from openckpt.hub.services import (
+    discussions,
+    gate,
+    governance,
+    possession,
+    provenance,
+    pull_requests,
+    repos,
+    xet_ingest,
+    xet_meta,
+)
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
 from openckpt.hub.services.history import last_commits
@@ -151,8 +161,9 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
         raise BadRequestError("expected JSON {files: [{path, sample, size}]} with at most 1000 files")
     hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, require_principal(request), repo_type_of(plural), repo_id_of(owner, name),
-                               write=True)  # fmt: skip
+        proposing = request.query_params.get("create_pr", "") in ("1", "true") or pull_requests.pr_num(rev) is not None
+        repo = pull_requests.find_uploadable(session, require_principal(request), repo_type_of(plural),
+                                             repo_id_of(owner, name), proposing=proposing)  # fmt: skip
         root = resolve_revision(session, repo, rev).tree_id
         wanted = [check_new_path(f["path"]) for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
         entries = _files_at(session, root, wanted)
@@ -265,7 +276,10 @@ def _store_changes(hub: Hub, principal: Principal, ops: list[dict[str, Any]]) ->
     return changes
 
 
-def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) -> str:
+def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, *,
+            create_pr: bool = False) -> tuple[str, int | None]:  # fmt: skip
+    """Commit on ``rev`` (a branch, or a pull request's ``refs/pr/N``), or with ``create_pr`` open a pull request
+    onto ``rev`` holding the commit; return the commit and the pull request's number, if any."""
     header, ops = _parse_ndjson(raw, hub.settings)
     changes = _store_changes(hub, principal, ops)
     xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
@@ -273,10 +287,21 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
         copies = possession.require(hub.db, hub.store, principal, xet_uploads, copies=Path(scratch))
         gate.check_changes(hub.db, hub.store, hub.settings, changes, copies, repo_id=repo_id)  # trust: scan the files
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
-    commit_id, _ = create_commit(
-        hub.db, repo_id, rev, changes, title=header.get("summary") or "Update", message=header.get("description") or "",
-        author=principal.name, parent_commit=header.get("parentCommit"),
-    )  # fmt: skip
+    title, num = header.get("summary") or "Update", pull_requests.pr_num(rev)
+    if create_pr:  # the pull request's ref starts at the target's head (or parentCommit), then the commit moves it
+        num = pull_requests.open_pr(hub.db, principal, repo_id, rev, title=title, description=header.get(
+            "description") or "", base=header.pop("parentCommit", None))  # fmt: skip
+    try:
+        commit_id, changed = create_commit(
+            hub.db, repo_id, f"refs/pr/{num}" if create_pr else rev, changes, title=title,
+            message=header.get("description") or "", author=principal.name, parent_commit=header.get("parentCommit"),
+        )  # fmt: skip
+    except Exception:
+        if create_pr and num is not None:
+            pull_requests.drop_pr(hub.db, repo_id, num)
+        raise
+    if num is not None and changed:
+        pull_requests.record_commit(hub.db, repo_id, num, commit_id, title=title, author=principal.name)
     if rev == repos.DEFAULT_BRANCH:
         repos.refresh_metadata(hub.db, hub.store, repo_id)
         provenance.verify_later(hub.db, hub.store, hub.settings, repo_id, commit_id)  # weights against the bases
@@ -284,13 +309,20 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes) 
         added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
         if added:
             xet_ingest.ingest_later(hub.db, hub.store, hub.settings, added)
-    return commit_id
+    return commit_id, num
 
 
-def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str) -> tuple[Repo, str]:
-    """The repo, if the caller may write to it, and the head of ``rev`` now."""
+def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str, *,
+                     create_pr: bool = False) -> tuple[Repo, str]:  # fmt: skip
+    """The repo, if the caller may write to it (to a pull request's ``refs/pr/N``: its author or a writer; to open
+    one: whoever may take part in its discussions), and the head of ``rev`` now."""
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_type, repo_id, write=True)
+        num = pull_requests.pr_num(rev)
+        repo = repos.find_repo(session, principal, repo_type, repo_id, write=not create_pr and num is None)
+        if num is not None:
+            pull_requests.check_pr_commit(session, principal, repo, num)
+        elif create_pr:
+            discussions.require_participant(session, principal, repo)
         return repo, resolve_revision(session, repo, rev).id
 
 
@@ -302,18 +334,17 @@ def _notify_commit(request: Request, repo: Repo, branch: str, old: str, new: str
 @router.post("/api/{plural}/{owner}/{name}/commit/{rest:path}")
 async def commit(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
     rev, _ = rev_and_path(request, 5)
-    if request.query_params.get("create_pr", "").lower() in ("1", "true"):
-        raise BadRequestError("pull requests are not supported by this hub: commit to a branch instead")
+    create_pr = request.query_params.get("create_pr", "").lower() in ("1", "true")
     principal = require_principal(request)
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev)
+    repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev, create_pr=create_pr)
     raw = await read_bounded(request, hub.settings.max_commit_bytes)
     with commit_events(request, repo, rev, head):  # its webhook deliveries: in the commit's own transaction
-        commit_id = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw)
-    base = str(request.base_url).rstrip("/")
-    return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}",
-            "pullRequestUrl": None}  # fmt: skip
+        commit_id, num = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw, create_pr=create_pr)
+    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}"
+    return {"commitOid": commit_id, "commitUrl": f"{url}/commit/{commit_id}",
+            "pullRequestUrl": f"{url}/discussions/{num}" if create_pr else None}  # fmt: skip
 
 
 def _squash(hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str,

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, repo_id_of, require_principal
-from openckpt.hub.services import lfs_parts, possession, repos, storage_gc
+from openckpt.hub.services import lfs_parts, possession, pull_requests, repos, storage_gc
 from openckpt.hub.services.cas_files import xet_files
 from openckpt.hub.services.transfers import check_signature, receive_blob, sign
 from openckpt.store.blobs import is_sha256
@@ -43,12 +43,17 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
     return {"upload": {"href": href}, "verify": verify}
 
 
-def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str]) -> dict[str, int]:
+def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str], *,
+            proposing: bool = False) -> dict[str, int]:  # fmt: skip
     """Sizes of the objects among ``oids`` already stored that the caller has (see ``possession``: the others must
-    be sent, as if the hub did not store them), once the caller may read (or write) the repo."""
+    be sent, as if the hub did not store them), once the caller may read (or write, or ``proposing``: upload the
+    files of a pull request to) the repo."""
     db, principal = hub_of(request).db, require_principal(request)
     with db.read() as session:
-        repos.find_repo(session, principal, repo_type, repo_id, write=write)
+        if write and proposing:
+            pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
+        else:
+            repos.find_repo(session, principal, repo_type, repo_id, write=write)
         stored = possession.stored_sizes(session, principal, oids)
         files = [file_hash for file_hash, _ in xet_files(session, stored).values()]
     if write and stored:  # the client will commit these without uploading: the collector must wait for it
@@ -71,7 +76,10 @@ async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSO
         raise PayloadTooLargeError(f"{len(objects)} objects in one batch request: at most {MAX_BATCH_OBJECTS}")
     oids = [str(o.get("oid")) for o in objects]
     write = body["operation"] == "upload"
-    stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids)
+    ref = body.get("ref")  # none when huggingface_hub uploads the files of a new pull request
+    ref_name = ref.get("name") if isinstance(ref, dict) else None
+    proposing = ref_name is None or pull_requests.pr_num(str(ref_name)) is not None
+    stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids, proposing=proposing)
     settings, out, uploads = hub_of(request).settings, [], []
     for obj in objects:
         oid, size = str(obj.get("oid", "")), obj.get("size")
@@ -179,5 +187,5 @@ def _verified(request: Request, repo_type: str, repo_id: str, oid: str) -> int |
     """The size of ``oid`` if it is stored and the caller, who may write to the repo, has it (see ``possession``)."""
     principal = require_principal(request)
     with hub_of(request).db.read() as session:
-        repos.find_repo(session, principal, repo_type, repo_id, write=True)
+        pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
         return possession.stored_sizes(session, principal, [oid]).get(oid) if is_sha256(oid) else None

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of, require_principal, rev_and_path
-from openckpt.hub.services import access, repos
+from openckpt.hub.services import access, pull_requests, repos
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.xet_tokens import CAS_PATH, issue_token
 
@@ -23,7 +23,12 @@ def _token(request: Request, plural: str, owner: str, name: str, scope: str) -> 
     write = scope == "write"
     principal = require_principal(request) if write else optional_principal(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
+        proposing = write and (create_pr or pull_requests.pr_num(rev) is not None)  # a pull request's files
+        if proposing:
+            repo = pull_requests.find_uploadable(session, principal, repo_type_of(plural), repo_id_of(owner, name),
+                                                 proposing=True)  # fmt: skip
+        else:
+            repo = repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
         if not write:
             access.check_download(session, principal, repo, "")
         if not (create_pr and rev == "None"):  # huggingface_hub asks for `None` when it opens a pull request

@@ -38,6 +38,7 @@ __all__ = [
     "commit_chain",
     "create_commit",
     "move_ref",
+    "ref_kind",
     "resolve_revision",
     "retried",
     "rewrite_commits",
@@ -190,8 +191,9 @@ def _commit_once(
 
 
 def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
-    """The head commit of ``branch``; a tag or a commit id is a :class:`BadRequestError`."""
-    ref = session.get(Ref, (repo.id, "branch", branch))
+    """The head commit of ``branch`` (or of a pull request's ``refs/pr/N``); a tag or a commit id is a
+    :class:`BadRequestError`."""
+    ref = session.get(Ref, (repo.id, ref_kind(branch), branch))
     if ref is None:
         if session.get(Ref, (repo.id, "tag", branch)) is not None or len(branch) == 40:
             raise BadRequestError(f"{branch!r} is not a branch: commits can only be made on top of a branch")
@@ -204,7 +206,12 @@ def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
 def _move_branch(session: Session, repo: Repo, branch: str, head: Commit, commit: Commit) -> None:
     """Add ``commit`` and move ``branch`` from ``head`` to it: compare-and-swap, :class:`_RacedError` if it moved."""
     session.add(commit)
-    move_ref(session, repo.id, "branch", branch, head.id, commit.id)
+    move_ref(session, repo.id, ref_kind(branch), branch, head.id, commit.id)
+
+
+def ref_kind(name: str) -> str:
+    """The kind of the ref a commit moves: ``pr`` for a pull request's ``refs/pr/N``, else ``branch``."""
+    return "pr" if name.startswith("refs/pr/") else "branch"
 
 
 def move_ref(session: Session, repo_id: int, kind: str, name: str, old: str, new: str) -> None:

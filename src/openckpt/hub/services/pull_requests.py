@@ -1,0 +1,221 @@
+"""Pull requests: commits on ``refs/pr/N`` and merging them into their target branch.
+
+A pull request's ref (kind ``pr``) starts at ``base_commit``, the head of its target when it was opened; commits
+on it go through the commit flow like any other (the scan gate ran on them then). A merge moves the target by
+compare-and-swap (``commits.move_ref`` inside ``commits.retried``): a fast-forward when the target has not moved
+since the base, else one new commit on the target's head holding the pull request's changes, when no path the pull
+request changed has changed differently on the target since the base (a three-way merge by file); otherwise it is
+refused with a :class:`ConflictError` naming the paths. The owner's license policy is checked on the merged tree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, PolicyViolationError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Commit, Discussion, Ref, Repo, utcnow
+from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.commits import FileChange, move_ref, retried
+from openckpt.hub.services.discussions import (
+    DiscussionNotFoundError,
+    add_event,
+    find_discussion,
+    may_moderate,
+    open_discussion,
+    require_participant,
+)
+from openckpt.hub.services.governance import policy_refusal
+from openckpt.hub.services.tree_writes import write_tree
+from openckpt.hub.settings import Settings
+from openckpt.store.blobs import BlobStore
+
+__all__ = ["check_pr_commit", "drop_pr", "find_uploadable", "merge", "open_pr", "pr_num", "record_commit", "three_way"]
+
+
+def pr_num(ref: str) -> int | None:
+    """N of ``refs/pr/N``, else None."""
+    head, _, num = ref.partition("refs/pr/")
+    return int(num) if not head and num.isdigit() else None
+
+
+def check_pr_commit(session: Session, principal: Principal | None, repo: Repo, num: int) -> Discussion:
+    """The open pull request ``num`` of ``repo``, if the caller may commit to it: its author or a writer."""
+    repo_id = f"{repo.owner.name}/{repo.name}"
+    _, d = find_discussion(session, principal, repo.type, repo_id, num)
+    who = require_participant(session, principal, repo)
+    if not d.is_pull_request:
+        raise DiscussionNotFoundError(f"#{num} of {repo_id} is a discussion, not a pull request")
+    if who.name != d.author and not may_moderate(who, repo):
+        raise ForbiddenError(f"only the author of pull request #{num} or a writer of {repo_id} may commit to it")
+    if d.status not in ("open", "draft"):
+        raise BadRequestError(f"pull request #{num} is {d.status}: reopen it before committing to it")
+    return d
+
+
+def open_pr(
+    db: Database,
+    principal: Principal,
+    repo_pk: int,
+    target: str,
+    *,
+    title: str,
+    description: str,
+    base: str | None = None,
+) -> int:
+    """Open a pull request onto branch ``target`` of repo ``repo_pk`` (as ``create_commit(create_pr=True)`` does,
+    before its commit); return its number."""
+    with db.write() as session:
+        repo = session.get(Repo, repo_pk)
+        if repo is None:
+            raise BadRequestError("repository was deleted")
+        _, d = open_discussion(
+            session,
+            principal,
+            repo.type,
+            f"{repo.owner.name}/{repo.name}",
+            title=title[:200],
+            description=description,
+            pull_request=True,
+            target=target,
+            base=base,
+        )
+        return d.num
+
+
+def drop_pr(db: Database, repo_pk: int, num: int) -> None:
+    """Remove pull request ``num`` and its ref: its first commit failed."""
+    with db.write() as session:
+        session.query(Discussion).filter_by(repo_id=repo_pk, num=num).delete()
+        session.query(Ref).filter_by(repo_id=repo_pk, kind="pr", name=f"refs/pr/{num}").delete()
+
+
+def record_commit(db: Database, repo_id: int, num: int, commit_id: str, *, title: str, author: str) -> None:
+    """Record the commit ``commit_id`` on pull request ``num``; a draft becomes open."""
+    with db.write() as session:
+        d = session.query(Discussion).filter_by(repo_id=repo_id, num=num).one()
+        add_event(session, d, "commit", author, title, commit_id)
+        if d.status == "draft":
+            d.status = "open"
+
+
+def three_way(session: Session, base: str, ours: str, theirs: str) -> tuple[list[FileChange], list[str]]:
+    """The changes from tree ``base`` to ``theirs`` (the pull request) to apply on ``ours`` (the target), and the
+    paths both changed differently."""
+    from openckpt.hub.services.trees import read_tree
+
+    b, o, t = read_tree(session, base), read_tree(session, ours), read_tree(session, theirs)
+    changes, conflicts = [], []
+    for path in sorted(b.keys() | t.keys()):
+        mine = t.get(path)
+        if b.get(path) == mine:
+            continue
+        if o.get(path) != b.get(path) and o.get(path) != mine:
+            conflicts.append(path)
+        elif mine is None:
+            if path in o:
+                changes.append(FileChange(path, "delete"))
+        else:
+            changes.append(FileChange(path, "add", mine.sha256, mine.size, mine.git_oid, mine.lfs))
+    return changes, conflicts
+
+
+def merge(
+    db: Database,
+    store: BlobStore,
+    settings: Settings,
+    principal: Principal | None,
+    repo_type: str,
+    repo_id: str,
+    num: int,
+    *,
+    comment: str | None = None,
+) -> tuple[Repo, str, str, str]:
+    """Merge pull request ``num`` into its target; return the repo, the target, its old head and its new one."""
+    with db.read() as session:
+        repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+        who = require_participant(session, principal, repo)
+        if not may_moderate(who, repo):
+            raise ForbiddenError(f"only a writer of {repo_id} may merge pull requests")
+        if not d.is_pull_request:
+            raise BadRequestError(f"#{num} is a discussion, not a pull request")
+        if d.status != "open":
+            raise BadRequestError(f"pull request #{num} is {d.status}: only an open pull request with commits merges")
+        repo_pk = repo.id
+
+    def attempt(session: Session, repo: Repo) -> tuple[Repo, str, str, str]:
+        d = session.query(Discussion).filter_by(repo_id=repo.id, num=num).one()
+        if d.status != "open" or d.target_branch is None or d.base_commit is None:
+            raise BadRequestError(f"pull request #{num} is {d.status}: it cannot be merged")
+        target = session.get(Ref, (repo.id, "branch", d.target_branch))
+        pr = session.get(Ref, (repo.id, "pr", f"refs/pr/{num}"))
+        if target is None or pr is None:
+            raise BadRequestError(f"the target branch {d.target_branch!r} of pull request #{num} is gone")
+        old = target.commit_id
+        assert repo.owner is not None  # loaded for the webhook event of the merge
+        head, base, tip = (session.get(Commit, c) for c in (old, d.base_commit, pr.commit_id))
+        assert head is not None and base is not None and tip is not None
+        if old == base.id:  # fast-forward
+            new, tree_id = tip, tip.tree_id
+        else:
+            changes, conflicts = three_way(session, base.tree_id, head.tree_id, tip.tree_id)
+            if conflicts:
+                raise ConflictError(
+                    f"pull request #{num} conflicts with {d.target_branch!r}: both changed "
+                    + ", ".join(conflicts)
+                    + ". Update the pull request on the new head first."
+                )
+            tree_id = write_tree(session, head.tree_id, changes)
+            new = _merge_commit(session, repo, head, tree_id, num=num, title=d.title, author=who.name)
+        _check_policy(session, store, settings, repo, tree_id)
+        move_ref(session, repo.id, "branch", d.target_branch, old, new.id)
+        if isinstance(comment, str) and comment.strip():
+            add_event(session, d, "comment", who.name, comment.strip())
+        d.status, d.merge_commit = "merged", new.id
+        add_event(session, d, "status-change", who.name, "merged")
+        repo.last_modified = utcnow()
+        return repo, d.target_branch, old, new.id
+
+    return retried(db, repo_pk, attempt)
+
+
+def _merge_commit(
+    session: Session, repo: Repo, head: Commit, tree_id: str, *, num: int, title: str, author: str
+) -> Commit:
+    from openckpt.hub.services.commits import _commit_id
+
+    now = utcnow()
+    summary = f"Merge pull request #{num}: {title}"
+    commit = Commit(
+        id=_commit_id(repo.id, head.id, tree_id, author, summary, "", now),
+        repo_id=repo.id,
+        parent_id=head.id,
+        tree_id=tree_id,
+        title=summary,
+        message="",
+        author=author,
+        created_at=now,
+    )
+    session.add(commit)
+    return commit
+
+
+def _check_policy(session: Session, store: BlobStore, settings: Settings, repo: Repo, tree_id: str) -> None:
+    from openckpt.hub.services.trees import read_tree
+
+    refused = policy_refusal(session, store, settings, repo, read_tree(session, tree_id), tree_id)
+    if refused is not None:
+        raise PolicyViolationError(f"the license policy of {refused[0]} refuses this merge: {refused[1]}")
+
+
+def find_uploadable(
+    session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, proposing: bool
+) -> Repo:
+    """The repo, if the caller may upload to it: as a writer, or (``proposing``: files for a pull request) as
+    whoever may take part in its discussions."""
+    from openckpt.hub.services.repos import find_repo
+
+    repo = find_repo(session, principal, repo_type, repo_id, write=not proposing)
+    if proposing:
+        require_participant(session, principal, repo)
+    return repo
