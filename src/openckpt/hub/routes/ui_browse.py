@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Repo
-from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
+from openckpt.hub.routes.ui_common import PageRoute, page, page_number, viewer_of
 from openckpt.hub.services import pages
 from openckpt.hub.services.repos import ListQuery, list_repos
 
@@ -73,7 +73,7 @@ def _repo_list(request: Request, repo_type: str) -> Response:
     sort = q.get("sort") if q.get("sort") in SORTS else "lastModified"
     search, author = q.get("search", "").strip(), q.get("author", "").strip()
     tag, library = q.get("tag", "").strip(), q.get("library", "").strip()
-    number = max(int(q.get("p") or 1), 1)
+    number = page_number(q.get("p"))
     query = ListQuery(search=search or None, author=author or None, filters=tuple(f for f in (tag, library) if f),
                       sort=sort, limit=PAGE + 1, offset=(number - 1) * PAGE)  # fmt: skip
     viewer = viewer_of(request)

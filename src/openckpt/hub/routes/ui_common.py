@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -23,12 +24,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from openckpt.errors import (
+    BadRequestError,
     EntryNotFoundError,
     ForbiddenError,
     HubError,
-    OpenckptError,
     RepoMovedError,
     RepoNotFoundError,
     RevisionNotFoundError,
@@ -36,6 +38,7 @@ from openckpt.errors import (
 )
 from openckpt.hub.context import SESSION_COOKIE, hub_of, moved_location, optional_principal
 from openckpt.hub.db.models import Repo, utcnow
+from openckpt.hub.error_boundary import answer_of
 from openckpt.hub.services.accounts import Principal, hash_token
 from openckpt.protocol import REPO_TYPE_PREFIX
 
@@ -43,6 +46,7 @@ __all__ = [
     "SESSION_COOKIE",
     "PageRoute",
     "check_csrf",
+    "page_number",
     "csrf_token",
     "page",
     "repo_url",
@@ -50,6 +54,8 @@ __all__ = [
     "signed_in_form",
     "viewer_of",
 ]
+
+log = logging.getLogger("openckpt.hub")
 
 LEGACY_COOKIE = "openckpt_token"
 """Where older hubs kept the signed-in browser's access token itself: cleared wherever it is still sent."""
@@ -278,9 +284,24 @@ class PageRoute(APIRoute):
                 return error_page(request, 404, "Not found", "No such page, or it is private.")
             except HubError as e:
                 return error_page(request, e.status, _TITLES.get(type(e), "Request refused"), str(e))
-            except ValueError as e:
-                return error_page(request, 400, "Bad request", str(e))
-            except OpenckptError as e:  # e.g. a blob missing from the store
-                return error_page(request, 500, "Server error", str(e))
+            except HTTPException:
+                raise
+            except Exception as e:  # the status of the hub's error table; a server fault is logged, its id shown
+                status, _ = answer_of(type(e))
+                if status < 500:
+                    return error_page(request, status, "Request refused", str(e))
+                request_id = getattr(request.state, "request_id", "-")
+                log.exception("request %s failed: %s %s", request_id, request.method, request.url.path)
+                message = f"Something failed on the hub's side; its log has it under request id {request_id}."
+                return error_page(request, status, "Server error", message)
 
         return handle
+
+
+def page_number(value: str | None) -> int:
+    """The page a ``?p=`` asks for, from 1; a :class:`BadRequestError` if it is not a number."""
+    if not value:
+        return 1
+    if not value.isdigit():
+        raise BadRequestError(f"invalid page number {value!r}")
+    return max(int(value), 1)

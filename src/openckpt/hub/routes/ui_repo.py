@@ -20,7 +20,7 @@ from openckpt.evaluate.card import bias_results
 from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes.ui_access import gate_context
-from openckpt.hub.routes.ui_common import PageRoute, page, repo_url, viewer_of
+from openckpt.hub.routes.ui_common import PageRoute, page, page_number, repo_url, viewer_of
 from openckpt.hub.routes.ui_security import trust_context
 from openckpt.hub.services import access, diffs, gate, governance, pages, provenance, reports
 from openckpt.hub.services.commits import resolve_revision
@@ -128,7 +128,7 @@ def blob(request: Request, repo_type: str) -> Response:
 
 def commits(request: Request, repo_type: str) -> Response:
     rev, _ = _rev_and_path(request, repo_type)
-    number = max(int(request.query_params.get("p") or 1), 1)
+    number = page_number(request.query_params.get("p"))
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
