@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 
 from openckpt.errors import EntryNotFoundError
 from openckpt.hub.context import hub_of, raw_tail
-from openckpt.hub.routes.ui_common import PageRoute, error_page, page, repo_url, viewer_of
+from openckpt.hub.routes.ui_common import PageRoute, error_page, page, page_number, repo_url, viewer_of
 from openckpt.hub.routes.ui_repo import _header, _repo
 from openckpt.hub.services import access, diffs, pages
 from openckpt.hub.services.commits import commit_chain, resolve_revision
@@ -47,7 +47,7 @@ def tensors(request: Request, repo_type: str) -> Response:
     tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
     rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
     path = "/".join(p for p in tail[1:] if p)
-    number = max(int(request.query_params.get("p") or 1), 1)
+    number = page_number(request.query_params.get("p"))
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
