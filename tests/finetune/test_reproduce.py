@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from huggingface_hub import HfApi
 
@@ -116,6 +117,9 @@ def test_a_recipe_survives_push_and_reproduce_from_the_hub(
                    "--push", ft, *SHORT, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"openckpt-recipe.json", "openckpt-packages.txt"} <= set(api.list_repo_files(ft))
+    page = httpx.get(f"{hub.url}/{ft}", headers={"authorization": f"Bearer {hub.token}"})
+    assert page.status_code == 200 and "How to reproduce" in page.text
+    assert f"openckpt reproduce {ft}@main" in page.text
     again = run_cli("reproduce", ft, "--steps", "4", "--out", tmp_path / "again", "--push", "--json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     result = json.loads(again.stdout)
