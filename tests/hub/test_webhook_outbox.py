@@ -1,11 +1,13 @@
 """The webhook outbox with a real hub process: deliveries written with their commit survive a SIGKILL of the server
 (sent after the restart, in order per webhook, at least once with one ``X-Webhook-Delivery`` id each), and a commit
-that does not happen (refused by the gate, or on a stale parent) enqueues nothing."""
+that does not happen (refused by the gate, or on a stale parent, through the API or the web form) enqueues nothing."""
 
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from huggingface_hub import HfApi
@@ -15,6 +17,7 @@ from sqlalchemy import func, select
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import WebhookOutbox
 from tests.hub.test_gate import MALICIOUS
+from tests.hub.test_ui_owner import Visitor
 from tests.hub.test_webhooks import LOCAL, Received, Receiver
 from tests.hubtools import Postgres, free_port, start_hub
 
@@ -26,6 +29,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
         return ""
     pg: Postgres = request.getfixturevalue("postgres")
     return pg.create_database(f"hub_{uuid.uuid4().hex[:8]}")
+
+
+def _to(path: str, received: Received) -> bool:
+    return received.path == path
 
 
 def _pending(database_url: str) -> int:
@@ -43,11 +50,11 @@ def test_deliveries_pending_at_a_sigkill_arrive_after_the_restart(tmp_path: Path
     try:
         api = HfApi(endpoint=hub.url, token=hub.create_user("alice"))
         repo = api.create_repo("alice/outbox").repo_id
-        watched = [{"type": "model", "name": repo}]
-        hooks = {path: api.create_webhook(url=f"http://127.0.0.1:{port}{path}", watched=watched).id
-                 for path in ("/one", "/two")}  # fmt: skip
-        commits = [api.upload_file(path_or_fileobj=str(n).encode(), path_in_repo=f"{n}.txt", repo_id=repo).oid
-                   for n in range(3)]  # fmt: skip
+        watched: list[Any] = [{"type": "model", "name": repo}]
+        hooks = {p: api.create_webhook(url=f"http://127.0.0.1:{port}{p}", watched=watched).id for p in ("/1", "/2")}
+        commits = [
+            api.upload_file(path_or_fileobj=b"%d" % n, path_in_repo=f"{n}.txt", repo_id=repo).oid for n in range(3)
+        ]
     finally:
         assert hub.process is not None
         hub.process.kill()  # SIGKILL: no shutdown of any kind
@@ -58,7 +65,7 @@ def test_deliveries_pending_at_a_sigkill_arrive_after_the_restart(tmp_path: Path
     again = start_hub(tmp_path / "data", database_url, env=LOCAL)
     try:
         for path, hook in hooks.items():
-            got = receiver.wait_for(lambda r, path=path: r.path == path, count=len(commits), timeout=300)
+            got = receiver.wait_for(partial(_to, path), count=len(commits), timeout=300)
             once: dict[str, Received] = {}
             for r in got:  # at least once: a repeat carries the id and the body of the first
                 assert once.setdefault(r.headers["x-webhook-delivery"], r).body == r.body
@@ -92,6 +99,32 @@ def test_a_commit_that_does_not_happen_fires_no_webhook(tmp_path: Path, database
         shas = [r.body["repo"]["headSha"] for r in receiver.requests]
         assert [s for i, s in enumerate(shas) if s not in shas[:i]] == [head, good, last]
         assert got
+    finally:
+        hub.stop()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_a_web_edit_fires_its_webhook_and_a_stale_one_none(tmp_path: Path, database_url: str) -> None:
+    receiver = Receiver()
+    hub = start_hub(tmp_path / "data", database_url, env=LOCAL)
+    try:
+        api = HfApi(endpoint=hub.url, token=hub.token)
+        repo = api.create_repo("admin/web").repo_id
+        api.create_webhook(url=receiver.url(), watched=[{"type": "model", "name": repo}])
+        head = api.upload_file(path_or_fileobj=b"a", path_in_repo="a.txt", repo_id=repo).oid
+        admin = Visitor(hub.url)
+        admin.login(hub.token)
+        page = f"/{repo}/edit/main/a.txt"
+        form = {"csrf": admin.csrf(page, page), "parent": head, "path": "a.txt", "content": "b"}
+        assert admin.http.post(page, data=form).status_code == 200
+        stale = admin.http.post(page, data={**form, "content": "c"})  # its transaction rolls back
+        assert stale.status_code == 412
+        edited = api.repo_info(repo).sha
+        last = api.upload_file(path_or_fileobj=b"d", path_in_repo="d.txt", repo_id=repo).oid
+        receiver.wait_for(lambda r: r.body["repo"].get("headSha") == last)
+        shas = [r.body["repo"]["headSha"] for r in receiver.requests]
+        assert [s for i, s in enumerate(shas) if s not in shas[:i]] == [head, edited, last]
     finally:
         hub.stop()
         receiver.server.shutdown()

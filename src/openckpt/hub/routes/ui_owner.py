@@ -23,13 +23,12 @@ from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Repo
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_repo import _header
-from openckpt.hub.routes.webhooks import notify
+from openckpt.hub.routes.webhooks import commit_events
 from openckpt.hub.services import pages, repos, web_commits
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, resolve_revision
 from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.trees import file_at
-from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -108,13 +107,14 @@ async def _commit(request: Request, viewer: Principal, repo: Repo, branch: str, 
     def run() -> tuple[str, str]:
         with hub.db.read() as session:
             head = resolve_revision(session, repo, branch).id
-        return head, web_commits.commit_web_changes(hub.db, hub.store, hub.settings, viewer, repo.id, branch, changes,
-                                                    title=title, message=message, parent_commit=parent)  # fmt: skip
+        with commit_events(request, repo, branch, head):  # its webhook deliveries: in the commit's own transaction
+            text = {"title": title, "message": message}
+            commit_id = web_commits.commit_web_changes(
+                hub.db, hub.store, hub.settings, viewer, repo.id, branch, changes, **text, parent_commit=parent
+            )
+        return head, commit_id
 
-    head, commit_id = await run_in_threadpool(run)
-    if commit_id != head:
-        update = RefUpdate(f"refs/heads/{branch}", head, commit_id)
-        notify(request, repo_event(repo, "update", "repo.content", head_sha=commit_id, updated_refs=(update,)))
+    _, commit_id = await run_in_threadpool(run)
     return commit_id
 
 
