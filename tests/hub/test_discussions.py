@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.community import DiscussionComment, DiscussionCommit, DiscussionStatusChange
@@ -101,6 +102,8 @@ def test_pull_request_life(hub: HubProcess, people: People, unique: str, tmp_pat
     pr_readme = hf_hub_download(repo, "README.md", revision="refs/pr/1", endpoint=hub.url, cache_dir=tmp_path)
     assert Path(pr_readme).read_text() == "v2\n"
 
+    refs = _api(hub, None).list_repo_refs(repo, include_pull_requests=True)
+    assert [(r.ref, r.target_commit) for r in refs.pull_requests] == [("refs/pr/1", opened.oid)] and not refs.tags
     second = bob.create_commit(repo, [_add("extra.txt", "more")], commit_message="Add extra", revision="refs/pr/1")
     with pytest.raises(HfHubHTTPError) as err:
         _api(hub, people.wendy).create_commit(repo, [_add("x", "y")], commit_message="x", revision="refs/pr/1")
@@ -192,3 +195,33 @@ def test_transformers_push_to_hub_create_pr(hub: HubProcess, people: People, uni
     alice.merge_pull_request(repo, 1)
     assert {"config.json", "model.safetensors"} <= set(alice.list_repo_files(repo))
     assert bob.get_discussion_details(repo, 1).status == "merged"
+
+
+def test_hf_upload_create_pr_and_license_policy_on_merge(
+    hub: HubProcess, people: People, unique: str, tmp_path: Path
+) -> None:
+    alice = _api(hub, people.alice)
+    repo = f"{people.org}/{unique}"
+    alice.create_repo(repo)
+    alice.create_commit(repo, [_add("README.md", "---\nlicense: mit\n---\n# m\n")], commit_message="card")
+    card = tmp_path / "README.md"
+    card.write_text("---\nlicense: apache-2.0\n---\n# m\n")
+    hf = Path(sys.executable).with_name("hf")
+    out = run_checked(
+        [str(hf), "upload", repo, str(card), "README.md", "--create-pr", "--token", people.bob],
+        env=client_env(hub.url, tmp_path / "home"),
+    )
+    assert "Uploaded" in out
+    pr = alice.get_discussion_details(repo, 1)
+    assert (pr.is_pull_request, pr.author, pr.status) == (True, "bob", "open")
+    policy, auth = f"{hub.url}/api/organizations/{people.org}/policy", {"authorization": f"Bearer {people.alice}"}
+    assert httpx.put(policy, json={"allowed_licenses": ["mit"]}, headers=auth).status_code == 200
+    try:
+        with pytest.raises(HfHubHTTPError) as err:
+            alice.merge_pull_request(repo, 1)
+        assert _status(err) == 403 and "license policy" in str(err.value)
+        assert alice.get_discussion_details(repo, 1).status == "open"
+    finally:
+        httpx.put(policy, json={}, headers=auth)
+    alice.merge_pull_request(repo, 1)
+    assert "apache-2.0" in Path(alice.hf_hub_download(repo, "README.md", cache_dir=tmp_path / "c")).read_text()

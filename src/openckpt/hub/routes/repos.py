@@ -228,11 +228,15 @@ def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]
         )
         rows = session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
+    prs: list[dict[str, str]] = []
     for ref in rows:
+        if ref.kind == "pr":  # a pull request's refs/pr/N
+            prs.append({"name": ref.name, "ref": ref.name, "targetCommit": ref.commit_id})
+            continue
         kind, prefix = ("branches", "refs/heads/") if ref.kind == "branch" else ("tags", "refs/tags/")
         out[kind].append({"name": ref.name, "ref": prefix + ref.name, "targetCommit": ref.commit_id})
     if _flag(request.query_params.get("include_prs")):
-        out["pullRequests"] = []
+        out["pullRequests"] = prs
     return out
 
 
