@@ -39,6 +39,7 @@ __all__ = [
     "enforce_policy",
     "get_policy",
     "license_report",
+    "local_repo",
     "model_tree",
     "policy_refusal",
     "refresh_lineage",
@@ -56,7 +57,8 @@ def _files(store: BlobStore, entries: Mapping[str, FileEntry], link: str | None 
     return {p: b"".join(store.read(entries[p].sha256)) for p in wanted if entries[p].size <= MAX_FILE}
 
 
-def _local_repo(session: Session, base: str) -> Repo | None:
+def local_repo(session: Session, base: str) -> Repo | None:
+    """The model repo of this hub that a lineage ``base`` (``owner/name``) names, if any."""
     owner, sep, name = base.partition("/")
     if not sep or "/" in name or ":" in owner:
         return None
@@ -71,7 +73,7 @@ def refresh_lineage(session: Session, store: BlobStore, repo: Repo, head: Commit
     edges = extract_edges(_files(store, entries), paths=list(entries)) if repo.type == "model" else []
     session.execute(delete(LineageEdge).where(LineageEdge.repo_id == repo.id))
     for e in edges:
-        local = _local_repo(session, e.base)
+        local = local_repo(session, e.base)
         session.add(LineageEdge(repo_id=repo.id, base=e.base[:512], revision=head.id,
                                 base_repo_id=local.id if local is not None and local.id != repo.id else None,
                                 base_revision=e.revision, relation=e.relation, source=e.source))  # fmt: skip
@@ -103,7 +105,7 @@ def _walk(session: Session, principal: Principal | None, edges: Sequence[Edge], 
         if edge.base in seen or depth > MAX_DEPTH:
             continue
         seen.add(edge.base)
-        repo = _local_repo(session, edge.base)
+        repo = local_repo(session, edge.base)
         if repo is None or not may_read(principal, repo):
             out.append(Ancestor(edge.base, _stated(child_card, edge.base), edge.relation, False, depth, child))
             continue

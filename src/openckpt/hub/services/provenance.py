@@ -29,7 +29,7 @@ from openckpt.governance.provenance import Unavailable, verify_lineage
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import LineageEdge, Repo
 from openckpt.hub.services.commits import resolve_revision
-from openckpt.hub.services.governance import _local_repo
+from openckpt.hub.services.governance import local_repo
 from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.hub.settings import Settings
@@ -105,7 +105,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
             base_commits: dict[str, str] = {}
             copies: list[tuple[list[FileEntry], Path]] = [(_wanted(entries), Path(scratch) / "model")]
             for i, edge in enumerate(edges):
-                base = _local_repo(session, edge.base)
+                base = local_repo(session, edge.base)
                 if base is None:
                     bases[edge.base] = Unavailable("not on this hub")
                 elif base.private and base.owner_id != repo.owner_id:
