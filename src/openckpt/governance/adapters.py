@@ -24,7 +24,7 @@ from openckpt.format.similarity import similarity
 
 if TYPE_CHECKING:
     from openckpt.format.readers import TensorSource
-    from openckpt.governance.provenance import ParentCheck
+    from openckpt.governance.lineage_checks import ParentCheck
 
 __all__ = ["check_adapter", "is_adapter"]
 
@@ -90,7 +90,7 @@ def _targets_missing(targets: Any, modules: set[str]) -> list[str]:
 def check_adapter(directory: Path, base: TensorSource, *, base_id: str) -> ParentCheck:
     """Check the PEFT adapter in ``directory`` against ``base``'s weights."""
     from openckpt.format.readers import open_source
-    from openckpt.governance.provenance import ParentCheck, TensorCheck, align_names
+    from openckpt.governance.lineage_checks import ParentCheck, TensorCheck, align_names
 
     config = _config(directory)
     fan = bool(config.get("fan_in_fan_out"))
