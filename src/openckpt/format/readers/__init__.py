@@ -10,6 +10,7 @@ pickles (listed, never loaded).
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def open_source(path: str | Path, *, entry: str | None = None, opaque_ok: bool =
     if kind == "openckpt":
         return CheckpointSource(path, entry=entry)
     if kind in ("zip", "tar", "7z"):
-        return ContainerSource(path, kind=kind)
+        return ContainerSource(path, kind=kind, open_member=functools.partial(open_source, opaque_ok=True))
     if path.is_dir() and kind in ("onnx", "openvino"):
         path = _single(path, "*.onnx" if kind == "onnx" else "*.xml") or path
     simple: dict[str, type[TensorSource]] = {

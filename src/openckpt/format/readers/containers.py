@@ -10,6 +10,7 @@ from __future__ import annotations
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +53,14 @@ def _safe_name(name: str, path: Path) -> PurePosixPath:
 
 
 class ContainerSource(CompositeSource):
-    """The models inside an archive: its single item as is, or each item under its own name."""
+    """The models inside an archive: its single item as is, or each item under its own name, each opened by
+    ``open_member`` (:func:`openckpt.format.readers.open_source` with ``opaque_ok=True``)."""
 
     kind = "container"
 
-    def __init__(self, path: Path, *, kind: str) -> None:
+    def __init__(self, path: Path, *, kind: str, open_member: Callable[[Path], TensorSource]) -> None:
         super().__init__(path)
+        self._open_member = open_member
         if _depth[0] >= MAX_DEPTH:
             raise UnsafeFileError(f"archives nested more than {MAX_DEPTH} deep", path=path)
         self._tmp = tempfile.TemporaryDirectory(prefix="openckpt-archive-")
@@ -89,10 +92,8 @@ class ContainerSource(CompositeSource):
                 self._open(root / top, top, where=top)
 
     def _open(self, item: Path, prefix: str, *, where: str) -> None:
-        from openckpt.format.readers import open_source
-
         try:
-            child = open_source(item, opaque_ok=True)
+            child = self._open_member(item)
         except FormatError as e:
             if not item.is_dir():
                 self.notes.append(f"{where}: not read ({' '.join(str(e).split())})")
