@@ -169,3 +169,15 @@ def test_inspect_shows_the_recipe(recorded: Path) -> None:
     step = sorted((recorded / "checkpoints").glob("step-*"))[-1]
     table = CliRunner().invoke(app, ["inspect", str(step)], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "Recipe" in table.stdout and "packages_sha256" in table.stdout
+
+
+def test_the_bom_carries_the_recipe(recorded: Path) -> None:
+    from openckpt.governance.bom import bom_of_directory
+
+    bom = bom_of_directory(recorded / "model")
+    properties = {p["name"]: p["value"] for p in bom["metadata"]["component"]["properties"]}
+    recipe = json.loads((recorded / "model" / "openckpt-recipe.json").read_text())
+    assert properties["openckpt:recipe:entry_point"] == "openckpt finetune"
+    assert properties["openckpt:recipe:packages_sha256"] == recipe["packages_sha256"]
+    (data,) = [c for c in bom["components"] if c["type"] == "data"]
+    assert (data["name"], data["hashes"][0]["content"]) == ("train.jsonl", recipe["config"]["data_sha256"])

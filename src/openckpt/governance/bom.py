@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from openckpt.format.manifest import Manifest
+from openckpt.format.manifest import Manifest, Recipe
 from openckpt.governance.cards import eval_results, parse_card
 from openckpt.governance.licenses import get_license
 
@@ -58,8 +58,11 @@ def build_bom(
     version: str | None = None,
     tool_version: str = "",
     timestamp: datetime | None = None,
+    recipe: Recipe | None = None,
 ) -> dict[str, Any]:
-    """The ML-BOM of model ``name``: ``weights`` maps each weight file's path to its sha256 (hex)."""
+    """The ML-BOM of model ``name``: ``weights`` maps each weight file's path to its sha256 (hex). The training
+    recipe (``recipe``, else the manifest's) adds its data files (with their sha256) and ``openckpt:recipe:*``
+    properties: entry point, command, packages digest, torch build and device, determinism flags, git commit."""
     model_ref = f"model:{name}"
     license_ids = _ids(card.get("license")) or (
         [manifest.lineage.license] if manifest and manifest.lineage.license else []
@@ -130,6 +133,18 @@ def build_bom(
         model["modelCard"] = model_card
     if arch and arch.parameters:
         model["properties"] = [{"name": "openckpt:parameters", "value": str(arch.parameters)}]
+    recipe = recipe or (manifest.recipe if manifest else None)
+    if recipe is not None:
+        model.setdefault("properties", []).extend(_recipe_properties(recipe))
+        listed = {c["bom-ref"]: c for c in components}
+        for d in (d for d in recipe.data if d.sha256):
+            ref = f"dataset:{d.name}"
+            if ref not in listed:
+                listed[ref] = {"type": "data", "bom-ref": ref, "name": d.name,
+                               "data": [{"type": "dataset", "name": d.name}]}  # fmt: skip
+                components.append(listed[ref])
+                depends.append(ref)
+            listed[ref]["hashes"] = [{"alg": "SHA-256", "content": d.sha256}]
 
     moment = (timestamp or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     tool: dict[str, Any] = {"type": "application", "name": "openckpt"}
@@ -144,6 +159,18 @@ def build_bom(
         "components": components,
         "dependencies": [{"ref": model_ref, "dependsOn": depends}] + [{"ref": r} for r in depends],
     }
+
+
+def _recipe_properties(recipe: Recipe) -> list[dict[str, str]]:
+    values: dict[str, Any] = {
+        "entry_point": recipe.entry_point, "command": " ".join(recipe.command) or None, "python": recipe.python,
+        "packages_sha256": recipe.packages_sha256, "torch": recipe.torch.get("version"),
+        "device": ", ".join([str(recipe.torch.get("device") or ""), *map(str, recipe.torch.get("devices", []))]),
+        "determinism": ", ".join(f"{k}={v}" for k, v in sorted(recipe.determinism.items())) or None,
+        "seeds": ", ".join(f"{k}={v}" for k, v in sorted(recipe.seeds.items())) or None,
+        "git_commit": recipe.git_commit, "git_diff_sha256": recipe.git_diff_sha256,
+    }  # fmt: skip
+    return [{"name": f"openckpt:recipe:{k}", "value": str(v)} for k, v in values.items() if v]
 
 
 def bom_of_directory(directory: Path, *, tool_version: str = "") -> dict[str, Any]:
@@ -162,5 +189,8 @@ def bom_of_directory(directory: Path, *, tool_version: str = "") -> dict[str, An
         if is_weight_file(rel):
             known = recorded[rel].sha256 if rel in recorded else None  # None until a training save is sealed
             weights[rel] = known or sha256_file(path)
+    recipe_file = directory / "openckpt-recipe.json"  # an openckpt finetune output's
+    recipe = Recipe.model_validate_json(recipe_file.read_bytes()) if recipe_file.is_file() else None
     return build_bom(directory.resolve().name, weights=weights, card=card or {}, manifest=manifest,
-                     version=manifest.id if manifest else None, tool_version=tool_version)  # fmt: skip
+                     version=manifest.id if manifest else None, tool_version=tool_version,
+                     recipe=recipe)  # fmt: skip
