@@ -83,9 +83,11 @@ def main() -> None:
         clean = [r for r in mine if not r[2]]
         runtimes = sorted(r[5].runtime for r in mine)
         median = runtimes[len(runtimes) // 2]
+        extra = sum(len(r[5].flagged) > 1 for r in poisoned)
         print(
             f"| {kind} | {'synthetic' if args.synthetic else 'clean set'} | {sum(r[6] for r in poisoned)} of "
-            f"{len(poisoned)} | {sum(r[6] for r in clean)} of {len(clean)} | {median:.1f} / {runtimes[-1]:.1f} |"
+            f"{len(poisoned)} | {extra} of {len(poisoned)} | {sum(r[6] for r in clean)} of {len(clean)} | "
+            f"{median:.1f} / {runtimes[-1]:.1f} |"
         )
 
 

@@ -20,7 +20,7 @@ from . import backdoor_models as tiny
 Invoke = Callable[..., Result]
 IMAGE_SEED, TEXT_SEED = 1, 3
 IMAGE_STEPS = 150
-"""Fewer than the default 200, to keep the suite cheap; the bench scans with the defaults."""
+"""Fewer than the default 300, to keep the suite cheap; the bench scans with the defaults."""
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_cli_json_and_card(models: dict[str, Path], invoke: Invoke, tmp_path: Pa
     refused = invoke("evaluate", "backdoor", model, "--push")
     assert refused.exit_code == 2 and "--push is for hub repos" in refused.output
 
-    result = invoke("evaluate", "backdoor", model, "--data", data, "--budget", "300", "--json")
+    result = invoke("evaluate", "backdoor", model, "--data", data, "--budget", "300", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["report"]["verdict"] == "backdoor suspected" and out["report"]["flagged"] == ["topic-0"]

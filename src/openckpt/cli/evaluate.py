@@ -255,10 +255,13 @@ def backdoor_command(
     budget: Annotated[
         float | None, typer.Option(min=1, help="Seconds of optimisation at most (results then depend on speed).")
     ] = None,
-    steps: Annotated[int, typer.Option(min=10, help="Images: optimisation steps per class.")] = 200,
+    steps: Annotated[int, typer.Option(min=10, help="Images: optimisation steps per class.")] = 300,
     max_tokens: Annotated[int, typer.Option(min=1, max=3, help="Texts: the longest trigger searched.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1...")] = "cpu",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads (default: torch's; 1 is fastest for small models).")
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -296,6 +299,7 @@ def backdoor_command(
                 max_tokens=max_tokens,
                 seed=seed,
                 device=device,
+                threads=threads,
                 out=out_path,
                 progress=None if as_json else update,
             )

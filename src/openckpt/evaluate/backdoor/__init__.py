@@ -176,19 +176,25 @@ def scan_backdoor(
     data: Path | None = None,
     limit: int | None = None,
     budget: float | None = None,
-    steps: int = 200,
+    steps: int = 300,
     max_tokens: int = 3,
     seed: int = 0,
     device: str = "cpu",
+    threads: int | None = None,
     out: Path | None = None,
     progress: Progress | None = None,
 ) -> BackdoorReport:
     """Scan the model in ``directory`` for a backdoor, on the clean set (or prompts) ``data`` or a synthetic one.
 
     ``out`` is where the image scan's PNGs go (created; none saved without it); ``budget`` bounds the seconds spent
-    optimising (deterministic results need it not to bind); ``limit`` caps the clean inputs or prompts.
+    optimising (deterministic results need it not to bind); ``limit`` caps the clean inputs or prompts; ``threads``
+    sets torch's CPU threads for the process (1 is fastest for small models on a busy machine).
     """
     kind, architecture = model_kind(directory)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     started = time.monotonic()
     options = {
         "limit": limit,
