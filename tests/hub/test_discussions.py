@@ -39,6 +39,9 @@ def test_discussion_calls(hub: HubProcess, people: People, unique: str) -> None:
     first = bob.create_discussion(repo, "Which tokenizer?", description="Is it **BPE**?")
     assert (first.num, first.author, first.status, first.is_pull_request) == (1, "bob", "open", False)
     assert isinstance(first.events[0], DiscussionComment) and first.events[0].content == "Is it **BPE**?"
+    assert "<strong>BPE</strong>" in first.events[0]._event["data"]["latest"]["html"]
+    script = bob.comment_discussion(repo, 1, "<script>alert(1)</script> hi")
+    assert "<script" not in script._event["data"]["latest"]["html"]
     pr = alice.create_pull_request(repo, "Add weights")
     assert (pr.num, pr.status, pr.is_pull_request, pr.target_branch) == (2, "draft", True, "refs/heads/main")
 
@@ -66,6 +69,7 @@ def test_discussion_calls(hub: HubProcess, people: People, unique: str) -> None:
     details = bob.get_discussion_details(repo, 1)
     assert details.title == "Which tokenizer is it?" and details.status == "closed"
     assert [e.type for e in details.events] == [
+        "comment",
         "comment",
         "comment",
         "comment",
@@ -173,6 +177,20 @@ def test_who_sees_and_does_what(hub: HubProcess, people: People, unique: str) ->
     with pytest.raises(HfHubHTTPError) as err:
         bob.create_commit(public, [_add("x", "y")], commit_message="direct")  # a PR is fine, a direct commit not
     assert _status(err) == 403
+
+    gated = f"alice/{unique}-gated"
+    alice.create_repo(gated)
+    alice.update_repo_settings(gated, gated="auto")
+    with pytest.raises(HfHubHTTPError) as err:
+        bob.create_discussion(gated, "may I?")  # gated: access first
+    assert _status(err) == 403
+    asked = httpx.post(
+        f"{hub.url}/api/models/{gated}/user-access-request/request",
+        json={"fields": {}},
+        headers={"authorization": f"Bearer {people.bob}"},
+    )
+    assert asked.status_code == 200 and asked.json()["status"] == "accepted"
+    assert bob.create_discussion(gated, "thanks for the access").num == 1
 
 
 PUSH = """

@@ -3,7 +3,8 @@
 Who may do what follows the Hub: whoever reads a repo (and, if it is gated, has access) opens discussions and
 comments with a write token; the author of a discussion renames, closes and reopens it, the author of a comment
 edits it; the repo's writers rename, close, reopen and hide anything. A private repo the caller cannot read stays
-a :class:`RepoNotFoundError`. The JSON shapes are those ``huggingface_hub``'s ``community.py`` parses.
+a :class:`RepoNotFoundError`. The JSON shapes are those ``huggingface_hub``'s ``community.py`` parses; a comment's
+``html`` is its Markdown through the cards' sanitiser.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from openckpt.errors import BadRequestError, ForbiddenError, GatedRepoError, Hub
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo, utcnow
 from openckpt.hub.services.access import has_access
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.render import render_markdown
 from openckpt.hub.services.repos import find_repo
 
 __all__ = [
@@ -65,7 +67,7 @@ def event_json(event: DiscussionEvent) -> dict[str, Any]:
             "edited": event.edits > 0,
             "hidden": event.hidden,
             "numEdits": event.edits,
-            "latest": {"raw": raw, "author": {"name": event.author}},
+            "latest": {"raw": raw, "html": render_markdown(raw), "author": {"name": event.author}},
         }
     elif event.type == "status-change":
         out["data"] = {"status": event.content}
