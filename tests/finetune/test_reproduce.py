@@ -181,3 +181,18 @@ def test_the_bom_carries_the_recipe(recorded: Path) -> None:
     assert properties["openckpt:recipe:packages_sha256"] == recipe["packages_sha256"]
     (data,) = [c for c in bom["components"] if c["type"] == "data"]
     assert (data["name"], data["hashes"][0]["content"]) == ("train.jsonl", recipe["config"]["data_sha256"])
+
+
+def test_estimate_compares_with_the_free_memory_of_the_device(models: dict[str, Path]) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from openckpt.cli.app import app
+
+    args = ["estimate", str(models["gpt2"]), "--batch-size", "2", "--seq-len", "16", "--method", "lora"]
+    (row,) = json.loads(CliRunner().invoke(app, [*args, "--device", "auto", "--json"]).stdout)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert row["device"].startswith(expected) and row["available"] > 0 and row["fits_here"] is True
+    if not torch.cuda.is_available():
+        missing = CliRunner().invoke(app, [*args, "--device", "cuda"])
+        assert missing.exit_code == 2 and "no cuda device" in missing.output
