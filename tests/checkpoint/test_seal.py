@@ -78,7 +78,7 @@ def test_retention_racing_the_sealer_leaves_only_sealed_checkpoints(tmp_path: Pa
     assert [c.step for c in kept] == [7, 8]
     for c in kept:
         assert_sealed_correctly(c.path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "step-00000007", "step-00000008"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "environments", "step-00000007", "step-00000008"]
 
 
 def test_a_file_changed_before_sealing_is_not_sealed(tmp_path: Path) -> None:
