@@ -187,6 +187,9 @@ def train(
     config = {**run, "settings": asdict(settings), "device": device}
     with CheckpointManager(directory, save_every=settings.save_every, keep=keep, config=config,
                            seeds={"seed": settings.seed}) as manager:  # fmt: skip
+        latest = manager.latest()
+        if latest is not None and "digests" not in read_manifest(latest).entries:
+            del state["digests"]  # a run begun before step digests were kept: resume it without them
         restored = manager.restore_latest(state)
         if restored is not None:
             digests.add(restored)
