@@ -105,13 +105,19 @@ def build_corpus(root: Path, *, only: set[str] | None = None) -> list[RealFile]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
+    """Build offline and quietly; the environment is given back as it was, so later tests never inherit it."""
+    saved = dict(os.environ)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("WANDB_DISABLED", "true")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its logs
-        warnings.simplefilter("ignore")
-        yield
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its logs
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 # ---- byte surgery for the twins ---------------------------------------------------------------------------------
