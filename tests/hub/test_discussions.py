@@ -15,7 +15,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf
 from huggingface_hub.community import DiscussionComment, DiscussionCommit, DiscussionStatusChange
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from tests.hub.conftest import People, client_env, run_checked
+from tests.hub.conftest import Client, People, client_env, run_checked
 from tests.hubtools import HubProcess
 
 
@@ -243,3 +243,34 @@ def test_hf_upload_create_pr_and_license_policy_on_merge(
         httpx.put(policy, json={}, headers=auth)
     alice.merge_pull_request(repo, 1)
     assert "apache-2.0" in Path(alice.hf_hub_download(repo, "README.md", cache_dir=tmp_path / "c")).read_text()
+
+
+OLD_CLIENT_PR = """
+import sys
+from huggingface_hub import CommitOperationAdd, HfApi
+endpoint, repo, author, owner = sys.argv[1:5]
+bob, alice = HfApi(endpoint=endpoint, token=author), HfApi(endpoint=endpoint, token=owner)
+add = [CommitOperationAdd("w.safetensors", b"\\0" * 2048), CommitOperationAdd("notes.md", b"hello")]
+info = bob.create_commit(repo, add, commit_message="Weights", create_pr=True)
+bob.comment_discussion(repo, info.pr_num, "please merge")
+alice.merge_pull_request(repo, info.pr_num)
+details = alice.get_discussion_details(repo, info.pr_num)
+print(info.pr_revision, details.status, [e.type for e in details.events], sorted(alice.list_repo_files(repo)))
+"""
+
+
+def test_older_client_opens_and_merges_a_pull_request(
+    hub: HubProcess, people: People, unique: str, old_client: Client, tmp_path: Path
+) -> None:
+    """The older release line (its own venv): a pull request with an LFS file by a non-writer, merged."""
+    repo = f"alice/{unique}"
+    _api(hub, people.alice).create_repo(repo)
+    assert old_client.python is not None
+    out = run_checked(
+        [str(old_client.python), "-c", OLD_CLIENT_PR, hub.url, repo, people.bob, people.alice],
+        env=client_env(hub.url, tmp_path / "home"),
+    )
+    assert out.strip().splitlines()[-1] == (
+        "refs/pr/1 merged ['commit', 'comment', 'status-change'] "
+        "['.gitattributes', 'notes.md', 'w.safetensors']"
+    )
