@@ -44,6 +44,7 @@
         ├── WebhookNotFoundError               404 WebhookNotFound: no webhook of the caller has this id
         ├── AccountNotFoundError               404 AccountNotFound: no user (or organisation) of this name
         ├── CollectionNotFoundError            404 CollectionNotFound: no collection (or item of it) the caller may see
+        ├── DiscussionNotFoundError            404 DiscussionNotFound: no discussion (or comment) of this number/id
         ├── ConflictError                      409 Conflict: exists already
         ├── PreconditionFailedError            412 PreconditionFailed: parentCommit is not the branch head
         ├── RequestTimeoutError                408 RequestTimeout: the client stopped sending the request body
@@ -64,6 +65,7 @@ __all__ = [
     "AsyncSaveError",
     "BadRequestError",
     "CollectionNotFoundError",
+    "DiscussionNotFoundError",
     "ConflictError",
     "EntryNotFoundError",
     "FileFlaggedError",
@@ -317,6 +319,12 @@ class CollectionNotFoundError(HubError):
     """No collection of this slug that the caller may see, or no item of this id in it."""
 
     status, code = 404, "CollectionNotFound"
+
+
+class DiscussionNotFoundError(HubError):
+    """No discussion or pull request of this number in the repo, or no comment of this id in it."""
+
+    status, code = 404, "DiscussionNotFound"
 
 
 class ConflictError(HubError):

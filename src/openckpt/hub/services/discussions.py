@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from openckpt.errors import BadRequestError, ForbiddenError, GatedRepoError, HubError, UnauthorizedError
+from openckpt.errors import (
+    BadRequestError,
+    DiscussionNotFoundError,
+    ForbiddenError,
+    GatedRepoError,
+    UnauthorizedError,
+)
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo, utcnow
 from openckpt.hub.services.access import has_access
 from openckpt.hub.services.accounts import Principal
@@ -25,7 +31,6 @@ from openckpt.hub.services.repos import find_repo
 
 __all__ = [
     "PAGE",
-    "DiscussionNotFoundError",
     "Listing",
     "add_event",
     "discussion_json",
@@ -41,12 +46,6 @@ PAGE = 50
 MAX_TITLE = 200
 HIDDEN = "This comment has been hidden"
 STATUSES = ("open", "closed", "merged", "draft")
-
-
-class DiscussionNotFoundError(HubError):
-    """No discussion of this number in the repo."""
-
-    status, code = 404, "DiscussionNotFound"
 
 
 def _iso(value: Any) -> str:

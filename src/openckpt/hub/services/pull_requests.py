@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from openckpt.errors import BadRequestError, ConflictError, ForbiddenError, PolicyViolationError
+from openckpt.errors import (
+    BadRequestError,
+    ConflictError,
+    DiscussionNotFoundError,
+    ForbiddenError,
+    PolicyViolationError,
+)
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Commit, Discussion, Ref, Repo, utcnow
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, move_ref, retried
 from openckpt.hub.services.discussions import (
-    DiscussionNotFoundError,
     add_event,
     find_discussion,
     may_moderate,
