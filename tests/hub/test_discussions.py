@@ -125,6 +125,9 @@ def test_pull_request_life(hub: HubProcess, people: People, unique: str, tmp_pat
     assert alice.get_discussion_details(repo, 1).merge_commit_oid == second.oid  # a fast-forward
     files = alice.list_repo_files(repo)
     assert "extra.txt" in files
+    copy = alice.duplicate_repo(repo, to_id=f"{repo}-copy")  # pull requests stay behind: numbers start afresh
+    assert not alice.list_repo_refs(copy.repo_id, include_pull_requests=True).pull_requests
+    assert alice.create_pull_request(copy.repo_id, "first of the copy").num == 1
     readme = hf_hub_download(repo, "README.md", endpoint=hub.url, cache_dir=tmp_path / "after")
     assert Path(readme).read_text() == "v2\n"
 
@@ -271,6 +274,5 @@ def test_older_client_opens_and_merges_a_pull_request(
         env=client_env(hub.url, tmp_path / "home"),
     )
     assert out.strip().splitlines()[-1] == (
-        "refs/pr/1 merged ['commit', 'comment', 'status-change'] "
-        "['.gitattributes', 'notes.md', 'w.safetensors']"
+        "refs/pr/1 merged ['commit', 'comment', 'status-change'] ['.gitattributes', 'notes.md', 'w.safetensors']"
     )

@@ -122,7 +122,8 @@ def duplicate_repo(
             raise ForbiddenError(f"This token is read-only: it cannot create a {repo_type} repo")
         account: Account = namespace_of(session, principal, repo_type, to_owner)
         check_free(session, repo_type, account, to_name)
-        rows = session.scalars(select(Ref).where(Ref.repo_id == source.id).order_by(Ref.kind, Ref.name))
+        pr = Ref.kind == "pr"  # pull requests stay with their discussions in the source
+        rows = session.scalars(select(Ref).where(Ref.repo_id == source.id, ~pr).order_by(Ref.kind, Ref.name))
         refs = [_RefRow(r.kind, r.name, r.commit_id, r.message) for r in rows]
         target = Repo(type=repo_type, owner_id=account.id, name=to_name, owner=account)  # not added: for the policy
         _check_policy(session, store, settings, target, refs)
