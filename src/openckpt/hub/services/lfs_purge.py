@@ -68,7 +68,7 @@ def _history(session: Session, repo: Repo) -> _History:
     refs = tuple(sorted(rows, key=lambda r: (r[0] != "branch", r[1] != DEFAULT_BRANCH, r[1])))
     reached: dict[str, str] = {}
     for kind, name, head in refs:
-        full = f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
+        full = name if kind == "pr" else f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"  # refs/pr/N
         at: str | None = head
         while at is not None and at in commits and at not in reached:
             reached[at] = full
@@ -123,7 +123,8 @@ def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
         for kind, name, old in history.refs:
             if (new := mapped.get(old, old)) != old:
                 move_ref(session, repo.id, kind, name, old, new)
-                moved.append(RefUpdate(f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}", old, new))
+                full = name if kind == "pr" else f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
+                moved.append(RefUpdate(full, old, new))
         repo.last_modified = utcnow()
         return Purge(tuple(moved), sum(1 for old, new in mapped.items() if old != new))
 
