@@ -71,6 +71,10 @@ class CheckpointManager:
         self._stop_after = int(stop) if stop else None
         self._config, self._seeds, self._record = dict(config or {}), dict(seeds or {}), recipe
         self._packages: tuple[str, str] | None = None
+        if recipe:  # the environment is read now, once, not on the first save's critical path
+            from openckpt.checkpoint.recipe import collect_recipe
+
+            collect_recipe()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.save_every = save_every
         self.keep = list(keep)
