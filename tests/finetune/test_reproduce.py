@@ -104,6 +104,7 @@ def test_default_seq_len_respects_32_positions(run_cli: Run, data: dict[str, Pat
     assert too_long.returncode == 2 and "exceeds the model's 32 positions" in too_long.stderr
 
 
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)  # the database plays no part here: one is enough
 def test_a_recipe_survives_push_and_reproduce_from_the_hub(
     hub: HubProcess, unique: str, run_cli: Run, models: dict[str, Path], data: dict[str, Path], tmp_path: Path
 ) -> None:
