@@ -276,3 +276,34 @@ def test_older_client_opens_and_merges_a_pull_request(
     assert out.strip().splitlines()[-1] == (
         "refs/pr/1 merged ['commit', 'comment', 'status-change'] ['.gitattributes', 'notes.md', 'w.safetensors']"
     )
+
+
+def test_discussion_webhooks(tmp_path: Path) -> None:
+    """Webhooks of the ``discussion`` domain hear of discussions and their comments, in the Hub's payload."""
+    from tests.hub.test_webhooks import LOCAL, Receiver
+    from tests.hubtools import start_hub
+
+    hub = start_hub(tmp_path / "data", env=LOCAL)
+    receiver = Receiver()
+    try:
+        alice, bob = _api(hub, hub.create_user("alice")), _api(hub, hub.create_user("bob"))
+        alice.create_repo("alice/m")
+        watched = [{"type": "model", "name": "alice/m"}]
+        alice.create_webhook(url=receiver.url(), watched=watched, domains=["discussion"])
+        alice.create_webhook(url=receiver.url("/repo"), watched=watched, domains=["repo"])
+        bob.create_discussion("alice/m", "A question")
+        bob.comment_discussion("alice/m", 1, "details")
+        alice.change_discussion_status("alice/m", 1, "closed")
+        got = receiver.wait_for(lambda r: r.path == "/hook", count=3)
+        kinds = [(r.body["event"]["action"], r.body["event"]["scope"]) for r in got]
+        assert kinds[:2] == [("create", "discussion"), ("create", "discussion.comment")]
+        assert ("update", "discussion") in kinds[2:]
+        comment = next(r.body for r in got if r.body["event"]["scope"] == "discussion.comment")
+        assert comment["comment"]["content"] == "details" and comment["discussion"]["num"] == 1
+        assert comment["discussion"]["url"]["web"] == f"{hub.url}/alice/m/discussions/1"
+        assert comment["repo"]["name"] == "alice/m"
+        assert not receiver.matching(lambda r: r.path == "/repo")  # the repo domain hears none of these
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+        hub.stop()

@@ -7,15 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import Hub, hub_of, int_param, optional_principal, repo_id_of, repo_type_of
-from openckpt.hub.db.models import DiscussionEvent, Repo
+from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.routes.files import _notify_commit as notify_commit
 from openckpt.hub.services import discussions, pull_requests, repos
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.webhook_delivery import Deliveries, repo_event
 
 __all__ = ["router"]
 
@@ -62,13 +64,38 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _write(hub: Hub, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
-    with hub.db.write() as session:
-        return discussions.event_json(change(session, *args))
+def _announce(request: Request, session: Session, d: Discussion, event: DiscussionEvent | None, action: str) -> None:
+    """Write the webhook deliveries of a change of ``d`` in its own transaction (``session``'s)."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is None:
+        return
+    repo = session.get(Repo, d.repo_id)
+    assert repo is not None
+    scope = "discussion.comment" if event is not None and event.type == "comment" else "discussion"
+    extra = discussions.webhook_fields(d, repo, event, base_url=str(request.base_url).rstrip("/"))
+    deliveries.enqueue(session, repo_event(repo, action, scope, extra=extra))
 
 
-def _open(hub: Hub, principal: Principal | None, repo_type: str, repo_id: str, body: dict[str, Any]) -> int:
-    with hub.db.write() as session:
+def _wake(request: Request) -> None:
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is not None:
+        deliveries.wake()
+
+
+def _write(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
+    with hub_of(request).db.write() as session:
+        event = change(session, *args)
+        d = session.get(Discussion, event.discussion_id)
+        assert d is not None
+        created = event.type == "comment" and event.edits == 0 and not event.hidden
+        _announce(request, session, d, event, "create" if created else "update")
+        out = discussions.event_json(event)
+    _wake(request)
+    return out
+
+
+def _open(request: Request, principal: Principal | None, repo_type: str, repo_id: str, body: dict[str, Any]) -> int:
+    with hub_of(request).db.write() as session:
         _, d = discussions.open_discussion(
             session,
             principal,
@@ -78,14 +105,17 @@ def _open(hub: Hub, principal: Principal | None, repo_type: str, repo_id: str, b
             description=body.get("description") or "",
             pull_request=bool(body.get("pullRequest")),
         )
-        return d.num
+        _announce(request, session, d, None, "create")
+        num = d.num
+    _wake(request)
+    return num
 
 
 @router.post(BASE)
 async def create_discussion(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
     body = await _body(request)
     principal = optional_principal(request)
-    args = (hub_of(request), principal, repo_type_of(plural), repo_id_of(owner, name), body)
+    args = (request, principal, repo_type_of(plural), repo_id_of(owner, name), body)
     num = await run_in_threadpool(_open, *args)
     return {"num": num}
 
@@ -97,7 +127,7 @@ def _where(request: Request, plural: str, owner: str, name: str, num: int) -> tu
 @router.post(BASE + "/{num}/comment")
 async def comment(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, hub_of(request), discussions.comment, *where, body.get("comment"))
+    event = await run_in_threadpool(_write, request, discussions.comment, *where, body.get("comment"))
     return {"newMessage": event}
 
 
@@ -106,9 +136,7 @@ async def edit_comment(
     request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
 ) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(
-        _write, hub_of(request), discussions.edit_comment, *where, comment_id, body.get("content")
-    )
+    event = await run_in_threadpool(_write, request, discussions.edit_comment, *where, comment_id, body.get("content"))
     return {"updatedComment": event}
 
 
@@ -117,14 +145,14 @@ async def hide_comment(
     request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
 ) -> dict[str, Any]:
     where = _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, hub_of(request), discussions.hide_comment, *where, comment_id)
+    event = await run_in_threadpool(_write, request, discussions.hide_comment, *where, comment_id)
     return {"updatedComment": event}
 
 
 @router.post(BASE + "/{num}/title")
 async def rename(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, hub_of(request), discussions.rename, *where, body.get("title"))
+    event = await run_in_threadpool(_write, request, discussions.rename, *where, body.get("title"))
     return {"newTitle": event}
 
 
@@ -132,7 +160,7 @@ async def rename(request: Request, plural: str, owner: str, name: str, num: int)
 async def change_status(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
     event = await run_in_threadpool(
-        _write, hub_of(request), discussions.change_status, *where, body.get("status"), body.get("comment")
+        _write, request, discussions.change_status, *where, body.get("status"), body.get("comment")
     )
     return {"newStatus": event}
 
@@ -155,6 +183,13 @@ def _merge(
     return done
 
 
+def _announce_merge(request: Request, repo_pk: int, num: int) -> None:
+    with hub_of(request).db.write() as session:
+        d = session.query(Discussion).filter_by(repo_id=repo_pk, num=num).one()
+        _announce(request, session, d, None, "update")
+    _wake(request)
+
+
 @router.post(BASE + "/{num}/merge")
 async def merge(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body = await _body(request)
@@ -163,4 +198,5 @@ async def merge(request: Request, plural: str, owner: str, name: str, num: int) 
     repo, branch, old, new = await run_in_threadpool(_merge, *args)
     if old != new:
         notify_commit(request, repo, branch, old, new)
+    await run_in_threadpool(_announce_merge, request, repo.id, num)
     return {}

@@ -36,6 +36,7 @@ __all__ = [
     "discussion_json",
     "event_json",
     "find_discussion",
+    "webhook_fields",
     "list_discussions",
     "may_moderate",
     "next_num",
@@ -316,3 +317,32 @@ def change_status(
         add_event(session, d, "comment", who.name, text.strip())
     d.status = status
     return add_event(session, d, "status-change", who.name, status)
+
+
+def webhook_fields(d: Discussion, repo: Repo, event: DiscussionEvent | None, *, base_url: str) -> dict[str, Any]:
+    """The ``discussion`` (and ``comment``, for a comment's event) fields of a webhook payload, as the Hub's."""
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo.type]
+    repo_id = f"{repo.owner.name}/{repo.name}"
+    web = f"{base_url}/{prefix}{repo_id}/discussions/{d.num}"
+    out: dict[str, Any] = {
+        "discussion": {
+            "id": str(d.id),
+            "num": d.num,
+            "title": d.title,
+            "status": d.status,
+            "isPullRequest": d.is_pull_request,
+            "author": {"id": d.author},
+            "url": {"web": web, "api": f"{base_url}/api/{repo.type}s/{repo_id}/discussions/{d.num}"},
+        }
+    }
+    if d.is_pull_request:
+        out["discussion"]["changes"] = {"base": f"refs/heads/{d.target_branch}"}
+    if event is not None and event.type == "comment":
+        out["comment"] = {
+            "id": event.id,
+            "author": {"id": event.author},
+            "hidden": event.hidden,
+            "content": "" if event.hidden else event.content,
+            "url": {"web": f"{web}#{event.id}"},
+        }
+    return out

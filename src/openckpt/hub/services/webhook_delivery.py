@@ -85,7 +85,7 @@ class RefUpdate:
 @dataclass(frozen=True)
 class Event:
     action: str  # create | update | delete | move
-    scope: str  # repo | repo.content | repo.config
+    scope: str  # repo | repo.content | repo.config | discussion | discussion.comment
     repo: RepoSnapshot
     head_sha: str | None = None
     """The commit a commit or squash made (other events carry none)."""
@@ -95,6 +95,9 @@ class Event:
     """For ``move``: the repo's old ``owner/name`` (webhooks watching it or its old owner hear of the move too)."""
     at: datetime = field(default_factory=utcnow)
     """When it happened: webhooks created later do not hear of it."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Payload fields beside the repo's: ``discussion`` and ``comment`` of a ``discussion`` or ``discussion.comment``
+    event (those go to webhooks of the ``discussion`` domain)."""
 
 
 def repo_event(repo: Repo, action: str, scope: str, **details: Any) -> Event:
@@ -293,11 +296,13 @@ class Deliveries:
             self._wake.set()  # an idle worker sleeps until the retry is due
 
     def _fan_out(self, session: Session, event: Event) -> list[tuple[str, dict[str, Any]]]:
-        """A payload per enabled webhook watching the repo, of the ``repo`` domain, whose owner may read it."""
+        """A payload per enabled webhook watching the repo, of the event's domain (``repo`` or ``discussion``), whose
+        owner may read it."""
         names = [event.repo.repo_id] + ([event.moved_from] if event.moved_from is not None else [])
+        domain = "discussion" if event.scope.startswith("discussion") else "repo"
         enabled = select(Webhook).where(Webhook.disabled.is_(False), Webhook.created_at <= event.at)
         hooks = [h for h in session.scalars(enabled)
-                 if "repo" in h.domains and any(_watches(h, event.repo.type, n) for n in names)]  # fmt: skip
+                 if domain in h.domains and any(_watches(h, event.repo.type, n) for n in names)]  # fmt: skip
         if not hooks:
             return []
         readers = {h.account_id for h in hooks}
@@ -327,6 +332,7 @@ class Deliveries:
             data["updatedConfig"] = event.updated_config
         if event.moved_from is not None:
             data["movedTo"] = {"name": repo.repo_id, "owner": repo.owner}
+        data.update(event.extra)
         return data
 
     def _send(self, client: httpx.Client, delivery: _Delivery) -> bool:
