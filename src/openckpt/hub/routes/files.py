@@ -44,6 +44,7 @@ from openckpt.hub.services import (
     xet_meta,
 )
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.blob_bytes import GITATTRIBUTES
 from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
@@ -57,7 +58,7 @@ from openckpt.store.blobs import is_sha256
 router = APIRouter()
 PAGE = 1000
 EXPANDED_PAGE = 50
-LFS_SUFFIXES = tuple(line.split()[0][1:] for line in repos.GITATTRIBUTES.decode().splitlines())
+LFS_SUFFIXES = tuple(line.split()[0][1:] for line in GITATTRIBUTES.decode().splitlines())
 
 
 def _listing(

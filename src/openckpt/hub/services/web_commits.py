@@ -17,6 +17,7 @@ from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services import gate, governance, repos, xet_ingest
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.blob_bytes import GITATTRIBUTES
 from openckpt.hub.services.commits import FileChange, create_commit
 from openckpt.hub.services.names import check_new_path
 from openckpt.hub.settings import Settings
@@ -25,7 +26,7 @@ from openckpt.store.blobs import BlobStore
 __all__ = ["commit_web_changes", "store_upload"]
 
 CHUNK = 1 << 20
-LFS_SUFFIXES = tuple(line.split()[0][1:] for line in repos.GITATTRIBUTES.decode().splitlines())
+LFS_SUFFIXES = tuple(line.split()[0][1:] for line in GITATTRIBUTES.decode().splitlines())
 
 
 def _is_lfs(path: str, size: int, sample: bytes, max_inline: int) -> bool:

@@ -1,8 +1,9 @@
 """7z archives, unpacked with ``py7zr`` into memory under the limits of zip and tar.
 
-The archive is read in place (a memory-mapped file is not copied). Entry count, names (traversal, links) and encryption are checked from the header first; members are then decoded
-into writers that count every byte (``max_unpacked``, ``max_ratio`` against the archive's size, :data:`MAX_MEMBER`
-per member) and stop the extraction when a limit is reached, so declared sizes are never trusted.
+The archive is read in place (a memory-mapped file is not copied). Entry count, names (traversal, links) and
+encryption are checked from the header first; members are then decoded into writers that count every byte
+(``max_unpacked``, ``max_ratio`` against the archive's size, :data:`MAX_MEMBER` per member) and stop the extraction
+when a limit is reached, so declared sizes are never trusted.
 """
 
 from __future__ import annotations
