@@ -442,8 +442,9 @@ class WebhookOutbox(Base):
     the receiver took it. A server sending it holds it until ``claimed_until``; ``id`` orders a webhook's rows."""
 
     __tablename__ = "webhook_outbox"
-    __table_args__ = (Index("ix_webhook_outbox_due", "next_attempt_at"),)
+    __table_args__ = (Index("ix_webhook_outbox_due", "next_attempt_at"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
+    """Never reused (SQLite's AUTOINCREMENT; a sequence elsewhere), so a delivery id names one delivery only."""
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["webhook_id"], ["webhooks.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,  # ids are delivery ids: never reused after a row is deleted
     )
     op.create_index("ix_webhook_outbox_webhook_id", "webhook_outbox", ["webhook_id"])
     op.create_index("ix_webhook_outbox_due", "webhook_outbox", ["next_attempt_at"])
