@@ -179,9 +179,13 @@ def test_stack_global_of_computed_names(scan_bytes: ScanBytes) -> None:
     assert verdict is Verdict.MALICIOUS, why
 
 
-def test_extension_codes_are_suspicious(scan_bytes: ScanBytes) -> None:
-    verdict, _, why = _verdict(scan_bytes, P2 + b"\x82\x01)R.")
-    assert verdict is not Verdict.CLEAN, why
+def test_extension_codes_are_inconclusive(scan_bytes: ScanBytes) -> None:
+    """What an EXT code imports depends on copyreg's registry at load time: never clean, yet no evidence of malice
+    (random bytes of a raw ``.bin`` can read as a pickle that starts with one)."""
+    verdict, _, why = _verdict(scan_bytes, P2 + b"\x82\x01.")
+    assert verdict is Verdict.INCONCLUSIVE, why
+    verdict, _, why = _verdict(scan_bytes, P2 + b"\x82\x01)R.")  # calling what it imports is another matter
+    assert verdict is Verdict.MALICIOUS, why
 
 
 def test_setitems_on_an_imported_object(scan_bytes: ScanBytes) -> None:

@@ -451,9 +451,11 @@ class Machine(Semantics):
                     n_len = {op.EXT1: 1, op.EXT2: 2, op.EXT4: 4}[code]
                     need(pos, n_len)
                     pos += n_len
+                    # copyreg's registry is empty unless code that already ran filled it (the loader then raises),
+                    # so what this imports cannot be known here: inconclusive, not an attempt to mislead
                     reason = "EXT opcode: imports whatever copyreg's extension registry maps the code to"
                     self._extension = True
-                    self.note("pickle-global", Severity.SUSPICIOUS, reason, start)
+                    self.note("pickle-global", Severity.NEEDS_CODE, reason, start, None, True)
                     push(Opaque("extension"))
                 elif code == op.NEXT_BUFFER:
                     push(Opaque("out-of-band buffer"))
