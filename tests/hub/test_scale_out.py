@@ -104,7 +104,7 @@ def test_serve_command_with_storage_url_and_workers(s3: S3Server, tmp_path: Path
            "--workers", "2", "--log-level", "warning", "--storage-url", s3.storage_url(prefix)]  # fmt: skip
     missing = [*cmd[:-1], f"s3://no-such-bucket/x?endpoint_url={s3.endpoint}"]
     refused = subprocess.run(missing, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "'no-such-bucket' does not exist" in refused.stderr, refused.stderr
+    assert refused.returncode == 5 and "'no-such-bucket' does not exist" in refused.stderr, refused.stderr
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:

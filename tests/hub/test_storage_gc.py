@@ -217,7 +217,7 @@ def test_one_collection_at_a_time(hub: HubProcess) -> None:
             with pytest.raises(StorageBusyError):
                 collect(db, store_of(hub))
             busy = _cli(hub, "gc")
-            assert busy.returncode == 2 and "StorageBusyError" in busy.stderr
+            assert busy.returncode == 5 and "StorageBusyError" in busy.stderr
             assert collect(db, store_of(hub), dry_run=True).dry_run  # counting needs no lease
         finally:
             leases.release(db, GC_LEASE, "another server")

@@ -65,11 +65,12 @@ def test_wrong_key_exits_1(model: Path, keys: KeyPair, other_keys: KeyPair) -> N
     assert "signature does not verify with the given key (P-256 key hint" in result.stderr
 
 
-def test_errors_exit_2(tmp_path: Path, model: Path, keys: KeyPair) -> None:
+def test_errors_exit_with_the_documented_codes(tmp_path: Path, model: Path, keys: KeyPair) -> None:
+    """2 for usage and bad input, 3 for a file that is not there (the exit codes of ``openckpt --help``)."""
     both = run("signature", "verify", model, "--key", keys.public, "--cert-chain", keys.public)
     assert both.exit_code == 2 and "either --key or --cert-chain" in both.output
     missing = run("signature", "verify", model, "--key", keys.public)
-    assert missing.exit_code == 2 and "model.sig" in missing.stderr
+    assert missing.exit_code == 3 and "model.sig" in missing.stderr
     bad_key = run("signature", "sign", model, "--key", keys.public)
     assert bad_key.exit_code == 2 and "SigningKeyError" in bad_key.stderr
     not_dir = run("signature", "sign", tmp_path / "nope", "--key", keys.private)
