@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,8 +114,14 @@ def export(
             files=files,
             tensors=tensors,
         )
-        card = render_card(manifest, name=name or dst.name).encode()
+        card = render_card(manifest, name=name or _title(src, dst)).encode()
         durable_write(tmp / "README.md", card)
         manifest.files["README.md"] = FileRecord.of(digest_bytes(card))
         write_manifest(tmp, manifest)
     return manifest
+
+
+def _title(src: Path, dst: Path) -> str:
+    """The card's title when none is given: the run a ``step-N`` checkpoint belongs to, else the checkpoint's name."""
+    run = src.resolve().parent if re.fullmatch(r"step-\d+", src.name) else src.resolve()
+    return run.name or dst.name
