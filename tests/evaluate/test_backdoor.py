@@ -13,6 +13,7 @@ from click.testing import Result
 from openckpt.evaluate.backdoor import model_kind, scan_backdoor
 from openckpt.evaluate.backdoor.image import anomaly_indices
 from openckpt.governance.cards import parse_card, validate_card
+from tests.hub.test_ui_browser import browser, downloads  # noqa: F401 - fixtures
 from tests.hubtools import HubProcess
 
 from . import backdoor_models as tiny
@@ -148,6 +149,7 @@ def test_push_commits_card_and_pngs_to_the_hub(
     tmp_path: Path,
     unique: str,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     import shutil
 
@@ -173,3 +175,14 @@ def test_push_commits_card_and_pngs_to_the_hub(
     readme = Path(api.hf_hub_download(repo, "README.md", revision=head.commit_id)).read_text()
     meta, errors, _ = validate_card(readme)
     assert errors == [] and meta["model-index"][0]["results"][0]["task"]["type"] == "image-classification"
+    # model_info carries the scan in the card's model-index; the repo page's security panel states its verdict
+    results = api.model_info(repo).card_data.eval_results or []
+    assert any(r.metric_type == "backdoor_suspected" for r in results)
+    suspected = out["report"]["verdict"] == "backdoor suspected"
+    driver = request.getfixturevalue("browser")
+    driver.get(f"{hub.url}/{repo}")
+    from selenium.webdriver.common.by import By
+
+    panel = driver.find_element(By.CSS_SELECTOR, "section.trust .backdoor").text
+    assert ("backdoor suspected" if suspected else "no trigger found") in panel, panel
+    assert "Bias, Risks, and Limitations" in panel

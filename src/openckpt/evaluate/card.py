@@ -1,8 +1,9 @@
 """Bias results in a model card: ``model-index`` entries and a "Bias, Risks, and Limitations" section.
 
-Re-running a suite replaces its own results, nothing else: its ``model-index`` result (same task, dataset and
-bias metrics) and its block in the section, which sits between ``<!-- openckpt-bias:SUITE -->`` markers so the
-text people wrote around it is kept. :func:`bias_results` reads the results back, for the hub's repo page.
+Re-running a suite replaces its own results, nothing else: its ``model-index`` result (same task, dataset and bias
+metrics) and its block in the section, which sits between ``<!-- openckpt-bias:SUITE -->`` markers so the text people
+wrote around it is kept. :func:`bias_results` reads the results back, for the hub's repo page, and
+:func:`backdoor_results` the backdoor scans among them, for its security panel.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from openckpt.errors import FormatError
 from openckpt.evaluate.report import BIAS_METRIC_TYPES, BiasReport
 from openckpt.governance.cards import parse_card
 
-__all__ = ["SECTION_TITLE", "BiasResult", "bias_results", "update_card"]
+__all__ = ["SECTION_TITLE", "BackdoorResult", "BiasResult", "backdoor_results", "bias_results", "update_card"]
 
 SECTION_TITLE = "Bias, Risks, and Limitations"
 _SECTION = re.compile(rf"^##[ \t]+{re.escape(SECTION_TITLE)}[ \t]*#*[ \t]*$", re.IGNORECASE | re.MULTILINE)
@@ -32,6 +33,17 @@ class BiasResult:
     dataset: str
     metrics: list[tuple[str, Any]]
     """(metric name, value) in card order."""
+
+
+@dataclass(frozen=True)
+class BackdoorResult:
+    """A backdoor scan recorded in a card: ``suspected`` is None for a probe, which gives no verdict."""
+
+    title: str
+    dataset: str
+    suspected: bool | None
+    score: tuple[str, Any] | None
+    """The strongest score (metric name, value), as the scan reported it."""
 
 
 def _is_bias(result: Any) -> bool:
@@ -128,4 +140,29 @@ def bias_results(metadata: dict[str, Any]) -> list[BiasResult]:
             metrics = [(str(m.get("name") or m.get("type")), m.get("value")) for m in result["metrics"]
                        if isinstance(m, dict) and not isinstance(m.get("value"), dict | list)]  # fmt: skip
             out.append(BiasResult(title.removeprefix("Bias: "), name, metrics))
+    return out
+
+
+def backdoor_results(metadata: dict[str, Any]) -> list[BackdoorResult]:
+    """The ``openckpt evaluate backdoor`` scans of a card's ``model-index``, verdict first."""
+    out: list[BackdoorResult] = []
+    index = metadata.get("model-index")
+    for model in index if isinstance(index, list) else []:
+        for result in (model.get("results") if isinstance(model, dict) else None) or []:
+            if not _is_bias(result):
+                continue
+            metrics = {m.get("type"): m for m in result["metrics"] if isinstance(m, dict)}
+            if not any(str(kind).startswith("backdoor_") for kind in metrics):
+                continue
+            task, dataset = result.get("task") or {}, result.get("dataset") or {}
+            verdict = metrics.pop("backdoor_suspected", None)
+            strongest = next((m for kind, m in metrics.items() if str(kind).startswith("backdoor_")), None)
+            out.append(
+                BackdoorResult(
+                    title=str(task.get("name") or "Backdoor scan") if isinstance(task, dict) else "Backdoor scan",
+                    dataset=str(dataset.get("name") or "") if isinstance(dataset, dict) else "",
+                    suspected=None if verdict is None else bool(verdict.get("value")),
+                    score=None if strongest is None else (str(strongest.get("name")), strongest.get("value")),
+                )
+            )
     return out

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from openckpt.errors import EntryNotFoundError
-from openckpt.evaluate.card import bias_results
+from openckpt.evaluate.card import backdoor_results, bias_results
 from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes.ui_access import gate_context
@@ -81,6 +81,7 @@ def overview(request: Request, repo_type: str) -> Response:
             "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
             "provenance": provenance.compact(provenance.cached(hub.settings, commit.id)),
             "bias": bias_results(card.metadata) if card is not None else [],
+            "backdoor": backdoor_results(card.metadata) if card is not None else [],
             "weights": diffs.weights_summary(hub.store, entries),
             "results": diffs.model_index_rows(card.metadata) if card is not None else [],
         }  # fmt: skip
