@@ -207,8 +207,11 @@ class ResumableLoader:
 
     def digests(self) -> dict[str, Any]:
         """Digests of the data received so far: indices and (if digested) samples, chained batch by batch."""
-        return {"indices_blake3": self.indices_blake3, "batches": self.batches_seen,
-                "samples_blake3": self.samples_blake3 if self.digest_samples else None}  # fmt: skip
+        return {
+            "indices_blake3": self.indices_blake3,
+            "batches": self.batches_seen,
+            "samples_blake3": self.samples_blake3 if self.digest_samples else None,
+        }
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict["dataset_size"] != len(self.dataset) or state_dict["seed"] != self.seed:

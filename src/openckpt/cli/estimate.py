@@ -52,8 +52,11 @@ def _verdict(fits: bool | None) -> str:
 def _print(estimates: list[MemoryEstimate]) -> None:
     first = estimates[0]
     console = out()
-    console.print(f"[bold]{escape(first.source)}[/]: {first.parameters:,} parameters, {first.task}, {first.dtype}, "
-                  f"batch {first.batch_size} x {first.seq_len} tokens", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"[bold]{escape(first.source)}[/]: {first.parameters:,} parameters, {first.task}, {first.dtype}, "
+        f"batch {first.batch_size} x {first.seq_len} tokens",
+        soft_wrap=True,
+    )
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     for e in estimates:
@@ -65,8 +68,9 @@ def _print(estimates: list[MemoryEstimate]) -> None:
     here = "unknown" if first.available is None else human_bytes(first.available)
     table.add_row(f"this machine, {escape(first.device)} ({here} free)", *(_verdict(e.fits_here) for e in estimates))
     if first.gpu is not None and first.gpu_memory is not None:
-        table.add_row(f"GPU {escape(first.gpu)} ({human_bytes(first.gpu_memory)})",
-                      *(_verdict(e.fits_gpu) for e in estimates))  # fmt: skip
+        table.add_row(
+            f"GPU {escape(first.gpu)} ({human_bytes(first.gpu_memory)})", *(_verdict(e.fits_gpu) for e in estimates)
+        )
     console.print(table)
 
 
@@ -118,10 +122,20 @@ def estimate_command(
     facts = _facts(source, endpoint, token)
     methods = [m.value for m in method] if method else [m.value for m in Method]
     try:
-        estimates = [estimate(facts, method=m, dtype=dtype, batch_size=batch_size, seq_len=seq_len, gpu=gpu,
-                              task=task.value if task else None, lora=LoraOptions(rank=rank, targets=targets),
-                              device=device)
-                     for m in methods]  # fmt: skip
+        estimates = [
+            estimate(
+                facts,
+                method=m,
+                dtype=dtype,
+                batch_size=batch_size,
+                seq_len=seq_len,
+                gpu=gpu,
+                task=task.value if task else None,
+                lora=LoraOptions(rank=rank, targets=targets),
+                device=device,
+            )
+            for m in methods
+        ]
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if as_json:

@@ -47,11 +47,18 @@ def _run(suite: Suite, directory: Path, options: dict[str, Any]) -> BiasReport:
 
         data = options["data"]
         if data is None or not options["sensitive_cols"]:
-            raise typer.BadParameter("--suite fairness needs --data CSV and at least one --sensitive-col",
-                                     param_hint="--data")  # fmt: skip
-        return evaluate_fairness(directory, data, sensitive_cols=options["sensitive_cols"],
-                                 text_col=options["text_col"], label_col=options["label_col"],
-                                 pos_label=options["pos_label"], limit=options["limit"])  # fmt: skip
+            raise typer.BadParameter(
+                "--suite fairness needs --data CSV and at least one --sensitive-col", param_hint="--data"
+            )
+        return evaluate_fairness(
+            directory,
+            data,
+            sensitive_cols=options["sensitive_cols"],
+            text_col=options["text_col"],
+            label_col=options["label_col"],
+            pos_label=options["pos_label"],
+            limit=options["limit"],
+        )
     if options["data"] is not None:
         raise typer.BadParameter("--data is for --suite fairness only", param_hint="--data")
     if suite is Suite.crows_pairs:
@@ -191,8 +198,16 @@ def bias_command(
 ) -> None:
     """Run one bias suite on a model offline and record the results in its card."""
     directory, name, repo_id, revision, commit = _open(target, push=push, endpoint=endpoint, token=token)
-    options = {"data": data, "sensitive_cols": sensitive_col or [], "text_col": text_col, "label_col": label_col,
-               "pos_label": pos_label, "limit": limit, "permutations": permutations, "seed": seed}  # fmt: skip
+    options = {
+        "data": data,
+        "sensitive_cols": sensitive_col or [],
+        "text_col": text_col,
+        "label_col": label_col,
+        "pos_label": pos_label,
+        "limit": limit,
+        "permutations": permutations,
+        "seed": seed,
+    }
     report = _run(suite, directory, options)
     message = f"Add {suite.value} bias evaluation"
     card = _record(

@@ -66,18 +66,34 @@ def _base(source: str, endpoint: str | None, token: str | None) -> BaseModel:
 
 def _progress() -> Progress:
     console = err()
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} samples/s"),
-                    TimeRemainingColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} samples/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
 
 
 def _summary(result: FinetuneResult) -> dict[str, Any]:
-    return {"output": str(result.directory), "files": result.files, "name": result.name, "relation": result.relation,
-            "license": result.license, "metrics": result.metrics, "steps": result.steps,
-            "resumed_from": result.resumed_from, "trainable_parameters": result.trainable_parameters,
-            "parameters": result.total_parameters, "license_check": result.report.to_dict(),
-            "warnings": list(result.warnings)}  # fmt: skip
+    return {
+        "output": str(result.directory),
+        "files": result.files,
+        "name": result.name,
+        "relation": result.relation,
+        "license": result.license,
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+        "trainable_parameters": result.trainable_parameters,
+        "parameters": result.total_parameters,
+        "license_check": result.report.to_dict(),
+        "warnings": list(result.warnings),
+    }
 
 
 def _print(result: FinetuneResult) -> None:
@@ -85,11 +101,15 @@ def _print(result: FinetuneResult) -> None:
     if result.resumed_from:
         console.print(f"resumed from step {result.resumed_from}")
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
-    console.print(f"[green]trained[/] {result.steps} steps, {result.trainable_parameters:,} of "
-                  f"{result.total_parameters:,} parameters; held-out {metrics}")  # fmt: skip
+    console.print(
+        f"[green]trained[/] {result.steps} steps, {result.trainable_parameters:,} of "
+        f"{result.total_parameters:,} parameters; held-out {metrics}"
+    )
     kind = "adapter" if result.relation == "adapter" else "model"
-    console.print(f"wrote {kind} {escape(result.name)} to {escape(str(result.directory))}: "
-                  f"{', '.join(result.files)}", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"wrote {kind} {escape(result.name)} to {escape(str(result.directory))}: {', '.join(result.files)}",
+        soft_wrap=True,
+    )
     report = result.report
     console.print(f"license {escape(str(result.license))}: {report.verdict}")
     for o in report.obligations:
@@ -156,20 +176,38 @@ def finetune_command(
 
     targets = tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None
     options = FinetuneOptions(
-        task=task.value, method=method.value, epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, seed=seed,
-        save_every=save_every, lora=LoraOptions(rank=rank, alpha=alpha, targets=targets), merge=merge,
-        license=license, name=name or (push.rsplit("/", 1)[-1] if push else None), text_column=text_column,
-        label_column=label_column, device=device.value, precision=precision.value, accumulate=accumulate,
+        task=task.value,
+        method=method.value,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        save_every=save_every,
+        lora=LoraOptions(rank=rank, alpha=alpha, targets=targets),
+        merge=merge,
+        license=license,
+        name=name or (push.rsplit("/", 1)[-1] if push else None),
+        text_column=text_column,
+        label_column=label_column,
+        device=device.value,
+        precision=precision.value,
+        accumulate=accumulate,
         gradient_checkpointing=gradient_checkpointing,
-    )  # fmt: skip
+    )
     base = _base(source, endpoint, token)
     with _progress() as bar, warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"(peft|transformers)\b")
         task_id = bar.add_task("training", total=None, loss="-", speed="-")
 
         def on_step(info: StepInfo) -> None:
-            bar.update(task_id, total=info.total, completed=info.step, loss=f"{info.loss:.4f}",
-                       speed=f"{info.samples_per_second:.1f}")  # fmt: skip
+            bar.update(
+                task_id,
+                total=info.total,
+                completed=info.step,
+                loss=f"{info.loss:.4f}",
+                speed=f"{info.samples_per_second:.1f}",
+            )
 
         try:
             result = finetune(base, data, out_dir, options, on_step=on_step)
@@ -183,8 +221,9 @@ def finetune_command(
     if push is not None:
         from openckpt.client.push import push as push_folder
 
-        pushed = push_folder(result.directory, push, message=f"Fine-tune of {base.id} with openckpt",
-                             endpoint=endpoint, token=token)  # fmt: skip
+        pushed = push_folder(
+            result.directory, push, message=f"Fine-tune of {base.id} with openckpt", endpoint=endpoint, token=token
+        )
         summary["pushed"] = {"repo": pushed.repo_id, "commit": pushed.commit, "url": pushed.commit_url}
         if base.revision is not None:  # a hub base: where the hub's model tree lists the fine-tune
             from openckpt.client.licenses import lineage
@@ -196,7 +235,8 @@ def finetune_command(
         return
     _print(result)
     if push is not None:
-        out().print(f"[green]pushed[/] to {escape(summary['pushed']['repo'])}: commit "
-                    f"{summary['pushed']['commit'][:12]}")  # fmt: skip
+        out().print(
+            f"[green]pushed[/] to {escape(summary['pushed']['repo'])}: commit {summary['pushed']['commit'][:12]}"
+        )
         for child in summary.get("model_tree", []):
             out().print(f"model tree: {escape(base.id)} → {escape(child['id'])} ({child['relation']})")

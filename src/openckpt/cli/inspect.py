@@ -36,10 +36,21 @@ _KINDS = {
     "pickle": "plain pickle (not loaded)",
 }
 _CONFIG_KEYS = (
-    "architectures", "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "intermediate_size", "vocab_size", "max_position_embeddings", "torch_dtype",
-    "n_layer", "n_embd", "n_head", "n_positions",
-)  # fmt: skip
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "torch_dtype",
+    "n_layer",
+    "n_embd",
+    "n_head",
+    "n_positions",
+)
 
 
 def summarize(source: TensorSource) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from openckpt.cli._remote import Endpoint, Token, remote
 
 __all__ = ["license_app"]
 
-license_app = typer.Typer(help="License compatibility and obligations of models and their ancestors.",
-                          no_args_is_help=True)  # fmt: skip
+license_app = typer.Typer(
+    help="License compatibility and obligations of models and their ancestors.", no_args_is_help=True
+)
 
 _STYLE = {"ok": "green", "obligations pending": "yellow", "needs human review": "magenta", "violation": "red"}
 
@@ -37,16 +38,21 @@ def _local(directory: Path, policy_file: Path | None) -> dict[str, Any]:
 def _print(result: dict[str, Any], target: str) -> None:
     console = out()
     verdict = result["verdict"]
-    console.print(f"[bold]{escape(target)}[/]: license {escape(str(result['license']))} → "
-                  f"[bold {_STYLE.get(verdict, 'white')}]{verdict}[/]", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"[bold]{escape(target)}[/]: license {escape(str(result['license']))} → "
+        f"[bold {_STYLE.get(verdict, 'white')}]{verdict}[/]",
+        soft_wrap=True,
+    )
     for a in result["ancestors"]:
         where = "local" if a.get("local") else "external"
-        console.print(f"  ancestor {escape(a['id'])} ({a['relation']}, {where}): {escape(str(a['license']))}",
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f"  ancestor {escape(a['id'])} ({a['relation']}, {where}): {escape(str(a['license']))}", soft_wrap=True
+        )
     for f in result["findings"]:
         colour = "red" if f["level"] == "violation" else "magenta"
-        console.print(f"  [{colour}]{f['level']}[/] {escape(f['message'])} [dim]({escape(f['clause'])})[/]",
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f"  [{colour}]{f['level']}[/] {escape(f['message'])} [dim]({escape(f['clause'])})[/]", soft_wrap=True
+        )
     for o in result["obligations"]:
         if o["status"] != "met":
             mark = "[yellow]pending[/]" if o["status"] == "pending" else "[dim]manual[/]"

@@ -51,8 +51,13 @@ def openness_command(
     for c in report["components"]:
         colour = {"verified": "green", "declared": "yellow"}.get(c["status"], "red")
         lic = f"{c['license'] or '-'}{'' if c['open_license'] else ' (not open)'}"
-        table.add_row(c["name"], "I" * (4 - c["mof_class"]), f"[{colour}]{c['status']}[/]", escape(lic),
-                      escape(", ".join(c["evidence"]) or "-"))  # fmt: skip
+        table.add_row(
+            c["name"],
+            "I" * (4 - c["mof_class"]),
+            f"[{colour}]{c['status']}[/]",
+            escape(lic),
+            escape(", ".join(c["evidence"]) or "-"),
+        )
     console = out()
     console.print(table)
     console.print(f"MOF: [bold]{escape(report['mof_label'])}[/]")

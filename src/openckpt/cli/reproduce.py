@@ -49,8 +49,9 @@ def _base(recorded: Recorded, endpoint: str | None, token: str | None) -> BaseMo
         return BaseModel(pulled.directory, pulled.repo_id, pulled.commit)
     path = Path(str(config.get("base_path") or ""))
     if not path.is_dir():
-        raise typer.BadParameter(f"the recorded base was the local directory {path}, which is not here",
-                                 param_hint="DIR|REPO[@REV]")  # fmt: skip
+        raise typer.BadParameter(
+            f"the recorded base was the local directory {path}, which is not here", param_hint="DIR|REPO[@REV]"
+        )
     err().print(f"[yellow]warning:[/] the base is the local directory {escape(str(path))}: no revision pins it")
     return BaseModel(path, str(config.get("base") or path.name))
 
@@ -62,12 +63,16 @@ def _push(result: ReproduceResult, directory: Path, repo_id: str, commit: str | 
     from openckpt.finetune.reproduce_card import update_card
 
     card = directory / "README.md"
-    text = update_card(card.read_text("utf-8") if card.is_file() else None, result.to_dict(),
-                       model_name=repo_id.split("/")[-1])  # fmt: skip
+    text = update_card(
+        card.read_text("utf-8") if card.is_file() else None, result.to_dict(), model_name=repo_id.split("/")[-1]
+    )
     api = hf_api(remote["endpoint"], remote["token"])
-    info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=text.encode())],
-                             commit_message="Reproduction results (openckpt reproduce)",
-                             parent_commit=commit)  # fmt: skip
+    info = api.create_commit(
+        repo_id,
+        [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=text.encode())],
+        commit_message="Reproduction results (openckpt reproduce)",
+        parent_commit=commit,
+    )
     return str(info.commit_url)
 
 
@@ -126,8 +131,9 @@ def reproduce_command(
         if recorded.kind == "finetune":
             base = _base(recorded, endpoint, token)
             path = data or Path(str(recorded.recipe.config.get("data_file") or ""))
-            result = reproduce_finetune(recorded, target, base=base, data=path, steps=steps, device=device,
-                                        rtol=rtol, atol=atol, source=source)  # fmt: skip
+            result = reproduce_finetune(
+                recorded, target, base=base, data=path, steps=steps, device=device, rtol=rtol, atol=atol, source=source
+            )
         else:
             result = reproduce_script(recorded, target, steps=steps, rtol=rtol, atol=atol, source=source)
     summary = result.to_dict()

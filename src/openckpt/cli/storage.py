@@ -90,8 +90,15 @@ def gc_command(
 
     period = parse_duration(grace)
     with _hub(data_dir, database_url) as (settings, db, store), _phases() as note:
-        report = collect(db, store, grace=period, url_ttl=timedelta(seconds=settings.signed_url_ttl),
-                         dry_run=dry_run, multipart_dir=settings.data_dir / "multipart", progress=note)  # fmt: skip
+        report = collect(
+            db,
+            store,
+            grace=period,
+            url_ttl=timedelta(seconds=settings.signed_url_ttl),
+            dry_run=dry_run,
+            multipart_dir=settings.data_dir / "multipart",
+            progress=note,
+        )
     if as_json:
         print_json(report.as_dict())
         return

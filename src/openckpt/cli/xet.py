@@ -42,8 +42,9 @@ def xet_ingest_command(
         settings = replace(settings, secret=settle_secret(db, settings))
         url = (endpoint or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         with err().status("ingesting"):
-            report = ingest(db, store, settings, cas_url=url + CAS_PATH, sha256s=None if all_blobs else sha256,
-                            drop=not keep)  # fmt: skip
+            report = ingest(
+                db, store, settings, cas_url=url + CAS_PATH, sha256s=None if all_blobs else sha256, drop=not keep
+            )
     if as_json:
         print_json({"ingested": report.ingested, "dropped": report.dropped, "failed": report.failed})
     else:

@@ -48,16 +48,22 @@ class BackdoorResult:
 
 def _is_bias(result: Any) -> bool:
     metrics = result.get("metrics") if isinstance(result, dict) else None
-    return isinstance(metrics, list) and any(isinstance(m, dict) and m.get("type") in BIAS_METRIC_TYPES
-                                             for m in metrics)  # fmt: skip
+    return isinstance(metrics, list) and any(
+        isinstance(m, dict) and m.get("type") in BIAS_METRIC_TYPES for m in metrics
+    )
 
 
 def _same(result: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether ``result`` is an earlier run of the suite that produced ``new``."""
     task, dataset = result.get("task") or {}, result.get("dataset") or {}
-    return (_is_bias(result) and isinstance(task, dict) and isinstance(dataset, dict)
-            and task.get("type") == new["task"]["type"] and dataset.get("type") == new["dataset"]["type"]
-            and dataset.get("name") == new["dataset"]["name"])  # fmt: skip
+    return (
+        _is_bias(result)
+        and isinstance(task, dict)
+        and isinstance(dataset, dict)
+        and task.get("type") == new["task"]["type"]
+        and dataset.get("type") == new["dataset"]["type"]
+        and dataset.get("name") == new["dataset"]["name"]
+    )
 
 
 def _merge_index(meta: dict[str, Any], report: BiasReport, model_name: str) -> None:
@@ -82,14 +88,19 @@ def _block(report: BiasReport) -> str:
     head = "| " + " | ".join(report.columns) + " |\n|" + "---|" * len(report.columns) + "\n"
     table = head + "".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n" for row in report.rows)
     notes = "".join(f"{n}\n\n" for n in report.notes)
-    return (f"<!-- openckpt-bias:{report.suite} -->\n### {report.title}\n\n{notes}{table}\n"
-            f"<!-- /openckpt-bias:{report.suite} -->\n")  # fmt: skip
+    return (
+        f"<!-- openckpt-bias:{report.suite} -->\n### {report.title}\n\n{notes}{table}\n"
+        f"<!-- /openckpt-bias:{report.suite} -->\n"
+    )
 
 
 def _merge_body(body: str, report: BiasReport) -> str:
     block = _block(report)
-    marked = re.compile(rf"<!-- openckpt-bias:{re.escape(report.suite)} -->\n.*?<!-- /openckpt-bias:"
-                        rf"{re.escape(report.suite)} -->\n?", re.DOTALL)  # fmt: skip
+    marked = re.compile(
+        rf"<!-- openckpt-bias:{re.escape(report.suite)} -->\n.*?<!-- /openckpt-bias:"
+        rf"{re.escape(report.suite)} -->\n?",
+        re.DOTALL,
+    )
     if marked.search(body):
         return marked.sub(lambda _: block, body, count=1)
     section = _SECTION.search(body)
@@ -137,8 +148,11 @@ def bias_results(metadata: dict[str, Any]) -> list[BiasResult]:
             task, dataset = result.get("task") or {}, result.get("dataset") or {}
             title = str(task.get("name") or task.get("type") or "bias") if isinstance(task, dict) else "bias"
             name = str(dataset.get("name") or "") if isinstance(dataset, dict) else ""
-            metrics = [(str(m.get("name") or m.get("type")), m.get("value")) for m in result["metrics"]
-                       if isinstance(m, dict) and not isinstance(m.get("value"), dict | list)]  # fmt: skip
+            metrics = [
+                (str(m.get("name") or m.get("type")), m.get("value"))
+                for m in result["metrics"]
+                if isinstance(m, dict) and not isinstance(m.get("value"), dict | list)
+            ]
             out.append(BiasResult(title.removeprefix("Bias: "), name, metrics))
     return out
 

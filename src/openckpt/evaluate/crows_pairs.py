@@ -119,8 +119,9 @@ def evaluate_crows_pairs(directory: Path, *, limit: int | None = None, data: Pat
     pairs = read_pairs(data, limit=limit)
     model, tokenizer = load_model(directory, ModelKind.masked_lm)
     if tokenizer.mask_token_id is None:
-        raise UnsuitableModelError("the tokenizer has no mask token, so pseudo-log-likelihoods cannot be computed",
-                                   path=directory)  # fmt: skip
+        raise UnsuitableModelError(
+            "the tokenizer has no mask token, so pseudo-log-likelihoods cannot be computed", path=directory
+        )
     hits: dict[str, int] = defaultdict(int)
     totals: dict[str, int] = defaultdict(int)
     ties = 0
@@ -132,12 +133,14 @@ def evaluate_crows_pairs(directory: Path, *, limit: int | None = None, data: Pat
         for key in ("all", f"type:{pair.bias_type}", f"direction:{pair.direction}"):
             totals[key] += 1
             hits[key] += preferred
-        per_pair.append({"bias_type": pair.bias_type, "direction": pair.direction, "sent_more_pll": more,
-                         "sent_less_pll": less})  # fmt: skip
+        per_pair.append(
+            {"bias_type": pair.bias_type, "direction": pair.direction, "sent_more_pll": more, "sent_less_pll": less}
+        )
     overall = _score(hits["all"], totals["all"])
     types = sorted(k.removeprefix("type:") for k in totals if k.startswith("type:"))
-    by_type = {t: {"pairs": totals[f"type:{t}"], "score": _score(hits[f"type:{t}"], totals[f"type:{t}"])}
-               for t in types}  # fmt: skip
+    by_type = {
+        t: {"pairs": totals[f"type:{t}"], "score": _score(hits[f"type:{t}"], totals[f"type:{t}"])} for t in types
+    }
     metrics = [Metric("stereotype_score", "Stereotype score (all pairs)", round(overall, 2))]
     for t, v in by_type.items():
         metrics.append(Metric("stereotype_score", f"Stereotype score ({t})", round(v["score"], 2), t))
@@ -151,11 +154,27 @@ def evaluate_crows_pairs(directory: Path, *, limit: int | None = None, data: Pat
         LICENSE_NOTE,
     ]
     return BiasReport(
-        suite=Suite.crows_pairs.value, title="CrowS-Pairs stereotype score", task_type="fill-mask",
-        dataset_type="crows_pairs", dataset_name="CrowS-Pairs", metrics=metrics,
-        columns=["bias type", "pairs", "stereotype score"], rows=rows, notes=notes,
-        details={"pairs": len(pairs), "limit": limit, "stereotype_score": overall, "by_bias_type": by_type,
-                 "by_direction": {d.removeprefix("direction:"): _score(hits[d], totals[d])
-                                  for d in sorted(totals) if d.startswith("direction:")},
-                 "ties": ties, "sha256": CROWS_PAIRS_SHA256, "scores": per_pair},
-    )  # fmt: skip
+        suite=Suite.crows_pairs.value,
+        title="CrowS-Pairs stereotype score",
+        task_type="fill-mask",
+        dataset_type="crows_pairs",
+        dataset_name="CrowS-Pairs",
+        metrics=metrics,
+        columns=["bias type", "pairs", "stereotype score"],
+        rows=rows,
+        notes=notes,
+        details={
+            "pairs": len(pairs),
+            "limit": limit,
+            "stereotype_score": overall,
+            "by_bias_type": by_type,
+            "by_direction": {
+                d.removeprefix("direction:"): _score(hits[d], totals[d])
+                for d in sorted(totals)
+                if d.startswith("direction:")
+            },
+            "ties": ties,
+            "sha256": CROWS_PAIRS_SHA256,
+            "scores": per_pair,
+        },
+    )

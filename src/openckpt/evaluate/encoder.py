@@ -34,8 +34,10 @@ def pooling_mode(directory: Path) -> str:
     for module in modules if isinstance(modules, list) else []:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _MODULES:
-            raise UnsuitableModelError(f"sentence-transformers module {kind!r} is not supported (only "
-                                       f"{', '.join(sorted(_MODULES))})", path=directory)  # fmt: skip
+            raise UnsuitableModelError(
+                f"sentence-transformers module {kind!r} is not supported (only {', '.join(sorted(_MODULES))})",
+                path=directory,
+            )
         if kind == "Pooling":
             pooling = directory / str(module.get("path", "")) / "config.json"
     if pooling is None or not pooling.is_file():
@@ -58,8 +60,9 @@ def embed(directory: Path, texts: Sequence[str], *, batch_size: int = BATCH) -> 
     rows = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                              return_tensors="pt")  # fmt: skip
+            batch = tokenizer(
+                list(texts[start : start + batch_size]), padding=True, truncation=True, return_tensors="pt"
+            )
             hidden = model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             if mode == "cls":

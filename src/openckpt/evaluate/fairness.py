@@ -34,8 +34,10 @@ def read_table(path: Path, columns: Sequence[str], *, limit: int | None = None) 
         raise FormatError(f"not a readable CSV: {e}", path=path) from e
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise FormatError(f"no column {', '.join(map(repr, missing))}; the columns are "
-                          f"{', '.join(map(repr, frame.columns))}", path=path)  # fmt: skip
+        raise FormatError(
+            f"no column {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, frame.columns))}",
+            path=path,
+        )
     if frame.empty:
         raise FormatError("no rows", path=path)
     return frame
@@ -51,8 +53,10 @@ def _class_ids(values: Sequence[str], label2id: dict[str, int], num_labels: int,
             ids.append(int(value))
         else:
             names = ", ".join(sorted(label2id))
-            raise FormatError(f"label {value!r} is neither a class id below {num_labels} nor a label of the "
-                              f"model ({names})", path=path)  # fmt: skip
+            raise FormatError(
+                f"label {value!r} is neither a class id below {num_labels} nor a label of the model ({names})",
+                path=path,
+            )
     return ids
 
 
@@ -60,8 +64,10 @@ def _positive(pos_label: str | None, label2id: dict[str, int], num_labels: int) 
     if pos_label is None:
         if num_labels != 2:
             names = ", ".join(sorted(label2id))
-            raise UnsuitableModelError(f"a classifier with {num_labels} labels: name the positive one ({names}) "
-                                       "to measure the fairness of that decision")  # fmt: skip
+            raise UnsuitableModelError(
+                f"a classifier with {num_labels} labels: name the positive one ({names}) "
+                "to measure the fairness of that decision"
+            )
         return 1
     if pos_label in label2id:
         return label2id[pos_label]
@@ -123,27 +129,52 @@ def evaluate_fairness(
     y_true = [int(t == positive) for t in truth]
     y_pred = [int(p == positive) for p in predicted]
     groups = frame[list(sensitive_cols)]
-    metrics = {"count": count, "accuracy": accuracy_score, "selection_rate": selection_rate,
-               "true_positive_rate": true_positive_rate, "false_positive_rate": false_positive_rate}  # fmt: skip
+    metrics = {
+        "count": count,
+        "accuracy": accuracy_score,
+        "selection_rate": selection_rate,
+        "true_positive_rate": true_positive_rate,
+        "false_positive_rate": false_positive_rate,
+    }
     mf = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
     dpd = float(demographic_parity_difference(y_true, y_pred, sensitive_features=groups))
     eod = float(equalized_odds_difference(y_true, y_pred, sensitive_features=groups))
-    by_group = {_group_name(sensitive_cols, key): {k: float(v) for k, v in row.items()}
-                for key, row in mf.by_group.iterrows()}  # fmt: skip
+    by_group = {
+        _group_name(sensitive_cols, key): {k: float(v) for k, v in row.items()} for key, row in mf.by_group.iterrows()
+    }
     overall = {k: float(v) for k, v in mf.overall.items()}
     id2label = {i: name for name, i in label2id.items()}
     over = " & ".join(sensitive_cols)
-    found = [Metric("demographic_parity_difference", f"Demographic parity difference ({over})", round(dpd, 4), over),
-             Metric("equalized_odds_difference", f"Equalized odds difference ({over})", round(eod, 4), over),
-             Metric("accuracy", "Accuracy (all rows)", round(overall["accuracy"], 4)),
-             Metric("selection_rate", "Selection rate (all rows)", round(overall["selection_rate"], 4))]  # fmt: skip
+    found = [
+        Metric("demographic_parity_difference", f"Demographic parity difference ({over})", round(dpd, 4), over),
+        Metric("equalized_odds_difference", f"Equalized odds difference ({over})", round(eod, 4), over),
+        Metric("accuracy", "Accuracy (all rows)", round(overall["accuracy"], 4)),
+        Metric("selection_rate", "Selection rate (all rows)", round(overall["selection_rate"], 4)),
+    ]
     for group, values in by_group.items():
         found.append(Metric("accuracy", f"Accuracy ({group})", round(values["accuracy"], 4), group))
         found.append(Metric("selection_rate", f"Selection rate ({group})", round(values["selection_rate"], 4), group))
-    rows = [[g, str(int(v["count"])), fmt(v["accuracy"]), fmt(v["selection_rate"]), fmt(v["true_positive_rate"]),
-             fmt(v["false_positive_rate"])] for g, v in by_group.items()]  # fmt: skip
-    rows.append(["all rows", str(int(overall["count"])), fmt(overall["accuracy"]), fmt(overall["selection_rate"]),
-                 fmt(overall["true_positive_rate"]), fmt(overall["false_positive_rate"])])  # fmt: skip
+    rows = [
+        [
+            g,
+            str(int(v["count"])),
+            fmt(v["accuracy"]),
+            fmt(v["selection_rate"]),
+            fmt(v["true_positive_rate"]),
+            fmt(v["false_positive_rate"]),
+        ]
+        for g, v in by_group.items()
+    ]
+    rows.append(
+        [
+            "all rows",
+            str(int(overall["count"])),
+            fmt(overall["accuracy"]),
+            fmt(overall["selection_rate"]),
+            fmt(overall["true_positive_rate"]),
+            fmt(overall["false_positive_rate"]),
+        ]
+    )
     digest = hashlib.sha256(data.read_bytes()).hexdigest()
     notes = [
         f"Predictions of the classifier on {len(frame)} rows of `{data.name}` (sha256 `{digest[:16]}…`), text column "
@@ -153,11 +184,26 @@ def evaluate_fairness(
         f"odds difference **{fmt(eod)}** (largest gap in true or false positive rate); 0 means parity.",
     ]
     return BiasReport(
-        suite=Suite.fairness.value, title="Group fairness (fairlearn)", task_type="text-classification",
-        dataset_type="csv", dataset_name=data.name, metrics=[m for m in found if m.value == m.value],
-        columns=["group", "rows", "accuracy", "selection rate", "TPR", "FPR"], rows=rows, notes=notes,
-        details={"data": str(data), "sha256": digest, "rows": len(frame), "text_col": text_col, "label_col": label_col,
-                 "sensitive_cols": list(sensitive_cols), "positive_label": id2label[positive],
-                 "demographic_parity_difference": dpd, "equalized_odds_difference": eod, "overall": overall,
-                 "by_group": by_group},
-    )  # fmt: skip
+        suite=Suite.fairness.value,
+        title="Group fairness (fairlearn)",
+        task_type="text-classification",
+        dataset_type="csv",
+        dataset_name=data.name,
+        metrics=[m for m in found if m.value == m.value],
+        columns=["group", "rows", "accuracy", "selection rate", "TPR", "FPR"],
+        rows=rows,
+        notes=notes,
+        details={
+            "data": str(data),
+            "sha256": digest,
+            "rows": len(frame),
+            "text_col": text_col,
+            "label_col": label_col,
+            "sensitive_cols": list(sensitive_cols),
+            "positive_label": id2label[positive],
+            "demographic_parity_difference": dpd,
+            "equalized_odds_difference": eod,
+            "overall": overall,
+            "by_group": by_group,
+        },
+    )

@@ -37,8 +37,11 @@ class ModelKind(StrEnum):
     other = "other model"
 
 
-SUITE_KIND = {Suite.fairness: ModelKind.classifier, Suite.crows_pairs: ModelKind.masked_lm,
-              Suite.weat: ModelKind.sentence_encoder}  # fmt: skip
+SUITE_KIND = {
+    Suite.fairness: ModelKind.classifier,
+    Suite.crows_pairs: ModelKind.masked_lm,
+    Suite.weat: ModelKind.sentence_encoder,
+}
 """The one kind of model each suite measures."""
 
 _CAUSAL = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
@@ -94,8 +97,9 @@ def require_kind(directory: Path, suite: Suite) -> ModelKind:
     if kind is not wanted:
         fits = [s.value for s, k in SUITE_KIND.items() if k is kind]
         hint = f"; use --suite {' or '.join(fits)}" if fits else "; no bias suite of openckpt measures it"
-        raise UnsuitableModelError(f"suite {suite.value} measures a {wanted.value}, but this is a {kind.value} "
-                                   f"({arch}){hint}", path=directory)  # fmt: skip
+        raise UnsuitableModelError(
+            f"suite {suite.value} measures a {wanted.value}, but this is a {kind.value} ({arch}){hint}", path=directory
+        )
     return kind
 
 

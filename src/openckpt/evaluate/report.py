@@ -7,11 +7,19 @@ from typing import Any
 
 __all__ = ["BIAS_METRIC_TYPES", "BiasReport", "Metric"]
 
-BIAS_METRIC_TYPES = frozenset({
-    "stereotype_score", "weat_effect_size", "weat_p_value", "demographic_parity_difference",
-    "equalized_odds_difference",
-    "backdoor_suspected", "backdoor_anomaly_index", "backdoor_attack_success_rate", "backdoor_probe_kl",
-})  # fmt: skip
+BIAS_METRIC_TYPES = frozenset(
+    {
+        "stereotype_score",
+        "weat_effect_size",
+        "weat_p_value",
+        "demographic_parity_difference",
+        "equalized_odds_difference",
+        "backdoor_suspected",
+        "backdoor_anomaly_index",
+        "backdoor_attack_success_rate",
+        "backdoor_probe_kl",
+    }
+)
 """``model-index`` metric types that mark a result as a bias evaluation (the hub's repo page shows those)."""
 
 

@@ -98,8 +98,9 @@ def _p_value(s: np.ndarray, nx: int, *, permutations: int, seed: int) -> tuple[f
     return (hits + 1) / (permutations + 1), permutations, False
 
 
-def run_test(vectors: dict[str, np.ndarray], test: WeatTest, *, permutations: int = PERMUTATIONS,
-             seed: int = 0) -> WeatResult:  # fmt: skip
+def run_test(
+    vectors: dict[str, np.ndarray], test: WeatTest, *, permutations: int = PERMUTATIONS, seed: int = 0
+) -> WeatResult:
     """Effect size and p-value of ``test`` given each word's embedding in ``vectors``."""
     import numpy as np
 
@@ -146,10 +147,16 @@ def evaluate_weat(
         "attribute set than the second target set is, in standard deviations; 0 means no association, |d| > 0.8 "
         f"is large. One-sided permutation p-values ({how}). Word lists: Caliskan et al. (2017), shipped with openckpt.",
     ]
-    details: dict[str, Any] = {"permutations": permutations, "seed": seed,
-                               "tests": [r.__dict__ for r in results]}  # fmt: skip
+    details: dict[str, Any] = {"permutations": permutations, "seed": seed, "tests": [r.__dict__ for r in results]}
     return BiasReport(
-        suite=Suite.weat.value, title="WEAT word-embedding association", task_type="feature-extraction",
-        dataset_type="weat", dataset_name="WEAT (Caliskan et al. 2017)", metrics=metrics,
-        columns=["test", "targets vs attributes", "effect size d", "p-value"], rows=rows, notes=notes, details=details,
-    )  # fmt: skip
+        suite=Suite.weat.value,
+        title="WEAT word-embedding association",
+        task_type="feature-extraction",
+        dataset_type="weat",
+        dataset_name="WEAT (Caliskan et al. 2017)",
+        metrics=metrics,
+        columns=["test", "targets vs attributes", "effect size d", "p-value"],
+        rows=rows,
+        notes=notes,
+        details=details,
+    )

@@ -69,17 +69,28 @@ def render_card(
 ) -> str:
     """README.md of the fine-tune; ``obligations`` (with their status) are listed under "License"."""
     front = yaml.safe_dump(_metadata(c), sort_keys=False, allow_unicode=True)
-    kind = "A LoRA adapter" if c.relation == "adapter" else "A merged LoRA fine-tune" if c.method == "lora" else (
-        "A full fine-tune")  # fmt: skip
+    kind = (
+        "A LoRA adapter"
+        if c.relation == "adapter"
+        else "A merged LoRA fine-tune"
+        if c.method == "lora"
+        else ("A full fine-tune")
+    )
     rev = f" at revision `{c.base_revision}`" if c.base_revision else ""
     parts = [f"---\n{front}---\n", f"# {c.name}\n", f"{kind} of `{c.base_model}`{rev} for {c.task}.\n"]
     parts += [f"**{line}**\n" for line in built_with]
-    rows = [("method", c.method), ("steps", c.steps), ("trainable parameters", f"{c.trainable_parameters:,}"),
-            ("parameters", f"{c.total_parameters:,}"),
-            *((k, v) for k, v in sorted(c.hyperparameters.items()))]  # fmt: skip
+    rows = [
+        ("method", c.method),
+        ("steps", c.steps),
+        ("trainable parameters", f"{c.trainable_parameters:,}"),
+        ("parameters", f"{c.total_parameters:,}"),
+        *((k, v) for k, v in sorted(c.hyperparameters.items())),
+    ]
     parts.append("## Training\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n")
-    parts.append("## Dataset\n\n| file | sha256 | train rows | held-out rows |\n|---|---|---|---|\n"
-                 f"| {c.dataset} | {c.dataset_sha256} | {c.train_rows} | {c.eval_rows} |\n")  # fmt: skip
+    parts.append(
+        "## Dataset\n\n| file | sha256 | train rows | held-out rows |\n|---|---|---|---|\n"
+        f"| {c.dataset} | {c.dataset_sha256} | {c.train_rows} | {c.eval_rows} |\n"
+    )
     metric_rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(c.metrics.items()))
     parts.append(f"## Evaluation (held-out split)\n\n| metric | value |\n|---|---|\n{metric_rows}\n")
     lines = [f"This model is licensed `{c.license}`." if c.license else "No license is declared."]
@@ -89,9 +100,11 @@ def render_card(
     lines += [f"\n{n}" for n in notes]
     parts.append("## License\n\n" + "\n".join(lines) + "\n")
     if c.environment:
-        parts.append("## How to reproduce\n\nThe recipe (`openckpt-recipe.json`: command, resolved options, base "
-                     "revision, data digests, determinism settings; installed packages in `openckpt-packages.txt`) "
-                     "re-runs with `openckpt reproduce <this repo or directory>`, and `--steps N` checks the first N "
-                     f"steps only.\n\nRecorded environment: {c.environment}.\n")  # fmt: skip
+        parts.append(
+            "## How to reproduce\n\nThe recipe (`openckpt-recipe.json`: command, resolved options, base "
+            "revision, data digests, determinism settings; installed packages in `openckpt-packages.txt`) "
+            "re-runs with `openckpt reproduce <this repo or directory>`, and `--steps N` checks the first N "
+            f"steps only.\n\nRecorded environment: {c.environment}.\n"
+        )
     parts.append("Fine-tuned with `openckpt finetune`.\n")
     return "\n".join(parts)

@@ -54,10 +54,24 @@ TOLERANCE = 0.35
 """Relative difference between an estimate and the measured peak memory growth allowed by the tests."""
 GIB = 1 << 30
 GPUS = {
-    "T4": 16, "V100-16GB": 16, "V100-32GB": 32, "A10G": 24, "L4": 24, "RTX3090": 24, "RTX4090": 24, "RTX5090": 32,
-    "L40S": 48, "A6000": 48, "A100-40GB": 40, "A100-80GB": 80, "H100-80GB": 80, "H100": 80, "H200": 141,
-    "B200": 180, "MI300X": 192,
-}  # fmt: skip
+    "T4": 16,
+    "V100-16GB": 16,
+    "V100-32GB": 32,
+    "A10G": 24,
+    "L4": 24,
+    "RTX3090": 24,
+    "RTX4090": 24,
+    "RTX5090": 32,
+    "L40S": 48,
+    "A6000": 48,
+    "A100-40GB": 40,
+    "A100-80GB": 80,
+    "H100-80GB": 80,
+    "H100": 80,
+    "H200": 141,
+    "B200": 180,
+    "MI300X": 192,
+}
 """GPU names ``--gpu`` knows, with their memory in GiB (``--gpu 24GB`` names a size directly)."""
 
 # Activation bytes per token and element: (c_h, c_i, c_s) per layer, c_v for the LM logits; measured (see above).
@@ -251,8 +265,21 @@ def estimate(
     activations = _activations(config, method=method, task=task, tokens=batch_size * seq_len, seq_len=seq_len, e=e)
     where, available = ("cpu", available_memory()) if device is None else device_memory(device)
     return MemoryEstimate(
-        source=facts.source, method=method, task=task, dtype=dtype, batch_size=batch_size, seq_len=seq_len,
-        parameters=params, trainable_parameters=trainable, weights=weights, gradients=gradients,
-        optimizer=optimizer, activations=activations, overhead=OVERHEAD[method], available=available,
-        gpu=gpu, gpu_memory=gpu_memory(gpu) if gpu else None, device=where,
-    )  # fmt: skip
+        source=facts.source,
+        method=method,
+        task=task,
+        dtype=dtype,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        parameters=params,
+        trainable_parameters=trainable,
+        weights=weights,
+        gradients=gradients,
+        optimizer=optimizer,
+        activations=activations,
+        overhead=OVERHEAD[method],
+        available=available,
+        gpu=gpu,
+        gpu_memory=gpu_memory(gpu) if gpu else None,
+        device=where,
+    )

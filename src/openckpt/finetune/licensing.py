@@ -55,8 +55,11 @@ def inherit(base: BaseModel, *, name: str, license: str | None, relation: str) -
     subject = read_directory(base.directory)
     base_license = check(subject, []).license or subject.license
     ancestors = [Ancestor(base.id, base_license, relation, has_notice=subject.notice is not None)]
-    ancestors += [Ancestor(e.base, subject.base_licenses.get(e.base), e.relation, depth=2, via=base.id)
-                  for e in subject.edges if e.base != base.id]  # fmt: skip
+    ancestors += [
+        Ancestor(e.base, subject.base_licenses.get(e.base), e.relation, depth=2, via=base.id)
+        for e in subject.edges
+        if e.base != base.id
+    ]
     chosen = license or base_license
     report = check(Subject(name=name, license=chosen), ancestors)
     # without any license the card declares none (a warning below); training is not refused for that
@@ -70,11 +73,15 @@ def inherit(base: BaseModel, *, name: str, license: str | None, relation: str) -
     if not chosen:
         warnings.append("neither the base nor --license gives a license: the card declares none")
     return Inherited(
-        license=chosen, base_license=base_license, ancestors=tuple(ancestors), naming_prefix=prefix,
+        license=chosen,
+        base_license=base_license,
+        ancestors=tuple(ancestors),
+        naming_prefix=prefix,
         notices=tuple(dict.fromkeys(lic.notice for lic in lics if lic.notice and _needs_notice(lic.id))),
         built_with=tuple(dict.fromkeys(lic.built_with for lic in lics if lic.built_with)),
-        license_files=_base_files(base.directory), warnings=tuple(warnings),
-    )  # fmt: skip
+        license_files=_base_files(base.directory),
+        warnings=tuple(warnings),
+    )
 
 
 def _needs_notice(license_id: str) -> bool:

@@ -53,8 +53,12 @@ def load_model(
     else:
         auto = transformers.AutoModelForSequenceClassification
         if labels is not None:
-            kwargs.update(num_labels=len(labels), label2id=dict(labels), ignore_mismatched_sizes=True,
-                          id2label={i: name for name, i in labels.items()})  # fmt: skip
+            kwargs.update(
+                num_labels=len(labels),
+                label2id=dict(labels),
+                ignore_mismatched_sizes=True,
+                id2label={i: name for name, i in labels.items()},
+            )
     model: Any = auto.from_pretrained(directory, **kwargs)
     if task == "text-classification" and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = config.get("eos_token_id") if isinstance(config.get("eos_token_id"), int) else 0

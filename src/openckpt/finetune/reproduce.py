@@ -97,11 +97,23 @@ class ReproduceResult:
 
     def to_dict(self) -> dict[str, Any]:
         c = self.comparison
-        return {"source": self.source, "output": str(self.output), "kind": self.kind, "steps": self.steps,
-                "verdict": c.verdict, "reproduced": self.reproduced, "expected_bitwise": self.expected_bitwise,
-                "compared": c.what, "tensors": c.tensors, "differing": c.differing, "max_abs_diff": c.max_abs_diff,
-                "metrics": {k: {"recorded": a, "here": b} for k, (a, b) in c.metrics.items()}, "notes": c.notes,
-                "environment_differences": self.warnings, "tolerances": self.tolerances}  # fmt: skip
+        return {
+            "source": self.source,
+            "output": str(self.output),
+            "kind": self.kind,
+            "steps": self.steps,
+            "verdict": c.verdict,
+            "reproduced": self.reproduced,
+            "expected_bitwise": self.expected_bitwise,
+            "compared": c.what,
+            "tensors": c.tensors,
+            "differing": c.differing,
+            "max_abs_diff": c.max_abs_diff,
+            "metrics": {k: {"recorded": a, "here": b} for k, (a, b) in c.metrics.items()},
+            "notes": c.notes,
+            "environment_differences": self.warnings,
+            "tolerances": self.tolerances,
+        }
 
 
 def find_recipe(directory: Path) -> Recorded:
@@ -124,8 +136,9 @@ def find_recipe(directory: Path) -> Recorded:
             file = path.parent / manifest.recipe.packages_file if manifest.recipe.packages_file else None
             listed = parse_packages(file.read_bytes()) if file is not None and file.is_file() else None
             return Recorded(manifest.recipe, listed, run, "script", manifest)
-    raise StateMismatchError("no recipe here: not an openckpt finetune output nor a run that recorded one",
-                             path=directory)  # fmt: skip
+    raise StateMismatchError(
+        "no recipe here: not an openckpt finetune output nor a run that recorded one", path=directory
+    )
 
 
 def check_data(recipe: Recipe, path: Path) -> None:
@@ -292,8 +305,14 @@ def reproduce_script(
     if steps is not None:
         env["OPENCKPT_STOP_AFTER_STEP"] = str(steps)
     warnings = environment_differences(recipe, recorded.packages)
-    done = subprocess.run([*command, *recipe.command[1:]], cwd=recipe.cwd or None, env=env, timeout=timeout,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [*command, *recipe.command[1:]],
+        cwd=recipe.cwd or None,
+        env=env,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise StateMismatchError(f"the re-run exited with {done.returncode}: {done.stderr[-2000:]}")
     mine = out / f"step-{step:08d}"

@@ -52,8 +52,12 @@ def update_card(text: str | None, result: dict[str, Any], *, model_name: str) ->
     if errors:
         raise FormatError(f"README.md: {errors[0]}; fix the card before adding results")
     meta = dict(meta or {})
-    meta["openckpt_reproduction"] = {"verdict": result["verdict"], "reproduced": result["reproduced"],
-                                     "steps": result.get("steps"), "compared": result["compared"]}  # fmt: skip
+    meta["openckpt_reproduction"] = {
+        "verdict": result["verdict"],
+        "reproduced": result["reproduced"],
+        "steps": result.get("steps"),
+        "compared": result["compared"],
+    }
     block = reproduction_block(result)
     body = body.lstrip("\n")
     marked = _MARKED.search(body) is not None

@@ -137,8 +137,15 @@ def _resolve(options: FinetuneOptions, base: BaseModel) -> FinetuneOptions:
         _where, free = device_memory(device)
         batch_size = BATCH_SIZES[-1]
         for size in BATCH_SIZES:
-            need = estimate(base.directory, method=options.method, dtype="float32", batch_size=size, seq_len=seq_len,
-                            task=options.task, lora=options.lora).total  # fmt: skip
+            need = estimate(
+                base.directory,
+                method=options.method,
+                dtype="float32",
+                batch_size=size,
+                seq_len=seq_len,
+                task=options.task,
+                lora=options.lora,
+            ).total
             if free is None or need <= 0.9 * free:
                 batch_size = size
                 break
@@ -176,8 +183,13 @@ def finetune(
     split = split_rows(data.rows, eval_fraction=options.eval_fraction, seed=options.seed)
     labels = label_ids(data.rows, options.label_column) if options.task == "text-classification" else None
     tokenizer: Any = transformers.AutoTokenizer.from_pretrained(base.directory)
-    kw: dict[str, Any] = {"task": options.task, "seq_len": options.seq_len, "labels": labels,
-                          "text_column": options.text_column, "label_column": options.label_column}  # fmt: skip
+    kw: dict[str, Any] = {
+        "task": options.task,
+        "seq_len": options.seq_len,
+        "labels": labels,
+        "text_column": options.text_column,
+        "label_column": options.label_column,
+    }
     train_data, eval_data = encode(split.train, tokenizer, **kw), encode(split.eval, tokenizer, **kw)
 
     torch.manual_seed(options.seed)
@@ -193,15 +205,30 @@ def finetune(
     model.to(options.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lr = options.lr or DEFAULT_LR[options.method]
-    settings = TrainSettings(epochs=options.epochs, lr=lr, batch_size=options.batch_size, seed=options.seed,
-                             save_every=options.save_every, precision=options.precision,
-                             accumulate=options.accumulate,
-                             gradient_checkpointing=options.gradient_checkpointing)  # fmt: skip
+    settings = TrainSettings(
+        epochs=options.epochs,
+        lr=lr,
+        batch_size=options.batch_size,
+        seed=options.seed,
+        save_every=options.save_every,
+        precision=options.precision,
+        accumulate=options.accumulate,
+        gradient_checkpointing=options.gradient_checkpointing,
+    )
     targets = list(options.lora.resolved_targets(str(config["model_type"]))) if options.method == "lora" else None
-    run = {"base": base.id, "revision": base.revision, "data_sha256": data.sha256, "task": options.task,
-           "method": options.method, "seq_len": options.seq_len, "eval_fraction": options.eval_fraction,
-           "rank": options.lora.rank if targets else None, "alpha": options.lora.alpha if targets else None,
-           "targets": targets, "labels": labels}  # fmt: skip
+    run = {
+        "base": base.id,
+        "revision": base.revision,
+        "data_sha256": data.sha256,
+        "task": options.task,
+        "method": options.method,
+        "seq_len": options.seq_len,
+        "eval_fraction": options.eval_fraction,
+        "rank": options.lora.rank if targets else None,
+        "alpha": options.lora.alpha if targets else None,
+        "targets": targets,
+        "labels": labels,
+    }
     resumed: list[int] = []
 
     def step(info: StepInfo) -> None:
@@ -210,48 +237,127 @@ def finetune(
             on_step(info)
 
     digests = StepDigests()
-    progress = train(model, train_data, out / CHECKPOINTS, settings=settings, run=run, device=options.device,
-                     full=options.method == "full", on_step=step, stop_at=stop_at, digests=digests)  # fmt: skip
+    progress = train(
+        model,
+        train_data,
+        out / CHECKPOINTS,
+        settings=settings,
+        run=run,
+        device=options.device,
+        full=options.method == "full",
+        on_step=step,
+        stop_at=stop_at,
+        digests=digests,
+    )
     if stop_at is not None:
-        return FinetuneResult(out / CHECKPOINTS, [], name, relation, inherited.license, {}, progress.step,
-                              resumed[0] if resumed else progress.step, trainable, total_parameters,
-                              Report("not checked", inherited.license, (), ()),
-                              inherited.warnings, options)  # fmt: skip
-    metrics = evaluate(model, eval_data, task=options.task, batch_size=options.batch_size, device=options.device,
-                       precision=options.precision)  # fmt: skip
+        return FinetuneResult(
+            out / CHECKPOINTS,
+            [],
+            name,
+            relation,
+            inherited.license,
+            {},
+            progress.step,
+            resumed[0] if resumed else progress.step,
+            trainable,
+            total_parameters,
+            Report("not checked", inherited.license, (), ()),
+            inherited.warnings,
+            options,
+        )
+    metrics = evaluate(
+        model,
+        eval_data,
+        task=options.task,
+        batch_size=options.batch_size,
+        device=options.device,
+        precision=options.precision,
+    )
     model.to("cpu")
 
-    hyper: dict[str, Any] = {"epochs": options.epochs, "learning rate": settings.lr, "batch size": options.batch_size,
-                             "sequence length": options.seq_len, "seed": options.seed}  # fmt: skip
+    hyper: dict[str, Any] = {
+        "epochs": options.epochs,
+        "learning rate": settings.lr,
+        "batch size": options.batch_size,
+        "sequence length": options.seq_len,
+        "seed": options.seed,
+    }
     if targets:
-        hyper.update({"LoRA rank": options.lora.rank, "LoRA alpha": options.lora.alpha,
-                      "LoRA targets": ", ".join(targets)})  # fmt: skip
-    recipe = _recipe(options, base=base, data_path=data_path, data_sha256=data.sha256, metrics=metrics,
-                     checkpoints=out / CHECKPOINTS, digests=digests, command=command)  # fmt: skip
+        hyper.update(
+            {"LoRA rank": options.lora.rank, "LoRA alpha": options.lora.alpha, "LoRA targets": ", ".join(targets)}
+        )
+    recipe = _recipe(
+        options,
+        base=base,
+        data_path=data_path,
+        data_sha256=data.sha256,
+        metrics=metrics,
+        checkpoints=out / CHECKPOINTS,
+        digests=digests,
+        command=command,
+    )
     recorded = json.loads(recipe[RECIPE_FILE])
-    environment = (f"{options.device} ({', '.join(recorded['torch'].get('devices', []))}), {options.precision}, "
-                   f"torch {recorded['torch']['version']}, Python {recorded['python']}, packages sha256 "
-                   f"{recorded['packages_sha256'][:16]}…")  # fmt: skip
-    facts = CardFacts(name=name, base_model=base.id, base_revision=base.revision, relation=relation,
-                      method=options.method, task=options.task, license=inherited.license, dataset=data.name,
-                      dataset_sha256=data.sha256, train_rows=len(split.train), eval_rows=len(split.eval),
-                      metrics=metrics, hyperparameters=hyper, steps=progress.step, trainable_parameters=trainable,
-                      total_parameters=total_parameters, environment=environment)  # fmt: skip
+    environment = (
+        f"{options.device} ({', '.join(recorded['torch'].get('devices', []))}), {options.precision}, "
+        f"torch {recorded['torch']['version']}, Python {recorded['python']}, packages sha256 "
+        f"{recorded['packages_sha256'][:16]}…"
+    )
+    facts = CardFacts(
+        name=name,
+        base_model=base.id,
+        base_revision=base.revision,
+        relation=relation,
+        method=options.method,
+        task=options.task,
+        license=inherited.license,
+        dataset=data.name,
+        dataset_sha256=data.sha256,
+        train_rows=len(split.train),
+        eval_rows=len(split.eval),
+        metrics=metrics,
+        hyperparameters=hyper,
+        steps=progress.step,
+        trainable_parameters=trainable,
+        total_parameters=total_parameters,
+        environment=environment,
+    )
     reports: list[Report] = []
 
     def card(files: dict[str, bytes]) -> str:
         draft = render_card(facts, built_with=inherited.built_with)
         report = final_report({**files, "README.md": draft.encode()}, name=name, ancestors=inherited.ancestors)
         reports.append(report)
-        return render_card(facts, built_with=inherited.built_with, obligations=report.obligations,
-                           notes=inherited.warnings)  # fmt: skip
+        return render_card(
+            facts, built_with=inherited.built_with, obligations=report.obligations, notes=inherited.warnings
+        )
 
-    files = write_output(out / MODEL, model, tokenizer, base=base, adapter=adapter, merge=options.merge,
-                         license_files=inherited.license_files, notices=inherited.notices, card=card,
-                         extra=recipe)  # fmt: skip
-    return FinetuneResult(out / MODEL, files, name, relation, inherited.license, metrics, progress.step,
-                          resumed[0] if resumed else progress.step, trainable, total_parameters, reports[-1],
-                          inherited.warnings, options)  # fmt: skip
+    files = write_output(
+        out / MODEL,
+        model,
+        tokenizer,
+        base=base,
+        adapter=adapter,
+        merge=options.merge,
+        license_files=inherited.license_files,
+        notices=inherited.notices,
+        card=card,
+        extra=recipe,
+    )
+    return FinetuneResult(
+        out / MODEL,
+        files,
+        name,
+        relation,
+        inherited.license,
+        metrics,
+        progress.step,
+        resumed[0] if resumed else progress.step,
+        trainable,
+        total_parameters,
+        reports[-1],
+        inherited.warnings,
+        options,
+    )
 
 
 def _recipe(
@@ -277,12 +383,23 @@ def _recipe(
     data += [
         d.model_copy(update={"name": f"{data_path.name} (training order)"}) for d in (loaded.data if loaded else [])
     ]
-    config = {"finetune": asdict(options), "base": base.id, "base_revision": base.revision,
-              "base_path": None if base.revision else str(base.directory.resolve()),
-              "data_file": str(data_path.resolve()), "data_sha256": data_sha256, "metrics": dict(metrics)}  # fmt: skip
-    recipe = collect_recipe(config=config, seeds={"seed": options.seed}, data=data,
-                            command=list(sys.argv) if command is None else command, entry="openckpt finetune",
-                            packages=(hashlib.sha256(packages).hexdigest(), PACKAGES_FILE))  # fmt: skip
+    config = {
+        "finetune": asdict(options),
+        "base": base.id,
+        "base_revision": base.revision,
+        "base_path": None if base.revision else str(base.directory.resolve()),
+        "data_file": str(data_path.resolve()),
+        "data_sha256": data_sha256,
+        "metrics": dict(metrics),
+    }
+    recipe = collect_recipe(
+        config=config,
+        seeds={"seed": options.seed},
+        data=data,
+        command=list(sys.argv) if command is None else command,
+        entry="openckpt finetune",
+        packages=(hashlib.sha256(packages).hexdigest(), PACKAGES_FILE),
+    )
     recipe = recipe.model_copy(update={"checkpoints": digests.steps})
     text = json.dumps(recipe.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True) + "\n"
     return {RECIPE_FILE: text.encode(), PACKAGES_FILE: packages}

@@ -177,16 +177,21 @@ def train(
     state: dict[str, Any] = {
         "run": RunSettings({**run, "settings": _settings_record(settings)}, directory),  # checked before the rest
         "model": model if full else TrainableState(model),
-        "optimizer": optimizer, "scheduler": scheduler, "loader": loader, "progress": progress,
-        "rng": RNGState(), "digests": digests,
-    }  # fmt: skip
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "loader": loader,
+        "progress": progress,
+        "rng": RNGState(),
+        "digests": digests,
+    }
     if scaler.is_enabled():
         state["scaler"] = scaler
     keep = [keep_last(settings.keep)]
     end = total if stop_at is None else min(total, stop_at)
     config = {**run, "settings": asdict(settings), "device": device}
-    with CheckpointManager(directory, save_every=settings.save_every, keep=keep, config=config,
-                           seeds={"seed": settings.seed}) as manager:  # fmt: skip
+    with CheckpointManager(
+        directory, save_every=settings.save_every, keep=keep, config=config, seeds={"seed": settings.seed}
+    ) as manager:
         latest = manager.latest()
         if latest is not None and "digests" not in read_manifest(latest).entries:
             del state["digests"]  # a run begun before step digests were kept: resume it without them
@@ -245,8 +250,9 @@ def evaluate(
         for start in range(0, len(data), batch_size):
             batch = {k: v[start : start + batch_size].to(device) for k, v in data.tensors.items()}
             half = PRECISIONS[precision]
-            with torch.autocast(torch.device(device).type, dtype=getattr(torch, half) if half else None,
-                                enabled=half is not None):  # fmt: skip
+            with torch.autocast(
+                torch.device(device).type, dtype=getattr(torch, half) if half else None, enabled=half is not None
+            ):
                 output = model(**batch)
             if task == "causal-lm":
                 n = int((batch["labels"][:, 1:] != -100).sum())  # tokens predicted (the first one is not)

@@ -54,10 +54,13 @@ def _training_lines(manifest: Manifest) -> list[str]:
     code = f"{t.git_commit}{' (dirty)' if t.git_dirty else ''}" if t.git_commit else None
     rows = [
         ("Checkpoint id", manifest.id),
-        ("Step", t.step), ("Epoch", t.epoch), ("Samples seen", _counted(t.samples_seen, t.step)),
+        ("Step", t.step),
+        ("Epoch", t.epoch),
+        ("Samples seen", _counted(t.samples_seen, t.step)),
         ("Tokens seen", _counted(t.tokens_seen, t.step)),
-        ("Seed", t.seed), ("Training code", code),
-    ]  # fmt: skip
+        ("Seed", t.seed),
+        ("Training code", code),
+    ]
     lines = [f"| {k} | {v} |" for k, v in rows if v is not None]
     return ["| | |", "|---|---|", *lines] if lines else []
 

@@ -140,8 +140,12 @@ def build_bom(
         for d in (d for d in recipe.data if d.sha256):
             ref = f"dataset:{d.name}"
             if ref not in listed:
-                listed[ref] = {"type": "data", "bom-ref": ref, "name": d.name,
-                               "data": [{"type": "dataset", "name": d.name}]}  # fmt: skip
+                listed[ref] = {
+                    "type": "data",
+                    "bom-ref": ref,
+                    "name": d.name,
+                    "data": [{"type": "dataset", "name": d.name}],
+                }
                 components.append(listed[ref])
                 depends.append(ref)
             listed[ref]["hashes"] = [{"alg": "SHA-256", "content": d.sha256}]
@@ -163,13 +167,17 @@ def build_bom(
 
 def _recipe_properties(recipe: Recipe) -> list[dict[str, str]]:
     values: dict[str, Any] = {
-        "entry_point": recipe.entry_point, "command": " ".join(recipe.command) or None, "python": recipe.python,
-        "packages_sha256": recipe.packages_sha256, "torch": recipe.torch.get("version"),
+        "entry_point": recipe.entry_point,
+        "command": " ".join(recipe.command) or None,
+        "python": recipe.python,
+        "packages_sha256": recipe.packages_sha256,
+        "torch": recipe.torch.get("version"),
         "device": ", ".join([str(recipe.torch.get("device") or ""), *map(str, recipe.torch.get("devices", []))]),
         "determinism": ", ".join(f"{k}={v}" for k, v in sorted(recipe.determinism.items())) or None,
         "seeds": ", ".join(f"{k}={v}" for k, v in sorted(recipe.seeds.items())) or None,
-        "git_commit": recipe.git_commit, "git_diff_sha256": recipe.git_diff_sha256,
-    }  # fmt: skip
+        "git_commit": recipe.git_commit,
+        "git_diff_sha256": recipe.git_diff_sha256,
+    }
     return [{"name": f"openckpt:recipe:{k}", "value": str(v)} for k, v in values.items() if v]
 
 
@@ -191,6 +199,12 @@ def bom_of_directory(directory: Path, *, tool_version: str = "") -> dict[str, An
             weights[rel] = known or sha256_file(path)
     recipe_file = directory / "openckpt-recipe.json"  # an openckpt finetune output's
     recipe = Recipe.model_validate_json(recipe_file.read_bytes()) if recipe_file.is_file() else None
-    return build_bom(directory.resolve().name, weights=weights, card=card or {}, manifest=manifest,
-                     version=manifest.id if manifest else None, tool_version=tool_version,
-                     recipe=recipe)  # fmt: skip
+    return build_bom(
+        directory.resolve().name,
+        weights=weights,
+        card=card or {},
+        manifest=manifest,
+        version=manifest.id if manifest else None,
+        tool_version=tool_version,
+        recipe=recipe,
+    )

@@ -114,8 +114,10 @@ def _check_license(data: dict[str, Any], errors: list[str], warnings: list[str])
         return
     for lic in values:
         if lic.lower() not in HF_LICENSES:
-            errors.append(f'"license" {lic!r} is not a license id the Hub knows: use one of its ids, or "other" '
-                          "with license_name and license_link")  # fmt: skip
+            errors.append(
+                f'"license" {lic!r} is not a license id the Hub knows: use one of its ids, or "other" '
+                "with license_name and license_link"
+            )
     if "other" in values:
         for key in ("license_name", "license_link"):
             if key not in data:
@@ -154,8 +156,10 @@ def _check_result(result: Any, where: str, errors: list[str]) -> None:
     if not isinstance(result, dict):
         errors.append(f"{where} must be a mapping with task, dataset and metrics")
         return
-    for part, required, optional in (("task", ("type",), ("name",)),
-                                     ("dataset", ("type", "name"), ("config", "split", "revision"))):  # fmt: skip
+    for part, required, optional in (
+        ("task", ("type",), ("name",)),
+        ("dataset", ("type", "name"), ("config", "split", "revision")),
+    ):
         value = result.get(part)
         if not isinstance(value, dict):
             errors.append(f"{where}.{part} must be a mapping with {' and '.join(required)}")
@@ -274,13 +278,20 @@ def eval_results(card: dict[str, Any]) -> list[EvalResult]:
             for metric in result.get("metrics") or []:
                 if not isinstance(metric, dict) or "type" not in metric or "value" not in metric:
                     continue
-                out.append(EvalResult(
-                    model_name=str(model.get("name", "")), task_type=str(task.get("type", "")),
-                    dataset_type=str(dataset.get("type", "")), dataset_name=str(dataset.get("name", "")),
-                    metric_type=str(metric["type"]), metric_value=metric["value"], task_name=task.get("name"),
-                    dataset_split=dataset.get("split"), metric_name=metric.get("name"),
-                    source_url=source.get("url") if source else None,
-                ))  # fmt: skip
+                out.append(
+                    EvalResult(
+                        model_name=str(model.get("name", "")),
+                        task_type=str(task.get("type", "")),
+                        dataset_type=str(dataset.get("type", "")),
+                        dataset_name=str(dataset.get("name", "")),
+                        metric_type=str(metric["type"]),
+                        metric_value=metric["value"],
+                        task_name=task.get("name"),
+                        dataset_split=dataset.get("split"),
+                        metric_name=metric.get("name"),
+                        source_url=source.get("url") if source else None,
+                    )
+                )
     return out
 
 

@@ -37,8 +37,15 @@ class Ancestor:
     """Whether the ancestor ships a NOTICE file; None when not known (an external ancestor)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "license": self.license, "relation": self.relation, "local": self.local,
-                "depth": self.depth, "via": self.via, "has_notice": self.has_notice}  # fmt: skip
+        return {
+            "id": self.id,
+            "license": self.license,
+            "relation": self.relation,
+            "local": self.local,
+            "depth": self.depth,
+            "via": self.via,
+            "has_notice": self.has_notice,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,13 @@ class Finding:
     ancestor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "code": self.code, "message": self.message, "clause": self.clause,
-                "ancestor": self.ancestor}  # fmt: skip
+        return {
+            "level": self.level,
+            "code": self.code,
+            "message": self.message,
+            "clause": self.clause,
+            "ancestor": self.ancestor,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,13 @@ class Obligation:
     status: Literal["met", "pending", "manual"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "clause": self.clause, "license": self.license, "ancestor": self.ancestor,
-                "status": self.status}  # fmt: skip
+        return {
+            "text": self.text,
+            "clause": self.clause,
+            "license": self.license,
+            "ancestor": self.ancestor,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,12 +108,13 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict, "license": self.license,
+            "verdict": self.verdict,
+            "license": self.license,
             "findings": [f.to_dict() for f in self.findings],
             "obligations": [o.to_dict() for o in self.obligations],
             "ancestors": [a.to_dict() for a in self.ancestors],
             "subject": self.subject.to_dict() if self.subject is not None else None,
-        }  # fmt: skip
+        }
 
 
 def _verdict(findings: Sequence[Finding], obligations: Sequence[Obligation]) -> str:
@@ -125,8 +143,9 @@ def _effective(subject: Subject, findings: list[Finding]) -> License | None:
         return None
     lic = get_license(declared)
     if lic is None:
-        findings.append(Finding("violation", "unknown-license-id", f"{declared!r} is not a license id the Hub accepts",
-                                clause))  # fmt: skip
+        findings.append(
+            Finding("violation", "unknown-license-id", f"{declared!r} is not a license id the Hub accepts", clause)
+        )
         return None
     if lic.id == "unknown":
         findings.append(Finding("review", "license-unknown", "the card's license is 'unknown'", clause))
@@ -134,15 +153,26 @@ def _effective(subject: Subject, findings: list[Finding]) -> License | None:
     if lic.id != "other":
         return lic
     if not subject.license_name:
-        findings.append(Finding("violation", "other-without-name",
-                                "license: other needs license_name and license_link (a LICENSE file or a URL)",
-                                "model card: license_name / license_link"))  # fmt: skip
+        findings.append(
+            Finding(
+                "violation",
+                "other-without-name",
+                "license: other needs license_name and license_link (a LICENSE file or a URL)",
+                "model card: license_name / license_link",
+            )
+        )
     detected = detect_license_text(subject.license_text) if subject.license_text else None
     if detected is not None:
         return get_license(detected)
     what = "the license file is not a known license text" if subject.license_text else "no license text in the repo"
-    findings.append(Finding("review", "license-other", f"license: other ({subject.license_name or '?'}): {what}; "
-                            "needs human review", "model card: license_name / license_link"))  # fmt: skip
+    findings.append(
+        Finding(
+            "review",
+            "license-other",
+            f"license: other ({subject.license_name or '?'}): {what}; needs human review",
+            "model card: license_name / license_link",
+        )
+    )
     return None
 
 
@@ -177,30 +207,72 @@ def _status(rule: ObligationRule, lic: License, ancestor: Ancestor, subject: Sub
 def _check_ancestor(a: Ancestor, lic: License | None, eff: License | None, findings: list[Finding]) -> None:
     if lic is None or lic.id in ("unknown", "other"):
         stated = f"license {a.license!r}" if a.license else "no known license"
-        findings.append(Finding("review", "ancestor-license-unknown", f"ancestor {a.id} has {stated}: needs human "
-                                "review (state it in the card's base_model_license if you know it)",
-                                "licenses.md: other, unknown → human review", a.id))  # fmt: skip
+        findings.append(
+            Finding(
+                "review",
+                "ancestor-license-unknown",
+                f"ancestor {a.id} has {stated}: needs human "
+                "review (state it in the card's base_model_license if you know it)",
+                "licenses.md: other, unknown → human review",
+                a.id,
+            )
+        )
         return
     if lic.commercial is False and eff is not None and eff.commercial is True:
-        findings.append(Finding("violation", "non-commercial-ancestor", f"ancestor {a.id} is {lic.id} (no commercial "
-                                f"use) but this model is licensed {eff.id}, which allows commercial use",
-                                f"{lic.name}: non-commercial terms", a.id))  # fmt: skip
+        findings.append(
+            Finding(
+                "violation",
+                "non-commercial-ancestor",
+                f"ancestor {a.id} is {lic.id} (no commercial "
+                f"use) but this model is licensed {eff.id}, which allows commercial use",
+                f"{lic.name}: non-commercial terms",
+                a.id,
+            )
+        )
     if lic.derivatives == "no-distribution":
         if a.relation == "quantized":
-            findings.append(Finding("review", "no-derivatives-quantized", f"ancestor {a.id} is {lic.id}: whether a "
-                                    "quantization is a mere technical modification needs review",
-                                    f"{lic.name} §2(a)(4)", a.id))  # fmt: skip
+            findings.append(
+                Finding(
+                    "review",
+                    "no-derivatives-quantized",
+                    f"ancestor {a.id} is {lic.id}: whether a "
+                    "quantization is a mere technical modification needs review",
+                    f"{lic.name} §2(a)(4)",
+                    a.id,
+                )
+            )
         else:
-            findings.append(Finding("violation", "no-derivatives", f"ancestor {a.id} is {lic.id}: adapted material "
-                                    "may not be shared", f"{lic.name} §2(a)(1)(B)", a.id))  # fmt: skip
+            findings.append(
+                Finding(
+                    "violation",
+                    "no-derivatives",
+                    f"ancestor {a.id} is {lic.id}: adapted material may not be shared",
+                    f"{lic.name} §2(a)(1)(B)",
+                    a.id,
+                )
+            )
     elif lic.derivatives == "same-regime" and eff is not None and not _satisfies(lic, eff):
-        findings.append(Finding("violation", "pass-through", f"ancestor {a.id} is {lic.id}, whose {lic.regime} terms "
-                                f"pass through to derivatives, but this model is licensed {eff.id}",
-                                f"{lic.name}: share-alike / pass-through terms", a.id))  # fmt: skip
+        findings.append(
+            Finding(
+                "violation",
+                "pass-through",
+                f"ancestor {a.id} is {lic.id}, whose {lic.regime} terms "
+                f"pass through to derivatives, but this model is licensed {eff.id}",
+                f"{lic.name}: share-alike / pass-through terms",
+                a.id,
+            )
+        )
     elif lic.derivatives == "review" and (eff is None or eff.id != lic.id):
         kind = "research-only" if lic.research_only else "terms vary"
-        findings.append(Finding("review", "ancestor-needs-review", f"ancestor {a.id} is {lic.id} ({kind}): a person "
-                                "must read its terms for derivatives", lic.name, a.id))  # fmt: skip
+        findings.append(
+            Finding(
+                "review",
+                "ancestor-needs-review",
+                f"ancestor {a.id} is {lic.id} ({kind}): a person must read its terms for derivatives",
+                lic.name,
+                a.id,
+            )
+        )
 
 
 def check(subject: Subject, ancestors: Sequence[Ancestor]) -> Report:
@@ -224,7 +296,13 @@ def check(subject: Subject, ancestors: Sequence[Ancestor]) -> Report:
                 obligations[key] = Obligation(text, rule.clause, lic.id, a.id, status)  # type: ignore[arg-type]
     if len(regimes) > 1 and not (eff is not None and all(_satisfies(r, eff) for r in regimes.values())):
         names = ", ".join(f"{r} ({lic.id})" for r, lic in regimes.items())
-        findings.append(Finding("violation", "regimes-conflict", f"ancestors under different pass-through regimes "
-                                f"cannot all be kept: {names}", "licenses.md: chains and merges"))  # fmt: skip
+        findings.append(
+            Finding(
+                "violation",
+                "regimes-conflict",
+                f"ancestors under different pass-through regimes cannot all be kept: {names}",
+                "licenses.md: chains and merges",
+            )
+        )
     found = tuple(obligations.values())
     return Report(_verdict(findings, found), eff.id if eff else None, tuple(findings), found, tuple(ancestors), subject)

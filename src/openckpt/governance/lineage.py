@@ -91,13 +91,15 @@ def extract_edges(files: Mapping[str, bytes], *, paths: list[str] | None = None)
     revision = lineage.get("base_model_revision") if isinstance(lineage.get("base_model_revision"), str) else None
     for base in _ids(lineage.get("base_model")):
         prior = found.get(base)
-        found[base] = (prior[0] or manifest_relation, revision, prior[2]) if prior else (manifest_relation, revision,
-                                                                                           "manifest")  # fmt: skip
+        found[base] = (
+            (prior[0] or manifest_relation, revision, prior[2]) if prior else (manifest_relation, revision, "manifest")
+        )
     for base in _ids(adapter.get("base_model_name_or_path")):
         rev = adapter.get("revision") if isinstance(adapter.get("revision"), str) else None
         prior = found.get(base)
-        found[base] = (prior[0] or "adapter", prior[1] or rev, prior[2]) if prior else ("adapter", rev,
-                                                                                        "adapter_config")  # fmt: skip
+        found[base] = (
+            (prior[0] or "adapter", prior[1] or rev, prior[2]) if prior else ("adapter", rev, "adapter_config")
+        )
 
     if "adapter_config.json" in paths and adapter:
         default = "adapter"

@@ -99,9 +99,14 @@ def combine(*policies: Policy) -> Policy:
 
 
 def evaluate(
-    policy: Policy, report: Report, *, scan_clean: bool | None = None, signature_valid: bool | None = None,
-    scan_note: str = "", signature_note: str = "",
-) -> list[Finding]:  # fmt: skip
+    policy: Policy,
+    report: Report,
+    *,
+    scan_clean: bool | None = None,
+    signature_valid: bool | None = None,
+    scan_note: str = "",
+    signature_note: str = "",
+) -> list[Finding]:
     """The rules of ``policy`` that ``report`` breaks, as violations. ``scan_clean`` / ``signature_valid`` None
     means the result is not available, which fails a rule that requires it (``*_note`` says why)."""
     out: list[Finding] = []
@@ -113,18 +118,32 @@ def evaluate(
         used += [(a.id, a.license) for a in report.ancestors]
         for who, lic in used:
             if lic is None or lic.lower() not in policy.allowed_licenses:
-                out.append(Finding("violation", "policy-license-not-allowed",
-                                   f"{who}: license {lic or 'unknown'} is not allowed by the policy", clause,
-                                   None if who == "this model" else who))  # fmt: skip
+                out.append(
+                    Finding(
+                        "violation",
+                        "policy-license-not-allowed",
+                        f"{who}: license {lic or 'unknown'} is not allowed by the policy",
+                        clause,
+                        None if who == "this model" else who,
+                    )
+                )
     if policy.block_incompatible and report.verdict == "violation":
-        out.append(Finding("violation", "policy-incompatible", "the policy blocks derivatives whose license is "
-                           "incompatible with their ancestors': " + "; ".join(
-                               f.message for f in report.findings if f.level == "violation"), clause))  # fmt: skip
+        out.append(
+            Finding(
+                "violation",
+                "policy-incompatible",
+                "the policy blocks derivatives whose license is "
+                "incompatible with their ancestors': "
+                + "; ".join(f.message for f in report.findings if f.level == "violation"),
+                clause,
+            )
+        )
     if policy.require_clean_scan and scan_clean is not True:
         why = scan_note or ("scan results unavailable → treated as not clean" if scan_clean is None else "not clean")
         out.append(Finding("violation", "policy-scan", f"the policy requires a clean scan: {why}", clause))
     if policy.require_signature and signature_valid is not True:
-        why = signature_note or ("signature results unavailable → treated as not signed" if signature_valid is None
-                                 else "no valid signature")  # fmt: skip
+        why = signature_note or (
+            "signature results unavailable → treated as not signed" if signature_valid is None else "no valid signature"
+        )
         out.append(Finding("violation", "policy-signature", f"the policy requires a valid signature: {why}", clause))
     return out

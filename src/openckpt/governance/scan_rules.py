@@ -59,8 +59,13 @@ class ScanRules:
 
     def to_dict(self) -> dict[str, Any]:
         allowed = sorted(self.allowed_packages) if self.allowed_packages is not None else None
-        return {"needs_code": self.needs_code, "allowed_packages": allowed, "inconclusive": self.inconclusive,
-                "unscanned": self.unscanned, "suspicious": self.suspicious}  # fmt: skip
+        return {
+            "needs_code": self.needs_code,
+            "allowed_packages": allowed,
+            "inconclusive": self.inconclusive,
+            "unscanned": self.unscanned,
+            "suspicious": self.suspicious,
+        }
 
     def outside(self, packages: Iterable[str], classes: Iterable[str] = ()) -> list[str]:
         """The packages of ``packages`` (and modules of ``classes``, dotted ``module.Class`` names) that the allowlist

@@ -52,9 +52,15 @@ class Subject:
         return self.license_text is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "license": self.license, "license_name": self.license_name,
-                "license_link": self.license_link, "has_license_file": self.has_license_file,
-                "has_notice": self.notice is not None, "edges": [e.to_dict() for e in self.edges]}  # fmt: skip
+        return {
+            "name": self.name,
+            "license": self.license,
+            "license_name": self.license_name,
+            "license_link": self.license_link,
+            "has_license_file": self.has_license_file,
+            "has_notice": self.notice is not None,
+            "edges": [e.to_dict() for e in self.edges],
+        }
 
 
 def _text(data: bytes | None) -> str | None:
@@ -90,12 +96,17 @@ def subject_from_files(name: str, files: Mapping[str, bytes], *, paths: list[str
     else:
         base_licenses = {}
     return Subject(
-        name=_model_name(card, name), license=license_id,
+        name=_model_name(card, name),
+        license=license_id,
         license_name=card.get("license_name") if isinstance(card.get("license_name"), str) else None,
-        license_link=link, license_text=license_text,
+        license_link=link,
+        license_text=license_text,
         notice="\n".join(_text(files[p]) or "" for p in notices) if notices else None,
-        readme=split_front_matter(readme)[1], paths=frozenset(paths), base_licenses=base_licenses, edges=edges,
-    )  # fmt: skip
+        readme=split_front_matter(readme)[1],
+        paths=frozenset(paths),
+        base_licenses=base_licenses,
+        edges=edges,
+    )
 
 
 def read_directory(directory: Path) -> Subject:

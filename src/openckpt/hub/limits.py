@@ -33,9 +33,15 @@ class Limits:
     past ``max_form_bytes`` (an upload form past ``max_upload_bytes``)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_header_bytes: int, max_headers: int, body_timeout: float, max_form_bytes: int,
+        self,
+        app: ASGIApp,
+        *,
+        max_header_bytes: int,
+        max_headers: int,
+        body_timeout: float,
+        max_form_bytes: int,
         max_upload_bytes: int = 512 * 2**20,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.app = app
         self.max_header_bytes, self.max_headers, self.body_timeout = max_header_bytes, max_headers, body_timeout
         self.max_form_bytes, self.max_upload_bytes = max_form_bytes, max_upload_bytes

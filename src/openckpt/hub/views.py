@@ -125,14 +125,27 @@ def _counts_json(found: Overview) -> dict[str, int]:
 def user_overview_json(found: Overview) -> dict[str, Any]:
     """``get_user_overview``: the user, the repos the caller may see, and the user's organisations."""
     orgs = [{"name": o.name, **_account_json(o)} for o in found.orgs]
-    return {"user": found.account.name, **_account_json(found.account), "isPro": False, **_counts_json(found),
-            "numLikes": 0, "orgs": orgs, "createdAt": iso(found.account.created_at)}  # fmt: skip
+    return {
+        "user": found.account.name,
+        **_account_json(found.account),
+        "isPro": False,
+        **_counts_json(found),
+        "numLikes": 0,
+        "orgs": orgs,
+        "createdAt": iso(found.account.created_at),
+    }
 
 
 def org_overview_json(found: Overview) -> dict[str, Any]:
     """``get_organization_overview``: the organisation, the repos the caller may see, and its number of members."""
-    return {"name": found.account.name, **_account_json(found.account), **_counts_json(found),
-            "numUsers": found.members, "isVerified": False, "isEnterprise": False}  # fmt: skip
+    return {
+        "name": found.account.name,
+        **_account_json(found.account),
+        **_counts_json(found),
+        "numUsers": found.members,
+        "isVerified": False,
+        "isEnterprise": False,
+    }
 
 
 def member_json(member: Member) -> dict[str, Any]:
@@ -157,7 +170,8 @@ def _imports(status: FileStatus) -> list[dict[str, str]]:
         if f.get("callable"):
             module, _, name = str(f["callable"]).rpartition(".")
             safety = {"malicious": "dangerous", "suspicious": "suspicious", "needs_code": "suspicious"}.get(
-                str(f.get("severity")), "innocuous")  # fmt: skip
+                str(f.get("severity")), "innocuous"
+            )
             found.setdefault((module, name), {"module": module, "name": name, "safety": safety})
             if safety == "dangerous":
                 found[(module, name)]["safety"] = safety
@@ -170,9 +184,16 @@ _HUB_STATUS = {"clean": "safe", "opaque": "safe", "malicious": "unsafe", "unscan
 
 def _scan_json(status: FileStatus) -> dict[str, Any]:
     """openckpt's own account of a file: its verdict, what loading it needs, and whether downloads are withheld."""
-    return {"verdict": status.verdict, "completeness": status.completeness, "imports": status.imports,
-            "packages": status.packages, "released": status.released, "withheld": status.withheld,
-            "withheldBecause": status.reason or None, "findings": status.findings}  # fmt: skip
+    return {
+        "verdict": status.verdict,
+        "completeness": status.completeness,
+        "imports": status.imports,
+        "packages": status.packages,
+        "released": status.released,
+        "withheld": status.withheld,
+        "withheldBecause": status.reason or None,
+        "findings": status.findings,
+    }
 
 
 def file_security_json(status: FileStatus) -> dict[str, Any]:
@@ -191,10 +212,15 @@ def repo_security_json(statuses: dict[str, FileStatus], policy: dict[str, Any] |
     """``securityRepoStatus`` of ``model_info(securityStatus=True)``: the Hub's ``scansDone`` and
     ``filesWithIssues`` (each file that is not clean or opaque, with its ``level``), and openckpt's ``files`` (every
     scanned file's verdict and packages) and ``policy`` (the scan rules that apply)."""
-    issues = [{"path": s.path, "level": s.level, **_scan_json(s)}
-              for s in statuses.values() if not s.runs_nothing and s.verdict != "unscanned"]  # fmt: skip
-    files = [{"path": s.path, "verdict": s.verdict, "packages": s.packages, "withheld": s.withheld}
-             for s in statuses.values()]  # fmt: skip
+    issues = [
+        {"path": s.path, "level": s.level, **_scan_json(s)}
+        for s in statuses.values()
+        if not s.runs_nothing and s.verdict != "unscanned"
+    ]
+    files = [
+        {"path": s.path, "verdict": s.verdict, "packages": s.packages, "withheld": s.withheld}
+        for s in statuses.values()
+    ]
     data = {"scansDone": all(s.current for s in statuses.values()), "filesWithIssues": issues, "files": files}
     if policy is not None:
         data["policy"] = policy

@@ -263,12 +263,15 @@ class S3BlobStore:
             if code == "NoSuchBucket":
                 raise StorageError(f"cannot {what}: the bucket {self.bucket!r} does not exist ({self.where})") from e
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise StorageError(f"cannot {what}: access denied to {self.where} ({code}): check the AWS "
-                                   "credentials") from e  # fmt: skip
+                raise StorageError(
+                    f"cannot {what}: access denied to {self.where} ({code}): check the AWS credentials"
+                ) from e
             raise StorageError(f"cannot {what} in {self.where}: {e}") from e
         except NoCredentialsError as e:
-            raise StorageError(f"cannot {what}: no AWS credentials for {self.where} (set AWS_ACCESS_KEY_ID and "
-                               "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)") from e  # fmt: skip
+            raise StorageError(
+                f"cannot {what}: no AWS credentials for {self.where} (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            ) from e
         except BotoCoreError as e:
             raise StorageError(f"cannot {what}: {self.where} is unreachable: {e}") from e
 

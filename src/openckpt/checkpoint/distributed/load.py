@@ -103,8 +103,9 @@ def _prepare(
     if local and world != saved_world:
         raise StateMismatchError(
             f"saved by {saved_world} ranks, loading into {world}: rank-local entries {sorted(local)} cannot be "
-            "resharded (load only modules and optimizers to change the world size)", path=directory,
-        )  # fmt: skip
+            "resharded (load only modules and optimizers to change the world size)",
+            path=directory,
+        )
     if glob:  # DCP's reader reads every file of dcp/
         recorded = {f for f in manifest.files if f.startswith(f"{DCP_DIR}/")}
         dcp = directory / DCP_DIR

@@ -31,9 +31,16 @@ Globals = dict[str, tuple["torch.nn.Module", "torch.optim.Optimizer | None"]]
 
 _RAISABLE = {
     cls.__name__: cls
-    for cls in (FormatError, ManifestError, IntegrityError, StateMismatchError, UnsupportedStateError,
-                CheckpointExistsError, CheckpointNotFoundError)
-}  # fmt: skip
+    for cls in (
+        FormatError,
+        ManifestError,
+        IntegrityError,
+        StateMismatchError,
+        UnsupportedStateError,
+        CheckpointExistsError,
+        CheckpointNotFoundError,
+    )
+}
 
 
 def is_distributed() -> bool:

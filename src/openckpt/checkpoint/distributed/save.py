@@ -92,9 +92,14 @@ def _write_rank(snapshot: Snapshot, tmp: Path, rank: int, world: int, max_shard_
     sub.mkdir()
     entries, files, tensors = write_snapshot(snapshot, sub, max_shard_size=max_shard_size)
     nested = Manifest(
-        id=uuid.uuid4().hex, created_at=_now(), software=software_versions(),
-        training=training_from(snapshot, None), entries=entries, files=files, tensors=tensors,
-    )  # fmt: skip
+        id=uuid.uuid4().hex,
+        created_at=_now(),
+        software=software_versions(),
+        training=training_from(snapshot, None),
+        entries=entries,
+        files=files,
+        tensors=tensors,
+    )
     write_manifest(sub, nested)
     files[MANIFEST_NAME] = FileRecord.of(hash_file(sub / MANIFEST_NAME))
     report: dict[str, Any] = {
@@ -109,10 +114,13 @@ def _write_rank(snapshot: Snapshot, tmp: Path, rank: int, world: int, max_shard_
         infos, meta = read_header(path)
         offsets = json.loads(meta.get("DCP_SHARDING_INFO", "{}"))
         report["chunks"][rel] = {
-            n: {"offsets": offsets.get(n, {}).get("saved_offsets", [0] * len(info.shape)),
-                "shape": list(info.shape), "dtype": info.dtype}
+            n: {
+                "offsets": offsets.get(n, {}).get("saved_offsets", [0] * len(info.shape)),
+                "shape": list(info.shape),
+                "dtype": info.dtype,
+            }
             for n, info in infos.items()
-        }  # fmt: skip
+        }
     return report
 
 
@@ -197,10 +205,17 @@ def save_distributed(
 
 
 def _commit(
-    path: Path, tmp: Path, state: Mapping[str, Any], glob: Globals, flat: Mapping[str, torch.Tensor],
-    skeletons: dict[str, Any], snapshot: Snapshot, reports: list[Any],
-    training: Training | Mapping[str, Any] | None, lineage: Lineage | Mapping[str, Any] | None,
-) -> Manifest:  # fmt: skip
+    path: Path,
+    tmp: Path,
+    state: Mapping[str, Any],
+    glob: Globals,
+    flat: Mapping[str, torch.Tensor],
+    skeletons: dict[str, Any],
+    snapshot: Snapshot,
+    reports: list[Any],
+    training: Training | Mapping[str, Any] | None,
+    lineage: Lineage | Mapping[str, Any] | None,
+) -> Manifest:
     """Rank 0, once every rank has written: the manifest last, then the atomic rename."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel

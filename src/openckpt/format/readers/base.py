@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["FLOAT_DTYPES", "TensorEntry", "TensorSource", "architecture_of"]
 
 FLOAT_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-}  # fmt: skip
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
 """safetensors float dtype names → torch's names (as the manifest's ``parameters_by_dtype`` uses them)."""
 
 

@@ -38,10 +38,16 @@ async def handle(request: Request, plural: str, owner: str, name: str) -> dict[s
     principal = require_principal(request)
     body = await _body(request)
     await run_in_threadpool(
-        access.handle_request, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
-        user=_optional_str(body, "user"), request_id=_optional_str(body, "requestId"), status=str(body.get("status")),
+        access.handle_request,
+        hub_of(request).db,
+        principal,
+        repo_type_of(plural),
+        repo_id_of(owner, name),
+        user=_optional_str(body, "user"),
+        request_id=_optional_str(body, "requestId"),
+        status=str(body.get("status")),
         reason=_optional_str(body, "rejectionReason"),
-    )  # fmt: skip
+    )
     return {}
 
 

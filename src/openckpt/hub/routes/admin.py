@@ -100,10 +100,17 @@ def _namespace_repos(request: Request, org: str | None) -> JSONResponse:
     total = sum(storage for storage, _ in found)
     offset = int_param(request, "offset", 0)
     size = min(int_param(request, "limit", NAMESPACE_PAGE) or NAMESPACE_PAGE, NAMESPACE_MAX_PAGE)
-    items = [{"id": u.repo_id, "type": u.type, "updatedAt": iso(details[u.id][1]),
-              "visibility": "private" if details[u.id][0] else "public", "storage": storage,
-              "storagePercent": 100 * storage / total if total else 0.0}
-             for storage, u in found[offset : offset + size]]  # fmt: skip
+    items = [
+        {
+            "id": u.repo_id,
+            "type": u.type,
+            "updatedAt": iso(details[u.id][1]),
+            "visibility": "private" if details[u.id][0] else "public",
+            "storage": storage,
+            "storagePercent": 100 * storage / total if total else 0.0,
+        }
+        for storage, u in found[offset : offset + size]
+    ]
     return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > offset + size else None)
 
 
@@ -127,6 +134,11 @@ async def storage_page(request: Request) -> Response:
         return RedirectResponse("/login?next=/admin/storage", status_code=303)
     _require_admin(viewer)
     report = (await run_in_threadpool(_accounting, request)).as_dict(xorbs=PAGE_ROWS)
-    context = {"total": report["total"], "owners": report["owners"], "repos": report["repos"][:PAGE_ROWS],
-               "more_repos": max(len(report["repos"]) - PAGE_ROWS, 0), "xorbs": report["xorbs"]}  # fmt: skip
+    context = {
+        "total": report["total"],
+        "owners": report["owners"],
+        "repos": report["repos"][:PAGE_ROWS],
+        "more_repos": max(len(report["repos"]) - PAGE_ROWS, 0),
+        "xorbs": report["xorbs"],
+    }
     return page(request, "admin_storage.html", context, headers={"Cache-Control": "no-store"})

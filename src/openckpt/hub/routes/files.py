@@ -120,8 +120,9 @@ async def paths_info(request: Request, plural: str, owner: str, name: str, rest:
     return await run_in_threadpool(_paths_info, request, plural, owner, name, rev, paths, expand)
 
 
-def _paths_info(request: Request, plural: str, owner: str, name: str, rev: str, paths: list[str],
-                expand: bool) -> list[dict[str, Any]]:  # fmt: skip
+def _paths_info(
+    request: Request, plural: str, owner: str, name: str, rev: str, paths: list[str], expand: bool
+) -> list[dict[str, Any]]:
     """Entries of the paths that exist, files or folders, in the order asked."""
     with hub_of(request).db.read() as session:
         repo = repos.find_repo(
@@ -163,8 +164,9 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
     hub = hub_of(request)
     with hub.db.read() as session:
         proposing = request.query_params.get("create_pr", "") in ("1", "true") or pull_requests.pr_num(rev) is not None
-        repo = pull_requests.find_uploadable(session, require_principal(request), repo_type_of(plural),
-                                             repo_id_of(owner, name), proposing=proposing)  # fmt: skip
+        repo = pull_requests.find_uploadable(
+            session, require_principal(request), repo_type_of(plural), repo_id_of(owner, name), proposing=proposing
+        )
         root = resolve_revision(session, repo, rev).tree_id
         wanted = [check_new_path(f["path"]) for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
         entries = _files_at(session, root, wanted)
@@ -277,8 +279,9 @@ def _store_changes(hub: Hub, principal: Principal, ops: list[dict[str, Any]]) ->
     return changes
 
 
-def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, *,
-            create_pr: bool = False) -> tuple[str, int | None]:  # fmt: skip
+def _commit(
+    hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, *, create_pr: bool = False
+) -> tuple[str, int | None]:
     """Commit on ``rev`` (a branch, or a pull request's ``refs/pr/N``), or with ``create_pr`` open a pull request
     onto ``rev`` holding the commit; return the commit and the pull request's number, if any."""
     header, ops = _parse_ndjson(raw, hub.settings)
@@ -290,13 +293,26 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, 
     governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
     title, num = header.get("summary") or "Update", pull_requests.pr_num(rev)
     if create_pr:  # the pull request's ref starts at the target's head (or parentCommit), then the commit moves it
-        num = pull_requests.open_pr(hub.db, principal, repo_id, rev, title=title, description=header.get(
-            "description") or "", base=header.pop("parentCommit", None))  # fmt: skip
+        num = pull_requests.open_pr(
+            hub.db,
+            principal,
+            repo_id,
+            rev,
+            title=title,
+            description=header.get("description") or "",
+            base=header.pop("parentCommit", None),
+        )
     try:
         commit_id, changed = create_commit(
-            hub.db, repo_id, f"refs/pr/{num}" if create_pr else rev, changes, title=title,
-            message=header.get("description") or "", author=principal.name, parent_commit=header.get("parentCommit"),
-        )  # fmt: skip
+            hub.db,
+            repo_id,
+            f"refs/pr/{num}" if create_pr else rev,
+            changes,
+            title=title,
+            message=header.get("description") or "",
+            author=principal.name,
+            parent_commit=header.get("parentCommit"),
+        )
     except Exception:
         if create_pr and num is not None:
             pull_requests.drop_pr(hub.db, repo_id, num)
@@ -313,8 +329,9 @@ def _commit(hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, 
     return commit_id, num
 
 
-def _writable_branch(hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str, *,
-                     create_pr: bool = False) -> tuple[Repo, str]:  # fmt: skip
+def _writable_branch(
+    hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str, *, create_pr: bool = False
+) -> tuple[Repo, str]:
     """The repo, if the caller may write to it (to a pull request's ``refs/pr/N``: its author or a writer; to open
     one: whoever may take part in its discussions), and the head of ``rev`` now."""
     with hub.db.read() as session:
@@ -344,12 +361,16 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     with commit_events(request, repo, rev, head):  # its webhook deliveries: in the commit's own transaction
         commit_id, num = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw, create_pr=create_pr)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}"
-    return {"commitOid": commit_id, "commitUrl": f"{url}/commit/{commit_id}",
-            "pullRequestUrl": f"{url}/discussions/{num}" if create_pr else None}  # fmt: skip
+    return {
+        "commitOid": commit_id,
+        "commitUrl": f"{url}/commit/{commit_id}",
+        "pullRequestUrl": f"{url}/discussions/{num}" if create_pr else None,
+    }
 
 
-def _squash(hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str,
-            title: str) -> tuple[Repo, str, str]:  # fmt: skip
+def _squash(
+    hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str, title: str
+) -> tuple[Repo, str, str]:
     repo, head = _writable_branch(hub, principal, repo_type, repo_id, branch)
     commit_id = squash_history(hub.db, repo.id, branch, title=title, author=principal.name)
     if branch == repos.DEFAULT_BRANCH:

@@ -33,8 +33,13 @@ def lineage(request: Request, owner: str, name: str) -> dict[str, Any]:
         for a in ancestors:
             a.pop("has_notice", None)
         lic = card.get("license")
-        return {"id": repo.repo_id, "revision": commit.id, "license": lic if isinstance(lic, str) else None,
-                "ancestors": ancestors, "descendants": governance.descendants(session, principal, repo)}  # fmt: skip
+        return {
+            "id": repo.repo_id,
+            "revision": commit.id,
+            "license": lic if isinstance(lic, str) else None,
+            "ancestors": ancestors,
+            "descendants": governance.descendants(session, principal, repo),
+        }
 
 
 def _provenance(request: Request, owner: str, name: str) -> dict[str, Any]:

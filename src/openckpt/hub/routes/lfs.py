@@ -43,8 +43,9 @@ def _object_actions(request: Request, sha256: str, size: int, repo_type: str, re
     return {"upload": {"href": href}, "verify": verify}
 
 
-def _stored(request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str], *,
-            proposing: bool = False) -> dict[str, int]:  # fmt: skip
+def _stored(
+    request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str], *, proposing: bool = False
+) -> dict[str, int]:
     """Sizes of the objects among ``oids`` already stored that the caller has (see ``possession``: the others must
     be sent, as if the hub did not store them), once the caller may read (or write, or ``proposing``: upload the
     files of a pull request to) the repo."""

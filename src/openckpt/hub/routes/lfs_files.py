@@ -56,8 +56,14 @@ def list_lfs_files(request: Request, plural: str, owner: str, name: str) -> JSON
 
 def _file_json(f: lfs_purge.LfsFile) -> dict[str, Any]:
     # ``fileOid`` names the file's content for a removal; ``oid`` is its Git LFS object id: both are its sha256 here
-    return {"fileOid": f.sha256, "oid": f.sha256, "filename": f.path, "size": f.size, "pushedAt": iso(f.pushed_at),
-            "ref": f.ref}  # fmt: skip
+    return {
+        "fileOid": f.sha256,
+        "oid": f.sha256,
+        "filename": f.path,
+        "size": f.size,
+        "pushedAt": iso(f.pushed_at),
+        "ref": f.ref,
+    }
 
 
 def _deletions(raw: bytes) -> tuple[list[str], bool]:
@@ -104,5 +110,7 @@ async def delete_lfs_files(request: Request, plural: str, owner: str, name: str)
     if done.moved:
         head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repos.DEFAULT_BRANCH}"), None)
         notify(request, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))
-    return {"rewrittenCommits": done.rewritten, "updatedRefs": [{"ref": m.ref, "oldSha": m.old, "newSha": m.new}
-                                                                for m in done.moved]}  # fmt: skip
+    return {
+        "rewrittenCommits": done.rewritten,
+        "updatedRefs": [{"ref": m.ref, "oldSha": m.old, "newSha": m.new} for m in done.moved],
+    }

@@ -121,9 +121,16 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
     hub = hub_of(request)
     try:
         repo = await run_in_threadpool(
-            repo_duplicate.duplicate_repo, hub.db, hub.store, hub.settings, principal, repo_type, from_id, to_id,
+            repo_duplicate.duplicate_repo,
+            hub.db,
+            hub.store,
+            hub.settings,
+            principal,
+            repo_type,
+            from_id,
+            to_id,
             private=private,
-        )  # fmt: skip
+        )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
         return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
@@ -139,12 +146,19 @@ async def settings(request: Request, plural: str, owner: str, name: str) -> Resp
     if "visibility" in body:
         private = body["visibility"] == "private"
     repo = await run_in_threadpool(
-        repos.update_settings, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name),
-        private=private, gated=body.get("gated"),
-    )  # fmt: skip
+        repos.update_settings,
+        hub_of(request).db,
+        principal,
+        repo_type_of(plural),
+        repo_id_of(owner, name),
+        private=private,
+        gated=body.get("gated"),
+    )
     changed = {"private": private, "gated": body.get("gated")}
-    notify(request, repo_event(repo, "update", "repo.config",
-                               updated_config={k: v for k, v in changed.items() if v is not None}))  # fmt: skip
+    notify(
+        request,
+        repo_event(repo, "update", "repo.config", updated_config={k: v for k, v in changed.items() if v is not None}),
+    )
     return Response(status_code=200)
 
 
@@ -253,8 +267,9 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
         chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]
     more = len(chain) > offset + COMMITS_PAGE
-    return JSONResponse([commit_json(c) for c in page],
-                        headers=next_page(request, offset + COMMITS_PAGE) if more else None)  # fmt: skip
+    return JSONResponse(
+        [commit_json(c) for c in page], headers=next_page(request, offset + COMMITS_PAGE) if more else None
+    )
 
 
 @router.post("/api/{plural}/{owner}/{name}/branch/{rest:path}")
@@ -266,9 +281,15 @@ async def create_branch(request: Request, plural: str, owner: str, name: str, re
     if start is not None and not isinstance(start, str):
         raise BadRequestError("startingPoint must be a revision (string)")
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch",
-        branch, start,
-    )  # fmt: skip
+        repos.create_ref,
+        hub_of(request).db,
+        principal,
+        repo_type_of(plural),
+        repo_id_of(owner, name),
+        "branch",
+        branch,
+        start,
+    )
     _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", None, commit_id))
     return Response(status_code=200)
 
@@ -295,9 +316,16 @@ async def create_tag(request: Request, plural: str, owner: str, name: str, rest:
     if message is not None and not isinstance(message, str):
         raise BadRequestError("the tag message must be a string")
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag,
-        revision, message,
-    )  # fmt: skip
+        repos.create_ref,
+        hub_of(request).db,
+        principal,
+        repo_type_of(plural),
+        repo_id_of(owner, name),
+        "tag",
+        tag,
+        revision,
+        message,
+    )
     _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", None, commit_id))
     return Response(status_code=200)
 

@@ -89,9 +89,13 @@ def _disposition(filename: str) -> str:
 def _count_download(request: Request, repo: Repo, path: str) -> None:
     """One download per request of the repo's query files (``services.download_stats``: the Hub's rule)."""
     counted = download_stats.counts_as_download(
-        path, repo_type=repo.type, library=repo.library_name, method=request.method,
-        user_agent=request.headers.get("user-agent", ""), range_header=request.headers.get("range"),
-    )  # fmt: skip
+        path,
+        repo_type=repo.type,
+        library=repo.library_name,
+        method=request.method,
+        user_agent=request.headers.get("user-agent", ""),
+        range_header=request.headers.get("range"),
+    )
     if counted:
         with hub_of(request).db.write() as session:
             session.execute(update(Repo).where(Repo.id == repo.id).values(downloads=Repo.downloads + 1))

@@ -93,8 +93,9 @@ def remove_signing_key(request: Request, key_name: str) -> Response:
     return Response(status_code=200)
 
 
-def add_file_security(session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry],
-                      items: list[dict[str, Any]]) -> None:  # fmt: skip
+def add_file_security(
+    session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry], items: list[dict[str, Any]]
+) -> None:
     """Add ``securityFileStatus`` to the file items of an expanded tree or paths-info answer."""
     files = [entries[i["path"]] for i in items if i.get("type") == "file" and i["path"] in entries]
     found = gate.statuses(session, settings, repo_id, files)

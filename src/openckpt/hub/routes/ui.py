@@ -23,7 +23,16 @@ from openckpt.hub.routes import (
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-_PARTS = (ui_auth.router, ui_people.router, ui_browse.router, ui_access.router, ui_security.router,
-          ui_changes.router, ui_owner.router, ui_settings.router, ui_repo.router)  # fmt: skip
+_PARTS = (
+    ui_auth.router,
+    ui_people.router,
+    ui_browse.router,
+    ui_access.router,
+    ui_security.router,
+    ui_changes.router,
+    ui_owner.router,
+    ui_settings.router,
+    ui_repo.router,
+)
 for _part in (*_PARTS, ui_browse.accounts_router):
     router.include_router(_part)

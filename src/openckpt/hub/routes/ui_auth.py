@@ -86,17 +86,22 @@ async def logout(request: Request) -> Response:
     return response
 
 
-def _tokens_page(request: Request, *, new_secret: str = "", new_name: str = "", error: str = "",
-                 status: int = 200) -> Response:  # fmt: skip
+def _tokens_page(
+    request: Request, *, new_secret: str = "", new_name: str = "", error: str = "", status: int = 200
+) -> Response:
     viewer = viewer_of(request)
     if viewer is None:
         return RedirectResponse("/login?next=/settings/tokens", status_code=303)
     with hub_of(request).db.read() as session:
         tokens = pages.list_tokens(session, viewer.account_id)
     context = {
-        "tokens": tokens, "current_token": viewer.token_id, "csrf": csrf_token(request, "tokens"),
-        "new_secret": new_secret, "new_name": new_name, "error": error,
-    }  # fmt: skip
+        "tokens": tokens,
+        "current_token": viewer.token_id,
+        "csrf": csrf_token(request, "tokens"),
+        "new_secret": new_secret,
+        "new_name": new_name,
+        "error": error,
+    }
     return page(request, "tokens.html", context, status=status, headers={"Cache-Control": "no-store"})
 
 

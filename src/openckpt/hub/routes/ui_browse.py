@@ -20,8 +20,12 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 accounts_router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE = 30
-SORTS = {"lastModified": "Recently updated", "downloads": "Most downloads", "likes": "Most likes",
-         "createdAt": "Recently created"}  # fmt: skip
+SORTS = {
+    "lastModified": "Recently updated",
+    "downloads": "Most downloads",
+    "likes": "Most likes",
+    "createdAt": "Recently created",
+}
 _HIDDEN_TAG_PREFIXES = ("license:", "base_model:")
 
 
@@ -74,17 +78,33 @@ def _repo_list(request: Request, repo_type: str) -> Response:
     search, author = q.get("search", "").strip(), q.get("author", "").strip()
     tag, library = q.get("tag", "").strip(), q.get("library", "").strip()
     number = page_number(q.get("p"))
-    query = ListQuery(search=search or None, author=author or None, filters=tuple(f for f in (tag, library) if f),
-                      sort=sort, limit=PAGE + 1, offset=(number - 1) * PAGE)  # fmt: skip
+    query = ListQuery(
+        search=search or None,
+        author=author or None,
+        filters=tuple(f for f in (tag, library) if f),
+        sort=sort,
+        limit=PAGE + 1,
+        offset=(number - 1) * PAGE,
+    )
     viewer = viewer_of(request)
     with hub_of(request).db.read() as session:
         found = list_repos(session, viewer, repo_type, query)
         tags, libraries = _facets(list_repos(session, viewer, repo_type, ListQuery(limit=1000)))
     context = {
-        "repo_type": repo_type, "repos": found[:PAGE], "more": len(found) > PAGE, "number": number,
-        "sort": sort, "sorts": SORTS, "search": search, "author": author, "tag": tag, "library": library,
-        "tags": tags, "libraries": libraries, "link": _linker(request),
-    }  # fmt: skip
+        "repo_type": repo_type,
+        "repos": found[:PAGE],
+        "more": len(found) > PAGE,
+        "number": number,
+        "sort": sort,
+        "sorts": SORTS,
+        "search": search,
+        "author": author,
+        "tag": tag,
+        "library": library,
+        "tags": tags,
+        "libraries": libraries,
+        "link": _linker(request),
+    }
     return page(request, "list.html", context)
 
 

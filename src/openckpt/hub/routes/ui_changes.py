@@ -37,8 +37,11 @@ def one_commit(request: Request, repo_type: str) -> Response:
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
         may_read = access.has_access(session, viewer_of(request), repo)
         changes = diffs.commit_diffs(session, hub.store, commit) if may_read else []
-        context = {**_header(session, repo, commit.id, commit, "commits", link), "diffs": changes,
-                   "gated_out": not may_read}  # fmt: skip
+        context = {
+            **_header(session, repo, commit.id, commit, "commits", link),
+            "diffs": changes,
+            "gated_out": not may_read,
+        }
         return page(request, "repo_commit_diff.html", context)
 
 
@@ -62,10 +65,18 @@ def tensors(request: Request, repo_type: str) -> Response:
         infos = list(header.values()) if header is not None else []
         params, by_dtype = diffs.dtype_summary(infos)
         start = (number - 1) * TENSORS_PAGE
-        context = {**_header(session, repo, rev, commit, "files", link), "entry": entry, "path": path,
-                   "readable": header is not None, "tensors": infos[start : start + TENSORS_PAGE],
-                   "total": len(infos), "params": params, "by_dtype": by_dtype, "number": number,
-                   "more": start + TENSORS_PAGE < len(infos)}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", link),
+            "entry": entry,
+            "path": path,
+            "readable": header is not None,
+            "tensors": infos[start : start + TENSORS_PAGE],
+            "total": len(infos),
+            "params": params,
+            "by_dtype": by_dtype,
+            "number": number,
+            "more": start + TENSORS_PAGE < len(infos),
+        }
         return page(request, "repo_tensors.html", context)
 
 
@@ -79,8 +90,9 @@ def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Calla
 
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
     router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/commit/{{sha}}", _endpoint(one_commit, _type), methods=["GET"])
-    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/tensors/{{rest:path}}", _endpoint(tensors, _type),
-                         methods=["GET"])  # fmt: skip
+    router.add_api_route(
+        f"{_prefix}/{{owner}}/{{name}}/tensors/{{rest:path}}", _endpoint(tensors, _type), methods=["GET"]
+    )
 
 
 MAX_CHECKPOINT_WALK = 500
@@ -122,5 +134,6 @@ for _prefix in ("/datasets", ""):
     for _page in ("discussions", "discussions/{rest:path}", "compare/{rest:path}"):
         router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/{_page}", not_here, methods=["GET"])
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
-    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/checkpoint/{{cid}}", _endpoint(checkpoint, _type),
-                         methods=["GET"])  # fmt: skip
+    router.add_api_route(
+        f"{_prefix}/{{owner}}/{{name}}/checkpoint/{{cid}}", _endpoint(checkpoint, _type), methods=["GET"]
+    )

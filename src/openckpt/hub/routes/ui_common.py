@@ -144,10 +144,16 @@ ENV = Environment(
     lstrip_blocks=True,
 )
 ENV.filters.update(
-    size=human_size, count=human_count, ago=ago, utc=utc, q=lambda s: quote(str(s), safe=""),
-    qpath=lambda s: quote(str(s)), short=lambda sha: str(sha)[:7], metadata_value=_metadata_value,
+    size=human_size,
+    count=human_count,
+    ago=ago,
+    utc=utc,
+    q=lambda s: quote(str(s), safe=""),
+    qpath=lambda s: quote(str(s)),
+    short=lambda sha: str(sha)[:7],
+    metadata_value=_metadata_value,
     thousands=lambda n: f"{n:,}",
-)  # fmt: skip
+)
 ENV.globals.update(repo_url=repo_url, resolve_url=resolve_url, static_version=_static_version())
 
 

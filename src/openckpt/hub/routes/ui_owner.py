@@ -69,10 +69,15 @@ def _namespaces(request: Request, viewer: Principal) -> list[str]:
         return [viewer.name] + [o.name for o in orgs if viewer.orgs.get(o.id) in ("write", "admin")]
 
 
-def _new_page(request: Request, viewer: Principal, *, error: str = "", status: int = 200,
-              values: dict[str, Any] | None = None) -> Response:  # fmt: skip
-    context = {"namespaces": _namespaces(request, viewer), "csrf": csrf_token(request, "new-repo"), "error": error,
-               "values": values or {}}  # fmt: skip
+def _new_page(
+    request: Request, viewer: Principal, *, error: str = "", status: int = 200, values: dict[str, Any] | None = None
+) -> Response:
+    context = {
+        "namespaces": _namespaces(request, viewer),
+        "csrf": csrf_token(request, "new-repo"),
+        "error": error,
+        "values": values or {},
+    }
     return page(request, "repo_new.html", context, status=status)
 
 
@@ -89,8 +94,16 @@ async def new_repo(request: Request) -> Response:
     repo_type = values["type"] if values["type"] in ("model", "dataset") else "model"
     hub = hub_of(request)
     try:
-        repo = await run_in_threadpool(repos.create_repo, hub.db, hub.store, viewer, repo_type, values["name"].strip(),
-                                       values["owner"] or None, values["private"] == "on")  # fmt: skip
+        repo = await run_in_threadpool(
+            repos.create_repo,
+            hub.db,
+            hub.store,
+            viewer,
+            repo_type,
+            values["name"].strip(),
+            values["owner"] or None,
+            values["private"] == "on",
+        )
     except (BadRequestError, ValueError) as e:
         return _new_page(request, viewer, error=str(e), status=400, values=values)
     return RedirectResponse(repo_url(repo), status_code=303)
@@ -99,8 +112,17 @@ async def new_repo(request: Request) -> Response:
 # ---- files: upload, edit, delete ------------------------------------------------------------------------------
 
 
-async def _commit(request: Request, viewer: Principal, repo: Repo, branch: str, changes: list[FileChange], *,
-                  title: str, message: str, parent: str | None) -> str:  # fmt: skip
+async def _commit(
+    request: Request,
+    viewer: Principal,
+    repo: Repo,
+    branch: str,
+    changes: list[FileChange],
+    *,
+    title: str,
+    message: str,
+    parent: str | None,
+) -> str:
     """Commit ``changes``; the repo's webhooks hear of it. Returns the commit id."""
     hub = hub_of(request)
 
@@ -127,8 +149,11 @@ def upload_form(request: Request, repo_type: str) -> Response:
         repo = _writable(session, viewer, request, repo_type)
         commit = resolve_revision(session, repo, rev)
         base = repo_url(repo)
-        context = {**_header(session, repo, rev, commit, "files", lambda r: f"{base}/upload/{quote(r, safe='')}"),
-                   "folder": folder, "csrf": csrf_token(request, PURPOSE)}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", lambda r: f"{base}/upload/{quote(r, safe='')}"),
+            "folder": folder,
+            "csrf": csrf_token(request, PURPOSE),
+        }
         return page(request, "repo_upload.html", context)
 
 
@@ -147,12 +172,20 @@ async def upload(request: Request, repo_type: str) -> Response:
     for item in files:
         assert item.filename is not None
         path = f"{folder}/{item.filename}" if folder else item.filename
-        changes.append(await run_in_threadpool(web_commits.store_upload, hub.db, hub.store, hub.settings, path,
-                                               item.file))  # fmt: skip
+        changes.append(
+            await run_in_threadpool(web_commits.store_upload, hub.db, hub.store, hub.settings, path, item.file)
+        )
     names = ", ".join(c.path for c in changes[:3]) + (" and more" if len(changes) > 3 else "")
-    commit_id = await _commit(request, viewer, repo, rev, changes,
-                                        title=_title(form.get("title"), f"Upload {names}"),
-                                        message=str(form.get("message") or ""), parent=None)  # fmt: skip
+    commit_id = await _commit(
+        request,
+        viewer,
+        repo,
+        rev,
+        changes,
+        title=_title(form.get("title"), f"Upload {names}"),
+        message=str(form.get("message") or ""),
+        parent=None,
+    )
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
@@ -176,8 +209,13 @@ def edit_form(request: Request, repo_type: str) -> Response:
             text = found
         base = repo_url(repo)
         link = lambda r: f"{base}/edit/{quote(r, safe='')}/{quote(path)}"  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "files", link), "path": path, "text": text,
-                   "exists": entry is not None, "csrf": csrf_token(request, PURPOSE)}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", link),
+            "path": path,
+            "text": text,
+            "exists": entry is not None,
+            "csrf": csrf_token(request, PURPOSE),
+        }
         return page(request, "repo_edit.html", context)
 
 
@@ -198,9 +236,16 @@ async def edit(request: Request, repo_type: str) -> Response:
     changes = [change]
     if old_path and old_path != path:
         changes.append(FileChange(check_path(old_path), "delete"))
-    commit_id = await _commit(request, viewer, repo, rev, changes,
-                                        title=_title(form.get("title"), f"Update {path}"),
-                                        message=str(form.get("message") or ""), parent=parent)  # fmt: skip
+    commit_id = await _commit(
+        request,
+        viewer,
+        repo,
+        rev,
+        changes,
+        title=_title(form.get("title"), f"Update {path}"),
+        message=str(form.get("message") or ""),
+        parent=parent,
+    )
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
@@ -216,8 +261,11 @@ def delete_form(request: Request, repo_type: str) -> Response:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
         base = repo_url(repo)
         link = lambda r: f"{base}/delete/{quote(r, safe='')}/{quote(path)}"  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "files", link), "path": path,
-                   "csrf": csrf_token(request, PURPOSE)}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", link),
+            "path": path,
+            "csrf": csrf_token(request, PURPOSE),
+        }
         return page(request, "repo_delete_file.html", context)
 
 
@@ -227,10 +275,16 @@ async def delete(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
     changes = [FileChange(check_path(path), "delete")]
-    commit_id = await _commit(request, viewer, repo, rev, changes,
-                                        title=_title(form.get("title"), f"Delete {path}"),
-                                        message=str(form.get("message") or ""),
-                                        parent=str(form.get("parent") or "") or None)  # fmt: skip
+    commit_id = await _commit(
+        request,
+        viewer,
+        repo,
+        rev,
+        changes,
+        title=_title(form.get("title"), f"Delete {path}"),
+        message=str(form.get("message") or ""),
+        parent=str(form.get("parent") or "") or None,
+    )
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
@@ -248,10 +302,13 @@ def _endpoint(view: Callable[[Request, str], Any], repo_type: str) -> Callable[[
 
 
 _VIEWS: list[tuple[str, str, Callable[[Request, str], Any]]] = [
-    ("/upload/{rest:path}", "GET", upload_form), ("/upload/{rest:path}", "POST", upload),
-    ("/edit/{rest:path}", "GET", edit_form), ("/edit/{rest:path}", "POST", edit),
-    ("/delete/{rest:path}", "GET", delete_form), ("/delete/{rest:path}", "POST", delete),
-]  # fmt: skip
+    ("/upload/{rest:path}", "GET", upload_form),
+    ("/upload/{rest:path}", "POST", upload),
+    ("/edit/{rest:path}", "GET", edit_form),
+    ("/edit/{rest:path}", "POST", edit),
+    ("/delete/{rest:path}", "GET", delete_form),
+    ("/delete/{rest:path}", "POST", delete),
+]
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
     for _suffix, _method, _view in _VIEWS:
         router.add_api_route(f"{_prefix}/{{owner}}/{{name}}{_suffix}", _endpoint(_view, _type), methods=[_method])

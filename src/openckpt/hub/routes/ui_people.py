@@ -41,8 +41,9 @@ ENV.globals["signup_mode"] = _signup_mode  # the header links to /join unless si
 # ---- sign-up ----------------------------------------------------------------------------------------------------
 
 
-def _join_page(request: Request, *, error: str = "", status: int = 200, values: dict[str, str] | None = None,
-               new_secret: str = "") -> Response:  # fmt: skip
+def _join_page(
+    request: Request, *, error: str = "", status: int = 200, values: dict[str, str] | None = None, new_secret: str = ""
+) -> Response:
     mode = hub_of(request).settings.signup
     invite = request.query_params.get("invite") or (values or {}).get("invite", "")
     invited = ""
@@ -51,8 +52,15 @@ def _join_page(request: Request, *, error: str = "", status: int = 200, values: 
             invited = people_admin.check_invite(hub_of(request).settings.secret, invite)
         except ForbiddenError as e:
             error, status = str(e), 403
-    context = {"mode": mode, "invite": invite, "invited": invited, "error": error, "values": values or {},
-               "new_secret": new_secret, "csrf": csrf_token(request, "join")}  # fmt: skip
+    context = {
+        "mode": mode,
+        "invite": invite,
+        "invited": invited,
+        "error": error,
+        "values": values or {},
+        "new_secret": new_secret,
+        "csrf": csrf_token(request, "join"),
+    }
     return page(request, "join.html", context, status=status, headers=NO_STORE)
 
 
@@ -83,8 +91,15 @@ async def join(request: Request) -> Response:
     except ConflictError as e:  # a taken name
         return _join_page(request, error=str(e), status=409, values=values)
     response = _join_page(request, new_secret=secret, values={**values, "name": name})
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=hub.settings.session_lifetime, httponly=True,
-                        samesite="lax", secure=secure_cookies(request), path="/")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=hub.settings.session_lifetime,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request),
+        path="/",
+    )
     return response
 
 
@@ -99,8 +114,12 @@ def account_settings(request: Request) -> Response:
     with hub_of(request).db.read() as session:
         account = session.get(Account, viewer.account_id)
         orgs = pages.memberships(session, account) if account is not None else []
-    context = {"account": account, "orgs": orgs, "csrf": csrf_token(request, "profile"),
-               "saved": request.query_params.get("saved")}  # fmt: skip
+    context = {
+        "account": account,
+        "orgs": orgs,
+        "csrf": csrf_token(request, "profile"),
+        "saved": request.query_params.get("saved"),
+    }
     return page(request, "settings.html", context)
 
 
@@ -126,17 +145,23 @@ def _admin(request: Request) -> None:
         raise AccountNotFoundError("no such page")
 
 
-def _users_page(request: Request, *, notice: dict[str, str] | None = None, error: str = "",
-                status: int = 200) -> Response:  # fmt: skip
+def _users_page(
+    request: Request, *, notice: dict[str, str] | None = None, error: str = "", status: int = 200
+) -> Response:
     _admin(request)
     with hub_of(request).db.read() as session:
         users = pages.search_accounts(session, "", limit=1000)
         active = {t.account_id for t in accounts.list_tokens(session)}
         context: dict[str, Any] = {
-            "users": [u for u in users if u.kind == "user"], "orgs": [o for o in users if o.kind == "org"],
-            "active": active, "csrf": csrf_token(request, "admin-users"), "notice": notice or {}, "error": error,
-            "signup": hub_of(request).settings.signup, "base": str(request.base_url).rstrip("/"),
-        }  # fmt: skip
+            "users": [u for u in users if u.kind == "user"],
+            "orgs": [o for o in users if o.kind == "org"],
+            "active": active,
+            "csrf": csrf_token(request, "admin-users"),
+            "notice": notice or {},
+            "error": error,
+            "signup": hub_of(request).settings.signup,
+            "base": str(request.base_url).rstrip("/"),
+        }
     return page(request, "admin_users.html", context, status=status, headers=NO_STORE)
 
 
@@ -163,12 +188,16 @@ async def admin_users_action(request: Request) -> Response:
                 count = people_admin.disable_user(session, name)
                 notice = {"title": f"{name} is disabled: {count} token{'s' if count != 1 else ''} revoked"}
             elif action == "reset":
-                notice = {"title": f"New token for {name} (the old ones are revoked)",
-                          "secret": people_admin.reset_user(session, name)}  # fmt: skip
+                notice = {
+                    "title": f"New token for {name} (the old ones are revoked)",
+                    "secret": people_admin.reset_user(session, name),
+                }
             elif action == "invite":
                 code = people_admin.make_invite(session, hub.settings.secret, name)
-                notice = {"title": f"Invite link for {name} (valid 7 days, once)",
-                          "link": f"{hub.settings.public_url}/join?invite={code}"}  # fmt: skip
+                notice = {
+                    "title": f"Invite link for {name} (valid 7 days, once)",
+                    "link": f"{hub.settings.public_url}/join?invite={code}",
+                }
             elif action == "org":
                 people_admin.create_org(session, name, admin=str(form.get("admin_user") or viewer.name).strip())
                 notice = {"title": f"Organisation {name} created"}
@@ -195,8 +224,12 @@ def org_members(request: Request, name: str) -> Response:
         org = accounts.find_account(session, name, kind="org")
         members = pages.members(session, org)
     manage = _org_admin(request, org)
-    context = {"org": org, "members": members, "manage": manage,
-               "csrf": csrf_token(request, "org-members") if manage else ""}  # fmt: skip
+    context = {
+        "org": org,
+        "members": members,
+        "manage": manage,
+        "csrf": csrf_token(request, "org-members") if manage else "",
+    }
     return page(request, "org_members.html", context)
 
 

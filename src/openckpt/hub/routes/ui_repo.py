@@ -40,12 +40,22 @@ def _repo(session: Session, request: Request, repo_type: str) -> Repo:
     return find_repo(session, viewer_of(request), repo_type, repo_id_of(owner, name))
 
 
-def _header(session: Session, repo: Repo, rev: str, commit: Commit, tab: str,
-            rev_link: Callable[[str], str]) -> dict[str, Any]:  # fmt: skip
+def _header(
+    session: Session, repo: Repo, rev: str, commit: Commit, tab: str, rev_link: Callable[[str], str]
+) -> dict[str, Any]:
     """What the header of every repo page shows: name, revision switcher, tabs."""
     branches, tags = pages.list_refs(session, repo)
-    return {"repo": repo, "rev": rev, "commit": commit, "tab": tab, "base": repo_url(repo), "rev_link": rev_link,
-            "branches": branches, "tags": tags, "kind_label": repo.type.capitalize()}  # fmt: skip
+    return {
+        "repo": repo,
+        "rev": rev,
+        "commit": commit,
+        "tab": tab,
+        "base": repo_url(repo),
+        "rev_link": rev_link,
+        "branches": branches,
+        "tags": tags,
+        "kind_label": repo.type.capitalize(),
+    }
 
 
 def _rev_and_path(request: Request, repo_type: str) -> tuple[str, str]:
@@ -73,9 +83,14 @@ def overview(request: Request, repo_type: str) -> Response:
         recent, _ = pages.commit_history(session, commit, offset=0, limit=5)
         context = {
             **_header(session, repo, rev, commit, "card", lambda r: f"{base}?rev={quote(r, safe='')}"),
-            "card": card, "panel": manifest, "listing": pages.folder_listing(entries, ""), "recent": recent,
-            "file_count": len(entries), "total_size": sum(e.size for e in entries.values()),
-            "endpoint": hub.settings.public_url, "access_gate": gate_context(session, request, repo),
+            "card": card,
+            "panel": manifest,
+            "listing": pages.folder_listing(entries, ""),
+            "recent": recent,
+            "file_count": len(entries),
+            "total_size": sum(e.size for e in entries.values()),
+            "endpoint": hub.settings.public_url,
+            "access_gate": gate_context(session, request, repo),
             "openness": reports.repo_openness(session, repo) if repo.type == "model" else None,
             "trust": trust_context(session, request, repo, commit, entries),
             "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
@@ -84,7 +99,7 @@ def overview(request: Request, repo_type: str) -> Response:
             "backdoor": backdoor_results(card.metadata) if card is not None else [],
             "weights": diffs.weights_summary(hub.store, entries),
             "results": diffs.model_index_rows(card.metadata) if card is not None else [],
-        }  # fmt: skip
+        }
         return page(request, "repo.html", context)
 
 
@@ -99,9 +114,13 @@ def tree(request: Request, repo_type: str) -> Response:
             raise EntryNotFoundError(f"no folder {path!r} at {rev}")
         base = repo_url(repo)
         link = lambda r: f"{base}/tree/{quote(r, safe='')}/{quote(path)}".rstrip("/")  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "files", link), "listing": listing, "path": path,
-                   "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values()),
-                   "access_gate": gate_context(session, request, repo)}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", link),
+            "listing": listing,
+            "path": path,
+            "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values()),
+            "access_gate": gate_context(session, request, repo),
+        }
         return page(request, "repo_tree.html", context)
 
 
@@ -122,8 +141,14 @@ def blob(request: Request, repo_type: str) -> Response:
             folder = path.rpartition("/")[0]
             rendered = render_markdown(text, file_base=f"{base}/resolve/{commit.id}", folder=folder)
         link = lambda r: f"{base}/blob/{quote(r, safe='')}/{quote(path)}"  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "files", link), "entry": entry, "path": path,
-                   "text": text, "rendered": rendered, "preview_limit": MAX_PREVIEW}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "files", link),
+            "entry": entry,
+            "path": path,
+            "text": text,
+            "rendered": rendered,
+            "preview_limit": MAX_PREVIEW,
+        }
         return page(request, "repo_blob.html", context)
 
 
@@ -133,12 +158,15 @@ def commits(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
-        history, more = pages.commit_history(session, commit, offset=(number - 1) * COMMITS_PAGE,
-                                             limit=COMMITS_PAGE)  # fmt: skip
+        history, more = pages.commit_history(session, commit, offset=(number - 1) * COMMITS_PAGE, limit=COMMITS_PAGE)
         base = repo_url(repo)
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
-        context = {**_header(session, repo, rev, commit, "commits", link), "history": history, "more": more,
-                   "number": number}  # fmt: skip
+        context = {
+            **_header(session, repo, rev, commit, "commits", link),
+            "history": history,
+            "more": more,
+            "number": number,
+        }
         return page(request, "repo_commits.html", context)
 
 
@@ -151,8 +179,10 @@ def one_commit(request: Request, repo_type: str) -> Response:
             raise EntryNotFoundError(f"no commit {sha!r} in this repo")
         base = repo_url(repo)
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
-        context = {**_header(session, repo, commit.id, commit, "commits", link),
-                   "changes": pages.commit_changes(session, commit)}  # fmt: skip
+        context = {
+            **_header(session, repo, commit.id, commit, "commits", link),
+            "changes": pages.commit_changes(session, commit),
+        }
         return page(request, "repo_commit.html", context)
 
 
@@ -174,9 +204,15 @@ def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Calla
 
 
 _VIEWS: list[tuple[str, Callable[[Request, str], Response]]] = [
-    ("", overview), ("/tree", tree), ("/tree/{rest:path}", tree), ("/blob/{rest:path}", blob),
-    ("/commits", commits), ("/commits/{rest:path}", commits), ("/commit/{sha}", one_commit), ("/refs", refs),
-]  # fmt: skip
+    ("", overview),
+    ("/tree", tree),
+    ("/tree/{rest:path}", tree),
+    ("/blob/{rest:path}", blob),
+    ("/commits", commits),
+    ("/commits/{rest:path}", commits),
+    ("/commit/{sha}", one_commit),
+    ("/refs", refs),
+]
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):  # datasets first: their paths are longer
     for _suffix, _view in _VIEWS:
         router.add_api_route(f"{_prefix}/{{owner}}/{{name}}{_suffix}", _endpoint(_view, _type), methods=["GET"])

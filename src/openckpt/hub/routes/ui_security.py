@@ -25,8 +25,9 @@ _LABELS = {"needs_code": "needing code", "opaque": "opaque data", "unscanned": "
 """How the scan summary names files of a verdict (``2 needing code``)."""
 
 
-def trust_context(session: Session, request: Request, repo: Repo, commit: Commit,
-                  entries: dict[str, FileEntry]) -> dict[str, Any]:  # fmt: skip
+def trust_context(
+    session: Session, request: Request, repo: Repo, commit: Commit, entries: dict[str, FileEntry]
+) -> dict[str, Any]:
     """What the repo page shows: each file's scan status, a summary, the signature, and the release form."""
     hub = hub_of(request)
     files = gate.statuses(session, hub.settings, repo.id, entries.values())
@@ -39,13 +40,15 @@ def trust_context(session: Session, request: Request, repo: Repo, commit: Commit
     owner = viewer is not None and (viewer.account_id == repo.owner_id or viewer.orgs.get(repo.owner_id) == "admin")
     scratch = hub.settings.data_dir / "tmp"
     return {
-        "files": files, "summary": summary, "clean": all(s.runs_nothing for s in files.values()),
+        "files": files,
+        "summary": summary,
+        "clean": all(s.runs_nothing for s in files.values()),
         "flagged": [s for s in files.values() if s.withheld],
         "loads": [s for s in files.values() if s.imports and not s.withheld],
         "signature": signatures.check_signature(session, hub.store, repo, entries, commit.tree_id, scratch),
         "can_release": viewer is not None and viewer.can_write and (owner or viewer.is_admin),
         "csrf": csrf_token(request, "release") if viewer is not None else "",
-    }  # fmt: skip
+    }
 
 
 async def _release(request: Request, repo_type: str) -> Response:

@@ -41,8 +41,12 @@ def settings_page(request: Request, repo_type: str) -> Response:
     if repo.gated:
         for status in ("pending", "accepted", "rejected"):
             requests[status] = access.list_requests(hub.db, viewer, repo_type, repo_id, status)
-    context = {**header, "requests": requests, "csrf": csrf_token(request, PURPOSE),
-               "saved": request.query_params.get("saved", "")}  # fmt: skip
+    context = {
+        **header,
+        "requests": requests,
+        "csrf": csrf_token(request, PURPOSE),
+        "saved": request.query_params.get("saved", ""),
+    }
     return page(request, "repo_settings.html", context)
 
 
@@ -56,19 +60,20 @@ async def update(request: Request, repo_type: str) -> Response:
     url = f"/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}/settings"
     if action == "visibility":
         private = form.get("visibility") == "private"
-        repo = await run_in_threadpool(repos.update_settings, db, viewer, repo_type, repo_id, private=private,
-                                       gated=None)  # fmt: skip
+        repo = await run_in_threadpool(
+            repos.update_settings, db, viewer, repo_type, repo_id, private=private, gated=None
+        )
         notify(request, repo_event(repo, "update", "repo.config", updated_config={"private": private}))
     elif action == "gating":
         mode = str(form.get("gated") or "off")
         gated: str | bool = mode if mode in ("auto", "manual") else False
-        repo = await run_in_threadpool(repos.update_settings, db, viewer, repo_type, repo_id, private=None,
-                                       gated=gated)  # fmt: skip
+        repo = await run_in_threadpool(repos.update_settings, db, viewer, repo_type, repo_id, private=None, gated=gated)
         notify(request, repo_event(repo, "update", "repo.config", updated_config={"gated": gated}))
     elif action in ("accepted", "rejected", "pending"):
         user = str(form.get("user") or "")
-        await run_in_threadpool(lambda: access.handle_request(db, viewer, repo_type, repo_id, user=user,
-                                                              request_id=None, status=action))  # fmt: skip
+        await run_in_threadpool(
+            lambda: access.handle_request(db, viewer, repo_type, repo_id, user=user, request_id=None, status=action)
+        )
     elif action == "grant":
         user = str(form.get("user") or "").strip()
         await run_in_threadpool(access.grant_access, db, viewer, repo_type, repo_id, user)
@@ -102,6 +107,7 @@ def _endpoint(
 
 
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
-    router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/settings", _endpoint(settings_page, _type, False),
-                         methods=["GET"])  # fmt: skip
+    router.add_api_route(
+        f"{_prefix}/{{owner}}/{{name}}/settings", _endpoint(settings_page, _type, False), methods=["GET"]
+    )
     router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/settings", _endpoint(update, _type, True), methods=["POST"])

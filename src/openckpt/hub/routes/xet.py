@@ -25,8 +25,9 @@ def _token(request: Request, plural: str, owner: str, name: str, scope: str) -> 
     with hub.db.read() as session:
         proposing = write and (create_pr or pull_requests.pr_num(rev) is not None)  # a pull request's files
         if proposing:
-            repo = pull_requests.find_uploadable(session, principal, repo_type_of(plural), repo_id_of(owner, name),
-                                                 proposing=True)  # fmt: skip
+            repo = pull_requests.find_uploadable(
+                session, principal, repo_type_of(plural), repo_id_of(owner, name), proposing=True
+            )
         else:
             repo = repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
         if not write:

@@ -66,13 +66,19 @@ def check_download(session: Session, principal: Principal | None, repo: Repo, pa
         return
     kind = repo.type
     if principal is None:
-        raise GatedRepoError(f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be "
-                             "authenticated to access it. Please log in.")  # fmt: skip
+        raise GatedRepoError(
+            f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in."
+        )
     status = request_status(session, principal, repo)
-    detail = {"pending": "Your request to access it is awaiting a review from the repo authors.",
-              "rejected": "Your request to access it has been rejected by the repo's authors."}.get(
-        status or "", f"You must request access to it on the repo's page (or POST /api/{kind}s/{repo.repo_id}"
-        "/user-access-request/request) and be granted access.")  # fmt: skip
+    detail = {
+        "pending": "Your request to access it is awaiting a review from the repo authors.",
+        "rejected": "Your request to access it has been rejected by the repo's authors.",
+    }.get(
+        status or "",
+        f"You must request access to it on the repo's page (or POST /api/{kind}s/{repo.repo_id}"
+        "/user-access-request/request) and be granted access.",
+    )
     raise GatedRepoError(
         f"Access to {kind} {repo.repo_id} is restricted and you are not in the authorized list. {detail}"
     )
@@ -137,8 +143,17 @@ def _find_user(session: Session, name: str) -> Account:
     return account
 
 
-def handle_request(db: Database, principal: Principal, repo_type: str, repo_id: str, *, user: str | None,
-                   request_id: str | None, status: str, reason: str | None = None) -> None:  # fmt: skip
+def handle_request(
+    db: Database,
+    principal: Principal,
+    repo_type: str,
+    repo_id: str,
+    *,
+    user: str | None,
+    request_id: str | None,
+    status: str,
+    reason: str | None = None,
+) -> None:
     """Move a request to ``status`` (accept, reject, or back to pending), found by user name or request id."""
     if status not in STATUSES:
         raise BadRequestError("status must be pending, accepted or rejected")

@@ -77,18 +77,32 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes) -> bo
         raise
     blob = writer.commit(expected_size=len(body))
     rows = [
-        {"xorb_hash": xorb_hex, "chunk_index": i, "chunk_hash": hash_to_hex(c.hash),
-         "unpacked_offset": xorb.unpacked_offset(i), "unpacked_size": c.size, "byte_start": c.start,
-         "byte_end": c.end, "global_dedup": eligible_for_global_dedup(c.hash)}
+        {
+            "xorb_hash": xorb_hex,
+            "chunk_index": i,
+            "chunk_hash": hash_to_hex(c.hash),
+            "unpacked_offset": xorb.unpacked_offset(i),
+            "unpacked_size": c.size,
+            "byte_start": c.start,
+            "byte_end": c.end,
+            "global_dedup": eligible_for_global_dedup(c.hash),
+        }
         for i, c in enumerate(xorb.chunks)
-    ]  # fmt: skip
+    ]
     try:
         with db.write() as session:
             if session.get(Xorb, xorb_hex) is not None:
                 storage_gc.keep_alive(session, xorbs=[xorb_hex])
                 return False
-            session.add(Xorb(hash=xorb_hex, blob_sha256=blob, serialized_size=len(body),
-                             unpacked_size=xorb.unpacked_size, num_chunks=len(xorb.chunks)))  # fmt: skip
+            session.add(
+                Xorb(
+                    hash=xorb_hex,
+                    blob_sha256=blob,
+                    serialized_size=len(body),
+                    unpacked_size=xorb.unpacked_size,
+                    num_chunks=len(xorb.chunks),
+                )
+            )
             session.flush()
             session.execute(insert(XorbChunk), rows)
     except SQLIntegrityError:  # a concurrent upload of the same xorb won
@@ -200,14 +214,28 @@ def _register(db: Database, files: list[_File], repo: int | None, minted_by: int
                 new = 1
                 session.add(XetFile(hash=f.hash, size=f.size, num_terms=len(f.terms)))
                 session.flush()
-                session.execute(insert(XetTerm), [
-                    {"file_hash": f.hash, "term_index": i, "xorb_hash": x, "chunk_start": s, "chunk_end": e,
-                     "size": n} for i, (x, s, e, n) in enumerate(f.terms)
-                ] or [])  # fmt: skip
+                session.execute(
+                    insert(XetTerm),
+                    [
+                        {
+                            "file_hash": f.hash,
+                            "term_index": i,
+                            "xorb_hash": x,
+                            "chunk_start": s,
+                            "chunk_end": e,
+                            "size": n,
+                        }
+                        for i, (x, s, e, n) in enumerate(f.terms)
+                    ]
+                    or [],
+                )
                 if f.terms:  # clients ask about the first chunk of every file
                     x, s, _, _ = f.terms[0]
-                    session.execute(update(XorbChunk).where(XorbChunk.xorb_hash == x, XorbChunk.chunk_index == s)
-                                    .values(global_dedup=True))  # fmt: skip
+                    session.execute(
+                        update(XorbChunk)
+                        .where(XorbChunk.xorb_hash == x, XorbChunk.chunk_index == s)
+                        .values(global_dedup=True)
+                    )
             if f.sha256 is not None and session.get(XetSha256, (f.sha256, f.hash)) is None:
                 new = 1
                 session.add(XetSha256(sha256=f.sha256, file_hash=f.hash, size=f.size, repo_id=repo))
@@ -226,21 +254,26 @@ def dedup_shard(db: Database, chunk_hex: str) -> bytes | None:
     parse_hash(chunk_hex)
     with db.read() as session:
         xorb = session.scalar(
-            select(XorbChunk.xorb_hash).where(XorbChunk.chunk_hash == chunk_hex, XorbChunk.global_dedup.is_(True))
+            select(XorbChunk.xorb_hash)
+            .where(XorbChunk.chunk_hash == chunk_hex, XorbChunk.global_dedup.is_(True))
             .limit(1)
-        )  # fmt: skip
+        )
         if xorb is None:
             return None
         files = select(XetTerm.file_hash).where(XetTerm.xorb_hash == xorb).distinct().limit(DEDUP_FILES)
         related = session.scalars(
-            select(XetTerm.xorb_hash).where(XetTerm.file_hash.in_(files), XetTerm.xorb_hash != xorb).distinct()
-            .order_by(XetTerm.xorb_hash).limit(DEDUP_XORBS - 1)
-        ).all()  # fmt: skip
+            select(XetTerm.xorb_hash)
+            .where(XetTerm.file_hash.in_(files), XetTerm.xorb_hash != xorb)
+            .distinct()
+            .order_by(XetTerm.xorb_hash)
+            .limit(DEDUP_XORBS - 1)
+        ).all()
         infos = [_xorb_info(session, name) for name in (xorb, *related)]
     now = int(time.time())
     shard = xshard.Shard((), tuple(info for info in infos if info is not None))
-    return xshard.serialize_shard(shard, footer=True, hmac_key=os.urandom(32), created=now,
-                                  key_expiry=now + DEDUP_KEY_DAYS * 86400)  # fmt: skip
+    return xshard.serialize_shard(
+        shard, footer=True, hmac_key=os.urandom(32), created=now, key_expiry=now + DEDUP_KEY_DAYS * 86400
+    )
 
 
 def _xorb_info(session: Session, xorb: str) -> xshard.XorbInfo | None:
@@ -249,7 +282,8 @@ def _xorb_info(session: Session, xorb: str) -> xshard.XorbInfo | None:
         return None
     chunks = session.execute(
         select(XorbChunk.chunk_hash, XorbChunk.unpacked_offset, XorbChunk.unpacked_size)
-        .where(XorbChunk.xorb_hash == xorb).order_by(XorbChunk.chunk_index)
-    ).tuples()  # fmt: skip
+        .where(XorbChunk.xorb_hash == xorb)
+        .order_by(XorbChunk.chunk_index)
+    ).tuples()
     listed = tuple((hex_to_hash(h), offset, size) for h, offset, size in chunks)
     return xshard.XorbInfo(hex_to_hash(xorb), listed, row.serialized_size)

@@ -106,12 +106,22 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
     for t in terms:
         lo, hi = covering.get(t.xorb_hash, (t.chunk_start, t.chunk_end))
         covering[t.xorb_hash] = (min(lo, t.chunk_start), max(hi, t.chunk_end))
-    ranges = or_(*(and_(XorbChunk.xorb_hash == x, XorbChunk.chunk_index >= lo, XorbChunk.chunk_index < hi)
-                   for x, (lo, hi) in covering.items()))  # fmt: skip
+    ranges = or_(
+        *(
+            and_(XorbChunk.xorb_hash == x, XorbChunk.chunk_index >= lo, XorbChunk.chunk_index < hi)
+            for x, (lo, hi) in covering.items()
+        )
+    )
     rows = session.execute(
-        select(XorbChunk.xorb_hash, XorbChunk.chunk_index, XorbChunk.chunk_hash, XorbChunk.unpacked_size,
-               XorbChunk.byte_start, XorbChunk.byte_end).where(ranges)
-    ).tuples()  # fmt: skip
+        select(
+            XorbChunk.xorb_hash,
+            XorbChunk.chunk_index,
+            XorbChunk.chunk_hash,
+            XorbChunk.unpacked_size,
+            XorbChunk.byte_start,
+            XorbChunk.byte_end,
+        ).where(ranges)
+    ).tuples()
     chunks = {(x, i): ChunkSpan(i, h, size, start, end) for x, i, h, size, start, end in rows}
     planned = []
     for t in terms:
@@ -224,8 +234,12 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
             data = view[at + CHUNK_HEADER_SIZE : chunk.byte_end - piece.start]
         else:
             try:
-                data = decode_chunk(view, XorbChunk(b"", chunk.byte_start, chunk.byte_end, chunk.size, scheme),
-                                    offset=piece.start, verify=False)  # fmt: skip
+                data = decode_chunk(
+                    view,
+                    XorbChunk(b"", chunk.byte_start, chunk.byte_end, chunk.size, scheme),
+                    offset=piece.start,
+                    verify=False,
+                )
             except XetFormatError as e:
                 raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: {e}") from None
         if verify and chunk_hash(data) != hex_to_hash(chunk.hash):
@@ -234,8 +248,9 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
     return b"".join(parts)
 
 
-def read_file(blobs: BlobStore, plan: FilePlan, start: int = 0, end: int | None = None, *,
-              verify: bool = False) -> Iterator[bytes | memoryview]:  # fmt: skip
+def read_file(
+    blobs: BlobStore, plan: FilePlan, start: int = 0, end: int | None = None, *, verify: bool = False
+) -> Iterator[bytes | memoryview]:
     """Bytes ``[start, end)`` of a Xet file, reconstructed from its xorbs in pieces of up to :data:`READ_BATCH`
     bytes, the next :data:`READ_AHEAD` pieces being read while the current one is consumed (memory stays bounded by
     these). ``verify`` recomputes every chunk hash (see :func:`_assemble`)."""

@@ -64,6 +64,7 @@ def reconstruction(plan: FilePlan, first: int, last: int, url: Callable[[str, in
         span = (kept[0].byte_start, kept[-1].byte_end - 1)
         entries = fetch.setdefault(term.xorb, [])
         if not any(e["range"] == chunks for e in entries):
-            entries.append({"range": chunks, "url": url(term.xorb, *span),
-                            "url_range": {"start": span[0], "end": span[1]}})  # fmt: skip
+            entries.append(
+                {"range": chunks, "url": url(term.xorb, *span), "url_range": {"start": span[0], "end": span[1]}}
+            )
     return {"offset_into_first_range": offset or 0, "terms": terms, "fetch_info": fetch}

@@ -125,8 +125,18 @@ def rewrite_commits(
                 continue
             new_id = _commit_id(repo_id, parent, tree_id, c.author, c.title, c.message, c.created_at)
             if new_id not in commits:
-                session.add(Commit(id=new_id, repo_id=repo_id, parent_id=parent, tree_id=tree_id, title=c.title,
-                                   message=c.message, author=c.author, created_at=c.created_at))  # fmt: skip
+                session.add(
+                    Commit(
+                        id=new_id,
+                        repo_id=repo_id,
+                        parent_id=parent,
+                        tree_id=tree_id,
+                        title=c.title,
+                        message=c.message,
+                        author=c.author,
+                        created_at=c.created_at,
+                    )
+                )
             mapped[c.id] = new_id
     return mapped
 
@@ -248,8 +258,9 @@ def create_commit(
     """
 
     def attempt(session: Session, repo: Repo) -> tuple[Commit, bool]:
-        return _commit_once(session, repo, branch, changes, title=title, message=message, author=author,
-                            parent_commit=parent_commit)  # fmt: skip
+        return _commit_once(
+            session, repo, branch, changes, title=title, message=message, author=author, parent_commit=parent_commit
+        )
 
     return _retried(db, repo_id, attempt)
 
@@ -265,9 +276,15 @@ def squash_history(db: Database, repo_id: int, branch: str, *, title: str, autho
         head = _branch_head(session, repo, branch)
         now = utcnow()
         commit = Commit(
-            id=_commit_id(repo.id, None, head.tree_id, author, title, "", now), repo_id=repo.id, parent_id=None,
-            tree_id=head.tree_id, title=title, message="", author=author, created_at=now,
-        )  # fmt: skip
+            id=_commit_id(repo.id, None, head.tree_id, author, title, "", now),
+            repo_id=repo.id,
+            parent_id=None,
+            tree_id=head.tree_id,
+            title=title,
+            message="",
+            author=author,
+            created_at=now,
+        )
         _move_branch(session, repo, branch, head, commit)
         return commit, True
 

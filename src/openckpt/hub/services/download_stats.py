@@ -27,8 +27,9 @@ def _is_query_file(path: str, library: str | None) -> bool:
     return path in DEFAULT_QUERY_FILES
 
 
-def counts_as_download(path: str, *, repo_type: str, library: str | None, method: str, user_agent: str,
-                       range_header: str | None) -> bool:  # fmt: skip
+def counts_as_download(
+    path: str, *, repo_type: str, library: str | None, method: str, user_agent: str, range_header: str | None
+) -> bool:
     """Whether this request of ``path`` counts as one download of its repo."""
     from_start = (range_header or "bytes=0-").split("=")[-1].split("-")[0] in ("", "0")
     if repo_type != "model":

@@ -86,9 +86,16 @@ def _scan_blob(store: BlobStore, sha256: str, name: str, version: str, copy: Pat
     kept = [f for f in result.findings if f.severity > Severity.INFO or f.inconclusive] or result.findings
     kept.sort(key=lambda f: (-f.severity, not f.inconclusive))
     findings = [{k: v for k, v in f.to_dict().items() if k != "file"} for f in kept[:MAX_FINDINGS]]
-    return Scan(sha256=sha256, rules_version=version, verdict=result.verdict.value,
-                completeness=result.completeness.value, findings=findings, imports=list(result.imports)[:MAX_IMPORTS],
-                runs=list(result.runs)[:MAX_IMPORTS], scanned_at=utcnow())  # fmt: skip
+    return Scan(
+        sha256=sha256,
+        rules_version=version,
+        verdict=result.verdict.value,
+        completeness=result.completeness.value,
+        findings=findings,
+        imports=list(result.imports)[:MAX_IMPORTS],
+        runs=list(result.runs)[:MAX_IMPORTS],
+        scanned_at=utcnow(),
+    )
 
 
 def _save(db: Database, scan: Scan) -> None:
@@ -189,8 +196,9 @@ def check_changes(
         elif rules.action(verdict, packages=packages_of(imports), classes=imports) == "block":
             refused.append(_summary(change.path, verdict, scan.findings, imports) + _outside(rules, verdict, imports))
     if malicious:
-        raise UnsafeUploadError("Commit refused: the scanner found files that could run code when loaded: "
-                                + "; ".join(malicious))  # fmt: skip
+        raise UnsafeUploadError(
+            "Commit refused: the scanner found files that could run code when loaded: " + "; ".join(malicious)
+        )
     if refused:
         whose = policy.whose if policy is not None else "this hub"
         raise PolicyViolationError(f"Commit refused: the scan policy of {whose} refuses " + "; ".join(refused))
@@ -284,17 +292,28 @@ def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterab
     held = [e.path for e in entries if found[e.path][2]]
     released: set[tuple[str, str]] = set()
     if held:
-        rows = session.execute(select(ScanRelease.path, ScanRelease.sha256).where(
-            ScanRelease.repo_id == repo_id, ScanRelease.path.in_(held))).tuples()  # fmt: skip
+        rows = session.execute(
+            select(ScanRelease.path, ScanRelease.sha256).where(
+                ScanRelease.repo_id == repo_id, ScanRelease.path.in_(held)
+            )
+        ).tuples()
         released = set(rows)
     out = {}
     for e in entries:
         verdict, imports, reason, current = found[e.path]
         scan = scans.get(e.sha256)
         free = (e.path, e.sha256) in released
-        out[e.path] = FileStatus(e.path, verdict, scan.completeness if scan is not None else "inconclusive",
-                                 list(scan.findings) if scan is not None else [], free, bool(reason) and not free,
-                                 current, imports, reason if not free else "")  # fmt: skip
+        out[e.path] = FileStatus(
+            e.path,
+            verdict,
+            scan.completeness if scan is not None else "inconclusive",
+            list(scan.findings) if scan is not None else [],
+            free,
+            bool(reason) and not free,
+            current,
+            imports,
+            reason if not free else "",
+        )
     return out
 
 
@@ -344,9 +363,13 @@ def stale_blobs(session: Session, version: str) -> list[tuple[str, str]]:
 
 
 def rescan_stale(
-    db: Database, store: BlobStore, settings: Settings, *, progress: Callable[[int, int], None] | None = None,
+    db: Database,
+    store: BlobStore,
+    settings: Settings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
-) -> int:  # fmt: skip
+) -> int:
     """Rescan, one at a time, every stored file whose scan predates the current rules; return how many."""
     version = rules_version(settings)
     with db.read() as session:

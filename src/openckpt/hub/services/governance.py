@@ -62,21 +62,34 @@ def local_repo(session: Session, base: str) -> Repo | None:
     owner, sep, name = base.partition("/")
     if not sep or "/" in name or ":" in owner:
         return None
-    repo = session.scalar(select(Repo).join(Account, Repo.owner_id == Account.id).where(
-        Repo.type == "model", Account.name == owner, Repo.name == name).options(joinedload(Repo.owner)))  # fmt: skip
+    repo = session.scalar(
+        select(Repo)
+        .join(Account, Repo.owner_id == Account.id)
+        .where(Repo.type == "model", Account.name == owner, Repo.name == name)
+        .options(joinedload(Repo.owner))
+    )
     return repo if repo is not None else redirects.follow(session, "model", owner, name)  # a base renamed since
 
 
-def refresh_lineage(session: Session, store: BlobStore, repo: Repo, head: Commit,
-                    entries: Mapping[str, FileEntry]) -> None:  # fmt: skip
+def refresh_lineage(
+    session: Session, store: BlobStore, repo: Repo, head: Commit, entries: Mapping[str, FileEntry]
+) -> None:
     """Replace the repo's lineage edges with those of ``head`` (its default branch's head)."""
     edges = extract_edges(_files(store, entries), paths=list(entries)) if repo.type == "model" else []
     session.execute(delete(LineageEdge).where(LineageEdge.repo_id == repo.id))
     for e in edges:
         local = local_repo(session, e.base)
-        session.add(LineageEdge(repo_id=repo.id, base=e.base[:512], revision=head.id,
-                                base_repo_id=local.id if local is not None and local.id != repo.id else None,
-                                base_revision=e.revision, relation=e.relation, source=e.source))  # fmt: skip
+        session.add(
+            LineageEdge(
+                repo_id=repo.id,
+                base=e.base[:512],
+                revision=head.id,
+                base_repo_id=local.id if local is not None and local.id != repo.id else None,
+                base_revision=e.revision,
+                relation=e.relation,
+                source=e.source,
+            )
+        )
 
 
 def _has_notice(session: Session, repo: Repo) -> bool | None:
@@ -94,8 +107,9 @@ def _stated(card: Mapping[str, Any], base: str) -> str | None:
     return str(value[base]) if isinstance(value, dict) and isinstance(value.get(base), str) else None
 
 
-def _walk(session: Session, principal: Principal | None, edges: Sequence[Edge], card: Mapping[str, Any],
-          via: str | None) -> list[Ancestor]:  # fmt: skip
+def _walk(
+    session: Session, principal: Principal | None, edges: Sequence[Edge], card: Mapping[str, Any], via: str | None
+) -> list[Ancestor]:
     """Ancestors reached from ``edges`` (of a child whose card is ``card``), through local repos' own edges."""
     out: list[Ancestor] = []
     seen: set[str] = set()
@@ -112,8 +126,9 @@ def _walk(session: Session, principal: Principal | None, edges: Sequence[Edge], 
         lic = repo.card_data.get("license") if isinstance(repo.card_data.get("license"), str) else None
         out.append(Ancestor(edge.base, lic, edge.relation, True, depth, child, _has_notice(session, repo)))
         rows = session.scalars(select(LineageEdge).where(LineageEdge.repo_id == repo.id))
-        queue += [(Edge(r.base, r.relation, r.base_revision, r.source), repo.card_data, edge.base, depth + 1)
-                  for r in rows]  # fmt: skip
+        queue += [
+            (Edge(r.base, r.relation, r.base_revision, r.source), repo.card_data, edge.base, depth + 1) for r in rows
+        ]
     return out
 
 
@@ -124,8 +139,9 @@ def ancestors(session: Session, principal: Principal | None, repo: Repo) -> list
     return _walk(session, principal, edges, repo.card_data, None)
 
 
-def revision_lineage(session: Session, store: BlobStore, principal: Principal | None, repo: Repo,
-                     rev: str) -> tuple[Commit, dict[str, Any], list[Ancestor]]:  # fmt: skip
+def revision_lineage(
+    session: Session, store: BlobStore, principal: Principal | None, repo: Repo, rev: str
+) -> tuple[Commit, dict[str, Any], list[Ancestor]]:
     """(the commit ``rev`` resolves to, its card's metadata, its ancestors nearest first): the repo's own bases come
     from that revision's card, openckpt.json and adapter_config.json; farther ones from local bases' current edges."""
     commit = resolve_revision(session, repo, rev)
@@ -144,34 +160,52 @@ def descendants(session: Session, principal: Principal | None, repo: Repo) -> li
     queue: list[tuple[Repo, int]] = [(repo, 1)]
     while queue:
         parent, depth = queue.pop(0)
-        rows = session.scalars(select(LineageEdge).where(
-            or_(LineageEdge.base_repo_id == parent.id, LineageEdge.base == parent.repo_id)))  # fmt: skip
+        rows = session.scalars(
+            select(LineageEdge).where(or_(LineageEdge.base_repo_id == parent.id, LineageEdge.base == parent.repo_id))
+        )
         for row in rows:
             child = session.get(Repo, row.repo_id)
             if child is None or child.id in seen or not may_read(principal, child) or depth > MAX_DEPTH:
                 continue
             seen.add(child.id)
             lic = child.card_data.get("license")
-            out.append({"id": child.repo_id, "relation": row.relation, "license": lic if isinstance(lic, str) else None,
-                        "local": True, "depth": depth, "via": parent.repo_id})  # fmt: skip
+            out.append(
+                {
+                    "id": child.repo_id,
+                    "relation": row.relation,
+                    "license": lic if isinstance(lic, str) else None,
+                    "local": True,
+                    "depth": depth,
+                    "via": parent.repo_id,
+                }
+            )
             queue.append((child, depth + 1))
     return out
 
 
-def _report(session: Session, store: BlobStore, principal: Principal | None, repo: Repo,
-            entries: Mapping[str, FileEntry]) -> Report:  # fmt: skip
+def _report(
+    session: Session, store: BlobStore, principal: Principal | None, repo: Repo, entries: Mapping[str, FileEntry]
+) -> Report:
     readme = entries.get("README.md")
     link = None
     if readme is not None and readme.size <= MAX_FILE:
         link = card_metadata(b"".join(store.read(readme.sha256)).decode("utf-8", "replace")).get("license_link")
-    subject = subject_from_files(repo.name, _files(store, entries, link if isinstance(link, str) else None),
-                                 paths=list(entries))  # fmt: skip
+    subject = subject_from_files(
+        repo.name, _files(store, entries, link if isinstance(link, str) else None), paths=list(entries)
+    )
     card = {"base_model_license": dict(subject.base_licenses)}
     return check(subject, _walk(session, principal, subject.edges, card, None))
 
 
-def license_report(session: Session, store: BlobStore, settings: Settings, principal: Principal | None, repo: Repo,
-                   rev: str, policy: Policy | None = None) -> dict[str, Any]:  # fmt: skip
+def license_report(
+    session: Session,
+    store: BlobStore,
+    settings: Settings,
+    principal: Principal | None,
+    repo: Repo,
+    rev: str,
+    policy: Policy | None = None,
+) -> dict[str, Any]:
     """The license check of a revision, with the findings of ``policy`` (default: the repo's effective policy)."""
     commit = resolve_revision(session, repo, rev)
     entries = read_tree(session, commit.tree_id)
@@ -216,8 +250,15 @@ def set_policy(db: Database, principal: Principal, org: str, rules: Any) -> dict
     return policy.to_dict()
 
 
-def _gate_results(session: Session, store: BlobStore, settings: Settings, repo: Repo,
-                  entries: dict[str, FileEntry], tree_id: str, policy: Policy) -> dict[str, Any]:  # fmt: skip
+def _gate_results(
+    session: Session,
+    store: BlobStore,
+    settings: Settings,
+    repo: Repo,
+    entries: dict[str, FileEntry],
+    tree_id: str,
+    policy: Policy,
+) -> dict[str, Any]:
     """What the scan gate and the signature check say about a tree, for the rules of ``policy`` that need them."""
     out: dict[str, Any] = {}
     if policy.require_clean_scan:
@@ -237,8 +278,9 @@ def _gate_results(session: Session, store: BlobStore, settings: Settings, repo: 
     return out
 
 
-def policy_refusal(session: Session, store: BlobStore, settings: Settings, repo: Repo,
-                   entries: dict[str, FileEntry], tree_id: str) -> tuple[str, str] | None:  # fmt: skip
+def policy_refusal(
+    session: Session, store: BlobStore, settings: Settings, repo: Repo, entries: dict[str, FileEntry], tree_id: str
+) -> tuple[str, str] | None:
     """(whose policy, its reasons) when the license policy of the repo's owner or of the server refuses ``entries``
     (the tree ``tree_id``) as files of ``repo``; None when it lets them in or no policy applies."""
     if repo.type != "model":  # policies govern models
@@ -256,8 +298,9 @@ def policy_refusal(session: Session, store: BlobStore, settings: Settings, repo:
     return " and ".join(whose), "; ".join(f.message for f in findings)
 
 
-def enforce_policy(db: Database, store: BlobStore, settings: Settings, repo_id: int, branch: str,
-                   changes: Sequence[FileChange]) -> None:  # fmt: skip
+def enforce_policy(
+    db: Database, store: BlobStore, settings: Settings, repo_id: int, branch: str, changes: Sequence[FileChange]
+) -> None:
     """Refuse (:class:`PolicyViolationError`) a commit of ``changes`` on ``branch`` that the license policy of the
     repo's owner or of the server forbids; a no-op when neither has a policy."""
     with db.read() as session:

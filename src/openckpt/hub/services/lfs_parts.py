@@ -57,8 +57,9 @@ def _check(sha256: str, size: int, number: int = 1) -> None:
         raise BadRequestError("invalid multipart upload")
 
 
-async def receive_part(store: BlobStore, db: Database, sha256: str, size: int, number: int,
-                       body: AsyncIterator[bytes], limit: int) -> str:  # fmt: skip
+async def receive_part(
+    store: BlobStore, db: Database, sha256: str, size: int, number: int, body: AsyncIterator[bytes], limit: int
+) -> str:
     """Store part ``number`` (at most ``limit`` bytes) of the upload of blob ``sha256`` of ``size`` bytes, in place
     of any earlier upload of that part; return its ETag (md5, as S3 does)."""
     _check(sha256, size, number)
@@ -139,11 +140,17 @@ def _complete(blobs: BlobStore, db: Database, sha256: str, size: int, parts: lis
     if parts != list(range(1, len(parts) + 1)):
         raise BadRequestError("parts must be numbered 1..N without gaps")
     with db.write() as session:  # the join restarts the parts' abandonment clock: the collector waits for it
-        session.execute(update(LfsPart).where(LfsPart.sha256 == sha256, LfsPart.size == size)
-                        .values(created_at=utcnow()))  # fmt: skip
-        recorded = {number: (key, n) for number, key, n in session.execute(
-            select(LfsPart.number, LfsPart.part_sha256, LfsPart.part_size)
-            .where(LfsPart.sha256 == sha256, LfsPart.size == size))}  # fmt: skip
+        session.execute(
+            update(LfsPart).where(LfsPart.sha256 == sha256, LfsPart.size == size).values(created_at=utcnow())
+        )
+        recorded = {
+            number: (key, n)
+            for number, key, n in session.execute(
+                select(LfsPart.number, LfsPart.part_sha256, LfsPart.part_size).where(
+                    LfsPart.sha256 == sha256, LfsPart.size == size
+                )
+            )
+        }
     joined = False
     if not (missing := [number for number in parts if number not in recorded]):
         joined = _join(blobs, db, sha256, size, [(number, *recorded[number]) for number in parts])

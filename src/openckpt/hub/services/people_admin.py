@@ -62,8 +62,9 @@ def check_invite(secret: bytes, code: str) -> str:
     return account
 
 
-def create_user(session: Session, name: str, *, fullname: str = "", is_admin: bool = False,
-                token_name: str = "web") -> tuple[Account, str]:  # fmt: skip
+def create_user(
+    session: Session, name: str, *, fullname: str = "", is_admin: bool = False, token_name: str = "web"
+) -> tuple[Account, str]:
     """A new user with a write token; returns it and the token's secret (shown once)."""
     account = accounts.create_account(session, name, fullname=fullname.strip()[:200], is_admin=is_admin)
     _, secret = accounts.create_token(session, account, name=token_name, role="write")

@@ -13,10 +13,13 @@ _REDIRECT = (
     select(Repo)
     .join(RepoRedirect, RepoRedirect.repo_id == Repo.id)
     .join(Account, RepoRedirect.owner_id == Account.id)
-    .where(RepoRedirect.type == bindparam("type"), Account.name == bindparam("owner"),
-           RepoRedirect.name == bindparam("name"))
+    .where(
+        RepoRedirect.type == bindparam("type"),
+        Account.name == bindparam("owner"),
+        RepoRedirect.name == bindparam("name"),
+    )
     .options(joinedload(Repo.owner))
-)  # fmt: skip
+)
 
 
 def follow(session: Session, repo_type: str, owner: str, name: str) -> Repo | None:

@@ -93,8 +93,9 @@ def _copy_history(session: Session, source: Repo, repo: Repo, refs: Sequence[_Re
     mapped = rewrite_commits(session, commits, [ref.commit_id for ref in refs], repo_id=repo.id)
     possession.copy_objects(session, source.id, repo.id)  # the copy's readers have what its history holds
     for ref in refs:
-        session.add(Ref(repo_id=repo.id, kind=ref.kind, name=ref.name, commit_id=mapped[ref.commit_id],
-                        message=ref.message))  # fmt: skip
+        session.add(
+            Ref(repo_id=repo.id, kind=ref.kind, name=ref.name, commit_id=mapped[ref.commit_id], message=ref.message)
+        )
 
 
 def duplicate_repo(

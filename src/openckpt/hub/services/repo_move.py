@@ -53,8 +53,9 @@ def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, 
             if not principal.can_write:
                 raise ForbiddenError(f"This token is read-only: it cannot move {from_id}")
             if not _is_repo_admin(principal, repo):
-                raise ForbiddenError(f"Only an admin of {from_id} (its owner or an admin of its organization) can "
-                                     "move it")  # fmt: skip
+                raise ForbiddenError(
+                    f"Only an admin of {from_id} (its owner or an admin of its organization) can move it"
+                )
             if to_id == from_id:
                 raise BadRequestError(f"{from_id} already has this name")
             account = namespace_of(session, principal, repo_type, to_owner)

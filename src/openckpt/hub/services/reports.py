@@ -31,9 +31,10 @@ def _dataset_licenses(session: Session, card: dict[str, Any]) -> dict[str, str |
         if not repo_name:
             continue
         repo = session.scalar(
-            select(Repo).join(Account, Repo.owner_id == Account.id)
+            select(Repo)
+            .join(Account, Repo.owner_id == Account.id)
             .where(Repo.type == "dataset", Account.name == owner, Repo.name == repo_name, Repo.private.is_(False))
-        )  # fmt: skip
+        )
         if repo is None and (moved := redirects.follow(session, "dataset", owner, repo_name)) is not None:
             repo = None if moved.private else moved  # a dataset renamed since the card named it
         if repo is not None and isinstance((repo.card_data or {}).get("license"), str):
@@ -58,5 +59,11 @@ def repo_bom(session: Session, store: BlobStore, repo: Repo, *, tool_version: st
     if (entry := entries.get("openckpt.json")) is not None:
         manifest = load_manifest(store, entry).manifest
     weights = {path: e.sha256 for path, e in entries.items() if is_weight_file(path)}
-    return build_bom(repo.repo_id, weights=weights, card=dict(repo.card_data or {}), manifest=manifest,
-                     version=commit_id, tool_version=tool_version)  # fmt: skip
+    return build_bom(
+        repo.repo_id,
+        weights=weights,
+        card=dict(repo.card_data or {}),
+        manifest=manifest,
+        version=commit_id,
+        tool_version=tool_version,
+    )

@@ -75,15 +75,20 @@ def find_repo(
     repo = session.scalar(_REPO_BY_NAME, {"type": check_type(repo_type), "owner": owner, "name": name})
     moved = redirects.follow(session, repo_type, owner, name) if repo is None else None
     if moved is not None and may_read(principal, moved):  # else the old name is as absent as the invisible repo
-        raise RepoMovedError(f"Repository {repo_id} was moved to {moved.repo_id}: use its new name",
-                             old_id=repo_id, new_id=moved.repo_id)  # fmt: skip
+        raise RepoMovedError(
+            f"Repository {repo_id} was moved to {moved.repo_id}: use its new name", old_id=repo_id, new_id=moved.repo_id
+        )
     if repo is None or not may_read(principal, repo):
-        raise RepoNotFoundError(f"Repository Not Found for url: {repo_type} {repo_id}. Please make sure you specified "
-                                "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated "
-                                "repo, make sure you are authenticated.")  # fmt: skip
+        raise RepoNotFoundError(
+            f"Repository Not Found for url: {repo_type} {repo_id}. Please make sure you specified "
+            "the correct `repo_id` and `repo_type`. If you are trying to access a private or gated "
+            "repo, make sure you are authenticated."
+        )
     if write and (principal is None or not principal.may_write(repo)):
-        raise ForbiddenError(f"You don't have write access to {repo_id}" + (
-            "" if principal is None or principal.can_write else ": this token is read-only"))  # fmt: skip
+        raise ForbiddenError(
+            f"You don't have write access to {repo_id}"
+            + ("" if principal is None or principal.can_write else ": this token is read-only")
+        )
     return repo
 
 
@@ -122,8 +127,9 @@ def check_free(session: Session, repo_type: str, account: Account, name: str) ->
         raise ConflictError(f"You already created this {repo_type} repo: {account.name}/{name}")
 
 
-def insert_repo_row(session: Session, principal: Principal, repo_type: str, name: str, owner_name: str,
-                    private: bool) -> Repo:  # fmt: skip
+def insert_repo_row(
+    session: Session, principal: Principal, repo_type: str, name: str, owner_name: str, private: bool
+) -> Repo:
     """Add the row of a new repo without commits or refs (flushed, so it has its id): :class:`ForbiddenError`
     without the right to create repos in ``owner_name``, :class:`ConflictError` if the name is taken."""
     account = namespace_of(session, principal, repo_type, owner_name)
@@ -176,8 +182,16 @@ def update_settings(
     return repo
 
 
-def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str,
-               start: str | None, message: str | None = None) -> tuple[Repo, str]:  # fmt: skip
+def create_ref(
+    db: Database,
+    principal: Principal,
+    repo_type: str,
+    repo_id: str,
+    kind: str,
+    name: str,
+    start: str | None,
+    message: str | None = None,
+) -> tuple[Repo, str]:
     """Create a branch or tag at ``start`` (default: the default branch's head); return the repo and the commit."""
     check_ref_name(name, kind)
     with db.write() as session:
@@ -189,8 +203,9 @@ def create_ref(db: Database, principal: Principal, repo_type: str, repo_id: str,
     return repo, commit.id
 
 
-def delete_ref(db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str,
-               name: str) -> tuple[Repo, str]:  # fmt: skip
+def delete_ref(
+    db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str
+) -> tuple[Repo, str]:
     """Delete a branch (not the default one) or tag; return the repo and the commit it pointed at."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
@@ -240,18 +255,25 @@ class ListQuery:
 
 
 _SORT = {
-    "lastModified": Repo.last_modified, "last_modified": Repo.last_modified, "createdAt": Repo.created_at,
-    "created_at": Repo.created_at, "downloads": Repo.downloads, "likes": Repo.likes, "trendingScore": Repo.downloads,
+    "lastModified": Repo.last_modified,
+    "last_modified": Repo.last_modified,
+    "createdAt": Repo.created_at,
+    "created_at": Repo.created_at,
+    "downloads": Repo.downloads,
+    "likes": Repo.likes,
+    "trendingScore": Repo.downloads,
     "id": Repo.name,
-}  # fmt: skip
+}
 
 
 def list_repos(session: Session, principal: Principal | None, repo_type: str, query: ListQuery) -> list[Repo]:
     """Repos the caller may see, filtered, sorted and paged."""
     stmt: Select[Repo] = (
-        select(Repo).join(Account, Repo.owner_id == Account.id).where(Repo.type == check_type(repo_type))
+        select(Repo)
+        .join(Account, Repo.owner_id == Account.id)
+        .where(Repo.type == check_type(repo_type))
         .options(joinedload(Repo.owner))
-    )  # fmt: skip
+    )
     if principal is None:
         stmt = stmt.where(Repo.private.is_(False))
     elif not principal.is_admin:

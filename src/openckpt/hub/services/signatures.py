@@ -136,8 +136,9 @@ def check_signature(
     return status
 
 
-def _verify(store: BlobStore, repo: Repo, entries: dict[str, FileEntry], sig: FileEntry, keys: list[SigningKey],
-            scratch: Path) -> SignatureStatus:  # fmt: skip
+def _verify(
+    store: BlobStore, repo: Repo, entries: dict[str, FileEntry], sig: FileEntry, keys: list[SigningKey], scratch: Path
+) -> SignatureStatus:
     owner = repo.owner.name
     if not keys:
         return SignatureStatus(sig.path, False, reason=f"{owner} has registered no signing key")

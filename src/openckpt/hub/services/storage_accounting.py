@@ -53,10 +53,15 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         ratio = self.dedup_ratio
-        return {"logicalBytes": self.logical_bytes, "historyBytes": self.history_bytes,
-                "physicalBytes": round(self.physical_bytes), "uniqueBytes": self.unique_bytes,
-                "sharedBytes": self.shared_bytes, "files": self.files,
-                "dedupRatio": None if ratio is None else round(ratio, 4)}  # fmt: skip
+        return {
+            "logicalBytes": self.logical_bytes,
+            "historyBytes": self.history_bytes,
+            "physicalBytes": round(self.physical_bytes),
+            "uniqueBytes": self.unique_bytes,
+            "sharedBytes": self.shared_bytes,
+            "files": self.files,
+            "dedupRatio": None if ratio is None else round(ratio, 4),
+        }
 
 
 @dataclass
@@ -101,12 +106,16 @@ class Accounting:
         """JSON: totals, owners, repos (largest first) and the ``xorbs`` largest xorbs with their reference counts."""
         repos = sorted(self.repos.values(), key=lambda r: (-r.physical_bytes, r.repo_id))
         return {
-            "total": {**self.total.as_dict(), "storedBytes": self.stored_bytes,
-                      "unreferencedBytes": self.unreferenced_bytes, **self.counts},
+            "total": {
+                **self.total.as_dict(),
+                "storedBytes": self.stored_bytes,
+                "unreferencedBytes": self.unreferenced_bytes,
+                **self.counts,
+            },
             "owners": [{"name": name, **usage.as_dict()} for name, usage in sorted(self.owners.items())],
             "repos": [r.as_dict() for r in repos],
             "xorbs": [x.as_dict() for x in self.xorbs[:xorbs]],
-        }  # fmt: skip
+        }
 
 
 _ROOTS = select(Commit.repo_id.label("key"), Commit.tree_id.label("tree_id"))
@@ -176,10 +185,12 @@ def account(db: Database, store: BlobStore) -> Accounting:
     """The whole hub's accounting (reads every commit's file list: meant for admin pages and occasional calls)."""
     blobs = raw_blobs(store)
     with db.read() as session:
-        repos = {rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
-                 for rid, kind, name, owner in session.execute(
-                     select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
-                 )}  # fmt: skip
+        repos = {
+            rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
+            for rid, kind, name, owner in session.execute(
+                select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
+            )
+        }
         files: dict[int, dict[str, int]] = defaultdict(dict)
         for rid, sha256, size in session.execute(_HISTORY):
             files[rid][sha256] = size
@@ -211,14 +222,20 @@ def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dic
     """The figures of the repos ``pks`` (one primary key, or a query of them), from their files, the objects they
     use and the files of other repos using those objects."""
     blobs = raw_blobs(store)
-    which, mine, heads = (Repo.id == pks, Commit.repo_id == pks, Ref.repo_id == pks) if isinstance(pks, int) else (
-        Repo.id.in_(pks), Commit.repo_id.in_(pks), Ref.repo_id.in_(pks))  # fmt: skip
+    which, mine, heads = (
+        (Repo.id == pks, Commit.repo_id == pks, Ref.repo_id == pks)
+        if isinstance(pks, int)
+        else (Repo.id.in_(pks), Commit.repo_id.in_(pks), Ref.repo_id.in_(pks))
+    )
     with db.read() as session:
-        repos = {rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
-                 for rid, kind, name, owner in session.execute(
-                     select(Repo.id, Repo.type, Repo.name, Account.name).join(Account, Account.id == Repo.owner_id)
-                     .where(which)
-                 )}  # fmt: skip
+        repos = {
+            rid: RepoUsage(id=rid, repo_id=f"{owner}/{name}", type=kind, owner=owner)
+            for rid, kind, name, owner in session.execute(
+                select(Repo.id, Repo.type, Repo.name, Account.name)
+                .join(Account, Account.id == Repo.owner_id)
+                .where(which)
+            )
+        }
         if not repos:
             return {}
         own = select(files_reached(_ROOTS.where(mine)).subquery().c.sha256)
@@ -294,10 +311,13 @@ def _attribute(
         for xorb in used:
             file_count[xorb] += 1
     xorbs = sorted(
-        (XorbUsage(key[2:], size, file_count.get(key[2:], 0), len(users.get(key, ())))
-         for key, size in sizes.items() if key.startswith("x:")),
+        (
+            XorbUsage(key[2:], size, file_count.get(key[2:], 0), len(users.get(key, ())))
+            for key, size in sizes.items()
+            if key.startswith("x:")
+        ),
         key=lambda x: (-x.bytes, x.hash),
-    )  # fmt: skip
+    )
     stored = sum(sizes.values())
     counts = {
         "repos": len(repos),

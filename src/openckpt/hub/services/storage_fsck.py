@@ -79,8 +79,13 @@ class FsckReport:
 
     def as_dict(self) -> dict[str, Any]:
         problems = [{"kind": p.kind, "subject": p.subject, "detail": p.detail} for p in self.problems]
-        return {"ok": self.ok, "deep": self.deep, "checked": dict(self.checked),
-                "unreferencedObjects": self.unreferenced_objects, "problems": problems}  # fmt: skip
+        return {
+            "ok": self.ok,
+            "deep": self.deep,
+            "checked": dict(self.checked),
+            "unreferencedObjects": self.unreferenced_objects,
+            "problems": problems,
+        }
 
 
 def _sha256_of(blobs: BlobStore, key: str) -> str:
@@ -137,8 +142,12 @@ def _check_xorbs(session: Session, blobs: BlobStore, report: FsckReport, deep: b
             tiled = tiled and c.byte_start == position and c.byte_end > c.byte_start and c.unpacked_offset == unpacked
             position, unpacked = c.byte_end, unpacked + c.unpacked_size
         if not tiled or position != row.serialized_size or unpacked != row.unpacked_size:
-            report.add("chunks", subject, f"{len(mine)} chunk rows do not tile its {row.num_chunks} chunks, "
-                       f"{row.serialized_size} bytes ({row.unpacked_size} unpacked)")  # fmt: skip
+            report.add(
+                "chunks",
+                subject,
+                f"{len(mine)} chunk rows do not tile its {row.num_chunks} chunks, "
+                f"{row.serialized_size} bytes ({row.unpacked_size} unpacked)",
+            )
         stat = blobs.stat(row.blob_sha256)
         if stat is None:
             report.add("missing", subject, f"its store object {row.blob_sha256} is missing")
@@ -161,22 +170,34 @@ def _check_xet_files(session: Session, report: FsckReport) -> None:
         subject = f"Xet file {row.hash}"
         mine = terms.get(row.hash, [])
         if len(mine) != row.num_terms or sum(t.size for t in mine) != row.size:
-            report.add("chunks", subject, f"{len(mine)} terms of {sum(t.size for t in mine)} bytes, "
-                       f"the row says {row.num_terms} terms of {row.size} bytes")  # fmt: skip
+            report.add(
+                "chunks",
+                subject,
+                f"{len(mine)} terms of {sum(t.size for t in mine)} bytes, "
+                f"the row says {row.num_terms} terms of {row.size} bytes",
+            )
         for t in mine:
             held = chunk_counts.get(t.xorb_hash)
             if held is None:
                 report.add("dangling", subject, f"term {t.term_index} names xorb {t.xorb_hash}, which is not stored")
             elif not 0 <= t.chunk_start < t.chunk_end <= held:
-                report.add("dangling", subject, f"term {t.term_index} names chunks [{t.chunk_start}, {t.chunk_end}) "
-                           f"of xorb {t.xorb_hash}, which has {held}")  # fmt: skip
+                report.add(
+                    "dangling",
+                    subject,
+                    f"term {t.term_index} names chunks [{t.chunk_start}, {t.chunk_end}) "
+                    f"of xorb {t.xorb_hash}, which has {held}",
+                )
 
 
 def _check_commits(session: Session, report: FsckReport) -> None:
     stored = set(session.scalars(select(Blob.sha256)))
-    stored.update(session.scalars(
-        select(XetSha256.sha256).join(XetFile, XetFile.hash == XetSha256.file_hash).where(XetSha256.verified.is_(True))
-    ))  # fmt: skip
+    stored.update(
+        session.scalars(
+            select(XetSha256.sha256)
+            .join(XetFile, XetFile.hash == XetSha256.file_hash)
+            .where(XetSha256.verified.is_(True))
+        )
+    )
     files = files_reached(select(literal_column("0").label("key"), Commit.tree_id.label("tree_id"))).subquery()
     missing: set[str] = set()
     for sha256 in session.scalars(select(files.c.sha256)):  # each file of each tree any commit reaches, once
@@ -188,14 +209,19 @@ def _check_commits(session: Session, report: FsckReport) -> None:
     found = holders(sorted(missing))  # up from the files to the commits naming them
     rows = session.execute(
         select(found.c.sha256, found.c.path, Commit.id, Account.name + "/" + Repo.name, Repo.type)
-        .join(Commit, Commit.tree_id == found.c.tree_id).join(Repo, Repo.id == Commit.repo_id)
+        .join(Commit, Commit.tree_id == found.c.tree_id)
+        .join(Repo, Repo.id == Commit.repo_id)
         .join(Account, Account.id == Repo.owner_id)
-    )  # fmt: skip
+    )
     for sha256, path, commit, repo, kind in rows:
         if sha256 in missing:
             missing.discard(sha256)
-            report.add("dangling", f"file {sha256}", f"{kind} {repo!r} commit {commit[:12]} names it at {path!r}, "
-                       "but it is neither a blob nor a verified Xet file")  # fmt: skip
+            report.add(
+                "dangling",
+                f"file {sha256}",
+                f"{kind} {repo!r} commit {commit[:12]} names it at {path!r}, "
+                "but it is neither a blob nor a verified Xet file",
+            )
 
 
 def _check_parts(session: Session, blobs: BlobStore, report: FsckReport) -> None:
@@ -205,8 +231,11 @@ def _check_parts(session: Session, blobs: BlobStore, report: FsckReport) -> None
         if stat is None:
             report.add("missing", subject, f"its store object {row.part_sha256} is missing")
         elif stat.size != HEADER_SIZE + row.part_size:
-            report.add("size", subject, f"store object has {stat.size} bytes, the row says {row.part_size} "
-                       f"after a {HEADER_SIZE}-byte header")  # fmt: skip
+            report.add(
+                "size",
+                subject,
+                f"store object has {stat.size} bytes, the row says {row.part_size} after a {HEADER_SIZE}-byte header",
+            )
 
 
 def check(db: Database, store: BlobStore, *, deep: bool = False, progress: Progress | None = None) -> FsckReport:

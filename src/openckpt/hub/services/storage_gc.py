@@ -162,15 +162,17 @@ def _mark(session: Session, cutoff: Any) -> _Plan:
     live_sha = set(session.scalars(select(files_reached(roots).subquery().c.sha256).distinct()))
     blobs = [s for s in session.scalars(select(Blob.sha256).where(Blob.created_at < cutoff)) if s not in live_sha]
     live_files: set[str] = set()
-    for sha256, file_hash, created in session.execute(select(XetSha256.sha256, XetSha256.file_hash,
-                                                             XetSha256.created_at)):  # fmt: skip
+    for sha256, file_hash, created in session.execute(
+        select(XetSha256.sha256, XetSha256.file_hash, XetSha256.created_at)
+    ):
         if sha256 in live_sha or created >= cutoff:  # committed, or registered lately for a commit to come
             live_files.add(file_hash)
     old_files = session.scalars(select(XetFile.hash).where(XetFile.created_at < cutoff))
     files = sorted(set(old_files) - live_files)
     dead_files = set(files)
-    used = {x for f, x in session.execute(select(XetTerm.file_hash, XetTerm.xorb_hash).distinct())
-            if f not in dead_files}  # fmt: skip
+    used = {
+        x for f, x in session.execute(select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()) if f not in dead_files
+    }
     xorbs = sorted(set(session.scalars(select(Xorb.hash).where(Xorb.created_at < cutoff))) - used)
     return _Plan(commits, trees, blobs, files, xorbs)
 
@@ -237,12 +239,18 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
         session.execute(delete(Blob).where(Blob.sha256.in_(dead)))
         swept.blobs += dead
     for batch in _batches(plan.files):
-        named = set(session.scalars(
-            select(XetSha256.file_hash).join(TreeItem, TreeItem.sha256 == XetSha256.sha256)
-            .where(XetSha256.file_hash.in_(batch))
-        ))  # fmt: skip
-        young = set(session.scalars(select(XetSha256.file_hash).where(
-            XetSha256.file_hash.in_(batch), XetSha256.created_at >= cutoff)))  # fmt: skip
+        named = set(
+            session.scalars(
+                select(XetSha256.file_hash)
+                .join(TreeItem, TreeItem.sha256 == XetSha256.sha256)
+                .where(XetSha256.file_hash.in_(batch))
+            )
+        )
+        young = set(
+            session.scalars(
+                select(XetSha256.file_hash).where(XetSha256.file_hash.in_(batch), XetSha256.created_at >= cutoff)
+            )
+        )
         young.update(session.scalars(select(XetFile.hash).where(XetFile.hash.in_(batch), XetFile.created_at >= cutoff)))
         dead = [f for f in batch if f not in named and f not in young]
         for table, column in ((XetSha256, XetSha256.file_hash), (XetTerm, XetTerm.file_hash), (XetFile, XetFile.hash)):
@@ -250,8 +258,11 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
         swept.files += len(dead)
     for batch in _batches(plan.xorbs):
         used = set(session.scalars(select(XetTerm.xorb_hash).where(XetTerm.xorb_hash.in_(batch)).distinct()))
-        rows = session.execute(select(Xorb.hash, Xorb.blob_sha256, Xorb.serialized_size).where(
-            Xorb.hash.in_(batch), Xorb.created_at < cutoff)).all()  # fmt: skip
+        rows = session.execute(
+            select(Xorb.hash, Xorb.blob_sha256, Xorb.serialized_size).where(
+                Xorb.hash.in_(batch), Xorb.created_at < cutoff
+            )
+        ).all()
         unused = [(x, blob, size) for x, blob, size in rows if x not in used]
         names = [x for x, _, _ in unused]
         session.execute(delete(XorbChunk).where(XorbChunk.xorb_hash.in_(names)))
@@ -272,8 +283,9 @@ def _named(db: Database, keys: list[str]) -> set[str]:
     return named
 
 
-def _delete_unnamed(db: Database, blobs: BlobStore, keys: Iterable[str], cutoff: float, report: GcReport,
-                    *, dry_run: bool) -> list[tuple[str, int]]:  # fmt: skip
+def _delete_unnamed(
+    db: Database, blobs: BlobStore, keys: Iterable[str], cutoff: float, report: GcReport, *, dry_run: bool
+) -> list[tuple[str, int]]:
     """Delete the objects among ``keys`` that no row names and nothing wrote since ``cutoff``; return them."""
     gone: list[tuple[str, int]] = []
     for batch in _batches(keys):
@@ -311,8 +323,9 @@ def _sweep_multipart(directory: Path, cutoff: float) -> int:
 # ---- the collection ---------------------------------------------------------------------------------------------
 
 
-def keep_alive(session: Session, *, blobs: Iterable[str] = (), xorbs: Iterable[str] = (),
-               files: Iterable[str] = ()) -> None:  # fmt: skip
+def keep_alive(
+    session: Session, *, blobs: Iterable[str] = (), xorbs: Iterable[str] = (), files: Iterable[str] = ()
+) -> None:
     """Restart the grace period of stored objects a client was just told it need not upload again (an LFS batch
     answering "stored", a xorb upload or shard naming a known xorb or file): the client will commit them soon."""
     now = utcnow()
@@ -381,7 +394,12 @@ def collect(
 def _count_plan(db: Database, blobs: BlobStore, plan: _Plan, report: GcReport) -> None:
     """A dry run's figures: the candidates of the mark, as the sweep would find them now."""
     report.commits, report.trees, report.blobs, report.xet_files, report.xorbs = (
-        len(plan.commits), len(plan.trees), len(plan.blobs), len(plan.files), len(plan.xorbs))  # fmt: skip
+        len(plan.commits),
+        len(plan.trees),
+        len(plan.blobs),
+        len(plan.files),
+        len(plan.xorbs),
+    )
     for sha256 in plan.blobs:
         stat = blobs.stat(sha256)
         report.blob_bytes += stat.size if stat is not None else 0

@@ -33,9 +33,13 @@ def start_schedule(db: Database, store: BlobStore, settings: Settings) -> thread
             try:
                 if not leases.acquire(db, SCHEDULE_LEASE, holder, timedelta(seconds=interval * 0.9)):
                     continue  # another process collects this round
-                report = collect(db, store, grace=timedelta(seconds=settings.gc_grace),
-                                 url_ttl=timedelta(seconds=settings.signed_url_ttl),
-                                 multipart_dir=settings.data_dir / "multipart")  # fmt: skip
+                report = collect(
+                    db,
+                    store,
+                    grace=timedelta(seconds=settings.gc_grace),
+                    url_ttl=timedelta(seconds=settings.signed_url_ttl),
+                    multipart_dir=settings.data_dir / "multipart",
+                )
                 log.info("storage gc: %s", report.as_dict())
             except StorageBusyError as e:
                 log.info("storage gc skipped: %s", e)

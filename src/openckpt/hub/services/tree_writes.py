@@ -110,10 +110,19 @@ class _Builder(_Trees):
         for i in range(0, len(fresh), 500):
             stored.update(self.session.scalars(_STORED, {"trees": fresh[i : i + 500]}))
         rows = [
-            {"tree_id": t, "name": n, "subtree": r.subtree, "sha256": r.sha256, "git_oid": r.git_oid, "size": r.size,
-             "lfs": r.lfs}
-            for t in fresh if t not in stored for n, r in self.nodes[t].items()
-        ]  # fmt: skip
+            {
+                "tree_id": t,
+                "name": n,
+                "subtree": r.subtree,
+                "sha256": r.sha256,
+                "git_oid": r.git_oid,
+                "size": r.size,
+                "lfs": r.lfs,
+            }
+            for t in fresh
+            if t not in stored
+            for n, r in self.nodes[t].items()
+        ]
         if rows:
             self.session.execute(insert(TreeItem), rows)
 

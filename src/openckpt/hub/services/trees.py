@@ -100,8 +100,9 @@ def _tree_id(rows: Mapping[str, _Row]) -> str:
 _T = TreeItem.__table__
 _COLUMNS = (_T.c.name, _T.c.subtree, _T.c.sha256, _T.c.git_oid, _T.c.size, _T.c.lfs)
 _NODE = select(*_COLUMNS).where(_T.c.tree_id == bindparam("tree"))
-_LOOKUP = select(*_COLUMNS).where(_T.c.tree_id == bindparam("tree"), _T.c.name.in_([bindparam("name"),
-                                                                                     bindparam("bucket")]))  # fmt: skip
+_LOOKUP = select(*_COLUMNS).where(
+    _T.c.tree_id == bindparam("tree"), _T.c.name.in_([bindparam("name"), bindparam("bucket")])
+)
 _STORED = select(_T.c.tree_id).where(_T.c.tree_id.in_(bindparam("trees", expanding=True))).distinct()
 
 
@@ -354,8 +355,10 @@ class _Trees:
     def rows(self, tree: str) -> dict[str, _Row]:
         if tree not in self.nodes:
             assert self.session is not None
-            self.nodes[tree] = {r.name: _Row(r.subtree, r.sha256, r.git_oid, r.size, bool(r.lfs))
-                                for r in self.session.execute(_NODE, {"tree": tree})}  # fmt: skip
+            self.nodes[tree] = {
+                r.name: _Row(r.subtree, r.sha256, r.git_oid, r.size, bool(r.lfs))
+                for r in self.session.execute(_NODE, {"tree": tree})
+            }
         return self.nodes[tree]
 
     def get(self, tree: str, name: str, depth: int = 0) -> _Row | None:

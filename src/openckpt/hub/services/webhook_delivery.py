@@ -301,15 +301,23 @@ class Deliveries:
         names = [event.repo.repo_id] + ([event.moved_from] if event.moved_from is not None else [])
         domain = "discussion" if event.scope.startswith("discussion") else "repo"
         enabled = select(Webhook).where(Webhook.disabled.is_(False), Webhook.created_at <= event.at)
-        hooks = [h for h in session.scalars(enabled)
-                 if domain in h.domains and any(_watches(h, event.repo.type, n) for n in names)]  # fmt: skip
+        hooks = [
+            h
+            for h in session.scalars(enabled)
+            if domain in h.domains and any(_watches(h, event.repo.type, n) for n in names)
+        ]
         if not hooks:
             return []
         readers = {h.account_id for h in hooks}
         if event.repo.private:
             admins = set(session.scalars(select(Account.id).where(Account.id.in_(readers), Account.is_admin)))
-            members = set(session.scalars(select(Membership.user_id).where(
-                Membership.org_id == event.repo.owner_id, Membership.user_id.in_(readers))))  # fmt: skip
+            members = set(
+                session.scalars(
+                    select(Membership.user_id).where(
+                        Membership.org_id == event.repo.owner_id, Membership.user_id.in_(readers)
+                    )
+                )
+            )
             readers = admins | members | ({event.repo.owner_id} & readers)
         return [(hook.id, self._payload(event, hook.id)) for hook in hooks if hook.account_id in readers]
 
@@ -319,11 +327,16 @@ class Deliveries:
         api = f"{self.public_url}/api/{REPO_TYPE_PLURAL[repo.type]}/"
         data: dict[str, Any] = {
             "event": {"action": event.action, "scope": event.scope},
-            "repo": {"type": repo.type, "name": event.moved_from or repo.repo_id, "id": str(repo.id),
-                     "private": repo.private, "owner": {"id": str(repo.owner_id)},
-                     "url": {"web": web + repo.repo_id, "api": api + repo.repo_id}},
+            "repo": {
+                "type": repo.type,
+                "name": event.moved_from or repo.repo_id,
+                "id": str(repo.id),
+                "private": repo.private,
+                "owner": {"id": str(repo.owner_id)},
+                "url": {"web": web + repo.repo_id, "api": api + repo.repo_id},
+            },
             "webhook": {"id": webhook_id, "version": 3},
-        }  # fmt: skip
+        }
         if event.head_sha is not None:
             data["repo"]["headSha"] = event.head_sha
         if event.updated_refs:
@@ -338,8 +351,11 @@ class Deliveries:
     def _send(self, client: httpx.Client, delivery: _Delivery) -> bool:
         """One try to POST ``delivery`` to an address its name resolved to and :mod:`netguard` checked; whether it
         is worth another (transport errors, 429, 5xx)."""
-        headers = {"content-type": "application/json", "user-agent": "openckpt-webhooks",
-                   "x-webhook-delivery": str(delivery.id)}  # fmt: skip
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "openckpt-webhooks",
+            "x-webhook-delivery": str(delivery.id),
+        }
         if delivery.secret:
             headers["x-webhook-secret"] = delivery.secret
         try:

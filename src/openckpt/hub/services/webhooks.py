@@ -44,8 +44,15 @@ MAX_SECRET = 256
 def webhook_json(hook: Webhook, key: bytes) -> dict[str, Any]:
     """A webhook as the Hub answers it; only its owner ever gets it, so with its secret (unsealed with ``key``)."""
     secret = unseal(key, hook.secret, owner=f"webhook:{hook.id}") if hook.secret else None
-    return {"id": hook.id, "url": hook.url, "watched": hook.watched, "domains": hook.domains, "secret": secret,
-            "disabled": hook.disabled, "job": None}  # fmt: skip
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "watched": hook.watched,
+        "domains": hook.domains,
+        "secret": secret,
+        "disabled": hook.disabled,
+        "job": None,
+    }
 
 
 def _url(value: Any, allow_local: bool) -> str:
@@ -53,8 +60,10 @@ def _url(value: Any, allow_local: bool) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(value) > MAX_URL:
         raise BadRequestError(f"the webhook url must be an http(s) URL of at most {MAX_URL} characters, got {value!r}")
     if not allow_local and (where := local_target(value)) is not None:
-        raise BadRequestError(f"the webhook url {value!r} reaches {where}, an address of the hub's own network: a hub "
-                              "administrator can allow such webhooks with OPENCKPT_WEBHOOKS_ALLOW_LOCAL=1")  # fmt: skip
+        raise BadRequestError(
+            f"the webhook url {value!r} reaches {where}, an address of the hub's own network: a hub "
+            "administrator can allow such webhooks with OPENCKPT_WEBHOOKS_ALLOW_LOCAL=1"
+        )
     return str(value)
 
 
@@ -122,13 +131,19 @@ def create_webhook(
     _check_body(body)
     url = _url(body.get("url"), allow_local)  # before the transaction: it may ask DNS
     with db.write() as session:
-        count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.account_id ==
-                                                                               principal.account_id))  # fmt: skip
+        count = session.scalar(
+            select(func.count()).select_from(Webhook).where(Webhook.account_id == principal.account_id)
+        )
         if (count or 0) >= MAX_PER_ACCOUNT:
             raise BadRequestError(f"an account has at most {MAX_PER_ACCOUNT} webhooks")
-        hook = Webhook(id=secrets.token_hex(12), account_id=principal.account_id, url=url,
-                       watched=_watched(session, body.get("watched")), domains=_domains(body.get("domains")),
-                       disabled=False)  # fmt: skip
+        hook = Webhook(
+            id=secrets.token_hex(12),
+            account_id=principal.account_id,
+            url=url,
+            watched=_watched(session, body.get("watched")),
+            domains=_domains(body.get("domains")),
+            disabled=False,
+        )
         hook.secret = _sealed(key, hook.id, body.get("secret"))
         session.add(hook)
         session.flush()

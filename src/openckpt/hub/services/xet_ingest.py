@@ -54,8 +54,11 @@ def _candidates(db: Database, sha256s: Iterable[str] | None) -> list[tuple[str, 
         if sha256s is not None:
             stmt = stmt.where(Blob.sha256.in_(list(sha256s)))
         rows = list(session.execute(stmt).tuples())
-        backed = set(session.scalars(select(XetSha256.sha256).where(
-            XetSha256.verified.is_(True), XetSha256.sha256.in_([s for s, _ in rows]))))  # fmt: skip
+        backed = set(
+            session.scalars(
+                select(XetSha256.sha256).where(XetSha256.verified.is_(True), XetSha256.sha256.in_([s for s, _ in rows]))
+            )
+        )
     return [(s, n) for s, n in rows if s not in backed]
 
 
@@ -88,9 +91,14 @@ def _drop(db: Database, blobs: BlobStore, sha256: str) -> bool:
 
 
 def ingest(
-    db: Database, store: BlobStore, settings: Settings, *, cas_url: str | None = None,
-    sha256s: Iterable[str] | None = None, drop: bool = True,
-) -> IngestReport:  # fmt: skip
+    db: Database,
+    store: BlobStore,
+    settings: Settings,
+    *,
+    cas_url: str | None = None,
+    sha256s: Iterable[str] | None = None,
+    drop: bool = True,
+) -> IngestReport:
     """Chunk stored blobs (all, or ``sha256s``) into the CAS through hf_xet; with ``drop``, remove each whole blob
     once its reconstruction from xorbs has the same sha256. The hub must be serving at ``cas_url`` (default: its
     public URL). Blocking: run it in a worker thread or from the command line."""

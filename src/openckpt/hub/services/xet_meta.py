@@ -42,8 +42,9 @@ def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iter
     return {e.path: found[e.sha256][0] for e in backed if not status[e.path].withheld}
 
 
-def add_xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry],
-                   items: list[dict[str, Any]]) -> None:  # fmt: skip
+def add_xet_hashes(
+    session: Session, settings: Settings, repo_id: int, entries: Mapping[str, FileEntry], items: list[dict[str, Any]]
+) -> None:
     """Add ``xetHash`` to the file items (tree or paths-info JSON) of Xet-backed files."""
     listed = [entries[i["path"]] for i in items if i.get("type") == "file" and "lfs" in i and i["path"] in entries]
     hashes = xet_hashes(session, settings, repo_id, listed)

@@ -80,8 +80,18 @@ class _Builder:
         tree = _tree_id(rows)
         if tree not in self.stored:
             self.stored.add(tree)
-            self.pending += [{"tree_id": tree, "name": n, "subtree": r[0], "sha256": r[1], "git_oid": r[2],
-                              "size": r[3], "lfs": r[4]} for n, r in rows.items()]  # fmt: skip
+            self.pending += [
+                {
+                    "tree_id": tree,
+                    "name": n,
+                    "subtree": r[0],
+                    "sha256": r[1],
+                    "git_oid": r[2],
+                    "size": r[3],
+                    "lfs": r[4],
+                }
+                for n, r in rows.items()
+            ]
         return tree
 
     def names(self, names: dict[str, Row], depth: int = 0) -> str:
@@ -152,9 +162,10 @@ def upgrade() -> None:
 def _files(conn: sa.Connection, tree: str, prefix: str = "") -> dict[str, Row]:
     out: dict[str, Row] = {}
     rows = conn.execute(
-        sa.select(_items.c.name, _items.c.subtree, _items.c.sha256, _items.c.git_oid, _items.c.size, _items.c.lfs)
-        .where(_items.c.tree_id == tree)
-    ).all()  # fmt: skip
+        sa.select(
+            _items.c.name, _items.c.subtree, _items.c.sha256, _items.c.git_oid, _items.c.size, _items.c.lfs
+        ).where(_items.c.tree_id == tree)
+    ).all()
     for name, subtree, sha256, git_oid, size, lfs in rows:
         if subtree is None:
             out[prefix + name] = (None, sha256, git_oid, size, bool(lfs))
@@ -180,8 +191,10 @@ def downgrade() -> None:
         files = _files(conn, root)
         flat = _tree_id(files)
         if conn.execute(sa.select(_entries.c.path).where(_entries.c.tree_id == flat).limit(1)).first() is None:
-            rows = [{"tree_id": flat, "path": p, "sha256": r[1], "git_oid": r[2], "size": r[3], "lfs": r[4]}
-                    for p, r in files.items()]  # fmt: skip
+            rows = [
+                {"tree_id": flat, "path": p, "sha256": r[1], "git_oid": r[2], "size": r[3], "lfs": r[4]}
+                for p, r in files.items()
+            ]
             for i in range(0, len(rows), _BATCH):
                 conn.execute(_entries.insert(), rows[i : i + _BATCH])
         if flat != root:
