@@ -8,6 +8,8 @@
 * It keeps running digests of what training received: blake3 chained batch by batch over the sample indices and
   (``digest_samples=True``) over the bytes of the batch's tensors/bytes in order; they resume with the position
   and go into the checkpoint's recipe (:meth:`ResumableLoader.digests`).
+* ``samples_seen`` counts the samples of every batch received (times ``world_size``: each rank takes an equal share),
+  so a checkpoint's ``training.samples_seen`` is known even when the loop counts only steps.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class ResumableLoader:
         self.indices_blake3 = _EMPTY
         self.samples_blake3 = _EMPTY
         self.batches_seen = 0
+        self.samples_seen = 0
 
     def _indices(self, epoch: int) -> list[int]:
         import torch
@@ -188,6 +191,7 @@ class ResumableLoader:
         for indices, batch in zip(remaining, loader, strict=False):
             self.position += 1
             self.batches_seen += 1
+            self.samples_seen += len(indices) * self.world_size
             self.indices_blake3 = _chain(self.indices_blake3, iter([array.array("q", indices).tobytes()]))
             if self.digest_samples:
                 self.samples_blake3 = _chain(self.samples_blake3, batch_bytes(batch))
@@ -203,6 +207,7 @@ class ResumableLoader:
             "indices_blake3": self.indices_blake3,
             "samples_blake3": self.samples_blake3 if self.digest_samples else None,
             "batches_seen": self.batches_seen,
+            "samples_seen": self.samples_seen,
         }
 
     def digests(self) -> dict[str, Any]:
@@ -226,3 +231,4 @@ class ResumableLoader:
         self.indices_blake3 = str(state_dict.get("indices_blake3") or _EMPTY)  # absent in checkpoints before 1.2
         self.samples_blake3 = str(state_dict.get("samples_blake3") or _EMPTY)
         self.batches_seen = int(state_dict.get("batches_seen") or 0)
+        self.samples_seen = int(state_dict.get("samples_seen") or 0)  # absent in older checkpoints
