@@ -7,19 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import read_json
-from openckpt.hub.context import Hub, hub_of, int_param, optional_principal, repo_id_of, repo_type_of
+from openckpt.hub.context import hub_of, int_param, optional_principal, repo_id_of, repo_type_of
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
-from openckpt.hub.routes.files import _notify_commit as notify_commit
+from openckpt.hub.routes.webhooks import announce_discussion, pr_merged, wake
 from openckpt.hub.services import discussions, pull_requests, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.webhook_delivery import Deliveries, repo_event
 
-__all__ = ["router"]
+__all__ = ["merge_pull_request", "open_thread", "router", "write_event"]
 
 router = APIRouter()
 BASE = "/api/{plural}/{owner}/{name}/discussions"
@@ -64,37 +62,25 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _announce(request: Request, session: Session, d: Discussion, event: DiscussionEvent | None, action: str) -> None:
-    """Write the webhook deliveries of a change of ``d`` in its own transaction (``session``'s)."""
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    if deliveries is None:
-        return
-    repo = session.get(Repo, d.repo_id)
-    assert repo is not None
-    scope = "discussion.comment" if event is not None and event.type == "comment" else "discussion"
-    extra = discussions.webhook_fields(d, repo, event, base_url=str(request.base_url).rstrip("/"))
-    deliveries.enqueue(session, repo_event(repo, action, scope, extra=extra))
-
-
-def _wake(request: Request) -> None:
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    if deliveries is not None:
-        deliveries.wake()
-
-
-def _write(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
+def write_event(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
+    """Run ``change(session, *args)`` (a service of :mod:`~openckpt.hub.services.discussions` making one event) and
+    its webhook deliveries in one transaction; the event as the Hub shows it."""
     with hub_of(request).db.write() as session:
         event = change(session, *args)
         d = session.get(Discussion, event.discussion_id)
         assert d is not None
         created = event.type == "comment" and event.edits == 0 and not event.hidden
-        _announce(request, session, d, event, "create" if created else "update")
+        announce_discussion(request, session, d, event, "create" if created else "update")
         out = discussions.event_json(event)
-    _wake(request)
+    wake(request)
     return out
 
 
-def _open(request: Request, principal: Principal | None, repo_type: str, repo_id: str, body: dict[str, Any]) -> int:
+def open_thread(
+    request: Request, principal: Principal | None, repo_type: str, repo_id: str, body: dict[str, Any]
+) -> int:
+    """Open a discussion (``body``: title, description, pullRequest) and write its webhook deliveries in one
+    transaction; its number."""
     with hub_of(request).db.write() as session:
         _, d = discussions.open_discussion(
             session,
@@ -105,9 +91,9 @@ def _open(request: Request, principal: Principal | None, repo_type: str, repo_id
             description=body.get("description") or "",
             pull_request=bool(body.get("pullRequest")),
         )
-        _announce(request, session, d, None, "create")
+        announce_discussion(request, session, d, None, "create")
         num = d.num
-    _wake(request)
+    wake(request)
     return num
 
 
@@ -116,7 +102,7 @@ async def create_discussion(request: Request, plural: str, owner: str, name: str
     body = await _body(request)
     principal = optional_principal(request)
     args = (request, principal, repo_type_of(plural), repo_id_of(owner, name), body)
-    num = await run_in_threadpool(_open, *args)
+    num = await run_in_threadpool(open_thread, *args)
     return {"num": num}
 
 
@@ -127,7 +113,7 @@ def _where(request: Request, plural: str, owner: str, name: str, num: int) -> tu
 @router.post(BASE + "/{num}/comment")
 async def comment(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, request, discussions.comment, *where, body.get("comment"))
+    event = await run_in_threadpool(write_event, request, discussions.comment, *where, body.get("comment"))
     return {"newMessage": event}
 
 
@@ -136,7 +122,9 @@ async def edit_comment(
     request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
 ) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, request, discussions.edit_comment, *where, comment_id, body.get("content"))
+    event = await run_in_threadpool(
+        write_event, request, discussions.edit_comment, *where, comment_id, body.get("content")
+    )
     return {"updatedComment": event}
 
 
@@ -145,14 +133,14 @@ async def hide_comment(
     request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
 ) -> dict[str, Any]:
     where = _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, request, discussions.hide_comment, *where, comment_id)
+    event = await run_in_threadpool(write_event, request, discussions.hide_comment, *where, comment_id)
     return {"updatedComment": event}
 
 
 @router.post(BASE + "/{num}/title")
 async def rename(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(_write, request, discussions.rename, *where, body.get("title"))
+    event = await run_in_threadpool(write_event, request, discussions.rename, *where, body.get("title"))
     return {"newTitle": event}
 
 
@@ -160,15 +148,18 @@ async def rename(request: Request, plural: str, owner: str, name: str, num: int)
 async def change_status(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body, where = await _body(request), _where(request, plural, owner, name, num)
     event = await run_in_threadpool(
-        _write, request, discussions.change_status, *where, body.get("status"), body.get("comment")
+        write_event, request, discussions.change_status, *where, body.get("status"), body.get("comment")
     )
     return {"newStatus": event}
 
 
-def _merge(
-    hub: Hub, principal: Principal | None, repo_type: str, repo_id: str, num: int, comment: Any
-) -> tuple[Repo, str, str, str]:
-    done = pull_requests.merge(
+def merge_pull_request(
+    request: Request, principal: Principal | None, repo_type: str, repo_id: str, num: int, comment: Any
+) -> Repo:
+    """Merge pull request ``num``, its webhook deliveries (the target's new head, the pull request's status) in the
+    merge's own transaction; refresh the repo's metadata if the default branch moved. The repo."""
+    hub = hub_of(request)
+    repo, branch, _, _ = pull_requests.merge(
         hub.db,
         hub.store,
         hub.settings,
@@ -177,26 +168,17 @@ def _merge(
         repo_id,
         num,
         comment=comment if isinstance(comment, str) else None,
+        on_merged=pr_merged(request),
     )
-    if done[1] == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, done[0].id)
-    return done
-
-
-def _announce_merge(request: Request, repo_pk: int, num: int) -> None:
-    with hub_of(request).db.write() as session:
-        d = session.query(Discussion).filter_by(repo_id=repo_pk, num=num).one()
-        _announce(request, session, d, None, "update")
-    _wake(request)
+    wake(request)
+    if branch == repos.DEFAULT_BRANCH:
+        repos.refresh_metadata(hub.db, hub.store, repo.id)
+    return repo
 
 
 @router.post(BASE + "/{num}/merge")
 async def merge(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
     body = await _body(request)
     principal, repo_type, repo_id = optional_principal(request), repo_type_of(plural), repo_id_of(owner, name)
-    args = (hub_of(request), principal, repo_type, repo_id, num, body.get("comment"))
-    repo, branch, old, new = await run_in_threadpool(_merge, *args)
-    if old != new:
-        notify_commit(request, repo, branch, old, new)
-    await run_in_threadpool(_announce_merge, request, repo.id, num)
+    await run_in_threadpool(merge_pull_request, request, principal, repo_type, repo_id, num, body.get("comment"))
     return {}

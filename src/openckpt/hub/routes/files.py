@@ -7,6 +7,7 @@ import binascii
 import re
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from openckpt.hub.context import (
 )
 from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.routes import security
-from openckpt.hub.routes.webhooks import commit_events, notify
+from openckpt.hub.routes.webhooks import commit_events, notify, pr_recorded, wake
 from openckpt.hub.services import (
     discussions,
     gate,
@@ -280,10 +281,18 @@ def _store_changes(hub: Hub, principal: Principal, ops: list[dict[str, Any]]) ->
 
 
 def _commit(
-    hub: Hub, principal: Principal, repo_id: int, rev: str, raw: bytes, *, create_pr: bool = False
+    hub: Hub,
+    principal: Principal,
+    repo_id: int,
+    rev: str,
+    raw: bytes,
+    *,
+    create_pr: bool = False,
+    on_recorded: pull_requests.Recorded | None = None,
 ) -> tuple[str, int | None]:
     """Commit on ``rev`` (a branch, or a pull request's ``refs/pr/N``), or with ``create_pr`` open a pull request
-    onto ``rev`` holding the commit; return the commit and the pull request's number, if any."""
+    onto ``rev`` holding the commit; return the commit and the pull request's number, if any (``on_recorded`` runs
+    in the transaction recording the commit on the pull request)."""
     header, ops = _parse_ndjson(raw, hub.settings)
     changes = _store_changes(hub, principal, ops)
     xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
@@ -318,7 +327,9 @@ def _commit(
             pull_requests.drop_pr(hub.db, repo_id, num)
         raise
     if num is not None and changed:
-        pull_requests.record_commit(hub.db, repo_id, num, commit_id, title=title, author=principal.name)
+        pull_requests.record_commit(
+            hub.db, repo_id, num, commit_id, title=title, author=principal.name, on_recorded=on_recorded
+        )
     if rev == repos.DEFAULT_BRANCH:
         repos.refresh_metadata(hub.db, hub.store, repo_id)
         provenance.verify_later(hub.db, hub.store, hub.settings, repo_id, commit_id)  # weights against the bases
@@ -359,7 +370,11 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev, create_pr=create_pr)
     raw = await read_bounded(request, hub.settings.max_commit_bytes)
     with commit_events(request, repo, rev, head):  # its webhook deliveries: in the commit's own transaction
-        commit_id, num = await run_in_threadpool(_commit, hub, principal, repo.id, rev, raw, create_pr=create_pr)
+        recorded = pr_recorded(request, opened=create_pr)  # the pull request's discussion event
+        commit_id, num = await run_in_threadpool(
+            partial(_commit, create_pr=create_pr, on_recorded=recorded), hub, principal, repo.id, rev, raw
+        )
+    wake(request)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}"
     return {
         "commitOid": commit_id,

@@ -1,4 +1,6 @@
-"""The caller's webhooks under ``/api/settings/webhooks``, and :func:`notify`, how routes report repo changes."""
+"""The caller's webhooks under ``/api/settings/webhooks``, and how routes report changes: :func:`notify`,
+:func:`commit_events`, and the discussion domain's :func:`announce_discussion`, :func:`pr_recorded`, :func:`pr_merged`
+(each writes its deliveries in the change's own transaction)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,17 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import hub_of, require_principal
-from openckpt.hub.db.models import Repo
-from openckpt.hub.services import webhooks
+from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
+from openckpt.hub.services import discussions, webhooks
+from openckpt.hub.services.pull_requests import Merged, Recorded
 from openckpt.hub.services.sealed import sealing_key
-from openckpt.hub.services.webhook_delivery import Deliveries, Event
+from openckpt.hub.services.webhook_delivery import Deliveries, Event, RefUpdate, repo_event
 
 router = APIRouter()
 
@@ -40,6 +44,52 @@ def commit_events(request: Request, repo: Repo, branch: str, old: str) -> Iterat
     with hub_of(request).db.joined(deliveries.branch_moved(repo.id, branch, old)):
         yield
     deliveries.wake()
+
+
+def wake(request: Request) -> None:
+    """Have the webhook workers send what a transaction that just committed wrote."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is not None:
+        deliveries.wake()
+
+
+def announce_discussion(
+    request: Request, session: Session, d: Discussion, event: DiscussionEvent | None, action: str
+) -> None:
+    """Write the webhook deliveries of a change of discussion ``d`` (``event``: a comment's, for a
+    ``discussion.comment`` event) in ``session``'s transaction, the change's own; :func:`wake` after it commits."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is None:
+        return
+    repo = session.get(Repo, d.repo_id)
+    assert repo is not None
+    scope = "discussion.comment" if event is not None and event.type == "comment" else "discussion"
+    extra = discussions.webhook_fields(d, repo, event, base_url=str(request.base_url).rstrip("/"))
+    deliveries.enqueue(session, repo_event(repo, action, scope, extra=extra))
+
+
+def pr_recorded(request: Request, *, opened: bool) -> Recorded:
+    """For ``pull_requests.record_commit``: the pull request's ``discussion`` event in the commit's recording
+    transaction, ``create`` for one this commit opened (``create_pr``), else ``update``."""
+
+    def on_recorded(session: Session, d: Discussion, event: DiscussionEvent) -> None:
+        announce_discussion(request, session, d, None, "create" if opened else "update")
+
+    return on_recorded
+
+
+def pr_merged(request: Request) -> Merged:
+    """For ``pull_requests.merge``: the target branch's ``repo.content`` event (if it moved) and the pull request's
+    ``discussion`` update, in the merge's own transaction."""
+
+    def on_merged(session: Session, repo: Repo, d: Discussion, old: str, new: str) -> None:
+        deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+        if deliveries is not None and old != new:
+            moved = RefUpdate(f"refs/heads/{d.target_branch}", old, new)
+            deliveries.enqueue(session, repo_event(repo, "update", "repo.content", head_sha=new, updated_refs=(moved,)))
+        announce_discussion(request, session, d, None, "update")
+
+    return on_merged
 
 
 def _key(request: Request) -> bytes:

@@ -33,6 +33,7 @@ __all__ = [
     "TensorChange",
     "TensorInfo",
     "commit_diffs",
+    "tree_diffs",
     "dtype_summary",
     "read_safetensors_header",
 ]
@@ -219,7 +220,13 @@ def commit_diffs(session: Session, store: BlobStore, commit: Commit) -> list[Fil
     base = EMPTY
     if commit.parent_id is not None and (parent := session.get(Commit, commit.parent_id)) is not None:
         base = parent.tree_id
-    old, new = changed_files(session, base, commit.tree_id)
+    return tree_diffs(session, store, base, commit.tree_id)
+
+
+def tree_diffs(session: Session, store: BlobStore, base: str, tree: str) -> list[FileDiff]:
+    """Every file that differs from tree ``base`` to tree ``tree`` (a pull request's changes), with its text or
+    tensor diff (bounded as a commit's)."""
+    old, new = changed_files(session, base, tree)
     budget, text_left = _Budget(TENSOR_BUDGET), TEXT_BUDGET
     diffs: list[FileDiff] = []
     for path in sorted(new.keys() | old.keys()):

@@ -35,10 +35,12 @@ __all__ = [
     "add_event",
     "discussion_json",
     "event_json",
+    "events_of",
     "find_discussion",
     "webhook_fields",
     "list_discussions",
     "may_moderate",
+    "may_take_part",
     "next_num",
     "require_participant",
 ]
@@ -152,6 +154,17 @@ def require_participant(session: Session, principal: Principal | None, repo: Rep
     if repo.gated and not has_access(session, principal, repo):
         raise GatedRepoError(f"{repo.owner.name}/{repo.name} is gated: request access to take part in discussions")
     return principal
+
+
+def may_take_part(session: Session, principal: Principal | None, repo: Repo) -> bool:
+    """Whether :func:`require_participant` lets the caller open discussions and comment in ``repo``."""
+    return principal is not None and principal.can_write and (not repo.gated or has_access(session, principal, repo))
+
+
+def events_of(session: Session, d: Discussion) -> list[DiscussionEvent]:
+    """The events of ``d``, oldest first."""
+    query = select(DiscussionEvent).where(DiscussionEvent.discussion_id == d.id)
+    return list(session.scalars(query.order_by(DiscussionEvent.created_at, DiscussionEvent.id)))
 
 
 def may_moderate(principal: Principal, repo: Repo) -> bool:

@@ -10,6 +10,8 @@ refused with a :class:`ConflictError` naming the paths. The owner's license poli
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from openckpt.errors import (
@@ -20,7 +22,7 @@ from openckpt.errors import (
     PolicyViolationError,
 )
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Commit, Discussion, Ref, Repo, utcnow
+from openckpt.hub.db.models import Commit, Discussion, DiscussionEvent, Ref, Repo, utcnow
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, move_ref, retried
 from openckpt.hub.services.discussions import (
@@ -35,7 +37,18 @@ from openckpt.hub.services.tree_writes import write_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["check_pr_commit", "drop_pr", "find_uploadable", "merge", "open_pr", "pr_num", "record_commit", "three_way"]
+__all__ = [
+    "Merged",
+    "Recorded",
+    "check_pr_commit",
+    "drop_pr",
+    "find_uploadable",
+    "merge",
+    "open_pr",
+    "pr_num",
+    "record_commit",
+    "three_way",
+]
 
 
 def pr_num(ref: str) -> int | None:
@@ -95,13 +108,30 @@ def drop_pr(db: Database, repo_pk: int, num: int) -> None:
         session.query(Ref).filter_by(repo_id=repo_pk, kind="pr", name=f"refs/pr/{num}").delete()
 
 
-def record_commit(db: Database, repo_id: int, num: int, commit_id: str, *, title: str, author: str) -> None:
+Recorded = Callable[[Session, Discussion, DiscussionEvent], None]
+"""Called in the transaction that records a pull request's commit (its webhook deliveries are written there)."""
+Merged = Callable[[Session, Repo, Discussion, str, str], None]
+"""Called in a merge's transaction with the repo, the pull request, the target's old head and its new one."""
+
+
+def record_commit(
+    db: Database,
+    repo_id: int,
+    num: int,
+    commit_id: str,
+    *,
+    title: str,
+    author: str,
+    on_recorded: Recorded | None = None,
+) -> None:
     """Record the commit ``commit_id`` on pull request ``num``; a draft becomes open."""
     with db.write() as session:
         d = session.query(Discussion).filter_by(repo_id=repo_id, num=num).one()
-        add_event(session, d, "commit", author, title, commit_id)
+        event = add_event(session, d, "commit", author, title, commit_id)
         if d.status == "draft":
             d.status = "open"
+        if on_recorded is not None:
+            on_recorded(session, d, event)
 
 
 def three_way(session: Session, base: str, ours: str, theirs: str) -> tuple[list[FileChange], list[str]]:
@@ -135,6 +165,7 @@ def merge(
     num: int,
     *,
     comment: str | None = None,
+    on_merged: Merged | None = None,
 ) -> tuple[Repo, str, str, str]:
     """Merge pull request ``num`` into its target; return the repo, the target, its old head and its new one."""
     with db.read() as session:
@@ -179,6 +210,8 @@ def merge(
         d.status, d.merge_commit = "merged", new.id
         add_event(session, d, "status-change", who.name, "merged")
         repo.last_modified = utcnow()
+        if on_merged is not None:
+            on_merged(session, repo, d, old, new.id)
         return repo, d.target_branch, old, new.id
 
     return retried(db, repo_pk, attempt)
