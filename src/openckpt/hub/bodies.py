@@ -1,7 +1,9 @@
 """Request bodies read within bounds: their size, the nesting of JSON values, the length and number of NDJSON lines.
 
 Every route that reads JSON reads it here, so a body over a bound is a 413 and malformed or too deeply nested JSON a
-400, both in the Hub's error shape, never a 500 or a worker busy with one request. (How long a client may pause
+400, both in the Hub's error shape, never a 500 or a worker busy with one request. A JSON object body may be read as a
+Pydantic model (:class:`JsonObject`, :func:`read_model`; routes take it as ``openckpt.hub.deps.json_body(Model)``):
+FastAPI's own body parsing, which has no bound, is never used. (How long a client may pause
 while sending a body is bounded by :mod:`openckpt.hub.limits`.)
 """
 
@@ -9,14 +11,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openckpt.errors import BadRequestError, PayloadTooLargeError
 from openckpt.hub.context import hub_of
 
-__all__ = ["MAX_DEPTH", "ndjson_lines", "parse_json", "read_bounded", "read_json"]
+__all__ = [
+    "MAX_DEPTH",
+    "JsonObject",
+    "ndjson_lines",
+    "parse_json",
+    "read_bounded",
+    "read_json",
+    "read_model",
+    "validate",
+]
 
 MAX_DEPTH = 64
 """The deepest nesting of arrays and objects a JSON body may have; the Hub's own bodies need fewer than 10."""
@@ -43,6 +55,40 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
     if optional and not raw.strip():
         return {}
     return parse_json(raw)
+
+
+class JsonObject(BaseModel):
+    """A JSON object body as a model: values are taken as sent (a string field takes only a string, never a number),
+    keys the model does not name are ignored, and what does not fit is a 400 whose message is the first failing
+    validator's, else :attr:`expected`."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
+    expected: ClassVar[str] = "expected a JSON object"
+    """The message of a body that does not fit: the shape it should have, as ``expected JSON {name, type?}``."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M], *, optional: bool = False) -> M:
+    """The request's JSON body as :func:`read_json` reads it, validated as ``model`` (:func:`validate`)."""
+    return validate(model, await read_json(request, optional=optional))
+
+
+def validate(model: type[M], value: Any) -> M:
+    """``value`` as ``model``; a :class:`BadRequestError` for anything but a JSON object, or one that does not fit: its
+    message is the message a validator raised, else the model's ``expected`` (:class:`JsonObject`)."""
+    expected = getattr(model, "expected", "expected a JSON object")
+    if not isinstance(value, dict):
+        raise BadRequestError(expected)
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        for error in e.errors(include_url=False):
+            cause = error.get("ctx", {}).get("error")
+            if error["type"] == "value_error" and cause is not None:
+                raise BadRequestError(str(cause)) from None
+        raise BadRequestError(expected) from None
 
 
 def parse_json(raw: bytes | str, *, what: str = "request body") -> Any:

@@ -19,6 +19,7 @@ from openckpt.store.blobs import BlobStore
 __all__ = [
     "SESSION_COOKIE",
     "Hub",
+    "has_credentials",
     "hub_of",
     "int_param",
     "moved_location",
@@ -52,6 +53,13 @@ def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def has_credentials(request: Request, *, session: bool = False) -> bool:
+    """Whether :func:`optional_principal` (with the same ``session``) has a token or a web session to look up."""
+    if _bearer(request) is not None:
+        return True
+    return bool(request.cookies.get(SESSION_COOKIE)) and (session or request.method in ("GET", "HEAD"))
 
 
 def optional_principal(request: Request, *, session: bool = False, db: Session | None = None) -> Principal | None:
