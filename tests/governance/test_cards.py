@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import openckpt
+from openckpt.errors import FormatError
 from openckpt.format.card import render_card
 from openckpt.format.manifest import read_manifest
 from openckpt.governance.cards import eval_results, gate_fields, generate_card, validate_card
@@ -103,3 +106,19 @@ def test_a_generated_card_validates(tmp_path: Path) -> None:
     metadata, errors, warnings = validate_card(text)
     assert errors == [] and warnings == []
     assert metadata["base_model"] == "org/base" and eval_results(metadata)[0].metric_type == "loss"
+
+
+def test_set_gate_form_writes_the_hubs_spelling_and_keeps_the_rest() -> None:
+    from openckpt.governance.cards import GateField, set_gate_form
+
+    card = "---\nlicense: mit\n---\n# Tiny\n\nText.\n"
+    fields = [GateField("Company", "text"), GateField("Use", "select", ("Research", "Other"))]
+    text = set_gate_form(card, fields, heading="Who are you?")
+    metadata, errors, _ = validate_card(text)
+    assert not errors and metadata["license"] == "mit" and metadata["extra_gated_heading"] == "Who are you?"
+    assert gate_fields(metadata) == fields and text.endswith("# Tiny\n\nText.\n")
+    cleared = set_gate_form(text, [])
+    assert "extra_gated" not in cleared and "license: mit" in cleared
+    assert set_gate_form(None, []) == ""
+    with pytest.raises(FormatError):
+        set_gate_form(card, [GateField("Use", "select")])  # a select needs options

@@ -1,8 +1,8 @@
 """Model cards: the YAML front matter of README.md, parsed and validated per the Hugging Face Hub's conventions.
 
 The one place that knows the card's fields: the hub's ``/api/validate-yaml`` and ``openckpt card lint`` both call
-:func:`validate_card`; :func:`gate_fields` reads the gated-access form and :func:`eval_results` the evaluation
-results of ``model-index``.
+:func:`validate_card`; :func:`gate_fields` reads the gated-access form (:func:`set_gate_form` writes it) and
+:func:`eval_results` the evaluation results of ``model-index``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from openckpt.errors import FormatError
 from openckpt.governance.licenses import hub_license_ids
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "gate_fields",
     "generate_card",
     "parse_card",
+    "set_gate_form",
     "split_front_matter",
     "validate_card",
 ]
@@ -215,12 +217,26 @@ def validate_card(text: str) -> tuple[dict[str, Any], list[str], list[str]]:
         return {}, [], ["no YAML metadata block at the top of README.md" if raw is None else "empty metadata block"]
     warnings: list[str] = []
     _check_license(data, errors, warnings)
+    _check_types(data, errors)
+    _check_base(data, errors, warnings)
+    if "model-index" in data:
+        _check_model_index(data["model-index"], errors)
+    _check_gate(data, errors)
+    return ({} if errors else data), errors, warnings
+
+
+def _check_types(data: dict[str, Any], errors: list[str]) -> None:
+    """The keys that must be strings, and those that must be a string or a list of strings."""
     for key in _STR:
         if key in data and not isinstance(data[key], str):
             errors.append(f'"{key}" must be a string')
     for key in _LIST_OF_STR:
         if data.get(key) is not None and not _is_str_list(data[key]):
             errors.append(f'"{key}" must be a string or a list of strings')
+
+
+def _check_base(data: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
+    """``base_model`` (repo ids) and ``base_model_relation`` (one of :data:`RELATIONS`, with a base model)."""
     base = data.get("base_model")
     if base is not None:
         if not _is_str_list(base):
@@ -237,10 +253,6 @@ def validate_card(text: str) -> tuple[dict[str, Any], list[str], list[str]]:
             errors.append(f'"base_model_relation" must be one of {", ".join(RELATIONS)}')
         elif base is None:
             warnings.append('"base_model_relation" without "base_model"')
-    if "model-index" in data:
-        _check_model_index(data["model-index"], errors)
-    _check_gate(data, errors)
-    return ({} if errors else data), errors, warnings
 
 
 def gate_fields(card: dict[str, Any]) -> list[GateField]:
@@ -261,6 +273,32 @@ def gate_fields(card: dict[str, Any]) -> list[GateField]:
             )
         out.append(GateField(str(name), str(kind), options))
     return out
+
+
+def set_gate_form(text: str | None, fields: list[GateField], *, heading: str = "", prompt: str = "") -> str:
+    """``text`` (a README.md, or None for none yet) with its access form set: ``extra_gated_fields`` in the Hub's
+    spelling (a type, or ``{type: select, options: [...]}``), ``extra_gated_heading`` and ``extra_gated_prompt``
+    (left out when empty). Other metadata and the body are kept."""
+    meta, body, errors = parse_card(text or "")
+    if errors:
+        raise FormatError(f"README.md: {errors[0]}; fix the card's metadata first")
+    meta = dict(meta or {})
+    spec: dict[str, Any] = {}
+    for f in fields:
+        if f.type not in GATE_FIELD_TYPES:
+            raise FormatError(f"field {f.name!r}: the type must be one of {', '.join(GATE_FIELD_TYPES)}")
+        if f.type == "select" and not f.options:
+            raise FormatError(f"field {f.name!r}: a select needs at least one option")
+        spec[f.name] = {"type": "select", "options": list(f.options)} if f.type == "select" else f.type
+    for key, value in (("extra_gated_fields", spec), ("extra_gated_heading", heading), ("extra_gated_prompt", prompt)):
+        if value:
+            meta[key] = value
+        else:
+            meta.pop(key, None)
+    if not meta:
+        return body
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n{body if body.startswith(chr(10)) or not body else chr(10) + body}"
 
 
 def eval_results(card: dict[str, Any]) -> list[EvalResult]:

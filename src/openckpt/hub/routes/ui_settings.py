@@ -1,10 +1,12 @@
-"""A repo's settings page (``/{repo}/settings``): visibility, gating, access requests (review, grant, revoke),
-rename or transfer, and deletion after typing the repo's name. Each form posts one ``action`` with a CSRF token, to
-the services the API's routes call (``repos.update_settings``, ``access``, ``repo_move``, ``repos.delete_repo``).
+"""A repo's settings page (``/{repo}/settings``): visibility, gating, the access form's fields, access requests
+(review, grant, revoke), rename or transfer, and deletion after typing the repo's name. Each form posts one ``action``
+with a CSRF token, to the services the API's routes call (``repos.update_settings``, ``access``, ``repo_move``,
+``repos.delete_repo``); the access form is the card's ``extra_gated_*`` metadata, so saving it commits README.md.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,18 +14,23 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError, ForbiddenError
+from openckpt.errors import BadRequestError, ForbiddenError, FormatError
+from openckpt.governance.cards import GATE_FIELD_TYPES, GateField, gate_fields, set_gate_form
 from openckpt.hub.context import hub_of, repo_id_of
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
+from openckpt.hub.routes.ui_owner import MAX_EDIT, _commit
 from openckpt.hub.routes.ui_repo import _header
 from openckpt.hub.routes.webhooks import notify
-from openckpt.hub.services import access, repo_move, repos
+from openckpt.hub.services import access, pages, repo_move, repos, web_commits
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.trees import file_at
 from openckpt.hub.services.webhook_delivery import repo_event
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PURPOSE = "repo-settings"
+MAX_GATE_FIELDS = 30
 
 
 def settings_page(request: Request, repo_type: str) -> Response:
@@ -41,8 +48,13 @@ def settings_page(request: Request, repo_type: str) -> Response:
     if repo.gated:
         for status in ("pending", "accepted", "rejected"):
             requests[status] = access.list_requests(hub.db, viewer, repo_type, repo_id, status)
+    card = repo.card_data or {}
     context = {
         **header,
+        "gate_fields": gate_fields(card),
+        "gate_heading": card.get("extra_gated_heading") or "",
+        "gate_prompt": card.get("extra_gated_prompt") or "",
+        "gate_types": GATE_FIELD_TYPES,
         "requests": requests,
         "csrf": csrf_token(request, PURPOSE),
         "saved": request.query_params.get("saved", ""),
@@ -69,6 +81,9 @@ async def update(request: Request, repo_type: str) -> Response:
         gated: str | bool = mode if mode in ("auto", "manual") else False
         repo = await run_in_threadpool(repos.update_settings, db, viewer, repo_type, repo_id, private=None, gated=gated)
         notify(request, repo_event(repo, "update", "repo.config", updated_config={"gated": gated}))
+    elif action == "gate-form":
+        commit_id = await _save_gate_form(request, viewer, form, repo_type, repo_id)
+        return RedirectResponse(f"{url}?saved=gate-form&commit={commit_id}", status_code=303)
     elif action in ("accepted", "rejected", "pending"):
         user = str(form.get("user") or "")
         await run_in_threadpool(
@@ -91,6 +106,50 @@ async def update(request: Request, repo_type: str) -> Response:
     else:
         raise BadRequestError("unknown settings action")
     return RedirectResponse(f"{url}?saved={action}", status_code=303)
+
+
+def _gate_form_fields(form: Any) -> list[GateField]:
+    """The fields a settings form lists (``field-N-name``, ``-type``, ``-options``, ``-remove``), in order."""
+    fields: list[GateField] = []
+    for i in range(min(int(str(form.get("fields") or 0) or 0), MAX_GATE_FIELDS + 1)):
+        name = str(form.get(f"field-{i}-name") or "").strip()[:200]
+        if not name or form.get(f"field-{i}-remove") == "on":
+            continue
+        kind = str(form.get(f"field-{i}-type") or "text")
+        options = tuple(o.strip() for o in str(form.get(f"field-{i}-options") or "").split(",") if o.strip())
+        if any(f.name == name for f in fields):
+            raise BadRequestError(f"two fields are named {name!r}")
+        fields.append(GateField(name, kind, options if kind == "select" else ()))
+    if len(fields) > MAX_GATE_FIELDS:
+        raise BadRequestError(f"an access form has at most {MAX_GATE_FIELDS} fields")
+    return fields
+
+
+async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_type: str, repo_id: str) -> str:
+    """Commit README.md with the access form the settings form describes, on the default branch; the commit id."""
+    fields = _gate_form_fields(form)
+    hub = hub_of(request)
+    with hub.db.read() as session:
+        repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
+        head = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
+        entry = file_at(session, head.tree_id, "README.md")
+    text = None if entry is None else await run_in_threadpool(pages.read_text, hub.store, entry, MAX_EDIT)
+    if entry is not None and text is None:
+        raise BadRequestError("README.md is not a text file: the access form cannot be written into it")
+    try:
+        new = set_gate_form(
+            text,
+            fields,
+            heading=str(form.get("heading") or "").strip()[:500],
+            prompt=str(form.get("prompt") or "").strip()[:5000],
+        )
+    except FormatError as e:
+        raise BadRequestError(str(e)) from e
+    change = await run_in_threadpool(
+        web_commits.store_upload, hub.db, hub.store, hub.settings, "README.md", io.BytesIO(new.encode())
+    )
+    title = "Update the access form" if fields else "Remove the access form's fields"
+    return await _commit(request, viewer, repo, repos.DEFAULT_BRANCH, [change], title=title, message="", parent=head.id)
 
 
 def _endpoint(

@@ -1,0 +1,149 @@
+"""Repo settings and organisation pages over HTTP against a real hub process (SQLite and PostgreSQL): the access
+form's fields (written into the card's ``extra_gated_fields``, filled by the requester, shown to the reviewer), and
+the organisation profile's links to its members page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import yaml
+from huggingface_hub import HfApi
+
+from tests.hub.test_ui_owner import Visitor, owner_hub  # noqa: F401
+from tests.hubtools import HubProcess
+
+
+def _readme(hub: HubProcess, repo_id: str) -> str:
+    return httpx.get(
+        f"{hub.url}/{repo_id}/resolve/main/README.md", headers={"authorization": f"Bearer {hub.token}"}
+    ).text
+
+
+def _card(hub: HubProcess, repo_id: str) -> dict[str, object]:
+    loaded = yaml.safe_load(_readme(hub, repo_id).split("---\n")[1])
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_access_form_fields_from_settings_to_review(owner_hub: HubProcess) -> None:  # noqa: F811
+    suffix = uuid.uuid4().hex[:6]
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/gated-{suffix}"
+    api.create_repo(repo_id)
+    api.upload_file(
+        path_or_fileobj=b"---\nlicense: mit\n---\n# Gated\n\nKeep me.\n", path_in_repo="README.md", repo_id=repo_id
+    )
+    repo = f"/{repo_id}"
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "gating", "gated": "manual"})
+    fields = {
+        "action": "gate-form",
+        "fields": "1",
+        "heading": "Tell us who you are",
+        "prompt": "For research only.",
+        "field-0-name": "Company",
+        "field-0-type": "text",
+    }
+    r = admin.post(f"{repo}/settings", f"{repo}/settings", fields)
+    assert r.status_code == 200 and "saved=gate-form" in str(r.url)
+    # the settings page lists it, with a row for one more
+    r = admin.post(
+        f"{repo}/settings",
+        f"{repo}/settings",
+        {
+            "action": "gate-form",
+            "fields": "3",
+            "heading": "Tell us who you are",
+            "prompt": "For research only.",
+            "field-0-name": "Company",
+            "field-0-type": "text",
+            "field-1-name": "Use",
+            "field-1-type": "select",
+            "field-1-options": "Research, Education",
+            "field-2-name": "I agree to the terms",
+            "field-2-type": "checkbox",
+        },
+    )
+    assert 'name="field-2-name" maxlength="200" value="I agree to the terms"' in r.text
+    assert 'name="field-3-name"' in r.text  # the empty row for a new field
+    card = _card(owner_hub, repo_id)
+    assert card["license"] == "mit" and card["extra_gated_heading"] == "Tell us who you are"
+    assert card["extra_gated_fields"] == {
+        "Company": "text",
+        "Use": {"type": "select", "options": ["Research", "Education"]},
+        "I agree to the terms": "checkbox",
+    }
+    assert _readme(owner_hub, repo_id).endswith("# Gated\n\nKeep me.\n")  # the card's text is kept
+    info = api.model_info(repo_id)
+    assert info.card_data is not None and info.card_data["extra_gated_prompt"] == "For research only."
+    # a second user sees the fields and must fill them
+    bob_name = f"bob{suffix}"
+    bob = Visitor(owner_hub.url)
+    bob.login(owner_hub.create_user(bob_name))
+    page = bob.get(repo).text
+    assert "Tell us who you are" in page and "For research only." in page
+    assert '<option value="Education">' in page and 'name="field2" required' in page
+    assert bob.post(repo, f"{repo}/ask-access", {"field0": "ACME"}).status_code == 400  # the rest left out
+    answers = {"field0": "ACME", "field1": "Education", "field2": "on"}
+    assert bob.post(repo, f"{repo}/ask-access", answers).status_code == 200
+    # the reviewer reads the answers, on the page and through the API
+    review = admin.get(f"{repo}/settings").text.split("requests-pending")[1].split("</table>")[0]
+    assert bob_name in review and "Company: ACME" in review and "Use: Education" in review
+    pending = {r.username: r.fields for r in api.list_pending_access_requests(repo_id)}
+    assert pending[bob_name] == {"Company": "ACME", "Use": "Education", "I agree to the terms": True}
+    # removing a field, and a bad form
+    r = admin.post(
+        f"{repo}/settings",
+        f"{repo}/settings",
+        {
+            "action": "gate-form",
+            "fields": "2",
+            "field-0-name": "Company",
+            "field-0-type": "text",
+            "field-1-name": "Use",
+            "field-1-type": "select",
+            "field-1-remove": "on",
+        },
+    )
+    assert _card(owner_hub, repo_id)["extra_gated_fields"] == {"Company": "text"}
+    assert "extra_gated_heading" not in _card(owner_hub, repo_id)
+    bad = {"action": "gate-form", "fields": "1", "field-0-name": "Use", "field-0-type": "select"}
+    assert admin.post(f"{repo}/settings", f"{repo}/settings", bad).status_code == 400  # a select without options
+    outsider = bob.http.post(f"{repo}/settings", data={"action": "gate-form", "fields": "0"})
+    assert outsider.status_code == 403  # no CSRF token of this page: the form is not bob's
+
+
+def test_org_profile_links_to_member_management(owner_hub: HubProcess) -> None:  # noqa: F811
+    suffix = uuid.uuid4().hex[:6]
+    org, user = f"org{suffix}", f"uma{suffix}"
+    token = owner_hub.create_user(user)
+    owner_hub.create_org(org, {"admin": "admin", user: "read"})
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    profile = admin.get(f"/{org}").text
+    members = f"/organizations/{org}/members"
+    assert f'href="{members}"' in profile and "Manage members and roles" in profile
+    assert f'href="/new?owner={org}"' in profile
+    assert f'<option value="{org}" selected>' in admin.get(f"/new?owner={org}").text
+    # an admin adds a member, changes a role, removes a member, all from that page
+    other = f"vic{suffix}"
+    owner_hub.create_user(other)
+    admin.post(members, members, {"action": "set", "user": other, "role": "write"})
+    admin.post(members, members, {"action": "set", "user": user, "role": "admin"})
+    page = admin.get(members).text
+    assert re.search(rf'aria-label="Role of {other}">.*?<option selected>write</option>', page, re.S)
+    assert re.search(rf'aria-label="Role of {user}">.*?<option selected>admin</option>', page, re.S)
+    admin.post(members, members, {"action": "remove", "user": other})
+    assert f'aria-label="Role of {other}"' not in admin.get(members).text
+    # a read member sees the list and no management link
+    uma = Visitor(owner_hub.url)
+    uma.login(token)
+    admin.post(members, members, {"action": "set", "user": user, "role": "read"})
+    uma = Visitor(owner_hub.url)
+    uma.login(token)
+    profile = uma.get(f"/{org}").text
+    assert f'href="{members}"' in profile and "Manage members and roles" not in profile
+    assert "<form" not in uma.get(members).text.split("</header>")[1]
