@@ -84,7 +84,9 @@ def _new_page(
 @router.get("/new")
 def new_repo_form(request: Request) -> Response:
     viewer = _signed_in(request)
-    return viewer if isinstance(viewer, Response) else _new_page(request, viewer)
+    if isinstance(viewer, Response):
+        return viewer
+    return _new_page(request, viewer, values={"owner": request.query_params.get("owner", "")})
 
 
 @router.post("/new")
