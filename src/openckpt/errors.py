@@ -19,6 +19,7 @@
     ├── CheckpointExistsError (FileExistsError)
     ├── NoValidCheckpointError                 checkpoints exist but none of them loads
     ├── AsyncSaveError                         a background save failed; raised on the next call
+    │   └── MirrorError                        copying a checkpoint to (or from) the manager's mirror failed
     ├── LicenseError (ValueError)              a license policy file or license declaration cannot be used
     ├── InvalidDigestError (ValueError)        a blob named by something that is not a lowercase hex sha256
     ├── UploadAbortedError                     bytes written to, or a commit of, a blob upload that was aborted
@@ -77,6 +78,7 @@ __all__ = [
     "InvalidDigestError",
     "NotAHubError",
     "LicenseError",
+    "MirrorError",
     "PayloadTooLargeError",
     "PolicyViolationError",
     "PreconditionFailedError",
@@ -187,6 +189,10 @@ class NoValidCheckpointError(OpenckptError):
 
 class AsyncSaveError(OpenckptError):
     """A background save failed. The original exception is ``__cause__``."""
+
+
+class MirrorError(AsyncSaveError):
+    """Uploading a checkpoint to the manager's mirror failed (raised on the next call), or reading the mirror did."""
 
 
 class LicenseError(OpenckptError, ValueError):

@@ -1,7 +1,8 @@
 """CheckpointManager: periodic, retained, optionally asynchronous checkpoints of one training run.
 
 Layout of ``directory``: ``step-00000100/`` … (committed checkpoints), ``LATEST`` (name of the newest one, replaced
-atomically after its checkpoint is durable) and, transiently, hidden temp dirs of saves in progress.
+atomically after its checkpoint is durable) and, transiently, hidden temp dirs of saves in progress. A mirror
+(:mod:`openckpt.checkpoint.mirror`) holds the same names.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,8 @@ from typing import Any
 from openckpt.checkpoint.commit import commit_snapshot
 from openckpt.checkpoint.dataloader import ResumableLoader
 from openckpt.checkpoint.distributed import is_distributed, save_distributed
+from openckpt.checkpoint.mirror import Mirror, fetch_checkpoints, open_mirror
+from openckpt.checkpoint.mirror_writer import MirrorWriter
 from openckpt.checkpoint.restore import load
 from openckpt.checkpoint.retention import CheckpointInfo, KeepPolicy, to_delete
 from openckpt.checkpoint.snapshot import DEFAULT_MAX_SHARD_SIZE, Snapshot, Staging, capture
@@ -49,6 +52,13 @@ class CheckpointManager:
     the state has delivered; ``recipe=False`` leaves it out. The installed packages are written once per run, as
     ``environments/<sha256>.txt`` beside the checkpoints. ``OPENCKPT_REPRODUCE_DIR`` (set by ``openckpt
     reproduce``) redirects the checkpoints there; ``OPENCKPT_STOP_AFTER_STEP=N`` saves at step N and exits.
+
+    ``mirror`` (a URL such as ``"hf://buckets/me/run-x"`` or ``"file:///mnt/share/run-x"``, or a
+    :class:`~openckpt.checkpoint.mirror.Mirror`) gets a copy of each committed checkpoint, uploaded by a worker
+    thread (:mod:`openckpt.checkpoint.mirror_writer`): all its files, then the mirror's ``LATEST``. Its failures are
+    raised as :class:`MirrorError` by the next save, :meth:`wait` or :meth:`close`, which flush the uploads.
+    Retention deletes in the mirror what it deletes locally. :meth:`restore_latest` in an empty directory fetches the
+    mirror's ``LATEST`` checkpoint (older ones if it does not verify).
     """
 
     def __init__(
@@ -63,6 +73,7 @@ class CheckpointManager:
         config: Mapping[str, Any] | None = None,
         seeds: Mapping[str, int] | None = None,
         recipe: bool = True,
+        mirror: str | os.PathLike[str] | Mirror | None = None,
     ) -> None:
         if save_every is not None and save_every < 1:
             raise ValueError("save_every must be >= 1")
@@ -85,6 +96,10 @@ class CheckpointManager:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="openckpt-save") if async_save else None
         self._pending: Future[Manifest] | None = None
         self._last_step: int | None = None
+        self.mirror = open_mirror(mirror) if mirror is not None else None
+        if self.mirror is not None and is_distributed():
+            raise ValueError("a mirror is not supported under torch.distributed yet: mirror from one process")
+        self._mirror_writer = MirrorWriter(self.mirror, self.directory) if self.mirror is not None else None
         self._remove_torn()
 
     # -- discovery ---------------------------------------------------------------------------------------------
@@ -124,22 +139,24 @@ class CheckpointManager:
         none loads, raises :class:`NoValidCheckpointError` rather than letting training restart from scratch.
         """
         self._finish_pending()
-        candidates = list(reversed(self.checkpoints()))
-        if not candidates:
-            return None
+        candidates: Iterable[Path] = [info.path for info in reversed(self.checkpoints())]
+        if not candidates and self.mirror is not None:
+            candidates = fetch_checkpoints(self.mirror, self.directory)
         failures = []
-        for info in candidates:
+        for path in candidates:
             try:
-                manifest = load(info.path, state, verify=verify)
+                manifest = load(path, state, verify=verify)
             except (IntegrityError, FormatError) as e:
-                log.warning("openckpt: skipping checkpoint %s: %s", info.path, e)
-                failures.append(f"{info.path.name}: {e}")
+                log.warning("openckpt: skipping checkpoint %s: %s", path, e)
+                failures.append(f"{path.name}: {e}")
                 continue
             self._lineage = self._lineage.model_copy(update={"parent": manifest.id})
-            self._last_step = info.step
+            self._last_step = int(path.name.split("-")[1])
             return manifest
+        if not failures:
+            return None
         raise NoValidCheckpointError(
-            f"{len(candidates)} checkpoints, none loads: " + "; ".join(failures), path=self.directory
+            f"{len(failures)} checkpoints, none loads: " + "; ".join(failures), path=self.directory
         )
 
     # -- save --------------------------------------------------------------------------------------------------
@@ -170,6 +187,8 @@ class CheckpointManager:
     ) -> None:
         """Save now as ``step-<step>``; asynchronous if the manager is."""
         self._finish_pending()
+        if self._mirror_writer is not None:
+            self._mirror_writer.raise_failure()
         step = _step_of(state, step)
         info = training if isinstance(training, Training) else Training.model_validate(dict(training or {}))
         info = info.model_copy(update={"step": step, "metrics": {**info.metrics, **(metrics or {})}})
@@ -213,8 +232,15 @@ class CheckpointManager:
         )
         atomic_write(self.directory / LATEST, f"{name}\n".encode())
         self._lineage = self._lineage.model_copy(update={"parent": manifest.id})
-        for old in to_delete(self.checkpoints(), self.keep):
+        writer = self._mirror_writer
+        if writer is not None:
+            writer.submit(name)
+        busy = writer.busy() if writer is not None else set()
+        removed = [old for old in to_delete(self.checkpoints(), self.keep) if old.path.name not in busy]
+        for old in removed:
             remove_tree(old.path)
+        if writer is not None:
+            writer.forget(old.path.name for old in removed)
         return manifest
 
     def _save_distributed(self, state: Mapping[str, Any], step: int, training: Training) -> None:
@@ -242,6 +268,8 @@ class CheckpointManager:
     def _raise_failure(self) -> None:
         if self._pending is not None and self._pending.done():
             self._finish_pending()
+        if self._mirror_writer is not None:
+            self._mirror_writer.raise_failure()
 
     def _finish_pending(self) -> None:
         pending, self._pending = self._pending, None
@@ -253,17 +281,21 @@ class CheckpointManager:
             raise AsyncSaveError(f"background save failed: {e}", path=self.directory) from e
 
     def wait(self) -> None:
-        """Block until the save in flight (if any) is durable; raise its failure."""
+        """Block until the save in flight (if any) is durable, and mirrored if the manager mirrors; raise failures."""
         self._finish_pending()
+        if self._mirror_writer is not None:
+            self._mirror_writer.flush()
 
     def close(self) -> None:
-        """Finish the save in flight synchronously and stop the background writer."""
+        """Finish the save in flight synchronously, flush the mirror's uploads and stop the background workers."""
         try:
             self._finish_pending()
         finally:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+            if self._mirror_writer is not None:
+                self._mirror_writer.close()
 
     def __enter__(self) -> CheckpointManager:
         return self

@@ -35,14 +35,19 @@ from openckpt.hub.services.tree_writes import FileChange, write_tree
 
 __all__ = [
     "FileChange",
+    "branch_head",
     "commit_chain",
+    "commit_on",
     "create_commit",
     "move_ref",
+    "new_commit",
+    "pr_num",
     "ref_kind",
     "resolve_revision",
     "retried",
     "rewrite_commits",
     "squash_history",
+    "squash_on",
 ]
 
 MAX_ATTEMPTS = 20
@@ -94,6 +99,26 @@ def commit_chain(session: Session, head: Commit, *, limit: int) -> list[Commit]:
 def _commit_id(repo: int, parent: str | None, tree: str, author: str, title: str, message: str, at: datetime) -> str:
     text = f"repo {repo}\ntree {tree}\nparent {parent or ''}\nauthor {author} {at.isoformat()}\n\n{title}\n\n{message}"
     return hashlib.sha1(f"commit {len(text.encode())}\0{text}".encode(), usedforsecurity=False).hexdigest()
+
+
+def new_commit(
+    session: Session, repo: Repo, parent: Commit | None, tree_id: str, *, title: str, message: str, author: str
+) -> Commit:
+    """Add to ``session`` a commit of ``repo`` holding tree ``tree_id`` on ``parent``, made now; no ref moves."""
+    now = utcnow()
+    parent_id = parent.id if parent is not None else None
+    commit = Commit(
+        id=_commit_id(repo.id, parent_id, tree_id, author, title, message, now),
+        repo_id=repo.id,
+        parent_id=parent_id,
+        tree_id=tree_id,
+        title=title,
+        message=message,
+        author=author,
+        created_at=now,
+    )
+    session.add(commit)
+    return commit
 
 
 def rewrite_commits(
@@ -154,18 +179,22 @@ def _made_by_earlier_attempt(
         return False
 
 
-def _commit_once(
+def commit_on(
     session: Session,
     repo: Repo,
     branch: str,
     changes: Sequence[FileChange],
     *,
     title: str,
-    message: str,
+    message: str = "",
     author: str,
-    parent_commit: str | None,
+    parent_commit: str | None = None,
 ) -> tuple[Commit, bool]:
-    head = _branch_head(session, repo, branch)
+    """One attempt, in ``session``, to commit ``changes`` on ``branch`` (or a pull request's ``refs/pr/N``) by
+    compare-and-swap; return the commit and whether the tree changed (else the head is returned). Run it inside
+    :func:`retried`: a head that moved meanwhile makes the attempt run again, unless ``parent_commit`` names the head
+    the caller saw (then it is a :class:`PreconditionFailedError`)."""
+    head = branch_head(session, repo, branch)
     if parent_commit is not None and parent_commit != head.id:
         if _made_by_earlier_attempt(session, head, parent_commit, changes, title=title, author=author):
             return head, False  # a retried request whose first attempt did commit
@@ -185,22 +214,23 @@ def _commit_once(
     tree_id = write_tree(session, head.tree_id, changes)  # stores only the trees on the changed paths
     if tree_id == head.tree_id and changes:
         return head, False  # nothing changes: a retried request gets the commit it already made
-    now = utcnow()
-    commit = Commit(
-        id=_commit_id(repo.id, head.id, tree_id, author, title, message, now),
-        repo_id=repo.id,
-        parent_id=head.id,
-        tree_id=tree_id,
-        title=title,
-        message=message,
-        author=author,
-        created_at=now,
-    )
-    _move_branch(session, repo, branch, head, commit)
+    commit = new_commit(session, repo, head, tree_id, title=title, message=message, author=author)
+    move_ref(session, repo.id, ref_kind(branch), branch, head.id, commit.id)
+    repo.last_modified = commit.created_at
     return commit, True
 
 
-def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
+def squash_on(session: Session, repo: Repo, branch: str, *, title: str, author: str) -> tuple[Commit, str]:
+    """One attempt, in ``session``, to replace the history of ``branch`` by one commit without parent holding its
+    head's tree (compare-and-swap, inside :func:`retried`); return the commit and the old head's id."""
+    head = branch_head(session, repo, branch)
+    commit = new_commit(session, repo, None, head.tree_id, title=title, message="", author=author)
+    move_ref(session, repo.id, ref_kind(branch), branch, head.id, commit.id)
+    repo.last_modified = commit.created_at
+    return commit, head.id
+
+
+def branch_head(session: Session, repo: Repo, branch: str) -> Commit:
     """The head commit of ``branch`` (or of a pull request's ``refs/pr/N``); a tag or a commit id is a
     :class:`BadRequestError`."""
     ref = session.get(Ref, (repo.id, ref_kind(branch), branch))
@@ -213,15 +243,15 @@ def _branch_head(session: Session, repo: Repo, branch: str) -> Commit:
     return head
 
 
-def _move_branch(session: Session, repo: Repo, branch: str, head: Commit, commit: Commit) -> None:
-    """Add ``commit`` and move ``branch`` from ``head`` to it: compare-and-swap, :class:`_RacedError` if it moved."""
-    session.add(commit)
-    move_ref(session, repo.id, ref_kind(branch), branch, head.id, commit.id)
-
-
 def ref_kind(name: str) -> str:
     """The kind of the ref a commit moves: ``pr`` for a pull request's ``refs/pr/N``, else ``branch``."""
     return "pr" if name.startswith("refs/pr/") else "branch"
+
+
+def pr_num(ref: str) -> int | None:
+    """N of ``refs/pr/N``, else None."""
+    head, _, num = ref.partition("refs/pr/")
+    return int(num) if not head and num.isdigit() else None
 
 
 def move_ref(session: Session, repo_id: int, kind: str, name: str, old: str, new: str) -> None:
@@ -251,18 +281,20 @@ def create_commit(
     author: str,
     parent_commit: str | None = None,
 ) -> tuple[str, bool]:
-    """Commit ``changes`` on top of ``branch``; return (commit id, whether the tree changed).
+    """Commit ``changes`` on top of ``branch``; return (commit id, whether the tree changed). The bare ref move,
+    without scan gate, policy or events: write paths use ``commit_flow.commit``.
 
     Without ``parent_commit`` concurrent commits serialise (each retries on the new head); with it, a head that
     moved is a :class:`PreconditionFailedError`.
     """
 
-    def attempt(session: Session, repo: Repo) -> tuple[Commit, bool]:
-        return _commit_once(
+    def attempt(session: Session, repo: Repo) -> tuple[str, bool]:
+        commit, changed = commit_on(
             session, repo, branch, changes, title=title, message=message, author=author, parent_commit=parent_commit
         )
+        return commit.id, changed
 
-    return _retried(db, repo_id, attempt)
+    return retried(db, repo_id, attempt)
 
 
 def squash_history(db: Database, repo_id: int, branch: str, *, title: str, author: str) -> str:
@@ -271,36 +303,9 @@ def squash_history(db: Database, repo_id: int, branch: str, *, title: str, autho
     Serialised with commits to ``branch`` as they are with one another. The old commits stay until garbage
     collection finds no branch or tag reaching them (tags and other branches keep theirs).
     """
-
-    def attempt(session: Session, repo: Repo) -> tuple[Commit, bool]:
-        head = _branch_head(session, repo, branch)
-        now = utcnow()
-        commit = Commit(
-            id=_commit_id(repo.id, None, head.tree_id, author, title, "", now),
-            repo_id=repo.id,
-            parent_id=None,
-            tree_id=head.tree_id,
-            title=title,
-            message="",
-            author=author,
-            created_at=now,
-        )
-        _move_branch(session, repo, branch, head, commit)
-        return commit, True
-
-    return _retried(db, repo_id, attempt)[0]
-
-
-def _retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], tuple[Commit, bool]]) -> tuple[str, bool]:
-    """Run ``attempt`` in a write transaction until no concurrent change of the branch beats it."""
-
-    def run(session: Session, repo: Repo) -> tuple[str, bool]:
-        commit, changed = attempt(session, repo)
-        if changed:
-            repo.last_modified = commit.created_at
-        return commit.id, changed
-
-    return retried(db, repo_id, run)
+    return retried(
+        db, repo_id, lambda session, repo: squash_on(session, repo, branch, title=title, author=author)[0].id
+    )
 
 
 def retried(db: Database, repo_id: int, attempt: Callable[[Session, Repo], T]) -> T:
