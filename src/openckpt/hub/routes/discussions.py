@@ -157,22 +157,20 @@ def merge_pull_request(
     request: Request, principal: Principal | None, repo_type: str, repo_id: str, num: int, comment: Any
 ) -> Repo:
     """Merge pull request ``num``, its webhook deliveries (the target's new head, the pull request's status) in the
-    merge's own transaction; refresh the repo's metadata if the default branch moved. The repo."""
+    merge's own transaction (``pull_requests.merge`` refreshes the metadata the new head changes). The repo."""
     hub = hub_of(request)
-    repo, branch, _, _ = pull_requests.merge(
+    repo, _, _, _ = pull_requests.merge(
         hub.db,
         hub.store,
-        hub.settings,
-        principal,
-        repo_type,
-        repo_id,
-        num,
+        settings=hub.settings,
+        principal=principal,
+        repo_type=repo_type,
+        repo_id=repo_id,
+        num=num,
         comment=comment if isinstance(comment, str) else None,
         on_merged=pr_merged(request),
     )
     wake(request)
-    if branch == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, repo.id)
     return repo
 
 

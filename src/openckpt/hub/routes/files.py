@@ -5,10 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import tempfile
-from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +13,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.digest import git_blob_sha1, lfs_pointer
 from openckpt.errors import BadRequestError, EntryNotFoundError
 from openckpt.hub.bodies import ndjson_lines, read_bounded, read_json
 from openckpt.hub.context import (
@@ -30,27 +26,17 @@ from openckpt.hub.context import (
     require_principal,
     rev_and_path,
 )
-from openckpt.hub.db.models import Commit, Repo
+from openckpt.hub.db.models import Commit
 from openckpt.hub.routes import security
-from openckpt.hub.routes.webhooks import commit_events, notify, pr_recorded, wake
-from openckpt.hub.services import (
-    discussions,
-    gate,
-    governance,
-    possession,
-    provenance,
-    pull_requests,
-    repos,
-    xet_ingest,
-    xet_meta,
-)
+from openckpt.hub.routes.webhooks import pr_recorded
+from openckpt.hub.services import commit_flow, pull_requests, repos, xet_meta
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.blob_bytes import GITATTRIBUTES
-from openckpt.hub.services.commits import FileChange, create_commit, resolve_revision, squash_history
+from openckpt.hub.services.commit_flow import NewFile
+from openckpt.hub.services.commits import FileChange, resolve_revision
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.trees import FileEntry, Folder, lookup, read_folder, read_tree
-from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
+from openckpt.hub.services.webhook_delivery import Deliveries
 from openckpt.hub.settings import Settings
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -59,7 +45,6 @@ from openckpt.store.blobs import is_sha256
 router = APIRouter()
 PAGE = 1000
 EXPANDED_PAGE = 50
-LFS_SUFFIXES = tuple(line.split()[0][1:] for line in GITATTRIBUTES.decode().splitlines())
 
 
 def _listing(
@@ -147,14 +132,6 @@ def _paths_info(
     return out
 
 
-def _upload_mode(path: str, size: int, sample: bytes, max_inline: int) -> str:
-    if size == 0:
-        return "regular"
-    if size > max_inline or path.endswith(LFS_SUFFIXES) or b"\0" in sample:
-        return "lfs"
-    return "regular"
-
-
 @router.post("/api/{plural}/{owner}/{name}/preupload/{rest:path}")
 async def preupload(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
     rev, _ = rev_and_path(request, 5)
@@ -180,7 +157,8 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
             sample = base64.b64decode(f.get("sample") or "")
         except (binascii.Error, ValueError, TypeError):
             sample = b""
-        mode = _upload_mode(path, f.get("size", 0), sample, hub.settings.max_inline_bytes)
+        lfs = commit_flow.is_lfs(path, f.get("size", 0), sample, max_inline=hub.settings.max_inline_bytes)
+        mode = "lfs" if lfs else "regular"
         item: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         if (existing := entries.get(path)) is not None:
             item["oid"] = existing.sha256 if existing.lfs else existing.git_oid
@@ -231,8 +209,8 @@ def _parse_ndjson(raw: bytes, settings: Settings) -> tuple[dict[str, Any], list[
     return header, ops
 
 
-def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, bytes]:
-    """One operation, validated: a change, or (path, bytes) of an inline file still to be stored."""
+def _change(op: dict[str, Any], max_inline: int) -> FileChange | NewFile:
+    """One operation, validated: a change, or an inline file still to be stored (never as LFS)."""
     key = op["key"]
     check = check_new_path if key in ("file", "lfsFile") else check_path  # an old file may still be deleted
     path = check(op["path"].strip("/") if key == "deletedFolder" else op["path"])
@@ -243,7 +221,7 @@ def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, byte
             raise BadRequestError(f"content of {path} is not valid base64") from e
         if len(data) > max_inline:
             raise BadRequestError(f"{path} is {len(data)} bytes: larger than {max_inline} bytes must go through LFS")
-        return path, data
+        return NewFile(path, data, lfs=False)
     if key == "lfsFile":
         oid, size = op.get("oid"), op.get("size")
         if op.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not is_sha256(oid):
@@ -255,109 +233,37 @@ def _change(op: dict[str, Any], max_inline: int) -> FileChange | tuple[str, byte
     return FileChange(path, "delete" if key == "deletedFile" else "delete_folder")
 
 
-def _store_changes(hub: Hub, principal: Principal, ops: list[dict[str, Any]]) -> list[FileChange]:
-    """Validate every operation before storing anything, then store the inline files: a bad operation (or a bad
-    commit later) leaves only unreferenced blobs behind, never a partial commit. A copy (an LFS file without size)
-    gets the size of the object it names, if stored and the caller has it (see ``possession``)."""
-    pending = [_change(op, hub.settings.max_inline_bytes) for op in ops]
-    stored = [repos.put_bytes(hub.store, item[1]) if isinstance(item, tuple) else "" for item in pending]
-    changes: list[FileChange] = []
-    with hub.db.write() if any(stored) else hub.db.read() as session:
-        for item, sha256 in zip(pending, stored, strict=True):
-            if isinstance(item, tuple):
-                path, data = item
-                repos.record_blob(session, sha256, len(data))
-                changes.append(FileChange(path, "add", sha256, len(data), git_blob_sha1(data)))
-            elif item.kind == "add":
-                size: int | None = item.size
-                if item.size < 0:
-                    size = possession.stored_sizes(session, principal, [item.sha256]).get(item.sha256)
-                if size is None:
-                    raise BadRequestError(f"LFS object {item.sha256} to copy to {item.path} is not stored")
-                changes.append(replace(item, size=size, git_oid=git_blob_sha1(lfs_pointer(item.sha256, size))))
-            else:
-                changes.append(item)
-    return changes
-
-
 def _commit(
     hub: Hub,
-    principal: Principal,
-    repo_id: int,
-    rev: str,
     raw: bytes,
     *,
-    create_pr: bool = False,
-    on_recorded: pull_requests.Recorded | None = None,
-) -> tuple[str, int | None]:
-    """Commit on ``rev`` (a branch, or a pull request's ``refs/pr/N``), or with ``create_pr`` open a pull request
-    onto ``rev`` holding the commit; return the commit and the pull request's number, if any (``on_recorded`` runs
-    in the transaction recording the commit on the pull request)."""
+    principal: Principal,
+    repo_id: int,
+    revision: str,
+    create_pr: bool,
+    events: Deliveries | None,
+    on_pr_commit: commit_flow.PrCommitted,
+) -> commit_flow.Committed:
+    """Parse the NDJSON commit ``raw`` (every operation checked before anything is stored) and run it through the
+    commit flow."""
     header, ops = _parse_ndjson(raw, hub.settings)
-    changes = _store_changes(hub, principal, ops)
-    xet_uploads = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs}
-    with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
-        copies = possession.require(hub.db, hub.store, principal, xet_uploads, copies=Path(scratch))
-        gate.check_changes(hub.db, hub.store, hub.settings, changes, copies, repo_id=repo_id)  # trust: scan the files
-    governance.enforce_policy(hub.db, hub.store, hub.settings, repo_id, rev, changes)  # the owner's license policy
-    title, num = header.get("summary") or "Update", pull_requests.pr_num(rev)
-    if create_pr:  # the pull request's ref starts at the target's head (or parentCommit), then the commit moves it
-        num = pull_requests.open_pr(
-            hub.db,
-            principal,
-            repo_id,
-            rev,
-            title=title,
-            description=header.get("description") or "",
-            base=header.pop("parentCommit", None),
-        )
-    try:
-        commit_id, changed = create_commit(
-            hub.db,
-            repo_id,
-            f"refs/pr/{num}" if create_pr else rev,
-            changes,
-            title=title,
-            message=header.get("description") or "",
-            author=principal.name,
-            parent_commit=header.get("parentCommit"),
-        )
-    except Exception:
-        if create_pr and num is not None:
-            pull_requests.drop_pr(hub.db, repo_id, num)
-        raise
-    if num is not None and changed:
-        pull_requests.record_commit(
-            hub.db, repo_id, num, commit_id, title=title, author=principal.name, on_recorded=on_recorded
-        )
-    if rev == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, repo_id)
-        provenance.verify_later(hub.db, hub.store, hub.settings, repo_id, commit_id)  # weights against the bases
-    if hub.settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
-        added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
-        if added:
-            xet_ingest.ingest_later(hub.db, hub.store, hub.settings, added)
-    return commit_id, num
+    request = commit_flow.CommitRequest(
+        principal=principal,
+        repo_id=repo_id,
+        revision=revision,
+        changes=[_change(op, hub.settings.max_inline_bytes) for op in ops],
+        title=header.get("summary") or "Update",
+        message=header.get("description") or "",
+        parent_commit=header.get("parentCommit"),
+        create_pr=create_pr,
+    )
+    flow = partial(commit_flow.commit, settings=hub.settings, request=request)
+    return flow(hub.db, hub.store, events=events, on_pr_commit=on_pr_commit)
 
 
-def _writable_branch(
-    hub: Hub, principal: Principal, repo_type: str, repo_id: str, rev: str, *, create_pr: bool = False
-) -> tuple[Repo, str]:
-    """The repo, if the caller may write to it (to a pull request's ``refs/pr/N``: its author or a writer; to open
-    one: whoever may take part in its discussions), and the head of ``rev`` now."""
-    with hub.db.read() as session:
-        num = pull_requests.pr_num(rev)
-        repo = repos.find_repo(session, principal, repo_type, repo_id, write=not create_pr and num is None)
-        if num is not None:
-            pull_requests.check_pr_commit(session, principal, repo, num)
-        elif create_pr:
-            discussions.require_participant(session, principal, repo)
-        return repo, resolve_revision(session, repo, rev).id
-
-
-def _notify_commit(request: Request, repo: Repo, branch: str, old: str, new: str) -> None:
-    update = RefUpdate(f"refs/heads/{branch}", old, new)
-    notify(request, repo_event(repo, "update", "repo.content", head_sha=new, updated_refs=(update,)))
+def _deliveries(request: Request) -> Deliveries | None:
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    return deliveries
 
 
 @router.post("/api/{plural}/{owner}/{name}/commit/{rest:path}")
@@ -367,30 +273,19 @@ async def commit(request: Request, plural: str, owner: str, name: str, rest: str
     principal = require_principal(request)
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo, head = await run_in_threadpool(_writable_branch, hub, principal, repo_type, repo_id, rev, create_pr=create_pr)
+    find = partial(pull_requests.find_committable, revision=rev, create_pr=create_pr)
+    repo = await run_in_threadpool(find, hub.db, principal, repo_type, repo_id)
     raw = await read_bounded(request, hub.settings.max_commit_bytes)
-    with commit_events(request, repo, rev, head):  # its webhook deliveries: in the commit's own transaction
-        recorded = pr_recorded(request, opened=create_pr)  # the pull request's discussion event
-        commit_id, num = await run_in_threadpool(
-            partial(_commit, create_pr=create_pr, on_recorded=recorded), hub, principal, repo.id, rev, raw
-        )
-    wake(request)
+    run = partial(_commit, principal=principal, repo_id=repo.id, revision=rev, create_pr=create_pr)
+    recorded = pr_recorded(request, opened=create_pr)  # the pull request's discussion event
+    done = await run_in_threadpool(partial(run, events=_deliveries(request), on_pr_commit=recorded), hub, raw)
+    commit_id, num = done.commit_id, done.pull_request
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}"
     return {
         "commitOid": commit_id,
         "commitUrl": f"{url}/commit/{commit_id}",
         "pullRequestUrl": f"{url}/discussions/{num}" if create_pr else None,
     }
-
-
-def _squash(
-    hub: Hub, principal: Principal, repo_type: str, repo_id: str, branch: str, title: str
-) -> tuple[Repo, str, str]:
-    repo, head = _writable_branch(hub, principal, repo_type, repo_id, branch)
-    commit_id = squash_history(hub.db, repo.id, branch, title=title, author=principal.name)
-    if branch == repos.DEFAULT_BRANCH:
-        repos.refresh_metadata(hub.db, hub.store, repo.id)  # the lineage names the head commit
-    return repo, head, commit_id
 
 
 @router.post("/api/{plural}/{owner}/{name}/super-squash/{rest:path}")
@@ -404,7 +299,12 @@ async def super_squash(request: Request, plural: str, owner: str, name: str, res
     title = body.get("message", "").strip() or f"Super-squash branch '{branch}'"
     hub = hub_of(request)
     repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo, head, commit_id = await run_in_threadpool(_squash, hub, principal, repo_type, repo_id, branch, title)
-    _notify_commit(request, repo, branch, head, commit_id)
+    repo = await run_in_threadpool(
+        partial(pull_requests.find_committable, revision=branch), hub.db, principal, repo_type, repo_id
+    )
+    squash = partial(
+        commit_flow.squash, settings=hub.settings, principal=principal, repo_id=repo.id, branch=branch, title=title
+    )
+    commit_id = (await run_in_threadpool(partial(squash, events=_deliveries(request)), hub.db, hub.store)).commit_id
     base = str(request.base_url).rstrip("/")
     return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}"}

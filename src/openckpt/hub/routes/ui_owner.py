@@ -1,14 +1,15 @@
 """The owner's pages of a repo's files: create a repo (``/new``), upload files (``/{repo}/upload/{rev}``, a multipart
 form streamed to the store), edit or create a text file (``/{repo}/edit/{rev}/{path}``) and delete a file
 (``/{repo}/delete/{rev}/{path}``), each with a commit message. Forms carry a CSRF token and the commit they were
-shown at; commits go through :mod:`openckpt.hub.services.web_commits` (scan gate, license policy, compare-and-swap).
+shown at; commits go through :mod:`openckpt.hub.services.commit_flow` (uploads streamed into the store, scan gate,
+license policy, compare-and-swap, events), as API commits do.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -23,12 +24,13 @@ from openckpt.hub.context import hub_of, raw_tail, repo_id_of
 from openckpt.hub.db.models import Repo
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_repo import _header
-from openckpt.hub.routes.webhooks import commit_events
-from openckpt.hub.services import pages, repos, web_commits
+from openckpt.hub.services import commit_flow, pages, repos
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import FileChange, resolve_revision
 from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.trees import file_at
+from openckpt.hub.services.webhook_delivery import Deliveries
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -119,27 +121,26 @@ async def _commit(
     viewer: Principal,
     repo: Repo,
     branch: str,
-    changes: list[FileChange],
+    changes: list[FileChange | NewFile],
     *,
     title: str,
     message: str,
     parent: str | None,
 ) -> str:
-    """Commit ``changes``; the repo's webhooks hear of it. Returns the commit id."""
+    """Commit ``changes`` through the commit flow; the repo's webhooks hear of it. Returns the commit id."""
     hub = hub_of(request)
-
-    def run() -> tuple[str, str]:
-        with hub.db.read() as session:
-            head = resolve_revision(session, repo, branch).id
-        with commit_events(request, repo, branch, head):  # its webhook deliveries: in the commit's own transaction
-            text = {"title": title, "message": message}
-            commit_id = web_commits.commit_web_changes(
-                hub.db, hub.store, hub.settings, viewer, repo.id, branch, changes, **text, parent_commit=parent
-            )
-        return head, commit_id
-
-    _, commit_id = await run_in_threadpool(run)
-    return commit_id
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    commit = commit_flow.CommitRequest(
+        principal=viewer,
+        repo_id=repo.id,
+        revision=branch,
+        changes=changes,
+        title=title,
+        message=message,
+        parent_commit=parent,
+    )
+    flow = partial(commit_flow.commit, settings=hub.settings, request=commit, events=deliveries)
+    return (await run_in_threadpool(flow, hub.db, hub.store)).commit_id
 
 
 def upload_form(request: Request, repo_type: str) -> Response:
@@ -170,13 +171,10 @@ async def upload(request: Request, repo_type: str) -> Response:
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
     if not files:
         raise BadRequestError("choose at least one file to upload")
-    changes = []
+    changes: list[FileChange | NewFile] = []
     for item in files:
         assert item.filename is not None
-        path = f"{folder}/{item.filename}" if folder else item.filename
-        changes.append(
-            await run_in_threadpool(web_commits.store_upload, hub.db, hub.store, hub.settings, path, item.file)
-        )
+        changes.append(NewFile(f"{folder}/{item.filename}" if folder else item.filename, item.file))
     names = ", ".join(c.path for c in changes[:3]) + (" and more" if len(changes) > 3 else "")
     commit_id = await _commit(
         request,
@@ -232,10 +230,7 @@ async def edit(request: Request, repo_type: str) -> Response:
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
-    change = await run_in_threadpool(
-        web_commits.store_upload, hub.db, hub.store, hub.settings, path, io.BytesIO(content)
-    )
-    changes = [change]
+    changes: list[FileChange | NewFile] = [NewFile(path, content)]
     if old_path and old_path != path:
         changes.append(FileChange(check_path(old_path), "delete"))
     commit_id = await _commit(
@@ -276,7 +271,7 @@ async def delete(request: Request, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
     with hub_of(request).db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
-    changes = [FileChange(check_path(path), "delete")]
+    changes: list[FileChange | NewFile] = [FileChange(check_path(path), "delete")]
     commit_id = await _commit(
         request,
         viewer,

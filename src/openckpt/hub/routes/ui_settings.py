@@ -6,7 +6,6 @@ with a CSRF token, to the services the API's routes call (``repos.update_setting
 
 from __future__ import annotations
 
-import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,8 +20,9 @@ from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url,
 from openckpt.hub.routes.ui_owner import MAX_EDIT, _commit
 from openckpt.hub.routes.ui_repo import _header
 from openckpt.hub.routes.webhooks import notify
-from openckpt.hub.services import access, pages, repo_move, repos, web_commits
+from openckpt.hub.services import access, pages, repo_move, repos
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.trees import file_at
 from openckpt.hub.services.webhook_delivery import repo_event
@@ -145,9 +145,7 @@ async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_t
         )
     except FormatError as e:
         raise BadRequestError(str(e)) from e
-    change = await run_in_threadpool(
-        web_commits.store_upload, hub.db, hub.store, hub.settings, "README.md", io.BytesIO(new.encode())
-    )
+    change = NewFile("README.md", new.encode())
     title = "Update the access form" if fields else "Remove the access form's fields"
     return await _commit(request, viewer, repo, repos.DEFAULT_BRANCH, [change], title=title, message="", parent=head.id)
 
