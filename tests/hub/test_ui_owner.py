@@ -76,7 +76,7 @@ def test_missing_pages_are_html(owner_hub: HubProcess, tmp_path: Path) -> None:
     api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
     repo_id = f"admin/pages-{uuid.uuid4().hex[:6]}"
     api.create_repo(repo_id)
-    for path in (f"/{repo_id}/discussions", f"/{repo_id}/compare/main...main"):
+    for path in (f"/{repo_id}/discussions/9", f"/{repo_id}/compare/main...main"):
         response = httpx.get(owner_hub.url + path)
         assert response.status_code == 404 and response.headers["content-type"].startswith("text/html"), path
 

@@ -1,6 +1,6 @@
 """What changed and what a weights file holds: commit pages with text and tensor diffs, and a safetensors file's
 tensor list (``/{repo}/tensors/{rev}/{path}``, paged). Included before ``ui_repo``, whose commit page this replaces.
-``/{repo}/discussions`` and ``/{repo}/compare/...`` answer an HTML 404 page."""
+``/{repo}/compare/...`` answers an HTML 404 page (discussions are ``ui_discussions``')."""
 
 from __future__ import annotations
 
@@ -126,12 +126,12 @@ def checkpoint(request: Request, repo_type: str) -> Response:
 
 
 def not_here(request: Request) -> Response:
-    """Pages the Hub has and this hub has not (yet): discussions, pull requests, compare; an HTML 404."""
-    return error_page(request, 404, "Not on this hub", "Discussions, pull requests and comparisons are not available.")
+    """Pages the Hub has and this hub has not (yet): compare; an HTML 404."""
+    return error_page(request, 404, "Not on this hub", "Comparisons are not available.")
 
 
 for _prefix in ("/datasets", ""):
-    for _page in ("discussions", "discussions/{rest:path}", "compare/{rest:path}"):
+    for _page in ("compare/{rest:path}",):
         router.add_api_route(f"{_prefix}/{{owner}}/{{name}}/{_page}", not_here, methods=["GET"])
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
     router.add_api_route(

@@ -43,6 +43,7 @@ __all__ = [
     "may_take_part",
     "next_num",
     "require_participant",
+    "threads",
 ]
 
 PAGE = 50
@@ -131,6 +132,28 @@ def list_discussions(
     start = max(page, 0) * PAGE
     rows = session.scalars(query.order_by(Discussion.num.desc()).offset(start).limit(PAGE))
     return Listing([discussion_json(d, repo) for d in rows], count, start)
+
+
+def threads(
+    session: Session, repo: Repo, *, statuses: tuple[str, ...], pull_requests: bool | None, offset: int, limit: int
+) -> tuple[list[tuple[Discussion, int]], int]:
+    """The discussions of ``repo`` in ``statuses`` (all if empty), only pull requests or none of them unless
+    ``pull_requests`` is None, newest first, each with its number of comments; and how many match in all."""
+    query = select(Discussion).where(Discussion.repo_id == repo.id)
+    if statuses:
+        query = query.where(Discussion.status.in_(statuses))
+    if pull_requests is not None:
+        query = query.where(Discussion.is_pull_request == pull_requests)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(session.scalars(query.order_by(Discussion.num.desc()).offset(offset).limit(limit)))
+    comments = dict(
+        session.execute(
+            select(DiscussionEvent.discussion_id, func.count())
+            .where(DiscussionEvent.discussion_id.in_([d.id for d in rows]), DiscussionEvent.type == "comment")
+            .group_by(DiscussionEvent.discussion_id)
+        ).all()
+    )
+    return [(d, int(comments.get(d.id, 0))) for d in rows], count
 
 
 def find_discussion(
