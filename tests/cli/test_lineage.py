@@ -90,3 +90,27 @@ def test_diff_base_by_layer(invoke: Invoke, fam: Family) -> None:
     assert same.exit_code == 0 and "0 of 6 layers changed" in same.stdout
     both = invoke("diff", fam["base"], fam["finetune"], "--base", fam["base"])
     assert both.exit_code == 2
+
+
+def test_card_records_the_verdict_and_replaces_it(invoke: Invoke, fam: Family, tmp_path: Path) -> None:
+    model = tmp_path / "claimed"
+    shutil.copytree(fam["random"], model)
+    (model / "README.md").write_text(card(f"{OWNER}/base", relation="finetune") + "Text of the authors.\n")
+    result = invoke("lineage", "verify", model, *_bases(fam, "base"), "--offline", "--card")
+    assert result.exit_code == 1 and "recorded the verdict in" in result.stderr, result.output
+    text = (model / "README.md").read_text()
+    assert text.startswith(card(f"{OWNER}/base", relation="finetune"))  # the metadata and the text are kept
+    assert "Text of the authors." in text and "## Bias, Risks, and Limitations" in text
+    block = text[text.index("<!-- openckpt-provenance -->") : text.index("<!-- /openckpt-provenance -->")]
+    assert "**not derived**" in block and f"| `{OWNER}/base` | not derived |" in block and "| 0% |" in block
+    again = invoke("lineage", "verify", model, "--base", fam["random"], "--offline", "--card", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["card"]["path"] == str(model / "README.md")
+    text = (model / "README.md").read_text()
+    assert text.count("<!-- openckpt-provenance -->") == 1 and "**consistent**" in text and "not derived" not in text
+
+
+def test_card_and_push_are_for_their_kind_of_target(invoke: Invoke, fam: Family) -> None:
+    pushed = invoke("lineage", "verify", fam["finetune"], "--offline", "--push")
+    assert pushed.exit_code == 2 and "--card" in pushed.output
+    carded = invoke("lineage", "verify", f"{OWNER}/finetune", "--offline", "--card")
+    assert carded.exit_code == 2 and "--push" in carded.output

@@ -141,3 +141,19 @@ def test_hub_verdicts(hosted: tuple[HubProcess, People], name: str, verdict: str
         assert len(data["parents"][0]["tensors"]) == 40
         base_head = HfApi(endpoint=hosted[0].url, token=hosted[1].alice).model_info(f"{OWNER}/base").sha
         assert data["base_commits"] == {f"{OWNER}/base": base_head}
+
+
+def test_push_records_the_verdict_in_the_card(hosted: tuple[HubProcess, People]) -> None:
+    hub, people = hosted
+    api = HfApi(endpoint=hub.url, token=people.alice)
+    before = api.list_repo_commits(f"{OWNER}/quantized")[0].commit_id
+    args = ["lineage", "verify", f"{OWNER}/quantized", "--push", "--endpoint", hub.url, "--token", people.alice]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "committed the verdict to the card" in result.stderr, result.output
+    head = api.list_repo_commits(f"{OWNER}/quantized")[0]
+    assert head.title == "Record the provenance verdict: consistent" and head.commit_id != before
+    readme = Path(api.hf_hub_download(f"{OWNER}/quantized", "README.md")).read_text()
+    assert readme.startswith(card(f"{OWNER}/base", relation="quantized").split("# A tiny model")[0])
+    assert "### Provenance by the weights" in readme and f"| `{OWNER}/base` | consistent |" in readme
+    reader = CliRunner().invoke(app, [*args[:-2], "--token", people.olga])  # a reader of the repo cannot commit
+    assert reader.exit_code == 4, reader.output

@@ -2,6 +2,9 @@
 
 Exit codes: 0 consistent, 1 not derived, 6 unverifiable (a base absent, private, gated or unreachable, or none
 declared); errors exit as every command's do (2 usage, 3 the model itself not found, 4 auth, 5 network).
+
+``--card`` records the verdict in a directory's README.md, ``--push`` commits it to a hub repo's card (a block of its
+"Bias, Risks, and Limitations" section, :mod:`openckpt.governance.provenance_card`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openckpt.cli._output import EXIT_FINDINGS, fmt_float, guard, out, print_json
+from openckpt.cli._output import EXIT_FINDINGS, err, fmt_float, guard, out, print_json
 from openckpt.cli._remote import Endpoint, Token, remote
 
 if TYPE_CHECKING:
@@ -169,6 +172,8 @@ def verify_command(
     offline: Annotated[bool, typer.Option("--offline", help="Fetch no base from the hub.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every tensor and adapted module.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict and its figures as JSON.")] = False,
+    card: Annotated[bool, typer.Option("--card", help="Record the verdict in the directory's README.md.")] = False,
+    push: Annotated[bool, typer.Option("--push", help="Commit the verdict to the hub repo's card.")] = False,
     endpoint: Endpoint = None,
     token: Token = None,
 ) -> None:
@@ -179,12 +184,29 @@ def verify_command(
     not_derived (the weights do not come from it), unverifiable (a base cannot be read). Exit codes: 0 consistent,
     1 not_derived, 6 unverifiable; errors as for every command. Bases that are directories on disk are read from
     there; others are fetched from the hub (safetensors, configs and cards only).
+
+    With --card (a directory) or --push (a hub repo) the verdict and its figures go into the model card, in its
+    "Bias, Risks, and Limitations" section, replacing an earlier verdict there.
     """
-    result = _verify(target, base or [], offline=offline, endpoint=endpoint, token=token)
+    local = Path(target).exists()
+    if push and local:
+        raise typer.BadParameter(
+            "--push is for hub repos; use --card to update a directory's README.md", param_hint="--push"
+        )
+    if card and not local:
+        raise typer.BadParameter(
+            "--card is for directories; use --push to commit to a hub repo's card", param_hint="--card"
+        )
+    result, directory = _verify(target, base or [], offline=offline, endpoint=endpoint, token=token)
+    recorded = _record(result, directory, target, card=card, push=push, endpoint=endpoint, token=token)
     if as_json:
-        print_json(result)
+        print_json({**result, "card": recorded} if card or push else result)
     else:
         _print(result, target, show_all)
+    if "path" in recorded:
+        err().print(f"[green]recorded[/] the verdict in {escape(recorded['path'])}", soft_wrap=True)
+    elif "commit" in recorded:
+        err().print(f"[green]committed[/] the verdict to the card: {escape(recorded['commit_url'])}", soft_wrap=True)
     if result["verdict"] == "not_derived":
         raise typer.Exit(EXIT_FINDINGS)
     if result["verdict"] == "unverifiable":
@@ -193,7 +215,9 @@ def verify_command(
 
 @guard
 @remote
-def _verify(target: str, base: list[str], *, offline: bool, endpoint: str | None, token: str | None) -> dict[str, Any]:
+def _verify(
+    target: str, base: list[str], *, offline: bool, endpoint: str | None, token: str | None
+) -> tuple[dict[str, Any], Path]:
     from openckpt.governance.provenance import declared_edges, verify_lineage
 
     if Path(target).exists():
@@ -211,4 +235,48 @@ def _verify(target: str, base: list[str], *, offline: bool, endpoint: str | None
     bases: dict[str, Path | Unavailable] = {e.base: resolve(e) for e in edges}
     if not edges:
         bases = {key or str(path): path for key, path in overrides.items()}
-    return verify_lineage(directory, bases, relation=relation if bases else None, name=name).to_dict()
+    return verify_lineage(directory, bases, relation=relation if bases else None, name=name).to_dict(), directory
+
+
+@guard
+def _record(
+    result: dict[str, Any],
+    directory: Path,
+    target: str,
+    *,
+    card: bool,
+    push: bool,
+    endpoint: str | None,
+    token: str | None,
+) -> dict[str, Any]:
+    """Write the verdict into the directory's card (atomically) or commit it to the repo's, on the fetched commit."""
+    import datetime
+
+    from openckpt.governance.provenance_card import update_card
+
+    if not (card or push):
+        return {}
+    readme = directory / "README.md"
+    text = readme.read_text("utf-8") if readme.is_file() else None
+    name = Path(target).resolve().name if card else target.partition("@")[0].rsplit("/", 1)[-1]
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    new = update_card(text, result, model_name=name, checked_on=today).encode()
+    if card:
+        from openckpt.fsutil import atomic_write
+
+        atomic_write(readme, new)
+        return {"written": True, "path": str(readme)}
+    from huggingface_hub import CommitOperationAdd
+
+    from openckpt.client.api import hf_api, split_revision
+
+    repo_id, revision = split_revision(target)
+    operations = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=new)]
+    info = hf_api(endpoint, token).create_commit(
+        repo_id,
+        operations,
+        revision=revision,
+        commit_message=f"Record the provenance verdict: {result['verdict'].replace('_', ' ')}",
+        parent_commit=directory.name,  # the commit the weights were fetched at (the cache names snapshots by it)
+    )
+    return {"written": True, "repo": repo_id, "commit": info.oid, "commit_url": info.commit_url}

@@ -8,7 +8,6 @@ wrote around it is kept. :func:`bias_results` reads the results back, for the hu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +15,12 @@ import yaml
 
 from openckpt.errors import FormatError
 from openckpt.evaluate.report import BIAS_METRIC_TYPES, BiasReport
+from openckpt.governance.card_sections import put_block
 from openckpt.governance.cards import parse_card
 
 __all__ = ["SECTION_TITLE", "BackdoorResult", "BiasResult", "backdoor_results", "bias_results", "update_card"]
 
 SECTION_TITLE = "Bias, Risks, and Limitations"
-_SECTION = re.compile(rf"^##[ \t]+{re.escape(SECTION_TITLE)}[ \t]*#*[ \t]*$", re.IGNORECASE | re.MULTILINE)
-_NEXT_SECTION = re.compile(r"^#{1,2}[ \t]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -84,46 +82,15 @@ def _merge_index(meta: dict[str, Any], report: BiasReport, model_name: str) -> N
     results[:] = [r for r in results if not (isinstance(r, dict) and _same(r, new))] + [new]
 
 
-def _block(report: BiasReport) -> str:
+def _content(report: BiasReport) -> str:
     head = "| " + " | ".join(report.columns) + " |\n|" + "---|" * len(report.columns) + "\n"
     table = head + "".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n" for row in report.rows)
     notes = "".join(f"{n}\n\n" for n in report.notes)
-    return (
-        f"<!-- openckpt-bias:{report.suite} -->\n### {report.title}\n\n{notes}{table}\n"
-        f"<!-- /openckpt-bias:{report.suite} -->\n"
-    )
+    return f"### {report.title}\n\n{notes}{table}\n"
 
 
 def _merge_body(body: str, report: BiasReport) -> str:
-    block = _block(report)
-    marked = re.compile(
-        rf"<!-- openckpt-bias:{re.escape(report.suite)} -->\n.*?<!-- /openckpt-bias:"
-        rf"{re.escape(report.suite)} -->\n?",
-        re.DOTALL,
-    )
-    if marked.search(body):
-        return marked.sub(lambda _: block, body, count=1)
-    section = _SECTION.search(body)
-    if section is None:
-        return body.rstrip("\n") + ("\n\n" if body.strip() else "") + f"## {SECTION_TITLE}\n\n{block}"
-    end = _section_end(body, section.end())
-    before = body[:end].rstrip("\n") + "\n\n"
-    return before + block + ("\n" + body[end:] if end < len(body) else "")
-
-
-def _section_end(body: str, start: int) -> int:
-    """Offset of the first level-1 or level-2 heading after ``start`` outside code fences (else the end)."""
-    fence = None
-    offset = start
-    for line in body[start:].splitlines(keepends=True):
-        stripped = line.lstrip()
-        marker = stripped[:3]
-        if marker in ("```", "~~~"):
-            fence = None if fence == marker else fence or marker
-        elif fence is None and _NEXT_SECTION.match(line):
-            return offset
-        offset += len(line)
-    return len(body)
+    return put_block(body, f"openckpt-bias:{report.suite}", _content(report), section=SECTION_TITLE)
 
 
 def update_card(text: str | None, report: BiasReport, *, model_name: str) -> str:
