@@ -23,8 +23,9 @@ from openckpt.errors import (
 )
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Commit, Discussion, DiscussionEvent, Ref, Repo, utcnow
+from openckpt.hub.services import commit_flow
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.commits import FileChange, move_ref, retried
+from openckpt.hub.services.commits import FileChange, move_ref, new_commit, pr_num, resolve_revision, retried
 from openckpt.hub.services.discussions import (
     add_event,
     find_discussion,
@@ -42,6 +43,7 @@ __all__ = [
     "Recorded",
     "check_pr_commit",
     "drop_pr",
+    "find_committable",
     "find_uploadable",
     "merge",
     "open_pr",
@@ -50,12 +52,6 @@ __all__ = [
     "sides",
     "three_way",
 ]
-
-
-def pr_num(ref: str) -> int | None:
-    """N of ``refs/pr/N``, else None."""
-    head, _, num = ref.partition("refs/pr/")
-    return int(num) if not head and num.isdigit() else None
 
 
 def check_pr_commit(session: Session, principal: Principal | None, repo: Repo, num: int) -> Discussion:
@@ -169,16 +165,19 @@ def three_way(session: Session, base: str, ours: str, theirs: str) -> tuple[list
 def merge(
     db: Database,
     store: BlobStore,
+    *,
     settings: Settings,
     principal: Principal | None,
     repo_type: str,
     repo_id: str,
     num: int,
-    *,
     comment: str | None = None,
     on_merged: Merged | None = None,
 ) -> tuple[Repo, str, str, str]:
-    """Merge pull request ``num`` into its target; return the repo, the target, its old head and its new one."""
+    """Merge pull request ``num`` into its target; return the repo, the target, its old head and its new one.
+
+    Its files passed the scan gate when they were committed to the pull request; ``on_merged`` writes the merge's
+    events in its transaction, and the commit flow's metadata step follows (``commit_flow.settle``)."""
     with db.read() as session:
         repo, d = find_discussion(session, principal, repo_type, repo_id, num)
         who = require_participant(session, principal, repo)
@@ -225,28 +224,16 @@ def merge(
             on_merged(session, repo, d, old, new.id)
         return repo, d.target_branch, old, new.id
 
-    return retried(db, repo_pk, attempt)
+    done = retried(db, repo_pk, attempt)
+    commit_flow.settle(db, store, settings=settings, repo_id=repo_pk, ref=done[1], commit_id=done[3])  # metadata
+    return done
 
 
 def _merge_commit(
     session: Session, repo: Repo, head: Commit, tree_id: str, *, num: int, title: str, author: str
 ) -> Commit:
-    from openckpt.hub.services.commits import _commit_id
-
-    now = utcnow()
     summary = f"Merge pull request #{num}: {title}"
-    commit = Commit(
-        id=_commit_id(repo.id, head.id, tree_id, author, summary, "", now),
-        repo_id=repo.id,
-        parent_id=head.id,
-        tree_id=tree_id,
-        title=summary,
-        message="",
-        author=author,
-        created_at=now,
-    )
-    session.add(commit)
-    return commit
+    return new_commit(session, repo, head, tree_id, title=summary, message="", author=author)
 
 
 def _check_policy(session: Session, store: BlobStore, settings: Settings, repo: Repo, tree_id: str) -> None:
@@ -268,3 +255,22 @@ def find_uploadable(
     if proposing:
         require_participant(session, principal, repo)
     return repo
+
+
+def find_committable(
+    db: Database, principal: Principal, repo_type: str, repo_id: str, *, revision: str, create_pr: bool = False
+) -> Repo:
+    """The repo, if the caller may commit to ``revision`` (which must exist): to a branch as a writer; to a pull
+    request's ``refs/pr/N`` as its author or a writer; with ``create_pr`` (a pull request onto the branch) as whoever
+    may take part in its discussions."""
+    from openckpt.hub.services.repos import find_repo
+
+    with db.read() as session:
+        num = pr_num(revision)
+        repo = find_repo(session, principal, repo_type, repo_id, write=not create_pr and num is None)
+        if num is not None:
+            check_pr_commit(session, principal, repo, num)
+        elif create_pr:
+            require_participant(session, principal, repo)
+        resolve_revision(session, repo, revision)
+        return repo
