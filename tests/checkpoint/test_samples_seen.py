@@ -48,3 +48,13 @@ def test_the_count_resumes_and_a_count_the_loop_keeps_wins(tmp_path: Path) -> No
     kept = openckpt.TrainingProgress(samples_seen=7)
     _train(tmp_path / "own", 1, kept)
     assert openckpt.read_manifest(tmp_path / "own" / "step-00000001").training.samples_seen == 7
+
+
+def test_a_loader_resumed_from_an_older_checkpoint_does_not_guess() -> None:
+    data = torch.utils.data.TensorDataset(torch.randn(10, 4))
+    loader = openckpt.ResumableLoader(data, batch_size=4, seed=1)
+    state = loader.state_dict()
+    del state["samples_seen"]  # as written before the loader counted samples
+    loader.load_state_dict(state)
+    next(iter(loader))
+    assert loader.samples_seen is None and loader.state_dict()["samples_seen"] is None

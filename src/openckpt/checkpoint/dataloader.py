@@ -9,7 +9,7 @@
   (``digest_samples=True``) over the bytes of the batch's tensors/bytes in order; they resume with the position
   and go into the checkpoint's recipe (:meth:`ResumableLoader.digests`).
 * ``samples_seen`` counts the samples of every batch received (times ``world_size``: each rank takes an equal share),
-  so a checkpoint's ``training.samples_seen`` is known even when the loop counts only steps.
+  so a :class:`CheckpointManager` records ``training.samples_seen`` even when the loop counts only steps.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class ResumableLoader:
     ``DistributedSampler``).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 — public API: DataLoader's keywords plus seeding, digests and rank
         self,
         dataset: Any,
         *,
@@ -139,7 +139,7 @@ class ResumableLoader:
         self.indices_blake3 = _EMPTY
         self.samples_blake3 = _EMPTY
         self.batches_seen = 0
-        self.samples_seen = 0
+        self.samples_seen: int | None = 0
 
     def _indices(self, epoch: int) -> list[int]:
         import torch
@@ -191,7 +191,8 @@ class ResumableLoader:
         for indices, batch in zip(remaining, loader, strict=False):
             self.position += 1
             self.batches_seen += 1
-            self.samples_seen += len(indices) * self.world_size
+            if self.samples_seen is not None:
+                self.samples_seen += len(indices) * self.world_size
             self.indices_blake3 = _chain(self.indices_blake3, iter([array.array("q", indices).tobytes()]))
             if self.digest_samples:
                 self.samples_blake3 = _chain(self.samples_blake3, batch_bytes(batch))
@@ -231,4 +232,5 @@ class ResumableLoader:
         self.indices_blake3 = str(state_dict.get("indices_blake3") or _EMPTY)  # absent in checkpoints before 1.2
         self.samples_blake3 = str(state_dict.get("samples_blake3") or _EMPTY)
         self.batches_seen = int(state_dict.get("batches_seen") or 0)
-        self.samples_seen = int(state_dict.get("samples_seen") or 0)  # absent in older checkpoints
+        seen = state_dict.get("samples_seen")  # absent in older checkpoints: then unknown, not restarted from 0
+        self.samples_seen = None if seen is None else int(seen)

@@ -61,7 +61,7 @@ class CheckpointManager:
     mirror's ``LATEST`` checkpoint (older ones if it does not verify).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 — public API: each keyword is a documented option of the manager
         self,
         directory: str | os.PathLike[str],
         *,
@@ -192,6 +192,8 @@ class CheckpointManager:
         step = _step_of(state, step)
         info = training if isinstance(training, Training) else Training.model_validate(dict(training or {}))
         info = info.model_copy(update={"step": step, "metrics": {**info.metrics, **(metrics or {})}})
+        if info.samples_seen is None:
+            info = info.model_copy(update={"samples_seen": _samples_seen(state)})
         if is_distributed():
             self._last_step = step
             self._save_distributed(state, step, info)
@@ -319,3 +321,15 @@ def _step_of(state: Mapping[str, Any], step: int | None) -> int:
         if isinstance(obj, TrainingProgress):
             return obj.step
     raise ValueError("pass step=..., or put an openckpt.TrainingProgress in the state")
+
+
+def _samples_seen(state: Mapping[str, Any]) -> int | None:
+    """The samples counted by the state's :class:`TrainingProgress`, else those its :class:`ResumableLoader`\\ s
+    delivered (for a loop that counts only steps); None when neither knows."""
+    counted = [obj.samples_seen for obj in state.values() if isinstance(obj, TrainingProgress)]
+    if any(counted):
+        return None  # the progress entry's own count goes into the manifest
+    loaded = [obj.samples_seen for obj in state.values() if isinstance(obj, ResumableLoader)]
+    if not loaded or any(n is None for n in loaded):
+        return None
+    return sum(n for n in loaded if n is not None)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openckpt.checkpoint.dataloader import ResumableLoader
 from openckpt.checkpoint.describe import describe_module, hf_config
 from openckpt.checkpoint.stateful import TrainingProgress, adapt
 from openckpt.checkpoint.tree import flatten
@@ -104,7 +103,6 @@ def capture(state: Mapping[str, Any], *, staging: Staging | None = None) -> Snap
     entries: dict[str, EntrySnapshot] = {}
     architecture: Architecture | None = None
     progress: TrainingProgress | None = None
-    loaded = 0  # samples the ResumableLoaders delivered, for a loop that counts only steps
     for key, (kind, obj) in adapt(state).items():
         if kind == "module":
             tensors, aliases = _dedupe_aliases(obj.state_dict())
@@ -116,7 +114,6 @@ def capture(state: Mapping[str, Any], *, staging: Staging | None = None) -> Snap
             skeleton, tensors, _ = flatten(obj.state_dict())
             entry = EntrySnapshot(kind, tensors, skeleton=skeleton)
             progress = obj if isinstance(obj, TrainingProgress) else progress
-            loaded += obj.samples_seen if isinstance(obj, ResumableLoader) else 0
         if staging is not None:
             entry.tensors = staging.copy(key, entry.tensors)
         elif any(t.device.type != "cpu" for t in entry.tensors.values()):
@@ -124,7 +121,6 @@ def capture(state: Mapping[str, Any], *, staging: Staging | None = None) -> Snap
         entries[key] = entry
     if progress is not None:
         progress = TrainingProgress(**progress.state_dict())
-        progress.samples_seen = progress.samples_seen or loaded
     return Snapshot(entries, architecture, progress)
 
 
