@@ -30,10 +30,12 @@ from openckpt.hub.context import (
 )
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.webhook_delivery import Deliveries
 from openckpt.hub.settings import Settings
 
 __all__ = [
     "DbDep",
+    "EventsDep",
     "HubDep",
     "PrincipalDep",
     "RepoDep",
@@ -68,6 +70,15 @@ DbDep = Annotated[Database, Depends(_db)]
 """The hub's database."""
 SettingsDep = Annotated[Settings, Depends(_settings)]
 """The hub's settings."""
+
+
+async def _events(request: Request) -> Deliveries | None:
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    return deliveries
+
+
+EventsDep = Annotated[Deliveries | None, Depends(_events)]
+"""The webhook deliveries a change writes its events to, in its own transaction (None when the hub sends none)."""
 
 
 async def principal(request: Request) -> Principal | None:
