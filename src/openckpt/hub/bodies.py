@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import Request
@@ -21,6 +22,7 @@ from openckpt.hub.context import hub_of
 
 __all__ = [
     "MAX_DEPTH",
+    "Invalid",
     "JsonObject",
     "ndjson_lines",
     "parse_json",
@@ -59,12 +61,23 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
 
 class JsonObject(BaseModel):
     """A JSON object body as a model: values are taken as sent (a string field takes only a string, never a number),
-    keys the model does not name are ignored, and what does not fit is a 400 whose message is the first failing
-    validator's, else :attr:`expected`."""
+    keys the model does not name are ignored, and what does not fit is a 400 (:func:`validate`). A field's own message
+    is its :class:`Invalid` annotation: ``organization: Annotated[str | None, Invalid("must be a name")] = None``."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
     expected: ClassVar[str] = "expected a JSON object"
     """The message of a body that does not fit: the shape it should have, as ``expected JSON {name, type?}``."""
+
+    def sent(self) -> dict[str, Any]:
+        """The fields the body named (by their Python names), as a partial update reads them."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """The message of a 400 for a :class:`JsonObject` field whose value does not fit, as ``Annotated`` metadata."""
+
+    message: str
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,18 +89,26 @@ async def read_model(request: Request, model: type[M], *, optional: bool = False
 
 
 def validate(model: type[M], value: Any) -> M:
-    """``value`` as ``model``; a :class:`BadRequestError` for anything but a JSON object, or one that does not fit: its
-    message is the message a validator raised, else the model's ``expected`` (:class:`JsonObject`)."""
-    expected = getattr(model, "expected", "expected a JSON object")
+    """``value`` as ``model``; a :class:`BadRequestError` for anything but a JSON object (``expected a JSON object``),
+    or one that does not fit.
+
+    Its message is of the first key that does not fit: its field's :class:`Invalid` message (unless the key is
+    missing), else the message its validator raised, else the model's ``expected`` (:class:`JsonObject`)."""
     if not isinstance(value, dict):
-        raise BadRequestError(expected)
+        raise BadRequestError("expected a JSON object")
+    expected: str = getattr(model, "expected", "expected a JSON object")
     try:
         return model.model_validate(value)
     except ValidationError as e:
-        for error in e.errors(include_url=False):
-            cause = error.get("ctx", {}).get("error")
-            if error["type"] == "value_error" and cause is not None:
-                raise BadRequestError(str(cause)) from None
+        error = e.errors(include_url=False)[0]
+        key = error["loc"][0] if error["loc"] else None
+        for name, field in model.model_fields.items():
+            message = next((m.message for m in field.metadata if isinstance(m, Invalid)), None)
+            if key in (name, field.alias) and message is not None and error["type"] != "missing":
+                raise BadRequestError(message) from None
+        cause = error.get("ctx", {}).get("error")
+        if error["type"] == "value_error" and cause is not None:
+            raise BadRequestError(str(cause)) from None
         raise BadRequestError(expected) from None
 
 

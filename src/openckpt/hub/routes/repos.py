@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ConflictError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import (
-    hub_of,
-    int_param,
-    next_page,
-    optional_principal,
-    repo_id_of,
-    repo_type_of,
-    require_principal,
-    rev_and_path,
-)
+from openckpt.hub.bodies import Invalid, JsonObject
+from openckpt.hub.context import Hub, int_param, next_page, repo_id_of, rev_and_path
 from openckpt.hub.db.models import Ref, Repo
+from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, repos
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.trees import read_tree
 from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
@@ -40,24 +34,68 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def _json_body(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestError("expected a JSON object")
-    return body
+class CreateBody(JsonObject):
+    """``HfApi.create_repo``'s body; ``visibility``, when sent, wins over ``private`` (which older clients send)."""
+
+    expected = "missing repo name: expected JSON {name, organization?, type?, private?}"
+    name: str
+    organization: Annotated[str | None, Invalid("organization must be an account name")] = None
+    type: str | None = None
+    private: Any = None
+    visibility: Any = None
+
+
+class DeleteBody(JsonObject):
+    expected = "expected JSON {name, organization?, type?}"
+    name: str
+    organization: Any = None
+    type: Any = None
+
+
+class MoveBody(JsonObject):
+    expected = "expected JSON {fromRepo, toRepo, type?}"
+    from_repo: str = Field(alias="fromRepo")
+    to_repo: str = Field(alias="toRepo")
+    type: str | None = None
+
+
+class DuplicateBody(JsonObject):
+    expected = "expected JSON {repository, visibility?}"
+    repository: Annotated[
+        str | None, Invalid("repository must be a repo id: expected JSON {repository, visibility?}")
+    ] = None
+    visibility: Annotated[Literal["public", "private"] | None, Invalid("visibility must be 'public' or 'private'")] = (
+        None
+    )
+    private: Annotated[bool | None, Invalid("private must be true or false")] = None
+
+
+class SettingsBody(JsonObject):
+    """``HfApi.update_repo_settings``' body: the service checks the values."""
+
+    private: Any = None
+    visibility: Any = None
+    gated: Any = None
+
+
+class BranchBody(JsonObject):
+    starting_point: Annotated[str | None, Invalid("startingPoint must be a revision (string)")] = Field(
+        None, alias="startingPoint"
+    )
+
+
+class TagBody(JsonObject):
+    expected = "missing tag name"
+    tag: str
+    message: Annotated[str | None, Invalid("the tag message must be a string")] = None
 
 
 @router.post("/api/repos/create")
-async def create(request: Request) -> JSONResponse:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request))
-    repo_type = body.get("type") or "model"
-    private = body.get("visibility") == "private" if "visibility" in body else bool(body.get("private"))
-    name, organization = body.get("name"), body.get("organization")
-    if not isinstance(name, str) or not isinstance(repo_type, str):
-        raise BadRequestError("missing repo name: expected JSON {name, organization?, type?, private?}")
-    if organization is not None and not isinstance(organization, str):
-        raise BadRequestError("organization must be an account name")
-    hub = hub_of(request)
+async def create(
+    request: Request, hub: HubDep, principal: UserDep, body: Annotated[CreateBody, Depends(json_body(CreateBody))]
+) -> JSONResponse:
+    repo_type, name, organization = body.type or "model", body.name, body.organization
+    private = body.visibility == "private" if "visibility" in body.model_fields_set else bool(body.private)
     repo_id = f"{organization or principal.name}/{name}"
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     try:
@@ -72,29 +110,25 @@ async def create(request: Request) -> JSONResponse:
 
 
 @router.delete("/api/repos/delete")
-async def delete(request: Request) -> Response:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request))
-    name, owner = body.get("name"), body.get("organization") or principal.name
-    if not isinstance(name, str) or not isinstance(owner, str):
-        raise BadRequestError("expected JSON {name, organization?, type?}")
-    repo_id = repo_id_of(owner, name)
-    repo = await run_in_threadpool(
-        repos.delete_repo, hub_of(request).db, principal, body.get("type") or "model", repo_id
-    )
+async def delete(
+    request: Request, db: DbDep, principal: UserDep, body: Annotated[DeleteBody, Depends(json_body(DeleteBody))]
+) -> Response:
+    owner = body.organization or principal.name
+    if not isinstance(owner, str):
+        raise BadRequestError(DeleteBody.expected)
+    repo_id = repo_id_of(owner, body.name)
+    repo = await run_in_threadpool(repos.delete_repo, db, principal, body.type or "model", repo_id)
     notify(request, repo_event(repo, "delete", "repo"))
     return Response(status_code=200)
 
 
 @router.post("/api/repos/move")
-async def move(request: Request) -> JSONResponse:
+async def move(
+    request: Request, db: DbDep, principal: UserDep, body: Annotated[MoveBody, Depends(json_body(MoveBody))]
+) -> JSONResponse:
     """Rename or transfer a repo (``HfApi.move_repo``); its old name redirects reads to the new one."""
-    principal = require_principal(request)
-    body = _json_body(await read_json(request))
-    from_repo, to_repo, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
-    if not isinstance(from_repo, str) or not isinstance(to_repo, str) or not isinstance(repo_type, str):
-        raise BadRequestError("expected JSON {fromRepo, toRepo, type?}")
-    repo = await run_in_threadpool(repo_move.move_repo, hub_of(request).db, principal, repo_type, from_repo, to_repo)
+    from_repo, to_repo, repo_type = body.from_repo, body.to_repo, body.type or "model"
+    repo = await run_in_threadpool(repo_move.move_repo, db, principal, repo_type, from_repo, to_repo)
     notify(request, repo_event(repo, "move", "repo", moved_from=from_repo))
     repo_id = repo.repo_id
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
@@ -102,25 +136,21 @@ async def move(request: Request) -> JSONResponse:
 
 
 @router.post("/api/{plural}/{owner}/{name}/duplicate")
-async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSONResponse:
+async def duplicate(
+    request: Request,
+    hub: HubDep,
+    principal: UserDep,
+    body: Annotated[DuplicateBody, Depends(json_body(DuplicateBody, optional=True))],
+    repo: RepoDep,
+) -> JSONResponse:
     """Copy a repo with its whole history (``HfApi.duplicate_repo``). No bytes are copied, so no files are pending;
     Space hardware, secrets and variables are ignored (this hub runs no Spaces)."""
-    principal = require_principal(request)
-    body = _json_body(await read_json(request, optional=True))
-    repository, visibility = body.get("repository"), body.get("visibility")
-    if repository is not None and not isinstance(repository, str):
-        raise BadRequestError("repository must be a repo id: expected JSON {repository, visibility?}")
-    if visibility not in (None, "public", "private"):
-        raise BadRequestError("visibility must be 'public' or 'private'")
-    private = body.get("private") if visibility is None else visibility == "private"
-    if private is not None and not isinstance(private, bool):
-        raise BadRequestError("private must be true or false")
-    repo_type, from_id = repo_type_of(plural), repo_id_of(owner, name)
-    to_id = repo_duplicate.destination(principal, from_id, repository)
+    private = body.private if body.visibility is None else body.visibility == "private"
+    repo_type, from_id = repo.type, repo.id
+    to_id = repo_duplicate.destination(principal, from_id, body.repository)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{to_id}"
-    hub = hub_of(request)
     try:
-        repo = await run_in_threadpool(
+        copy = await run_in_threadpool(
             repo_duplicate.duplicate_repo,
             hub.db,
             hub.store,
@@ -134,37 +164,32 @@ async def duplicate(request: Request, plural: str, owner: str, name: str) -> JSO
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
         return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
-    notify(request, repo_event(repo, "create", "repo"))
+    notify(request, repo_event(copy, "create", "repo"))
     return JSONResponse({"url": url, "name": to_id, "filesCopyPending": False})
 
 
 @router.put("/api/{plural}/{owner}/{name}/settings")
-async def settings(request: Request, plural: str, owner: str, name: str) -> Response:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request))
-    private = body.get("private")
-    if "visibility" in body:
-        private = body["visibility"] == "private"
-    repo = await run_in_threadpool(
-        repos.update_settings,
-        hub_of(request).db,
-        principal,
-        repo_type_of(plural),
-        repo_id_of(owner, name),
-        private=private,
-        gated=body.get("gated"),
+async def settings(
+    request: Request,
+    db: DbDep,
+    principal: UserDep,
+    body: Annotated[SettingsBody, Depends(json_body(SettingsBody))],
+    repo: RepoDep,
+) -> Response:
+    private = body.visibility == "private" if "visibility" in body.model_fields_set else body.private
+    found = await run_in_threadpool(
+        repos.update_settings, db, principal, repo.type, repo.id, private=private, gated=body.gated
     )
-    changed = {"private": private, "gated": body.get("gated")}
+    changed = {"private": private, "gated": body.gated}
     notify(
         request,
-        repo_event(repo, "update", "repo.config", updated_config={k: v for k, v in changed.items() if v is not None}),
+        repo_event(found, "update", "repo.config", updated_config={k: v for k, v in changed.items() if v is not None}),
     )
     return Response(status_code=200)
 
 
 @router.get("/api/{plural}")
-def list_repos(request: Request, plural: str) -> JSONResponse:
-    repo_type = repo_type_of(plural)
+def list_repos(request: Request, repo_type: RepoTypeDep, principal: PrincipalDep, hub: HubDep) -> JSONResponse:
     q = request.query_params
     offset = int_param(request, "offset", 0)
     page = min(int_param(request, "limit", PAGE) or PAGE, PAGE)  # ``limit`` is the page size, as on the Hub
@@ -178,14 +203,12 @@ def list_repos(request: Request, plural: str) -> JSONResponse:
         offset=offset,
     )
     full, card = _flag(q.get("full")), _flag(q.get("cardData")) or "cardData" in q.getlist("expand")
-    principal = optional_principal(request)
-    hub = hub_of(request)
     with hub.db.read() as session:
         found = repos.list_repos(session, principal, repo_type, query)
         items = []
         for repo in found[:page]:
             if full:
-                head = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
+                head = resolve_revision(session, repo, repo.default_branch)
                 entries = list(read_tree(session, head.tree_id).values())
                 items.append(repo_json(repo, head=head, entries=entries, card=card))
             else:
@@ -194,23 +217,22 @@ def list_repos(request: Request, plural: str) -> JSONResponse:
 
 
 @router.get("/api/{plural}/{owner}/{name}")
-def info(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    return _info(request, plural, owner, name, repos.DEFAULT_BRANCH)
+def info(request: Request, hub: HubDep, principal: PrincipalDep, repo: RepoDep) -> dict[str, Any]:
+    return _info(request, hub, principal, repo, None)  # the default branch: huggingface_hub sends no revision here
 
 
 @router.get("/api/{plural}/{owner}/{name}/revision/{rest:path}")
-def info_at_revision(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+def info_at_revision(request: Request, hub: HubDep, principal: PrincipalDep, repo: RepoDep) -> dict[str, Any]:
     rev, _ = rev_and_path(request, 5)
-    return _info(request, plural, owner, name, rev)
+    return _info(request, hub, principal, repo, rev)
 
 
-def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dict[str, Any]:
-    hub = hub_of(request)
+def _info(
+    request: Request, hub: Hub, principal: Principal | None, repo_ref: RepoRef, rev: str | None
+) -> dict[str, Any]:
     with hub.db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
-        head = resolve_revision(session, repo, rev)
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        head = resolve_revision(session, repo, rev or repo.default_branch)
         entries = list(read_tree(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
         if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
@@ -223,23 +245,25 @@ def _info(request: Request, plural: str, owner: str, name: str, rev: str) -> dic
 
 
 @router.get("/api/{plural}/{owner}/{name}/auth-check")
+def auth_check(db: DbDep, principal: PrincipalDep, repo: RepoDep) -> dict[str, Any]:
+    """200 if the caller may read the repo; the usual 404 / 403 otherwise."""
+    with db.read() as session:
+        repos.find_repo(session, principal, repo.type, repo.id)
+    return {"ok": True}
+
+
 @router.get("/api/{plural}/{owner}/{name}/auth-check/write")
-def auth_check(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    """200 if the caller may read (or, on ``/write``, write) the repo; the usual 404 / 403 otherwise."""
-    write = request.url.path.endswith("/write")
-    with hub_of(request).db.read() as session:
-        principal = require_principal(request) if write else optional_principal(request)
-        repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
+def auth_check_write(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, Any]:
+    """200 if the caller may write to the repo; a 401 without a token, the usual 404 / 403 otherwise."""
+    with db.read() as session:
+        repos.find_repo(session, principal, repo.type, repo.id, write=True)
     return {"ok": True}
 
 
 @router.get("/api/{plural}/{owner}/{name}/refs")
-def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
+def refs(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         rows = session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
     prs: list[dict[str, str]] = []
@@ -255,14 +279,11 @@ def refs(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]
 
 
 @router.get("/api/{plural}/{owner}/{name}/commits/{rest:path}")
-def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
+def commits(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> JSONResponse:
     rev, _ = rev_and_path(request, 5)
     offset = int_param(request, "offset", 0)
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         head = resolve_revision(session, repo, rev)
         chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]
@@ -273,70 +294,50 @@ def commits(request: Request, plural: str, owner: str, name: str, rest: str) -> 
 
 
 @router.post("/api/{plural}/{owner}/{name}/branch/{rest:path}")
-async def create_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
-    principal = require_principal(request)
+async def create_branch(
+    request: Request,
+    db: DbDep,
+    principal: UserDep,
+    body: Annotated[BranchBody, Depends(json_body(BranchBody, optional=True))],
+    repo_ref: RepoDep,
+) -> Response:
     rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
     branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
-    start = _json_body(await read_json(request, optional=True)).get("startingPoint")
-    if start is not None and not isinstance(start, str):
-        raise BadRequestError("startingPoint must be a revision (string)")
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref,
-        hub_of(request).db,
-        principal,
-        repo_type_of(plural),
-        repo_id_of(owner, name),
-        "branch",
-        branch,
-        start,
+        repos.create_ref, db, principal, repo_ref.type, repo_ref.id, "branch", branch, body.starting_point
     )
     _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", None, commit_id))
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/branch/{rest:path}")
-def delete_branch(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
-    principal = require_principal(request)
+def delete_branch(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     branch = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(
-        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "branch", branch
-    )
+    repo, commit_id = repos.delete_ref(db, principal, repo_ref.type, repo_ref.id, "branch", branch)
     _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", commit_id, None))
     return Response(status_code=200)
 
 
 @router.post("/api/{plural}/{owner}/{name}/tag/{rest:path}")
-async def create_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
-    principal = require_principal(request)
+async def create_tag(
+    request: Request,
+    db: DbDep,
+    principal: UserDep,
+    body: Annotated[TagBody, Depends(json_body(TagBody))],
+    repo_ref: RepoDep,
+) -> Response:
     revision, _ = rev_and_path(request, 5)
-    body = _json_body(await read_json(request))
-    tag, message = body.get("tag"), body.get("message")
-    if not isinstance(tag, str):
-        raise BadRequestError("missing tag name")
-    if message is not None and not isinstance(message, str):
-        raise BadRequestError("the tag message must be a string")
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref,
-        hub_of(request).db,
-        principal,
-        repo_type_of(plural),
-        repo_id_of(owner, name),
-        "tag",
-        tag,
-        revision,
-        message,
+        repos.create_ref, db, principal, repo_ref.type, repo_ref.id, "tag", body.tag, revision, body.message
     )
-    _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", None, commit_id))
+    _notify_ref(request, repo, RefUpdate(f"refs/tags/{body.tag}", None, commit_id))
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/tag/{rest:path}")
-def delete_tag(request: Request, plural: str, owner: str, name: str, rest: str) -> Response:
-    principal = require_principal(request)
+def delete_tag(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     tag = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(
-        hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), "tag", tag
-    )
+    repo, commit_id = repos.delete_ref(db, principal, repo_ref.type, repo_ref.id, "tag", tag)
     _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", commit_id, None))
     return Response(status_code=200)
 
