@@ -111,6 +111,53 @@ def _plan_state(plan: _Plan, obj: Any) -> None:
         check(unflatten(plan.skeleton, plan.dests))  # raises on mismatch, mutates nothing
 
 
+def _verify_used(directory: Path, manifest: Manifest, adapted: Mapping[str, Any], *, needs_state: bool) -> None:
+    """Check size and blake3 of every file the requested entries read (and ``state.json`` when needed)."""
+    used_files = {STATE_FILE} if needs_state and STATE_FILE in manifest.files else set()
+    for key in adapted:
+        used_files.update(manifest.entries[key].files)
+    for fname in sorted(used_files):
+        verify_blake3(directory / fname, manifest.files[fname].digest())
+
+
+def _read_skeletons(directory: Path) -> dict[str, Any]:
+    """The JSON skeletons of the non-module entries, from ``state.json``."""
+    try:
+        skeletons: dict[str, Any] = json.loads((directory / STATE_FILE).read_bytes())
+    except (OSError, ValueError) as e:
+        raise FormatError(f"cannot read: {e}", path=directory / STATE_FILE) from e
+    return skeletons
+
+
+def _plan(directory: Path, manifest: Manifest, key: str, kind: str, obj: Any, skeletons: Mapping[str, Any]) -> _Plan:
+    """Where each tensor of entry ``key`` goes in ``obj``, every header and target checked first."""
+    record = manifest.entries[key]
+    if (record.kind == "module") != (kind == "module"):
+        raise StateMismatchError(f"entry {key!r} is a {record.kind} in the checkpoint, a {kind} in the state")
+    plan = _Plan(key, kind, obj, read_entry_headers(directory, manifest, key), aliases=record.aliases)
+    if kind == "module":
+        _plan_module(plan, obj)
+    else:
+        if key not in skeletons:
+            raise FormatError(f"no state recorded for entry {key!r}", path=directory / STATE_FILE)
+        plan.skeleton = skeletons[key]
+        _plan_state(plan, obj)
+    return plan
+
+
+def _apply(directory: Path, plan: _Plan, obj: Any) -> None:
+    """Read the tensors of ``plan`` into place, then re-tie aliases or load the entry's state dict."""
+    for fname, infos in plan.files.items():
+        read_into(directory / fname, {n: plan.dests[n] for n in infos}, infos)
+    if plan.kind == "module":
+        for alias, stored in plan.aliases.items():
+            a, s = plan.target[alias], plan.target[stored]
+            if a.untyped_storage().data_ptr() != s.untyped_storage().data_ptr():
+                a.copy_(s)
+    else:
+        obj.load_state_dict(unflatten(plan.skeleton, plan.dests))
+
+
 def load_directory(directory: Path, manifest: Manifest, state: Mapping[str, Any], *, verify: bool = True) -> Manifest:
     """Load the checkpoint of ``directory``, whose manifest is ``manifest``, into the objects of ``state``.
 
@@ -123,43 +170,11 @@ def load_directory(directory: Path, manifest: Manifest, state: Mapping[str, Any]
     if missing := set(adapted) - set(manifest.entries):
         raise StateMismatchError(f"checkpoint has no entries {_describe(missing)}", path=directory)
     needs_state = any(kind != "module" for kind, _ in adapted.values())
-    used_files = {STATE_FILE} if needs_state and STATE_FILE in manifest.files else set()
-    for key in adapted:
-        used_files.update(manifest.entries[key].files)
     if verify:
-        for fname in sorted(used_files):
-            verify_blake3(directory / fname, manifest.files[fname].digest())
-    skeletons: dict[str, Any] = {}
-    if needs_state:
-        try:
-            skeletons = json.loads((directory / STATE_FILE).read_bytes())
-        except (OSError, ValueError) as e:
-            raise FormatError(f"cannot read: {e}", path=directory / STATE_FILE) from e
-
-    plans: list[_Plan] = []
-    for key, (kind, obj) in adapted.items():
-        record = manifest.entries[key]
-        if (record.kind == "module") != (kind == "module"):
-            raise StateMismatchError(f"entry {key!r} is a {record.kind} in the checkpoint, a {kind} in the state")
-        plan = _Plan(key, kind, obj, read_entry_headers(directory, manifest, key), aliases=record.aliases)
-        if kind == "module":
-            _plan_module(plan, obj)
-        else:
-            if key not in skeletons:
-                raise FormatError(f"no state recorded for entry {key!r}", path=directory / STATE_FILE)
-            plan.skeleton = skeletons[key]
-            _plan_state(plan, obj)
-        plans.append(plan)
-
+        _verify_used(directory, manifest, adapted, needs_state=needs_state)
+    skeletons = _read_skeletons(directory) if needs_state else {}
+    plans = [_plan(directory, manifest, key, kind, obj, skeletons) for key, (kind, obj) in adapted.items()]
     with torch.no_grad():
         for plan in plans:
-            for fname, infos in plan.files.items():
-                read_into(directory / fname, {n: plan.dests[n] for n in infos}, infos)
-            if plan.kind == "module":
-                for alias, stored in plan.aliases.items():
-                    a, s = plan.target[alias], plan.target[stored]
-                    if a.untyped_storage().data_ptr() != s.untyped_storage().data_ptr():
-                        a.copy_(s)
-            else:
-                adapted[plan.key][1].load_state_dict(unflatten(plan.skeleton, plan.dests))
+            _apply(directory, plan, adapted[plan.key][1])
     return manifest

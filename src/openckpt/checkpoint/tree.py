@@ -31,6 +31,29 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}/{k}" if prefix else k
 
 
+def _numpy_tensor(value: Any, path: str) -> torch.Tensor:
+    """A numeric numpy array as a native-byte-order, C-contiguous tensor (0-d shapes kept)."""
+    import torch
+
+    if value.dtype.kind not in "biuf":
+        raise UnsupportedStateError(f"numpy array of dtype {value.dtype} at {path!r} cannot be stored")
+    return torch.from_numpy(value.astype(value.dtype.newbyteorder("="), order="C", copy=False))
+
+
+def _leaf(value: Any, path: str) -> Any:
+    """The JSON form of a value that holds no tensor: a scalar, a tagged non-finite float or tagged bytes."""
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    raise UnsupportedStateError(
+        f"value of type {type(value).__qualname__} at {path or '<root>'!r} cannot be stored without pickle; "
+        "convert it to tensors, numbers, strings, lists or dicts in state_dict()"
+    )
+
+
 def flatten(obj: Any) -> tuple[Any, dict[str, torch.Tensor], set[str]]:
     """Split ``obj`` into a JSON skeleton, its tensors by path, and the paths that were numpy arrays."""
     import numpy as np
@@ -44,32 +67,21 @@ def flatten(obj: Any) -> tuple[Any, dict[str, torch.Tensor], set[str]]:
             tensors[path] = value
             return {"$tensor": path}
         if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "biuf":
-                raise UnsupportedStateError(f"numpy array of dtype {value.dtype} at {path!r} cannot be stored")
-            native = value.astype(value.dtype.newbyteorder("="), order="C", copy=False)  # keeps 0-d shapes
-            tensors[path] = torch.from_numpy(native)
+            tensors[path] = _numpy_tensor(value, path)
             arrays.add(path)
             return {"$tensor": path, "numpy": True}
-        if isinstance(value, _JSON_SCALARS):
-            return value
-        if isinstance(value, float):
-            return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, (*_JSON_SCALARS, float)):  # before np.generic: np.float64 is a float, np.str_ a str
+            return _leaf(value, path)
         if isinstance(value, np.generic):
             return {"$npscalar": value.dtype.str, "value": walk(value.item(), path)}
         if isinstance(value, dict):
             if all(isinstance(k, str) and not k.startswith("$") for k in value):
                 return {k: walk(v, _join(path, k)) for k, v in value.items()}
             return {"$dict": [[walk(k, path), walk(v, _join(path, k))] for k, v in value.items()]}
-        if isinstance(value, list):
-            return [walk(v, _join(path, i)) for i, v in enumerate(value)]
-        if isinstance(value, tuple):
-            return {"$tuple": [walk(v, _join(path, i)) for i, v in enumerate(value)]}
-        if isinstance(value, bytes):
-            return {"$bytes": base64.b64encode(value).decode()}
-        raise UnsupportedStateError(
-            f"value of type {type(value).__qualname__} at {path or '<root>'!r} cannot be stored without pickle; "
-            "convert it to tensors, numbers, strings, lists or dicts in state_dict()"
-        )
+        if isinstance(value, (list, tuple)):
+            items = [walk(v, _join(path, i)) for i, v in enumerate(value)]
+            return items if isinstance(value, list) else {"$tuple": items}
+        return _leaf(value, path)
 
     return walk(obj, ""), tensors, arrays
 

@@ -81,15 +81,8 @@ def _verify(directory: Path, manifest: Manifest, glob: Globals, local: Mapping[s
         verify_blake3(directory / fname, manifest.files[fname].digest())
 
 
-def _prepare(
-    directory: Path, manifest: Manifest, state: Mapping[str, Any], verify: bool, fresh: list[torch.optim.Optimizer]
-) -> tuple[Globals, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """Every check that can be made before anything is loaded; returns the DCP targets and optimizer skeletons.
-
-    Optimizers whose empty state had to be allocated as targets are added to ``fresh``.
-    """
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-
+def _saved_layout(directory: Path, manifest: Manifest) -> tuple[int, dict[str, Any]]:
+    """The saved world size and global tensor layout from the manifest's ``distributed`` section."""
     layout = manifest.distributed or {}
     try:
         saved_world, tensors = int(layout["world_size"]), dict(layout["tensors"])
@@ -97,6 +90,68 @@ def _prepare(
             raise TypeError("global_entries is not a list")
     except (KeyError, TypeError, ValueError) as e:
         raise ManifestError(f"invalid 'distributed' section: {e}", path=directory / MANIFEST_NAME) from e
+    return saved_world, tensors
+
+
+def _check_dcp_files(directory: Path, manifest: Manifest) -> None:
+    """DCP's reader reads every file of ``dcp/``: they must be exactly the ones the manifest records."""
+    recorded = {f for f in manifest.files if f.startswith(f"{DCP_DIR}/")}
+    dcp = directory / DCP_DIR
+    found = {f"{DCP_DIR}/{p.name}" for p in dcp.iterdir()} if dcp.is_dir() else set()
+    if found != recorded:
+        raise IntegrityError(f"dcp/ differs from the manifest: {sorted(found ^ recorded)[:5]}", path=directory)
+
+
+def _read_skeletons(directory: Path, glob: Globals) -> dict[str, Any]:
+    """The optimizers' JSON skeletons from ``state.json`` (empty when no optimizer is loaded)."""
+    if all(o is None for _, o in glob.values()):
+        return {}
+    try:
+        skeletons: dict[str, Any] = json.loads((directory / STATE_FILE).read_bytes())
+    except (OSError, ValueError) as e:
+        raise FormatError(f"cannot read: {e}", path=directory / STATE_FILE) from e
+    return skeletons
+
+
+def _optimizer_targets(
+    directory: Path,
+    key: str,
+    module: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    *,
+    skeleton: Any,
+    saved: Mapping[str, Any],
+    fresh: list[torch.optim.Optimizer],
+) -> dict[str, Any]:
+    """The live tensors of optimizer ``key``, checked against its saved parameter groups.
+
+    An optimizer with an empty state gets one allocated (and is added to ``fresh``) when the checkpoint has state.
+    """
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    if skeleton is None:
+        raise FormatError(f"no state recorded for entry {key!r}", path=directory / STATE_FILE)
+    fqn = param_fqns(module)
+    groups = [g["params"] for g in skeleton["param_groups"]]
+    if groups != [[fqn.get(id(p)) for p in g["params"]] for g in optim.param_groups]:
+        raise StateMismatchError(f"optimizer {key!r}: its parameter groups differ from the checkpoint's")
+    if not saved:
+        return {}
+    if not optim.state:
+        fresh.append(optim)  # torch allocates its state with a zero-lr step; the load overwrites it
+    return dict(flatten(get_optimizer_state_dict(module, optim))[1])
+
+
+def _prepare(
+    directory: Path, manifest: Manifest, state: Mapping[str, Any], verify: bool, fresh: list[torch.optim.Optimizer]
+) -> tuple[Globals, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """Every check that can be made before anything is loaded; returns the DCP targets and optimizer skeletons.
+
+    Optimizers whose empty state had to be allocated as targets are added to ``fresh``.
+    """
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    saved_world, tensors = _saved_layout(directory, manifest)
     glob, local = split_state(state)
     _check_entries(directory, manifest, state, glob)
     _, world = rank_world()
@@ -106,20 +161,11 @@ def _prepare(
             "resharded (load only modules and optimizers to change the world size)",
             path=directory,
         )
-    if glob:  # DCP's reader reads every file of dcp/
-        recorded = {f for f in manifest.files if f.startswith(f"{DCP_DIR}/")}
-        dcp = directory / DCP_DIR
-        found = {f"{DCP_DIR}/{p.name}" for p in dcp.iterdir()} if dcp.is_dir() else set()
-        if found != recorded:
-            raise IntegrityError(f"dcp/ differs from the manifest: {sorted(found ^ recorded)[:5]}", path=directory)
+    if glob:
+        _check_dcp_files(directory, manifest)
     if verify:
         _verify(directory, manifest, glob, local)
-    skeletons: dict[str, Any] = {}
-    if any(o is not None for _, o in glob.values()):
-        try:
-            skeletons = json.loads((directory / STATE_FILE).read_bytes())
-        except (OSError, ValueError) as e:
-            raise FormatError(f"cannot read: {e}", path=directory / STATE_FILE) from e
+    skeletons = _read_skeletons(directory, glob)
     targets: dict[str, torch.Tensor] = {}
     for key, (module, optim) in glob.items():
         saved = {n.split("/", 1)[1]: rec for n, rec in tensors.items() if n.split("/", 1)[0] == key}
@@ -127,17 +173,9 @@ def _prepare(
         if optim is None:
             live = dict(get_model_state_dict(module))
         else:
-            if key not in skeletons:
-                raise FormatError(f"no state recorded for entry {key!r}", path=directory / STATE_FILE)
-            fqn = param_fqns(module)
-            groups = [g["params"] for g in skeletons[key]["param_groups"]]
-            if groups != [[fqn.get(id(p)) for p in g["params"]] for g in optim.param_groups]:
-                raise StateMismatchError(f"optimizer {key!r}: its parameter groups differ from the checkpoint's")
-            live = {}
-            if saved:
-                if not optim.state:
-                    fresh.append(optim)  # torch allocates its state with a zero-lr step; the load overwrites it
-                live = dict(flatten(get_optimizer_state_dict(module, optim))[1])
+            live = _optimizer_targets(
+                directory, key, module, optim, skeleton=skeletons.get(key), saved=saved, fresh=fresh
+            )
         _check_tensors(key, saved, live)
         targets.update({f"{key}/{n}": t for n, t in live.items()})
     return glob, local, targets, skeletons

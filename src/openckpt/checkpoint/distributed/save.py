@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,9 +165,7 @@ def save_distributed(
     error: Exception | None = None
     proposal = None
     try:  # everything that can fail before the first collective, so no rank skips one
-        glob, local = split_state(state)
-        flat, skeletons = _global_tensors(glob)
-        snapshot = capture(local)
+        captured = _capture(state)
         if rank == 0:
             if path.exists() and not overwrite:
                 raise CheckpointExistsError("a checkpoint already exists here", path=path)
@@ -181,8 +180,8 @@ def save_distributed(
 
     report = None
     try:
-        dcp_save(flat, storage_writer=HuggingFaceStorageWriter(str(tmp / DCP_DIR), save_distributed=True))
-        report = _write_rank(snapshot, tmp, rank, world, max_shard_size)
+        dcp_save(captured.flat, storage_writer=HuggingFaceStorageWriter(str(tmp / DCP_DIR), save_distributed=True))
+        report = _write_rank(captured.snapshot, tmp, rank, world, max_shard_size)
     except Exception as e:  # DCP raises on every rank alike
         error = e
     try:
@@ -194,7 +193,7 @@ def save_distributed(
     manifest_json = None
     if rank == 0:
         try:
-            manifest = _commit(path, tmp, state, glob, flat, skeletons, snapshot, reports, training, lineage)
+            manifest = _commit(path, tmp, state, captured, reports, training=training, lineage=lineage)
             manifest_json = manifest.model_dump(mode="json")
             if on_commit is not None:
                 on_commit(path)
@@ -204,24 +203,26 @@ def save_distributed(
     return Manifest.model_validate(agree(error, manifest_json)[0])
 
 
-def _commit(
-    path: Path,
-    tmp: Path,
-    state: Mapping[str, Any],
-    glob: Globals,
-    flat: Mapping[str, torch.Tensor],
-    skeletons: dict[str, Any],
-    snapshot: Snapshot,
-    reports: list[Any],
-    training: Training | Mapping[str, Any] | None,
-    lineage: Lineage | Mapping[str, Any] | None,
-) -> Manifest:
-    """Rank 0, once every rank has written: the manifest last, then the atomic rename."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+@dataclass(frozen=True)
+class _Captured:
+    """What one rank took from its state before writing: the DCP entries, their flat tensors and optimizer
+    skeletons, and the snapshot of its rank-local entries."""
 
-    files = {n: FileRecord.model_validate(r) for report in reports for n, r in report["files"].items()}
-    layout = _layout(flat, reports, tmp)
+    glob: Globals
+    flat: dict[str, torch.Tensor]
+    skeletons: dict[str, Any]
+    snapshot: Snapshot
+
+
+def _capture(state: Mapping[str, Any]) -> _Captured:
+    """Split ``state`` and capture both parts (no collective: a failure here is agreed on afterwards)."""
+    glob, local = split_state(state)
+    flat, skeletons = _global_tensors(glob)
+    return _Captured(glob=glob, flat=flat, skeletons=skeletons, snapshot=capture(local))
+
+
+def _entries(glob: Globals, layout: Mapping[str, Any], reports: list[Any]) -> dict[str, EntryRecord]:
+    """Entry records: the DCP files holding each module and optimizer, then each rank's local entries."""
     entries: dict[str, EntryRecord] = {}
     for key, (_, optim) in glob.items():
         held = {c["file"] for name, rec in layout.items() if name.split("/", 1)[0] == key for c in rec["chunks"]}
@@ -229,23 +230,55 @@ def _commit(
     for report in reports:
         for key, rec in report["entries"].items():
             entries.setdefault(key, EntryRecord(kind=rec["kind"])).files.extend(rec["files"])
-    if skeletons:
-        write_json_file(tmp, STATE_FILE, skeletons, files)
-    if (tmp / DCP_DIR).is_dir():
-        fsync_dir(tmp / DCP_DIR)
+    return entries
+
+
+def _training(snapshot: Snapshot, training: Training | Mapping[str, Any] | None) -> Training:
+    """The training record, with the git commit of the working tree unless one was given."""
     train = training_from(snapshot, training)
     if train.git_commit is None:
         commit, dirty = git_state()
         train = train.model_copy(update={"git_commit": commit, "git_dirty": dirty})
+    return train
+
+
+def _main_module(glob: Globals) -> torch.nn.Module | None:
+    """The module described as the architecture: the ``model`` entry, else the first module (unwrapped from DDP)."""
+    from torch.nn.parallel import DistributedDataParallel
+
     modules = [m for k, (m, o) in sorted(glob.items(), key=lambda kv: kv[0] != MODEL_ENTRY) if o is None]
     main = modules[0] if modules else None
-    main = main.module if isinstance(main, DistributedDataParallel) else main
+    return main.module if isinstance(main, DistributedDataParallel) else main
+
+
+def _commit(
+    path: Path,
+    tmp: Path,
+    state: Mapping[str, Any],
+    captured: _Captured,
+    reports: list[Any],
+    *,
+    training: Training | Mapping[str, Any] | None,
+    lineage: Lineage | Mapping[str, Any] | None,
+) -> Manifest:
+    """Rank 0, once every rank has written: the manifest last, then the atomic rename."""
+    import torch.distributed as dist
+
+    glob = captured.glob
+    files = {n: FileRecord.model_validate(r) for report in reports for n, r in report["files"].items()}
+    layout = _layout(captured.flat, reports, tmp)
+    entries = _entries(glob, layout, reports)
+    if captured.skeletons:
+        write_json_file(tmp, STATE_FILE, captured.skeletons, files)
+    if (tmp / DCP_DIR).is_dir():
+        fsync_dir(tmp / DCP_DIR)
+    main = _main_module(glob)
     manifest = Manifest(
         id=uuid.uuid4().hex,
         created_at=_now(),
         software=software_versions(),
         architecture=describe_module(main) if main is not None else None,
-        training=train,
+        training=_training(captured.snapshot, training),
         lineage=lineage if isinstance(lineage, Lineage) else Lineage.model_validate(dict(lineage or {})),
         entries={k: entries[k] for k in state},
         files=dict(sorted(files.items())),
