@@ -9,6 +9,7 @@ read is not bound by one core's memcpy.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import struct
@@ -181,8 +182,8 @@ def write_tensors(
     return WrittenFile(digest, infos, tensor_hasher.digests)
 
 
-def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """Parse and validate a safetensors header: tensors in file order, and the string metadata."""
+def _read_raw_header(path: Path) -> tuple[bytes, int]:
+    """The header bytes of a safetensors file (its length prefix checked) and the file's size."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -192,9 +193,30 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
             (n,) = struct.unpack("<Q", raw)
             if n > MAX_HEADER or 8 + n > size:
                 raise FormatError(f"header length {n} is invalid for a {size}-byte file", path=path)
-            head = f.read(n)
+            return f.read(n), size
     except OSError as e:
         raise FormatError(f"cannot read: {e}", path=path) from e
+
+
+def _tensor_info(path: Path, name: str, entry: Any, data_start: int) -> TensorInfo:
+    """One header entry as a :class:`TensorInfo`; its byte range must match its dtype and shape."""
+    try:
+        dtype, shape, (a, b) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
+        if any(s < 0 for s in shape):
+            raise ValueError("negative dimension")
+        if b - a != math.prod(shape) * ITEMSIZE[dtype]:
+            raise ValueError(f"{b - a} bytes for shape {list(shape)} of {dtype}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"invalid entry for tensor {name!r}: {e}", path=path) from e
+    return TensorInfo(name, dtype, shape, data_start + a, data_start + b)
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate a safetensors header: tensors in file order, and the string metadata.
+
+    The tensors must tile the data section exactly: no gap, no overlap, nothing after the last.
+    """
+    head, size = _read_raw_header(path)
     try:
         obj = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -204,26 +226,8 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     metadata = obj.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise FormatError("__metadata__ must map strings to strings", path=path)
-    data_start = 8 + n
-    infos: list[TensorInfo] = []
-    for name, entry in obj.items():
-        try:
-            dtype, shape, (a, b) = (
-                entry["dtype"],
-                tuple(int(s) for s in entry["shape"]),
-                entry["data_offsets"],
-            )
-            count = 1
-            for s in shape:
-                if s < 0:
-                    raise ValueError("negative dimension")
-                count *= s
-            if b - a != count * ITEMSIZE[dtype]:
-                raise ValueError(f"{b - a} bytes for shape {list(shape)} of {dtype}")
-        except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"invalid entry for tensor {name!r}: {e}", path=path) from e
-        infos.append(TensorInfo(name, dtype, shape, data_start + a, data_start + b))
-    infos.sort(key=lambda i: i.start)
+    data_start = 8 + len(head)
+    infos = sorted((_tensor_info(path, name, entry, data_start) for name, entry in obj.items()), key=lambda i: i.start)
     pos = data_start
     for info in infos:
         if info.start != pos:

@@ -111,19 +111,34 @@ def sniff(path: Path) -> str:
     ``zip``, ``tar``, ``7z`` (containers of any of these)."""
     if path.is_dir():
         return _dir_kind(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except FileNotFoundError:
-        raise CheckpointNotFoundError("no such file or directory", path=path) from None
-    except OSError as e:
-        raise FormatError(f"cannot read: {e}", path=path) from e
+    head = _read_head(path)
     if head.startswith(_ZIP_MAGIC):
         return _zip_kind(path)
     if _compressed_pickle(head):
         return "pickle"
     if (container := container_kind(path, head)) is not None:
         return container
+    if (kind := _head_kind(head)) is not None:
+        return kind
+    if head[:1] == b"\x08" and _is_onnx(path):
+        return "onnx"
+    raise FormatError("unrecognised format: expected safetensors, a torch file, .npz, GGUF, ONNX, Keras", path=path)
+
+
+def _read_head(path: Path) -> bytes:
+    """The first 512 bytes of the file at ``path``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(512)
+    except FileNotFoundError:
+        raise CheckpointNotFoundError("no such file or directory", path=path) from None
+    except OSError as e:
+        raise FormatError(f"cannot read: {e}", path=path) from e
+
+
+def _head_kind(head: bytes) -> str | None:
+    """The single-file format that the first bytes alone identify (a pickle, GGUF, HDF5, OpenVINO XML,
+    safetensors), or None."""
     if head[:1] == b"\x80":
         return "torch-legacy" if head[2:4] == _TORCH_LEGACY else "pickle"
     if head.startswith(b"GGUF"):
@@ -134,9 +149,7 @@ def sniff(path: Path) -> str:
         return "openvino"
     if head[8:9] == b"{":
         return "safetensors"
-    if head[:1] == b"\x08" and _is_onnx(path):
-        return "onnx"
-    raise FormatError("unrecognised format: expected safetensors, a torch file, .npz, GGUF, ONNX, Keras", path=path)
+    return None
 
 
 def _is_onnx(path: Path) -> bool:

@@ -62,47 +62,55 @@ def _json(value: Any) -> Any:
     raise TypeError(type(value).__qualname__)
 
 
-def split_nested(obj: Any, *, root_name: str = "tensor") -> Split:
-    """Split a weights-only-loaded object; a bare tensor is named ``root_name``."""
-    import torch
-
-    out = Split()
-    weights, rest = obj, {}
+def _unwrap(obj: Any) -> tuple[Any, Mapping[Any, Any], str | None]:
+    """The weights (the first wrapper key's value holding tensors, else ``obj``), the rest, and the key used."""
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             inner = obj.get(key)
             if isinstance(inner, Mapping) and _count_tensors(inner):
-                weights, rest = inner, {k: v for k, v in obj.items() if k != key}
-                out.notes.append(f"weights taken from {key!r}")
-                break
+                return inner, {k: v for k, v in obj.items() if k != key}, key
+    return obj, {}, None
 
-    def keep(key: str, value: Any) -> None:
-        try:
-            out.values[key] = _json(value)
-        except TypeError as e:
-            out.notes.append(f"dropped {key!r}: not representable as JSON ({e})")
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, torch.Tensor):
-            name = prefix or root_name
-            if name in out.tensors:
-                raise FormatError(f"two tensors flatten to the same name {name!r}")
-            out.tensors[name] = node
-            return
-        children = _children(node)
-        if children is None or (prefix and not _count_tensors(node)):
-            keep(prefix or root_name, node)
-            return
-        for k, v in children:
-            if not isinstance(k, str | int) or isinstance(k, bool):
-                out.notes.append(f"dropped an item of {prefix or '<root>'!r}: key {k!r} is not a string")
-                continue
-            walk(v, f"{prefix}.{k}" if prefix else str(k))
+def _keep(out: Split, key: str, value: Any) -> None:
+    """Record ``value`` under ``key`` as JSON, or note why it was dropped."""
+    try:
+        out.values[key] = _json(value)
+    except TypeError as e:
+        out.notes.append(f"dropped {key!r}: not representable as JSON ({e})")
 
-    walk(weights, "")
+
+def _walk(out: Split, node: Any, prefix: str, *, root_name: str) -> None:
+    """Flatten the weights ``node`` into ``out``: tensors by dotted name, tensor-free subtrees as JSON values."""
+    import torch
+
+    if isinstance(node, torch.Tensor):
+        name = prefix or root_name
+        if name in out.tensors:
+            raise FormatError(f"two tensors flatten to the same name {name!r}")
+        out.tensors[name] = node
+        return
+    children = _children(node)
+    if children is None or (prefix and not _count_tensors(node)):
+        _keep(out, prefix or root_name, node)
+        return
+    for k, v in children:
+        if not isinstance(k, str | int) or isinstance(k, bool):
+            out.notes.append(f"dropped an item of {prefix or '<root>'!r}: key {k!r} is not a string")
+            continue
+        _walk(out, v, f"{prefix}.{k}" if prefix else str(k), root_name=root_name)
+
+
+def split_nested(obj: Any, *, root_name: str = "tensor") -> Split:
+    """Split a weights-only-loaded object; a bare tensor is named ``root_name``."""
+    out = Split()
+    weights, rest, wrapper = _unwrap(obj)
+    if wrapper is not None:
+        out.notes.append(f"weights taken from {wrapper!r}")
+    _walk(out, weights, "", root_name=root_name)
     for k, v in rest.items():
         if n := _count_tensors(v):
             out.notes.append(f"dropped {k!r}: {n} tensor{'s' * (n != 1)} outside the model weights")
         else:
-            keep(str(k), v)
+            _keep(out, str(k), v)
     return out

@@ -294,29 +294,7 @@ def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") ->
         classes.setdefault(obj.qualname, at or "<root>")
         return f"<class {obj.qualname}>"
     if isinstance(obj, Opaque):
-        classes.setdefault(obj.qualname, at or "<root>")
-        state = obj.state
-        if is_nn_state(state):
-            out: dict[str, Any] = {}
-            for key in ("_parameters", "_buffers", "_modules"):
-                for k, v in (state.get(key) or {}).items():
-                    value = plain(v, classes, holders, f"{at}.{k}" if at else str(k)) if v is not None else {}
-                    if value != {}:  # a submodule without parameters (an activation) holds nothing to show
-                        out[str(k)] = value
-        elif isinstance(state, Mapping):
-            out = {str(k): plain(v, classes, holders, f"{at}.{k}" if at else str(k)) for k, v in state.items()}
-        elif state is None and len(obj.args) == 1 and isinstance(obj.args[0], str | int | float):
-            return obj.args[0]  # an enum member, pickled as its class called with its value
-        else:
-            out = {"__class__": obj.qualname}
-            if obj.args:
-                out["args"] = plain(list(obj.args), classes, holders, at)
-            if state is not None:
-                out["state"] = plain(state, classes, holders, at)
-            return out
-        if has_tensor(out):
-            holders.add(obj.qualname)
-        return out
+        return _plain_opaque(obj, classes, holders, at)
     if isinstance(obj, argparse.Namespace):
         return plain(vars(obj), classes, holders, at)
     if type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray":
@@ -330,6 +308,47 @@ def plain(obj: Any, classes: dict[str, str], holders: set[str], at: str = "") ->
     if isinstance(obj, set | frozenset):
         return [plain(v, classes, holders, at) for v in obj]
     return obj
+
+
+def _child(at: str, key: Any) -> str:
+    """The dotted location of ``key`` inside ``at``."""
+    return f"{at}.{key}" if at else str(key)
+
+
+def _plain_opaque(obj: Opaque, classes: dict[str, str], holders: set[str], at: str) -> Any:
+    """A stand-in as plain data: a module's state dict, its state mapping, an enum's value, or its call.
+
+    Records its class in ``classes``, and in ``holders`` when its state dict or state mapping holds tensors.
+    """
+    classes.setdefault(obj.qualname, at or "<root>")
+    state = obj.state
+    if is_nn_state(state):
+        out = _plain_module(state, classes, holders, at)
+    elif isinstance(state, Mapping):
+        out = {str(k): plain(v, classes, holders, _child(at, k)) for k, v in state.items()}
+    elif state is None and len(obj.args) == 1 and isinstance(obj.args[0], str | int | float):
+        return obj.args[0]  # an enum member, pickled as its class called with its value
+    else:
+        call: dict[str, Any] = {"__class__": obj.qualname}
+        if obj.args:
+            call["args"] = plain(list(obj.args), classes, holders, at)
+        if state is not None:
+            call["state"] = plain(state, classes, holders, at)
+        return call
+    if has_tensor(out):
+        holders.add(obj.qualname)
+    return out
+
+
+def _plain_module(state: Mapping[str, Any], classes: dict[str, str], holders: set[str], at: str) -> dict[str, Any]:
+    """A pickled ``nn.Module``'s ``__dict__`` as its parameters, buffers and (non-empty) submodules by name."""
+    out: dict[str, Any] = {}
+    for key in ("_parameters", "_buffers", "_modules"):
+        for k, v in (state.get(key) or {}).items():
+            value = plain(v, classes, holders, _child(at, k)) if v is not None else {}
+            if value != {}:  # a submodule without parameters (an activation) holds nothing to show
+                out[str(k)] = value
+    return out
 
 
 def _key(key: Any, classes: dict[str, str]) -> Any:

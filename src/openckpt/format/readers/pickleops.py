@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pickle
 import pickletools
+from typing import Any
 
 __all__ = ["pickle_globals", "protocol2"]
+
+_PUSHES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "BINGET", "LONG_BINGET"})
+"""Opcodes that push a string (a literal or a memoized one) that ``STACK_GLOBAL`` may consume."""
 
 
 def pickle_globals(data: bytes) -> list[str]:
@@ -53,14 +57,7 @@ def protocol2(data: bytes) -> bytes:
     """
     ops = list(pickletools.genops(data))
     ends = [pos for _, _, pos in ops[1:]] + [len(data)]
-    pushes = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "BINGET", "LONG_BINGET"}
-    consumed: set[int] = set()
-    for i, (op, _, _) in enumerate(ops):
-        if op.name == "STACK_GLOBAL":
-            found = [j for j in range(i - 1, max(i - 8, -1), -1) if ops[j][0].name in pushes][:2]
-            if len(found) != 2:
-                raise ValueError("STACK_GLOBAL without two strings before it")
-            consumed.update(found)
+    consumed = _stack_global_operands(ops)
     out = bytearray()
     strings: dict[int, str] = {}
     memo = 0
@@ -86,22 +83,37 @@ def protocol2(data: bytes) -> bytes:
             skip_memo = False
             continue
         skip_memo = False
-        if name == "PROTO":
-            out += pickle.PROTO + b"\x02"
-        elif name == "FRAME":
+        if name == "FRAME":
             continue
-        elif name == "STACK_GLOBAL":
+        if name == "STACK_GLOBAL":
             module, attr = pending[-2], pending[-1]
             del pending[-2:]
             out += pickle.GLOBAL + f"{module}\n{attr}\n".encode()
-        elif name in ("SHORT_BINUNICODE", "BINUNICODE8"):
-            raw = str(arg).encode("utf-8", "surrogatepass")
-            out += pickle.BINUNICODE + len(raw).to_bytes(4, "little") + raw
-        elif name in ("BINPUT", "LONG_BINPUT"):
-            out += data[pos : ends[i]]
-            if last is not None and last[0] == i - 1:
-                strings[int(str(arg))] = last[1]
         else:
-            out += data[pos : ends[i]]
-        last = (i, value) if value is not None and name in pushes else None
+            out += _protocol2_op(name, arg, data[pos : ends[i]])
+        if name in ("BINPUT", "LONG_BINPUT") and last is not None and last[0] == i - 1:
+            strings[int(str(arg))] = last[1]
+        last = (i, value) if value is not None and name in _PUSHES else None
     return bytes(out)
+
+
+def _stack_global_operands(ops: list[tuple[pickletools.OpcodeInfo, Any, int | None]]) -> set[int]:
+    """Indexes of the string pushes each ``STACK_GLOBAL`` consumes: the nearest two among the 7 ops before it."""
+    consumed: set[int] = set()
+    for i, (op, _, _) in enumerate(ops):
+        if op.name == "STACK_GLOBAL":
+            found = [j for j in range(i - 1, max(i - 8, -1), -1) if ops[j][0].name in _PUSHES][:2]
+            if len(found) != 2:
+                raise ValueError("STACK_GLOBAL without two strings before it")
+            consumed.update(found)
+    return consumed
+
+
+def _protocol2_op(name: str, arg: Any, raw: bytes) -> bytes:
+    """One opcode (``raw``, its bytes) as protocol 2 writes it: ``PROTO 2``, short strings widened, else as is."""
+    if name == "PROTO":
+        return pickle.PROTO + b"\x02"
+    if name in ("SHORT_BINUNICODE", "BINUNICODE8"):
+        text = str(arg).encode("utf-8", "surrogatepass")
+        return pickle.BINUNICODE + len(text).to_bytes(4, "little") + text
+    return raw

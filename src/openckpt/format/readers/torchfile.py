@@ -122,22 +122,19 @@ class TorchSource(TensorSource):
         scalars = {k: v for k, v in obj.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
         if "dims" in keys and "model_state_dict" in keys:
             self.layout = "openai-whisper checkpoint"
-            if isinstance(obj["dims"], Mapping):
-                self.sections["Dims"] = dict(obj["dims"])
+            self._section("Dims", obj["dims"])
         elif keys & set(_LIGHTNING) and "state_dict" in keys:
             sd = obj["state_dict"]
             diffusion = isinstance(sd, Mapping) and any(str(k).startswith("model.diffusion_model.") for k in sd)
             self.layout = "Stable Diffusion (Lightning) checkpoint" if diffusion else "Lightning checkpoint"
             self.sections["Training"] = scalars
-            if isinstance(obj.get("hyper_parameters"), Mapping):
-                self.sections["Hyperparameters"] = dict(obj["hyper_parameters"])
+            self._section("Hyperparameters", obj.get("hyper_parameters"))
             if isinstance(obj.get("callbacks"), Mapping):
                 self.sections["Callbacks"] = {str(k): _short(v) for k, v in obj["callbacks"].items()}
         elif "arch" in keys and "state_dict" in keys:
             self.layout = "timm CheckpointSaver checkpoint"
             self.sections["Training"] = scalars
-            if isinstance(obj.get("args"), Mapping):
-                self.sections["Args"] = dict(obj["args"])
+            self._section("Args", obj.get("args"))
         elif {"python", "numpy", "cpu"} <= keys:
             self.layout = "RNG state (transformers Trainer)"
         elif {"state", "param_groups"} <= keys:
@@ -149,8 +146,12 @@ class TorchSource(TensorSource):
         elif "model" in keys and ("train_args" in keys or "ema" in keys):
             self.layout = "ultralytics checkpoint"
             self.sections["Training"] = scalars
-            if isinstance(obj.get("train_args"), Mapping):
-                self.sections["Args"] = dict(obj["train_args"])
+            self._section("Args", obj.get("train_args"))
+
+    def _section(self, title: str, value: Any) -> None:
+        """Show ``value`` as section ``title`` if it is a mapping."""
+        if isinstance(value, Mapping):
+            self.sections[title] = dict(value)
 
     def read(self, name: str) -> torch.Tensor:
         return self._tensors[name].contiguous()
