@@ -67,29 +67,77 @@ def build_bom(
     license_ids = _ids(card.get("license")) or (
         [manifest.lineage.license] if manifest and manifest.lineage.license else []
     )
-    components: list[dict[str, Any]] = []
-    depends: list[str] = []
-
     datasets = list(
         dict.fromkeys(_ids(card.get("datasets")) + ([d.name for d in manifest.training.datasets] if manifest else []))
     )
-    for ds in datasets:
-        ref = f"dataset:{ds}"
-        components.append({"type": "data", "bom-ref": ref, "name": ds, "data": [{"type": "dataset", "name": ds}]})
-        depends.append(ref)
+    components = [_dataset(ds) for ds in datasets] + _bases(card, manifest) + _libraries(manifest)
+    arch = manifest.architecture if manifest else None
+    model: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": model_ref, "name": name}
+    if version:
+        model["version"] = version
+    if weights:
+        model["hashes"] = [{"alg": "SHA-256", "content": sha} for sha in dict.fromkeys(weights.values())]
+        model["components"] = [
+            {
+                "type": "file",
+                "bom-ref": f"{model_ref}/{path}",
+                "name": path,
+                "hashes": [{"alg": "SHA-256", "content": sha}],
+            }
+            for path, sha in sorted(weights.items())
+        ]
+    if license_ids:
+        model["licenses"] = _licenses(license_ids)
+    if model_card := _model_card(card, manifest, datasets):
+        model["modelCard"] = model_card
+    if arch and arch.parameters:
+        model["properties"] = [{"name": "openckpt:parameters", "value": str(arch.parameters)}]
+    recipe = recipe or (manifest.recipe if manifest else None)
+    if recipe is not None:
+        model.setdefault("properties", []).extend(_recipe_properties(recipe))
+        _hash_recipe_data(components, recipe)
+
+    depends = [c["bom-ref"] for c in components]
+    moment = (timestamp or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tool: dict[str, Any] = {"type": "application", "name": "openckpt"}
+    if tool_version:
+        tool["version"] = tool_version
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {"timestamp": moment, "tools": {"components": [tool]}, "component": model},
+        "components": components,
+        "dependencies": [{"ref": model_ref, "dependsOn": depends}] + [{"ref": r} for r in depends],
+    }
+
+
+def _dataset(name: str) -> dict[str, Any]:
+    """The ``data`` component of dataset ``name``."""
+    return {"type": "data", "bom-ref": f"dataset:{name}", "name": name, "data": [{"type": "dataset", "name": name}]}
+
+
+def _bases(card: Mapping[str, Any], manifest: Manifest | None) -> list[dict[str, Any]]:
+    """A component per base model: the card's ``base_model``, else the manifest's lineage."""
     bases = _ids(card.get("base_model")) or (_ids(manifest.lineage.base_model) if manifest else [])
-    for base in bases:
-        ref = f"model:{base}"
-        components.append({"type": "machine-learning-model", "bom-ref": ref, "name": base})
-        depends.append(ref)
+    return [{"type": "machine-learning-model", "bom-ref": f"model:{base}", "name": base} for base in bases]
+
+
+def _libraries(manifest: Manifest | None) -> list[dict[str, Any]]:
+    """A component per software version the manifest records, with a PyPI purl where the name is one."""
+    out: list[dict[str, Any]] = []
     for lib, lib_version in sorted((manifest.software if manifest else {}).items()):
         ref = f"library:{lib}@{lib_version}"
         component: dict[str, Any] = {"type": "library", "bom-ref": ref, "name": lib, "version": lib_version}
         if lib != "python" and _PYPI_NAME.match(lib):
             component["purl"] = f"pkg:pypi/{lib.lower()}@{lib_version}"
-        components.append(component)
-        depends.append(ref)
+        out.append(component)
+    return out
 
+
+def _model_card(card: Mapping[str, Any], manifest: Manifest | None, datasets: list[str]) -> dict[str, Any]:
+    """CycloneDX ``modelCard``: task, architecture and datasets; the card's eval results, else training metrics."""
     parameters: dict[str, Any] = {}
     if isinstance(card.get("pipeline_tag"), str):
         parameters["task"] = card["pipeline_tag"]
@@ -112,57 +160,18 @@ def build_bom(
         ]
     if metrics:
         model_card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
+    return model_card
 
-    model: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": model_ref, "name": name}
-    if version:
-        model["version"] = version
-    if weights:
-        model["hashes"] = [{"alg": "SHA-256", "content": sha} for sha in dict.fromkeys(weights.values())]
-        model["components"] = [
-            {
-                "type": "file",
-                "bom-ref": f"{model_ref}/{path}",
-                "name": path,
-                "hashes": [{"alg": "SHA-256", "content": sha}],
-            }
-            for path, sha in sorted(weights.items())
-        ]
-    if license_ids:
-        model["licenses"] = _licenses(license_ids)
-    if model_card:
-        model["modelCard"] = model_card
-    if arch and arch.parameters:
-        model["properties"] = [{"name": "openckpt:parameters", "value": str(arch.parameters)}]
-    recipe = recipe or (manifest.recipe if manifest else None)
-    if recipe is not None:
-        model.setdefault("properties", []).extend(_recipe_properties(recipe))
-        listed = {c["bom-ref"]: c for c in components}
-        for d in (d for d in recipe.data if d.sha256):
-            ref = f"dataset:{d.name}"
-            if ref not in listed:
-                listed[ref] = {
-                    "type": "data",
-                    "bom-ref": ref,
-                    "name": d.name,
-                    "data": [{"type": "dataset", "name": d.name}],
-                }
-                components.append(listed[ref])
-                depends.append(ref)
-            listed[ref]["hashes"] = [{"alg": "SHA-256", "content": d.sha256}]
 
-    moment = (timestamp or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    tool: dict[str, Any] = {"type": "application", "name": "openckpt"}
-    if tool_version:
-        tool["version"] = tool_version
-    return {
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
-        "version": 1,
-        "metadata": {"timestamp": moment, "tools": {"components": [tool]}, "component": model},
-        "components": components,
-        "dependencies": [{"ref": model_ref, "dependsOn": depends}] + [{"ref": r} for r in depends],
-    }
+def _hash_recipe_data(components: list[dict[str, Any]], recipe: Recipe) -> None:
+    """Give each data file of ``recipe`` with a sha256 its hash, adding a dataset component when it has none."""
+    listed = {c["bom-ref"]: c for c in components}
+    for d in (d for d in recipe.data if d.sha256):
+        ref = f"dataset:{d.name}"
+        if ref not in listed:
+            listed[ref] = _dataset(d.name)
+            components.append(listed[ref])
+        listed[ref]["hashes"] = [{"alg": "SHA-256", "content": d.sha256}]
 
 
 def _recipe_properties(recipe: Recipe) -> list[dict[str, str]]:
