@@ -203,18 +203,20 @@ def store_changes(
         out.append(FileChange(paths[i], "add", sha256, sizes[i], oid, lfs=lfs))
         sent.add(sha256)
     copies = [c.sha256 for c in out if c.kind == "add" and c.size < 0]
-    if not sent and not copies:
-        return out, sent
-    with db.write() if sent else db.read() as session:
-        for c in out:
-            if c.sha256 in sent:
-                record_blob(session, c.sha256, c.size)
-        found = possession.stored_sizes(session, principal, copies) if copies else {}
+    found: dict[str, int] = {}
+    if sent or copies:
+        with db.write() if sent else db.read() as session:
+            for c in out:
+                if c.sha256 in sent:
+                    record_blob(session, c.sha256, c.size)
+            found = possession.stored_sizes(session, principal, copies) if copies else {}
     for i, c in enumerate(out):
         if c.kind == "add" and c.size < 0:
             if (size := found.get(c.sha256)) is None:
                 raise BadRequestError(f"LFS object {c.sha256} to copy to {c.path} is not stored")
-            out[i] = replace(c, size=size, git_oid=git_blob_sha1(lfs_pointer(c.sha256, size)))
+            c = out[i] = replace(c, size=size)
+        if c.kind == "add" and c.lfs and not c.git_oid:  # an LFS file's git oid is its pointer's
+            out[i] = replace(c, git_oid=git_blob_sha1(lfs_pointer(c.sha256, c.size)))
     return out, sent
 
 
@@ -369,7 +371,7 @@ def settle(
     """After a commit on ``ref``: on the default branch, refresh the repo's metadata and verify the weights of
     ``commit_id`` against their bases in the background; chunk the whole blobs ``changes`` add into xorbs in the
     background (``OPENCKPT_XET_INGEST``)."""
-    if ref == repos.DEFAULT_BRANCH and commit_id is not None:
+    if commit_id is not None and repos.is_default_branch(db, repo_id, ref):
         repos.refresh_metadata(db, store, repo_id)
         provenance.verify_later(db, store, settings, repo_id, commit_id)
     if settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
