@@ -39,7 +39,8 @@
         │   └── PolicyViolationError           403 PolicyViolation: a commit breaks the owner's license policy
         ├── GatedRepoError                     403 GatedRepo: access must be requested first
         ├── RepoNotFoundError                  404 RepoNotFound (also for private repos the caller cannot see)
-        │   └── RepoMovedError                 the repo has a new name: 307 to it for reads, 404 for writes
+        │   ├── RepoMovedError                 the repo has a new name: 307 to it for reads, 404 for writes
+        │   └── BucketNotFoundError            no bucket the caller may see (the client's BucketNotFoundError)
         ├── RevisionNotFoundError              404 RevisionNotFound
         ├── EntryNotFoundError                 404 EntryNotFound
         ├── WebhookNotFoundError               404 WebhookNotFound: no webhook of the caller has this id
@@ -65,6 +66,7 @@ __all__ = [
     "AccountNotFoundError",
     "AsyncSaveError",
     "BadRequestError",
+    "BucketNotFoundError",
     "CollectionNotFoundError",
     "DiscussionNotFoundError",
     "ConflictError",
@@ -301,6 +303,10 @@ class RepoMovedError(RepoNotFoundError):
     def __init__(self, message: str, *, old_id: str, new_id: str) -> None:
         super().__init__(message)
         self.old_id, self.new_id = old_id, new_id
+
+
+class BucketNotFoundError(RepoNotFoundError):
+    """No bucket of this id, or a private one the caller may not see: ``RepoNotFound`` on ``/api/buckets/``."""
 
 
 class RevisionNotFoundError(HubError):

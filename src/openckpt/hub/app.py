@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     from openckpt.hub.routes import (
         access,
         admin,
+        buckets,
         cas,
         collections,
         discussions,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.webhooks = Deliveries(db, public_url, key=key, allow_local=settings.webhooks_allow_local)
     # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
+    app.include_router(buckets.router)  # before repos: /api/buckets/{owner}/{name}, /buckets/{owner}/{name}/resolve
     app.include_router(likes.router)  # before repos: /api/{plural}/{owner}/{name}/like, /api/users/{user}/likes
     app.include_router(collections.router)  # before repos: /api/collections/{owner}/{slug}
     app.include_router(discussions.router)  # before repos: /api/{plural}/{owner}/{name}/discussions

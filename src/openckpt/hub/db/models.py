@@ -17,6 +17,8 @@ __all__ = [
     "Account",
     "Base",
     "Blob",
+    "Bucket",
+    "BucketFile",
     "Collection",
     "CollectionItem",
     "Commit",
@@ -115,6 +117,8 @@ class Repo(Base):
     name: Mapped[str] = mapped_column(String(96))
     private: Mapped[bool] = mapped_column(default=False)
     gated: Mapped[str | None] = mapped_column(String(8), default=None)  # auto | manual
+    default_branch: Mapped[str] = mapped_column(String(255), default="main", server_default="main")
+    """The branch the repo's pages, ``model_info`` without a revision and ``card_data`` follow (an existing one)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(default=utcnow)
     downloads: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -538,3 +542,40 @@ class DiscussionEvent(Base):
     old: Mapped[str | None] = mapped_column(Text, default=None)
     hidden: Mapped[bool] = mapped_column(default=False)
     edits: Mapped[int] = mapped_column(default=0)
+
+
+# ---- buckets: mutable, unversioned storage of Xet files (``HfApi.create_bucket``, ``batch_bucket_files``) ---------
+
+
+class Bucket(Base):
+    """A bucket of ``owner_id``: files by path, overwritten in place, without history."""
+
+    __tablename__ = "buckets"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(96))
+    private: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    owner: Mapped[Account] = relationship()
+
+    @property
+    def bucket_id(self) -> str:
+        return f"{self.owner.name}/{self.name}"
+
+
+class BucketFile(Base):
+    """The file at ``path`` in a bucket: the Xet file ``xet_hash`` (kept by garbage collection while named here),
+    ``mtime`` in milliseconds as the client sent it. Paths compare byte by byte (collation ``C`` on PostgreSQL)."""
+
+    __tablename__ = "bucket_files"
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(
+        String(1024).with_variant(String(1024, collation="C"), "postgresql"), primary_key=True
+    )
+    xet_hash: Mapped[str] = mapped_column(ForeignKey("xet_files.hash"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str | None] = mapped_column(String(255), default=None)
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import EntryNotFoundError, ForbiddenError, PayloadTooLargeError, RangeNotSatisfiableError
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
-from openckpt.hub.services import cas, xet_meta
+from openckpt.hub.services import bucket_files, cas, xet_meta
 from openckpt.hub.services.cas_files import file_plan, raw_blobs
 from openckpt.hub.services.cas_reconstruction import byte_range, reconstruction
 from openckpt.hub.services.transfers import check_signature
@@ -105,7 +105,10 @@ def reconstruction_v1(request: Request, file_hash: str) -> Response:
     cas.parse_hash(file_hash)
     hub = hub_of(request)
     with hub.db.read() as session:
-        allowed = xet_meta.may_reconstruct(session, hub.settings, token.repo, file_hash)
+        if token.bucket is not None:  # a bucket's token reads the files of that bucket
+            allowed = bucket_files.holds(session, token.bucket, file_hash)
+        else:
+            allowed = xet_meta.may_reconstruct(session, hub.settings, token.repo, file_hash)
         plan = file_plan(session, file_hash) if allowed else None
     if plan is None:
         raise EntryNotFoundError(f"no file {file_hash} in this repo")

@@ -214,23 +214,22 @@ def _register(db: Database, files: list[_File], repo: int | None, minted_by: int
                 new = 1
                 session.add(XetFile(hash=f.hash, size=f.size, num_terms=len(f.terms)))
                 session.flush()
-                session.execute(
-                    insert(XetTerm),
-                    [
-                        {
-                            "file_hash": f.hash,
-                            "term_index": i,
-                            "xorb_hash": x,
-                            "chunk_start": s,
-                            "chunk_end": e,
-                            "size": n,
-                        }
-                        for i, (x, s, e, n) in enumerate(f.terms)
-                    ]
-                    or [],
-                )
-                if f.terms:  # clients ask about the first chunk of every file
-                    x, s, _, _ = f.terms[0]
+                if f.terms:  # an empty file has none (an empty list would insert a row of defaults)
+                    session.execute(
+                        insert(XetTerm),
+                        [
+                            {
+                                "file_hash": f.hash,
+                                "term_index": i,
+                                "xorb_hash": x,
+                                "chunk_start": s,
+                                "chunk_end": e,
+                                "size": n,
+                            }
+                            for i, (x, s, e, n) in enumerate(f.terms)
+                        ],
+                    )
+                    x, s, _, _ = f.terms[0]  # clients ask about the first chunk of every file
                     session.execute(
                         update(XorbChunk)
                         .where(XorbChunk.xorb_hash == x, XorbChunk.chunk_index == s)
@@ -240,7 +239,7 @@ def _register(db: Database, files: list[_File], repo: int | None, minted_by: int
                 new = 1
                 session.add(XetSha256(sha256=f.sha256, file_hash=f.hash, size=f.size, repo_id=repo))
         if minted_by is not None:  # the uploader's claim: possession once this registration is verified
-            possession.record_xet_uploads(session, minted_by, [(f.sha256, f.hash) for f in files if f.sha256])
+            possession.record_xet_uploads(session, minted_by, [(f.sha256 or "", f.hash) for f in files])
     return new
 
 

@@ -180,7 +180,8 @@ def record_upload(db: Database, account_id: int, sha256: str) -> None:
 
 def record_xet_uploads(session: Session, minted_by: int, files: Iterable[tuple[str, str]]) -> None:
     """A shard sent with a Xet token of the access token ``minted_by`` registered the Xet files ``(sha256, file
-    hash)``: uploads of that token's account (possession once each registration is verified)."""
+    hash)``: uploads of that token's account (possession once each registration is verified). A file without a
+    sha256 (``""``: bucket uploads skip it) is had by its Xet hash alone: the shard's terms proved its chunks."""
     account = session.scalar(select(Token.account_id).where(Token.id == minted_by))
     if account is None:
         return

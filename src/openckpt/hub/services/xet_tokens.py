@@ -1,7 +1,8 @@
 """CAS access tokens and transfer URLs: signed with the hub's secret like LFS transfer URLs.
 
-A token names its scope (``read`` or ``write``), the repo (primary key) it was issued for, the access token it was
-minted with (0: anonymous, or the hub itself) and its expiry, so that it survives restarts and works on every worker.
+A token names its scope (``read`` or ``write``), the repo (primary key) or bucket (``b`` + primary key) it was
+issued for, the access token it was minted with (0: anonymous, or the hub itself) and its expiry, so that it survives
+restarts and works on every worker.
 Checking one costs a primary-key lookup: once its access token is revoked, it is refused. A transfer URL authorises
 reading one byte range of one xorb until it expires (``signed_url_ttl``), like a signed S3 URL.
 """
@@ -40,25 +41,32 @@ class CasToken:
     minted_by: int
     """Id of the access token it was issued to; 0 for anonymous callers and the hub itself."""
     expires: int
+    bucket: int | None = None
+    """Primary key of the bucket a bucket's token was issued for (its ``repo`` is then :data:`HUB_REPO`)."""
 
     @property
     def can_write(self) -> bool:
         return self.scope == "write"
 
 
-def _claims(scope: str, repo: int, minted_by: int) -> tuple[str, str]:
-    return f"XET-{scope.upper()}", f"{CAS_PATH}/repo/{repo}/token/{minted_by}"
+def _claims(scope: str, target: str, minted_by: int) -> tuple[str, str]:
+    kind = "bucket" if target.startswith("b") else "repo"
+    return f"XET-{scope.upper()}", f"{CAS_PATH}/{kind}/{target.removeprefix('b')}/token/{minted_by}"
 
 
-def issue_token(secret: bytes, scope: str, repo: int, ttl: int, *, minted_by: int | None) -> tuple[str, int]:
-    """A token of ``scope`` for ``repo``, valid ``ttl`` seconds unless the access token ``minted_by`` (None:
-    anonymous or the hub itself) is revoked first: ``(token, expiry in Unix seconds)``."""
+def issue_token(
+    secret: bytes, scope: str, repo: int, ttl: int, *, minted_by: int | None, bucket: int | None = None
+) -> tuple[str, int]:
+    """A token of ``scope`` for ``repo`` (or, given ``bucket``, for that bucket), valid ``ttl`` seconds unless the
+    access token ``minted_by`` (None: anonymous or the hub itself) is revoked first: ``(token, expiry in Unix
+    seconds)``."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be read or write, not {scope!r}")
-    method, path = _claims(scope, repo, minted_by or 0)
+    target = str(repo) if bucket is None else f"b{bucket}"
+    method, path = _claims(scope, target, minted_by or 0)
     query = parse_qs(sign(secret, method, path, ttl).partition("?")[2])
     expires, sig = query["exp"][0], query["sig"][0]
-    return f"{_PREFIX}.{scope}.{repo}.{minted_by or 0}.{expires}.{sig}", int(expires)
+    return f"{_PREFIX}.{scope}.{target}.{minted_by or 0}.{expires}.{sig}", int(expires)
 
 
 def check_token(secret: bytes, header: str | None, *, db: Database, write: bool = False) -> CasToken:
@@ -68,15 +76,16 @@ def check_token(secret: bytes, header: str | None, *, db: Database, write: bool 
     parts = value.strip().split(".")
     if scheme.lower() != "bearer" or len(parts) != 6 or parts[0] != _PREFIX or parts[1] not in SCOPES:
         raise UnauthorizedError("the CAS needs a Xet token from the hub's xet-read-token or xet-write-token route")
-    _, scope, repo, minted_by, expires, sig = parts
-    if not (repo.isdigit() and minted_by.isdigit()):
+    _, scope, target, minted_by, expires, sig = parts
+    if not (target.removeprefix("b").isdigit() and minted_by.isdigit()):
         raise UnauthorizedError("invalid Xet token")
-    method, path = _claims(scope, int(repo), int(minted_by))
+    method, path = _claims(scope, target, int(minted_by))
     try:
         check_signature(secret, method, path, expires, sig)
     except ForbiddenError as e:
         raise UnauthorizedError(f"invalid Xet token: {e}") from None
-    token = CasToken(scope, int(repo), int(minted_by), int(expires))
+    bucket = int(target[1:]) if target.startswith("b") else None
+    token = CasToken(scope, HUB_REPO if bucket is not None else int(target), int(minted_by), int(expires), bucket)
     if token.minted_by:
         with db.read() as session:
             revoked = session.execute(_REVOKED_AT, {"id": token.minted_by}).first()
