@@ -8,20 +8,22 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ConflictError
 from openckpt.hub.bodies import Invalid, JsonObject
 from openckpt.hub.context import Hub, int_param, next_page, repo_id_of, rev_and_path
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Ref, Repo
 from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
-from openckpt.hub.routes.webhooks import notify
+from openckpt.hub.routes.webhooks import change_events, notify
 from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.trees import read_tree
-from openckpt.hub.services.webhook_delivery import RefUpdate, repo_event
+from openckpt.hub.services.webhook_delivery import Event, RefUpdate, repo_event
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
@@ -116,10 +118,17 @@ async def delete(
     owner = body.organization or principal.name
     if not isinstance(owner, str):
         raise BadRequestError(DeleteBody.expected)
-    repo_id = repo_id_of(owner, body.name)
-    repo = await run_in_threadpool(repos.delete_repo, db, principal, body.type or "model", repo_id)
-    notify(request, repo_event(repo, "delete", "repo"))
+    repo_id, repo_type = repo_id_of(owner, body.name), body.type or "model"
+    event = await run_in_threadpool(_deleted, db, principal, repo_type, repo_id)
+    with change_events(request, lambda _: event):  # written in the deletion's transaction
+        await run_in_threadpool(repos.delete_repo, db, principal, repo_type, repo_id)
     return Response(status_code=200)
+
+
+def _deleted(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Event:
+    """The event of deleting the repo, as it is before (its row will be gone)."""
+    with db.read() as session:
+        return repo_event(repos.find_repo(session, principal, repo_type, repo_id, write=True), "delete", "repo")
 
 
 @router.post("/api/repos/move")
@@ -177,14 +186,16 @@ async def settings(
     repo: RepoDep,
 ) -> Response:
     private = body.visibility == "private" if "visibility" in body.model_fields_set else body.private
-    found = await run_in_threadpool(
-        repos.update_settings, db, principal, repo.type, repo.id, private=private, gated=body.gated
-    )
-    changed = {"private": private, "gated": body.gated}
-    notify(
-        request,
-        repo_event(found, "update", "repo.config", updated_config={k: v for k, v in changed.items() if v is not None}),
-    )
+    changed = {k: v for k, v in {"private": private, "gated": body.gated}.items() if v is not None}
+
+    def event(session: Session) -> Event:  # at the end of the change's transaction, which it commits with
+        found = repos.find_repo(session, principal, repo.type, repo.id)
+        return repo_event(found, "update", "repo.config", updated_config=changed)
+
+    with change_events(request, event):
+        await run_in_threadpool(
+            repos.update_settings, db, principal, repo.type, repo.id, private=private, gated=body.gated
+        )
     return Response(status_code=200)
 
 

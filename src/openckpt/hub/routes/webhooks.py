@@ -1,22 +1,25 @@
 """The caller's webhooks under ``/api/settings/webhooks``, and how routes report changes: :func:`notify`,
-:func:`commit_events`, and the discussion domain's :func:`announce_discussion`, :func:`pr_recorded`, :func:`pr_merged`
-(each writes its deliveries in the change's own transaction)."""
+:func:`commit_events`, :func:`change_events`, and the discussion domain's :func:`announce_discussion`,
+:func:`pr_recorded`, :func:`pr_merged` (all but :func:`notify` write their deliveries in the change's own
+transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import Field
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, require_principal
+from openckpt.hub.bodies import JsonObject
+from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
+from openckpt.hub.deps import DbDep, HubDep, SettingsDep, UserDep, json_body
 from openckpt.hub.services import discussions, webhooks
 from openckpt.hub.services.pull_requests import Merged, Recorded
 from openckpt.hub.services.sealed import sealing_key
@@ -42,6 +45,33 @@ def commit_events(request: Request, repo: Repo, branch: str, old: str) -> Iterat
         yield
         return
     with hub_of(request).db.joined(deliveries.branch_moved(repo.id, branch, old)):
+        yield
+    deliveries.wake()
+
+
+@contextmanager
+def change_events(request: Request, make: Callable[[Session], Event | None]) -> Iterator[None]:
+    """Around a change a service makes in one write transaction (settings, a move, a deletion): the event that
+    ``make(session)`` returns at the end of that transaction, before it commits, is written in it (None: nothing to
+    announce). Once: write transactions of the block after the first that commits with an event add nothing. The
+    workers are woken after the block."""
+    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    if deliveries is None:
+        yield
+        return
+    done = False
+
+    def committed(_: Session) -> None:
+        nonlocal done
+        done = True
+
+    def work(session: Session) -> None:
+        if done or (event := make(session)) is None:
+            return
+        deliveries.enqueue(session, event)
+        sa_event.listen(session, "after_commit", committed, once=True)
+
+    with hub_of(request).db.joined(work):
         yield
     deliveries.wake()
 
@@ -92,56 +122,67 @@ def pr_merged(request: Request) -> Merged:
     return on_merged
 
 
-def _key(request: Request) -> bytes:
+async def _key(settings: SettingsDep) -> bytes:
     """What webhook secrets are sealed with."""
-    return sealing_key(hub_of(request).settings.secret)
+    return sealing_key(settings.secret)
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    body = await read_json(request, optional=True)
-    if not isinstance(body, dict):
-        raise BadRequestError("expected a JSON object {url, watched, domains?, secret?}")
-    return body
+KeyDep = Annotated[bytes, Depends(_key)]
+
+
+class WebhookBody(JsonObject):
+    """``HfApi.create_webhook`` and ``update_webhook``: the service checks each value (an update changes what is
+    sent); Spaces' jobs and secrets are refused there."""
+
+    expected = "expected a JSON object {url, watched, domains?, secret?}"
+    url: Any = None
+    watched: Any = None
+    domains: Any = None
+    secret: Any = None
+    job_source_id: Any = Field(None, alias="jobSourceId")
+    secrets: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        """The body as the service reads it: by the keys the client sends, unsent ones None."""
+        return self.model_dump(by_alias=True)
+
+
+Body = Annotated[WebhookBody, Depends(json_body(WebhookBody, optional=True))]
 
 
 @router.get("/api/settings/webhooks")
-def list_webhooks(request: Request) -> list[dict[str, Any]]:
-    return webhooks.list_webhooks(hub_of(request).db, require_principal(request), key=_key(request))
+def list_webhooks(db: DbDep, principal: UserDep, key: KeyDep) -> list[dict[str, Any]]:
+    return webhooks.list_webhooks(db, principal, key=key)
 
 
 @router.post("/api/settings/webhooks")
-async def create_webhook(request: Request) -> dict[str, Any]:
-    principal, body, hub = require_principal(request), await _body(request), hub_of(request)
-    create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local, key=_key(request))
-    return {"webhook": await run_in_threadpool(create, hub.db, principal, body)}
+async def create_webhook(hub: HubDep, principal: UserDep, body: Body, key: KeyDep) -> dict[str, Any]:
+    create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local, key=key)
+    return {"webhook": await run_in_threadpool(create, hub.db, principal, body.fields())}
 
 
 @router.get("/api/settings/webhooks/{webhook_id}")
-def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    return {"webhook": webhooks.get_webhook(hub_of(request).db, principal, webhook_id, key=_key(request))}
+def get_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.get_webhook(db, principal, webhook_id, key=key)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}")
-async def update_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    principal, body, hub = require_principal(request), await _body(request), hub_of(request)
-    update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local, key=_key(request))
-    return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id, body)}
+async def update_webhook(hub: HubDep, principal: UserDep, body: Body, key: KeyDep, webhook_id: str) -> dict[str, Any]:
+    update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local, key=key)
+    return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id, body.fields())}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/enable")
-def enable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    return {"webhook": webhooks.set_disabled(hub_of(request).db, principal, webhook_id, False, key=_key(request))}
+def enable_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.set_disabled(db, principal, webhook_id, False, key=key)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/disable")
-def disable_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    return {"webhook": webhooks.set_disabled(hub_of(request).db, principal, webhook_id, True, key=_key(request))}
+def disable_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
+    return {"webhook": webhooks.set_disabled(db, principal, webhook_id, True, key=key)}
 
 
 @router.delete("/api/settings/webhooks/{webhook_id}")
-def delete_webhook(request: Request, webhook_id: str) -> Response:
-    webhooks.delete_webhook(hub_of(request).db, require_principal(request), webhook_id)
+def delete_webhook(db: DbDep, principal: UserDep, webhook_id: str) -> Response:
+    webhooks.delete_webhook(db, principal, webhook_id)
     return Response(status_code=200)
