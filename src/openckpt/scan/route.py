@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from openckpt.scan.containers import compressed, tar
@@ -25,6 +26,8 @@ __all__ = ["Router", "sniff"]
 _SNIFF = 512
 _COPY = 64 << 20
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_SIMPLE = {"gguf": gguf.scan, "onnx": onnx.scan, "savedmodel": savedmodel.scan}
+"""Formats whose scanner needs only the bytes and the member name."""
 
 
 def sniff(buf: Any, start: int, end: int) -> str:
@@ -32,6 +35,16 @@ def sniff(buf: Any, start: int, end: int) -> str:
     head = bytes(buf[start : min(end, start + _SNIFF)])
     if not head:
         return "empty"
+    kind = _magic_kind(head, end - start) or onnx.sniff_protobuf(buf, start, end)
+    if kind is not None:
+        return kind
+    if head[0] in VALID:
+        return "pickle?"
+    return "unknown"
+
+
+def _magic_kind(head: bytes, size: int) -> str | None:
+    """The format a signature in the first bytes of a ``size``-byte file names, or None."""
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return "zip"
     if head.startswith(_PICKLE_MAGIC):
@@ -39,24 +52,16 @@ def sniff(buf: Any, start: int, end: int) -> str:
     for magic, name in compressed.MAGICS:
         if head.startswith(magic):
             return name
-    if head.startswith(numpy.MAGIC):
-        return "npy"
-    if head.startswith(gguf.MAGIC):
-        return "gguf"
-    if head.startswith(keras.HDF5_MAGIC):
-        return "hdf5"
+    for magic, name in ((numpy.MAGIC, "npy"), (gguf.MAGIC, "gguf"), (keras.HDF5_MAGIC, "hdf5")):
+        if head.startswith(magic):
+            return name
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack_from("<Q", head)[0] <= end - start - 8:
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack_from("<Q", head)[0] <= size - 8:
         return "safetensors"
     if compressed.is_zlib(head):
         return "zlib"
-    kind = onnx.sniff_protobuf(buf, start, end)
-    if kind is not None:
-        return kind
-    if head[0] in VALID:
-        return "pickle?"
-    return "unknown"
+    return None
 
 
 class Router:
@@ -93,33 +98,60 @@ class Router:
         kind = sniff(buf, start, end)
         if probe and kind not in ("pickle", "pickle?", "zip"):
             return kind
-        nested = self.nested(member, depth)
-        if kind == "pickle?" and not probe and member is None and _is_text(buf, start, end):
-            scratch = Context(ctx.file, ctx.limits, deadline=ctx.deadline)  # only to tell text from a pickle
-            streams = scan_streams(scratch, buf, start, end, member=member, loader=loader, nested=None, probe=True)
-            if not any(s.error is None or s.globals_seen for s in streams):
-                _text(ctx, buf, start, end, member)
-                return "text"
+        if kind == "pickle?" and not probe and member is None and self._top_level_text(buf, start, end, loader):
+            return "text"
         if kind in ("pickle", "pickle?"):
-            if probe or (kind == "pickle?" and member is not None):
-                streams = scan_streams(ctx, buf, start, end, member=member, loader=loader, nested=nested, probe=True)
-                if member is not None and not any(s.error is None or s.globals_seen for s in streams):
-                    kind = "text" if _is_text(buf, start, end) else "data"
-                    if kind == "text":
-                        _text(ctx, buf, start, end, member)
-            else:
-                if not isinstance(buf, bytes) and end - start <= _COPY:
-                    buf, start, end = bytes(buf[start:end]), 0, end - start  # bytes index faster than mmap
-                hook = JoblibArrays()
-                kind = torch.scan_legacy(
-                    ctx, buf, start, end, member=member, nested=nested, on_build=hook, loader=loader
-                )
-                kind = "joblib" if hook.seen else kind
-            self._polyglot(buf, start, end, member, depth)
+            kind = self._pickle(buf, start, end, member, depth, kind=kind, probe=probe, loader=loader)
         elif kind == "zip":
             kind = self.zip(buf, start, end, member, depth)
+        else:
+            kind = self._format(buf, start, end, member, depth, kind=kind)
+        return kind
+
+    def _top_level_text(self, buf: Any, start: int, end: int, loader: str) -> bool:
+        """Whether a whole file that might be a pickle is text no pickle reading makes sense of (then scanned
+        as text)."""
+        ctx = self.ctx
+        if not _is_text(buf, start, end):
+            return False
+        scratch = Context(ctx.file, ctx.limits, deadline=ctx.deadline)  # only to tell text from a pickle
+        streams = scan_streams(scratch, buf, start, end, member=None, loader=loader, nested=None, probe=True)
+        if any(s.error is None or s.globals_seen for s in streams):
+            return False
+        _text(ctx, buf, start, end, None)
+        return True
+
+    def _pickle(
+        self, buf: Any, start: int, end: int, member: str | None, depth: int, *, kind: str, probe: bool, loader: str
+    ) -> str:
+        """Scan pickle streams, and the zip a polyglot file also is; return ``pickle``, ``torch-legacy``,
+        ``joblib``... or, for a member that only might be a pickle and reads as none, ``text`` or ``data``."""
+        ctx = self.ctx
+        nested = self.nested(member, depth)
+        if probe or (kind == "pickle?" and member is not None):
+            streams = scan_streams(ctx, buf, start, end, member=member, loader=loader, nested=nested, probe=True)
+            if member is not None and not any(s.error is None or s.globals_seen for s in streams):
+                kind = "text" if _is_text(buf, start, end) else "data"
+                if kind == "text":
+                    _text(ctx, buf, start, end, member)
+        else:
+            if not isinstance(buf, bytes) and end - start <= _COPY:
+                buf, start, end = bytes(buf[start:end]), 0, end - start  # bytes index faster than mmap
+            hook = JoblibArrays()
+            kind = torch.scan_legacy(ctx, buf, start, end, member=member, nested=nested, on_build=hook, loader=loader)
+            kind = "joblib" if hook.seen else kind
+        self._polyglot(buf, start, end, member, depth)
+        return kind
+
+    def _format(self, buf: Any, start: int, end: int, member: str | None, depth: int, *, kind: str) -> str:
+        """Scan a file of a format other than pickle or zip; return its (refined) format."""
+        ctx = self.ctx
+        if kind in _SIMPLE:
+            _SIMPLE[kind](ctx, buf, start, end, member=member)
         elif kind == "npy":
-            numpy.scan_npy(ctx, buf, start, end, member=member, nested=nested, on_build=JoblibArrays())
+            numpy.scan_npy(
+                ctx, buf, start, end, member=member, nested=self.nested(member, depth), on_build=JoblibArrays()
+            )
         elif kind in ("gzip", "bz2", "xz", "zlib", "7z"):
             kind = compressed.scan(ctx, self, kind, buf, start, end, member, depth)
         elif kind == "tar":
@@ -127,20 +159,12 @@ class Router:
         elif kind == "safetensors":
             safetensors.scan(ctx, buf, start, end, member=member)
             self._polyglot(buf, start, end, member, depth)
-        elif kind == "gguf":
-            gguf.scan(ctx, buf, start, end, member=member)
         elif kind == "hdf5":
             kind = keras.scan_hdf5(ctx, buf, start, end, member=member)
-        elif kind == "onnx":
-            onnx.scan(ctx, buf, start, end, member=member)
-        elif kind == "savedmodel":
-            savedmodel.scan(ctx, buf, start, end, member=member)
-        elif kind == "protobuf":
-            pass  # well-formed protobuf data of no model format that runs code (tokenizer.model, fingerprint.pb)
         elif kind == "unknown" and _is_text(buf, start, end):
             _text(ctx, buf, start, end, member)
             kind = "text"
-        elif member is None:
+        elif member is None and kind != "protobuf":  # protobuf: data of no format that runs code (tokenizer.model)
             reason = "empty file" if kind == "empty" else "not a recognised model format"
             ctx.add("format-unknown", Severity.OPAQUE, reason + ": opaque data, no loader runs code from it")
         return kind
@@ -182,7 +206,31 @@ class Router:
             entries = list(zipc.iter_local(buf, start, end))
             reason = f"zip archive without a readable central directory ({e}); torch cannot load it"
             ctx.add("zip-invalid", Severity.INFO, reason, member=member, inconclusive=True)
-        names = [e.name for e in entries]
+        layout = self._zip_layout([e.name for e in entries], member)
+        for i, entry in enumerate(entries):
+            if layout.is_torch and _tensor_bytes(buf, entry):
+                continue  # never parsed
+            where = f"{member}!{entry.name}" if member else entry.name
+            if not i & 0xFF:
+                ctx.check_time(where)
+            if entry.encrypted:
+                reason = "encrypted member cannot be inspected"
+                ctx.add("zip-encrypted", Severity.INFO, reason, member=where, inconclusive=True)
+                if entry.method == 0:
+                    self.scan(
+                        buf, entry.data, entry.data + entry.csize, where, depth + 1, probe=True, loader=layout.loader
+                    )
+                continue
+            try:
+                self._zip_member(buf, entry, where, depth, layout)
+            except zipc.ZipError as e:
+                ctx.add("zip-member", Severity.INFO, f"cannot read member: {e}", member=where, inconclusive=True)
+            except LimitError:
+                continue
+        return layout.kind
+
+    def _zip_layout(self, names: list[str], member: str | None) -> _ZipLayout:
+        """What the member ``names`` make of a zip archive; a TorchScript archive is recorded as needing code."""
         is_torch = torch.is_torch_zip(names)
         kind = "torch-zip" if is_torch else "zip"
         if keras.is_keras_zip(names):
@@ -194,48 +242,50 @@ class Router:
         loader = "torch" if is_torch else ("numpy" if kind == "npz" else "pickle")
         if is_torch and any(torch.member_role(n) == "code" for n in names):
             reason = "TorchScript archive: loading runs its TorchScript code (torch.load hands it to torch.jit.load)"
-            ctx.add("torchscript", Severity.NEEDS_CODE, reason, member=member)
-            ctx.runs.add("torch.jit.load")
+            self.ctx.add("torchscript", Severity.NEEDS_CODE, reason, member=member)
+            self.ctx.runs.add("torch.jit.load")
             kind, loader = "torchscript", "torchscript"
-        for i, entry in enumerate(entries):
-            if is_torch and entry.method == 0 and not entry.encrypted and torch.member_role(entry.name) == "storage":
-                magic = buf[entry.data : entry.data + 4]
-                if magic[:2] not in _PICKLE_MAGIC and magic != b"PK\x03\x04":
-                    continue  # tensor bytes: never parsed
-            where = f"{member}!{entry.name}" if member else entry.name
-            if not i & 0xFF:
-                ctx.check_time(where)
-            if entry.encrypted:
-                reason = "encrypted member cannot be inspected"
-                ctx.add("zip-encrypted", Severity.INFO, reason, member=where, inconclusive=True)
-                if entry.method == 0:
-                    self.scan(buf, entry.data, entry.data + entry.csize, where, depth + 1, probe=True, loader=loader)
-                continue
-            role = torch.member_role(entry.name) if is_torch else "other"
-            try:
-                if kind == "keras" and entry.name == "config.json":
-                    keras.scan_config(ctx, zipc.open_member(ctx, buf, entry, where), member=where)
-                    continue
-                if kind == "sb3" and entry.name == "data":
-                    data_buf, data_start, data_end = zipc.open_member(ctx, buf, entry, where)
-                    raw = bytes(data_buf[data_start:data_end])
-                    if sb3.scan_data(ctx, raw, self._serialized(where, depth), member=where):
-                        continue
-                head = zipc.open_member(ctx, buf, entry, where, limit=_SNIFF)
-                sub = sniff(*head)
-                if role == "storage" and sub not in ("pickle", "zip"):
-                    continue
-                if sub in ("npy",) and entry.method != 0:
-                    view = zipc.open_member(ctx, buf, entry, where, limit=numpy.MAX_HEADER + 16)
-                    if not _npy_has_object(view):
-                        continue
-                view = zipc.open_member(ctx, buf, entry, where)
-                self.scan(*view, where, depth + 1, loader=loader, probe=sub == "pickle?" or role == "storage")
-            except zipc.ZipError as e:
-                ctx.add("zip-member", Severity.INFO, f"cannot read member: {e}", member=where, inconclusive=True)
-            except LimitError:
-                continue
-        return kind
+        return _ZipLayout(kind=kind, loader=loader, is_torch=is_torch)
+
+    def _zip_member(self, buf: Any, entry: zipc.Entry, where: str, depth: int, layout: _ZipLayout) -> None:
+        """Scan one readable member: Keras config and SB3 data by their rules; anything else sniffed, except
+        tensor storages and numeric ``.npy`` files (never parsed)."""
+        ctx = self.ctx
+        if layout.kind == "keras" and entry.name == "config.json":
+            keras.scan_config(ctx, zipc.open_member(ctx, buf, entry, where), member=where)
+            return
+        if layout.kind == "sb3" and entry.name == "data":
+            data_buf, data_start, data_end = zipc.open_member(ctx, buf, entry, where)
+            raw = bytes(data_buf[data_start:data_end])
+            if sb3.scan_data(ctx, raw, self._serialized(where, depth), member=where):
+                return
+        role = torch.member_role(entry.name) if layout.is_torch else "other"
+        sub = sniff(*zipc.open_member(ctx, buf, entry, where, limit=_SNIFF))
+        if role == "storage" and sub not in ("pickle", "zip"):
+            return
+        if sub == "npy" and entry.method != 0:
+            view = zipc.open_member(ctx, buf, entry, where, limit=numpy.MAX_HEADER + 16)
+            if not _npy_has_object(view):
+                return
+        view = zipc.open_member(ctx, buf, entry, where)
+        self.scan(*view, where, depth + 1, loader=layout.loader, probe=sub == "pickle?" or role == "storage")
+
+
+@dataclass(frozen=True)
+class _ZipLayout:
+    """A zip archive's layout: its format, the loader its pickles are read by, and whether torch reads it."""
+
+    kind: str
+    loader: str
+    is_torch: bool
+
+
+def _tensor_bytes(buf: Any, entry: zipc.Entry) -> bool:
+    """Whether a torch archive member is a stored tensor storage (bytes that are neither a pickle nor a zip)."""
+    if entry.method != 0 or entry.encrypted or torch.member_role(entry.name) != "storage":
+        return False
+    magic = buf[entry.data : entry.data + 4]
+    return magic[:2] not in _PICKLE_MAGIC and magic != b"PK\x03\x04"
 
 
 def _miniz_sees_segments(ctx: Context, buf: Any, start: int, end: int, parts: list[tuple[int, int]]) -> bool:

@@ -131,13 +131,8 @@ def _zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int,
     return usize, csize, offset
 
 
-def read_entries(
-    ctx: Context, buf: Any, start: int, end: int, member: str | None, *, absolute: bool = False
-) -> list[Entry]:
-    """The members of the zip archive in ``buf[start:end]``, with findings for anything irregular.
-
-    Offsets are shifted as ``zipfile`` shifts them when data precedes the archive; ``absolute``: read them as
-    miniz (``torch.load``) does, from ``start``, whatever precedes the central directory."""
+def _directory(buf: Any, start: int, end: int) -> tuple[int, int, int, int]:
+    """(entry count, size, recorded offset, end) of the central directory, from the (zip64) end records."""
     eocd = find_eocd(buf, start, end)
     if eocd < 0:
         raise ZipError("no end-of-central-directory record")
@@ -153,6 +148,43 @@ def read_entries(
             fields = _EOCD64.unpack_from(buf, pos64)
             count, cd_size, cd_offset = fields[7], fields[8], fields[9]
             cd_end = pos64
+    return count, cd_size, cd_offset, cd_end
+
+
+def _central_entry(
+    ctx: Context, buf: Any, pos: int, *, base: int, end: int, member: str | None
+) -> tuple[Entry | None, int]:
+    """The member whose central directory record is at ``pos`` (None, with a finding, if its local header or data
+    is missing), and where the next record starts."""
+    f = _CENTRAL.unpack_from(buf, pos)
+    flags, method, csize, usize, nlen, elen, clen, external, offset = f[3], f[4], f[8], f[9], *f[10:13], *f[15:]
+    raw_name = bytes(buf[pos + 46 : pos + 46 + nlen])
+    extra = bytes(buf[pos + 46 + nlen : pos + 46 + nlen + elen])
+    usize, csize, offset = _zip64(extra, usize, csize, offset)
+    next_pos = pos + 46 + nlen + elen + clen
+    name = _name(raw_name, flags)
+    header = base + offset
+    if header + _LOCAL.size > end or bytes(buf[header : header + 4]) != b"PK\x03\x04":
+        ctx.add("zip-local", Severity.INFO, f"{name}: no local header", member=member, inconclusive=True)
+        return None, next_pos
+    lf = _LOCAL.unpack_from(buf, header)
+    lnlen, lelen = lf[9], lf[10]
+    local_name = _name(bytes(buf[header + 30 : header + 30 + lnlen]), lf[2])
+    data = header + 30 + lnlen + lelen
+    if data + csize > end:
+        ctx.add("zip-truncated", Severity.INFO, f"{name}: data runs past the end", member=member, inconclusive=True)
+        return None, next_pos
+    return Entry(name, local_name, method, flags, csize, usize, header, data, external), next_pos
+
+
+def read_entries(
+    ctx: Context, buf: Any, start: int, end: int, member: str | None, *, absolute: bool = False
+) -> list[Entry]:
+    """The members of the zip archive in ``buf[start:end]``, with findings for anything irregular.
+
+    Offsets are shifted as ``zipfile`` shifts them when data precedes the archive; ``absolute``: read them as
+    miniz (``torch.load``) does, from ``start``, whatever precedes the central directory."""
+    count, cd_size, cd_offset, cd_end = _directory(buf, start, end)
     if count > ctx.limits.max_entries:
         raise ctx.limit(f"more than {ctx.limits.max_entries} archive entries", member=member)
     base = cd_end - cd_size - cd_offset
@@ -171,26 +203,10 @@ def read_entries(
     for _ in range(count):
         if pos + _CENTRAL.size > cd_end or bytes(buf[pos : pos + 4]) != b"PK\x01\x02":
             raise ZipError(f"bad central directory entry at offset {pos}")
-        f = _CENTRAL.unpack_from(buf, pos)
-        flags, method, csize, usize, nlen, elen, clen, external, offset = f[3], f[4], f[8], f[9], *f[10:13], *f[15:]
-        raw_name = bytes(buf[pos + 46 : pos + 46 + nlen])
-        extra = bytes(buf[pos + 46 + nlen : pos + 46 + nlen + elen])
-        usize, csize, offset = _zip64(extra, usize, csize, offset)
-        pos += 46 + nlen + elen + clen
-        name = _name(raw_name, flags)
-        header = base + offset
-        if header + _LOCAL.size > end or bytes(buf[header : header + 4]) != b"PK\x03\x04":
-            ctx.add("zip-local", Severity.INFO, f"{name}: no local header", member=member, inconclusive=True)
-            continue
-        lf = _LOCAL.unpack_from(buf, header)
-        lnlen, lelen = lf[9], lf[10]
-        local_name = _name(bytes(buf[header + 30 : header + 30 + lnlen]), lf[2])
-        data = header + 30 + lnlen + lelen
-        if data + csize > end:
-            ctx.add("zip-truncated", Severity.INFO, f"{name}: data runs past the end", member=member, inconclusive=True)
-            continue
-        entries.append(Entry(name, local_name, method, flags, csize, usize, header, data, external))
-        _check_entry(ctx, entries[-1], member, names)
+        entry, pos = _central_entry(ctx, buf, pos, base=base, end=end, member=member)
+        if entry is not None:
+            entries.append(entry)
+            _check_entry(ctx, entry, member, names)
     return entries
 
 

@@ -3,6 +3,7 @@ and chat templates searched for Jinja sandbox escapes (CVE-2024-34359)."""
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from typing import Any
@@ -108,6 +109,39 @@ def check_template(ctx: Context, key: str, template: str, member: str | None) ->
         ctx.add("gguf-template", Severity.MALICIOUS, reason, member=member, callable=key)
 
 
+def _metadata(ctx: Context, r: _Reader, n_kv: int, member: str | None) -> int:
+    """Read the ``n_kv`` metadata pairs, checking chat templates; return the data alignment."""
+    alignment = 32
+    for _ in range(n_kv):
+        key = r.string()
+        value = r.value(r.unpack("<I"))
+        if "chat_template" in key:
+            for template in value if isinstance(value, list) else [value]:
+                if isinstance(template, str):
+                    check_template(ctx, key, template, member)
+        if key == "general.alignment":
+            if not isinstance(value, int) or value <= 0 or value & (value - 1):
+                raise _GGUFError(f"general.alignment {value!r} is not a power of two")
+            alignment = value
+    return alignment
+
+
+def _tensor_infos(r: _Reader, n_tensors: int) -> list[tuple[str, list[int], int, int]]:
+    """Read the ``n_tensors`` tensor infos: (name, shape, ggml type, offset), dimensions and type checked."""
+    tensors = []
+    for _ in range(n_tensors):
+        name = r.string()
+        dims = r.unpack("<I")
+        if dims > _MAX_DIMS:
+            raise _GGUFError(f"tensor {name!r} has {dims} dimensions")
+        shape = [r.unpack("<Q") for _ in range(dims)]
+        kind, offset = r.unpack("<I"), r.unpack("<Q")
+        if kind not in GGML_TYPES:
+            raise _GGUFError(f"tensor {name!r} has unknown ggml type {kind}")
+        tensors.append((name, shape, kind, offset))
+    return tensors
+
+
 def scan(ctx: Context, buf: Any, start: int, end: int, *, member: str | None) -> None:
     """Parse the header, metadata and tensor infos with bounds on everything."""
     try:
@@ -117,34 +151,11 @@ def scan(ctx: Context, buf: Any, start: int, end: int, *, member: str | None) ->
         r = _Reader(buf, start + 8, end, version)
         n_tensors = r.count(24)
         n_kv = r.count(12)
-        alignment = 32
-        for _ in range(n_kv):
-            key = r.string()
-            value = r.value(r.unpack("<I"))
-            if "chat_template" in key:
-                for template in value if isinstance(value, list) else [value]:
-                    if isinstance(template, str):
-                        check_template(ctx, key, template, member)
-            if key == "general.alignment":
-                if not isinstance(value, int) or value <= 0 or value & (value - 1):
-                    raise _GGUFError(f"general.alignment {value!r} is not a power of two")
-                alignment = value
-        tensors = []
-        for _ in range(n_tensors):
-            name = r.string()
-            dims = r.unpack("<I")
-            if dims > _MAX_DIMS:
-                raise _GGUFError(f"tensor {name!r} has {dims} dimensions")
-            shape = [r.unpack("<Q") for _ in range(dims)]
-            kind, offset = r.unpack("<I"), r.unpack("<Q")
-            if kind not in GGML_TYPES:
-                raise _GGUFError(f"tensor {name!r} has unknown ggml type {kind}")
-            tensors.append((name, shape, kind, offset))
+        alignment = _metadata(ctx, r, n_kv, member)
+        tensors = _tensor_infos(r, n_tensors)
         data = start + -(-(r.pos - start) // alignment) * alignment
         for name, shape, kind, offset in tensors:
-            count = 1
-            for n in shape:
-                count *= n
+            count = math.prod(shape)
             block, per = GGML_TYPES[kind]
             if count % per:
                 raise _GGUFError(f"tensor {name!r}: {count} elements is not a multiple of the block size {per}")

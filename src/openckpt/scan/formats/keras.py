@@ -43,42 +43,42 @@ def check_config(ctx: Context, config: Any, member: str | None) -> None:
             raise ctx.limit("Keras config with more than 1,000,000 nodes", member=member)
         if isinstance(node, list):
             stack.extend(node)
-            continue
-        if isinstance(node, str):
+        elif isinstance(node, str):
             if "enable_unsafe_deserialization" in node:
                 ctx.add("keras-unsafe", Severity.MALICIOUS, "config calls enable_unsafe_deserialization", member=member)
-            continue
-        if not isinstance(node, dict):
-            continue
-        stack.extend(node.values())
-        cls = node.get("class_name")
-        module = node.get("module")
-        if cls in ("Lambda", "__lambda__") or (cls == "function" and module == "builtins"):
-            what = "Lambda layer (runs marshalled Python bytecode)" if cls != "function" else "builtins function"
-            ctx.add("keras-lambda", Severity.MALICIOUS, what, member=member, callable=str(node.get("config"))[:80])
-        if cls == "TorchModuleWrapper":
-            reason = "TorchModuleWrapper unpickles a torch module (torch.load without weights_only)"
-            ctx.add("keras-torch", Severity.MALICIOUS, reason, member=member)
-        if cls in _LOOKUPS:
-            vocab = (node.get("config") or {}).get("vocabulary") if isinstance(node.get("config"), dict) else None
-            if isinstance(vocab, str):
-                reason = f"{cls} reads its vocabulary from the file {vocab!r}"
-                ctx.add("keras-external-file", Severity.SUSPICIOUS, reason, member=member)
-        if isinstance(module, str) and not _module_ok(module):
-            name = str(cls if cls not in (None, "function") else node.get("config"))
-            decision = classify(module, name, "pickle") or (Severity.NEEDS_CODE, f"{module}.{name}: outside Keras")
-            ctx.imports.add(f"{module}.{name}")
-            ctx.add(
-                "keras-module",
-                decision[0],
-                f"config references {decision[1]}",
-                member=member,
-                callable=f"{module}.{name}",
-            )
-        for key in ("function", "fn"):
-            value = node.get(key)
-            if isinstance(value, str) and value in ("get_file", "eval", "exec", "system", "__import__"):
-                ctx.add("keras-gadget", Severity.MALICIOUS, f"config names the callable {value!r}", member=member)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+            _check_object(ctx, node, member)
+
+
+def _check_object(ctx: Context, node: dict[str, Any], member: str | None) -> None:
+    """Flag one config object: Lambda layers, TorchModuleWrapper, external vocabularies, foreign modules, gadgets."""
+    cls = node.get("class_name")
+    module = node.get("module")
+    if cls in ("Lambda", "__lambda__") or (cls == "function" and module == "builtins"):
+        what = "Lambda layer (runs marshalled Python bytecode)" if cls != "function" else "builtins function"
+        ctx.add("keras-lambda", Severity.MALICIOUS, what, member=member, callable=str(node.get("config"))[:80])
+    if cls == "TorchModuleWrapper":
+        reason = "TorchModuleWrapper unpickles a torch module (torch.load without weights_only)"
+        ctx.add("keras-torch", Severity.MALICIOUS, reason, member=member)
+    if cls in _LOOKUPS:
+        vocab = (node.get("config") or {}).get("vocabulary") if isinstance(node.get("config"), dict) else None
+        if isinstance(vocab, str):
+            reason = f"{cls} reads its vocabulary from the file {vocab!r}"
+            ctx.add("keras-external-file", Severity.SUSPICIOUS, reason, member=member)
+    if isinstance(module, str) and not _module_ok(module):
+        _check_module(ctx, module, str(cls if cls not in (None, "function") else node.get("config")), member)
+    for key in ("function", "fn"):
+        value = node.get(key)
+        if isinstance(value, str) and value in ("get_file", "eval", "exec", "system", "__import__"):
+            ctx.add("keras-gadget", Severity.MALICIOUS, f"config names the callable {value!r}", member=member)
+
+
+def _check_module(ctx: Context, module: str, name: str, member: str | None) -> None:
+    """Record a reference to ``module.name`` outside Keras, judged as the pickle scanner judges that global."""
+    decision = classify(module, name, "pickle") or (Severity.NEEDS_CODE, f"{module}.{name}: outside Keras")
+    ctx.imports.add(f"{module}.{name}")
+    ctx.add("keras-module", decision[0], f"config references {decision[1]}", member=member, callable=f"{module}.{name}")
 
 
 def _load_json(ctx: Context, raw: bytes, member: str | None) -> Any:

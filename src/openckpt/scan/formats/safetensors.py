@@ -60,8 +60,8 @@ def _constant(name: str) -> Any:
     raise _InvalidError(f"non-standard JSON constant {name}")
 
 
-def check_header(raw: bytes, data_size: int) -> None:
-    """Raise ``ValueError`` with the first violation of the header ``raw`` for ``data_size`` bytes of data."""
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The header ``raw`` as a JSON object: UTF-8, starting with ``{``, no duplicate keys or non-finite numbers."""
     if not raw.startswith(b"{"):
         raise _InvalidError("header does not start with '{'")
     try:
@@ -74,34 +74,41 @@ def check_header(raw: bytes, data_size: int) -> None:
         raise _InvalidError(f"header is not JSON: {e.msg}") from None
     if not isinstance(header, dict):
         raise _InvalidError("header is not a JSON object")
+    return header
+
+
+def _span(name: str, info: Any) -> tuple[int, int, str]:
+    """(begin, end, name) of one tensor entry, whose byte size must equal its dtype x shape (no overflow)."""
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise _InvalidError(f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if dtype not in BITS:
+        raise _InvalidError(f"tensor {name!r}: unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise _InvalidError(f"tensor {name!r}: shape must be a list of non-negative integers")
+    bits = BITS[dtype]
+    for n in shape:
+        bits *= n
+        if bits >= _LIMIT * 8:
+            raise _InvalidError(f"tensor {name!r}: shape x dtype overflows 64 bits")
+    if bits % 8:
+        raise _InvalidError(f"tensor {name!r}: {bits} bits is not a whole number of bytes")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
+        raise _InvalidError(f"tensor {name!r}: data_offsets must be two non-negative integers")
+    begin, end = offsets
+    if end < begin or end - begin != bits // 8:
+        raise _InvalidError(f"tensor {name!r}: {end - begin} bytes for shape {shape} of {dtype}")
+    return begin, end, name
+
+
+def check_header(raw: bytes, data_size: int) -> None:
+    """Raise ``ValueError`` with the first violation of the header ``raw`` for ``data_size`` bytes of data."""
+    header = _parse(raw)
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _InvalidError("__metadata__ must map strings to strings")
-    spans: list[tuple[int, int, str]] = []
-    for name, info in header.items():
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise _InvalidError(f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets")
-        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in BITS:
-            raise _InvalidError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-            raise _InvalidError(f"tensor {name!r}: shape must be a list of non-negative integers")
-        bits = BITS[dtype]
-        for n in shape:
-            bits *= n
-            if bits >= _LIMIT * 8:
-                raise _InvalidError(f"tensor {name!r}: shape x dtype overflows 64 bits")
-        if bits % 8:
-            raise _InvalidError(f"tensor {name!r}: {bits} bits is not a whole number of bytes")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
-            raise _InvalidError(f"tensor {name!r}: data_offsets must be two non-negative integers")
-        begin, end = offsets
-        if end < begin or end - begin != bits // 8:
-            raise _InvalidError(f"tensor {name!r}: {end - begin} bytes for shape {shape} of {dtype}")
-        spans.append((begin, end, name))
-    spans.sort()
     pos = 0
-    for begin, end, name in spans:
+    for begin, end, name in sorted(_span(name, info) for name, info in header.items()):
         if begin != pos:
             what = "overlaps the previous tensor" if begin < pos else f"leaves a gap of {begin - pos} bytes"
             raise _InvalidError(f"tensor {name!r} {what}")

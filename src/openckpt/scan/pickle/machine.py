@@ -84,7 +84,8 @@ class Machine(Semantics):
         self._scan_blobs()
         return result
 
-    def _run(self, result: Stream, pos: int, end: int) -> None:
+    def _run(self, result: Stream, pos: int, end: int) -> None:  # noqa: C901 — _pickle.c's one loop: ops share stack+memo
+        """Walk the opcodes from ``pos`` until STOP, as ``load()`` in ``_pickle.c`` does, on symbolic values."""
         buf, ctx, limits = self.buf, self.ctx, self.ctx.limits
         stack: list[Any] = []
         marks: list[int] = []

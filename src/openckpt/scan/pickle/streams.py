@@ -17,7 +17,7 @@ __all__ = ["scan_streams"]
 OnBuild = Callable[[Semantics, Call, int, int], int]
 
 
-def scan_streams(
+def scan_streams(  # noqa: PLR0913 — the Machine's five keywords plus which streams; 9 callers name each
     ctx: Context,
     buf: Any,
     start: int,
