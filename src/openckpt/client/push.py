@@ -154,7 +154,7 @@ def _seal(source: Path) -> None:
         seal(source)
 
 
-def push(
+def push(  # noqa: PLR0913 — public API: each keyword is a documented option (and a CLI flag)
     path: str | os.PathLike[str],
     repo_id: str,
     *,

@@ -7,14 +7,14 @@ read once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from openckpt.digest import FileDigest, digest_bytes, git_blob_sha1, hash_file
 from openckpt.errors import IntegrityError, OpenckptError
-from openckpt.format.manifest import MANIFEST_NAME, read_manifest
+from openckpt.format.manifest import MANIFEST_NAME, FileRecord, read_manifest
 
 if TYPE_CHECKING:
     from huggingface_hub.hf_api import RepoFile
@@ -93,22 +93,36 @@ def check_snapshot(
             progress(name, entry.size)
     if MANIFEST_NAME not in digests:
         return problems  # no manifest, or it is already reported as differing
+    return [*problems, *_check_manifest(directory, listed, digests, bad={p.file for p in problems})]
+
+
+def _check_manifest(
+    directory: Path, listed: Mapping[str, RemoteFile], digests: Mapping[str, FileDigest], *, bad: set[str]
+) -> list[Mismatch]:
+    """The files ``openckpt.json`` lists that the repo lacks, or whose digests (read once, in ``digests``) differ
+    from its records; files already reported (``bad``) are not checked again."""
     try:
         manifest = read_manifest(directory)
     except OpenckptError as e:
-        return [*problems, Mismatch(MANIFEST_NAME, str(e))]
-    bad = {p.file for p in problems}
+        return [Mismatch(MANIFEST_NAME, str(e))]
+    problems: list[Mismatch] = []
     for name, record in sorted(manifest.files.items()):
         if name not in listed:
             problems.append(Mismatch(name, f"listed in {MANIFEST_NAME} but not in the repo"))
-        elif name not in bad and (got := digests.get(name)) is not None:
-            for field in ("size", "sha256", "blake3"):
-                actual, expected = getattr(got, field), getattr(record, field)
-                if expected is not None and actual != expected:  # an unsealed manifest has no sha256 yet
-                    text = f"{actual} bytes, expected {expected}" if field == "size" else _short(actual, expected)
-                    problems.append(Mismatch(name, f"{field} is {text} ({MANIFEST_NAME})"))
-                    break
+        elif name not in bad and (got := digests.get(name)) is not None and (wrong := _differs(got, record)):
+            problems.append(Mismatch(name, f"{wrong} ({MANIFEST_NAME})"))
     return problems
+
+
+def _differs(got: FileDigest, record: FileRecord) -> str | None:
+    """How ``got`` first differs from the manifest's ``record`` in size, sha256 or blake3 (an unsealed manifest
+    has no sha256 yet), or None."""
+    for field in ("size", "sha256", "blake3"):
+        actual, expected = getattr(got, field), getattr(record, field)
+        if expected is not None and actual != expected:
+            text = f"{actual} bytes, expected {expected}" if field == "size" else _short(actual, expected)
+            return f"{field} is {text}"
+    return None
 
 
 def verify_snapshot(
