@@ -95,7 +95,7 @@ def _signing_chain(
     return tuple(certs)
 
 
-def sign(
+def sign(  # noqa: PLR0913 — public API: each keyword is a documented option (and a CLI flag)
     model_dir: PathLike,
     *,
     key: PathLike | ec.EllipticCurvePrivateKey,
