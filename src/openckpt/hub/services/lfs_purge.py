@@ -13,7 +13,7 @@ offered: in a shared store the bytes are not one repo's to delete.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -96,8 +96,15 @@ def lfs_files(session: Session, repo: Repo) -> list[LfsFile]:
     return sorted(first.values(), key=lambda f: (f.pushed_at, f.sha256))
 
 
-def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
-    """Remove the LFS objects ``shas`` from every commit the refs of repo ``repo_id`` reach, rewriting its history.
+def purge(
+    db: Database,
+    repo_id: int,
+    shas: Collection[str],
+    *,
+    on_purged: Callable[[Session, Repo, Purge], None] | None = None,
+) -> Purge:
+    """Remove the LFS objects ``shas`` from every commit the refs of repo ``repo_id`` reach, rewriting its history;
+    ``on_purged`` runs in the rewrite's transaction (its webhook deliveries are written there).
 
     A sha256 that no such commit holds is a :class:`BadRequestError` naming it, and nothing changes.
     """
@@ -126,6 +133,9 @@ def purge(db: Database, repo_id: int, shas: Collection[str]) -> Purge:
                 full = name if kind == "pr" else f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
                 moved.append(RefUpdate(full, old, new))
         repo.last_modified = utcnow()
-        return Purge(tuple(moved), sum(1 for old, new in mapped.items() if old != new))
+        done = Purge(tuple(moved), sum(1 for old, new in mapped.items() if old != new))
+        if on_purged is not None:
+            on_purged(session, repo, done)
+        return done
 
     return retried(db, repo_id, attempt)
