@@ -1,6 +1,6 @@
 """Repo settings and organisation pages over HTTP against a real hub process (SQLite and PostgreSQL): the access
 form's fields (written into the card's ``extra_gated_fields``, filled by the requester, shown to the reviewer), and
-the organisation profile's links to its members page."""
+the organisation profile's links to its members page, and the default branch."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import re
 import uuid
 
 import httpx
+import pytest
 import yaml
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
 from tests.hub.test_ui_owner import Visitor, owner_hub  # noqa: F401
 from tests.hubtools import HubProcess
@@ -147,3 +149,49 @@ def test_org_profile_links_to_member_management(owner_hub: HubProcess) -> None: 
     profile = uma.get(f"/{org}").text
     assert f'href="{members}"' in profile and "Manage members and roles" not in profile
     assert "<form" not in uma.get(members).text.split("</header>")[1]
+
+
+def test_default_branch_setting(owner_hub: HubProcess) -> None:  # noqa: F811
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/branches-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"main only", path_in_repo="main.txt", repo_id=repo_id)
+    api.create_branch(repo_id, branch="dev")
+    card = b"---\nlicense: mit\ntags: [dev-tag]\n---\n# The dev card\n"
+    dev_head = api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=repo_id, revision="dev").oid
+    repo = f"/{repo_id}"
+    admin = Visitor(owner_hub.url)
+    admin.login(owner_hub.token)
+    page = admin.get(f"{repo}/settings").text
+    assert '<option value="main" selected>main</option>' in page and '<option value="dev">dev</option>' in page
+    refused = admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "default-branch", "branch": "nope"})
+    assert refused.status_code == 400 and "has no branch" in refused.text
+    r = admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "default-branch", "branch": "dev"})
+    assert r.status_code == 200 and '<option value="dev" selected>dev</option>' in r.text
+    # the pages show the default branch
+    overview = admin.get(repo).text
+    assert "The dev card" in overview and "<strong>dev</strong>" in overview
+    assert "README.md" in admin.get(f"{repo}/tree").text
+    assert (
+        'class="badge default-branch">default</span>' in admin.get(f"{repo}/refs").text.split("<strong>dev</strong>")[1]
+    )
+    # model_info without a revision follows it, and listings say which branch it is
+    info = api.model_info(repo_id)
+    assert info.sha == dev_head and info.defaultBranch == "dev"  # type: ignore[attr-defined]
+    assert info.card_data is not None and "dev-tag" in (info.tags or [])
+    listed = {m.id: m for m in api.list_models(author="admin")}
+    assert listed[repo_id].defaultBranch == "dev"  # type: ignore[attr-defined]
+    # a client naming a revision gets that one: huggingface_hub names main when given none
+    assert "README.md" not in api.list_repo_files(repo_id) and "main.txt" in api.list_repo_files(repo_id)
+    assert api.model_info(repo_id, revision="main").sha != dev_head
+    # commits to the default branch refresh the card data; the default branch cannot be deleted
+    api.upload_file(
+        path_or_fileobj=card.replace(b"dev-tag", b"new-tag"), path_in_repo="README.md", repo_id=repo_id, revision="dev"
+    )
+    assert "new-tag" in (api.model_info(repo_id).tags or [])
+    with pytest.raises(HfHubHTTPError) as refused_delete:
+        api.delete_branch(repo_id, branch="dev")
+    assert refused_delete.value.response.status_code == 400
+    r = admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "default-branch", "branch": "main"})
+    assert "The dev card" not in admin.get(repo).text and "dev-tag" not in str(api.model_info(repo_id).tags)
+    api.delete_branch(repo_id, branch="dev")  # no longer the default

@@ -94,6 +94,7 @@ def repo_json(
         "lastModified": iso(repo.last_modified),
         "createdAt": iso(repo.created_at),
         "xetEnabled": False,
+        "defaultBranch": repo.default_branch,  # openckpt's: huggingface_hub keeps it as an attribute of the info
     }
     if repo.type == "model":
         data["modelId"] = repo.repo_id

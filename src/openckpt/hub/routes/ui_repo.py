@@ -25,7 +25,7 @@ from openckpt.hub.routes.ui_security import trust_context
 from openckpt.hub.services import access, diffs, gate, governance, pages, provenance, reports
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.render import render_card, render_markdown
-from openckpt.hub.services.repos import DEFAULT_BRANCH, find_repo
+from openckpt.hub.services.repos import find_repo
 from openckpt.hub.services.trees import file_at, read_tree
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -59,17 +59,18 @@ def _header(
 
 
 def _rev_and_path(request: Request, repo_type: str) -> tuple[str, str]:
-    """Revision and path after ``/{owner}/{name}/<view>/`` in the raw URL (revisions may hold ``%2F``)."""
+    """Revision (empty for the repo's default branch) and path after ``/{owner}/{name}/<view>/`` in the raw URL
+    (revisions may hold ``%2F``)."""
     tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
-    rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
+    rev = tail[0] if tail and tail[0] else ""
     return rev, "/".join(p for p in tail[1:] if p)
 
 
 def overview(request: Request, repo_type: str) -> Response:
     hub = hub_of(request)
-    rev = request.query_params.get("rev") or DEFAULT_BRANCH
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
+        rev = request.query_params.get("rev") or repo.default_branch
         commit = resolve_revision(session, repo, rev)
         entries = read_tree(session, commit.tree_id)
         base = repo_url(repo)
@@ -107,6 +108,7 @@ def tree(request: Request, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
+        rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
         entries = read_tree(session, commit.tree_id, prefix=path)  # the folder's files only
         listing = pages.folder_listing(entries, path)
@@ -129,6 +131,7 @@ def blob(request: Request, repo_type: str) -> Response:
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
+        rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
         entry = file_at(session, commit.tree_id, path)
         if entry is None:
@@ -157,6 +160,7 @@ def commits(request: Request, repo_type: str) -> Response:
     number = page_number(request.query_params.get("p"))
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
+        rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
         history, more = pages.commit_history(session, commit, offset=(number - 1) * COMMITS_PAGE, limit=COMMITS_PAGE)
         base = repo_url(repo)
@@ -189,9 +193,10 @@ def one_commit(request: Request, repo_type: str) -> Response:
 def refs(request: Request, repo_type: str) -> Response:
     with hub_of(request).db.read() as session:
         repo = _repo(session, request, repo_type)
-        commit = resolve_revision(session, repo, DEFAULT_BRANCH)
+        commit = resolve_revision(session, repo, repo.default_branch)
         base = repo_url(repo)
-        context = _header(session, repo, DEFAULT_BRANCH, commit, "refs", lambda r: f"{base}?rev={quote(r, safe='')}")
+        link = lambda r: f"{base}?rev={quote(r, safe='')}"  # noqa: E731
+        context = _header(session, repo, repo.default_branch, commit, "refs", link)
         return page(request, "repo_refs.html", context)
 
 

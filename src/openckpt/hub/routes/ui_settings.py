@@ -1,12 +1,14 @@
-"""A repo's settings page (``/{repo}/settings``): visibility, gating, the access form's fields, access requests
-(review, grant, revoke), rename or transfer, and deletion after typing the repo's name. Each form posts one ``action``
-with a CSRF token, to the services the API's routes call (``repos.update_settings``, ``access``, ``repo_move``,
-``repos.delete_repo``); the access form is the card's ``extra_gated_*`` metadata, so saving it commits README.md.
+"""A repo's settings page (``/{repo}/settings``): visibility, default branch, gating, the access form's fields,
+access requests (review, grant, revoke), rename or transfer, and deletion after typing the repo's name. Each form
+posts one ``action`` with a CSRF token, to the services the API's routes call (``repos.update_settings``,
+``access``, ``repo_move``, ``repos.delete_repo``); the access form is the card's ``extra_gated_*`` metadata, so
+saving it commits README.md on the default branch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -41,9 +43,9 @@ def settings_page(request: Request, repo_type: str) -> Response:
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
-        commit = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
+        commit = resolve_revision(session, repo, repo.default_branch)
         base = repo_url(repo)
-        header = _header(session, repo, repos.DEFAULT_BRANCH, commit, "settings", lambda r: base)
+        header = _header(session, repo, repo.default_branch, commit, "settings", lambda r: base)
     requests: dict[str, list[dict[str, Any]]] = {}
     if repo.gated:
         for status in ("pending", "accepted", "rejected"):
@@ -76,6 +78,12 @@ async def update(request: Request, repo_type: str) -> Response:
             repos.update_settings, db, viewer, repo_type, repo_id, private=private, gated=None
         )
         notify(request, repo_event(repo, "update", "repo.config", updated_config={"private": private}))
+    elif action == "default-branch":
+        branch = str(form.get("branch") or "").strip()
+        hub = hub_of(request)
+        update = partial(repos.update_settings, private=None, gated=None, default_branch=branch, store=hub.store)
+        repo = await run_in_threadpool(update, db, viewer, repo_type, repo_id)
+        notify(request, repo_event(repo, "update", "repo.config", updated_config={"defaultBranch": branch}))
     elif action == "gating":
         mode = str(form.get("gated") or "off")
         gated: str | bool = mode if mode in ("auto", "manual") else False
@@ -131,7 +139,8 @@ async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_t
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
-        head = resolve_revision(session, repo, repos.DEFAULT_BRANCH)
+        branch = repo.default_branch
+        head = resolve_revision(session, repo, branch)
         entry = file_at(session, head.tree_id, "README.md")
     text = None if entry is None else await run_in_threadpool(pages.read_text, hub.store, entry, MAX_EDIT)
     if entry is not None and text is None:
@@ -147,7 +156,7 @@ async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_t
         raise BadRequestError(str(e)) from e
     change = NewFile("README.md", new.encode())
     title = "Update the access form" if fields else "Remove the access form's fields"
-    return await _commit(request, viewer, repo, repos.DEFAULT_BRANCH, [change], title=title, message="", parent=head.id)
+    return await _commit(request, viewer, repo, branch, [change], title=title, message="", parent=head.id)
 
 
 def _endpoint(

@@ -94,7 +94,7 @@ def refresh_lineage(
 
 def _has_notice(session: Session, repo: Repo) -> bool | None:
     try:
-        head = resolve_revision(session, repo, "main")
+        head = resolve_revision(session, repo, repo.default_branch)
     except Exception:
         return None
     return any(p.upper().startswith("NOTICE") for p in read_tree(session, head.tree_id, recursive=False))

@@ -30,7 +30,6 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import LineageEdge, Repo
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.governance import local_repo
-from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
@@ -112,7 +111,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
                     bases[edge.base] = Unavailable("the base is private")
                 else:
                     try:
-                        head = resolve_revision(session, base, edge.revision or DEFAULT_BRANCH)
+                        head = resolve_revision(session, base, edge.revision or base.default_branch)
                     except RevisionNotFoundError:
                         bases[edge.base] = Unavailable("the base has no such revision")
                         continue

@@ -134,6 +134,7 @@ def duplicate_repo(
             keep = source.private if private is None else private
             repo = insert_repo_row(session, principal, repo_type, to_name, to_owner, keep)
             _copy_history(session, source, repo, refs)
+            repo.default_branch = source.default_branch
             session.flush()
             refresh_metadata_of(session, store, repo)
     except SQLIntegrityError:  # a concurrent create, move or duplicate took the name first

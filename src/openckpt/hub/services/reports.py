@@ -14,7 +14,6 @@ from openckpt.hub.db.models import Account, Repo
 from openckpt.hub.services import redirects
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.pages import load_manifest
-from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.store.blobs import BlobStore
 
@@ -43,7 +42,7 @@ def _dataset_licenses(session: Session, card: dict[str, Any]) -> dict[str, str |
 
 
 def _head_entries(session: Session, repo: Repo) -> tuple[str, dict[str, FileEntry]]:
-    head = resolve_revision(session, repo, DEFAULT_BRANCH)
+    head = resolve_revision(session, repo, repo.default_branch)
     return head.id, read_tree(session, head.tree_id)
 
 

@@ -1,4 +1,10 @@
-"""Repos: create, find (respecting visibility), list and search, settings, delete, branches and tags."""
+"""Repos: create, find (respecting visibility), list and search, settings, delete, branches and tags.
+
+A repo starts on :data:`DEFAULT_BRANCH` (``main``); its owner may make another existing branch the default one
+(``Repo.default_branch``). The default branch is what the web pages show, what ``model_info`` without a revision
+and the card data follow, and it cannot be deleted. Clients that name a revision, as huggingface_hub always does
+(``main`` when given none), get the revision they name.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ __all__ = [
     "delete_repo",
     "find_repo",
     "insert_repo_row",
+    "is_default_branch",
     "list_repos",
     "namespace_of",
     "put_bytes",
@@ -49,6 +56,7 @@ __all__ = [
 ]
 
 DEFAULT_BRANCH = "main"
+"""The branch a new repo starts with (and the default branch until its owner picks another)."""
 
 
 def check_type(repo_type: str) -> str:
@@ -168,9 +176,18 @@ def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str
 
 
 def update_settings(
-    db: Database, principal: Principal, repo_type: str, repo_id: str, *, private: bool | None, gated: str | bool | None
+    db: Database,
+    principal: Principal,
+    repo_type: str,
+    repo_id: str,
+    *,
+    private: bool | None,
+    gated: str | bool | None,
+    default_branch: str | None = None,
+    store: BlobStore | None = None,
 ) -> Repo:
-    """Change the repo's visibility and gating; return its row."""
+    """Change the repo's visibility, gating and default branch (an existing branch; with ``store``, the card data
+    are read again from its head); return its row."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         if private is not None:
@@ -179,7 +196,22 @@ def update_settings(
             if gated not in (False, "auto", "manual"):
                 raise BadRequestError("gated must be 'auto', 'manual' or false")
             repo.gated = gated if isinstance(gated, str) else None
+        if default_branch is not None and default_branch != repo.default_branch:
+            if session.get(Ref, (repo.id, "branch", default_branch)) is None:
+                raise BadRequestError(f"{repo_id} has no branch {default_branch!r}: create it first")
+            repo.default_branch = default_branch
+            if store is not None:
+                refresh_metadata_of(session, store, repo)
     return repo
+
+
+def is_default_branch(db: Database, repo_id: int, ref: str | None) -> bool:
+    """Whether ``ref`` (a branch name, or ``refs/heads/NAME``) is the default branch of the repo ``repo_id``."""
+    if ref is None:
+        return False
+    with db.read() as session:
+        current = session.scalar(select(Repo.default_branch).where(Repo.id == repo_id))
+    return current is not None and ref.removeprefix("refs/heads/") == current
 
 
 def create_ref(
@@ -198,7 +230,7 @@ def create_ref(
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         if session.get(Ref, (repo.id, kind, name)) is not None:
             raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
-        commit = resolve_revision(session, repo, start or DEFAULT_BRANCH)
+        commit = resolve_revision(session, repo, start or repo.default_branch)
         session.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_id=commit.id, message=message))
     return repo, commit.id
 
@@ -212,8 +244,8 @@ def delete_ref(
         ref = session.get(Ref, (repo.id, kind, name))
         if ref is None:
             raise RevisionNotFoundError(f"Invalid rev id: {name}")
-        if kind == "branch" and name == DEFAULT_BRANCH:
-            raise BadRequestError("the default branch cannot be deleted")
+        if kind == "branch" and name == repo.default_branch:
+            raise BadRequestError("the default branch cannot be deleted: make another branch the default first")
         session.delete(ref)
     return repo, ref.commit_id
 
@@ -229,7 +261,7 @@ def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
 def refresh_metadata_of(session: Session, store: BlobStore, repo: Repo) -> None:
     """:func:`refresh_metadata` inside the caller's write transaction."""
     try:
-        head = resolve_revision(session, repo, DEFAULT_BRANCH)
+        head = resolve_revision(session, repo, repo.default_branch)
     except RevisionNotFoundError:
         return
     entries = read_tree(session, head.tree_id)
