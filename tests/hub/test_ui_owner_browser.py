@@ -1,10 +1,13 @@
 """The owner's web UI in a real headless Chromium, as a new user would use it: accept an invite, log in, create a
-repo, upload a file from the form, edit the README, gate the repo, a second user requests access, the owner approves,
-the second user downloads and reads the commit pages (text and tensor diffs); then every page at 390 px wide, with
-no horizontal scrolling, each saved as a screenshot (their paths are printed)."""
+repo, upload a file from the form, edit the README, gate the repo and add a field to its access form, a second user
+requests access filling it in, the owner reads the answer and approves, the second user downloads and reads the
+commit pages (text and tensor diffs); the owner makes another branch the default one and back, and manages an
+organisation's members from its profile; then every page at 390 px wide, with no horizontal scrolling, each saved
+as a whole-page screenshot (their paths are printed)."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,18 +156,27 @@ def test_new_user_runs_a_gated_repo_from_the_browser(
     Select(d.find_element(By.NAME, "gated")).select_by_value("manual")
     submit("form:has(input[value=gating])")
     wait.until(lambda x: "saved=gating" in x.current_url)
+    form = "form.gate-fields-form"
+    d.find_element(By.CSS_SELECTOR, f"{form} input[name=heading]").send_keys("Who is asking?")
+    d.find_element(By.CSS_SELECTOR, f"{form} input[name='field-0-name']").send_keys("Company")
+    submit(form)
+    wait.until(lambda x: "saved=gate-form" in x.current_url)
+    assert d.find_element(By.CSS_SELECTOR, f"{form} input[name='field-0-name']").get_attribute("value") == "Company"
 
     # a second user asks for access: no download button until approved
     bob = hub.create_user("bob")
     log_in(bob)
     d.get(repo)
     assert not d.find_elements(By.CSS_SELECTOR, "a.download")
+    assert "Who is asking?" in css("section.gate").text  # type: ignore[attr-defined]
+    d.find_element(By.CSS_SELECTOR, "form.gate-form input[name=field0]").send_keys("ACME")
     submit("form.gate-form")
     wait.until(lambda x: x.find_elements(By.CSS_SELECTOR, ".gate-status"))
 
     # the owner approves
     log_in(erin)
     d.get(f"{repo}/settings")
+    assert "Company: ACME" in css("table.requests-pending").text  # type: ignore[attr-defined]
     d.find_element(By.CSS_SELECTOR, "table.requests-pending form:has(input[value=accepted]) button").click()
     wait.until(lambda x: "saved=accepted" in x.current_url)
     assert "bob" in css("table.requests-accepted").text  # type: ignore[attr-defined]
@@ -182,8 +194,35 @@ def test_new_user_runs_a_gated_repo_from_the_browser(
     assert "embed" in row and "F32 [4, 8]" in row and "62" in row  # max-abs: 31 * 3 - 31
     assert "1 unchanged" in css("main").text  # type: ignore[attr-defined]
 
+    # the owner makes another branch the default one: the repo page follows it; then back to main
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub.url, token=erin).create_branch("erin/tiny", branch="dev", revision=text_commit.rsplit("/", 1)[1])
+    log_in(erin)
+    d.get(f"{repo}/settings")
+    Select(d.find_element(By.CSS_SELECTOR, "form.default-branch-form select[name=branch]")).select_by_value("dev")
+    submit("form.default-branch-form")
+    wait.until(lambda x: "saved=default-branch" in x.current_url)
+    d.get(repo)
+    assert css(".rev-switch summary strong").text == "dev"  # type: ignore[attr-defined]
+    d.get(f"{repo}/settings")
+    Select(d.find_element(By.CSS_SELECTOR, "form.default-branch-form select[name=branch]")).select_by_value("main")
+    submit("form.default-branch-form")
+    wait.until(lambda x: "saved=default-branch" in x.current_url)
+
+    # an organisation's admin manages its members from the organisation's profile
+    hub.create_org("lab", {"erin": "admin"})
+    d.get(f"{hub.url}/lab")
+    d.find_element(By.LINK_TEXT, "Manage members and roles").click()
+    add = "form:has(input[value=set]):has(input[type=text][name=user])"
+    d.find_element(By.CSS_SELECTOR, f"{add} input[name=user]").send_keys("bob")
+    Select(d.find_element(By.CSS_SELECTOR, f"{add} select[name=role]")).select_by_visible_text("write")
+    submit(add)
+    wait.until(lambda x: x.find_elements(By.CSS_SELECTOR, "select[aria-label='Role of bob']"))
+    role = Select(d.find_element(By.CSS_SELECTOR, "select[aria-label='Role of bob']"))
+    assert role.first_selected_option.text == "write"
+
     # every page at 390 px: nothing scrolls sideways
-    hub.create_org("lab", {"erin": "admin", "bob": "write"})
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", MOBILE)
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -210,7 +249,10 @@ def test_new_user_runs_a_gated_repo_from_the_browser(
             width = d.execute_script("return document.scrollingElement.scrollWidth")
             name = re.sub(r"[^A-Za-z0-9]+", "-", f"{who or 'anon'}{path.replace(hub.url, '')}").strip("-")
             shot = shots / f"{name}.png"
-            d.save_screenshot(str(shot))
+            height = d.execute_script("return document.scrollingElement.scrollHeight")
+            clip = {"x": 0, "y": 0, "width": MOBILE["width"], "height": height, "scale": 1}  # the whole page
+            taken = d.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+            shot.write_bytes(base64.b64decode(taken["data"]))
             print(f"390px {width:>4}px wide  {shot}")
             if width > MOBILE["width"]:
                 wide.append(f"{path} as {who or 'anonymous'}: {width}px")
