@@ -45,15 +45,18 @@ class MirrorWriter:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._skip_level = logging.WARNING
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def submit(self, name: str) -> None:
         """Queue the committed checkpoint ``directory / name`` for upload."""
         with self._cond:
             self._closed = False  # a save after close() starts the worker again
-            if self._waiting is not None:
-                log.warning(
-                    "openckpt: %s is not mirrored: %s replaced it while %s uploads to %s",
+            if self._waiting is not None:  # warned once a run: saving every step, most are skipped
+                level, self._skip_level = self._skip_level, logging.INFO
+                log.log(
+                    level,
+                    "openckpt: %s is not mirrored: %s replaced it while %s uploads to %s (saves outpace uploads)",
                     self._waiting,
                     name,
                     self._current,

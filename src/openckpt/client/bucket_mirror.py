@@ -75,7 +75,10 @@ class BucketMirror:
             raise CheckpointNotFoundError(f"{self.url}: {e}", path=directory) from e
 
     def read(self, name: str) -> bytes | None:
-        if not list(self._api.get_bucket_paths_info(self.bucket_id, [self._remote(name)])):
+        try:
+            if not list(self._api.get_bucket_paths_info(self.bucket_id, [self._remote(name)])):
+                return None
+        except BucketNotFoundError:
             return None
         with tempfile.TemporaryDirectory(prefix="openckpt-bucket-") as tmp:
             try:
