@@ -13,21 +13,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ForbiddenError, FormatError
 from openckpt.governance.cards import GATE_FIELD_TYPES, GateField, gate_fields, set_gate_form
 from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Repo
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_owner import MAX_EDIT, _commit
 from openckpt.hub.routes.ui_repo import _header
-from openckpt.hub.routes.webhooks import notify
+from openckpt.hub.routes.webhooks import change_events, notify
 from openckpt.hub.services import access, pages, repo_move, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.trees import file_at
-from openckpt.hub.services.webhook_delivery import repo_event
+from openckpt.hub.services.webhook_delivery import Event, repo_event
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -64,6 +67,30 @@ def settings_page(request: Request, repo_type: str) -> Response:
     return page(request, "repo_settings.html", context)
 
 
+async def _configure(
+    request: Request,
+    update: Callable[[Database, Principal, str, str], Repo],
+    viewer: Principal,
+    repo_type: str,
+    repo_id: str,
+    config: dict[str, Any],
+) -> None:
+    """Change settings with ``update``; their ``repo.config`` event is written in the change's own transaction."""
+
+    def event(session: Session) -> Event:
+        repo = repos.find_repo(session, viewer, repo_type, repo_id)
+        return repo_event(repo, "update", "repo.config", updated_config=config)
+
+    with change_events(request, event):
+        await run_in_threadpool(update, hub_of(request).db, viewer, repo_type, repo_id)
+
+
+def _deletion(db: Database, viewer: Principal, repo_type: str, repo_id: str) -> Event:
+    """The event of deleting the repo, as it is before (its row will be gone)."""
+    with db.read() as session:
+        return repo_event(repos.find_repo(session, viewer, repo_type, repo_id, write=True), "delete", "repo")
+
+
 async def update(request: Request, repo_type: str) -> Response:
     viewer, form = await signed_in_form(request, PURPOSE)
     if not viewer.can_write:
@@ -74,21 +101,18 @@ async def update(request: Request, repo_type: str) -> Response:
     url = f"/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}/settings"
     if action == "visibility":
         private = form.get("visibility") == "private"
-        repo = await run_in_threadpool(
-            repos.update_settings, db, viewer, repo_type, repo_id, private=private, gated=None
-        )
-        notify(request, repo_event(repo, "update", "repo.config", updated_config={"private": private}))
+        update = partial(repos.update_settings, private=private, gated=None)
+        await _configure(request, update, viewer, repo_type, repo_id, {"private": private})
     elif action == "default-branch":
         branch = str(form.get("branch") or "").strip()
         hub = hub_of(request)
         update = partial(repos.update_settings, private=None, gated=None, default_branch=branch, store=hub.store)
-        repo = await run_in_threadpool(update, db, viewer, repo_type, repo_id)
-        notify(request, repo_event(repo, "update", "repo.config", updated_config={"defaultBranch": branch}))
+        await _configure(request, update, viewer, repo_type, repo_id, {"defaultBranch": branch})
     elif action == "gating":
         mode = str(form.get("gated") or "off")
         gated: str | bool = mode if mode in ("auto", "manual") else False
-        repo = await run_in_threadpool(repos.update_settings, db, viewer, repo_type, repo_id, private=None, gated=gated)
-        notify(request, repo_event(repo, "update", "repo.config", updated_config={"gated": gated}))
+        update = partial(repos.update_settings, private=None, gated=gated)
+        await _configure(request, update, viewer, repo_type, repo_id, {"gated": gated})
     elif action == "gate-form":
         commit_id = await _save_gate_form(request, viewer, form, repo_type, repo_id)
         return RedirectResponse(f"{url}?saved=gate-form&commit={commit_id}", status_code=303)
@@ -108,8 +132,9 @@ async def update(request: Request, repo_type: str) -> Response:
     elif action == "delete":
         if str(form.get("confirm") or "").strip() != repo_id:
             raise BadRequestError(f"type {repo_id} to confirm the deletion")
-        repo = await run_in_threadpool(repos.delete_repo, db, viewer, repo_type, repo_id)
-        notify(request, repo_event(repo, "delete", "repo"))
+        event = await run_in_threadpool(_deletion, db, viewer, repo_type, repo_id)
+        with change_events(request, lambda _: event):  # written in the deletion's transaction
+            await run_in_threadpool(repos.delete_repo, db, viewer, repo_type, repo_id)
         return RedirectResponse(f"/{viewer.name}", status_code=303)
     else:
         raise BadRequestError("unknown settings action")
