@@ -16,27 +16,25 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, EntryNotFoundError
 from openckpt.hub.bodies import ndjson_lines, read_bounded, read_json
 from openckpt.hub.context import (
-    Hub,
     hub_of,
     int_param,
     next_page,
     optional_principal,
     repo_id_of,
     repo_type_of,
-    require_principal,
     rev_and_path,
 )
 from openckpt.hub.db.models import Commit
+from openckpt.hub.deps import EventsDep, HubDep, RepoDep, UserDep
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import pr_recorded
-from openckpt.hub.services import commit_flow, pull_requests, repos, xet_meta
+from openckpt.hub.services import commit_flow, preflight, pull_requests, repos, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import FileChange, resolve_revision
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
-from openckpt.hub.services.trees import FileEntry, Folder, lookup, read_folder, read_tree
-from openckpt.hub.services.webhook_delivery import Deliveries
+from openckpt.hub.services.trees import FileEntry, Folder, lookup, read_folder
 from openckpt.hub.settings import Settings
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -133,21 +131,18 @@ def _paths_info(
 
 
 @router.post("/api/{plural}/{owner}/{name}/preupload/{rest:path}")
-async def preupload(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+async def preupload(request: Request, hub: HubDep, user: UserDep, repo: RepoDep) -> dict[str, Any]:
     rev, _ = rev_and_path(request, 5)
     body = await read_json(request)
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list) or len(files) > 1000:
         raise BadRequestError("expected JSON {files: [{path, sample, size}]} with at most 1000 files")
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        proposing = request.query_params.get("create_pr", "") in ("1", "true") or pull_requests.pr_num(rev) is not None
-        repo = pull_requests.find_uploadable(
-            session, require_principal(request), repo_type_of(plural), repo_id_of(owner, name), proposing=proposing
-        )
-        root = resolve_revision(session, repo, rev).tree_id
-        wanted = [check_new_path(f["path"]) for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
-        entries = _files_at(session, root, wanted)
+    proposing = request.query_params.get("create_pr", "") in ("1", "true") or pull_requests.pr_num(rev) is not None
+    wanted = [check_new_path(f["path"]) for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    find = partial(
+        preflight.existing_files, repo_type=repo.type, repo_id=repo.id, revision=rev, paths=wanted, proposing=proposing
+    )
+    entries = await run_in_threadpool(find, hub.db, user)
     out = []
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not _is_size(f.get("size", 0)):
@@ -158,21 +153,11 @@ async def preupload(request: Request, plural: str, owner: str, name: str, rest: 
         except (binascii.Error, ValueError, TypeError):
             sample = b""
         lfs = commit_flow.is_lfs(path, f.get("size", 0), sample, max_inline=hub.settings.max_inline_bytes)
-        mode = "lfs" if lfs else "regular"
-        item: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
+        item: dict[str, Any] = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
         if (existing := entries.get(path)) is not None:
             item["oid"] = existing.sha256 if existing.lfs else existing.git_oid
         out.append(item)
     return {"files": out, "commitOid": None}
-
-
-def _files_at(session: Session, root: str, paths: list[str]) -> dict[str, FileEntry]:
-    """The files at ``paths`` of the tree ``root``: looked up one by one if few, else from the whole tree."""
-    if len(paths) > 50:
-        return read_tree(session, root)
-    steps: dict[tuple[str, str], Any] = {}
-    found = {p: lookup(session, root, p, cache=steps) for p in dict.fromkeys(paths)}
-    return {p: e for p, e in found.items() if isinstance(e, FileEntry)}
 
 
 def _is_size(value: Any) -> bool:
@@ -233,78 +218,60 @@ def _change(op: dict[str, Any], max_inline: int) -> FileChange | NewFile:
     return FileChange(path, "delete" if key == "deletedFile" else "delete_folder")
 
 
-def _commit(
-    hub: Hub,
-    raw: bytes,
-    *,
-    principal: Principal,
-    repo_id: int,
-    revision: str,
-    create_pr: bool,
-    events: Deliveries | None,
-    on_pr_commit: commit_flow.PrCommitted,
-) -> commit_flow.Committed:
-    """Parse the NDJSON commit ``raw`` (every operation checked before anything is stored) and run it through the
-    commit flow."""
-    header, ops = _parse_ndjson(raw, hub.settings)
-    request = commit_flow.CommitRequest(
+def _commit_request(
+    raw: bytes, settings: Settings, *, principal: Principal, repo_id: int, revision: str, create_pr: bool
+) -> commit_flow.CommitRequest:
+    """The NDJSON commit ``raw`` as a request of the commit flow, every operation checked."""
+    header, ops = _parse_ndjson(raw, settings)
+    return commit_flow.CommitRequest(
         principal=principal,
         repo_id=repo_id,
         revision=revision,
-        changes=[_change(op, hub.settings.max_inline_bytes) for op in ops],
+        changes=[_change(op, settings.max_inline_bytes) for op in ops],
         title=header.get("summary") or "Update",
         message=header.get("description") or "",
         parent_commit=header.get("parentCommit"),
         create_pr=create_pr,
     )
-    flow = partial(commit_flow.commit, settings=hub.settings, request=request)
-    return flow(hub.db, hub.store, events=events, on_pr_commit=on_pr_commit)
-
-
-def _deliveries(request: Request) -> Deliveries | None:
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    return deliveries
 
 
 @router.post("/api/{plural}/{owner}/{name}/commit/{rest:path}")
-async def commit(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+async def commit(request: Request, hub: HubDep, user: UserDep, repo: RepoDep, events: EventsDep) -> dict[str, Any]:
+    """``HfApi.create_commit``: a commit on a branch or a pull request's ``refs/pr/N``, or (``create_pr``) a pull
+    request onto the branch holding it."""
     rev, _ = rev_and_path(request, 5)
     create_pr = request.query_params.get("create_pr", "").lower() in ("1", "true")
-    principal = require_principal(request)
-    hub = hub_of(request)
-    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
     find = partial(pull_requests.find_committable, revision=rev, create_pr=create_pr)
-    repo = await run_in_threadpool(find, hub.db, principal, repo_type, repo_id)
+    target = await run_in_threadpool(find, hub.db, user, repo.type, repo.id)  # before reading the body
     raw = await read_bounded(request, hub.settings.max_commit_bytes)
-    run = partial(_commit, principal=principal, repo_id=repo.id, revision=rev, create_pr=create_pr)
+    parse = partial(_commit_request, principal=user, repo_id=target.id, revision=rev, create_pr=create_pr)
+    wanted = await run_in_threadpool(parse, raw, hub.settings)
     recorded = pr_recorded(request, opened=create_pr)  # the pull request's discussion event
-    done = await run_in_threadpool(partial(run, events=_deliveries(request), on_pr_commit=recorded), hub, raw)
-    commit_id, num = done.commit_id, done.pull_request
-    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}"
+    flow = partial(commit_flow.commit, settings=hub.settings, request=wanted, events=events, on_pr_commit=recorded)
+    done = await run_in_threadpool(flow, hub.db, hub.store)
+    url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX[repo.type]}{repo.id}"
     return {
-        "commitOid": commit_id,
-        "commitUrl": f"{url}/commit/{commit_id}",
-        "pullRequestUrl": f"{url}/discussions/{num}" if create_pr else None,
+        "commitOid": done.commit_id,
+        "commitUrl": f"{url}/commit/{done.commit_id}",
+        "pullRequestUrl": f"{url}/discussions/{done.pull_request}" if create_pr else None,
     }
 
 
 @router.post("/api/{plural}/{owner}/{name}/super-squash/{rest:path}")
-async def super_squash(request: Request, plural: str, owner: str, name: str, rest: str) -> dict[str, Any]:
+async def super_squash(
+    request: Request, hub: HubDep, user: UserDep, repo: RepoDep, events: EventsDep
+) -> dict[str, Any]:
     """Replace the history of a branch by one commit of its current files (``HfApi.super_squash_history``)."""
     branch = "/".join(rev_and_path(request, 5)).strip("/")  # quoted as one segment by clients, or not
-    principal = require_principal(request)
     body = await read_json(request, optional=True)
     if not isinstance(body, dict) or not isinstance(body.get("message", ""), str):
         raise BadRequestError("expected a JSON body {message: string}")
     title = body.get("message", "").strip() or f"Super-squash branch '{branch}'"
-    hub = hub_of(request)
-    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo = await run_in_threadpool(
-        partial(pull_requests.find_committable, revision=branch), hub.db, principal, repo_type, repo_id
-    )
+    find = partial(pull_requests.find_committable, revision=branch)
+    target = await run_in_threadpool(find, hub.db, user, repo.type, repo.id)
     squash = partial(
-        commit_flow.squash, settings=hub.settings, principal=principal, repo_id=repo.id, branch=branch, title=title
+        commit_flow.squash, settings=hub.settings, principal=user, repo_id=target.id, branch=branch, title=title
     )
-    commit_id = (await run_in_threadpool(partial(squash, events=_deliveries(request)), hub.db, hub.store)).commit_id
+    commit_id = (await run_in_threadpool(partial(squash, events=events), hub.db, hub.store)).commit_id
     base = str(request.base_url).rstrip("/")
-    return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo_type]}{repo_id}/commit/{commit_id}"}
+    return {"commitOid": commit_id, "commitUrl": f"{base}/{REPO_TYPE_PREFIX[repo.type]}{repo.id}/commit/{commit_id}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,10 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLargeError
 from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, repo_id_of, require_principal
-from openckpt.hub.services import lfs_parts, possession, pull_requests, repos, storage_gc
-from openckpt.hub.services.cas_files import xet_files
+from openckpt.hub.context import Hub, repo_id_of
+from openckpt.hub.deps import HubDep, UserDep
+from openckpt.hub.services import lfs_parts, possession, preflight, pull_requests
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.transfers import check_signature, receive_blob, sign
+from openckpt.hub.settings import Settings
 from openckpt.store.blobs import is_sha256
 
 router = APIRouter()
@@ -24,49 +27,27 @@ MAX_BATCH_PARTS = 100_000
 """Signed part URLs one batch answer may hold (some 25 MB of JSON); more are a 413, never a worker busy signing."""
 
 
-def _object_actions(request: Request, sha256: str, size: int, repo_type: str, repo_id: str) -> dict[str, Any]:
-    hub = hub_of(request)
-    base = str(request.base_url).rstrip("/")
-    ttl = hub.settings.signed_url_ttl
-    account = require_principal(request).account_id  # the upload is recorded as the caller's: proof of possession
-    verify = {"href": f"{base}/api/lfs/verify/{repo_type}/{repo_id}"}
-    if size >= hub.settings.multipart_threshold:
-        chunk = lfs_parts.part_size(size, hub.settings.multipart_chunk_size)
+def _object_actions(
+    settings: Settings, base: str, sha256: str, size: int, *, account: int, verify_path: str
+) -> dict[str, Any]:
+    """Where to send one object: signed URLs made out to ``account`` (the upload is recorded as the caller's: proof of
+    possession), one per part from the multipart threshold on."""
+    ttl = settings.signed_url_ttl
+    verify = {"href": base + verify_path}
+    if size >= settings.multipart_threshold:
+        chunk = lfs_parts.part_size(size, settings.multipart_chunk_size)
         header: dict[str, str] = {"chunk_size": str(chunk)}
         for number in range(1, -(-size // chunk) + 1):
-            header[str(number)] = base + sign(
-                hub.settings.secret, "PUT", f"/api/lfs/part/{sha256}/{size}/{number}", ttl
-            )
-        complete = base + sign(hub.settings.secret, "POST", f"/api/lfs/complete/{sha256}/{size}", ttl, account=account)
+            header[str(number)] = base + sign(settings.secret, "PUT", f"/api/lfs/part/{sha256}/{size}/{number}", ttl)
+        complete = base + sign(settings.secret, "POST", f"/api/lfs/complete/{sha256}/{size}", ttl, account=account)
         return {"upload": {"href": complete, "header": header}, "verify": verify}
-    href = base + sign(hub.settings.secret, "PUT", f"/api/lfs/upload/{sha256}/{size}", ttl, account=account)
+    href = base + sign(settings.secret, "PUT", f"/api/lfs/upload/{sha256}/{size}", ttl, account=account)
     return {"upload": {"href": href}, "verify": verify}
 
 
-def _stored(
-    request: Request, repo_type: str, repo_id: str, write: bool, oids: list[str], *, proposing: bool = False
-) -> dict[str, int]:
-    """Sizes of the objects among ``oids`` already stored that the caller has (see ``possession``: the others must
-    be sent, as if the hub did not store them), once the caller may read (or write, or ``proposing``: upload the
-    files of a pull request to) the repo."""
-    db, principal = hub_of(request).db, require_principal(request)
-    with db.read() as session:
-        if write and proposing:
-            pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
-        else:
-            repos.find_repo(session, principal, repo_type, repo_id, write=write)
-        stored = possession.stored_sizes(session, principal, oids)
-        files = [file_hash for file_hash, _ in xet_files(session, stored).values()]
-    if write and stored:  # the client will commit these without uploading: the collector must wait for it
-        with db.write() as session:
-            storage_gc.keep_alive(session, blobs=stored, files=files)
-            possession.refresh_uploads(session, principal.account_id, stored)
-    return stored
-
-
-async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSONResponse:
+async def _batch(request: Request, hub: Hub, user: Principal, repo_type: str, owner: str, name: str) -> JSONResponse:
+    """The batch API; the caller is known (a 401 before reading the body: the database may be busy)."""
     repo_id = repo_id_of(owner, name.removesuffix(".git"))
-    await run_in_threadpool(require_principal, request)  # 401 before reading the body (the DB may be busy)
     body = await read_json(request)
     if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
         raise BadRequestError("expected an LFS batch request with operation 'upload' or 'download'")
@@ -80,8 +61,11 @@ async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSO
     ref = body.get("ref")  # none when huggingface_hub uploads the files of a new pull request
     ref_name = ref.get("name") if isinstance(ref, dict) else None
     proposing = ref_name is None or pull_requests.pr_num(str(ref_name)) is not None
-    stored = await run_in_threadpool(_stored, request, repo_type, repo_id, write, oids, proposing=proposing)
-    settings, out, uploads = hub_of(request).settings, [], []
+    find = partial(
+        preflight.stored_for_batch, repo_type=repo_type, repo_id=repo_id, oids=oids, write=write, proposing=proposing
+    )
+    stored = await run_in_threadpool(find, hub.db, user)
+    settings, out, uploads = hub.settings, [], []
     for obj in objects:
         oid, size = str(obj.get("oid", "")), obj.get("size")
         if not is_sha256(oid) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -101,8 +85,10 @@ async def _batch(request: Request, repo_type: str, owner: str, name: str) -> JSO
     )
     if parts > MAX_BATCH_PARTS:  # before signing any
         raise PayloadTooLargeError(f"the objects of this batch need {parts} upload parts: over {MAX_BATCH_PARTS}")
+    base, verify_path = str(request.base_url).rstrip("/"), f"/api/lfs/verify/{repo_type}/{repo_id}"
     for i in uploads:
-        out[i]["actions"] = _object_actions(request, out[i]["oid"], out[i]["size"], repo_type, repo_id)
+        oid, size = out[i]["oid"], out[i]["size"]
+        out[i]["actions"] = _object_actions(settings, base, oid, size, account=user.account_id, verify_path=verify_path)
     return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
 
@@ -111,33 +97,31 @@ def _part_count(size: int, threshold: int, chunk_size: int) -> int:
 
 
 @router.post("/{owner}/{name}/info/lfs/objects/batch")
-async def batch_model(request: Request, owner: str, name: str) -> JSONResponse:
-    return await _batch(request, "model", owner, name)
+async def batch_model(request: Request, hub: HubDep, user: UserDep, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, hub, user, "model", owner, name)
 
 
 @router.post("/datasets/{owner}/{name}/info/lfs/objects/batch")
-async def batch_dataset(request: Request, owner: str, name: str) -> JSONResponse:
-    return await _batch(request, "dataset", owner, name)
+async def batch_dataset(request: Request, hub: HubDep, user: UserDep, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, hub, user, "dataset", owner, name)
 
 
 @router.post("/spaces/{owner}/{name}/info/lfs/objects/batch")
-async def batch_space(request: Request, owner: str, name: str) -> JSONResponse:
-    return await _batch(request, "space", owner, name)
+async def batch_space(request: Request, hub: HubDep, user: UserDep, owner: str, name: str) -> JSONResponse:
+    return await _batch(request, hub, user, "space", owner, name)
 
 
-def _signed(request: Request, method: str) -> int | None:
+def _signed(request: Request, hub: Hub, method: str) -> int | None:
     """Check the transfer URL's signature; the account it was made out to, if any."""
     q = request.query_params
     account = q.get("account")
-    secret = hub_of(request).settings.secret
-    check_signature(secret, method, request.url.path, q.get("exp"), q.get("sig"), account=account)
+    check_signature(hub.settings.secret, method, request.url.path, q.get("exp"), q.get("sig"), account=account)
     return int(account) if account is not None and account.isdigit() else None
 
 
 @router.put("/api/lfs/upload/{sha256}/{size}")
-async def upload(request: Request, sha256: str, size: int) -> Response:
-    account = _signed(request, "PUT")
-    hub = hub_of(request)
+async def upload(request: Request, hub: HubDep, sha256: str, size: int) -> Response:
+    account = _signed(request, hub, "PUT")
     await receive_blob(hub.store, hub.db, request.stream(), sha256, size)
     if account is not None:  # the bytes verified: the account has them
         await run_in_threadpool(possession.record_upload, hub.db, account, sha256)
@@ -145,22 +129,20 @@ async def upload(request: Request, sha256: str, size: int) -> Response:
 
 
 @router.put("/api/lfs/part/{sha256}/{size}/{number}")
-async def upload_part(request: Request, sha256: str, size: int, number: int) -> Response:
-    _signed(request, "PUT")
-    hub = hub_of(request)
+async def upload_part(request: Request, hub: HubDep, sha256: str, size: int, number: int) -> Response:
+    _signed(request, hub, "PUT")
     limit = lfs_parts.part_size(size, hub.settings.multipart_chunk_size)
     etag = await lfs_parts.receive_part(hub.store, hub.db, sha256, size, number, request.stream(), limit)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 
 @router.post("/api/lfs/complete/{sha256}/{size}")
-async def complete(request: Request, sha256: str, size: int) -> Response:
-    account = _signed(request, "POST")
+async def complete(request: Request, hub: HubDep, sha256: str, size: int) -> Response:
+    account = _signed(request, hub, "POST")
     body = await read_json(request)
     parts = body.get("parts") if isinstance(body, dict) else None
     if not isinstance(parts, list):
         raise BadRequestError("expected {oid, parts: [{partNumber, etag}]}")
-    hub = hub_of(request)
     try:
         numbers = sorted(int(p["partNumber"]) for p in parts)
     except (TypeError, KeyError, ValueError):
@@ -172,21 +154,13 @@ async def complete(request: Request, sha256: str, size: int) -> Response:
 
 
 @router.post("/api/lfs/verify/{repo_type}/{owner}/{name}")
-async def verify(request: Request, repo_type: str, owner: str, name: str) -> Response:
-    await run_in_threadpool(require_principal, request)
+async def verify(request: Request, hub: HubDep, user: UserDep, repo_type: str, owner: str, name: str) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError("expected {oid, size}")
     oid, size = str(body.get("oid", "")), body.get("size")
-    found = await run_in_threadpool(_verified, request, repo_type, repo_id_of(owner, name), oid)
+    find = partial(preflight.verified_size, repo_type=repo_type, repo_id=repo_id_of(owner, name), oid=oid)
+    found = await run_in_threadpool(find, hub.db, user)
     if found is None or found != size:
         raise EntryNotFoundError(f"LFS object {oid} ({size} bytes) is not stored")
     return Response(status_code=200)
-
-
-def _verified(request: Request, repo_type: str, repo_id: str, oid: str) -> int | None:
-    """The size of ``oid`` if it is stored and the caller, who may write to the repo, has it (see ``possession``)."""
-    principal = require_principal(request)
-    with hub_of(request).db.read() as session:
-        pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
-        return possession.stored_sizes(session, principal, [oid]).get(oid) if is_sha256(oid) else None

@@ -1,7 +1,7 @@
 """The caller's webhooks under ``/api/settings/webhooks``, and how routes report changes: :func:`notify`,
-:func:`commit_events`, :func:`change_events`, and the discussion domain's :func:`announce_discussion`,
-:func:`pr_recorded`, :func:`pr_merged` (all but :func:`notify` write their deliveries in the change's own
-transaction)."""
+:func:`change_events`, and the discussion domain's :func:`announce_discussion`, :func:`pr_recorded`,
+:func:`pr_merged` (all but :func:`notify` write their deliveries in the change's own transaction; commits write
+theirs in ``services/commit_flow.py``)."""
 
 from __future__ import annotations
 
@@ -30,23 +30,10 @@ router = APIRouter()
 
 def notify(request: Request, event: Event) -> None:
     """Write the webhook deliveries of ``event`` to the outbox, in a transaction of their own: call it once the change
-    is committed (a commit writes them in its own transaction instead: :func:`commit_events`)."""
+    is committed (a commit writes them in its own transaction instead: ``commit_flow``, :func:`change_events`)."""
     deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
     if deliveries is not None:
         deliveries.emit(event)
-
-
-@contextmanager
-def commit_events(request: Request, repo: Repo, branch: str, old: str) -> Iterator[None]:
-    """Around a commit on ``branch`` of ``repo`` (at ``old``): its webhook deliveries are written in the commit's own
-    transaction (they commit or roll back with it), and the workers woken after."""
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    if deliveries is None:
-        yield
-        return
-    with hub_of(request).db.joined(deliveries.branch_moved(repo.id, branch, old)):
-        yield
-    deliveries.wake()
 
 
 @contextmanager
@@ -99,7 +86,7 @@ def announce_discussion(
 
 
 def pr_recorded(request: Request, *, opened: bool) -> Recorded:
-    """For ``pull_requests.record_commit``: the pull request's ``discussion`` event in the commit's recording
+    """For ``commit_flow.commit(on_pr_commit=...)``: the pull request's ``discussion`` event in the commit's own
     transaction, ``create`` for one this commit opened (``create_pr``), else ``update``."""
 
     def on_recorded(session: Session, d: Discussion, event: DiscussionEvent) -> None:
@@ -158,31 +145,31 @@ def list_webhooks(db: DbDep, principal: UserDep, key: KeyDep) -> list[dict[str, 
 @router.post("/api/settings/webhooks")
 async def create_webhook(hub: HubDep, principal: UserDep, body: Body, key: KeyDep) -> dict[str, Any]:
     create = partial(webhooks.create_webhook, allow_local=hub.settings.webhooks_allow_local, key=key)
-    return {"webhook": await run_in_threadpool(create, hub.db, principal, body.fields())}
+    return {"webhook": await run_in_threadpool(create, hub.db, principal, body=body.fields())}
 
 
 @router.get("/api/settings/webhooks/{webhook_id}")
 def get_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.get_webhook(db, principal, webhook_id, key=key)}
+    return {"webhook": webhooks.get_webhook(db, principal, webhook_id=webhook_id, key=key)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}")
 async def update_webhook(hub: HubDep, principal: UserDep, body: Body, key: KeyDep, webhook_id: str) -> dict[str, Any]:
     update = partial(webhooks.update_webhook, allow_local=hub.settings.webhooks_allow_local, key=key)
-    return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id, body.fields())}
+    return {"webhook": await run_in_threadpool(update, hub.db, principal, webhook_id=webhook_id, body=body.fields())}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/enable")
 def enable_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.set_disabled(db, principal, webhook_id, False, key=key)}
+    return {"webhook": webhooks.set_disabled(db, principal, webhook_id=webhook_id, disabled=False, key=key)}
 
 
 @router.post("/api/settings/webhooks/{webhook_id}/disable")
 def disable_webhook(db: DbDep, principal: UserDep, key: KeyDep, webhook_id: str) -> dict[str, Any]:
-    return {"webhook": webhooks.set_disabled(db, principal, webhook_id, True, key=key)}
+    return {"webhook": webhooks.set_disabled(db, principal, webhook_id=webhook_id, disabled=True, key=key)}
 
 
 @router.delete("/api/settings/webhooks/{webhook_id}")
 def delete_webhook(db: DbDep, principal: UserDep, webhook_id: str) -> Response:
-    webhooks.delete_webhook(db, principal, webhook_id)
+    webhooks.delete_webhook(db, principal, webhook_id=webhook_id)
     return Response(status_code=200)

@@ -241,9 +241,9 @@ def admit(
     named = {c.sha256: c.size for c in changes if c.kind == "add" and c.lfs and c.sha256 not in sent}
     with tempfile.TemporaryDirectory(prefix="openckpt-commit-") as scratch:  # Xet files: verified and copied at once
         copies = possession.require(db, store, principal, named, copies=Path(scratch))
-        gate.check_changes(db, store, settings, changes, copies, repo_id=repo_id)
+        gate.check_changes(db, store, settings=settings, changes=changes, copies=copies, repo_id=repo_id)
     if repo_id is not None and revision is not None:
-        governance.enforce_policy(db, store, settings, repo_id, revision, changes)
+        governance.enforce_policy(db, store, settings=settings, repo_id=repo_id, branch=revision, changes=changes)
 
 
 # ---- 3. commit --------------------------------------------------------------------------------------------------
@@ -373,8 +373,8 @@ def settle(
     background (``OPENCKPT_XET_INGEST``)."""
     if commit_id is not None and repos.is_default_branch(db, repo_id, ref):
         repos.refresh_metadata(db, store, repo_id)
-        provenance.verify_later(db, store, settings, repo_id, commit_id)
+        provenance.verify_later(db, store, settings=settings, repo_id=repo_id, commit_id=commit_id)
     if settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
         added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
         if added:
-            xet_ingest.ingest_later(db, store, settings, added)
+            xet_ingest.ingest_later(db, store, settings=settings, sha256s=added)

@@ -170,10 +170,10 @@ def _summary(path: str, verdict: str, findings: list[dict[str, Any]], imports: l
 def check_changes(
     db: Database,
     store: BlobStore,
+    *,
     settings: Settings,
     changes: Iterable[FileChange],
     copies: Mapping[str, Path] | None = None,
-    *,
     repo_id: int | None = None,
 ) -> None:
     """Scan every file ``changes`` add (from ``copies``, verified local copies, where given); raise

@@ -299,7 +299,7 @@ def policy_refusal(
 
 
 def enforce_policy(
-    db: Database, store: BlobStore, settings: Settings, repo_id: int, branch: str, changes: Sequence[FileChange]
+    db: Database, store: BlobStore, *, settings: Settings, repo_id: int, branch: str, changes: Sequence[FileChange]
 ) -> None:
     """Refuse (:class:`PolicyViolationError`) a commit of ``changes`` on ``branch`` that the license policy of the
     repo's owner or of the server forbids; a no-op when neither has a policy."""

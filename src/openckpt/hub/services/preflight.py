@@ -1,5 +1,5 @@
-"""The LFS batch API's questions of the database: which objects a caller need not send, and whether an upload is
-stored and theirs (``verify``).
+"""What a client asks before it commits: which files of a revision exist (``preupload``), which objects it need not
+send (the LFS batch API), and whether an upload is stored and its own (LFS ``verify``).
 
 Storage is shared by sha256, so an object counts as stored for a caller only if they have it (``possession``):
 anything else is asked for again, exactly as if the hub lacked it.
@@ -11,9 +11,36 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.services import possession, pull_requests, repos, storage_gc
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import xet_files
+from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.trees import FileEntry, lookup, read_tree
 from openckpt.store.blobs import is_sha256
 
-__all__ = ["stored_for_batch", "verified_size"]
+__all__ = ["existing_files", "stored_for_batch", "verified_size"]
+
+MANY = 50
+"""From this many paths on, the whole tree is read at once rather than each path's folders."""
+
+
+def existing_files(
+    db: Database,
+    principal: Principal,
+    *,
+    repo_type: str,
+    repo_id: str,
+    revision: str,
+    paths: list[str],
+    proposing: bool,
+) -> dict[str, FileEntry]:
+    """The files at ``paths`` of ``revision``, once the caller may upload to the repo (as a writer, or ``proposing``
+    files for a pull request)."""
+    with db.read() as session:
+        repo = pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=proposing)
+        root = resolve_revision(session, repo, revision).tree_id
+        if len(paths) > MANY:
+            return read_tree(session, root)
+        steps: dict[tuple[str, str], object] = {}
+        found = {p: lookup(session, root, p, cache=steps) for p in dict.fromkeys(paths)}
+        return {p: e for p, e in found.items() if isinstance(e, FileEntry)}
 
 
 def stored_for_batch(

@@ -155,7 +155,7 @@ def _run(db: Database, store: BlobStore, settings: Settings, repo_id: int, commi
         log.exception("provenance check of commit %s failed", commit_id)
 
 
-def verify_later(db: Database, store: BlobStore, settings: Settings, repo_id: int, commit_id: str) -> bool:
+def verify_later(db: Database, store: BlobStore, *, settings: Settings, repo_id: int, commit_id: str) -> bool:
     """Queue the check of ``commit_id`` if its repo declares a base this hub holds; whether it was queued."""
     with db.read() as session:
         held = session.scalar(

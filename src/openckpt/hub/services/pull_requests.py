@@ -30,7 +30,6 @@ from openckpt.hub.services.discussions import (
     add_event,
     find_discussion,
     may_moderate,
-    open_discussion,
     require_participant,
 )
 from openckpt.hub.services.governance import policy_refusal
@@ -42,13 +41,10 @@ __all__ = [
     "Merged",
     "Recorded",
     "check_pr_commit",
-    "drop_pr",
     "find_committable",
     "find_uploadable",
     "merge",
-    "open_pr",
     "pr_num",
-    "record_commit",
     "sides",
     "three_way",
 ]
@@ -68,67 +64,11 @@ def check_pr_commit(session: Session, principal: Principal | None, repo: Repo, n
     return d
 
 
-def open_pr(
-    db: Database,
-    principal: Principal,
-    repo_pk: int,
-    target: str,
-    *,
-    title: str,
-    description: str,
-    base: str | None = None,
-) -> int:
-    """Open a pull request onto branch ``target`` of repo ``repo_pk`` (as ``create_commit(create_pr=True)`` does,
-    before its commit); return its number."""
-    with db.write() as session:
-        repo = session.get(Repo, repo_pk)
-        if repo is None:
-            raise BadRequestError("repository was deleted")
-        _, d = open_discussion(
-            session,
-            principal,
-            repo.type,
-            f"{repo.owner.name}/{repo.name}",
-            title=title[:200],
-            description=description,
-            pull_request=True,
-            target=target,
-            base=base,
-        )
-        return d.num
-
-
-def drop_pr(db: Database, repo_pk: int, num: int) -> None:
-    """Remove pull request ``num`` and its ref: its first commit failed."""
-    with db.write() as session:
-        session.query(Discussion).filter_by(repo_id=repo_pk, num=num).delete()
-        session.query(Ref).filter_by(repo_id=repo_pk, kind="pr", name=f"refs/pr/{num}").delete()
-
-
 Recorded = Callable[[Session, Discussion, DiscussionEvent], None]
-"""Called in the transaction that records a pull request's commit (its webhook deliveries are written there)."""
+"""Called in the transaction that records a pull request's commit (``commit_flow.PrCommitted``: its webhook
+deliveries are written there)."""
 Merged = Callable[[Session, Repo, Discussion, str, str], None]
 """Called in a merge's transaction with the repo, the pull request, the target's old head and its new one."""
-
-
-def record_commit(
-    db: Database,
-    repo_id: int,
-    num: int,
-    commit_id: str,
-    *,
-    title: str,
-    author: str,
-    on_recorded: Recorded | None = None,
-) -> None:
-    """Record the commit ``commit_id`` on pull request ``num``; a draft becomes open."""
-    with db.write() as session:
-        d = session.query(Discussion).filter_by(repo_id=repo_id, num=num).one()
-        event = add_event(session, d, "commit", author, title, commit_id)
-        if d.status == "draft":
-            d.status = "open"
-        if on_recorded is not None:
-            on_recorded(session, d, event)
 
 
 def sides(session: Session, repo: Repo, d: Discussion) -> tuple[Commit, Commit] | None:

@@ -2,9 +2,9 @@
 
 An event becomes rows of the ``webhook_outbox`` table, one per enabled webhook watching the repo (by its name, or its
 owner's) whose owner may read it, written by :meth:`Deliveries.enqueue` in the transaction of the change itself
-(:meth:`Database.joined`), so they commit or roll back with it and survive a restart or a SIGKILL.
-:meth:`Deliveries.emit` writes them in a transaction of their own just after a change committed (the routes other
-than commits: a crash between the two loses that event).
+(``commit_flow.announce`` for a commit, :meth:`Database.joined` around other changes), so they commit or roll back
+with it and survive a restart or a SIGKILL. :meth:`Deliveries.emit` writes them in a transaction of their own just
+after a change committed (a crash between the two loses that event).
 
 Worker threads of every server claim due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, then a ``claimed_until``
 lease), only the oldest row of each webhook, so a webhook hears its events in the order they were written. Each is
@@ -23,18 +23,16 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Webhook, WebhookOutbox, utcnow
+from openckpt.hub.db.models import Account, Membership, Repo, Webhook, WebhookOutbox, utcnow
 from openckpt.hub.services import netguard
 from openckpt.hub.services.netguard import local_target
 from openckpt.hub.services.sealed import unseal
@@ -128,16 +126,6 @@ def _watches(hook: Webhook, repo_type: str, repo_id: str) -> bool:
     return False
 
 
-_NEW_COMMITS = "openckpt_new_commits"
-
-
-@sa_event.listens_for(Session, "pending_to_persistent")
-def _remember_commit(session: Session, instance: object) -> None:
-    """Note in ``session.info`` the commits its transaction inserted (what :meth:`Deliveries.branch_moved` asks)."""
-    if isinstance(instance, Commit):
-        session.info.setdefault(_NEW_COMMITS, set()).add(instance.id)
-
-
 class Deliveries:
     """The webhook deliveries of one server process: the outbox's rows and a few worker threads sending them."""
 
@@ -159,31 +147,6 @@ class Deliveries:
         ]
         session.add_all(rows)
         return len(rows)
-
-    def branch_moved(self, repo_id: int, branch: str, old: str) -> Callable[[Session], None]:
-        """For :meth:`Database.joined` around a commit on ``branch`` (at ``old``): enqueue its event in the transaction
-        that moves the branch to a commit it made (once: not in the transactions before or after it)."""
-        done = False
-
-        def committed(_: Session) -> None:
-            nonlocal done
-            done = True
-
-        def work(session: Session) -> None:
-            ref = None if done else session.get(Ref, (repo_id, "branch", branch))
-            if ref is None or ref.commit_id == old:
-                return
-            made = ref.commit_id in session.info.get(_NEW_COMMITS, ())
-            repo = session.get(Repo, repo_id)
-            if not made or repo is None:
-                return  # another request's commit moved it; this transaction made none
-            update = RefUpdate(f"refs/heads/{branch}", old, ref.commit_id)
-            self.enqueue(
-                session, repo_event(repo, "update", "repo.content", head_sha=ref.commit_id, updated_refs=(update,))
-            )
-            sa_event.listen(session, "after_commit", committed, once=True)
-
-        return work
 
     def emit(self, event: Event) -> None:
         """Write the deliveries of ``event`` in a transaction of their own and wake the workers; never raises. On an

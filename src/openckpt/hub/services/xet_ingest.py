@@ -136,7 +136,7 @@ _lock = threading.Lock()
 
 
 def ingest_later(
-    db: Database, store: BlobStore, settings: Settings, sha256s: Iterable[str]
+    db: Database, store: BlobStore, *, settings: Settings, sha256s: Iterable[str]
 ) -> Future[IngestReport] | None:
     """:func:`ingest` the blobs ``sha256s`` (a commit's new files) in this process's background thread, one job at
     a time; None if nothing was queued (all already queued here, or :data:`MAX_QUEUED` jobs wait). A failure is
