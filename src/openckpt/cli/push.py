@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,15 +11,20 @@ from rich.markup import escape
 from openckpt.cli._output import err, guard, out, print_json
 from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token
 
+if TYPE_CHECKING:
+    from openckpt.client.repos import RepoType
+
 __all__ = ["push_command"]
 
 
 @guard
 def push_command(
     path: Annotated[
-        Path,
+        str,
         typer.Argument(
-            metavar="PATH", help="A checkpoint, a CheckpointManager run directory (its LATEST), or a folder as it is."
+            metavar="PATH",
+            help="A checkpoint, a CheckpointManager run directory (its LATEST), or a folder as it is; or a checkpoint "
+            "or run in a bucket, hf://buckets/<owner>/<name>/<path>.",
         ),
     ],
     repo_id: Annotated[str, typer.Argument(metavar="REPO", help="owner/name (created if missing).")],
@@ -45,17 +50,24 @@ def push_command(
     license, base model and datasets from openckpt.json. A directory with openckpt.json but no README.md gets a
     generated card. A generated card keeps the front matter of the card the repo already has (its license, tags...)
     unless --replace-card. Anything else is uploaded as it is, a dataset too with --repo-type dataset.
+
+    A checkpoint in a bucket (hf://buckets/..., where CheckpointManager(mirror=...) put it; a run stands for its
+    LATEST) is published by Xet hash: its weights are not sent again, only the card, config and manifest.
     """
     from openckpt.client.push import is_training_checkpoint, push, resolve_run
 
-    if path.is_dir():
-        source = resolve_run(path)
-        if source != path:
-            err().print(f"pushing {escape(str(source))}, the LATEST checkpoint of run {escape(str(path))}")
+    if path.startswith("hf://buckets/"):
+        _push_from_bucket(path, repo_id, revision, repo_type.kind, private, message, as_json, endpoint, token)
+        return
+    local = Path(path)
+    if local.is_dir():
+        source = resolve_run(local)
+        if source != local:
+            err().print(f"pushing {escape(str(source))}, the LATEST checkpoint of run {escape(path)}")
         if is_training_checkpoint(source):
             err().print(f"exporting the model of training checkpoint {escape(str(source))} (weights only)")
     result = push(
-        path,
+        local,
         repo_id,
         revision=revision,
         repo_type=repo_type.kind,
@@ -84,4 +96,48 @@ def push_command(
         err().print("kept the front matter of the repo's card (--replace-card to replace it)")
     where = f"{result.repo_id}@{result.revision}"
     out().print(f"[green]pushed[/] {len(result.files)} files to {escape(where)}: commit {result.commit[:12]}")
+    out().print(escape(result.commit_url), soft_wrap=True)
+
+
+def _push_from_bucket(
+    url: str,
+    repo_id: str,
+    revision: str | None,
+    repo_type: RepoType,
+    private: bool,
+    message: str | None,
+    as_json: bool,
+    endpoint: str | None,
+    token: str | None,
+) -> None:
+    from openckpt.client.bucket_push import push_from_bucket
+
+    result = push_from_bucket(
+        url,
+        repo_id,
+        revision=revision,
+        repo_type=repo_type,
+        private=private,
+        message=message,
+        endpoint=endpoint,
+        token=token,
+    )
+    if as_json:
+        print_json(
+            {
+                "repo_id": result.repo_id,
+                "revision": result.revision,
+                "commit": result.commit,
+                "commit_url": result.commit_url,
+                "files": result.files,
+                "source": result.source,
+                "by_hash": result.by_hash,
+            }
+        )
+        return
+    where = f"{result.repo_id}@{result.revision}"
+    out().print(
+        f"[green]pushed[/] {escape(result.source)} to {escape(where)}: commit {result.commit[:12]}, "
+        f"{result.by_hash / 1e6:.1f} MB of weights by Xet hash (not sent again)"
+    )
     out().print(escape(result.commit_url), soft_wrap=True)

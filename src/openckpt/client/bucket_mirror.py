@@ -48,7 +48,8 @@ class BucketMirror:
         self._private = private
         self._created = False
 
-    def _remote(self, name: str) -> str:
+    def remote(self, name: str) -> str:
+        """The path in the bucket of the mirror's file ``name``."""
         parts = PurePosixPath(name).parts
         if not parts or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"not a relative file name: {name!r}")
@@ -60,14 +61,14 @@ class BucketMirror:
             self._api.create_bucket(self.bucket_id, private=self._private, exist_ok=True)
             self._created = True
         adds: list[tuple[str | Path | bytes, str]] = [
-            (source if isinstance(source, bytes) else str(source), self._remote(name)) for name, source in files.items()
+            (source if isinstance(source, bytes) else str(source), self.remote(name)) for name, source in files.items()
         ]
         self._api.batch_bucket_files(self.bucket_id, add=adds)
 
     def get(self, names: Sequence[str], directory: Path) -> None:
         """Download the files into ``directory``, verified by Xet's hashes on the way."""
         pairs: list[tuple[str | BucketFile, str | Path]] = [
-            (self._remote(n), directory.joinpath(*PurePosixPath(n).parts)) for n in names
+            (self.remote(n), directory.joinpath(*PurePosixPath(n).parts)) for n in names
         ]
         try:
             self._api.download_bucket_files(self.bucket_id, pairs, raise_on_missing_files=True)
@@ -76,7 +77,7 @@ class BucketMirror:
 
     def read(self, name: str) -> bytes | None:
         try:
-            if not list(self._api.get_bucket_paths_info(self.bucket_id, [self._remote(name)])):
+            if not list(self._api.get_bucket_paths_info(self.bucket_id, [self.remote(name)])):
                 return None
         except BucketNotFoundError:
             return None
@@ -88,7 +89,7 @@ class BucketMirror:
             return Path(tmp).joinpath(*PurePosixPath(name).parts).read_bytes()
 
     def list(self, prefix: str) -> dict[str, int]:
-        base = self._remote(prefix) + "/" if prefix else self._prefix
+        base = self.remote(prefix) + "/" if prefix else self._prefix
         try:
             items = list(self._api.list_bucket_tree(self.bucket_id, prefix=base or None, recursive=True))
         except BucketNotFoundError:
@@ -99,6 +100,15 @@ class BucketMirror:
             if isinstance(item, BucketFile) and item.path.startswith(base)
         }
 
+    def stat(self, names: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Name → (Xet hash, size) of those of the files the bucket holds."""
+        paths = {self.remote(n): n for n in names}
+        try:
+            found = list(self._api.get_bucket_paths_info(self.bucket_id, list(paths)))
+        except BucketNotFoundError:
+            return {}
+        return {paths[info.path]: (info.xet_hash, info.size) for info in found if info.path in paths}
+
     def delete(self, names: Sequence[str]) -> None:
         if names:
-            self._api.batch_bucket_files(self.bucket_id, delete=[self._remote(n) for n in names])
+            self._api.batch_bucket_files(self.bucket_id, delete=[self.remote(n) for n in names])
