@@ -12,6 +12,7 @@ Registered before the repos routes, whose ``/api/{plural}/{owner}/{name}`` would
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, ConflictError, EntryNotFoundError, PayloadTooLargeError
 from openckpt.hub.bodies import ndjson_lines, read_bounded, read_json
 from openckpt.hub.context import Hub
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Bucket, BucketFile
 from openckpt.hub.deps import HubDep, PrincipalDep, UserDep
 from openckpt.hub.error_response import header_text
@@ -94,7 +96,7 @@ async def create(request: Request, hub: HubDep, user: UserDep, owner: str, name:
     private = _visibility(await read_json(request, optional=True))
     bucket_id = f"{buckets.owner_name(user, owner)}/{name}"
     try:
-        await run_in_threadpool(buckets.create_bucket, hub.db, user, owner, name, private=private)
+        await run_in_threadpool(partial(buckets.create_bucket, hub.db, user, owner=owner, name=name, private=private))
     except ConflictError as e:
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
         return JSONResponse({"error": str(e), "url": _url(request, bucket_id)}, 409, headers=headers)
@@ -104,20 +106,20 @@ async def create(request: Request, hub: HubDep, user: UserDep, owner: str, name:
 @router.get("/api/buckets/{owner}/{name}")
 def info(hub: HubDep, principal: PrincipalDep, owner: str, name: str) -> dict[str, Any]:
     with hub.db.read() as session:
-        bucket = buckets.find_bucket(session, principal, f"{owner}/{name}")
+        bucket = buckets.find_bucket(session, f"{owner}/{name}", principal=principal)
         return _info_json(buckets.summarize(session, [bucket])[0])
 
 
 @router.get("/api/buckets/{namespace}")
 def list_all(hub: HubDep, principal: PrincipalDep, namespace: str, search: str | None = None) -> list[dict[str, Any]]:
     with hub.db.read() as session:
-        found = buckets.list_buckets(session, principal, namespace, search=search)
+        found = buckets.list_buckets(session, principal, namespace=namespace, search=search)
         return [_info_json(s) for s in buckets.summarize(session, found)]
 
 
 @router.delete("/api/buckets/{owner}/{name}")
 def delete(hub: HubDep, user: UserDep, owner: str, name: str) -> Response:
-    buckets.delete_bucket(hub.db, user, f"{owner}/{name}")
+    buckets.delete_bucket(hub.db, user, bucket_id=f"{owner}/{name}")
     return Response(status_code=200)
 
 
@@ -127,13 +129,15 @@ async def settings(request: Request, hub: HubDep, user: UserDep, owner: str, nam
     private = body.get("private") if isinstance(body, dict) else None
     if private is not None and not isinstance(private, bool):
         raise BadRequestError("expected JSON {private: bool}")
-    await run_in_threadpool(buckets.update_settings, hub.db, user, f"{owner}/{name}", private=private)
+    await run_in_threadpool(
+        partial(buckets.update_settings, hub.db, user, bucket_id=f"{owner}/{name}", private=private)
+    )
     return {}
 
 
-def move(hub: Hub, principal: Principal, base: str, from_id: str, to_id: str) -> JSONResponse:
+def move(db: Database, principal: Principal, *, base: str, from_id: str, to_id: str) -> JSONResponse:
     """``move_bucket`` (``POST /api/repos/move`` with ``type: bucket``): the bucket's new URL."""
-    bucket: Bucket = buckets.move_bucket(hub.db, principal, from_id, to_id)
+    bucket: Bucket = buckets.move_bucket(db, principal, from_id=from_id, to_id=to_id)
     return JSONResponse({"url": f"{base}/buckets/{bucket.bucket_id}", "name": bucket.bucket_id})
 
 
@@ -144,8 +148,8 @@ def _tree(request: Request, hub: Hub, principal: Principal | None, bucket_id: st
     recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
     cursor = request.query_params.get("cursor")
     with hub.db.read() as session:
-        bucket = buckets.find_bucket(session, principal, bucket_id)
-        page, following = bucket_files.list_tree(session, bucket.id, prefix, recursive=recursive, cursor=cursor)
+        bucket = buckets.find_bucket(session, bucket_id, principal=principal)
+        page, following = bucket_files.list_tree(session, bucket.id, prefix=prefix, recursive=recursive, cursor=cursor)
         body = [_entry_json(e) for e in page]
     headers: dict[str, str] = {}
     if following is not None:
@@ -176,8 +180,8 @@ async def paths_info(
 
     def run() -> list[dict[str, Any]]:
         with hub.db.read() as session:
-            bucket = buckets.find_bucket(session, principal, f"{owner}/{name}")
-            return [_file_json(row) for row in bucket_files.paths_info(session, bucket.id, paths)]
+            bucket = buckets.find_bucket(session, f"{owner}/{name}", principal=principal)
+            return [_file_json(row) for row in bucket_files.paths_info(session, bucket.id, paths=paths)]
 
     return await run_in_threadpool(run)
 
@@ -190,7 +194,8 @@ async def batch(request: Request, hub: HubDep, user: UserDep, owner: str, name: 
     ops = [bucket_files.parse_operation(item) for _, item in lines]
     if len(ops) > MAX_OPERATIONS:
         raise PayloadTooLargeError(f"more than {MAX_OPERATIONS} operations in one batch")
-    failed = await run_in_threadpool(bucket_files.apply_batch, hub.db, hub.settings, user, f"{owner}/{name}", ops)
+    run = partial(bucket_files.apply_batch, hub.db, hub.settings, principal=user, bucket_id=f"{owner}/{name}", ops=ops)
+    failed = await run_in_threadpool(run)
     return JSONResponse({"failed": failed}, status_code=422 if ops and len(failed) == len(ops) else 200)
 
 
@@ -199,7 +204,7 @@ async def batch(request: Request, hub: HubDep, user: UserDep, owner: str, name: 
 
 def _xet_token(request: Request, hub: Hub, principal: Principal | None, bucket_id: str, scope: str) -> JSONResponse:
     with hub.db.read() as session:
-        bucket = buckets.find_bucket(session, principal, bucket_id, write=scope == "write")
+        bucket = buckets.find_bucket(session, bucket_id, principal=principal, write=scope == "write")
     ttl = max(hub.settings.signed_url_ttl, MIN_TTL)
     minted_by = principal.token_id if principal is not None else None
     token, expires = issue_token(hub.settings.secret, scope, 0, ttl, minted_by=minted_by, bucket=bucket.id)
@@ -223,8 +228,8 @@ def resolve(request: Request, hub: HubDep, principal: PrincipalDep, owner: str, 
     """A bucket file: its size and Xet hash (with the read-token route) on HEAD, its bytes (or a range) on GET."""
     bucket_id = f"{owner}/{name}"
     with hub.db.read() as session:
-        bucket = buckets.find_bucket(session, principal, bucket_id)
-        found = bucket_files.paths_info(session, bucket.id, [path])
+        bucket = buckets.find_bucket(session, bucket_id, principal=principal)
+        found = bucket_files.paths_info(session, bucket.id, paths=[path])
         if not found:
             raise EntryNotFoundError(f"{path} does not exist in bucket {bucket.bucket_id}")
         row = found[0]

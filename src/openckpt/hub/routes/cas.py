@@ -106,7 +106,7 @@ def reconstruction_v1(request: Request, file_hash: str) -> Response:
     hub = hub_of(request)
     with hub.db.read() as session:
         if token.bucket is not None:  # a bucket's token reads the files of that bucket
-            allowed = bucket_files.holds(session, token.bucket, file_hash)
+            allowed = bucket_files.holds(session, token.bucket, xet_hash=file_hash)
         else:
             allowed = xet_meta.may_reconstruct(session, hub.settings, token.repo, file_hash)
         plan = file_plan(session, file_hash) if allowed else None

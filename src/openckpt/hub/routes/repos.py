@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -18,6 +19,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Ref, Repo
 from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
+from openckpt.hub.routes import buckets
 from openckpt.hub.routes.webhooks import change_events, notify
 from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, repos
 from openckpt.hub.services.accounts import Principal
@@ -137,6 +139,11 @@ async def move(
 ) -> JSONResponse:
     """Rename or transfer a repo (``HfApi.move_repo``); its old name redirects reads to the new one."""
     from_repo, to_repo, repo_type = body.from_repo, body.to_repo, body.type or "model"
+    if repo_type == "bucket":  # HfApi.move_bucket
+        base = str(request.base_url).rstrip("/")
+        return await run_in_threadpool(
+            partial(buckets.move, db, principal, base=base, from_id=from_repo, to_id=to_repo)
+        )
     repo = await run_in_threadpool(repo_move.move_repo, db, principal, repo_type, from_repo, to_repo)
     notify(request, repo_event(repo, "move", "repo", moved_from=from_repo))
     repo_id = repo.repo_id

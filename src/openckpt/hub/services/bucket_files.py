@@ -87,7 +87,9 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
-def _rows(session: Session, bucket: int, prefix: str, after: tuple[str, bool] | None, limit: int) -> list[BucketFile]:
+def _rows(
+    session: Session, bucket: int, *, prefix: str, after: tuple[str, bool] | None, limit: int
+) -> list[BucketFile]:
     """Up to ``limit`` files whose path starts with ``prefix``, by path, from ``after`` (path, inclusive) on."""
     query = select(BucketFile).where(BucketFile.bucket_id == bucket)
     if prefix:
@@ -102,7 +104,7 @@ def _rows(session: Session, bucket: int, prefix: str, after: tuple[str, bool] | 
 
 
 def list_tree(
-    session: Session, bucket: int, prefix: str, *, recursive: bool, cursor: str | None, limit: int = PAGE
+    session: Session, bucket: int, *, prefix: str, recursive: bool, cursor: str | None, limit: int = PAGE
 ) -> tuple[list[BucketFile | str], str | None]:
     """One page of a listing and the cursor of the next (None on the last page).
 
@@ -116,7 +118,7 @@ def list_tree(
         after = (key + "0", True) if kind == "d" else (key, False)  # "0" follows "/": past the folder's files
     found: list[BucketFile | str] = []
     while len(found) < limit:
-        rows = _rows(session, bucket, prefix, after, limit - len(found) if recursive else limit)
+        rows = _rows(session, bucket, prefix=prefix, after=after, limit=limit - len(found) if recursive else limit)
         if not rows:
             return found, None
         for row in rows:
@@ -135,7 +137,7 @@ def list_tree(
     return found, (f"d:{last}" if isinstance(last, str) else f"f:{last.path}")
 
 
-def paths_info(session: Session, bucket: int, paths: Iterable[str]) -> list[BucketFile]:
+def paths_info(session: Session, bucket: int, *, paths: Iterable[str]) -> list[BucketFile]:
     """The files among ``paths`` that exist, in the order asked."""
     wanted = list(dict.fromkeys(p for p in paths if isinstance(p, str)))
     found: dict[str, BucketFile] = {}
@@ -146,7 +148,7 @@ def paths_info(session: Session, bucket: int, paths: Iterable[str]) -> list[Buck
     return [found[p] for p in wanted if p in found]
 
 
-def holds(session: Session, bucket: int, xet_hash: str) -> bool:
+def holds(session: Session, bucket: int, *, xet_hash: str) -> bool:
     """Whether the bucket has a file of the Xet file ``xet_hash`` (what its CAS tokens may read)."""
     query = select(BucketFile.path).where(BucketFile.bucket_id == bucket, BucketFile.xet_hash == xet_hash).limit(1)
     return session.scalar(query) is not None
@@ -188,15 +190,15 @@ def _possessed(session: Session, principal: Principal, hashes: Iterable[str]) ->
     return have
 
 
-def _copyable(session: Session, settings: Settings, principal: Principal, ops: list[Operation]) -> dict[int, str]:
+def _copyable(session: Session, settings: Settings, *, principal: Principal, ops: list[Operation]) -> dict[int, str]:
     """Index → error of the copies whose source the caller cannot read or that does not hold the file."""
     failed: dict[int, str] = {}
     for source in {(op.source_type, op.source_id) for op in ops}:
         mine = [(i, op) for i, op in enumerate(ops) if (op.source_type, op.source_id) == source]
         try:
             if source[0] == "bucket":
-                pk = find_bucket(session, principal, source[1]).id
-                ok = {h for h in {op.xet_hash for _, op in mine} if holds(session, pk, h)}
+                pk = find_bucket(session, source[1], principal=principal).id
+                ok = {h for h in {op.xet_hash for _, op in mine} if holds(session, pk, xet_hash=h)}
             else:
                 repo = repos.find_repo(session, principal, source[0], source[1])
                 access.check_download(session, principal, repo, "")
@@ -213,7 +215,7 @@ def _copyable(session: Session, settings: Settings, principal: Principal, ops: l
 # ---- batches ----------------------------------------------------------------------------------------------------
 
 
-def _check(session: Session, settings: Settings, principal: Principal, ops: list[Operation]) -> dict[int, str]:
+def _check(session: Session, settings: Settings, *, principal: Principal, ops: list[Operation]) -> dict[int, str]:
     """Index → error of each add or copy that cannot be done; sets the size of the others."""
     adds = [(i, op) for i, op in enumerate(ops) if op.type == "addFile"]
     copies = [(i, op) for i, op in enumerate(ops) if op.type == "copyFile"]
@@ -222,7 +224,7 @@ def _check(session: Session, settings: Settings, principal: Principal, ops: list
         sizes.update(session.execute(select(XetFile.hash, XetFile.size).where(XetFile.hash.in_(batch))).tuples().all())
     have = _possessed(session, principal, [op.xet_hash for _, op in adds if op.xet_hash in sizes])
     failed = {i: f"Xet file {op.xet_hash} has not been uploaded" for i, op in adds if op.xet_hash not in have}
-    bad = _copyable(session, settings, principal, [op for _, op in copies])
+    bad = _copyable(session, settings, principal=principal, ops=[op for _, op in copies])
     failed.update((copies[j][0], error) for j, error in bad.items())
     for i, op in [*adds, *copies]:
         if i not in failed and op.xet_hash not in sizes:
@@ -231,7 +233,7 @@ def _check(session: Session, settings: Settings, principal: Principal, ops: list
     return failed
 
 
-def _write(session: Session, bucket: int, ops: list[Operation]) -> None:
+def _write(session: Session, bucket: int, *, ops: list[Operation]) -> None:
     """Apply ``ops`` in order (a later operation on a path wins): upserts and deletes of rows."""
     final: dict[str, Operation] = {}
     for op in ops:
@@ -269,17 +271,17 @@ def _write(session: Session, bucket: int, ops: list[Operation]) -> None:
 
 
 def apply_batch(
-    db: Database, settings: Settings, principal: Principal, bucket_id: str, ops: list[Operation]
+    db: Database, settings: Settings, *, principal: Principal, bucket_id: str, ops: list[Operation]
 ) -> list[dict[str, str]]:
     """Apply the operations the caller may make, all in one transaction; return the others as ``{path, error}``."""
     for attempt in range(2):
         with db.read() as session:
-            find_bucket(session, principal, bucket_id, write=True)
-            failed = _check(session, settings, principal, ops)
+            find_bucket(session, bucket_id, principal=principal, write=True)
+            failed = _check(session, settings, principal=principal, ops=ops)
         try:
             with db.write() as session:
-                bucket = find_bucket(session, principal, bucket_id, write=True)
-                _write(session, bucket.id, [op for i, op in enumerate(ops) if i not in failed])
+                bucket = find_bucket(session, bucket_id, principal=principal, write=True)
+                _write(session, bucket.id, ops=[op for i, op in enumerate(ops) if i not in failed])
             break
         except SQLIntegrityError:  # a Xet file collected meanwhile (too old to keep): checked again, then refused
             if attempt == 1:

@@ -80,7 +80,7 @@ def _not_found(bucket_id: str) -> BucketNotFoundError:
     )
 
 
-def find_bucket(session: Session, principal: Principal | None, bucket_id: str, *, write: bool = False) -> Bucket:
+def find_bucket(session: Session, bucket_id: str, *, principal: Principal | None, write: bool = False) -> Bucket:
     """The bucket, if the caller may see it (else :class:`BucketNotFoundError`) and, with ``write``, may write to it
     (else :class:`ForbiddenError`)."""
     owner, name = split_repo_id(bucket_id)
@@ -93,7 +93,7 @@ def find_bucket(session: Session, principal: Principal | None, bucket_id: str, *
     return bucket
 
 
-def create_bucket(db: Database, principal: Principal, owner: str, name: str, *, private: bool) -> Bucket:
+def create_bucket(db: Database, principal: Principal, *, owner: str, name: str, private: bool) -> Bucket:
     """A new empty bucket ``owner/name``: :class:`ConflictError` if it exists, :class:`ForbiddenError` without the
     right to create in ``owner``."""
     check_name(name, "bucket name")
@@ -129,7 +129,7 @@ def summarize(session: Session, buckets: Iterable[Bucket]) -> list[BucketSummary
     ]
 
 
-def list_buckets(session: Session, principal: Principal | None, namespace: str, *, search: str | None) -> list[Bucket]:
+def list_buckets(session: Session, principal: Principal | None, *, namespace: str, search: str | None) -> list[Bucket]:
     """The buckets of ``namespace`` the caller may see, by name; ``search`` keeps names containing it."""
     owner = session.scalar(select(Account).where(Account.name == owner_name(principal, namespace)))
     if owner is None:
@@ -146,20 +146,20 @@ def list_buckets(session: Session, principal: Principal | None, namespace: str, 
     return found
 
 
-def update_settings(db: Database, principal: Principal, bucket_id: str, *, private: bool | None) -> Bucket:
+def update_settings(db: Database, principal: Principal, *, bucket_id: str, private: bool | None) -> Bucket:
     """Change the bucket's visibility; return its row."""
     with db.write() as session:
-        bucket = find_bucket(session, principal, bucket_id, write=True)
+        bucket = find_bucket(session, bucket_id, principal=principal, write=True)
         if private is not None:
             bucket.private = private
             bucket.updated_at = utcnow()
     return bucket
 
 
-def delete_bucket(db: Database, principal: Principal, bucket_id: str) -> Bucket:
+def delete_bucket(db: Database, principal: Principal, *, bucket_id: str) -> Bucket:
     """Delete the bucket and its files at once; what only they used is garbage for the collector."""
     with db.write() as session:
-        bucket = find_bucket(session, principal, bucket_id, write=True)
+        bucket = find_bucket(session, bucket_id, principal=principal, write=True)
         session.delete(bucket)  # its bucket_files go by ON DELETE CASCADE
     return bucket
 
@@ -169,14 +169,14 @@ def _is_admin_of(principal: Principal, bucket: Bucket) -> bool:
     return principal.is_admin or owner == principal.account_id or principal.orgs.get(owner) == "admin"
 
 
-def move_bucket(db: Database, principal: Principal, from_id: str, to_id: str) -> Bucket:
+def move_bucket(db: Database, principal: Principal, *, from_id: str, to_id: str) -> Bucket:
     """Rename or transfer a bucket (``HfApi.move_bucket``): the caller needs a write token, admin rights on it and
     the right to create in the destination namespace."""
     from_id = "/".join(split_repo_id(from_id))
     to_owner, to_name = split_repo_id(to_id.removeprefix("buckets/"))
     try:
         with db.write() as session:
-            bucket = find_bucket(session, principal, from_id)
+            bucket = find_bucket(session, from_id, principal=principal)
             if not principal.can_write:
                 raise ForbiddenError(f"This token is read-only: it cannot move {from_id}")
             if not _is_admin_of(principal, bucket):

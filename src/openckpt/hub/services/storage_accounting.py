@@ -10,6 +10,9 @@
   ``unique_bytes`` are the objects only this repo (owner) uses, ``shared_bytes`` the whole size of those it shares
   with others. Summed over repos, ``physical_bytes`` is the referenced physical total.
 - ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
+- Buckets use objects too: the xorbs of the Xet files their paths name now. They share objects with repos and each
+  other by the same split, and :func:`account` gives them figures (``buckets``; logical bytes: the sum of their
+  paths' sizes, history bytes: of their distinct files).
 
 :func:`account` reads the whole hub; :func:`account_repo` (one repo) and :func:`account_owner` (one owner's repos)
 give the same figures from the same helpers, fed only with those repos' files, the objects they use and the other
@@ -27,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, XetSha256, XetTerm, Xorb
+from openckpt.hub.db.models import Account, Blob, Bucket, BucketFile, Commit, Ref, Repo, XetSha256, XetTerm, Xorb
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.trees import files_reached, holders
 from openckpt.store.blobs import BlobStore
@@ -93,7 +96,7 @@ class Accounting:
     total: Usage
     owners: dict[str, Usage]
     repos: dict[int, RepoUsage]
-    """By repo primary key."""
+    """By repo primary key; buckets (type ``bucket``) by the negated primary key of theirs."""
     xorbs: list[XorbUsage]
     """Every xorb, the largest first."""
     stored_bytes: int = 0
@@ -105,6 +108,8 @@ class Accounting:
     def as_dict(self, *, xorbs: int = 100) -> dict[str, Any]:
         """JSON: totals, owners, repos (largest first) and the ``xorbs`` largest xorbs with their reference counts."""
         repos = sorted(self.repos.values(), key=lambda r: (-r.physical_bytes, r.repo_id))
+        buckets = [r for r in repos if r.type == "bucket"]
+        repos = [r for r in repos if r.type != "bucket"]
         return {
             "total": {
                 **self.total.as_dict(),
@@ -114,6 +119,7 @@ class Accounting:
             },
             "owners": [{"name": name, **usage.as_dict()} for name, usage in sorted(self.owners.items())],
             "repos": [r.as_dict() for r in repos],
+            "buckets": [b.as_dict() for b in buckets],
             "xorbs": [x.as_dict() for x in self.xorbs[:xorbs]],
         }
 
@@ -198,8 +204,31 @@ def account(db: Database, store: BlobStore) -> Accounting:
         stored = _stored_blobs(session, blobs)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
         xet_files, terms = _links(session)
+        _add_buckets(session, files, logical, xet_files, repos)
     users = _users(files, stored, xet_files, terms)
     return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms)
+
+
+def _add_buckets(
+    session: Session,
+    files: dict[int, dict[str, int]],
+    logical: dict[int, int],
+    xet_files: dict[str, set[str]],
+    repos: dict[int, RepoUsage] | None = None,
+    among: Select[Any] | None = None,
+) -> None:
+    """Buckets as users of objects, under the negated key of each: a Xet file a bucket names is a file of it (its key
+    ``xet:`` + hash) whose sum of sizes over its paths adds to its logical bytes. ``among`` keeps the files whose Xet
+    hash it selects; with ``repos``, every bucket gets an entry there too (type ``bucket``)."""
+    rows = select(BucketFile.bucket_id, BucketFile.xet_hash, BucketFile.size)
+    for bid, xet_hash, size in session.execute(rows if among is None else rows.where(BucketFile.xet_hash.in_(among))):
+        files[-bid]["xet:" + xet_hash] = size
+        logical[-bid] = logical.get(-bid, 0) + size
+        xet_files["xet:" + xet_hash] = {xet_hash}
+    if repos is not None:
+        named = select(Bucket.id, Bucket.name, Account.name).join(Account, Account.id == Bucket.owner_id)
+        for bid, name, owner in session.execute(named):
+            repos[-bid] = RepoUsage(id=-bid, repo_id=f"{owner}/{name}", type="bucket", owner=owner)
 
 
 def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
@@ -254,6 +283,8 @@ def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dic
         stored = _stored_blobs(session, blobs, own)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
         xet_files, terms = _links(session, involved, xorbs)
+        in_xorbs = select(XetTerm.file_hash).where(XetTerm.xorb_hash.in_(xorbs))
+        _add_buckets(session, files, {}, xet_files, among=in_xorbs)  # buckets sharing these objects
     users = _users(files, stored, xet_files, terms)
     theirs = {rid: files.get(rid, {}) for rid in repos}
     return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms).repos
@@ -320,7 +351,8 @@ def _attribute(
     )
     stored = sum(sizes.values())
     counts = {
-        "repos": len(repos),
+        "repos": sum(1 for r in repos.values() if r.type != "bucket"),
+        "buckets": sum(1 for r in repos.values() if r.type == "bucket"),
         "blobs": sum(1 for k in sizes if k.startswith("b:")),
         "xorbs": len(xorbs),
         "sharedXorbs": sum(1 for x in xorbs if x.repos > 1),

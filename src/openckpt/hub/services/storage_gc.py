@@ -2,7 +2,8 @@
 
 Kept (marked): every commit a branch or tag reaches through its parents (the whole history stays downloadable, not
 just heads), and every commit younger than the grace period; every file of those commits — its blob, and
-the Xet files its sha256 names (``xet_sha256`` → ``xet_files`` → ``xet_terms`` → ``xorbs``); every Xet file, blob
+the Xet files its sha256 names (``xet_sha256`` → ``xet_files`` → ``xet_terms`` → ``xorbs``); every Xet file a bucket
+names now (``bucket_files``: what a bucket's deleted or overwritten files alone used goes); every Xet file, blob
 or xorb younger than the grace period, and the xorbs of young Xet files (a client may be between uploading xorbs, its
 shard and its commit). Swept: the rest — commits no ref reaches any more (a deleted branch's own commits), trees
 no commit uses, and what only they named — database rows first in one transaction (so nothing can reference a half
@@ -36,7 +37,19 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import StorageBusyError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob, Commit, Ref, TreeItem, XetFile, XetSha256, XetTerm, Xorb, XorbChunk, utcnow
+from openckpt.hub.db.models import (
+    Blob,
+    BucketFile,
+    Commit,
+    Ref,
+    TreeItem,
+    XetFile,
+    XetSha256,
+    XetTerm,
+    Xorb,
+    XorbChunk,
+    utcnow,
+)
 from openckpt.hub.services import leases, lfs_parts, possession
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.trees import files_reached, reach
@@ -167,6 +180,7 @@ def _mark(session: Session, cutoff: Any) -> _Plan:
     ):
         if sha256 in live_sha or created >= cutoff:  # committed, or registered lately for a commit to come
             live_files.add(file_hash)
+    live_files.update(session.scalars(select(BucketFile.xet_hash).distinct()))  # in a bucket now
     old_files = session.scalars(select(XetFile.hash).where(XetFile.created_at < cutoff))
     files = sorted(set(old_files) - live_files)
     dead_files = set(files)
@@ -181,14 +195,15 @@ def _mark(session: Session, cutoff: Any) -> _Plan:
 
 
 def _lock(session: Session) -> None:
-    """PostgreSQL: take the tables a commit reads (commits, blobs, verified Xet files, trees) once no transaction
-    uses them, and keep new ones out until the sweep commits; no new term may name a xorb meanwhile. ``NOWAIT``: the
-    sweep never waits holding locks, so it can never deadlock a request (the caller retries instead).
-    SQLite's ``BEGIN IMMEDIATE`` already serialises writers."""
+    """PostgreSQL: take the tables a commit or a bucket write reads (commits, blobs, verified Xet files, trees, bucket
+    files) once no transaction uses them, and keep new ones out until the sweep commits; no new term may name a xorb
+    meanwhile. ``NOWAIT``: the sweep never waits holding locks, so it can never deadlock a request (the caller retries
+    instead). SQLite's ``BEGIN IMMEDIATE`` already serialises writers."""
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(text(f"SET LOCAL lock_timeout = {ROW_LOCK_TIMEOUT_MS}"))
-    session.execute(text("LOCK TABLE commits, blobs, xet_sha256, tree_items IN ACCESS EXCLUSIVE MODE NOWAIT"))
+    tables = "commits, blobs, xet_sha256, tree_items, bucket_files"
+    session.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE NOWAIT"))
     session.execute(text("LOCK TABLE xet_terms IN SHARE MODE NOWAIT"))
 
 
@@ -246,6 +261,7 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
                 .where(XetSha256.file_hash.in_(batch))
             )
         )
+        named.update(session.scalars(select(BucketFile.xet_hash).where(BucketFile.xet_hash.in_(batch))))
         young = set(
             session.scalars(
                 select(XetSha256.file_hash).where(XetSha256.file_hash.in_(batch), XetSha256.created_at >= cutoff)
