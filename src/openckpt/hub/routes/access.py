@@ -4,77 +4,83 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, repo_id_of, repo_type_of, require_principal
+from openckpt.hub.bodies import Invalid, JsonObject
+from openckpt.hub.deps import DbDep, RepoDep, UserDep, json_body
 from openckpt.hub.services import access
 
 router = APIRouter()
 PREFIX = "/api/{plural}/{owner}/{name}/user-access-request"
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise BadRequestError("expected a JSON object")
-    return body
-
-
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str | int):
-        raise BadRequestError(f"{key} must be a string")
+def _text(value: str | int | None) -> str | None:
+    """A user name or request id, which clients may send as a number, as text."""
     return None if value is None else str(value)
 
 
+class HandleBody(JsonObject):
+    """``HfApi.accept_access_request`` and the like: the user (or request id) and the status to move it to."""
+
+    user: Annotated[str | int | None, Invalid("user must be a string")] = None
+    request_id: Annotated[str | int | None, Invalid("requestId must be a string")] = Field(None, alias="requestId")
+    status: Any = None
+    rejection_reason: Annotated[str | int | None, Invalid("rejectionReason must be a string")] = Field(
+        None, alias="rejectionReason"
+    )
+
+
+class GrantBody(JsonObject):
+    expected = "expected JSON {user}"
+    user: Annotated[str | int, Invalid("user must be a string")]
+
+
+class AskBody(JsonObject):
+    fields: Annotated[dict[str, Any] | None, Invalid("fields must be a JSON object")] = None
+
+
 @router.post(PREFIX + "/handle")
-async def handle(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    body = await _body(request)
+async def handle(
+    db: DbDep, principal: UserDep, body: Annotated[HandleBody, Depends(json_body(HandleBody))], repo: RepoDep
+) -> dict[str, Any]:
     await run_in_threadpool(
         access.handle_request,
-        hub_of(request).db,
+        db,
         principal,
-        repo_type_of(plural),
-        repo_id_of(owner, name),
-        user=_optional_str(body, "user"),
-        request_id=_optional_str(body, "requestId"),
-        status=str(body.get("status")),
-        reason=_optional_str(body, "rejectionReason"),
+        repo.type,
+        repo.id,
+        user=_text(body.user),
+        request_id=_text(body.request_id),
+        status=str(body.status),
+        reason=_text(body.rejection_reason),
     )
     return {}
 
 
 @router.post(PREFIX + "/grant")
-async def grant(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    user = _optional_str(await _body(request), "user")
-    if user is None:
-        raise BadRequestError("expected JSON {user}")
-    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    await run_in_threadpool(access.grant_access, hub_of(request).db, principal, repo_type, repo_id, user)
+async def grant(
+    db: DbDep, principal: UserDep, body: Annotated[GrantBody, Depends(json_body(GrantBody))], repo: RepoDep
+) -> dict[str, Any]:
+    user = str(body.user)
+    await run_in_threadpool(access.grant_access, db, principal, repo.type, repo.id, user)
     return {"user": user, "status": "accepted"}
 
 
 @router.post(PREFIX + "/request")
-async def ask(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    fields = (await _body(request)).get("fields") or {}
-    if not isinstance(fields, dict):
-        raise BadRequestError("fields must be a JSON object")
-    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    status = await run_in_threadpool(access.request_access, hub_of(request).db, principal, repo_type, repo_id, fields)
+async def ask(
+    db: DbDep, principal: UserDep, body: Annotated[AskBody, Depends(json_body(AskBody))], repo: RepoDep
+) -> dict[str, Any]:
+    status = await run_in_threadpool(
+        access.request_access, db, principal, repo_type=repo.type, repo_id=repo.id, fields=body.fields or {}
+    )
     return {"status": status}
 
 
 @router.get(PREFIX + "/{status}")
-def list_requests(request: Request, plural: str, owner: str, name: str, status: str) -> JSONResponse:
-    principal = require_principal(request)
-    rows = access.list_requests(hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name), status)
-    return JSONResponse(rows)
+def list_requests(db: DbDep, principal: UserDep, repo: RepoDep, status: str) -> JSONResponse:
+    return JSONResponse(access.list_requests(db, principal, repo.type, repo.id, status))

@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, UnauthorizedError
 from openckpt.governance.cards import gate_fields
-from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.context import Hub
 from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import HubDep, RepoIdDep
 from openckpt.hub.routes.ui_common import PageRoute, check_csrf, csrf_token, repo_url, viewer_of
 from openckpt.hub.services import access
 from openckpt.hub.services.repos import find_repo
@@ -44,14 +45,12 @@ def gate_context(session: Session, request: Request, repo: Repo) -> dict[str, An
     }
 
 
-async def _ask(request: Request, repo_type: str, owner: str, name: str) -> Response:
+async def _ask(request: Request, hub: Hub, repo_type: str, repo_id: str) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), PURPOSE)
     viewer = viewer_of(request)
     if viewer is None:
         raise UnauthorizedError("Sign in to request access")
-    repo_id = repo_id_of(owner, name)
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = find_repo(session, viewer, repo_type, repo_id)
         spec = gate_fields(repo.card_data or {})
@@ -70,15 +69,15 @@ async def _ask(request: Request, repo_type: str, owner: str, name: str) -> Respo
         if field.options and text not in field.options:
             raise BadRequestError(f"Choose one of the options of {field.name!r}")
         fields[field.name] = text
-    await run_in_threadpool(access.request_access, hub.db, viewer, repo_type, repo_id, fields)
+    await run_in_threadpool(access.request_access, hub.db, viewer, repo_type=repo_type, repo_id=repo_id, fields=fields)
     return RedirectResponse(url, status_code=303)
 
 
 @router.post("/datasets/{owner}/{name}/ask-access")
-async def ask_dataset(request: Request, owner: str, name: str) -> Response:
-    return await _ask(request, "dataset", owner, name)
+async def ask_dataset(request: Request, hub: HubDep, repo_id: RepoIdDep) -> Response:
+    return await _ask(request, hub, "dataset", repo_id)
 
 
 @router.post("/{owner}/{name}/ask-access")
-async def ask_model(request: Request, owner: str, name: str) -> Response:
-    return await _ask(request, "model", owner, name)
+async def ask_model(request: Request, hub: HubDep, repo_id: RepoIdDep) -> Response:
+    return await _ask(request, hub, "model", repo_id)

@@ -91,7 +91,7 @@ def _manageable(session: Session, principal: Principal, repo_type: str, repo_id:
     return repo
 
 
-def request_access(db: Database, principal: Principal, repo_type: str, repo_id: str, fields: dict[str, Any]) -> str:
+def request_access(db: Database, principal: Principal, *, repo_type: str, repo_id: str, fields: dict[str, Any]) -> str:
     """File the caller's access request (accepted at once when the repo is ``gated: auto``); its status."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id)
