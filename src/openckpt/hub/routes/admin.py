@@ -13,16 +13,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import EntryNotFoundError, ForbiddenError
-from openckpt.hub.context import (
-    hub_of,
-    int_param,
-    next_page,
-    optional_principal,
-    repo_id_of,
-    repo_type_of,
-    require_principal,
-)
+from openckpt.hub.context import Hub, int_param, next_page
 from openckpt.hub.db.models import Account, Repo
+from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
@@ -44,42 +37,36 @@ def _require_admin(principal: Principal | None) -> None:
         raise ForbiddenError("storage accounting is for hub administrators")
 
 
-def _accounting(request: Request) -> Accounting:
-    hub = hub_of(request)
+def _accounting(hub: Hub) -> Accounting:
     return account(hub.db, hub.store)
 
 
 @router.get("/api/admin/storage")
-async def storage(request: Request) -> dict[str, Any]:
+async def storage(request: Request, hub: HubDep, principal: UserDep) -> dict[str, Any]:
     """Totals, per owner and per repo (largest first), and the ``xorbs`` (default 100) largest xorbs' reference
     counts."""
-    _require_admin(await run_in_threadpool(require_principal, request))
+    _require_admin(principal)
     limit = int_param(request, "xorbs", 100)
-    return (await run_in_threadpool(_accounting, request)).as_dict(xorbs=limit)
+    return (await run_in_threadpool(_accounting, hub)).as_dict(xorbs=limit)
 
 
-def _repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    hub = hub_of(request)
+def _repo_storage(hub: Hub, principal: Principal | None, repo_ref: RepoRef) -> dict[str, Any]:
     with hub.db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
-        repo_pk = repo.id
+        repo_pk = repos.find_repo(session, principal, repo_ref.type, repo_ref.id).id
     return account_repo(hub.db, hub.store, repo_pk).as_dict()
 
 
 @router.get("/api/{plural}/{owner}/{name}/storage")
-async def repo_storage(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+async def repo_storage(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     """One repo's logical and physical bytes (see :mod:`openckpt.hub.services.storage_accounting`)."""
-    return await run_in_threadpool(_repo_storage, request, plural, owner, name)
+    return await run_in_threadpool(_repo_storage, hub, principal, repo_ref)
 
 
-def _owner_pk(request: Request, org: str | None) -> int:
+def _owner_pk(hub: Hub, principal: Principal, org: str | None) -> int:
     """The account whose repos the caller lists: itself, or the organisation ``org`` if it belongs to it."""
-    principal = require_principal(request)
     if org is None:
         return principal.account_id
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         org_pk = session.scalar(select(Account.id).where(Account.name == org, Account.kind == "org"))
     if org_pk is None:
         raise EntryNotFoundError(f"no organisation {org!r} on this hub")
@@ -88,9 +75,8 @@ def _owner_pk(request: Request, org: str | None) -> int:
     return org_pk
 
 
-def _namespace_repos(request: Request, org: str | None) -> JSONResponse:
-    owner_pk = _owner_pk(request, org)
-    hub = hub_of(request)
+def _namespace_repos(request: Request, hub: Hub, principal: Principal, org: str | None) -> JSONResponse:
+    owner_pk = _owner_pk(hub, principal, org)
     usage = account_owner(hub.db, hub.store, owner_pk)
     with hub.db.read() as session:
         rows = select(Repo.id, Repo.private, Repo.last_modified).where(Repo.owner_id == owner_pk)
@@ -115,25 +101,25 @@ def _namespace_repos(request: Request, org: str | None) -> JSONResponse:
 
 
 @router.get("/api/settings/repositories")
-async def my_repositories(request: Request) -> JSONResponse:
+async def my_repositories(request: Request, hub: HubDep, principal: UserDep) -> JSONResponse:
     """The caller's repos (every type), the largest first: id, type, updatedAt, visibility, storage (its
     ``physicalBytes``) and storagePercent (of the namespace's total); paged by ``limit`` and ``Link``."""
-    return await run_in_threadpool(_namespace_repos, request, None)
+    return await run_in_threadpool(_namespace_repos, request, hub, principal, None)
 
 
 @router.get("/api/organizations/{org}/settings/repositories")
-async def org_repositories(request: Request, org: str) -> JSONResponse:
+async def org_repositories(request: Request, hub: HubDep, principal: UserDep, org: str) -> JSONResponse:
     """As ``/api/settings/repositories``, for the repos of the organisation ``org``."""
-    return await run_in_threadpool(_namespace_repos, request, org)
+    return await run_in_threadpool(_namespace_repos, request, hub, principal, org)
 
 
 @pages.get("/admin/storage")
-async def storage_page(request: Request) -> Response:
+async def storage_page(request: Request, hub: HubDep) -> Response:
     viewer = await run_in_threadpool(viewer_of, request)
     if viewer is None:
         return RedirectResponse("/login?next=/admin/storage", status_code=303)
     _require_admin(viewer)
-    report = (await run_in_threadpool(_accounting, request)).as_dict(xorbs=PAGE_ROWS)
+    report = (await run_in_threadpool(_accounting, hub)).as_dict(xorbs=PAGE_ROWS)
     context = {
         "total": report["total"],
         "owners": report["owners"],
