@@ -13,15 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.hub.context import (
-    hub_of,
-    int_param,
-    next_page,
-    optional_principal,
-    repo_id_of,
-    repo_type_of,
-    require_principal,
-)
+from openckpt.hub.context import int_param, next_page
+from openckpt.hub.deps import DbDep, PrincipalDep, RepoDep, UserDep
 from openckpt.hub.services import likes
 from openckpt.hub.views import iso
 
@@ -33,21 +26,15 @@ PAGE, MAX_PAGE = 100, 1000
 
 
 @router.post("/api/{plural}/{owner}/{name}/like")
-async def like(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    repo = await run_in_threadpool(
-        likes.like, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name)
-    )
-    return {"likes": repo.likes}
+async def like(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, Any]:
+    liked = await run_in_threadpool(likes.like, db, principal, repo.type, repo.id)
+    return {"likes": liked.likes}
 
 
 @router.delete("/api/{plural}/{owner}/{name}/like")
-async def unlike(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    repo = await run_in_threadpool(
-        likes.unlike, hub_of(request).db, principal, repo_type_of(plural), repo_id_of(owner, name)
-    )
-    return {"likes": repo.likes}
+async def unlike(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, Any]:
+    unliked = await run_in_threadpool(likes.unlike, db, principal, repo.type, repo.id)
+    return {"likes": unliked.likes}
 
 
 def _page(request: Request) -> tuple[int, int]:
@@ -55,14 +42,11 @@ def _page(request: Request) -> tuple[int, int]:
 
 
 @router.get("/api/{plural}/{owner}/{name}/likers")
-def likers(request: Request, plural: str, owner: str, name: str) -> JSONResponse:
+def likers(request: Request, db: DbDep, principal: PrincipalDep, repo: RepoDep) -> JSONResponse:
     """The accounts that like the repo, as ``User`` parses them; anyone who sees the repo may ask."""
     offset, size = _page(request)
-    with hub_of(request).db.read() as session:
-        principal = optional_principal(request, db=session)
-        found = likes.likers(
-            session, principal, repo_type_of(plural), repo_id_of(owner, name), offset=offset, limit=size + 1
-        )
+    with db.read() as session:
+        found = likes.likers(session, principal, repo_type=repo.type, repo_id=repo.id, offset=offset, limit=size + 1)
         items = [
             {"user": a.name, "fullname": a.fullname or a.name, "avatarUrl": "", "type": a.kind} for a in found[:size]
         ]
@@ -70,12 +54,11 @@ def likers(request: Request, plural: str, owner: str, name: str) -> JSONResponse
 
 
 @router.get("/api/users/{username}/likes")
-def liked(request: Request, username: str) -> JSONResponse:
+def liked(request: Request, db: DbDep, principal: PrincipalDep, username: str) -> JSONResponse:
     """The repos a user likes that the caller may see: ``[{createdAt, repo: {name, type}}]``."""
     offset, size = _page(request)
-    with hub_of(request).db.read() as session:
-        principal = optional_principal(request, db=session)
-        found = likes.liked_repos(session, principal, username, offset=offset, limit=size + 1)
+    with db.read() as session:
+        found = likes.liked_repos(session, principal, user=username, offset=offset, limit=size + 1)
         items = [
             {"createdAt": iso(f.liked_at), "repo": {"name": f.repo.repo_id, "type": f.repo.type}} for f in found[:size]
         ]

@@ -78,7 +78,7 @@ def is_liked(session: Session, principal: Principal | None, repo: Repo) -> bool:
 
 
 def likers(
-    session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, offset: int, limit: int
+    session: Session, principal: Principal | None, *, repo_type: str, repo_id: str, offset: int, limit: int
 ) -> list[Account]:
     """The accounts that like the repo, newest like first, if the caller may see the repo."""
     repo = find_repo(session, principal, repo_type, repo_id)
@@ -94,7 +94,7 @@ def likers(
 
 
 def liked_repos(
-    session: Session, principal: Principal | None, user: str, *, offset: int, limit: int
+    session: Session, principal: Principal | None, *, user: str, offset: int, limit: int
 ) -> list[LikedRepo]:
     """The repos ``user`` likes that the caller may see, newest like first."""
     account = find_person(session, user, kind="user")
