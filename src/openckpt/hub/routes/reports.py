@@ -5,30 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of
+from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep
 from openckpt.hub.services import reports, repos
 
 router = APIRouter()
 
 
 @router.get("/api/{plural}/{owner}/{name}/openness")
-def openness(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    with hub_of(request).db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
+def openness(db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         return reports.repo_openness(session, repo).to_dict()
 
 
 @router.get("/api/{plural}/{owner}/{name}/bom")
-def bom(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+def bom(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     from openckpt import __version__
 
-    hub = hub_of(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         return reports.repo_bom(session, hub.store, repo, tool_version=__version__)
