@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Response
+from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError, EntryNotFoundError, ForbiddenError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import Hub, hub_of, repo_id_of, repo_type_of, require_principal
+from openckpt.errors import EntryNotFoundError, ForbiddenError
+from openckpt.hub.bodies import JsonObject
+from openckpt.hub.context import Hub
 from openckpt.hub.db.models import Account
+from openckpt.hub.deps import DbDep, HubDep, RepoDep, UserDep, json_body
 from openckpt.hub.services import gate, signatures
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
@@ -24,6 +26,18 @@ from openckpt.hub.views import file_security_json
 __all__ = ["add_file_security", "release_file", "router"]
 
 router = APIRouter()
+
+
+class ReleaseBody(JsonObject):
+    expected = "expected JSON {path, revision?}"
+    path: str
+    revision: str | None = None
+
+
+class SigningKeyBody(JsonObject):
+    expected = "expected JSON {name, publicKey (PEM)}"
+    name: str
+    public_key: str = Field(alias="publicKey")
 
 
 def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, path: str, rev: str) -> None:
@@ -38,17 +52,13 @@ def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, p
 
 
 @router.post("/api/{plural}/{owner}/{name}/scan/release")
-async def release(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+async def release(
+    hub: HubDep, principal: UserDep, body: Annotated[ReleaseBody, Depends(json_body(ReleaseBody))], repo: RepoDep
+) -> dict[str, Any]:
     """JSON ``{path, revision?}``: let downloads of a flagged file through (owner or hub admin)."""
-    principal = require_principal(request)
-    body = await read_json(request)
-    path = body.get("path") if isinstance(body, dict) else None
-    rev = (body.get("revision") if isinstance(body, dict) else None) or DEFAULT_BRANCH
-    if not isinstance(path, str) or not isinstance(rev, str):
-        raise BadRequestError("expected JSON {path, revision?}")
-    hub = hub_of(request)
-    await run_in_threadpool(release_file, hub, principal, repo_type_of(plural), repo_id_of(owner, name), path, rev)
-    return {"path": path, "released": True}
+    rev = body.revision or DEFAULT_BRANCH
+    await run_in_threadpool(release_file, hub, principal, repo.type, repo.id, body.path, rev)
+    return {"path": body.path, "released": True}
 
 
 def _key_json(key: Any) -> dict[str, Any]:
@@ -56,37 +66,33 @@ def _key_json(key: Any) -> dict[str, Any]:
 
 
 @router.get("/api/settings/signing-keys")
-def list_signing_keys(request: Request) -> list[dict[str, Any]]:
-    principal = require_principal(request)
-    with hub_of(request).db.read() as session:
+def list_signing_keys(db: DbDep, principal: UserDep) -> list[dict[str, Any]]:
+    with db.read() as session:
         return [_key_json(k) for k in signatures.list_keys(session, principal.account_id)]
 
 
 @router.post("/api/settings/signing-keys")
-async def add_signing_key(request: Request) -> dict[str, Any]:
+async def add_signing_key(
+    db: DbDep, principal: UserDep, body: Annotated[SigningKeyBody, Depends(json_body(SigningKeyBody))]
+) -> dict[str, Any]:
     """JSON ``{name, publicKey}`` (PEM): a key the caller's signed repos verify against."""
-    principal = require_principal(request)
-    body = await read_json(request)
-    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("name", "publicKey")):
-        raise BadRequestError("expected JSON {name, publicKey (PEM)}")
     if not principal.can_write:
         raise ForbiddenError("a read token cannot register signing keys")
 
     def add() -> dict[str, Any]:
-        with hub_of(request).db.write() as session:
+        with db.write() as session:
             account = session.get(Account, principal.account_id)
             assert account is not None
-            return _key_json(signatures.add_key(session, account, body["name"], body["publicKey"]))
+            return _key_json(signatures.add_key(session, account, body.name, body.public_key))
 
     return await run_in_threadpool(add)
 
 
 @router.delete("/api/settings/signing-keys/{key_name}")
-def remove_signing_key(request: Request, key_name: str) -> Response:
-    principal = require_principal(request)
+def remove_signing_key(db: DbDep, principal: UserDep, key_name: str) -> Response:
     if not principal.can_write:
         raise ForbiddenError("a read token cannot remove signing keys")
-    with hub_of(request).db.write() as session:
+    with db.write() as session:
         account = session.get(Account, principal.account_id)
         assert account is not None
         signatures.remove_key(session, account, key_name)
