@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, int_param, next_page, optional_principal, require_principal
+from openckpt.hub.context import int_param, next_page
 from openckpt.hub.db.models import Account
+from openckpt.hub.deps import DbDep, PrincipalDep, UserDep
 from openckpt.hub.services import people
 from openckpt.hub.services.cards import validate_card
 from openckpt.hub.views import member_json, org_overview_json, user_overview_json
@@ -24,9 +25,8 @@ MEMBERS_PAGE, MEMBERS_MAX_PAGE = 500, 1000
 
 
 @router.get("/api/whoami-v2")
-def whoami(request: Request) -> dict[str, Any]:
-    principal = require_principal(request)
-    with hub_of(request).db.read() as session:
+def whoami(db: DbDep, principal: UserDep) -> dict[str, Any]:
+    with db.read() as session:
         orgs = (
             session.scalars(select(Account).where(Account.id.in_(list(principal.orgs)))).all() if principal.orgs else []
         )
@@ -49,28 +49,27 @@ def whoami(request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/users/{username}/overview")
-def user_overview(request: Request, username: str) -> dict[str, Any]:
+def user_overview(db: DbDep, principal: PrincipalDep, username: str) -> dict[str, Any]:
     """The user, counting only the repos the caller may see; anyone may ask."""
-    with hub_of(request).db.read() as session:
-        found = people.overview(session, optional_principal(request, db=session), username, kind="user")
+    with db.read() as session:
+        found = people.overview(session, principal, username, kind="user")
         return user_overview_json(found)
 
 
 @router.get("/api/organizations/{org}/overview")
-def org_overview(request: Request, org: str) -> dict[str, Any]:
+def org_overview(db: DbDep, principal: PrincipalDep, org: str) -> dict[str, Any]:
     """The organisation, counting only the repos the caller may see; anyone may ask."""
-    with hub_of(request).db.read() as session:
-        found = people.overview(session, optional_principal(request, db=session), org, kind="org")
+    with db.read() as session:
+        found = people.overview(session, principal, org, kind="org")
         return org_overview_json(found)
 
 
 @router.get("/api/organizations/{org}/members")
-def org_members(request: Request, org: str) -> JSONResponse:
+def org_members(request: Request, db: DbDep, principal: PrincipalDep, org: str) -> JSONResponse:
     """The organisation's members by name, paged by ``limit`` and ``Link``; roles for its members and hub admins."""
     offset = int_param(request, "offset", 0)
     size = min(int_param(request, "limit", MEMBERS_PAGE) or MEMBERS_PAGE, MEMBERS_MAX_PAGE)
-    with hub_of(request).db.read() as session:
-        principal = optional_principal(request, db=session)
+    with db.read() as session:
         found = people.list_members(session, principal, org, offset=offset, limit=size + 1)
         items = [member_json(m) for m in found[:size]]
     return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > size else None)
@@ -78,7 +77,7 @@ def org_members(request: Request, org: str) -> JSONResponse:
 
 @router.post("/api/validate-yaml")
 async def validate_yaml(request: Request) -> JSONResponse:
-    body = await read_json(request)
+    body = await read_json(request)  # not a model: what does not fit is answered in the Hub's shape of this route
     content = body.get("content") if isinstance(body, dict) else None
     if not isinstance(content, str):
         return JSONResponse({"errors": [{"message": "expected JSON {content, repoType}"}], "warnings": []}, 400)
