@@ -123,7 +123,7 @@ def _own(session: Session, principal: Principal, webhook_id: str) -> Webhook:
 
 
 def create_webhook(
-    db: Database, principal: Principal, body: dict[str, Any], *, allow_local: bool, key: bytes
+    db: Database, principal: Principal, *, body: dict[str, Any], allow_local: bool, key: bytes
 ) -> dict[str, Any]:
     """A new enabled webhook of the caller from the client's JSON ``{url, watched, domains?, secret?}``; with
     ``allow_local`` its url may reach the hub's own network."""
@@ -151,7 +151,7 @@ def create_webhook(
 
 
 def update_webhook(
-    db: Database, principal: Principal, webhook_id: str, body: dict[str, Any], *, allow_local: bool, key: bytes
+    db: Database, principal: Principal, *, webhook_id: str, body: dict[str, Any], allow_local: bool, key: bytes
 ) -> dict[str, Any]:
     """Change what the body names; an empty ``watched`` (the client sends one when not given) keeps the items."""
     _writer(principal)
@@ -170,7 +170,7 @@ def update_webhook(
         return webhook_json(hook, key)
 
 
-def set_disabled(db: Database, principal: Principal, webhook_id: str, disabled: bool, *, key: bytes) -> dict[str, Any]:
+def set_disabled(db: Database, principal: Principal, *, webhook_id: str, disabled: bool, key: bytes) -> dict[str, Any]:
     _writer(principal)
     with db.write() as session:
         hook = _own(session, principal, webhook_id)
@@ -178,13 +178,13 @@ def set_disabled(db: Database, principal: Principal, webhook_id: str, disabled: 
         return webhook_json(hook, key)
 
 
-def delete_webhook(db: Database, principal: Principal, webhook_id: str) -> None:
+def delete_webhook(db: Database, principal: Principal, *, webhook_id: str) -> None:
     _writer(principal)
     with db.write() as session:
         session.delete(_own(session, principal, webhook_id))
 
 
-def get_webhook(db: Database, principal: Principal, webhook_id: str, *, key: bytes) -> dict[str, Any]:
+def get_webhook(db: Database, principal: Principal, *, webhook_id: str, key: bytes) -> dict[str, Any]:
     with db.read() as session:
         return webhook_json(_own(session, principal, webhook_id), key)
 
