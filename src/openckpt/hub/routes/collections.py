@@ -10,16 +10,16 @@ most 4 items; the update answers ``{data: collection}``.
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, int_param, next_page, optional_principal, require_principal
+from openckpt.hub.bodies import Invalid, JsonObject
+from openckpt.hub.context import int_param, next_page
 from openckpt.hub.db.models import Account, Collection
+from openckpt.hub.deps import DbDep, PrincipalDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
 from openckpt.hub.services import collections
 from openckpt.hub.services.collections import CollectionView, ItemView, slug_of
@@ -98,10 +98,37 @@ def collection_json(found: CollectionView, *, position: bool = True) -> dict[str
     return data
 
 
-def _json_body(body: Any, expected: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestError(f"expected JSON {expected}")
-    return body
+class CreateBody(JsonObject):
+    """``HfApi.create_collection``: the service checks each value."""
+
+    expected = "expected JSON {title, namespace?, description?, private?}"
+    title: Any = None
+    namespace: Any = None
+    description: Any = None
+    private: Any = False
+
+
+class UpdateBody(JsonObject):
+    """``HfApi.update_collection_metadata``: what it sends changes."""
+
+    expected = "expected JSON {title?, description?, private?, theme?, position?}"
+    title: Any = None
+    description: Any = None
+    private: Any = None
+    theme: Any = None
+    position: Any = None
+
+
+class ItemBody(JsonObject):
+    expected = "expected JSON {item: {id, type}, note?}"
+    item: Annotated[dict[str, Any], Invalid(expected)]
+    note: Any = None
+
+
+class ItemUpdateBody(JsonObject):
+    expected = "expected JSON {note?, position?}"
+    note: Any = None
+    position: Any = None
 
 
 def _url(request: Request, found: CollectionView) -> str:
@@ -109,12 +136,11 @@ def _url(request: Request, found: CollectionView) -> str:
 
 
 @router.get("/api/collections")
-def list_all(request: Request) -> JSONResponse:
+def list_all(request: Request, db: DbDep, principal: PrincipalDep) -> JSONResponse:
     q = request.query_params
     offset = int_param(request, "offset", 0)
     size = min(int_param(request, "limit", PAGE) or PAGE, MAX_PAGE)
-    with hub_of(request).db.read() as session:
-        principal = optional_principal(request, db=session)
+    with db.read() as session:
         found = collections.list_collections(
             session,
             principal,
@@ -129,17 +155,17 @@ def list_all(request: Request) -> JSONResponse:
 
 
 @router.post("/api/collections")
-async def create(request: Request) -> JSONResponse:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request), "{title, namespace?, description?, private?}")
+async def create(
+    request: Request, db: DbDep, principal: UserDep, body: Annotated[CreateBody, Depends(json_body(CreateBody))]
+) -> JSONResponse:
     found, created = await run_in_threadpool(
         collections.create_collection,
-        hub_of(request).db,
+        db,
         principal,
-        body.get("title"),
-        namespace=body.get("namespace"),
-        description=body.get("description"),
-        private=body.get("private", False),
+        title=body.title,
+        namespace=body.namespace,
+        description=body.description,
+        private=body.private,
     )
     data = collection_json(found)
     if not created:  # the client reads the slug of the existing one from the 409 (exists_ok=True)
@@ -150,61 +176,66 @@ async def create(request: Request) -> JSONResponse:
 
 
 @router.get("/api/collections/{owner}/{slug}")
-def get(request: Request, owner: str, slug: str) -> dict[str, Any]:
-    with hub_of(request).db.read() as session:
-        principal = optional_principal(request, db=session)
+def get(db: DbDep, principal: PrincipalDep, owner: str, slug: str) -> dict[str, Any]:
+    with db.read() as session:
         collection = collections.find_collection(session, principal, f"{owner}/{slug}")
         return collection_json(collections.view(session, principal, collection))
 
 
 @router.patch("/api/collections/{owner}/{slug}")
-async def update(request: Request, owner: str, slug: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request), "{title?, description?, private?, theme?, position?}")
-    changes: dict[str, object] = {
-        k: body[k] for k in ("title", "description", "private", "theme", "position") if k in body
-    }
+async def update(
+    db: DbDep, principal: UserDep, body: Annotated[UpdateBody, Depends(json_body(UpdateBody))], owner: str, slug: str
+) -> dict[str, Any]:
     found = await run_in_threadpool(
-        collections.update_collection, hub_of(request).db, principal, f"{owner}/{slug}", changes
+        collections.update_collection, db, principal, slug=f"{owner}/{slug}", changes=body.sent()
     )
     return {"success": True, "data": collection_json(found)}
 
 
 @router.delete("/api/collections/{owner}/{slug}")
-def delete(request: Request, owner: str, slug: str) -> Response:
-    collections.delete_collection(hub_of(request).db, require_principal(request), f"{owner}/{slug}")
+def delete(db: DbDep, principal: UserDep, owner: str, slug: str) -> Response:
+    collections.delete_collection(db, principal, slug=f"{owner}/{slug}")
     return JSONResponse({"success": True})
 
 
 @router.post("/api/collections/{owner}/{slug}/items")
-async def add_item(request: Request, owner: str, slug: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request), "{item: {id, type}, note?}")
-    item = body.get("item")
-    if not isinstance(item, dict):
-        raise BadRequestError("expected JSON {item: {id, type}, note?}")
+async def add_item(
+    db: DbDep, principal: UserDep, body: Annotated[ItemBody, Depends(json_body(ItemBody))], owner: str, slug: str
+) -> dict[str, Any]:
+    item = body.item
     found = await run_in_threadpool(
         collections.add_item,
-        hub_of(request).db,
+        db,
         principal,
-        f"{owner}/{slug}",
-        item.get("type"),
-        item.get("id"),
-        note=body.get("note"),
+        slug=f"{owner}/{slug}",
+        item_type=item.get("type"),
+        item_id=item.get("id"),
+        note=body.note,
     )
     return collection_json(found)
 
 
 @router.patch("/api/collections/{owner}/{slug}/items/{item_id}")
-async def update_item(request: Request, owner: str, slug: str, item_id: str) -> dict[str, Any]:
-    principal = require_principal(request)
-    body = _json_body(await read_json(request), "{note?, position?}")
-    changes: dict[str, object] = {k: body[k] for k in ("note", "position") if k in body}
-    await run_in_threadpool(collections.update_item, hub_of(request).db, principal, f"{owner}/{slug}", item_id, changes)
+async def update_item(
+    db: DbDep,
+    principal: UserDep,
+    body: Annotated[ItemUpdateBody, Depends(json_body(ItemUpdateBody))],
+    owner: str,
+    slug: str,
+    item_id: str,
+) -> dict[str, Any]:
+    await run_in_threadpool(
+        collections.update_item,
+        db,
+        principal,
+        slug=f"{owner}/{slug}",
+        item_object_id=item_id,
+        changes=body.sent(),
+    )
     return {"success": True}
 
 
 @router.delete("/api/collections/{owner}/{slug}/items/{item_id}")
-def delete_item(request: Request, owner: str, slug: str, item_id: str) -> dict[str, Any]:
-    collections.delete_item(hub_of(request).db, require_principal(request), f"{owner}/{slug}", item_id)
+def delete_item(db: DbDep, principal: UserDep, owner: str, slug: str, item_id: str) -> dict[str, Any]:
+    collections.delete_item(db, principal, slug=f"{owner}/{slug}", item_object_id=item_id)
     return {"success": True}

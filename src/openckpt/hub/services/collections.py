@@ -110,7 +110,7 @@ def _text(value: object, what: str, limit: int, *, empty: bool = True) -> str | 
 
 
 def create_collection(
-    db: Database, principal: Principal, title: object, *, namespace: object, description: object, private: object
+    db: Database, principal: Principal, *, title: object, namespace: object, description: object, private: object
 ) -> tuple[CollectionView, bool]:
     """A new collection of ``namespace`` (the caller's own by default), last in its list; if the namespace has one
     of this title already, that one and False."""
@@ -146,7 +146,7 @@ def create_collection(
         return view(session, principal, collection), True
 
 
-def update_collection(db: Database, principal: Principal, slug: str, changes: dict[str, object]) -> CollectionView:
+def update_collection(db: Database, principal: Principal, *, slug: str, changes: dict[str, object]) -> CollectionView:
     """Change the title, description, visibility, theme or position (in the owner's list) given in ``changes``."""
     with db.write() as session:
         collection = find_collection(session, principal, slug, write=True)
@@ -173,7 +173,7 @@ def update_collection(db: Database, principal: Principal, slug: str, changes: di
         return view(session, principal, collection)
 
 
-def delete_collection(db: Database, principal: Principal, slug: str) -> None:
+def delete_collection(db: Database, principal: Principal, *, slug: str) -> None:
     """Delete the collection; its items go with it, and so do the items of other collections that name it."""
     with db.write() as session:
         session.delete(find_collection(session, principal, slug, write=True))
@@ -206,7 +206,7 @@ def _target(session: Session, principal: Principal, item_type: str, item_id: str
 
 
 def add_item(
-    db: Database, principal: Principal, slug: str, item_type: object, item_id: object, *, note: object = None
+    db: Database, principal: Principal, *, slug: str, item_type: object, item_id: object, note: object = None
 ) -> CollectionView:
     """Add what ``item_id`` names as the collection's last item; :class:`ConflictError` if it is there already."""
     if not isinstance(item_type, str) or not isinstance(item_id, str) or not item_id:
@@ -249,7 +249,9 @@ def _find_item(session: Session, collection: Collection, item_object_id: str) ->
     return item
 
 
-def update_item(db: Database, principal: Principal, slug: str, item_object_id: str, changes: dict[str, object]) -> None:
+def update_item(
+    db: Database, principal: Principal, *, slug: str, item_object_id: str, changes: dict[str, object]
+) -> None:
     """Change an item's note (an empty one removes it) or move it to another position."""
     with db.write() as session:
         collection = find_collection(session, principal, slug, write=True)
@@ -266,7 +268,7 @@ def update_item(db: Database, principal: Principal, slug: str, item_object_id: s
         collection.updated_at = utcnow()
 
 
-def delete_item(db: Database, principal: Principal, slug: str, item_object_id: str) -> None:
+def delete_item(db: Database, principal: Principal, *, slug: str, item_object_id: str) -> None:
     with db.write() as session:
         collection = find_collection(session, principal, slug, write=True)
         session.delete(_find_item(session, collection, item_object_id))
