@@ -7,21 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
-from openckpt.hub.bodies import parse_json, read_bounded
-from openckpt.hub.context import (
-    Hub,
-    hub_of,
-    int_param,
-    next_page,
-    optional_principal,
-    repo_id_of,
-    repo_type_of,
-    require_principal,
-)
+from openckpt.hub.bodies import JsonObject, parse_json, read_bounded, validate
+from openckpt.hub.context import Hub, int_param, next_page
 from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.routes.webhooks import notify
 from openckpt.hub.services import lfs_purge, repos
 from openckpt.hub.services.accounts import Principal
@@ -40,14 +33,12 @@ NO_POINTERS_KEPT = (
 
 
 @router.get("/api/{plural}/{owner}/{name}/lfs-files")
-def list_lfs_files(request: Request, plural: str, owner: str, name: str) -> JSONResponse:
+def list_lfs_files(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> JSONResponse:
     """Every LFS object of the commits the repo's branches and tags reach, oldest first, paged by ``Link``."""
     offset = int_param(request, "offset", 0)
     page = min(int_param(request, "limit", PAGE) or PAGE, PAGE)
-    with hub_of(request).db.read() as session:
-        repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
-        )
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         files = lfs_purge.lfs_files(session, repo)
     shown = [_file_json(f) for f in files[offset : offset + page]]
     more = len(files) > offset + page
@@ -66,17 +57,25 @@ def _file_json(f: lfs_purge.LfsFile) -> dict[str, Any]:
     }
 
 
+class Deletions(JsonObject):
+    sha: list[Any]
+    rewrite_history: bool = Field(True, alias="rewriteHistory")
+
+
+class DeletionsBody(JsonObject):
+    """``HfApi.permanently_delete_lfs_files``' body."""
+
+    expected = 'expected a JSON body {"deletions": {"sha": [sha256...], "rewriteHistory": true}}'
+    deletions: Deletions
+
+
 def _deletions(raw: bytes) -> tuple[list[str], bool]:
     """(sha256 list, rewriteHistory) of a ``{"deletions": {"sha": [...], "rewriteHistory": bool}}`` body."""
     try:
-        body = parse_json(raw)
+        body = validate(DeletionsBody, parse_json(raw))
     except ValueError as e:
-        raise BadRequestError('expected a JSON body {"deletions": {"sha": [sha256...], "rewriteHistory": true}}') from e
-    deletions = body.get("deletions") if isinstance(body, dict) else None
-    shas = deletions.get("sha") if isinstance(deletions, dict) else None
-    rewrite = deletions.get("rewriteHistory", True) if isinstance(deletions, dict) else None
-    if not isinstance(shas, list) or not isinstance(rewrite, bool):
-        raise BadRequestError('expected a JSON body {"deletions": {"sha": [sha256...], "rewriteHistory": true}}')
+        raise BadRequestError(DeletionsBody.expected) from e
+    shas, rewrite = body.deletions.sha, body.deletions.rewrite_history
     if len(shas) > BATCH:
         raise BadRequestError(f"at most {BATCH} sha256 per request, got {len(shas)}")
     for sha in shas:
@@ -85,28 +84,25 @@ def _deletions(raw: bytes) -> tuple[list[str], bool]:
     return list(dict.fromkeys(shas)), rewrite
 
 
-def _purge(hub: Hub, principal: Principal, repo_type: str, repo_id: str, raw: bytes) -> tuple[Repo, lfs_purge.Purge]:
+def _purge(hub: Hub, principal: Principal, repo_ref: RepoRef, raw: bytes) -> tuple[Repo, lfs_purge.Purge]:
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_type, repo_id, write=True)
-    shas, rewrite = _deletions(raw)
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id, write=True)
+    shas, rewrite = _deletions(raw)  # after the access check: a 403 or 404 comes before any 400
     if not rewrite:
         raise BadRequestError(NO_POINTERS_KEPT)
     if not shas:
         return repo, lfs_purge.Purge((), 0)
-    done = lfs_purge.purge(hub.db, repo.id, shas)
+    done = lfs_purge.purge(hub.db, repo.id, shas=shas)
     if done.moved:
         repos.refresh_metadata(hub.db, hub.store, repo.id)  # card, tags and lineage of the new head
     return repo, done
 
 
 @router.post("/api/{plural}/{owner}/{name}/lfs-files/batch")
-async def delete_lfs_files(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+async def delete_lfs_files(request: Request, hub: HubDep, principal: UserDep, repo_ref: RepoDep) -> dict[str, Any]:
     """Remove LFS files from every commit of the repo: the commits holding them and their descendants get new ids."""
-    principal = require_principal(request)
-    raw = await read_bounded(request, hub_of(request).settings.max_json_bytes)
-    hub = hub_of(request)
-    repo_type, repo_id = repo_type_of(plural), repo_id_of(owner, name)
-    repo, done = await run_in_threadpool(_purge, hub, principal, repo_type, repo_id, raw)
+    raw = await read_bounded(request, hub.settings.max_json_bytes)
+    repo, done = await run_in_threadpool(_purge, hub, principal, repo_ref, raw)
     if done.moved:
         head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repos.DEFAULT_BRANCH}"), None)
         notify(request, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))

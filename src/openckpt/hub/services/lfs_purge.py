@@ -99,8 +99,8 @@ def lfs_files(session: Session, repo: Repo) -> list[LfsFile]:
 def purge(
     db: Database,
     repo_id: int,
-    shas: Collection[str],
     *,
+    shas: Collection[str],
     on_purged: Callable[[Session, Repo, Purge], None] | None = None,
 ) -> Purge:
     """Remove the LFS objects ``shas`` from every commit the refs of repo ``repo_id`` reach, rewriting its history;
