@@ -16,9 +16,11 @@ from sqlalchemy import update
 from starlette.types import Receive, Scope, Send
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
-from openckpt.hub.context import hub_of, optional_principal, repo_id_of, rev_and_path
+from openckpt.hub.context import Hub, rev_and_path
 from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import HubDep, PrincipalDep, RepoIdDep
 from openckpt.hub.services import access, download_stats, gate, repos, xet_meta
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.trees import file_at
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
@@ -86,7 +88,7 @@ def _disposition(filename: str) -> str:
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def _count_download(request: Request, repo: Repo, path: str) -> None:
+def _count_download(request: Request, hub: Hub, repo: Repo, path: str) -> None:
     """One download per request of the repo's query files (``services.download_stats``: the Hub's rule)."""
     counted = download_stats.counts_as_download(
         path,
@@ -97,16 +99,17 @@ def _count_download(request: Request, repo: Repo, path: str) -> None:
         range_header=request.headers.get("range"),
     )
     if counted:
-        with hub_of(request).db.write() as session:
+        with hub.db.write() as session:
             session.execute(update(Repo).where(Repo.id == repo.id).values(downloads=Repo.downloads + 1))
 
 
-def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int) -> Response:
-    hub = hub_of(request)
+def _resolve(
+    request: Request, hub: Hub, principal: Principal | None, repo_type: str, repo_id: str, skip: int
+) -> Response:
     rev, path = rev_and_path(request, skip)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, optional_principal(request, db=session), repo_type, repo_id_of(owner, name))
-        access.check_download(session, optional_principal(request), repo, path)
+        repo = repos.find_repo(session, principal, repo_type, repo_id)
+        access.check_download(session, principal, repo, path)
         commit = resolve_revision(session, repo, rev)
         entry = file_at(session, commit.tree_id, path)  # only the folders on its way, not the whole tree
         if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
@@ -127,7 +130,7 @@ def _resolve(request: Request, repo_type: str, owner: str, name: str, skip: int)
     if xet_hash is not None:  # hf_xet downloads it from the CAS
         base = str(request.base_url).rstrip("/")
         headers.update(xet_meta.resolve_headers(base, repo_type, repo.repo_id, commit.id, xet_hash))
-    _count_download(request, repo, path)
+    _count_download(request, hub, repo, path)
     span = _range(request, entry.size, headers)
     if isinstance(span, Response):
         return span
@@ -178,15 +181,15 @@ def _range(request: Request, size: int, headers: dict[str, str]) -> tuple[int, i
 
 
 @router.api_route("/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-def resolve_model(request: Request, owner: str, name: str, rest: str) -> Response:
-    return _resolve(request, "model", owner, name, 3)
+def resolve_model(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: RepoIdDep) -> Response:
+    return _resolve(request, hub, principal, "model", repo_id, 3)
 
 
 @router.api_route("/datasets/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-def resolve_dataset(request: Request, owner: str, name: str, rest: str) -> Response:
-    return _resolve(request, "dataset", owner, name, 4)
+def resolve_dataset(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: RepoIdDep) -> Response:
+    return _resolve(request, hub, principal, "dataset", repo_id, 4)
 
 
 @router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-def resolve_space(request: Request, owner: str, name: str, rest: str) -> Response:
-    return _resolve(request, "space", owner, name, 4)
+def resolve_space(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: RepoIdDep) -> Response:
+    return _resolve(request, hub, principal, "space", repo_id, 4)
