@@ -104,7 +104,14 @@ async def create(
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     try:
         repo = await run_in_threadpool(
-            repos.create_repo, hub.db, hub.store, principal, repo_type, name, organization, private
+            repos.create_repo,
+            hub.db,
+            hub.store,
+            principal=principal,
+            repo_type=repo_type,
+            name=name,
+            owner=organization,
+            private=private,
         )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
@@ -163,18 +170,18 @@ async def duplicate(
     Space hardware, secrets and variables are ignored (this hub runs no Spaces)."""
     private = body.private if body.visibility is None else body.visibility == "private"
     repo_type, from_id = repo.type, repo.id
-    to_id = repo_duplicate.destination(principal, from_id, body.repository)
+    to_id = repo_duplicate.destination(principal, from_id, repository=body.repository)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{to_id}"
     try:
         copy = await run_in_threadpool(
             repo_duplicate.duplicate_repo,
             hub.db,
             hub.store,
-            hub.settings,
-            principal,
-            repo_type,
-            from_id,
-            to_id,
+            settings=hub.settings,
+            principal=principal,
+            repo_type=repo_type,
+            from_id=from_id,
+            to_id=to_id,
             private=private,
         )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
@@ -322,7 +329,14 @@ async def create_branch(
     rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
     branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref, db, principal, repo_ref.type, repo_ref.id, "branch", branch, body.starting_point
+        repos.create_ref,
+        db,
+        principal,
+        repo_type=repo_ref.type,
+        repo_id=repo_ref.id,
+        kind="branch",
+        name=branch,
+        start=body.starting_point,
     )
     _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", None, commit_id))
     return Response(status_code=200)
@@ -331,7 +345,9 @@ async def create_branch(
 @router.delete("/api/{plural}/{owner}/{name}/branch/{rest:path}")
 def delete_branch(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     branch = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(db, principal, repo_ref.type, repo_ref.id, "branch", branch)
+    repo, commit_id = repos.delete_ref(
+        db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="branch", name=branch
+    )
     _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", commit_id, None))
     return Response(status_code=200)
 
@@ -346,7 +362,15 @@ async def create_tag(
 ) -> Response:
     revision, _ = rev_and_path(request, 5)
     repo, commit_id = await run_in_threadpool(
-        repos.create_ref, db, principal, repo_ref.type, repo_ref.id, "tag", body.tag, revision, body.message
+        repos.create_ref,
+        db,
+        principal,
+        repo_type=repo_ref.type,
+        repo_id=repo_ref.id,
+        kind="tag",
+        name=body.tag,
+        start=revision,
+        message=body.message,
     )
     _notify_ref(request, repo, RefUpdate(f"refs/tags/{body.tag}", None, commit_id))
     return Response(status_code=200)
@@ -355,7 +379,9 @@ async def create_tag(
 @router.delete("/api/{plural}/{owner}/{name}/tag/{rest:path}")
 def delete_tag(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     tag = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(db, principal, repo_ref.type, repo_ref.id, "tag", tag)
+    repo, commit_id = repos.delete_ref(
+        db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="tag", name=tag
+    )
     _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", commit_id, None))
     return Response(status_code=200)
 

@@ -20,8 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, UnauthorizedError
-from openckpt.hub.context import hub_of, raw_tail, repo_id_of
+from openckpt.hub.context import Hub, hub_of, raw_tail, repo_id_of
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_repo import _header
 from openckpt.hub.services import commit_flow, pages, repos
@@ -64,18 +66,24 @@ def _title(form_value: object, default: str) -> str:
 # ---- a new repo -------------------------------------------------------------------------------------------------
 
 
-def _namespaces(request: Request, viewer: Principal) -> list[str]:
-    with hub_of(request).db.read() as session:
+def _namespaces(db: Database, viewer: Principal) -> list[str]:
+    with db.read() as session:
         account = pages.find_account(session, viewer.name)
         orgs = pages.memberships(session, account) if account is not None else []
         return [viewer.name] + [o.name for o in orgs if viewer.orgs.get(o.id) in ("write", "admin")]
 
 
 def _new_page(
-    request: Request, viewer: Principal, *, error: str = "", status: int = 200, values: dict[str, Any] | None = None
+    request: Request,
+    db: Database,
+    viewer: Principal,
+    *,
+    error: str = "",
+    status: int = 200,
+    values: dict[str, Any] | None = None,
 ) -> Response:
     context = {
-        "namespaces": _namespaces(request, viewer),
+        "namespaces": _namespaces(db, viewer),
         "csrf": csrf_token(request, "new-repo"),
         "error": error,
         "values": values or {},
@@ -84,32 +92,31 @@ def _new_page(
 
 
 @router.get("/new")
-def new_repo_form(request: Request) -> Response:
+def new_repo_form(request: Request, hub: HubDep) -> Response:
     viewer = _signed_in(request)
     if isinstance(viewer, Response):
         return viewer
-    return _new_page(request, viewer, values={"owner": request.query_params.get("owner", "")})
+    return _new_page(request, hub.db, viewer, values={"owner": request.query_params.get("owner", "")})
 
 
 @router.post("/new")
-async def new_repo(request: Request) -> Response:
+async def new_repo(request: Request, hub: HubDep) -> Response:
     viewer, form = await signed_in_form(request, "new-repo")
     values = {k: str(form.get(k) or "") for k in ("owner", "name", "type", "private")}
     repo_type = values["type"] if values["type"] in ("model", "dataset") else "model"
-    hub = hub_of(request)
     try:
         repo = await run_in_threadpool(
             repos.create_repo,
             hub.db,
             hub.store,
-            viewer,
-            repo_type,
-            values["name"].strip(),
-            values["owner"] or None,
-            values["private"] == "on",
+            principal=viewer,
+            repo_type=repo_type,
+            name=values["name"].strip(),
+            owner=values["owner"] or None,
+            private=values["private"] == "on",
         )
     except (BadRequestError, ValueError) as e:
-        return _new_page(request, viewer, error=str(e), status=400, values=values)
+        return _new_page(request, hub.db, viewer, error=str(e), status=400, values=values)
     return RedirectResponse(repo_url(repo), status_code=303)
 
 
@@ -143,12 +150,12 @@ async def _commit(
     return (await run_in_threadpool(flow, hub.db, hub.store)).commit_id
 
 
-def upload_form(request: Request, repo_type: str) -> Response:
+def upload_form(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer = _signed_in(request)
     if isinstance(viewer, Response):
         return viewer
     rev, folder = _rev_and_path(request, repo_type)
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
         commit = resolve_revision(session, repo, rev)
         base = repo_url(repo)
@@ -160,11 +167,10 @@ def upload_form(request: Request, repo_type: str) -> Response:
         return page(request, "repo_upload.html", context)
 
 
-async def upload(request: Request, repo_type: str) -> Response:
+async def upload(request: Request, hub: Hub, repo_type: str) -> Response:
     form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=50)
     viewer, _ = await signed_in_form(request, PURPOSE)
     rev, _ = _rev_and_path(request, repo_type)
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
     folder = str(form.get("folder") or "").strip().strip("/")
@@ -189,12 +195,11 @@ async def upload(request: Request, repo_type: str) -> Response:
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
-def edit_form(request: Request, repo_type: str) -> Response:
+def edit_form(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer = _signed_in(request)
     if isinstance(viewer, Response):
         return viewer
     rev, path = _rev_and_path(request, repo_type)
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
         commit = resolve_revision(session, repo, rev)
@@ -219,7 +224,7 @@ def edit_form(request: Request, repo_type: str) -> Response:
         return page(request, "repo_edit.html", context)
 
 
-async def edit(request: Request, repo_type: str) -> Response:
+async def edit(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer, form = await signed_in_form(request, PURPOSE)
     rev, old_path = _rev_and_path(request, repo_type)
     path = check_new_path(str(form.get("path") or old_path).strip().strip("/"))
@@ -227,7 +232,6 @@ async def edit(request: Request, repo_type: str) -> Response:
     if len(content) > MAX_EDIT:
         raise BadRequestError(f"the text is larger than {MAX_EDIT // 1_000_000} MB: upload it as a file instead")
     parent = str(form.get("parent") or "") or None
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
     changes: list[FileChange | NewFile] = [NewFile(path, content)]
@@ -246,12 +250,12 @@ async def edit(request: Request, repo_type: str) -> Response:
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
-def delete_form(request: Request, repo_type: str) -> Response:
+def delete_form(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer = _signed_in(request)
     if isinstance(viewer, Response):
         return viewer
     rev, path = _rev_and_path(request, repo_type)
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
         commit = resolve_revision(session, repo, rev)
         if file_at(session, commit.tree_id, path) is None:
@@ -266,10 +270,10 @@ def delete_form(request: Request, repo_type: str) -> Response:
         return page(request, "repo_delete_file.html", context)
 
 
-async def delete(request: Request, repo_type: str) -> Response:
+async def delete(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer, form = await signed_in_form(request, PURPOSE)
     rev, path = _rev_and_path(request, repo_type)
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
     changes: list[FileChange | NewFile] = [FileChange(check_path(path), "delete")]
     commit_id = await _commit(
@@ -285,20 +289,22 @@ async def delete(request: Request, repo_type: str) -> Response:
     return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
 
 
-def _endpoint(view: Callable[[Request, str], Any], repo_type: str) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
+def _endpoint(
+    view: Callable[[Request, Hub, str], Any], repo_type: str
+) -> Callable[[Request, Hub], Awaitable[Response]]:
+    async def endpoint(request: Request, hub: HubDep) -> Response:
         if viewer_of(request) is None and request.method == "POST":
             raise UnauthorizedError("sign in first")
         if inspect.iscoroutinefunction(view):
-            result: Response = await view(request, repo_type)
+            result: Response = await view(request, hub, repo_type)
             return result
-        return await run_in_threadpool(view, request, repo_type)
+        return await run_in_threadpool(view, request, hub, repo_type)
 
     endpoint.__name__ = f"{view.__name__}_{repo_type}"
     return endpoint
 
 
-_VIEWS: list[tuple[str, str, Callable[[Request, str], Any]]] = [
+_VIEWS: list[tuple[str, str, Callable[[Request, Hub, str], Any]]] = [
     ("/upload/{rest:path}", "GET", upload_form),
     ("/upload/{rest:path}", "POST", upload),
     ("/edit/{rest:path}", "GET", edit_form),

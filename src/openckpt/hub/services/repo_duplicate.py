@@ -48,7 +48,7 @@ class _RefRow:
     message: str | None
 
 
-def destination(principal: Principal, from_id: str, repository: str | None) -> str:
+def destination(principal: Principal, from_id: str, *, repository: str | None) -> str:
     """The ``owner/name`` of the copy: ``repository`` (a bare name goes to the caller's namespace), by default the
     source's name in the caller's namespace."""
     if repository is None:
@@ -101,12 +101,12 @@ def _copy_history(session: Session, source: Repo, repo: Repo, refs: Sequence[_Re
 def duplicate_repo(
     db: Database,
     store: BlobStore,
+    *,
     settings: Settings,
     principal: Principal,
     repo_type: str,
     from_id: str,
     to_id: str,
-    *,
     private: bool | None = None,
 ) -> Repo:
     """Copy ``from_id`` with its history to the new repo ``to_id`` (both ``owner/name``); return the new repo's row.

@@ -101,7 +101,7 @@ def find_repo(
 
 
 def create_repo(
-    db: Database, store: BlobStore, principal: Principal, repo_type: str, name: str, owner: str | None, private: bool
+    db: Database, store: BlobStore, *, principal: Principal, repo_type: str, name: str, owner: str | None, private: bool
 ) -> Repo:
     """A new repo with an initial commit holding ``.gitattributes`` on ``main``, as the Hub creates it."""
     check_type(repo_type)
@@ -217,6 +217,7 @@ def is_default_branch(db: Database, repo_id: int, ref: str | None) -> bool:
 def create_ref(
     db: Database,
     principal: Principal,
+    *,
     repo_type: str,
     repo_id: str,
     kind: str,
@@ -236,7 +237,7 @@ def create_ref(
 
 
 def delete_ref(
-    db: Database, principal: Principal, repo_type: str, repo_id: str, kind: str, name: str
+    db: Database, principal: Principal, *, repo_type: str, repo_id: str, kind: str, name: str
 ) -> tuple[Repo, str]:
     """Delete a branch (not the default one) or tag; return the repo and the commit it pointed at."""
     with db.write() as session:
