@@ -4,6 +4,7 @@ hash that move no bytes, privacy and org roles, and what garbage collection and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -363,3 +364,43 @@ def _repo_pk(db: Database, repo_id: str) -> int:
 
 def _auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+def test_publish_bucket_files_to_a_repo_by_xet_hash(
+    hub: HubProcess, people: People, tmp_path: Path, unique: str
+) -> None:
+    """``lfs-files/duplicate`` on a bucket: the claimed sha256 is checked, then a commit names the file by it and the
+    repo serves the same bytes, with no upload and no new xorb."""
+    alice = _api(hub, people.alice)
+    bucket = alice.create_bucket(unique, private=True).bucket_id
+    data = os.urandom(700_000)
+    alice.batch_bucket_files(bucket, add=[(data, "run/step-1/model.safetensors")])
+    xet_hash = next(iter(alice.get_bucket_paths_info(bucket, ["run/step-1/model.safetensors"]))).xet_hash
+    repo = f"alice/{unique}"
+    alice.create_repo(repo)
+    sha256 = hashlib.sha256(data).hexdigest()
+    url = f"{hub.url}/api/buckets/{bucket}/lfs-files/duplicate"
+
+    def duplicate(token: str, claimed: str) -> httpx.Response:
+        files = [{"xetHash": xet_hash, "sha256": claimed, "filename": "run/step-1/model.safetensors"}]
+        body = {"target": {"type": "model", "name": repo}, "files": files}
+        return httpx.post(url, json=body, headers=_auth(token), timeout=120)
+
+    lie = duplicate(people.alice, "0" * 64)
+    assert lie.status_code == 200 and lie.json()["failed"][0]["sha256"] == "0" * 64
+    assert duplicate(people.bob, sha256).status_code == 404  # bob cannot see the bucket
+    xorbs = _count(hub, Xorb)
+    assert duplicate(people.alice, sha256).json() == {"failed": []}
+    lines = [
+        {"key": "header", "value": {"summary": "publish step 1"}},
+        {"key": "lfsFile", "value": {"path": "model.safetensors", "algo": "sha256", "oid": sha256, "size": len(data)}},
+    ]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    headers = {**_auth(people.alice), "content-type": "application/x-ndjson"}
+    r = httpx.post(f"{hub.url}/api/models/{repo}/commit/main", content=body, headers=headers, timeout=120)
+    assert r.status_code == 200, r.text
+    assert _count(hub, Xorb) == xorbs
+    local = alice.hf_hub_download(repo, "model.safetensors", cache_dir=tmp_path / "cache")
+    assert Path(local).read_bytes() == data
+    (entry,) = alice.get_paths_info(repo, ["model.safetensors"])
+    assert entry.xet_hash == xet_hash

@@ -2,7 +2,8 @@
 
 ``/api/buckets/{namespace}`` lists, ``/api/buckets/{owner}/{name}`` creates (POST), describes (GET) and deletes;
 ``…/settings``, ``…/tree[/{prefix}]`` (paged by ``Link``), ``…/paths-info``, ``…/batch`` (NDJSON of ``addFile``,
-``copyFile``, ``deleteFile``), ``…/xet-write-token`` and ``…/xet-read-token`` (CAS tokens for the bucket), and
+``copyFile``, ``deleteFile``), ``…/lfs-files/duplicate`` (publish files to a repo by Xet hash), ``…/xet-write-token``
+and ``…/xet-read-token`` (CAS tokens for the bucket), and
 ``/buckets/{owner}/{name}/resolve/{path}`` (the Xet headers on HEAD, the bytes on GET). Moves arrive at
 ``/api/repos/move`` with ``type: bucket`` (``routes/repos.py`` hands them to :func:`move`).
 
@@ -27,7 +28,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Bucket, BucketFile
 from openckpt.hub.deps import HubDep, PrincipalDep, UserDep
 from openckpt.hub.error_response import header_text
-from openckpt.hub.services import bucket_files, buckets
+from openckpt.hub.services import bucket_files, bucket_publish, buckets
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import file_plan, raw_blobs, read_file
 from openckpt.hub.services.cas_reconstruction import byte_range
@@ -197,6 +198,28 @@ async def batch(request: Request, hub: HubDep, user: UserDep, owner: str, name: 
     run = partial(bucket_files.apply_batch, hub.db, hub.settings, principal=user, bucket_id=f"{owner}/{name}", ops=ops)
     failed = await run_in_threadpool(run)
     return JSONResponse({"failed": failed}, status_code=422 if ops and len(failed) == len(ops) else 200)
+
+
+@router.post("/api/buckets/{owner}/{name}/lfs-files/duplicate")
+async def duplicate(request: Request, hub: HubDep, user: UserDep, owner: str, name: str) -> dict[str, Any]:
+    """Publish bucket files to a repo by Xet hash (see :mod:`openckpt.hub.services.bucket_publish`): ``failed``
+    lists the files that were not."""
+    body = await read_json(request)
+    target = body.get("target") if isinstance(body, dict) else None
+    kind, repo_id = (target.get("type"), target.get("name")) if isinstance(target, dict) else (None, None)
+    if not isinstance(kind, str) or not isinstance(repo_id, str):
+        raise BadRequestError("expected JSON {target: {type, name}, files: [{xetHash, sha256, filename}]}")
+    files = bucket_publish.parse_files(body.get("files"))
+    run = partial(
+        bucket_publish.duplicate_to_repo,
+        hub.db,
+        hub.store,
+        principal=user,
+        bucket_id=f"{owner}/{name}",
+        target=(kind, repo_id),
+        files=files,
+    )
+    return {"failed": await run_in_threadpool(run)}
 
 
 # ---- Xet --------------------------------------------------------------------------------------------------------
