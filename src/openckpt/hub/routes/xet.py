@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from openckpt.hub.context import hub_of, optional_principal, repo_id_of, repo_type_of, require_principal, rev_and_path
-from openckpt.hub.services import access, pull_requests, repos
-from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.context import Hub, rev_and_path
+from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
+from openckpt.hub.services import preflight
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.xet_tokens import CAS_PATH, issue_token
 
 router = APIRouter()
@@ -16,25 +17,18 @@ MIN_TTL = 15 * 60
 """Clients refresh tokens shortly before they expire and never on a 401: never hand out short-lived ones."""
 
 
-def _token(request: Request, plural: str, owner: str, name: str, scope: str) -> JSONResponse:
-    hub = hub_of(request)
+def _token(request: Request, hub: Hub, principal: Principal | None, repo: RepoRef, *, scope: str) -> JSONResponse:
     rev, _ = rev_and_path(request, 5)
     create_pr = request.query_params.get("create_pr", "").lower() in ("1", "true")
-    write = scope == "write"
-    principal = require_principal(request) if write else optional_principal(request)
-    with hub.db.read() as session:
-        proposing = write and (create_pr or pull_requests.pr_num(rev) is not None)  # a pull request's files
-        if proposing:
-            repo = pull_requests.find_uploadable(
-                session, principal, repo_type_of(plural), repo_id_of(owner, name), proposing=True
-            )
-        else:
-            repo = repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name), write=write)
-        if not write:
-            access.check_download(session, principal, repo, "")
-        if not (create_pr and rev == "None"):  # huggingface_hub asks for `None` when it opens a pull request
-            resolve_revision(session, repo, rev)
-        repo_pk = repo.id
+    repo_pk = preflight.xet_token_repo(
+        hub.db,
+        principal,
+        repo_type=repo.type,
+        repo_id=repo.id,
+        revision=rev,
+        write=scope == "write",
+        create_pr=create_pr,
+    )
     ttl = max(hub.settings.signed_url_ttl, MIN_TTL)
     minted_by = principal.token_id if principal is not None else None  # its revocation ends the Xet token
     token, expires = issue_token(hub.settings.secret, scope, repo_pk, ttl, minted_by=minted_by)
@@ -44,10 +38,10 @@ def _token(request: Request, plural: str, owner: str, name: str, scope: str) -> 
 
 
 @router.get("/api/{plural}/{owner}/{name}/xet-read-token/{rest:path}")
-def read_token(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
-    return _token(request, plural, owner, name, "read")
+def read_token(request: Request, hub: HubDep, principal: PrincipalDep, repo: RepoDep) -> JSONResponse:
+    return _token(request, hub, principal, repo, scope="read")
 
 
 @router.get("/api/{plural}/{owner}/{name}/xet-write-token/{rest:path}")
-def write_token(request: Request, plural: str, owner: str, name: str, rest: str) -> JSONResponse:
-    return _token(request, plural, owner, name, "write")
+def write_token(request: Request, hub: HubDep, user: UserDep, repo: RepoDep) -> JSONResponse:
+    return _token(request, hub, user, repo, scope="write")

@@ -1,5 +1,6 @@
-"""What a client asks before it commits: which files of a revision exist (``preupload``), which objects it need not
-send (the LFS batch API), and whether an upload is stored and its own (LFS ``verify``).
+"""What a client asks before it moves bytes: which files of a revision exist (``preupload``), which objects it need
+not send (the LFS batch API), whether an upload is stored and its own (LFS ``verify``), and which repo a Xet token
+may be issued for.
 
 Storage is shared by sha256, so an object counts as stored for a caller only if they have it (``possession``):
 anything else is asked for again, exactly as if the hub lacked it.
@@ -8,14 +9,14 @@ anything else is asked for again, exactly as if the hub lacked it.
 from __future__ import annotations
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.services import possession, pull_requests, repos, storage_gc
+from openckpt.hub.services import access, possession, pull_requests, repos, storage_gc
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.cas_files import xet_files
-from openckpt.hub.services.commits import resolve_revision
+from openckpt.hub.services.commits import pr_num, resolve_revision
 from openckpt.hub.services.trees import FileEntry, lookup, read_tree
 from openckpt.store.blobs import is_sha256
 
-__all__ = ["existing_files", "stored_for_batch", "verified_size"]
+__all__ = ["existing_files", "stored_for_batch", "verified_size", "xet_token_repo"]
 
 MANY = 50
 """From this many paths on, the whole tree is read at once rather than each path's folders."""
@@ -75,3 +76,28 @@ def verified_size(db: Database, principal: Principal, *, repo_type: str, repo_id
     with db.read() as session:
         pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
         return possession.stored_sizes(session, principal, [oid]).get(oid) if is_sha256(oid) else None
+
+
+def xet_token_repo(
+    db: Database,
+    principal: Principal | None,
+    *,
+    repo_type: str,
+    repo_id: str,
+    revision: str,
+    write: bool,
+    create_pr: bool = False,
+) -> int:
+    """The repo (primary key) a Xet token of the caller may be issued for: to read, one they may download from; to
+    ``write``, one they write to, or whose discussions they take part in for a pull request's files (``create_pr``,
+    or ``refs/pr/N``). The revision must exist (but ``None``, which huggingface_hub names opening a pull request)."""
+    with db.read() as session:
+        if write and (create_pr or pr_num(revision) is not None):
+            repo = pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
+        else:
+            repo = repos.find_repo(session, principal, repo_type, repo_id, write=write)
+        if not write:
+            access.check_download(session, principal, repo, "")
+        if not (create_pr and revision == "None"):
+            resolve_revision(session, repo, revision)
+        return repo.id
