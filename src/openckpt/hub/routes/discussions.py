@@ -4,15 +4,16 @@ calls them (``get_repo_discussions`` … ``merge_pull_request``). Registered bef
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import BadRequestError
-from openckpt.hub.bodies import read_json
-from openckpt.hub.context import hub_of, int_param, optional_principal, repo_id_of, repo_type_of
+from openckpt.hub.bodies import JsonObject
+from openckpt.hub.context import hub_of, int_param
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
+from openckpt.hub.deps import DbDep, PrincipalDep, RepoDep, json_body
 from openckpt.hub.routes.webhooks import announce_discussion, pr_merged, wake
 from openckpt.hub.services import discussions, pull_requests, repos
 from openckpt.hub.services.accounts import Principal
@@ -24,12 +25,10 @@ BASE = "/api/{plural}/{owner}/{name}/discussions"
 
 
 @router.get(BASE)
-def list_discussions(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
+def list_discussions(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     q = request.query_params
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        principal = optional_principal(request, db=session)
-        repo = repos.find_repo(session, principal, repo_type_of(plural), repo_id_of(owner, name))
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
         found = discussions.list_discussions(
             session,
             repo,
@@ -42,11 +41,9 @@ def list_discussions(request: Request, plural: str, owner: str, name: str) -> di
 
 
 @router.get(BASE + "/{num}")
-def discussion_details(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
-    hub = hub_of(request)
-    with hub.db.read() as session:
-        principal = optional_principal(request, db=session)
-        repo, d = discussions.find_discussion(session, principal, repo_type_of(plural), repo_id_of(owner, name), num)
+def discussion_details(db: DbDep, principal: PrincipalDep, repo_ref: RepoDep, num: int) -> dict[str, Any]:
+    with db.read() as session:
+        repo, d = discussions.find_discussion(session, principal, repo_ref.type, repo_ref.id, num)
         events = list(
             session.query(DiscussionEvent)
             .filter_by(discussion_id=d.id)
@@ -55,11 +52,18 @@ def discussion_details(request: Request, plural: str, owner: str, name: str, num
         return discussions.discussion_json(d, repo, events=events)
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    body = await read_json(request, optional=True)
-    if not isinstance(body, dict):
-        raise BadRequestError("expected a JSON object")
-    return body
+class ThreadBody(JsonObject):
+    """What the client sends to the discussion routes (each reads its own keys; the services check the values)."""
+
+    title: Any = None
+    description: Any = None
+    pull_request: Any = Field(None, alias="pullRequest")
+    comment: Any = None
+    content: Any = None
+    status: Any = None
+
+
+Body = Annotated[ThreadBody, Depends(json_body(ThreadBody, optional=True))]
 
 
 def write_event(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
@@ -98,58 +102,50 @@ def open_thread(
 
 
 @router.post(BASE)
-async def create_discussion(request: Request, plural: str, owner: str, name: str) -> dict[str, Any]:
-    body = await _body(request)
-    principal = optional_principal(request)
-    args = (request, principal, repo_type_of(plural), repo_id_of(owner, name), body)
-    num = await run_in_threadpool(open_thread, *args)
+async def create_discussion(request: Request, body: Body, principal: PrincipalDep, repo: RepoDep) -> dict[str, Any]:
+    fields = {"title": body.title, "description": body.description, "pullRequest": body.pull_request}
+    num = await run_in_threadpool(open_thread, request, principal, repo.type, repo.id, fields)
     return {"num": num}
 
 
-def _where(request: Request, plural: str, owner: str, name: str, num: int) -> tuple[Any, ...]:
-    return optional_principal(request), repo_type_of(plural), repo_id_of(owner, name), num
-
-
 @router.post(BASE + "/{num}/comment")
-async def comment(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
-    body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(write_event, request, discussions.comment, *where, body.get("comment"))
+async def comment(request: Request, body: Body, principal: PrincipalDep, repo: RepoDep, num: int) -> dict[str, Any]:
+    where = (principal, repo.type, repo.id, num)
+    event = await run_in_threadpool(write_event, request, discussions.comment, *where, body.comment)
     return {"newMessage": event}
 
 
 @router.post(BASE + "/{num}/comment/{comment_id}/edit")
 async def edit_comment(
-    request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
+    request: Request, body: Body, principal: PrincipalDep, repo: RepoDep, num: int, comment_id: str
 ) -> dict[str, Any]:
-    body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(
-        write_event, request, discussions.edit_comment, *where, comment_id, body.get("content")
-    )
+    where = (principal, repo.type, repo.id, num)
+    event = await run_in_threadpool(write_event, request, discussions.edit_comment, *where, comment_id, body.content)
     return {"updatedComment": event}
 
 
 @router.post(BASE + "/{num}/comment/{comment_id}/hide")
 async def hide_comment(
-    request: Request, plural: str, owner: str, name: str, num: int, comment_id: str
+    request: Request, principal: PrincipalDep, repo: RepoDep, num: int, comment_id: str
 ) -> dict[str, Any]:
-    where = _where(request, plural, owner, name, num)
+    where = (principal, repo.type, repo.id, num)
     event = await run_in_threadpool(write_event, request, discussions.hide_comment, *where, comment_id)
     return {"updatedComment": event}
 
 
 @router.post(BASE + "/{num}/title")
-async def rename(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
-    body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(write_event, request, discussions.rename, *where, body.get("title"))
+async def rename(request: Request, body: Body, principal: PrincipalDep, repo: RepoDep, num: int) -> dict[str, Any]:
+    where = (principal, repo.type, repo.id, num)
+    event = await run_in_threadpool(write_event, request, discussions.rename, *where, body.title)
     return {"newTitle": event}
 
 
 @router.post(BASE + "/{num}/status")
-async def change_status(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
-    body, where = await _body(request), _where(request, plural, owner, name, num)
-    event = await run_in_threadpool(
-        write_event, request, discussions.change_status, *where, body.get("status"), body.get("comment")
-    )
+async def change_status(
+    request: Request, body: Body, principal: PrincipalDep, repo: RepoDep, num: int
+) -> dict[str, Any]:
+    where = (principal, repo.type, repo.id, num)
+    event = await run_in_threadpool(write_event, request, discussions.change_status, *where, body.status, body.comment)
     return {"newStatus": event}
 
 
@@ -175,8 +171,6 @@ def merge_pull_request(
 
 
 @router.post(BASE + "/{num}/merge")
-async def merge(request: Request, plural: str, owner: str, name: str, num: int) -> dict[str, Any]:
-    body = await _body(request)
-    principal, repo_type, repo_id = optional_principal(request), repo_type_of(plural), repo_id_of(owner, name)
-    await run_in_threadpool(merge_pull_request, request, principal, repo_type, repo_id, num, body.get("comment"))
+async def merge(request: Request, body: Body, principal: PrincipalDep, repo: RepoDep, num: int) -> dict[str, Any]:
+    await run_in_threadpool(merge_pull_request, request, principal, repo.type, repo.id, num, body.comment)
     return {}
