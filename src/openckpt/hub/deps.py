@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from openckpt.errors import UnauthorizedError
 from openckpt.hub.bodies import read_model
 from openckpt.hub.context import (
     Hub,
@@ -44,9 +45,12 @@ __all__ = [
     "RepoTypeDep",
     "SettingsDep",
     "UserDep",
+    "ViewerDep",
     "json_body",
     "principal",
     "user",
+    "viewer",
+    "viewer_of",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,10 +99,30 @@ async def user(request: Request) -> Principal:
     return require_principal(request)
 
 
+def viewer_of(request: Request) -> Principal | None:
+    """The signed-in account of a web page, or None; a revoked or unknown session token counts as signed out (and is
+    cleared by the page)."""
+    try:
+        return optional_principal(request, session=True)
+    except UnauthorizedError:
+        request.scope["principal"] = None
+        request.state.stale_session = True
+        return None
+
+
+async def viewer(request: Request) -> Principal | None:
+    """:func:`viewer_of` as a dependency, looked up in a worker thread if need be."""
+    if "principal" in request.scope or not has_credentials(request, session=True):
+        return viewer_of(request)
+    return await run_in_threadpool(viewer_of, request)
+
+
 PrincipalDep = Annotated[Principal | None, Depends(principal)]
 """The caller, or None when anonymous (an invalid token is a 401, never anonymous)."""
 UserDep = Annotated[Principal, Depends(user)]
 """The caller, signed in by a token: a 401 otherwise."""
+ViewerDep = Annotated[Principal | None, Depends(viewer)]
+"""The signed-in account of a web page (its session cookie, on forms too), or None: an ended session is signed out."""
 
 
 @dataclass(frozen=True, slots=True)

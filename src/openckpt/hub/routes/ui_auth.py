@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from openckpt.errors import BadRequestError, ForbiddenError, UnauthorizedError
-from openckpt.hub.context import hub_of
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account
+from openckpt.hub.deps import DbDep, HubDep, ViewerDep
 from openckpt.hub.routes.ui_common import (
     SESSION_COOKIE,
     PageRoute,
@@ -17,9 +18,9 @@ from openckpt.hub.routes.ui_common import (
     page,
     secure_cookies,
     signed_in_form,
-    viewer_of,
 )
 from openckpt.hub.services import accounts, pages, web_sessions
+from openckpt.hub.services.accounts import Principal
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -32,8 +33,8 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_form(request: Request) -> Response:
-    if viewer_of(request) is not None:
+def login_form(request: Request, viewer: ViewerDep) -> Response:
+    if viewer is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     return _login_page(request, request.query_params.get("next"), "", 200)
 
@@ -44,11 +45,10 @@ def _login_page(request: Request, target: str | None, error: str, status: int) -
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, hub: HubDep) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), "login")
     secret = str(form.get("token") or "").strip()
-    hub = hub_of(request)
     try:
         if not secret:
             raise UnauthorizedError("empty token")
@@ -75,11 +75,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, db: DbDep) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), "logout")
     if cookie := request.cookies.get(SESSION_COOKIE):
-        with hub_of(request).db.write() as session:
+        with db.write() as session:
             web_sessions.end_session(session, cookie)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -87,12 +87,18 @@ async def logout(request: Request) -> Response:
 
 
 def _tokens_page(
-    request: Request, *, new_secret: str = "", new_name: str = "", error: str = "", status: int = 200
+    request: Request,
+    db: Database,
+    viewer: Principal | None,
+    *,
+    new_secret: str = "",
+    new_name: str = "",
+    error: str = "",
+    status: int = 200,
 ) -> Response:
-    viewer = viewer_of(request)
     if viewer is None:
         return RedirectResponse("/login?next=/settings/tokens", status_code=303)
-    with hub_of(request).db.read() as session:
+    with db.read() as session:
         tokens = pages.list_tokens(session, viewer.account_id)
     context = {
         "tokens": tokens,
@@ -106,28 +112,29 @@ def _tokens_page(
 
 
 @router.get("/settings/tokens")
-def tokens(request: Request) -> Response:
-    return _tokens_page(request)
+def tokens(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
+    return _tokens_page(request, db, viewer)
 
 
 @router.post("/settings/tokens")
-async def manage_tokens(request: Request) -> Response:
+async def manage_tokens(request: Request, hub: HubDep) -> Response:
     """``action=create`` (name, role) or ``action=revoke`` (id). A new token's secret is shown on this response only."""
     viewer, form = await signed_in_form(request, "tokens")
     action = form.get("action")
-    hub = hub_of(request)
     if action == "create":
         name = str(form.get("name") or "").strip()
         role = str(form.get("role") or "read")
         if not name or len(name) > 100:
-            return _tokens_page(request, error="Give the token a name of 1 to 100 characters.", status=400)
+            return _tokens_page(
+                request, hub.db, viewer, error="Give the token a name of 1 to 100 characters.", status=400
+            )
         if role == "write" and not viewer.can_write:
             raise ForbiddenError("this session uses a read token: it can create read tokens only")
         with hub.db.write() as session:
             account = session.get(Account, viewer.account_id)
             assert account is not None
             _, secret = accounts.create_token(session, account, name=name, role=role)
-        return _tokens_page(request, new_secret=secret, new_name=name)
+        return _tokens_page(request, hub.db, viewer, new_secret=secret, new_name=name)
     if action == "revoke":
         if not viewer.can_write:
             raise ForbiddenError("this session uses a read token: sign in with a write token to revoke tokens")

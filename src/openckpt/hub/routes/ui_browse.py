@@ -9,10 +9,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 
 from openckpt.errors import RepoNotFoundError
-from openckpt.hub.context import hub_of
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Repo
-from openckpt.hub.routes.ui_common import PageRoute, page, page_number, viewer_of
+from openckpt.hub.deps import DbDep, ViewerDep
+from openckpt.hub.routes.ui_common import PageRoute, page, page_number
 from openckpt.hub.services import pages
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.repos import ListQuery, list_repos
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -29,26 +31,28 @@ SORTS = {
 _HIDDEN_TAG_PREFIXES = ("license:", "base_model:")
 
 
-def _recent(request: Request, repo_type: str, limit: int, **kwargs: str) -> list[Repo]:
-    query = ListQuery(sort="lastModified", limit=limit, search=kwargs.get("search"), author=kwargs.get("author"))
-    with hub_of(request).db.read() as session:
-        return list_repos(session, viewer_of(request), repo_type, query)
+def _recent(
+    db: Database, viewer: Principal | None, repo_type: str, limit: int, search: str | None = None
+) -> list[Repo]:
+    query = ListQuery(sort="lastModified", limit=limit, search=search)
+    with db.read() as session:
+        return list_repos(session, viewer, repo_type, query)
 
 
 @router.get("/")
-def home(request: Request) -> Response:
-    models, datasets = _recent(request, "model", 8), _recent(request, "dataset", 6)
+def home(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
+    models, datasets = _recent(db, viewer, "model", 8), _recent(db, viewer, "dataset", 6)
     return page(request, "home.html", {"models": models, "datasets": datasets})
 
 
 @router.get("/search")
-def search(request: Request) -> Response:
+def search(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
     text = request.query_params.get("q", "").strip()
-    models = _recent(request, "model", 20, search=text) if text else []
-    datasets = _recent(request, "dataset", 20, search=text) if text else []
+    models = _recent(db, viewer, "model", 20, search=text) if text else []
+    datasets = _recent(db, viewer, "dataset", 20, search=text) if text else []
     accounts = []
     if text:
-        with hub_of(request).db.read() as session:
+        with db.read() as session:
             accounts = pages.search_accounts(session, text, limit=20)
     context = {"q": text, "models": models, "datasets": datasets, "accounts": accounts}
     return page(request, "search.html", context)
@@ -72,7 +76,7 @@ def _linker(request: Request) -> Callable[..., str]:
     return link
 
 
-def _repo_list(request: Request, repo_type: str) -> Response:
+def _repo_list(request: Request, db: Database, viewer: Principal | None, repo_type: str) -> Response:
     q = request.query_params
     sort = q.get("sort") if q.get("sort") in SORTS else "lastModified"
     search, author = q.get("search", "").strip(), q.get("author", "").strip()
@@ -86,8 +90,7 @@ def _repo_list(request: Request, repo_type: str) -> Response:
         limit=PAGE + 1,
         offset=(number - 1) * PAGE,
     )
-    viewer = viewer_of(request)
-    with hub_of(request).db.read() as session:
+    with db.read() as session:
         found = list_repos(session, viewer, repo_type, query)
         tags, libraries = _facets(list_repos(session, viewer, repo_type, ListQuery(limit=1000)))
     context = {
@@ -109,19 +112,18 @@ def _repo_list(request: Request, repo_type: str) -> Response:
 
 
 @router.get("/models")
-def models(request: Request) -> Response:
-    return _repo_list(request, "model")
+def models(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
+    return _repo_list(request, db, viewer, "model")
 
 
 @router.get("/datasets")
-def datasets(request: Request) -> Response:
-    return _repo_list(request, "dataset")
+def datasets(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
+    return _repo_list(request, db, viewer, "dataset")
 
 
 @accounts_router.get("/{name}")
-def account(request: Request, name: str) -> Response:
-    viewer = viewer_of(request)
-    with hub_of(request).db.read() as session:
+def account(request: Request, db: DbDep, viewer: ViewerDep, name: str) -> Response:
+    with db.read() as session:
         found = pages.find_account(session, name)
         if found is None:
             raise RepoNotFoundError(f"no account {name!r}")

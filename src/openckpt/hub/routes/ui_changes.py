@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from openckpt.errors import EntryNotFoundError
-from openckpt.hub.context import hub_of, raw_tail
+from openckpt.hub.context import Hub, raw_tail
+from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui_common import PageRoute, error_page, page, page_number, repo_url, viewer_of
 from openckpt.hub.routes.ui_repo import _header, _repo
 from openckpt.hub.services import access, diffs, pages
@@ -24,10 +25,9 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 TENSORS_PAGE = 200
 
 
-def one_commit(request: Request, repo_type: str) -> Response:
+def one_commit(request: Request, hub: Hub, repo_type: str) -> Response:
     """A commit: its message, and every changed file with its text or tensor diff."""
     sha = request.path_params["sha"]
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
@@ -45,13 +45,12 @@ def one_commit(request: Request, repo_type: str) -> Response:
         return page(request, "repo_commit_diff.html", context)
 
 
-def tensors(request: Request, repo_type: str) -> Response:
+def tensors(request: Request, hub: Hub, repo_type: str) -> Response:
     """The tensors of a safetensors file, from its header: name, dtype, shape, parameters; paged."""
     tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
     rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
     path = "/".join(p for p in tail[1:] if p)
     number = page_number(request.query_params.get("p"))
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, rev)
@@ -80,9 +79,9 @@ def tensors(request: Request, repo_type: str) -> Response:
         return page(request, "repo_tensors.html", context)
 
 
-def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Callable[[Request], Response]:
-    def endpoint(request: Request) -> Response:
-        return view(request, repo_type)
+def _endpoint(view: Callable[[Request, Hub, str], Response], repo_type: str) -> Callable[[Request, Hub], Response]:
+    def endpoint(request: Request, hub: HubDep) -> Response:
+        return view(request, hub, repo_type)
 
     endpoint.__name__ = f"{view.__name__}_{repo_type}"
     return endpoint
@@ -98,11 +97,10 @@ for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
 MAX_CHECKPOINT_WALK = 500
 
 
-def checkpoint(request: Request, repo_type: str) -> Response:
+def checkpoint(request: Request, hub: Hub, repo_type: str) -> Response:
     """Redirect to the commit of the default branch's history that added the ``openckpt.json`` of checkpoint ``cid``
     (the "Resumed from" link of a manifest); looks at the last :data:`MAX_CHECKPOINT_WALK` commits."""
     wanted = request.path_params["cid"]
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         head = resolve_revision(session, repo, DEFAULT_BRANCH)

@@ -36,8 +36,9 @@ from openckpt.errors import (
     RevisionNotFoundError,
     UnauthorizedError,
 )
-from openckpt.hub.context import SESSION_COOKIE, hub_of, moved_location, optional_principal
+from openckpt.hub.context import SESSION_COOKIE, hub_of, moved_location
 from openckpt.hub.db.models import Repo, utcnow
+from openckpt.hub.deps import viewer_of
 from openckpt.hub.error_boundary import answer_of
 from openckpt.hub.services.accounts import Principal, hash_token
 from openckpt.protocol import REPO_TYPE_PREFIX
@@ -158,16 +159,6 @@ ENV.globals.update(repo_url=repo_url, resolve_url=resolve_url, static_version=_s
 
 
 # ---- the viewer and CSRF ----------------------------------------------------------------------------------------
-
-
-def viewer_of(request: Request) -> Principal | None:
-    """The signed-in account, or None; a revoked or unknown session token counts as signed out (and is cleared)."""
-    try:
-        return optional_principal(request, session=True)
-    except UnauthorizedError:
-        request.scope["principal"] = None
-        request.state.stale_session = True
-        return None
 
 
 def _binding(request: Request, *, create: bool) -> str | None:

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from openckpt.errors import AccountNotFoundError, BadRequestError, ConflictError, ForbiddenError
-from openckpt.hub.context import hub_of
+from openckpt.hub.context import Hub, hub_of
 from openckpt.hub.db.models import Account
+from openckpt.hub.deps import DbDep, HubDep, ViewerDep
 from openckpt.hub.routes.ui_common import (
     ENV,
     SESSION_COOKIE,
@@ -42,14 +43,20 @@ ENV.globals["signup_mode"] = _signup_mode  # the header links to /join unless si
 
 
 def _join_page(
-    request: Request, *, error: str = "", status: int = 200, values: dict[str, str] | None = None, new_secret: str = ""
+    request: Request,
+    hub: Hub,
+    *,
+    error: str = "",
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    new_secret: str = "",
 ) -> Response:
-    mode = hub_of(request).settings.signup
+    mode = hub.settings.signup
     invite = request.query_params.get("invite") or (values or {}).get("invite", "")
     invited = ""
     if mode == "invite" and invite and not new_secret:
         try:
-            invited = people_admin.check_invite(hub_of(request).settings.secret, invite)
+            invited = people_admin.check_invite(hub.settings.secret, invite)
         except ForbiddenError as e:
             error, status = str(e), 403
     context = {
@@ -65,16 +72,15 @@ def _join_page(
 
 
 @router.get("/join")
-def join_form(request: Request) -> Response:
-    return _join_page(request)
+def join_form(request: Request, hub: HubDep) -> Response:
+    return _join_page(request, hub)
 
 
 @router.post("/join")
-async def join(request: Request) -> Response:
+async def join(request: Request, hub: HubDep) -> Response:
     """Create the account and a write token, sign the browser in, and show the token once."""
     form = await request.form()
     check_csrf(request, form.get("csrf"), "join")
-    hub = hub_of(request)
     values = {k: str(form.get(k) or "").strip() for k in ("name", "fullname", "invite")}
     if hub.settings.signup == "closed":
         raise ForbiddenError("sign-up is closed on this hub: ask an admin for an account")
@@ -87,10 +93,10 @@ async def join(request: Request) -> Response:
             principal = accounts.authenticate(session, secret)
             cookie = web_sessions.start_session(session, principal, lifetime=hub.settings.session_lifetime)
     except BadRequestError as e:
-        return _join_page(request, error=str(e), status=400, values=values)
+        return _join_page(request, hub, error=str(e), status=400, values=values)
     except ConflictError as e:  # a taken name
-        return _join_page(request, error=str(e), status=409, values=values)
-    response = _join_page(request, new_secret=secret, values={**values, "name": name})
+        return _join_page(request, hub, error=str(e), status=409, values=values)
+    response = _join_page(request, hub, new_secret=secret, values={**values, "name": name})
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -107,11 +113,10 @@ async def join(request: Request) -> Response:
 
 
 @router.get("/settings")
-def account_settings(request: Request) -> Response:
-    viewer = viewer_of(request)
+def account_settings(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
     if viewer is None:
         return RedirectResponse("/login?next=/settings", status_code=303)
-    with hub_of(request).db.read() as session:
+    with db.read() as session:
         account = session.get(Account, viewer.account_id)
         orgs = pages.memberships(session, account) if account is not None else []
     context = {
@@ -124,12 +129,12 @@ def account_settings(request: Request) -> Response:
 
 
 @router.post("/settings")
-async def save_profile(request: Request) -> Response:
+async def save_profile(request: Request, db: DbDep) -> Response:
     viewer, form = await signed_in_form(request, "profile")
     if not viewer.can_write:
         raise ForbiddenError("this session uses a read token: sign in with a write token to change the profile")
     fullname = str(form.get("fullname") or "").strip()[:200] or viewer.name
-    with hub_of(request).db.write() as session:
+    with db.write() as session:
         account = session.get(Account, viewer.account_id)
         assert account is not None
         account.fullname = fullname
@@ -146,10 +151,10 @@ def _admin(request: Request) -> None:
 
 
 def _users_page(
-    request: Request, *, notice: dict[str, str] | None = None, error: str = "", status: int = 200
+    request: Request, hub: Hub, *, notice: dict[str, str] | None = None, error: str = "", status: int = 200
 ) -> Response:
     _admin(request)
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         users = pages.search_accounts(session, "", limit=1000)
         active = {t.account_id for t in accounts.list_tokens(session)}
         context: dict[str, Any] = {
@@ -159,25 +164,24 @@ def _users_page(
             "csrf": csrf_token(request, "admin-users"),
             "notice": notice or {},
             "error": error,
-            "signup": hub_of(request).settings.signup,
+            "signup": hub.settings.signup,
             "base": str(request.base_url).rstrip("/"),
         }
     return page(request, "admin_users.html", context, status=status, headers=NO_STORE)
 
 
 @router.get("/admin/users")
-def admin_users(request: Request) -> Response:
-    return _users_page(request)
+def admin_users(request: Request, hub: HubDep) -> Response:
+    return _users_page(request, hub)
 
 
 @router.post("/admin/users")
-async def admin_users_action(request: Request) -> Response:
+async def admin_users_action(request: Request, hub: HubDep) -> Response:
     """``create`` (name, admin), ``disable`` / ``reset`` (name), ``invite`` (name), ``org`` (name, admin)."""
     viewer, form = await signed_in_form(request, "admin-users")
     _admin(request)
     if not viewer.can_write:
         raise ForbiddenError("this session uses a read token: sign in with a write token to manage users")
-    hub = hub_of(request)
     action, name = str(form.get("action") or ""), str(form.get("name") or "").strip()
     try:
         with hub.db.write() as session:
@@ -204,10 +208,10 @@ async def admin_users_action(request: Request) -> Response:
             else:
                 raise BadRequestError("unknown action")
     except BadRequestError as e:
-        return _users_page(request, error=str(e), status=400)
+        return _users_page(request, hub, error=str(e), status=400)
     except ConflictError as e:
-        return _users_page(request, error=str(e), status=409)
-    return _users_page(request, notice=notice)
+        return _users_page(request, hub, error=str(e), status=409)
+    return _users_page(request, hub, notice=notice)
 
 
 # ---- organisation members ---------------------------------------------------------------------------------------
@@ -219,8 +223,8 @@ def _org_admin(request: Request, org: Account) -> bool:
 
 
 @router.get("/organizations/{name}/members")
-def org_members(request: Request, name: str) -> Response:
-    with hub_of(request).db.read() as session:
+def org_members(request: Request, db: DbDep, name: str) -> Response:
+    with db.read() as session:
         org = accounts.find_account(session, name, kind="org")
         members = pages.members(session, org)
     manage = _org_admin(request, org)
@@ -234,16 +238,15 @@ def org_members(request: Request, name: str) -> Response:
 
 
 @router.post("/organizations/{name}/members")
-async def org_members_action(request: Request, name: str) -> Response:
+async def org_members_action(request: Request, db: DbDep, name: str) -> Response:
     """``set`` (user, role) adds a member or changes its role; ``remove`` (user) takes it out."""
     viewer, form = await signed_in_form(request, "org-members")
-    hub = hub_of(request)
-    with hub.db.read() as session:
+    with db.read() as session:
         org = accounts.find_account(session, name, kind="org")
     if not _org_admin(request, org) or not viewer.can_write:
         raise ForbiddenError(f"only an admin of {name}, signed in with a write token, manages its members")
     user, action = str(form.get("user") or "").strip(), form.get("action")
-    with hub.db.write() as session:
+    with db.write() as session:
         if action == "set":
             people_admin.set_member(session, name, user, str(form.get("role") or "read"))
         elif action == "remove":

@@ -7,10 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ForbiddenError
-from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.context import Hub, hub_of
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, Repo
+from openckpt.hub.deps import DbDep, HubDep, RepoIdDep
 from openckpt.hub.routes.security import release_file
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, signed_in_form, viewer_of
 from openckpt.hub.services import gate, signatures
@@ -51,44 +54,43 @@ def trust_context(
     }
 
 
-async def _release(request: Request, repo_type: str) -> Response:
+async def _release(request: Request, hub: Hub, repo_type: str, repo_id: str) -> Response:
     viewer, form = await signed_in_form(request, "release")
     path, rev = str(form.get("path") or ""), str(form.get("rev") or DEFAULT_BRANCH)
     if not path:
         raise BadRequestError("no file to release")
-    repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
-    release_file(hub_of(request), viewer, repo_type, repo_id, path, rev)
+    await run_in_threadpool(release_file, hub, viewer, repo_type, repo_id, path, rev)
     prefix = "/datasets/" if repo_type == "dataset" else "/"
     return RedirectResponse(f"{prefix}{repo_id}", status_code=303)
 
 
 @router.post("/datasets/{owner}/{name}/scan/release")
-async def release_dataset(request: Request) -> Response:
-    return await _release(request, "dataset")
+async def release_dataset(request: Request, hub: HubDep, repo_id: RepoIdDep) -> Response:
+    return await _release(request, hub, "dataset", repo_id)
 
 
 @router.post("/{owner}/{name}/scan/release")
-async def release_model(request: Request) -> Response:
-    return await _release(request, "model")
+async def release_model(request: Request, hub: HubDep, repo_id: RepoIdDep) -> Response:
+    return await _release(request, hub, "model", repo_id)
 
 
-def _keys_page(request: Request, *, error: str = "", status: int = 200) -> Response:
+def _keys_page(request: Request, db: Database, *, error: str = "", status: int = 200) -> Response:
     viewer = viewer_of(request)
     if viewer is None:
         return RedirectResponse("/login?next=/settings/keys", status_code=303)
-    with hub_of(request).db.read() as session:
+    with db.read() as session:
         keys = signatures.list_keys(session, viewer.account_id)
     context = {"keys": keys, "csrf": csrf_token(request, "keys"), "error": error}
     return page(request, "keys.html", context, status=status, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/settings/keys")
-def keys(request: Request) -> Response:
-    return _keys_page(request)
+def keys(request: Request, db: DbDep) -> Response:
+    return _keys_page(request, db)
 
 
 @router.post("/settings/keys")
-async def manage_keys(request: Request) -> Response:
+async def manage_keys(request: Request, db: DbDep) -> Response:
     """``action=add`` (name, public_key PEM) or ``action=remove`` (name)."""
     viewer, form = await signed_in_form(request, "keys")
     if not viewer.can_write:
@@ -99,12 +101,12 @@ async def manage_keys(request: Request) -> Response:
         try:
             signatures.parse_public_key(pem)
         except BadRequestError as e:
-            return _keys_page(request, error=str(e), status=400)
+            return _keys_page(request, db, error=str(e), status=400)
         if not name or len(name) > 100:
-            return _keys_page(request, error="Give the key a name of 1 to 100 characters.", status=400)
+            return _keys_page(request, db, error="Give the key a name of 1 to 100 characters.", status=400)
     elif action != "remove":
         raise BadRequestError("action must be 'add' or 'remove'")
-    with hub_of(request).db.write() as session:
+    with db.write() as session:
         account = session.get(Account, viewer.account_id)
         assert account is not None
         if action == "add":
