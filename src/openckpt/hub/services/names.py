@@ -32,8 +32,9 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
-_HUB_PATHS = "admin api cas datasets login logout models search settings spaces static v1 v2"
-"""First path segments of this hub's routes and pages (routes/*.py, /static, Xet's /cas, /v1 and /v2)."""
+_HUB_PATHS = "admin api buckets cas datasets login logout me models search settings spaces static v1 v2"
+"""First path segments of this hub's routes and pages (routes/*.py, /static, Xet's /cas, /v1 and /v2), and ``me``,
+which the bucket API reads as the caller's own namespace."""
 _HUB_PATHS_ELSEWHERE = "auth blog collections docs join new oauth organizations papers pricing users"
 RESERVED_ACCOUNT_NAMES = frozenset(f"{_HUB_PATHS} {_HUB_PATHS_ELSEWHERE} favicon.ico robots.txt".split())
 """Names no account may take, in any case: the first path segments of the hub's own pages and API (an account
