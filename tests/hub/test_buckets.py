@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,8 @@ from tests.hub.storagetools import age_everything, database, store_of
 from tests.hubtools import HubProcess
 
 AGED = timedelta(hours=2)
+MALICIOUS = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R."
+"""A pickle that would run ``os.system`` (built by hand, never loaded)."""
 
 
 @pytest.fixture(autouse=True)
@@ -404,3 +407,59 @@ def test_publish_bucket_files_to_a_repo_by_xet_hash(
     assert Path(local).read_bytes() == data
     (entry,) = alice.get_paths_info(repo, ["model.safetensors"])
     assert entry.xet_hash == xet_hash
+
+    # a bucket is raw storage (nothing scanned there), but what reaches a repo passes the repo's scan gate
+    alice.batch_bucket_files(bucket, add=[(MALICIOUS, "run/evil.bin")])
+    xet_hash = next(iter(alice.get_bucket_paths_info(bucket, ["run/evil.bin"]))).xet_hash
+    evil = hashlib.sha256(MALICIOUS).hexdigest()
+    files = [{"xetHash": xet_hash, "sha256": evil, "filename": "run/evil.bin"}]
+    r = httpx.post(url, json={"target": {"type": "model", "name": repo}, "files": files}, headers=_auth(people.alice))
+    assert r.json() == {"failed": []}
+    lines[1]["value"] = {"path": "evil.bin", "algo": "sha256", "oid": evil, "size": len(MALICIOUS)}
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    r = httpx.post(f"{hub.url}/api/models/{repo}/commit/main", content=body, headers=headers, timeout=120)
+    assert (r.status_code, r.headers["x-error-code"]) == (400, "UnsafeFile"), r.text
+
+
+def test_a_batch_becomes_visible_whole_and_at_once(hub: HubProcess, people: People, unique: str) -> None:
+    """Readers see each overwrite whole: a file's bytes are one version's, and the files of one batch are all of the
+    same batch, never a mix."""
+    alice = _api(hub, people.alice)
+    bucket = alice.create_bucket(unique).bucket_id
+    versions = [(os.urandom(100_000), os.urandom(50_000)) for _ in range(2)]
+    hashes = []
+    for k, (weights, optimizer) in enumerate(versions):  # both versions kept aside, the first one current
+        alice.batch_bucket_files(bucket, add=[(weights, f"v{k}/model.bin"), (optimizer, f"v{k}/optim.bin")])
+        info = {f.path: f.xet_hash for f in alice.list_bucket_tree(bucket, prefix=f"v{k}", recursive=True)}
+        hashes.append((info[f"v{k}/model.bin"], info[f"v{k}/optim.bin"]))
+    alice.batch_bucket_files(
+        bucket, copy=[("bucket", bucket, hashes[0][0], "model.bin"), ("bucket", bucket, hashes[0][1], "optim.bin")]
+    )
+    done = threading.Event()
+    seen: list[tuple[str, str]] = []
+    bodies: list[bytes] = []
+    errors: list[Exception] = []
+
+    def write() -> None:
+        try:
+            for k in range(1, 9):
+                model, optim = hashes[k % 2]
+                alice.batch_bucket_files(
+                    bucket, copy=[("bucket", bucket, model, "model.bin"), ("bucket", bucket, optim, "optim.bin")]
+                )
+        except Exception as e:
+            errors.append(e)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    url = f"{hub.url}/buckets/{bucket}/resolve/model.bin"
+    while not done.is_set() or len(seen) < 3:
+        info = {f.path: f.xet_hash for f in alice.get_bucket_paths_info(bucket, ["model.bin", "optim.bin"])}
+        seen.append((info["model.bin"], info["optim.bin"]))
+        bodies.append(httpx.get(url, headers=_auth(people.alice), timeout=60).content)
+    writer.join()
+    assert not errors
+    assert set(seen) <= set(hashes)
+    assert {body for body in bodies} <= {weights for weights, _ in versions}
