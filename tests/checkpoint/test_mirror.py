@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -108,3 +109,32 @@ def test_mirror_urls_resolve_by_prefix(tmp_path: Path) -> None:
     assert open_mirror("mem://x").root == tmp_path / "x"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="no mirror serves"):
         open_mirror("ftp://host/run")
+
+
+class HeldMirror(DirectoryMirror):
+    """A directory mirror whose uploads wait until the test lets them go."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.release = threading.Event()
+
+    def put(self, files: Mapping[str, Path | bytes]) -> None:
+        assert self.release.wait(timeout=120)
+        super().put(files)
+
+
+def test_saves_never_wait_for_uploads_a_newer_one_replaces_a_waiting_one_and_retention_spares_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror = HeldMirror(str(tmp_path / "mirror"))
+    state = make_state(6)
+    manager = openckpt.CheckpointManager(tmp_path / "run", keep=[openckpt.keep_last(1)], mirror=mirror, recipe=False)
+    for step in (1, 2, 3):  # every save returns while the first upload is still held
+        manager.save(state, step=step)
+    assert not mirror.release.is_set()
+    assert "step-00000002 is not mirrored: step-00000003 replaced it" in caplog.text
+    assert [c.step for c in manager.checkpoints()] == [1, 3]  # step 1 is uploading: retention leaves it
+    mirror.release.set()
+    manager.close()
+    assert mirror.read("LATEST") == b"step-00000003\n"
+    assert {n.split("/")[0] for n in mirror.list("")} == {"LATEST", "step-00000001", "step-00000003"}
