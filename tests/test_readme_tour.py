@@ -101,5 +101,9 @@ def test_the_readme_tour_runs(hub: HubProcess, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     assert (work / "tiny" / "model.safetensors").is_file()  # the last step pulled the pushed model
+    manifest = json.loads((work / "runs" / "demo" / "step-00000030" / "openckpt.json").read_text())
+    assert manifest["training"]["samples_seen"] == 960  # 30 batches of 32, counted by the loader
+    assert re.search(r"^samples_seen +960 *$", result.stdout, re.MULTILINE)  # and shown by inspect, as the README says
+    assert "tokens_seen" not in result.stdout  # the loop counts no tokens: nothing is shown rather than 0
     card = (work / "tiny" / "README.md").read_text()
     assert "license: apache-2.0" in card  # the card of the Python block's upload kept its license

@@ -89,7 +89,11 @@ def summarize(source: TensorSource) -> dict[str, Any]:
             id=manifest.id, created_at=manifest.created_at, format_version=manifest.format_version
         )
         summary["software"] = manifest.software
-        summary["training"] = manifest.training.model_dump(exclude_defaults=True)
+        training = manifest.training.model_dump(exclude_defaults=True)
+        for counter in ("samples_seen", "tokens_seen"):  # 0 after steps were taken: the loop never counted it
+            if training.get(counter) == 0 and training.get("step"):
+                del training[counter]
+        summary["training"] = training
         summary["lineage"] = manifest.lineage.model_dump(exclude_defaults=True)
         summary["entries"] = {k: e.model_dump(exclude_defaults=True) for k, e in manifest.entries.items()}
         summary["files"] = {name: rec.size for name, rec in manifest.files.items()}
