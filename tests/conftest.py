@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,15 +36,62 @@ def s3() -> Iterator[S3Server]:
             yield server
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """A hub process, once on SQLite and once on PostgreSQL, shared by the tests of a module."""
+SHARED_HUB_MODULES = frozenset(
+    {
+        "cli/test_errors.py",
+        "cli/test_exit_codes.py",
+        "cli/test_governance_commands.py",
+        "cli/test_login.py",
+        "cli/test_push.py",
+        "client/test_bucket_push.py",
+        "client/test_pull_gate.py",
+        "client/test_push_pull.py",
+        "evaluate/test_backdoor.py",
+        "evaluate/test_hub.py",
+        "finetune/test_hub.py",
+        "finetune/test_reproduce.py",
+        "hub/test_compat_hf.py",
+        "hub/test_compat_tools.py",
+        "hub/test_governance_api.py",
+        "hub/test_smoke.py",
+    }
+)
+"""Modules (under tests/) whose ``hub`` is one process per database for the whole session instead of one per
+module: each of their tests works in names of its own (``unique`` repos and users, ``people``'s accounts only
+to read or to own such repos) and none changes what the hub as a whole holds or is (settings, other accounts,
+listings of everything, its log, its store, its process). A module that does not fit keeps a hub of its own."""
+
+
+def _start_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> HubProcess:
     data = tmp_path_factory.mktemp("hub") / "data"
     url = ""
     if request.param == "postgresql":
         pg: Postgres = request.getfixturevalue("postgres")
         url = pg.create_database(f"hub_{uuid.uuid4().hex[:8]}")
-    server = start_hub(data, url)
+    return start_hub(data, url)
+
+
+@pytest.fixture(scope="session")
+def shared_hubs() -> Iterator[dict[str, HubProcess]]:
+    """The hubs of ``SHARED_HUB_MODULES``, by database, started on first use and stopped after the session."""
+    hubs: dict[str, HubProcess] = {}
+    yield hubs
+    for server in hubs.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub process, once on SQLite and once on PostgreSQL, shared by the tests of a module (by the tests of all
+    ``SHARED_HUB_MODULES`` for theirs)."""
+    module = Path(request.path).relative_to(Path(__file__).parent).as_posix()
+    if module in SHARED_HUB_MODULES:
+        hubs: dict[str, HubProcess] = request.getfixturevalue("shared_hubs")
+        if request.param not in hubs:
+            hubs[request.param] = _start_hub(request, tmp_path_factory)
+        yield hubs[request.param]
+        return
+    server = _start_hub(request, tmp_path_factory)
     yield server
     server.stop()
 

@@ -56,11 +56,17 @@ def add_token(hub: HubProcess, user: str, role: str) -> str:
         db.dispose()
 
 
+_PEOPLE: dict[str, People] = {}
+"""The accounts made in each hub database, by its URL: a hub the session shares (tests/conftest.py) gets them once."""
+
+
 @pytest.fixture(scope="module")
 def people(hub: HubProcess) -> People:
-    tokens = {name: hub.create_user(name) for name in ("alice", "bob", "wendy", "olga")}
-    hub.create_org("lab", {"alice": "admin", "wendy": "write", "olga": "read"})
-    return People(admin=hub.token, alice_read=add_token(hub, "alice", "read"), **tokens)
+    if hub.database_url not in _PEOPLE:
+        tokens = {name: hub.create_user(name) for name in ("alice", "bob", "wendy", "olga")}
+        hub.create_org("lab", {"alice": "admin", "wendy": "write", "olga": "read"})
+        _PEOPLE[hub.database_url] = People(admin=hub.token, alice_read=add_token(hub, "alice", "read"), **tokens)
+    return _PEOPLE[hub.database_url]
 
 
 def client_env(endpoint: str, home: Path, **extra: str) -> dict[str, str]:
