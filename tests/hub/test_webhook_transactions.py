@@ -78,6 +78,12 @@ def test_deliveries_are_durable_when_the_api_answers(hub: HubProcess, silent: st
     api.merge_pull_request(repo_id, pr.pr_num)  # type: ignore[arg-type]
     assert outbox(hub, repo_id)[-2:] == [("repo.content", "update"), ("discussion", "update")]
 
+    api.upload_file(path_or_fileobj=b"\0" * 2048, path_in_repo="w.bin", repo_id=repo_id)
+    before = len(outbox(hub, repo_id))
+    sha = next(f.file_oid for f in api.list_lfs_files(repo_id))
+    api.permanently_delete_lfs_files(repo_id, [f for f in api.list_lfs_files(repo_id) if f.file_oid == sha])
+    assert outbox(hub, repo_id)[before:] == [("repo.content", "update")]
+
     api.delete_repo(repo_id)
     assert outbox(hub, repo_id)[-1] == ("repo", "delete")
 

@@ -3,22 +3,23 @@ rewriting the history (``HfApi.permanently_delete_lfs_files``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError
 from openckpt.hub.bodies import JsonObject, parse_json, read_bounded, validate
 from openckpt.hub.context import Hub, int_param, next_page
 from openckpt.hub.db.models import Repo
-from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
-from openckpt.hub.routes.webhooks import notify
+from openckpt.hub.deps import DbDep, EventsDep, HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.services import lfs_purge, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.webhook_delivery import repo_event
+from openckpt.hub.services.webhook_delivery import Deliveries, repo_event
 from openckpt.hub.views import iso
 from openckpt.store.blobs import is_sha256
 
@@ -84,7 +85,20 @@ def _deletions(raw: bytes) -> tuple[list[str], bool]:
     return list(dict.fromkeys(shas)), rewrite
 
 
-def _purge(hub: Hub, principal: Principal, repo_ref: RepoRef, raw: bytes) -> tuple[Repo, lfs_purge.Purge]:
+def _announce(events: Deliveries | None) -> Callable[[Session, Repo, lfs_purge.Purge], None]:
+    """For ``lfs_purge.purge``: the moved refs' ``repo.content`` event, in the rewrite's own transaction."""
+
+    def on_purged(session: Session, repo: Repo, done: lfs_purge.Purge) -> None:
+        if events is not None and done.moved:
+            head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repo.default_branch}"), None)
+            events.enqueue(session, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))
+
+    return on_purged
+
+
+def _purge(
+    hub: Hub, principal: Principal, repo_ref: RepoRef, raw: bytes, events: Deliveries | None
+) -> tuple[Repo, lfs_purge.Purge]:
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id, write=True)
     shas, rewrite = _deletions(raw)  # after the access check: a 403 or 404 comes before any 400
@@ -92,20 +106,21 @@ def _purge(hub: Hub, principal: Principal, repo_ref: RepoRef, raw: bytes) -> tup
         raise BadRequestError(NO_POINTERS_KEPT)
     if not shas:
         return repo, lfs_purge.Purge((), 0)
-    done = lfs_purge.purge(hub.db, repo.id, shas=shas)
+    done = lfs_purge.purge(hub.db, repo.id, shas=shas, on_purged=_announce(events))
     if done.moved:
         repos.refresh_metadata(hub.db, hub.store, repo.id)  # card, tags and lineage of the new head
     return repo, done
 
 
 @router.post("/api/{plural}/{owner}/{name}/lfs-files/batch")
-async def delete_lfs_files(request: Request, hub: HubDep, principal: UserDep, repo_ref: RepoDep) -> dict[str, Any]:
+async def delete_lfs_files(
+    request: Request, hub: HubDep, principal: UserDep, repo_ref: RepoDep, events: EventsDep
+) -> dict[str, Any]:
     """Remove LFS files from every commit of the repo: the commits holding them and their descendants get new ids."""
     raw = await read_bounded(request, hub.settings.max_json_bytes)
-    repo, done = await run_in_threadpool(_purge, hub, principal, repo_ref, raw)
-    if done.moved:
-        head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repos.DEFAULT_BRANCH}"), None)
-        notify(request, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))
+    _, done = await run_in_threadpool(_purge, hub, principal, repo_ref, raw, events)
+    if events is not None and done.moved:
+        events.wake()
     return {
         "rewrittenCommits": done.rewritten,
         "updatedRefs": [{"ref": m.ref, "oldSha": m.old, "newSha": m.new} for m in done.moved],
