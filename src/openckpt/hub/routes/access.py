@@ -52,8 +52,8 @@ async def handle(
         access.handle_request,
         db,
         principal,
-        repo.type,
-        repo.id,
+        repo_type=repo.type,
+        repo_id=repo.id,
         user=_text(body.user),
         request_id=_text(body.request_id),
         status=str(body.status),
@@ -67,7 +67,7 @@ async def grant(
     db: DbDep, principal: UserDep, body: Annotated[GrantBody, Depends(json_body(GrantBody))], repo: RepoDep
 ) -> dict[str, Any]:
     user = str(body.user)
-    await run_in_threadpool(access.grant_access, db, principal, repo.type, repo.id, user)
+    await run_in_threadpool(access.grant_access, db, principal, repo_type=repo.type, repo_id=repo.id, user=user)
     return {"user": user, "status": "accepted"}
 
 
@@ -83,4 +83,4 @@ async def ask(
 
 @router.get(PREFIX + "/{status}")
 def list_requests(db: DbDep, principal: UserDep, repo: RepoDep, status: str) -> JSONResponse:
-    return JSONResponse(access.list_requests(db, principal, repo.type, repo.id, status))
+    return JSONResponse(access.list_requests(db, principal, repo_type=repo.type, repo_id=repo.id, status=status))

@@ -130,7 +130,7 @@ async def delete(
     repo_id, repo_type = repo_id_of(owner, body.name), body.type or "model"
     event = await run_in_threadpool(_deleted, db, principal, repo_type, repo_id)
     with change_events(request, lambda _: event):  # written in the deletion's transaction
-        await run_in_threadpool(repos.delete_repo, db, principal, repo_type, repo_id)
+        await run_in_threadpool(repos.delete_repo, db, principal, repo_type=repo_type, repo_id=repo_id)
     return Response(status_code=200)
 
 
@@ -151,7 +151,9 @@ async def move(
         return await run_in_threadpool(
             partial(buckets.move, db, principal, base=base, from_id=from_repo, to_id=to_repo)
         )
-    repo = await run_in_threadpool(repo_move.move_repo, db, principal, repo_type, from_repo, to_repo)
+    repo = await run_in_threadpool(
+        repo_move.move_repo, db, principal, repo_type=repo_type, from_id=from_repo, to_id=to_repo
+    )
     notify(request, repo_event(repo, "move", "repo", moved_from=from_repo))
     repo_id = repo.repo_id
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
@@ -208,7 +210,13 @@ async def settings(
 
     with change_events(request, event):
         await run_in_threadpool(
-            repos.update_settings, db, principal, repo.type, repo.id, private=private, gated=body.gated
+            repos.update_settings,
+            db,
+            principal,
+            repo_type=repo.type,
+            repo_id=repo.id,
+            private=private,
+            gated=body.gated,
         )
     return Response(status_code=200)
 

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import BadRequestError, ForbiddenError, FormatError
 from openckpt.governance.cards import GATE_FIELD_TYPES, GateField, gate_fields, set_gate_form
-from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.context import Hub, repo_id_of
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_owner import MAX_EDIT, _commit
 from openckpt.hub.routes.ui_repo import _header
@@ -38,12 +38,11 @@ PURPOSE = "repo-settings"
 MAX_GATE_FIELDS = 30
 
 
-def settings_page(request: Request, repo_type: str) -> Response:
+def settings_page(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer = viewer_of(request)
     if viewer is None:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
         commit = resolve_revision(session, repo, repo.default_branch)
@@ -52,7 +51,7 @@ def settings_page(request: Request, repo_type: str) -> Response:
     requests: dict[str, list[dict[str, Any]]] = {}
     if repo.gated:
         for status in ("pending", "accepted", "rejected"):
-            requests[status] = access.list_requests(hub.db, viewer, repo_type, repo_id, status)
+            requests[status] = access.list_requests(hub.db, viewer, repo_type=repo_type, repo_id=repo_id, status=status)
     card = repo.card_data or {}
     context = {
         **header,
@@ -69,20 +68,24 @@ def settings_page(request: Request, repo_type: str) -> Response:
 
 async def _configure(
     request: Request,
-    update: Callable[[Database, Principal, str, str], Repo],
+    db: Database,
     viewer: Principal,
     repo_type: str,
     repo_id: str,
     config: dict[str, Any],
+    **changes: Any,
 ) -> None:
-    """Change settings with ``update``; their ``repo.config`` event is written in the change's own transaction."""
+    """Change settings (``repos.update_settings``' keywords); their ``repo.config`` event is written in the change's
+    own transaction."""
 
     def event(session: Session) -> Event:
         repo = repos.find_repo(session, viewer, repo_type, repo_id)
         return repo_event(repo, "update", "repo.config", updated_config=config)
 
     with change_events(request, event):
-        await run_in_threadpool(update, hub_of(request).db, viewer, repo_type, repo_id)
+        await run_in_threadpool(
+            partial(repos.update_settings, db, viewer, repo_type=repo_type, repo_id=repo_id, **changes)
+        )
 
 
 def _deletion(db: Database, viewer: Principal, repo_type: str, repo_id: str) -> Event:
@@ -91,42 +94,43 @@ def _deletion(db: Database, viewer: Principal, repo_type: str, repo_id: str) -> 
         return repo_event(repos.find_repo(session, viewer, repo_type, repo_id, write=True), "delete", "repo")
 
 
-async def update(request: Request, repo_type: str) -> Response:
+async def update(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer, form = await signed_in_form(request, PURPOSE)
     if not viewer.can_write:
         raise ForbiddenError("this session uses a read token: sign in with a write token to change settings")
     repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
-    db = hub_of(request).db
+    db = hub.db
     action = str(form.get("action") or "")
     url = f"/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}/settings"
     if action == "visibility":
         private = form.get("visibility") == "private"
-        update = partial(repos.update_settings, private=private, gated=None)
-        await _configure(request, update, viewer, repo_type, repo_id, {"private": private})
+        await _configure(request, db, viewer, repo_type, repo_id, {"private": private}, private=private, gated=None)
     elif action == "default-branch":
         branch = str(form.get("branch") or "").strip()
-        hub = hub_of(request)
-        update = partial(repos.update_settings, private=None, gated=None, default_branch=branch, store=hub.store)
-        await _configure(request, update, viewer, repo_type, repo_id, {"defaultBranch": branch})
+        changes = {"private": None, "gated": None, "default_branch": branch, "store": hub.store}
+        await _configure(request, db, viewer, repo_type, repo_id, {"defaultBranch": branch}, **changes)
     elif action == "gating":
         mode = str(form.get("gated") or "off")
         gated: str | bool = mode if mode in ("auto", "manual") else False
-        update = partial(repos.update_settings, private=None, gated=gated)
-        await _configure(request, update, viewer, repo_type, repo_id, {"gated": gated})
+        await _configure(request, db, viewer, repo_type, repo_id, {"gated": gated}, private=None, gated=gated)
     elif action == "gate-form":
-        commit_id = await _save_gate_form(request, viewer, form, repo_type, repo_id)
+        commit_id = await _save_gate_form(request, hub, viewer, form, repo_type, repo_id)
         return RedirectResponse(f"{url}?saved=gate-form&commit={commit_id}", status_code=303)
     elif action in ("accepted", "rejected", "pending"):
         user = str(form.get("user") or "")
         await run_in_threadpool(
-            lambda: access.handle_request(db, viewer, repo_type, repo_id, user=user, request_id=None, status=action)
+            lambda: access.handle_request(
+                db, viewer, repo_type=repo_type, repo_id=repo_id, user=user, request_id=None, status=action
+            )
         )
     elif action == "grant":
         user = str(form.get("user") or "").strip()
-        await run_in_threadpool(access.grant_access, db, viewer, repo_type, repo_id, user)
+        await run_in_threadpool(access.grant_access, db, viewer, repo_type=repo_type, repo_id=repo_id, user=user)
     elif action == "move":
         to_id = str(form.get("to") or "").strip()
-        repo = await run_in_threadpool(repo_move.move_repo, db, viewer, repo_type, repo_id, to_id)
+        repo = await run_in_threadpool(
+            repo_move.move_repo, db, viewer, repo_type=repo_type, from_id=repo_id, to_id=to_id
+        )
         notify(request, repo_event(repo, "move", "repo", moved_from=repo_id))
         return RedirectResponse(f"{repo_url(repo)}/settings?saved=moved", status_code=303)
     elif action == "delete":
@@ -134,7 +138,7 @@ async def update(request: Request, repo_type: str) -> Response:
             raise BadRequestError(f"type {repo_id} to confirm the deletion")
         event = await run_in_threadpool(_deletion, db, viewer, repo_type, repo_id)
         with change_events(request, lambda _: event):  # written in the deletion's transaction
-            await run_in_threadpool(repos.delete_repo, db, viewer, repo_type, repo_id)
+            await run_in_threadpool(repos.delete_repo, db, viewer, repo_type=repo_type, repo_id=repo_id)
         return RedirectResponse(f"/{viewer.name}", status_code=303)
     else:
         raise BadRequestError("unknown settings action")
@@ -158,10 +162,11 @@ def _gate_form_fields(form: Any) -> list[GateField]:
     return fields
 
 
-async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_type: str, repo_id: str) -> str:
+async def _save_gate_form(
+    request: Request, hub: Hub, viewer: Principal, form: Any, repo_type: str, repo_id: str
+) -> str:
     """Commit README.md with the access form the settings form describes, on the default branch; the commit id."""
     fields = _gate_form_fields(form)
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
         branch = repo.default_branch
@@ -185,13 +190,13 @@ async def _save_gate_form(request: Request, viewer: Principal, form: Any, repo_t
 
 
 def _endpoint(
-    view: Callable[[Request, str], Any], repo_type: str, is_async: bool
-) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
+    view: Callable[[Request, Hub, str], Any], repo_type: str, is_async: bool
+) -> Callable[[Request, Hub], Awaitable[Response]]:
+    async def endpoint(request: Request, hub: HubDep) -> Response:
         if is_async:
-            result: Response = await view(request, repo_type)
+            result: Response = await view(request, hub, repo_type)
             return result
-        return await run_in_threadpool(view, request, repo_type)
+        return await run_in_threadpool(view, request, hub, repo_type)
 
     endpoint.__name__ = f"{view.__name__}_{repo_type}"
     return endpoint

@@ -121,7 +121,7 @@ def request_json(row: AccessRequest) -> dict[str, Any]:
 
 
 def list_requests(
-    db: Database, principal: Principal, repo_type: str, repo_id: str, status: str
+    db: Database, principal: Principal, *, repo_type: str, repo_id: str, status: str
 ) -> list[dict[str, Any]]:
     if status not in STATUSES:
         raise EntryNotFoundError(f"no access request list {status!r}: pending, accepted or rejected")
@@ -146,9 +146,9 @@ def _find_user(session: Session, name: str) -> Account:
 def handle_request(
     db: Database,
     principal: Principal,
+    *,
     repo_type: str,
     repo_id: str,
-    *,
     user: str | None,
     request_id: str | None,
     status: str,
@@ -176,7 +176,7 @@ def handle_request(
         row.rejection_reason = reason[:2000] if status == "rejected" and reason else None
 
 
-def grant_access(db: Database, principal: Principal, repo_type: str, repo_id: str, user: str) -> None:
+def grant_access(db: Database, principal: Principal, *, repo_type: str, repo_id: str, user: str) -> None:
     """Give ``user`` access without a request of theirs."""
     with db.write() as session:
         repo = _manageable(session, principal, repo_type, repo_id)

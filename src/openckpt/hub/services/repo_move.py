@@ -37,7 +37,7 @@ def _is_repo_admin(principal: Principal, repo: Repo) -> bool:
     return principal.is_admin or repo.owner_id == principal.account_id or principal.orgs.get(repo.owner_id) == "admin"
 
 
-def move_repo(db: Database, principal: Principal, repo_type: str, from_id: str, to_id: str) -> Repo:
+def move_repo(db: Database, principal: Principal, *, repo_type: str, from_id: str, to_id: str) -> Repo:
     """Move ``from_id`` to ``to_id`` (both ``owner/name``) and return the repo's row, under its new name.
 
     The caller needs a write token, admin rights on the repo (its owner, an admin of its org, or a hub admin) and

@@ -165,7 +165,7 @@ def _insert_repo(
     return repo
 
 
-def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Repo:
+def delete_repo(db: Database, principal: Principal, *, repo_type: str, repo_id: str) -> Repo:
     """Delete the repo; return its row as it was (detached)."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
@@ -178,9 +178,9 @@ def delete_repo(db: Database, principal: Principal, repo_type: str, repo_id: str
 def update_settings(
     db: Database,
     principal: Principal,
+    *,
     repo_type: str,
     repo_id: str,
-    *,
     private: bool | None,
     gated: str | bool | None,
     default_branch: str | None = None,
