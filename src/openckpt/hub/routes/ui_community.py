@@ -13,8 +13,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.hub.context import hub_of, repo_id_of
+from openckpt.hub.context import hub_of
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Repo
+from openckpt.hub.deps import DbDep, RepoIdDep, ViewerDep
 from openckpt.hub.routes.ui_common import ENV, PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.services import collections, likes
 from openckpt.hub.services.collections import slug_of
@@ -44,33 +46,32 @@ def like_state(request: Request, repo: Repo) -> dict[str, Any]:
 ENV.globals["like_state"] = like_state
 
 
-async def _like(request: Request, repo_type: str, owner: str, name: str) -> Response:
+async def _like(request: Request, db: Database, repo_type: str, repo_id: str) -> Response:
     viewer, form = await signed_in_form(request, PURPOSE)
     change = likes.unlike if form.get("action") == "unlike" else likes.like
-    repo = await run_in_threadpool(change, hub_of(request).db, viewer, repo_type, repo_id_of(owner, name))
+    repo = await run_in_threadpool(change, db, viewer, repo_type, repo_id)
     return RedirectResponse(repo_url(repo), status_code=303)
 
 
 @router.post("/datasets/{owner}/{name}/like")
-async def like_dataset(request: Request, owner: str, name: str) -> Response:
-    return await _like(request, "dataset", owner, name)
+async def like_dataset(request: Request, db: DbDep, repo_id: RepoIdDep) -> Response:
+    return await _like(request, db, "dataset", repo_id)
 
 
 @router.post("/spaces/{owner}/{name}/like")
-async def like_space(request: Request, owner: str, name: str) -> Response:
-    return await _like(request, "space", owner, name)
+async def like_space(request: Request, db: DbDep, repo_id: RepoIdDep) -> Response:
+    return await _like(request, db, "space", repo_id)
 
 
 @router.post("/{owner}/{name}/like")
-async def like_model(request: Request, owner: str, name: str) -> Response:
-    return await _like(request, "model", owner, name)
+async def like_model(request: Request, db: DbDep, repo_id: RepoIdDep) -> Response:
+    return await _like(request, db, "model", repo_id)
 
 
 @router.get("/collections/{owner}/{slug}")
-def collection_page(request: Request, owner: str, slug: str) -> HTMLResponse:
+def collection_page(request: Request, db: DbDep, viewer: ViewerDep, owner: str, slug: str) -> HTMLResponse:
     """A collection with the items the viewer may see, in order, with their notes."""
-    with hub_of(request).db.read() as session:
-        viewer = viewer_of(request)
+    with db.read() as session:
         found = collections.find_collection(session, viewer, f"{owner}/{slug}")
         shown = collections.view(session, viewer, found)
         context = {"found": shown, "collection": found, "slug": slug_of(found), "slug_of": slug_of}

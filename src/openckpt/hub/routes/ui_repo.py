@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import EntryNotFoundError
 from openckpt.evaluate.card import backdoor_results, bias_results
-from openckpt.hub.context import hub_of, raw_tail, repo_id_of
+from openckpt.hub.context import Hub, raw_tail, repo_id_of
 from openckpt.hub.db.models import Commit, Repo
+from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui_access import gate_context
 from openckpt.hub.routes.ui_common import PageRoute, page, page_number, repo_url, viewer_of
 from openckpt.hub.routes.ui_security import trust_context
@@ -66,8 +67,7 @@ def _rev_and_path(request: Request, repo_type: str) -> tuple[str, str]:
     return rev, "/".join(p for p in tail[1:] if p)
 
 
-def overview(request: Request, repo_type: str) -> Response:
-    hub = hub_of(request)
+def overview(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = request.query_params.get("rev") or repo.default_branch
@@ -104,9 +104,9 @@ def overview(request: Request, repo_type: str) -> Response:
         return page(request, "repo.html", context)
 
 
-def tree(request: Request, repo_type: str) -> Response:
+def tree(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
@@ -120,15 +120,14 @@ def tree(request: Request, repo_type: str) -> Response:
             **_header(session, repo, rev, commit, "files", link),
             "listing": listing,
             "path": path,
-            "scans": gate.statuses(session, hub_of(request).settings, repo.id, entries.values()),
+            "scans": gate.statuses(session, hub.settings, repo.id, entries.values()),
             "access_gate": gate_context(session, request, repo),
         }
         return page(request, "repo_tree.html", context)
 
 
-def blob(request: Request, repo_type: str) -> Response:
+def blob(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
-    hub = hub_of(request)
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
@@ -155,10 +154,10 @@ def blob(request: Request, repo_type: str) -> Response:
         return page(request, "repo_blob.html", context)
 
 
-def commits(request: Request, repo_type: str) -> Response:
+def commits(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, _ = _rev_and_path(request, repo_type)
     number = page_number(request.query_params.get("p"))
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
@@ -174,9 +173,9 @@ def commits(request: Request, repo_type: str) -> Response:
         return page(request, "repo_commits.html", context)
 
 
-def one_commit(request: Request, repo_type: str) -> Response:
+def one_commit(request: Request, hub: Hub, repo_type: str) -> Response:
     sha = request.path_params["sha"]
-    with hub_of(request).db.read() as session:
+    with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
         if commit is None or commit.id != sha.lower():
@@ -190,8 +189,8 @@ def one_commit(request: Request, repo_type: str) -> Response:
         return page(request, "repo_commit.html", context)
 
 
-def refs(request: Request, repo_type: str) -> Response:
-    with hub_of(request).db.read() as session:
+def refs(request: Request, hub: Hub, repo_type: str) -> Response:
+    with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         commit = resolve_revision(session, repo, repo.default_branch)
         base = repo_url(repo)
@@ -200,15 +199,15 @@ def refs(request: Request, repo_type: str) -> Response:
         return page(request, "repo_refs.html", context)
 
 
-def _endpoint(view: Callable[[Request, str], Response], repo_type: str) -> Callable[[Request], Response]:
-    def endpoint(request: Request) -> Response:
-        return view(request, repo_type)
+def _endpoint(view: Callable[[Request, Hub, str], Response], repo_type: str) -> Callable[[Request, Hub], Response]:
+    def endpoint(request: Request, hub: HubDep) -> Response:
+        return view(request, hub, repo_type)
 
     endpoint.__name__ = f"{view.__name__}_{repo_type}"
     return endpoint
 
 
-_VIEWS: list[tuple[str, Callable[[Request, str], Response]]] = [
+_VIEWS: list[tuple[str, Callable[[Request, Hub, str], Response]]] = [
     ("", overview),
     ("/tree", tree),
     ("/tree/{rest:path}", tree),
