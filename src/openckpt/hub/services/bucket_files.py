@@ -3,9 +3,9 @@
 A file is a ``bucket_files`` row naming a Xet file by its hash; its bytes are the CAS's, so a bucket file deduplicates
 with every repo and every other bucket, and adding or copying one moves no bytes. A batch writes all its valid
 operations in one transaction: each file becomes visible whole, at once, with the others of its batch. Adding a Xet
-file needs the caller to have it (proof of possession, as for repo commits): a shard of theirs registered it, or
-they may read a bucket holding it, or a repo whose files include it (:mod:`openckpt.hub.services.possession`).
-Copying names its source, which the caller must be able to read and which must hold the file.
+file needs the caller to have it (proof of possession, as for repo commits: :mod:`openckpt.hub.services.possession`):
+a shard of theirs registered it, or they may read a bucket holding it. Copying names its source, which the caller
+must be able to read and which must hold the file; from a repo, only a file its scan gate does not withhold.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError, HubError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Bucket, BucketFile, Upload, XetFile, XetSha256, utcnow
-from openckpt.hub.services import access, possession, repos, xet_meta
+from openckpt.hub.db.models import Bucket, BucketFile, Upload, XetFile, utcnow
+from openckpt.hub.services import access, repos, xet_meta
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.buckets import find_bucket
 from openckpt.hub.services.names import check_path
@@ -164,8 +164,9 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
 
 
 def _possessed(session: Session, principal: Principal, hashes: Iterable[str]) -> set[str]:
-    """The Xet files among ``hashes`` the caller has: registered by a shard of theirs, in a bucket they may read, or
-    (by a verified sha256) an object they have by :func:`possession.possessed`."""
+    """The Xet files among ``hashes`` the caller has: registered by a shard of theirs, or in a bucket they may read.
+    (A repo's files come by ``copyFile`` naming the repo, which also asks the scan gate: a file it withholds there
+    must not be served from a bucket.)"""
     wanted = set(hashes)
     if principal.is_admin or not wanted:
         return wanted
@@ -177,16 +178,6 @@ def _possessed(session: Session, principal: Principal, hashes: Iterable[str]) ->
         rest = [h for h in batch if h not in have]
         held = select(BucketFile.xet_hash).join(Bucket, Bucket.id == BucketFile.bucket_id)
         have.update(session.scalars(held.where(BucketFile.xet_hash.in_(rest), visible).distinct()) if rest else ())
-        rest = [h for h in rest if h not in have]
-        if not rest:
-            continue
-        named = session.execute(
-            select(XetSha256.sha256, XetSha256.file_hash).where(
-                XetSha256.file_hash.in_(rest), XetSha256.verified.is_(True)
-            )
-        ).tuples()
-        by_sha = {sha256: file_hash for sha256, file_hash in named}
-        have.update(by_sha[s] for s in possession.possessed(session, principal, by_sha))
     return have
 
 
