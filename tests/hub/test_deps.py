@@ -14,8 +14,11 @@ from pydantic import field_validator
 
 from openckpt.hub.app import create_app
 from openckpt.hub.bodies import MAX_DEPTH, JsonObject
-from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoIdDep, SettingsDep, UserDep, json_body
+from openckpt.hub.context import SESSION_COOKIE
+from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoIdDep, SettingsDep, UserDep, ViewerDep, json_body
+from openckpt.hub.services.accounts import authenticate
 from openckpt.hub.services.people_admin import create_user
+from openckpt.hub.services.web_sessions import start_session
 from openckpt.hub.settings import Settings
 from openckpt.protocol import ERROR_CODE
 
@@ -34,7 +37,7 @@ class Shape(JsonObject):
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str, str]]:
     data: Path = tmp_path_factory.mktemp("hub")
     app = create_app(Settings.from_env(data_dir=data, max_json_bytes=1000), migrate=True)
     before = len(app.router.routes)
@@ -43,6 +46,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     def who(principal: PrincipalDep, hub: HubDep, settings: SettingsDep) -> dict[str, Any]:
         assert hub.settings is settings
         return {"name": principal.name if principal else None}
+
+    @app.post("/t/viewer")
+    async def viewer(viewer: ViewerDep) -> dict[str, Any]:
+        return {"name": viewer.name if viewer else None}
 
     @app.post("/t/user")
     async def signed_in(user: UserDep) -> dict[str, Any]:
@@ -63,8 +70,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     app.router.routes[:] = app.router.routes[before:] + app.router.routes[:before]  # before the UI's /{owner}/{name}
     with app.state.hub.db.write() as session:
         _, secret = create_user(session, "alice")
+        cookie = start_session(session, authenticate(session, secret), lifetime=3600)
     with TestClient(app) as client:
-        yield client, secret
+        yield client, secret, cookie
 
 
 def _error(response: Any, status: int, code: str) -> str:
@@ -73,8 +81,8 @@ def _error(response: Any, status: int, code: str) -> str:
     return str(response.json()["error"])
 
 
-def test_the_caller(app: tuple[TestClient, str]) -> None:
-    client, secret = app
+def test_the_caller(app: tuple[TestClient, str, str]) -> None:
+    client, secret, _ = app
     auth = {"Authorization": f"Bearer {secret}"}
     assert client.get("/t/who").json() == {"name": None}
     assert client.get("/t/who", headers=auth).json() == {"name": "alice"}
@@ -84,15 +92,15 @@ def test_the_caller(app: tuple[TestClient, str]) -> None:
     _error(client.post("/t/user", headers={"Authorization": "Bearer nope"}), 401, "Unauthorized")
 
 
-def test_the_repo_of_the_path(app: tuple[TestClient, str]) -> None:
-    client, _ = app
+def test_the_repo_of_the_path(app: tuple[TestClient, str, str]) -> None:
+    client, _, _ = app
     assert client.get("/t/datasets/alice/data").json() == {"type": "dataset", "id": "alice/data", "same": True}
     assert "unknown repo type" in _error(client.get("/t/things/alice/data"), 400, "BadRequest")
     _error(client.get("/t/models/alice/bad%20name"), 400, "BadRequest")
 
 
-def test_json_bodies_as_models(app: tuple[TestClient, str]) -> None:
-    client, secret = app
+def test_json_bodies_as_models(app: tuple[TestClient, str, str]) -> None:
+    client, secret, _ = app
     auth = {"Authorization": f"Bearer {secret}"}
     assert client.post("/t/body", headers=auth, json={"name": "x", "more": 1}).json() == {"name": "x", "size": 0}
     assert _error(client.post("/t/body", headers=auth, json={"name": 3}), 400, "BadRequest") == Shape.expected
@@ -107,3 +115,12 @@ def test_json_bodies_as_models(app: tuple[TestClient, str]) -> None:
     _error(client.post("/t/body", json={"name": "x"}), 401, "Unauthorized")  # the caller is checked first
     assert _error(client.post("/t/optional"), 400, "BadRequest") == Shape.expected  # {} lacks the name
     _error(client.post("/t/body", headers=auth), 400, "BadRequest")  # an empty body is not JSON
+
+
+def test_the_viewer_of_a_web_form(app: tuple[TestClient, str, str]) -> None:
+    """A form post counts the session cookie (the API's caller does not); an ended session is signed out."""
+    client, _, cookie = app
+    assert client.post("/t/viewer").json() == {"name": None}
+    assert client.post("/t/viewer", cookies={SESSION_COOKIE: cookie}).json() == {"name": "alice"}
+    assert client.post("/t/viewer", cookies={SESSION_COOKIE: "ended"}).json() == {"name": None}
+    _error(client.post("/t/user", cookies={SESSION_COOKIE: cookie}), 401, "Unauthorized")
