@@ -107,7 +107,7 @@ def _image(directory: Path, data: Path | None, options: dict[str, Any], out: Pat
 
 def _text(directory: Path, data: Path | None, options: dict[str, Any]) -> dict[str, Any]:
     from openckpt.evaluate.backdoor.data import load_texts, synthetic_texts
-    from openckpt.evaluate.backdoor.text import MARGIN, load_text_model, search_triggers, vocabulary
+    from openckpt.evaluate.backdoor.text import MARGIN, Search, load_text_model, search_triggers, vocabulary
 
     model = load_text_model(directory, device=options["device"])
     if data is not None:
@@ -119,8 +119,7 @@ def _text(directory: Path, data: Path | None, options: dict[str, Any]) -> dict[s
     found = search_triggers(
         model,
         texts,
-        max_tokens=options["max_tokens"],
-        threshold=THRESHOLD["text"],
+        search=Search(max_tokens=options["max_tokens"], threshold=THRESHOLD["text"]),
         seed=options["seed"],
         budget=options["budget"],
         progress=options["progress"],
@@ -170,7 +169,7 @@ def _lm(directory: Path, prompts: Path | None, options: dict[str, Any]) -> dict[
     return {"scores": [asdict(p) for p in found], "data": described, "rule": rule, "images": [], "inputs": len(texts)}
 
 
-def scan_backdoor(
+def scan_backdoor(  # noqa: PLR0913 — public API: each keyword is a documented option (and a CLI flag)
     directory: Path,
     *,
     data: Path | None = None,

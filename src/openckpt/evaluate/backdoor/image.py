@@ -26,6 +26,7 @@ __all__ = [
     "ANOMALY_THRESHOLD",
     "ClassTrigger",
     "ImageClassifier",
+    "Schedule",
     "anomaly_indices",
     "load_image_classifier",
     "reverse_engineer",
@@ -125,16 +126,25 @@ class ClassTrigger:
     pattern: np.ndarray[Any, Any]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How a trigger is optimised (Neural Cleanse's schedule): ``steps`` Adam steps at ``lr``, each on ``batch``
+    images. The mask's L1 cost is 0 until two windows of ``patience`` steps succeed, then ``init_cost``, then
+    raised (or lowered) by 1.5x after two windows in a row that succeed (or fail)."""
+
+    steps: int = 300
+    batch: int = 64
+    lr: float = 0.1
+    init_cost: float = 1e-3
+    patience: int = 5
+
+
 def reverse_engineer(
     classifier: ImageClassifier,
     images: torch.Tensor,
     target: int,
     *,
-    steps: int = 300,
-    batch: int = 64,
-    lr: float = 0.1,
-    init_cost: float = 1e-3,
-    patience: int = 5,
+    schedule: Schedule | None = None,
     seed: int = 0,
     deadline: float | None = None,
     tick: Callable[[], None] | None = None,
@@ -142,23 +152,25 @@ def reverse_engineer(
     """Optimise a mask and pattern that send ``images`` to class ``target``; the smallest successful mask."""
     import torch
 
+    schedule = schedule or Schedule()
+
     generator = torch.Generator().manual_seed(seed * 1009 + target)
     h, w = classifier.size
     device = classifier.device
     mask_raw = (torch.randn(1, 1, h, w, generator=generator) * 0.1).to(device).requires_grad_(True)
     pattern_raw = (torch.randn(1, classifier.channels, h, w, generator=generator) * 0.1).to(device)
     pattern_raw.requires_grad_(True)
-    optimiser = torch.optim.Adam([mask_raw, pattern_raw], lr=lr, betas=(0.5, 0.9))
+    optimiser = torch.optim.Adam([mask_raw, pattern_raw], lr=schedule.lr, betas=(0.5, 0.9))
     images = images.to(device)
     cost, up, down, rounds = 0.0, 0, 0, 0
     best: tuple[float, float, Any, Any] | None = None
     last: tuple[float, float, Any, Any] = (float("inf"), 0.0, None, None)
     done = 0
     window: list[float] = []
-    for step in range(steps):
+    for step in range(schedule.steps):
         if deadline is not None and time.monotonic() > deadline and step > 0:
             break
-        order = torch.randperm(len(images), generator=generator)[:batch].to(device)
+        order = torch.randperm(len(images), generator=generator)[: schedule.batch].to(device)
         x = images[order]
         mask = torch.tanh(mask_raw) / 2 + 0.5
         pattern = torch.tanh(pattern_raw) / 2 + 0.5
@@ -175,7 +187,7 @@ def reverse_engineer(
         last = (float(l1.detach()), success, mask.detach(), pattern.detach())
         if tick is not None:
             tick()
-        if len(window) < patience:
+        if len(window) < schedule.patience:
             continue
         rate, window = sum(window) / len(window), []
         if rate >= SUCCESS and (best is None or last[0] < best[0]):
@@ -183,7 +195,7 @@ def reverse_engineer(
         if cost == 0.0:
             rounds = rounds + 1 if rate >= SUCCESS else 0
             if rounds >= 2:
-                cost = init_cost
+                cost = schedule.init_cost
             continue
         up, down = (up + 1, 0) if rate >= SUCCESS else (0, down + 1)
         if up >= 2:
@@ -240,5 +252,9 @@ def scan_classes(
                 progress(f"class {classifier.labels[target]}", counter[0], steps)
 
         deadline = None if budget is None else start + budget * (target + 1) / classes
-        found.append(reverse_engineer(classifier, pool, target, steps=steps, seed=seed, deadline=deadline, tick=tick))
+        found.append(
+            reverse_engineer(
+                classifier, pool, target, schedule=Schedule(steps=steps), seed=seed, deadline=deadline, tick=tick
+            )
+        )
     return found

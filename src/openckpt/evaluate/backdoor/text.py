@@ -14,14 +14,22 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TargetTrigger", "TextModel", "embedding_scores", "load_text_model", "search_triggers", "vocabulary"]
+__all__ = [
+    "Search",
+    "TargetTrigger",
+    "TextModel",
+    "embedding_scores",
+    "load_text_model",
+    "search_triggers",
+    "vocabulary",
+]
 
 THRESHOLD = 0.8
 MARGIN = 0.3
@@ -193,27 +201,39 @@ class TargetTrigger:
     """The single-token candidates tried, with their success rates, best first."""
 
 
+@dataclass(frozen=True)
+class Search:
+    """How triggers are searched and judged: 1 to ``max_tokens`` tokens, ``candidates`` tried per added token,
+    ``random_tokens`` random sequences as the baseline. A trigger is found when its success reaches ``threshold``
+    and beats the baseline by ``margin``."""
+
+    max_tokens: int = 3
+    candidates: int = 16
+    random_tokens: int = 16
+    threshold: float = THRESHOLD
+    margin: float = MARGIN
+
+
 def search_triggers(
     text_model: TextModel,
     texts: list[str],
     *,
-    max_tokens: int = 3,
-    candidates: int = 16,
-    random_tokens: int = 16,
-    threshold: float = THRESHOLD,
-    margin: float = MARGIN,
+    search: Search | None = None,
     seed: int = 0,
     budget: float | None = None,
     progress: Progress | None = None,
 ) -> list[TargetTrigger]:
-    """The best trigger of 1 to ``max_tokens`` tokens toward each class, with its success and the random baseline."""
+    """The best trigger of 1 to ``max_tokens`` tokens toward each class, with its success and the random baseline.
+
+    ``budget`` (seconds) is shared equally by the classes; each measures at least one candidate per length tried.
+    """
     import torch
 
+    search = search or Search()
     torch.manual_seed(seed)
     encoded = text_model.encode(texts)
     predicted = [int(p) for p in _predict(text_model, encoded)]
     allowed = vocabulary(text_model)
-    allowed_ids = torch.tensor(allowed, device=text_model.device)
     start, classes = time.monotonic(), len(text_model.labels)
     results = []
     for target in range(classes):
@@ -224,52 +244,114 @@ def search_triggers(
             continue
         where = places(others, rng)
         deadline = None if budget is None else start + budget * (target + 1) / classes
-        total, done = max_tokens * candidates + random_tokens, 0
-        trigger: list[int] = []
+        toward = _TargetSearch(text_model, others, where, target, allowed, search, deadline, progress)
+        results.append(toward.run(rng, seed=seed))
+    return results
+
+
+@dataclass
+class _TargetSearch:
+    """The search toward class ``target`` on the inputs ``others`` the model puts in other classes, with every
+    sequence inserted at ``where``; ``tried`` collects the single-token candidates and their success rates."""
+
+    model: TextModel
+    others: list[list[int]]
+    where: list[int]
+    target: int
+    allowed: list[int]
+    search: Search
+    deadline: float | None
+    progress: Progress | None
+    done: int = 0
+    tried: list[tuple[str, float]] = field(default_factory=list)
+
+    def run(self, rng: random.Random, *, seed: int) -> TargetTrigger:
+        """Grow the best trigger, then measure the random baseline for its length."""
+        rate, _, best = self.grow(seed)
+        baseline = self.baseline(rng, best)
+        flagged = rate >= self.search.threshold and rate - baseline >= self.search.margin
+        tokens = list(self.model.tokenizer.convert_ids_to_tokens(best))
+        self.tried.sort(key=lambda c: -c[1])
+        return TargetTrigger(self.target, tokens, rate, baseline, len(self.others), flagged, self.tried)
+
+    def grow(self, seed: int) -> tuple[float, float, list[int]]:
+        """The best (success, probability, tokens), the trigger growing by one token while none reaches the
+        threshold and time is left."""
         best: tuple[float, float, list[int]] = (-1.0, -1.0, [])
-        tried: list[tuple[str, float]] = []
-
-        def loss_of(output: Any, mask: torch.Tensor, target: int = target) -> torch.Tensor:
-            wanted = torch.full((output.logits.shape[0],), target, device=output.logits.device)
-            return torch.nn.functional.cross_entropy(output.logits, wanted)
-
-        for length in range(1, max_tokens + 1):
-            ranked = relaxed_candidates(text_model, others, where, length, loss_of, allowed=allowed, seed=seed)
-            if length == 1:
-                probe = insert(others, [text_model.placeholder()], where)
-                scores = embedding_scores(text_model, probe, where, loss_of)[allowed_ids]
-                flips = [allowed[int(i)] for i in scores.topk(min(candidates, len(allowed))).indices]
-                ranked[0] = list(dict.fromkeys(ranked[0][:candidates] + flips))[: 2 * candidates]
-            step_best: tuple[float, float, list[int]] = (-1.0, -1.0, [])
-            tries = [[*t[:-1], c] for t in [[r[0] for r in ranked]] for c in ranked[-1][: len(ranked[0])]]
-            if length > 1:
-                tries = [[r[0] for r in ranked]] + [[*trigger, c] for c in ranked[-1][:candidates]]
-            for sequence in tries:
-                if deadline is not None and time.monotonic() > deadline and step_best[0] >= 0:
-                    break
-                rate, probability = _success(text_model, insert(others, sequence, where), target)
-                if length == 1:
-                    tried.append((text_model.tokenizer.convert_ids_to_tokens(sequence[0]), rate))
-                step_best = max(step_best, (rate, probability, sequence))
-                done += 1
-                if progress is not None:
-                    progress(f"class {text_model.labels[target]}", done, total)
+        trigger: list[int] = []
+        for length in range(1, self.search.max_tokens + 1):
+            step_best = self.best_of(self.tries(self.ranked(length, seed), trigger), single=length == 1)
             best = max(best, step_best)
             trigger = step_best[2]
-            if best[0] >= threshold or (deadline is not None and time.monotonic() > deadline):
+            if best[0] >= self.search.threshold or self.expired():
                 break
-        baseline, pool = 0.0, [t for t in allowed if t not in best[2]]
-        for _ in range(random_tokens):
-            sequence = [rng.choice(pool) for _ in best[2]]
-            baseline = max(baseline, _success(text_model, insert(others, sequence, where), target)[0])
-            done += 1
-            if progress is not None:
-                progress(f"class {text_model.labels[target]}", done, total)
-        flagged = best[0] >= threshold and best[0] - baseline >= margin
-        tokens = list(text_model.tokenizer.convert_ids_to_tokens(best[2]))
-        tried.sort(key=lambda c: -c[1])
-        results.append(TargetTrigger(target, tokens, best[0], baseline, len(others), flagged, tried))
-    return results
+        return best
+
+    def ranked(self, length: int, seed: int) -> list[list[int]]:
+        """Candidate tokens per slot of a ``length``-token trigger, best first: the relaxation's and, for a single
+        token, also the best first-order (HotFlip) flips."""
+        import torch
+
+        ranked = relaxed_candidates(
+            self.model, self.others, self.where, length, self.loss, allowed=self.allowed, seed=seed
+        )
+        if length == 1:
+            n = self.search.candidates
+            probe = insert(self.others, [self.model.placeholder()], self.where)
+            scores = embedding_scores(self.model, probe, self.where, self.loss)
+            scores = scores[torch.tensor(self.allowed, device=self.model.device)]
+            flips = [self.allowed[int(i)] for i in scores.topk(min(n, len(self.allowed))).indices]
+            ranked[0] = list(dict.fromkeys(ranked[0][:n] + flips))[: 2 * n]
+        return ranked
+
+    def tries(self, ranked: list[list[int]], trigger: list[int]) -> list[list[int]]:
+        """The sequences to measure: each single-token candidate; for longer triggers, the relaxation's top
+        sequence, then the trigger so far extended by each candidate for the new slot."""
+        if len(ranked) == 1:
+            return [[c] for c in ranked[0]]
+        return [[r[0] for r in ranked]] + [[*trigger, c] for c in ranked[-1][: self.search.candidates]]
+
+    def best_of(self, tries: list[list[int]], *, single: bool) -> tuple[float, float, list[int]]:
+        """The best (success, probability, tokens) of ``tries``, measured while time is left (at least one);
+        ``single``: the tries are single tokens, recorded in ``tried``."""
+        best: tuple[float, float, list[int]] = (-1.0, -1.0, [])
+        for sequence in tries:
+            if best[0] >= 0 and self.expired():
+                break
+            rate, probability = self.success(sequence)
+            if single:
+                self.tried.append((self.model.tokenizer.convert_ids_to_tokens(sequence[0]), rate))
+            best = max(best, (rate, probability, sequence))
+        return best
+
+    def baseline(self, rng: random.Random, trigger: list[int]) -> float:
+        """The best success of ``random_tokens`` random sequences as long as ``trigger``, none of its tokens."""
+        pool = [t for t in self.allowed if t not in trigger]
+        baseline = 0.0
+        for _ in range(self.search.random_tokens):
+            sequence = [rng.choice(pool) for _ in trigger]
+            baseline = max(baseline, self.success(sequence)[0])
+        return baseline
+
+    def loss(self, output: Any, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the model's ``output`` toward the target class."""
+        import torch
+
+        wanted = torch.full((output.logits.shape[0],), self.target, device=output.logits.device)
+        return torch.nn.functional.cross_entropy(output.logits, wanted)
+
+    def success(self, sequence: list[int]) -> tuple[float, float]:
+        """(success rate, mean target probability) with ``sequence`` inserted; reported as progress."""
+        measured = _success(self.model, insert(self.others, sequence, self.where), self.target)
+        self.done += 1
+        if self.progress is not None:
+            total = self.search.max_tokens * self.search.candidates + self.search.random_tokens
+            self.progress(f"class {self.model.labels[self.target]}", self.done, total)
+        return measured
+
+    def expired(self) -> bool:
+        """Whether this class's share of the time budget is spent."""
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 def _predict(text_model: TextModel, sequences: list[list[int]]) -> list[int]:
