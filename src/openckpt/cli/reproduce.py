@@ -119,12 +119,13 @@ def reproduce_command(
     Bitwise where the recorded run was deterministic on this kind of device, else tensor by tensor within
     --rtol/--atol. Environment differences that could explain a mismatch are listed. Exits 1 if not reproduced.
     """
-    from openckpt.finetune.reproduce import find_recipe, reproduce_finetune, reproduce_script
+    from openckpt.finetune.reproduce import Tolerance, find_recipe, reproduce_finetune, reproduce_script
 
     directory, repo_id, _revision, commit = _source(source, endpoint, token)
     if push and repo_id is None:
         raise typer.BadParameter("--push is for hub repos", param_hint="--push")
     recorded = find_recipe(directory)
+    tolerance = Tolerance(rtol=rtol, atol=atol)
     target = out_dir or Path(tempfile.mkdtemp(prefix="openckpt-reproduce-"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"(peft|transformers)\b")
@@ -132,10 +133,10 @@ def reproduce_command(
             base = _base(recorded, endpoint, token)
             path = data or Path(str(recorded.recipe.config.get("data_file") or ""))
             result = reproduce_finetune(
-                recorded, target, base=base, data=path, steps=steps, device=device, rtol=rtol, atol=atol, source=source
+                recorded, target, base=base, data=path, steps=steps, device=device, tolerance=tolerance, source=source
             )
         else:
-            result = reproduce_script(recorded, target, steps=steps, rtol=rtol, atol=atol, source=source)
+            result = reproduce_script(recorded, target, steps=steps, tolerance=tolerance, source=source)
     summary = result.to_dict()
     if push and repo_id is not None:
         summary["card"] = _push(result, directory, repo_id, commit, endpoint=endpoint, token=token)

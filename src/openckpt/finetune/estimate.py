@@ -225,7 +225,7 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def estimate(
+def estimate(  # noqa: PLR0913 — public API: each keyword is a documented option (and a CLI flag)
     source: str | os.PathLike[str] | ModelFacts,
     *,
     method: str,

@@ -34,6 +34,7 @@ __all__ = [
     "Comparison",
     "Recorded",
     "ReproduceResult",
+    "Tolerance",
     "check_data",
     "compare_tensors",
     "find_recipe",
@@ -44,6 +45,18 @@ __all__ = [
 RTOL = 1e-3
 ATOL = 1e-5
 METRIC_RTOL = 1e-2
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close each weight must be when bitwise equality is not expected: ``|a - b| <= atol + rtol·|b|``."""
+
+    rtol: float = RTOL
+    atol: float = ATOL
+
+    def to_dict(self) -> dict[str, float]:
+        """The tolerances a result states, the metrics' (:data:`METRIC_RTOL`) included."""
+        return {"rtol": self.rtol, "atol": self.atol, "metric_rtol": METRIC_RTOL}
 
 
 @dataclass(frozen=True)
@@ -161,9 +174,9 @@ def expected_bitwise(recipe: Recipe, device: str) -> bool:
 
 
 def compare_tensors(
-    recorded: Mapping[str, Any], here: Mapping[str, Any], comparison: Comparison, *, rtol: float, atol: float
+    recorded: Mapping[str, Any], here: Mapping[str, Any], comparison: Comparison, *, tolerance: Tolerance
 ) -> None:
-    """Bitwise, else within ``atol + rtol·|recorded|``, else differs; every tensor by name."""
+    """Bitwise, else within ``tolerance`` (``atol + rtol·|recorded|``), else differs; every tensor by name."""
     import torch
 
     for name in sorted(recorded.keys() | here.keys()):
@@ -178,7 +191,7 @@ def compare_tensors(
         diff = float((a.double() - b.double()).abs().max())
         comparison.max_abs_diff = max(comparison.max_abs_diff, diff)
         comparison.differing.append(name)
-        close = torch.allclose(b.double(), a.double(), rtol=rtol, atol=atol)
+        close = torch.allclose(b.double(), a.double(), rtol=tolerance.rtol, atol=tolerance.atol)
         comparison.worsen("within tolerance" if close else "differs")
 
 
@@ -229,8 +242,7 @@ def reproduce_finetune(
     data: Path,
     steps: int | None = None,
     device: str | None = None,
-    rtol: float = RTOL,
-    atol: float = ATOL,
+    tolerance: Tolerance | None = None,
     source: str = "",
 ) -> ReproduceResult:
     """Run the recorded fine-tune again into ``out`` (from ``base``, a :class:`BaseModel` at the recorded revision)
@@ -241,6 +253,7 @@ def reproduce_finetune(
     from openckpt.finetune.run import CHECKPOINTS, finetune, options_from_config
 
     recipe = recorded.recipe
+    tolerance = tolerance or Tolerance()
     check_data(recipe, data)
     if out.exists() and any(out.iterdir()):
         raise StateMismatchError("the output directory is not empty: reproduce into a fresh one", path=out)
@@ -259,7 +272,7 @@ def reproduce_finetune(
     result = finetune(base, data, out, options, stop_at=steps, command=recipe.command)
     if steps is None:
         comparison = Comparison(what="the output weights and held-out metrics")
-        compare_tensors(_weights(recorded.directory), _weights(result.directory), comparison, rtol=rtol, atol=atol)
+        compare_tensors(_weights(recorded.directory), _weights(result.directory), comparison, tolerance=tolerance)
         _compare_metrics(recipe.config.get("metrics") or {}, result.metrics, comparison)
     else:
         comparison = Comparison(what=f"the checkpoint at step {steps}")
@@ -269,13 +282,12 @@ def reproduce_finetune(
         old = recorded.directory.parent / CHECKPOINTS / f"step-{steps:08d}"
         if comparison.verdict != "bitwise" and old.is_dir():
             comparison = Comparison(what=f"the checkpoint at step {steps}")
-            compare_tensors(_entry_tensors(old), _entry_tensors(mine), comparison, rtol=rtol, atol=atol)
+            compare_tensors(_entry_tensors(old), _entry_tensors(mine), comparison, tolerance=tolerance)
         elif comparison.verdict != "bitwise":
             comparison.notes.append("only the recorded digests are at hand: how far the tensors differ is unknown")
         loss = read_manifest(mine).training.metrics.get("loss")
         _compare_metrics({"loss": target.get("loss")}, {"loss": loss} if loss is not None else {}, comparison)
-    tolerances = {"rtol": rtol, "atol": atol, "metric_rtol": METRIC_RTOL}
-    return ReproduceResult(source, out, "finetune", steps, bitwise, comparison, warnings, tolerances)
+    return ReproduceResult(source, out, "finetune", steps, bitwise, comparison, warnings, tolerance.to_dict())
 
 
 def reproduce_script(
@@ -283,14 +295,14 @@ def reproduce_script(
     out: Path,
     *,
     steps: int | None = None,
-    rtol: float = RTOL,
-    atol: float = ATOL,
+    tolerance: Tolerance | None = None,
     source: str = "",
     timeout: float | None = None,
 ) -> ReproduceResult:
     """Run the recorded script again (same command, working directory) with its checkpoints redirected to ``out``,
     stopping after ``steps`` if given; compare the checkpoint at the same step as the newest recorded one."""
     recipe = recorded.recipe
+    tolerance = tolerance or Tolerance()
     assert recorded.manifest is not None
     step = steps if steps is not None else int(recorded.manifest.training.step or 0)
     target = recorded.directory / f"step-{step:08d}"
@@ -319,7 +331,7 @@ def reproduce_script(
     comparison = Comparison(what=f"the checkpoint at step {step}")
     if not (mine / MANIFEST_NAME).is_file():
         raise StateMismatchError(f"the re-run saved no checkpoint at step {step}", path=out)
-    compare_tensors(_entry_tensors(target), _entry_tensors(mine), comparison, rtol=rtol, atol=atol)
+    compare_tensors(_entry_tensors(target), _entry_tensors(mine), comparison, tolerance=tolerance)
     old_recipe = read_manifest(target).recipe
     recorded_data = {d.name: d for d in old_recipe.data} if old_recipe is not None else {}
     here = read_manifest(mine).recipe
@@ -330,5 +342,4 @@ def reproduce_script(
             comparison.worsen("differs")
     device = str(recipe.torch.get("device") or "cpu")
     bitwise = expected_bitwise(recipe, device) and device == (here.torch.get("device") if here else device)
-    tolerances = {"rtol": rtol, "atol": atol, "metric_rtol": METRIC_RTOL}
-    return ReproduceResult(source, out, "script", step, bitwise, comparison, warnings, tolerances)
+    return ReproduceResult(source, out, "script", step, bitwise, comparison, warnings, tolerance.to_dict())

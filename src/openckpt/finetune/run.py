@@ -336,10 +336,8 @@ def finetune(
         model,
         tokenizer,
         base=base,
-        adapter=adapter,
-        merge=options.merge,
-        license_files=inherited.license_files,
-        notices=inherited.notices,
+        weights="adapter" if adapter else "merged" if options.merge else "full",
+        inherited=inherited,
         card=card,
         extra=recipe,
     )

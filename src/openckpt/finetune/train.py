@@ -139,7 +139,7 @@ def _settings_record(settings: TrainSettings) -> dict[str, Any]:
     return record
 
 
-def train(
+def train(  # noqa: PLR0913 — one caller; the loop's inputs, its stop step and two observers, each distinct
     model: torch.nn.Module,
     data: Encoded,
     directory: Path,
