@@ -12,6 +12,7 @@ Exit codes: 0 evaluated, 2 errors (including a suite that does not fit the model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -86,17 +87,30 @@ def _new_card(directory: Path, report: BiasReport, name: str) -> str:
     return update_card(text, report, model_name=name)
 
 
-def _open(
-    target: str, *, push: bool, endpoint: str | None, token: str | None
-) -> tuple[Path, str, str | None, str | None, str | None]:
-    """(directory, name, repo id, revision, commit) of a model directory or a pulled hub repo; refused unless clean."""
+@dataclass(frozen=True)
+class _Model:
+    """The model evaluated: its directory and name; for a pulled hub repo, its id, the revision asked and commit."""
+
+    directory: Path
+    name: str
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+    def where(self) -> str:
+        """``repo@commit`` for a hub repo, else the directory."""
+        return f"{self.repo_id}@{self.commit[:12]}" if self.repo_id and self.commit else str(self.directory)
+
+
+def _open(target: str, *, push: bool, endpoint: str | None, token: str | None) -> _Model:
+    """A model directory, or a hub repo pulled; refused unless clean."""
     local = Path(target)
     if local.is_dir():
         if push:
             hint = "--push is for hub repos; a directory's README.md is updated without it"
             raise typer.BadParameter(hint, param_hint="--push")
         refuse_unclean(_local_files(local), what=f"evaluate {target}")
-        return local, local.resolve().name, None, None, None
+        return _Model(local, local.resolve().name)
     from openckpt.client.api import split_revision
     from openckpt.client.pull import pull
 
@@ -106,17 +120,13 @@ def _open(
         raise typer.BadParameter(str(e), param_hint="REPO[@REV]") from None
     pulled = pull(repo_id, revision=revision, endpoint=endpoint, token=token)
     refuse_unclean({f.path: pulled.directory / f.path for f in pulled.files}, what=f"evaluate {target}")
-    return pulled.directory, repo_id.split("/")[-1], repo_id, revision, pulled.commit
+    return _Model(pulled.directory, repo_id.split("/")[-1], repo_id, revision, pulled.commit)
 
 
 def _record(
     report: BiasReport,
-    directory: Path,
-    name: str,
+    model: _Model,
     *,
-    repo_id: str | None,
-    revision: str | None,
-    commit: str | None,
     push: bool,
     no_card: bool,
     message: str,
@@ -127,21 +137,24 @@ def _record(
     """Write the card with ``report`` (a directory's, atomically) or commit it (and ``extra`` files) to the hub."""
     from openckpt.fsutil import atomic_write
 
-    if repo_id is None and not no_card:
-        atomic_write(directory / CARD, _new_card(directory, report, name).encode())
+    directory = model.directory
+    if model.repo_id is None and not no_card:
+        atomic_write(directory / CARD, _new_card(directory, report, model.name).encode())
         return {"written": True, "path": str(directory / CARD)}
-    if repo_id is None or commit is None or not push:
+    if model.repo_id is None or model.commit is None or not push:
         return {"written": False}
     from huggingface_hub import CommitOperationAdd
 
     from openckpt.client.api import hf_api
 
-    text = _new_card(directory, report, name).encode()
+    text = _new_card(directory, report, model.name).encode()
     operations = [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=text)]
     operations += [CommitOperationAdd(path_in_repo=k, path_or_fileobj=str(v)) for k, v in (extra or {}).items()]
     api = hf_api(endpoint, token)
-    info = api.create_commit(repo_id, operations, revision=revision, commit_message=message, parent_commit=commit)
-    return {"written": True, "repo": repo_id, "commit": info.oid, "commit_url": info.commit_url}
+    info = api.create_commit(
+        model.repo_id, operations, revision=model.revision, commit_message=message, parent_commit=model.commit
+    )
+    return {"written": True, "repo": model.repo_id, "commit": info.oid, "commit_url": info.commit_url}
 
 
 def _said(card: dict[str, Any], repo_id: str | None) -> None:
@@ -197,7 +210,7 @@ def bias_command(
     token: Token = None,
 ) -> None:
     """Run one bias suite on a model offline and record the results in its card."""
-    directory, name, repo_id, revision, commit = _open(target, push=push, endpoint=endpoint, token=token)
+    model = _open(target, push=push, endpoint=endpoint, token=token)
     options = {
         "data": data,
         "sensitive_cols": sensitive_col or [],
@@ -208,27 +221,14 @@ def bias_command(
         "permutations": permutations,
         "seed": seed,
     }
-    report = _run(suite, directory, options)
+    report = _run(suite, model.directory, options)
     message = f"Add {suite.value} bias evaluation"
-    card = _record(
-        report,
-        directory,
-        name,
-        repo_id=repo_id,
-        revision=revision,
-        commit=commit,
-        push=push,
-        no_card=no_card,
-        message=message,
-        endpoint=endpoint,
-        token=token,
-    )
-    where = f"{repo_id}@{commit[:12]}" if repo_id and commit else str(directory)
+    card = _record(report, model, push=push, no_card=no_card, message=message, endpoint=endpoint, token=token)
     if as_json:
-        print_json({"target": target, "commit": commit, "report": report.to_json(), "card": card})
+        print_json({"target": target, "commit": model.commit, "report": report.to_json(), "card": card})
         return
-    _print(report, where)
-    _said(card, repo_id)
+    _print(report, model.where())
+    _said(card, model.repo_id)
 
 
 def _progress_bars() -> tuple[Any, Any]:
@@ -296,17 +296,17 @@ def backdoor_command(
 
     from openckpt.evaluate.backdoor import scan_backdoor
 
-    directory, name, repo_id, revision, commit = _open(target, push=push, endpoint=endpoint, token=token)
+    model = _open(target, push=push, endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
         out_path = out_dir
-        if out_path is None and repo_id is None and not no_card:
-            out_path = directory / "backdoor"
+        if out_path is None and model.repo_id is None and not no_card:
+            out_path = model.directory / "backdoor"
         elif out_path is None and push:
             out_path = Path(tmp) / "backdoor"
         bars, update = _progress_bars()
         with bars:
             report = scan_backdoor(
-                directory,
+                model.directory,
                 data=data,
                 limit=limit,
                 budget=budget,
@@ -321,11 +321,7 @@ def backdoor_command(
         extra = {p: out_path.parent / p for p in report.images} if out_path is not None else {}
         card = _record(
             report.to_bias_report(),
-            directory,
-            name,
-            repo_id=repo_id,
-            revision=revision,
-            commit=commit,
+            model,
             push=push,
             no_card=no_card,
             message=f"Add backdoor scan: {report.verdict}",
@@ -333,9 +329,8 @@ def backdoor_command(
             token=token,
             extra=extra,
         )
-    where = f"{repo_id}@{commit[:12]}" if repo_id and commit else str(directory)
     if as_json:
-        print_json({"target": target, "commit": commit, "report": report.to_json(), "card": card})
+        print_json({"target": target, "commit": model.commit, "report": report.to_json(), "card": card})
         return
-    _print(report.to_bias_report(), where)
-    _said(card, repo_id)
+    _print(report.to_bias_report(), model.where())
+    _said(card, model.repo_id)
