@@ -195,3 +195,19 @@ def test_default_branch_setting(owner_hub: HubProcess) -> None:  # noqa: F811
     r = admin.post(f"{repo}/settings", f"{repo}/settings", {"action": "default-branch", "branch": "main"})
     assert "The dev card" not in admin.get(repo).text and "dev-tag" not in str(api.model_info(repo_id).tags)
     api.delete_branch(repo_id, branch="dev")  # no longer the default
+
+
+def test_default_branch_through_the_settings_api(owner_hub: HubProcess) -> None:  # noqa: F811
+    api = HfApi(endpoint=owner_hub.url, token=owner_hub.token)
+    repo_id = f"admin/api-branch-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo_id)
+    api.create_branch(repo_id, branch="stable")
+    url = f"{owner_hub.url}/api/models/{repo_id}/settings"
+    headers = {"authorization": f"Bearer {owner_hub.token}"}
+    missing = httpx.put(url, json={"defaultBranch": "nope"}, headers=headers)
+    assert missing.status_code == 400 and "has no branch" in missing.headers["x-error-message"]
+    assert httpx.put(url, json={"defaultBranch": 3}, headers=headers).status_code == 400
+    assert httpx.put(url, json={"defaultBranch": "stable"}, headers=headers).status_code == 200
+    assert api.model_info(repo_id).defaultBranch == "stable"  # type: ignore[attr-defined]
+    api.update_repo_settings(repo_id, private=True)  # the stock client's call leaves it as it is
+    assert api.model_info(repo_id).defaultBranch == "stable"  # type: ignore[attr-defined]

@@ -80,6 +80,9 @@ class SettingsBody(JsonObject):
     private: Any = None
     visibility: Any = None
     gated: Any = None
+    default_branch: Annotated[str | None, Invalid("defaultBranch must be a branch name")] = Field(
+        None, alias="defaultBranch"
+    )  # openckpt's own: the Hub has no such setting
 
 
 class BranchBody(JsonObject):
@@ -196,13 +199,14 @@ async def duplicate(
 @router.put("/api/{plural}/{owner}/{name}/settings")
 async def settings(
     request: Request,
-    db: DbDep,
+    hub: HubDep,
     principal: UserDep,
     body: Annotated[SettingsBody, Depends(json_body(SettingsBody))],
     repo: RepoDep,
 ) -> Response:
     private = body.visibility == "private" if "visibility" in body.model_fields_set else body.private
-    changed = {k: v for k, v in {"private": private, "gated": body.gated}.items() if v is not None}
+    asked = {"private": private, "gated": body.gated, "defaultBranch": body.default_branch}
+    changed = {k: v for k, v in asked.items() if v is not None}
 
     def event(session: Session) -> Event:  # at the end of the change's transaction, which it commits with
         found = repos.find_repo(session, principal, repo.type, repo.id)
@@ -211,12 +215,14 @@ async def settings(
     with change_events(request, event):
         await run_in_threadpool(
             repos.update_settings,
-            db,
+            hub.db,
             principal,
             repo_type=repo.type,
             repo_id=repo.id,
             private=private,
             gated=body.gated,
+            default_branch=body.default_branch,
+            store=hub.store,
         )
     return Response(status_code=200)
 
