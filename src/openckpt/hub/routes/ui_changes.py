@@ -17,7 +17,6 @@ from openckpt.hub.routes.ui_common import PageRoute, error_page, page, page_numb
 from openckpt.hub.routes.ui_repo import _header, _repo
 from openckpt.hub.services import access, diffs, pages
 from openckpt.hub.services.commits import commit_chain, resolve_revision
-from openckpt.hub.services.repos import DEFAULT_BRANCH
 from openckpt.hub.services.trees import file_at
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -48,11 +47,12 @@ def one_commit(request: Request, hub: Hub, repo_type: str) -> Response:
 def tensors(request: Request, hub: Hub, repo_type: str) -> Response:
     """The tensors of a safetensors file, from its header: name, dtype, shape, parameters; paged."""
     tail = raw_tail(request, 4 if repo_type == "dataset" else 3)
-    rev = tail[0] if tail and tail[0] else DEFAULT_BRANCH
+    rev = tail[0] if tail and tail[0] else ""
     path = "/".join(p for p in tail[1:] if p)
     number = page_number(request.query_params.get("p"))
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
+        rev = rev or repo.default_branch
         commit = resolve_revision(session, repo, rev)
         entry = file_at(session, commit.tree_id, path)
         if entry is None or not path.endswith(".safetensors"):
@@ -103,7 +103,7 @@ def checkpoint(request: Request, hub: Hub, repo_type: str) -> Response:
     wanted = request.path_params["cid"]
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
-        head = resolve_revision(session, repo, DEFAULT_BRANCH)
+        head = resolve_revision(session, repo, repo.default_branch)
         found, seen = None, ""
         for commit in commit_chain(session, head, limit=MAX_CHECKPOINT_WALK):
             entry = file_at(session, commit.tree_id, "openckpt.json")
@@ -119,7 +119,7 @@ def checkpoint(request: Request, hub: Hub, repo_type: str) -> Response:
             if panel.manifest is not None and panel.manifest.id == wanted:
                 found = commit.id
         if found is None:
-            raise EntryNotFoundError(f"no commit of {DEFAULT_BRANCH} holds checkpoint {wanted!r}")
+            raise EntryNotFoundError(f"no commit of {repo.default_branch} holds checkpoint {wanted!r}")
         return RedirectResponse(f"{repo_url(repo)}/commit/{found}", status_code=303)
 
 
