@@ -351,6 +351,9 @@ def test_storage_accounting_counts_buckets(hub: HubProcess, people: People, uniq
         assert account_repo(db, store_of(hub), _repo_pk(db, repo)).physical_bytes == pytest.approx(
             shared["physicalBytes"], abs=1
         )
+    listed = {(r.type, r.id): r.storage for r in alice.list_user_repos()}  # with their storage, as the Hub lists
+    assert listed[("bucket", bucket)] == entry["physicalBytes"]
+    assert listed[("model", repo)] == shared["physicalBytes"]
     total = report["total"]
     assert total["buckets"] >= 1
     everything = [*report["repos"], *report["buckets"]]

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.errors import EntryNotFoundError, ForbiddenError
 from openckpt.hub.context import Hub, int_param, next_page
-from openckpt.hub.db.models import Account, Repo
+from openckpt.hub.db.models import Account, Bucket, Repo
 from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
@@ -81,6 +81,8 @@ def _namespace_repos(request: Request, hub: Hub, principal: Principal, org: str 
     with hub.db.read() as session:
         rows = select(Repo.id, Repo.private, Repo.last_modified).where(Repo.owner_id == owner_pk)
         details = {rid: (private, modified) for rid, private, modified in session.execute(rows)}
+        buckets = select(Bucket.id, Bucket.private, Bucket.updated_at).where(Bucket.owner_id == owner_pk)
+        details.update({-bid: (private, updated) for bid, private, updated in session.execute(buckets)})
     found = [(round(u.physical_bytes), u) for rid, u in usage.items() if rid in details]  # not deleted meanwhile
     found.sort(key=lambda item: (-item[0], item[1].repo_id))
     total = sum(storage for storage, _ in found)

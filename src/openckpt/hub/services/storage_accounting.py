@@ -25,8 +25,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, func, select, union
+from sqlalchemy import CompoundSelect, Select, func, or_, select, union
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
@@ -155,7 +156,9 @@ def _stored_blobs(session: Session, blobs: BlobStore, among: Select[str] | None 
 
 
 def _links(
-    session: Session, sha256s: Select[str] | CompoundSelect[str] | None = None, xorbs: Select[str] | None = None
+    session: Session,
+    sha256s: Select[str] | CompoundSelect[str] | None = None,
+    xorbs: Select[Any] | CompoundSelect[Any] | None = None,
 ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """sha256 → its Xet files, and Xet file → the xorbs of its terms (all, or only ``sha256s`` and ``xorbs``)."""
     xet_files: dict[str, set[str]] = defaultdict(set)
@@ -204,31 +207,34 @@ def account(db: Database, store: BlobStore) -> Accounting:
         stored = _stored_blobs(session, blobs)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
         xet_files, terms = _links(session)
-        _add_buckets(session, files, logical, xet_files, repos)
+        _bucket_files(session, files, logical, xet_files)
+        _bucket_entries(session, repos)
     users = _users(files, stored, xet_files, terms)
     return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms)
 
 
-def _add_buckets(
+def _bucket_files(
     session: Session,
     files: dict[int, dict[str, int]],
     logical: dict[int, int],
     xet_files: dict[str, set[str]],
-    repos: dict[int, RepoUsage] | None = None,
-    among: Select[Any] | None = None,
+    *,
+    which: ColumnElement[bool] | None = None,
 ) -> None:
     """Buckets as users of objects, under the negated key of each: a Xet file a bucket names is a file of it (its key
-    ``xet:`` + hash) whose sum of sizes over its paths adds to its logical bytes. ``among`` keeps the files whose Xet
-    hash it selects; with ``repos``, every bucket gets an entry there too (type ``bucket``)."""
+    ``xet:`` + hash) whose sizes over its paths add to its logical bytes. ``which`` keeps the rows it is true of."""
     rows = select(BucketFile.bucket_id, BucketFile.xet_hash, BucketFile.size)
-    for bid, xet_hash, size in session.execute(rows if among is None else rows.where(BucketFile.xet_hash.in_(among))):
+    for bid, xet_hash, size in session.execute(rows if which is None else rows.where(which)):
         files[-bid]["xet:" + xet_hash] = size
         logical[-bid] = logical.get(-bid, 0) + size
         xet_files["xet:" + xet_hash] = {xet_hash}
-    if repos is not None:
-        named = select(Bucket.id, Bucket.name, Account.name).join(Account, Account.id == Bucket.owner_id)
-        for bid, name, owner in session.execute(named):
-            repos[-bid] = RepoUsage(id=-bid, repo_id=f"{owner}/{name}", type="bucket", owner=owner)
+
+
+def _bucket_entries(session: Session, repos: dict[int, RepoUsage], *, which: ColumnElement[bool] | None = None) -> None:
+    """An entry (type ``bucket``, under its negated key) in ``repos`` for each bucket ``which`` keeps (all if None)."""
+    named = select(Bucket.id, Bucket.name, Account.name).join(Account, Account.id == Bucket.owner_id)
+    for bid, name, owner in session.execute(named if which is None else named.where(which)):
+        repos[-bid] = RepoUsage(id=-bid, repo_id=f"{owner}/{name}", type="bucket", owner=owner)
 
 
 def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
@@ -242,14 +248,17 @@ def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
 
 
 def account_owner(db: Database, store: BlobStore, owner_pk: int) -> dict[int, RepoUsage]:
-    """The figures of every repo of the account ``owner_pk`` (by repo primary key; empty if it has none), equal to
-    their entries in ``account(db, store).repos``, reading what :func:`account_repo` would for each."""
-    return _account_some(db, store, select(Repo.id).where(Repo.owner_id == owner_pk))
+    """The figures of every repo and bucket of the account ``owner_pk`` (by repo primary key, buckets by their
+    negated one; empty if it has none), equal to their entries in ``account(db, store).repos``, reading what
+    :func:`account_repo` would for each."""
+    return _account_some(db, store, select(Repo.id).where(Repo.owner_id == owner_pk), buckets_of=owner_pk)
 
 
-def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dict[int, RepoUsage]:
-    """The figures of the repos ``pks`` (one primary key, or a query of them), from their files, the objects they
-    use and the files of other repos using those objects."""
+def _account_some(
+    db: Database, store: BlobStore, pks: int | Select[int], *, buckets_of: int | None = None
+) -> dict[int, RepoUsage]:
+    """The figures of the repos ``pks`` (one primary key, or a query of them) and of the buckets of the account
+    ``buckets_of``, from their files, the objects they use and the files of other repos and buckets using those."""
     blobs = raw_blobs(store)
     which, mine, heads = (
         (Repo.id == pks, Commit.repo_id == pks, Ref.repo_id == pks)
@@ -265,11 +274,20 @@ def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dic
                 .where(which)
             )
         }
+        own_buckets = select(Bucket.id).where(Bucket.owner_id == buckets_of)
+        if buckets_of is not None:
+            _bucket_entries(session, repos, which=Bucket.owner_id == buckets_of)
         if not repos:
             return {}
         own = select(files_reached(_ROOTS.where(mine)).subquery().c.sha256)
-        xorbs = select(XetTerm.xorb_hash).join(XetSha256, XetSha256.file_hash == XetTerm.file_hash)
-        xorbs = xorbs.where(XetSha256.sha256.in_(own))
+        xorbs: Select[Any] | CompoundSelect[Any] = (
+            select(XetTerm.xorb_hash)
+            .join(XetSha256, XetSha256.file_hash == XetTerm.file_hash)
+            .where(XetSha256.sha256.in_(own))
+        )
+        if buckets_of is not None:  # and the xorbs of the owner's buckets' files
+            in_buckets = select(BucketFile.xet_hash).where(BucketFile.bucket_id.in_(own_buckets))
+            xorbs = union(xorbs, select(XetTerm.xorb_hash).where(XetTerm.file_hash.in_(in_buckets)))
         sharing = select(XetSha256.sha256).join(XetTerm, XetTerm.file_hash == XetSha256.file_hash)
         sharing = sharing.where(XetTerm.xorb_hash.in_(xorbs))  # files with bytes in these repos' xorbs
         involved = union(own, sharing)
@@ -283,8 +301,12 @@ def _account_some(db: Database, store: BlobStore, pks: int | Select[int]) -> dic
         stored = _stored_blobs(session, blobs, own)
         xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
         xet_files, terms = _links(session, involved, xorbs)
-        in_xorbs = select(XetTerm.file_hash).where(XetTerm.xorb_hash.in_(xorbs))
-        _add_buckets(session, files, {}, xet_files, among=in_xorbs)  # buckets sharing these objects
+        sharing_buckets: ColumnElement[bool] = BucketFile.xet_hash.in_(
+            select(XetTerm.file_hash).where(XetTerm.xorb_hash.in_(xorbs))
+        )
+        if buckets_of is not None:
+            sharing_buckets = or_(sharing_buckets, BucketFile.bucket_id.in_(own_buckets))
+        _bucket_files(session, files, logical, xet_files, which=sharing_buckets)  # and buckets sharing objects
     users = _users(files, stored, xet_files, terms)
     theirs = {rid: files.get(rid, {}) for rid in repos}
     return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms).repos
