@@ -214,4 +214,4 @@ def test_invalid_destination_is_a_bad_request(hub: HubProcess, people: People, u
     assert (r.status_code, r.headers["x-error-code"]) == (400, "BadRequest"), r.text
     assert _move(hub, people.alice, {"fromRepo": repo, "toRepo": f"models/alice/{unique}-m"}).status_code == 200
     r = _move(hub, people.alice, {"fromRepo": repo, "toRepo": f"alice/{unique}-x", "type": "bucket"})
-    assert r.status_code == 400
+    assert (r.status_code, r.headers["x-error-code"]) == (404, "RepoNotFound")  # a move of buckets: there is none
