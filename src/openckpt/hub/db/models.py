@@ -410,6 +410,29 @@ class XetSha256(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class XetUpload(Base):
+    """One registered shard (an upload session's files): by which repo's token and which account, and when. Global
+    dedup answers list what one upload made together, as the Hub keeps shards per upload."""
+
+    __tablename__ = "xet_uploads"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), default=None, index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class XetUploadXorb(Base):
+    """Xorb ``position`` of an upload: the xorbs its files' terms name, in file order (no foreign key: garbage
+    collection may sweep a xorb; answers skip the missing)."""
+
+    __tablename__ = "xet_upload_xorbs"
+    upload_id: Mapped[int] = mapped_column(ForeignKey("xet_uploads.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    xorb_hash: Mapped[str] = mapped_column(String(64), index=True)
+
+
 # ---- leases: work that one process of the hub does at a time (scheduled garbage collection) ----------------------
 
 

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import EntryNotFoundError, ForbiddenError, PayloadTooLargeError, RangeNotSatisfiableError
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
-from openckpt.hub.services import bucket_files, cas, xet_meta
+from openckpt.hub.services import bucket_files, cas, xet_dedup, xet_meta
 from openckpt.hub.services.cas_files import file_plan, raw_blobs
 from openckpt.hub.services.cas_reconstruction import byte_range, reconstruction
 from openckpt.hub.services.transfers import check_signature
@@ -87,8 +87,13 @@ async def upload_shard(request: Request) -> dict[str, int]:
 @router.get(CAS_PATH + "/v1/chunks/{prefix}/{chunk}")
 def dedup_query(request: Request, prefix: str, chunk: str) -> Response:
     _prefix(prefix)
-    _token(request)
-    shard = cas.dedup_shard(hub_of(request).db, chunk)
+    token = _token(request)
+    cas.parse_hash(chunk)
+    repo = token.repo if token.repo != HUB_REPO and token.bucket is None else None
+    key = xet_dedup.token_key(request.headers.get("authorization")) if token.can_write else None
+    shard = xet_dedup.dedup_shard(
+        hub_of(request).db, chunk, repo=repo, minted_by=token.minted_by or None, session_key=key
+    )
     if shard is None:
         return JSONResponse({"error": "chunk not known"}, status_code=404, headers={ERROR_CODE: "EntryNotFound"})
     return Response(shard, media_type="application/octet-stream")

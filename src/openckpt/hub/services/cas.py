@@ -1,4 +1,5 @@
-"""The CAS's writes and global dedup: xorb uploads, shard registration, and shards answering dedup queries.
+"""The CAS's writes: xorb uploads and shard registration (each shard recorded as an upload for global dedup:
+:mod:`.xet_dedup`).
 
 Everything a client uploads is parsed and every hash recomputed before anything is stored or registered; a xorb is
 stored whole (without footer) as one blob of the blob store, indexed chunk by chunk in the database. A shard
@@ -8,19 +9,16 @@ uploader knows them; a file's sha256 (what commits name it by) stays unverified 
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
-from sqlalchemy.orm import Session
 
 from openckpt.errors import XetFormatError, XetUploadError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import XetFile, XetSha256, XetTerm, Xorb, XorbChunk
-from openckpt.hub.services import possession, storage_gc
+from openckpt.hub.services import possession, storage_gc, xet_dedup
 from openckpt.store.blobs import BlobStore
 from openckpt.xet import shard as xshard
 from openckpt.xet.hashes import (
@@ -33,14 +31,9 @@ from openckpt.xet.hashes import (
 )
 from openckpt.xet.xorb import parse_xorb
 
-__all__ = ["MAX_SHARD_BYTES", "dedup_shard", "parse_hash", "register_shard", "store_xorb"]
+__all__ = ["MAX_SHARD_BYTES", "parse_hash", "register_shard", "store_xorb"]
 
 MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
-DEDUP_KEY_DAYS = 7
-DEDUP_FILES = 64
-"""Files, among those made with a xorb, whose other xorbs a global-dedup answer lists too."""
-DEDUP_XORBS = 64
-"""Most xorbs one global-dedup answer lists: the whole of a ~4 GB file (an answer of ~3 MB of chunk entries)."""
 
 
 def parse_hash(value: str) -> bytes:
@@ -238,51 +231,7 @@ def _register(db: Database, files: list[_File], repo: int | None, minted_by: int
             if f.sha256 is not None and session.get(XetSha256, (f.sha256, f.hash)) is None:
                 new = 1
                 session.add(XetSha256(sha256=f.sha256, file_hash=f.hash, size=f.size, repo_id=repo))
+        xet_dedup.record_upload(session, (x for f in files for x, *_ in f.terms), repo=repo, minted_by=minted_by)
         if minted_by is not None:  # the uploader's claim: possession once this registration is verified
             possession.record_xet_uploads(session, minted_by, [(f.sha256 or "", f.hash) for f in files])
     return new
-
-
-# ---- global dedup -----------------------------------------------------------------------------------------------
-
-
-def dedup_shard(db: Database, chunk_hex: str) -> bytes | None:
-    """A complete shard (footer, lookup tables, random HMAC key) for a chunk clients may ask about: the xorb that
-    holds it, and the other xorbs of files made with that xorb (a new version's changed chunks sit in a xorb of
-    their own, whose chunks are rarely asked about); None for other chunks."""
-    parse_hash(chunk_hex)
-    with db.read() as session:
-        xorb = session.scalar(
-            select(XorbChunk.xorb_hash)
-            .where(XorbChunk.chunk_hash == chunk_hex, XorbChunk.global_dedup.is_(True))
-            .limit(1)
-        )
-        if xorb is None:
-            return None
-        files = select(XetTerm.file_hash).where(XetTerm.xorb_hash == xorb).distinct().limit(DEDUP_FILES)
-        related = session.scalars(
-            select(XetTerm.xorb_hash)
-            .where(XetTerm.file_hash.in_(files), XetTerm.xorb_hash != xorb)
-            .distinct()
-            .order_by(XetTerm.xorb_hash)
-            .limit(DEDUP_XORBS - 1)
-        ).all()
-        infos = [_xorb_info(session, name) for name in (xorb, *related)]
-    now = int(time.time())
-    shard = xshard.Shard((), tuple(info for info in infos if info is not None))
-    return xshard.serialize_shard(
-        shard, footer=True, hmac_key=os.urandom(32), created=now, key_expiry=now + DEDUP_KEY_DAYS * 86400
-    )
-
-
-def _xorb_info(session: Session, xorb: str) -> xshard.XorbInfo | None:
-    row = session.get(Xorb, xorb)
-    if row is None:
-        return None
-    chunks = session.execute(
-        select(XorbChunk.chunk_hash, XorbChunk.unpacked_offset, XorbChunk.unpacked_size)
-        .where(XorbChunk.xorb_hash == xorb)
-        .order_by(XorbChunk.chunk_index)
-    ).tuples()
-    listed = tuple((hex_to_hash(h), offset, size) for h, offset, size in chunks)
-    return xshard.XorbInfo(hex_to_hash(xorb), listed, row.serialized_size)
