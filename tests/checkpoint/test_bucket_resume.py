@@ -101,10 +101,12 @@ def test_a_run_killed_mid_training_resumes_from_the_bucket_on_a_fresh_machine(hu
 def test_restore_from_a_bucket_skips_a_checkpoint_that_does_not_verify(hub: HubProcess, tmp_path: Path) -> None:
     token = hub.create_user(f"t{uuid.uuid4().hex[:8]}")
     api = HfApi(endpoint=hub.url, token=token)
-    bucket = f"{api.whoami()['name']}/run-{uuid.uuid4().hex[:6]}"
+    name = f"run-{uuid.uuid4().hex[:6]}"
+    bucket = f"{api.whoami()['name']}/{name}"
     from openckpt.client.bucket_mirror import BucketMirror
 
-    mirror = BucketMirror(f"hf://buckets/{bucket}", endpoint=hub.url, token=token)
+    mirror = BucketMirror(f"hf://buckets/me/{name}", endpoint=hub.url, token=token)  # me: the token's account
+    assert mirror.url == f"hf://buckets/{bucket}"
     model = torch.nn.Linear(3, 2)
     with openckpt.CheckpointManager(tmp_path / "a", mirror=mirror, recipe=False) as manager:
         manager.save({"model": model}, step=1)
@@ -118,3 +120,4 @@ def test_restore_from_a_bucket_skips_a_checkpoint_that_does_not_verify(hub: HubP
     manifest = openckpt.CheckpointManager(tmp_path / "b", mirror=mirror).restore_latest({"model": restored})
     assert manifest is not None and manifest.training.step == 1
     assert torch.equal(restored.weight, first)
+    assert api.bucket_info(bucket).private  # created private: a run's checkpoints are not for everyone

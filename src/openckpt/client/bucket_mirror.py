@@ -1,8 +1,8 @@
 """``BucketMirror``: a :class:`~openckpt.checkpoint.mirror.Mirror` in a hub bucket, through the stock client.
 
 ``hf://buckets/<owner>/<name>[/<prefix>]`` names it: ``CheckpointManager("runs/x",
-mirror="hf://buckets/me/run-x")`` opens one through :func:`openckpt.checkpoint.mirror.open_mirror`. The bucket is
-created (private) on the first upload if it does not exist. Files travel through Xet
+mirror="hf://buckets/me/run-x")`` opens one through :func:`openckpt.checkpoint.mirror.open_mirror` (``me`` is the
+token's account). The bucket is created (private) on the first upload if it does not exist. Files travel through Xet
 (``HfApi.batch_bucket_files``, ``download_bucket_files``), so a checkpoint whose tensors mostly did not change
 since the last one sends only the chunks that did. The hub is the one :mod:`openckpt.client.config` resolves
 (``HF_ENDPOINT``, ``openckpt login``...), or ``endpoint``.
@@ -41,10 +41,13 @@ class BucketMirror:
     def __init__(
         self, url: str, *, endpoint: str | None = None, token: str | None = None, private: bool = True
     ) -> None:
+        self._api = hf_api(endpoint, token)
         self.bucket_id, prefix = parse_bucket_url(url)
+        owner, name = self.bucket_id.split("/")
+        if owner == "me":  # the Hub's name for the caller, as in create_bucket("run-x")
+            self.bucket_id = f"{self._api.whoami()['name']}/{name}"
         self.url = f"{BUCKET_SCHEME}{self.bucket_id}" + (f"/{prefix}" if prefix else "")
         self._prefix = f"{prefix}/" if prefix else ""
-        self._api = hf_api(endpoint, token)
         self._private = private
         self._created = False
 
