@@ -69,10 +69,13 @@ def test_push_from_a_bucket_sends_no_weight_bytes_and_matches_a_local_push(hub: 
         torch.equal(x, y) for x, y in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
     )
 
-    result = CliRunner().invoke(
-        app,
-        ["push", f"{run}/step-00000001", f"{user}/cli", "--endpoint", hub.url, "--token", token, "--json"],
-        env={"COLUMNS": "200"},
-    )
+    card = b"---\nlicense: apache-2.0\ntags:\n- kept-by-push\n---\nhand-written\n"
+    api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=f"{user}/from-bucket")
+    args = ["push", f"{run}/step-00000001", f"{user}/from-bucket", "--endpoint", hub.url, "--token", token]
+    result = CliRunner().invoke(app, [*args, "--json"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
     assert '"source": "hf://buckets/' in result.stdout and "step-00000001" in result.stdout
+    readme = Path(api.hf_hub_download(f"{user}/from-bucket", "README.md", cache_dir=tmp_path / "c")).read_text()
+    assert "kept-by-push" in readme and "hand-written" not in readme  # the front matter is kept, the body is new
+    refused = CliRunner().invoke(app, [*args, "--dtype", "bfloat16"], env={"COLUMNS": "200"})
+    assert refused.exit_code == 2, refused.stderr

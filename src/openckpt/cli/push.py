@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from openckpt.cli._output import err, guard, out, print_json
 from openckpt.cli._remote import Endpoint, RepoKind, RepoTypeOption, Token
-
-if TYPE_CHECKING:
-    from openckpt.client.repos import RepoType
 
 __all__ = ["push_command"]
 
@@ -57,7 +54,11 @@ def push_command(
     from openckpt.client.push import is_training_checkpoint, push, resolve_run
 
     if path.startswith("hf://buckets/"):
-        _push_from_bucket(path, repo_id, revision, repo_type.kind, private, message, as_json, endpoint, token)
+        if dtype is not None or repo_type is not RepoKind.model:
+            raise typer.BadParameter(
+                "a bucket's checkpoint goes to a model repo with its weights as they are (no --dtype)"
+            )
+        _push_from_bucket(path, repo_id, revision, private, message, replace_card, as_json, endpoint, token)
         return
     local = Path(path)
     if local.is_dir():
@@ -103,9 +104,9 @@ def _push_from_bucket(
     url: str,
     repo_id: str,
     revision: str | None,
-    repo_type: RepoType,
     private: bool,
     message: str | None,
+    replace_card: bool,
     as_json: bool,
     endpoint: str | None,
     token: str | None,
@@ -116,9 +117,9 @@ def _push_from_bucket(
         url,
         repo_id,
         revision=revision,
-        repo_type=repo_type,
         private=private,
         message=message,
+        replace_card=replace_card,
         endpoint=endpoint,
         token=token,
     )

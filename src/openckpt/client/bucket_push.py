@@ -30,6 +30,7 @@ from openckpt.checkpoint.describe import software_versions
 from openckpt.checkpoint.snapshot import MODEL_ENTRY, write_json_file
 from openckpt.client.api import hf_api
 from openckpt.client.bucket_mirror import BUCKET_SCHEME, BucketMirror, parse_bucket_url
+from openckpt.client.push import _merged_card, _repo_card_meta
 from openckpt.digest import digest_bytes
 from openckpt.errors import CheckpointNotFoundError, IntegrityError, ManifestError, StateMismatchError
 from openckpt.format.card import render_card
@@ -38,7 +39,6 @@ from openckpt.format.manifest import MANIFEST_NAME, EntryRecord, FileRecord, Man
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from openckpt.client.repos import RepoType
 
 __all__ = ["BucketPush", "push_from_bucket"]
 
@@ -75,8 +75,11 @@ def _locate(url: str, *, endpoint: str | None, token: str | None) -> tuple[Bucke
     raise CheckpointNotFoundError(f"{url} is neither a checkpoint nor a run with a LATEST checkpoint", path=Path(path))
 
 
-def _export_files(mirror: BucketMirror, name: str, source: Manifest, folder: Path, *, title: str) -> Manifest:
-    """Write into ``folder`` the small files :func:`openckpt.export` writes for ``name``; return its manifest."""
+def _export_files(
+    mirror: BucketMirror, name: str, source: Manifest, folder: Path, *, title: str, kept: dict[str, Any]
+) -> Manifest:
+    """Write into ``folder`` the small files :func:`openckpt.export` writes for ``name`` (the card with ``kept``'s
+    front matter, as :func:`openckpt.client.push.push` does); return its manifest."""
     entry = source.entries.get(MODEL_ENTRY)
     if source.distributed is not None or entry is None or entry.kind != "module":
         raise StateMismatchError(f"{name}: no 'model' module entry of one process to publish", path=folder)
@@ -111,7 +114,11 @@ def _export_files(mirror: BucketMirror, name: str, source: Manifest, folder: Pat
         files=files,
         tensors={k: t for k, t in source.tensors.items() if k.split("/", 1)[0] == MODEL_ENTRY},
     )
-    card = render_card(manifest, name=title).encode()
+    card = (
+        _merged_card(render_card(manifest, name=title), kept).encode()
+        if kept
+        else render_card(manifest, name=title).encode()
+    )
     (folder / CARD).write_bytes(card)
     manifest.files[CARD] = FileRecord.of(digest_bytes(card))
     write_manifest(folder, manifest)
@@ -176,28 +183,33 @@ def push_from_bucket(
     repo_id: str,
     *,
     revision: str | None = None,
-    repo_type: RepoType = "model",
     private: bool = False,
     message: str | None = None,
+    replace_card: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
 ) -> BucketPush:
-    """Publish the checkpoint ``url`` names (see the module docstring) to ``repo_id``, its weights by Xet hash."""
+    """Publish the checkpoint ``url`` names (see the module docstring) to the model repo ``repo_id``, its weights by
+    Xet hash.
+
+    The card keeps the front matter of the card the repo has (license, tags...) unless ``replace_card``.
+    """
     api = hf_api(endpoint, token)
     mirror, name = _locate(url, endpoint=api.endpoint, token=token)
-    repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True).repo_id
+    repo_id = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True).repo_id
     if revision is not None:
-        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="openckpt-bucket-push-") as tmp:
         folder = Path(tmp)
         mirror.get([f"{name}/{MANIFEST_NAME}"], folder / ".bucket")
         source = read_manifest(folder / ".bucket" / name)
-        manifest = _export_files(mirror, name, source, folder, title=repo_id.split("/")[-1])
+        kept = {} if replace_card else _repo_card_meta(api, repo_id, repo_type="model", revision=revision)
+        manifest = _export_files(mirror, name, source, folder, title=repo_id.split("/")[-1], kept=kept)
         weights = _weights(mirror, name, manifest)
         wanted = [
             {"xetHash": x, "sha256": s, "filename": mirror.remote(f"{name}/{f}")} for f, (x, s, _) in weights.items()
         ]
-        _duplicate(api, mirror.bucket_id, (repo_type, repo_id), wanted)
+        _duplicate(api, mirror.bucket_id, ("model", repo_id), wanted)
         small = sorted(p.name for p in folder.iterdir() if p.is_file())
         title = message or f"Push {name} from {mirror.url} with openckpt (weights by Xet hash)"
         lines: list[dict[str, Any]] = [{"key": "header", "value": {"summary": title, "description": ""}}]
@@ -206,7 +218,7 @@ def push_from_bucket(
             lines.append({"key": "file", "value": {"content": content, "path": f, "encoding": "base64"}})
         for f, (_, sha256, size) in weights.items():
             lines.append({"key": "lfsFile", "value": {"path": f, "algo": "sha256", "oid": sha256, "size": size}})
-        info = _commit(api, (repo_type, repo_id), revision or "main", lines)
+        info = _commit(api, ("model", repo_id), revision or "main", lines)
     return BucketPush(
         repo_id=repo_id,
         revision=revision or "main",
