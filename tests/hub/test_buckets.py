@@ -21,8 +21,10 @@ from huggingface_hub.errors import BucketBatchError, BucketNotFoundError, HfHubH
 from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 from sqlalchemy import select
 
+from openckpt.hub.db import models
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Repo, XetFile, Xorb
+from openckpt.hub.db.models import Account, Bucket, Repo, XetFile, Xorb
+from openckpt.hub.services.bucket_files import list_tree
 from openckpt.hub.services.storage_accounting import account, account_repo
 from openckpt.hub.services.storage_gc import GcReport, collect
 from tests.hub.conftest import People, client_env, run_checked
@@ -466,3 +468,41 @@ def test_a_batch_becomes_visible_whole_and_at_once(hub: HubProcess, people: Peop
     assert not errors
     assert set(seen) <= set(hashes)
     assert {body for body in bodies} <= {weights for weights, _ in versions}
+
+
+PATHS = ["a.txt", "a/b.txt", "a/b/c", "a/b/d/e", "a/b0", "a/c/x", "a0", "b/x", "b/y/z", "ab/c"]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 1000])
+def test_listing_pages_end_to_end_whatever_the_page_size(database: Database, limit: int) -> None:
+    """Listings paged by cursor give, page after page, exactly the whole listing (files in path order, a folder once
+    where its first file would be)."""
+    with database.write() as session:
+        owner = Account(name="owner", kind="user")
+        session.add(owner)
+        session.add(XetFile(hash="f" * 64, size=1, num_terms=0))
+        session.flush()
+        bucket = Bucket(owner_id=owner.id, name="b")
+        session.add(bucket)
+        session.flush()
+        pk = bucket.id
+        for path in PATHS:
+            session.add(models.BucketFile(bucket_id=pk, path=path, xet_hash="f" * 64, size=1, mtime=0))
+
+    def pages(prefix: str, recursive: bool) -> list[str]:
+        listed: list[str] = []
+        cursor: str | None = None
+        with database.read() as session:
+            while True:
+                page, cursor = list_tree(session, pk, prefix=prefix, recursive=recursive, cursor=cursor, limit=limit)
+                listed += [e if isinstance(e, str) else f"{e.path}*" for e in page]
+                if cursor is None:
+                    return listed
+
+    assert pages("", recursive=True) == [f"{p}*" for p in sorted(PATHS)]
+    assert pages("", recursive=False) == ["a.txt*", "a", "a0*", "ab", "b"]  # "." sorts before "/"
+    assert pages("a", recursive=False) == ["a.txt*", "a/b.txt*", "a/b", "a/b0*", "a/c", "a0*", "ab/c*"]
+    assert pages("a/", recursive=False) == ["a/b.txt*", "a/b", "a/b0*", "a/c"]
+    assert pages("a/b", recursive=True) == ["a/b.txt*", "a/b/c*", "a/b/d/e*", "a/b0*"]
+    assert pages("a/b/", recursive=False) == ["a/b/c*", "a/b/d"]
+    assert pages("zzz", recursive=False) == []

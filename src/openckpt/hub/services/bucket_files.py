@@ -121,7 +121,10 @@ def list_tree(
         rows = _rows(session, bucket, prefix=prefix, after=after, limit=limit - len(found) if recursive else limit)
         if not rows:
             return found, None
+        inside: str | None = None
         for row in rows:
+            if inside is not None and row.path.startswith(inside):
+                continue  # a file of the folder just listed (its files are contiguous in path order)
             parts = row.path.split("/")
             if recursive or len(parts) <= depth + 1:
                 found.append(row)
@@ -129,8 +132,7 @@ def list_tree(
             else:
                 folder = "/".join(parts[: depth + 1])
                 found.append(folder)
-                after = (folder + "0", True)
-                break  # the folder's other files: skipped by the next query
+                after, inside = (folder + "0", True), folder + "/"  # the next query starts past the folder
             if len(found) == limit:
                 break
     last = found[-1]
