@@ -138,3 +138,16 @@ def test_saves_never_wait_for_uploads_a_newer_one_replaces_a_waiting_one_and_ret
     manager.close()
     assert mirror.read("LATEST") == b"step-00000003\n"
     assert {n.split("/")[0] for n in mirror.list("")} == {"LATEST", "step-00000001", "step-00000003"}
+
+
+def test_a_reproduction_neither_reads_nor_writes_the_runs_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"file://{tmp_path / 'mirror'}"
+    with openckpt.CheckpointManager(tmp_path / "run", mirror=url, recipe=False) as manager:
+        manager.save(make_state(7), step=3)
+    monkeypatch.setenv("OPENCKPT_REPRODUCE_DIR", str(tmp_path / "again"))
+    with openckpt.CheckpointManager(tmp_path / "run", mirror=url, recipe=False) as again:
+        assert again.mirror is None and again.restore_latest(make_state(8)) is None  # from scratch, as reproduced
+        again.save(make_state(8), step=1)
+    assert DirectoryMirror(url).read("LATEST") == b"step-00000003\n"

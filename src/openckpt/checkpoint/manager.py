@@ -58,7 +58,7 @@ class CheckpointManager:
     thread (:mod:`openckpt.checkpoint.mirror_writer`): all its files, then the mirror's ``LATEST``. Its failures are
     raised as :class:`MirrorError` by the next save, :meth:`wait` or :meth:`close`, which flush the uploads.
     Retention deletes in the mirror what it deletes locally. :meth:`restore_latest` in an empty directory fetches the
-    mirror's ``LATEST`` checkpoint (older ones if it does not verify).
+    mirror's ``LATEST`` checkpoint (older ones if it does not verify). A reproduction leaves the mirror alone.
     """
 
     def __init__(  # noqa: PLR0913 — public API: each keyword is a documented option of the manager
@@ -96,6 +96,9 @@ class CheckpointManager:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="openckpt-save") if async_save else None
         self._pending: Future[Manifest] | None = None
         self._last_step: int | None = None
+        if mirror is not None and os.environ.get("OPENCKPT_REPRODUCE_DIR"):
+            log.warning("openckpt: reproducing a run: its mirror %s is neither read nor written", mirror)
+            mirror = None
         self.mirror = open_mirror(mirror) if mirror is not None else None
         if self.mirror is not None and is_distributed():
             raise ValueError("a mirror is not supported under torch.distributed yet: mirror from one process")
