@@ -506,3 +506,15 @@ def test_listing_pages_end_to_end_whatever_the_page_size(database: Database, lim
     assert pages("a/b", recursive=True) == ["a/b.txt*", "a/b/c*", "a/b/d/e*", "a/b0*"]
     assert pages("a/b/", recursive=False) == ["a/b/c*", "a/b/d"]
     assert pages("zzz", recursive=False) == []
+
+
+def test_the_bucket_page_lists_folders_and_files(hub: HubProcess, people: People, unique: str) -> None:
+    alice = _api(hub, people.alice)
+    url = alice.create_bucket(unique, private=True).url  # what create_bucket answers is a page
+    alice.batch_bucket_files(url.rsplit("/buckets/", 1)[1], add=[(b"1", "LATEST"), (b"weights", "step-1/model.bin")])
+    top = httpx.get(url, headers=_auth(people.alice), timeout=60)
+    assert top.status_code == 200 and "text/html" in top.headers["content-type"]
+    assert "LATEST" in top.text and f"/buckets/alice/{unique}/tree/step-1" in top.text and "private" in top.text
+    folder = httpx.get(f"{url}/tree/step-1", headers=_auth(people.alice), timeout=60)
+    assert f"/buckets/alice/{unique}/resolve/step-1/model.bin" in folder.text
+    assert httpx.get(url, timeout=60).status_code == 404  # private: as if absent

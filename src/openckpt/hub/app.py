@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         resolve,
         security,
         ui,
+        ui_buckets,
         ui_community,
         users,
         webhooks,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.include_router(admin.pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(ui_community.router)  # like forms and /collections/... before the UI's /{owner}/{name}
+    app.include_router(ui_buckets.router)  # /buckets/{owner}/{name}: before the UI's /{owner}/{name}/...
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
     app.add_middleware(
         Limits,
