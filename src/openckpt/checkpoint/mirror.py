@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from openckpt.errors import CheckpointNotFoundError, FormatError, MirrorError
 from openckpt.format.manifest import MANIFEST_NAME, Manifest, read_manifest
-from openckpt.fsutil import atomic_write, fsync_file, staged_directory
+from openckpt.fsutil import atomic_write, fsync_dir, fsync_file, staged_directory, temp_sibling
 
 __all__ = [
     "LATEST",
@@ -112,7 +112,18 @@ class DirectoryMirror:
         for name, source in files.items():
             target = self._path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, source if isinstance(source, bytes) else Path(source).read_bytes())
+            if isinstance(source, bytes):
+                atomic_write(target, source)
+                continue
+            tmp = temp_sibling(target)  # streamed: a checkpoint's files may be larger than memory
+            try:
+                shutil.copyfile(source, tmp)
+                fsync_file(tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            fsync_dir(target.parent)
 
     def get(self, names: Sequence[str], directory: Path) -> None:
         for name in names:
@@ -131,7 +142,8 @@ class DirectoryMirror:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return {}
-        return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in base.rglob("*") if p.is_file()}
+        found = (p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))  # not a copy in progress
+        return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in found}
 
     def delete(self, names: Sequence[str]) -> None:
         for name in names:
