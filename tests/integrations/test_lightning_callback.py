@@ -138,3 +138,20 @@ def test_resume_false_starts_fresh(tmp_path: Path) -> None:
     trainer = fit(Tiny(), loader, 4, [callback, probe])
     assert probe.step == 0 and callback.resumed_from is None
     assert trainer.global_step == 4 and steps(ckpt) == [2, 4]
+
+
+def test_a_mirrored_run_resumes_on_an_empty_directory_from_its_mirror(tmp_path: Path) -> None:
+    mirror = f"file://{tmp_path / 'mirror'}"
+    torch.manual_seed(0)
+    first = Tiny()
+    loader = torch.utils.data.DataLoader(data(), batch_size=4, shuffle=True)
+    fit(first, loader, 4, [OpenckptCheckpoint(tmp_path / "machine-1", save_every=2, mirror=mirror)])
+    at_four = {k: v.clone() for k, v in first.state_dict().items()}
+
+    torch.manual_seed(1)
+    second, probe = Tiny(), Probe()
+    callback = OpenckptCheckpoint(tmp_path / "machine-2", save_every=2, mirror=mirror)
+    fit(second, loader, 6, [callback, probe])
+    assert callback.resumed_from is not None and callback.resumed_from.training.step == 4
+    assert probe.step == 4 and all(torch.equal(probe.weights[k], at_four[k]) for k in at_four)
+    assert (tmp_path / "mirror" / "LATEST").read_text() == "step-00000006\n"
