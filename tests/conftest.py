@@ -110,3 +110,27 @@ def unique() -> str:
 def real_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RealFile]:
     """The files the field's libraries write (tests/scan/realfiles.py), built once per session: name → RealFile."""
     return {f.name: f for f in build_corpus(tmp_path_factory.mktemp("realfiles"))}
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    """0 for a ``slow`` test, 1 for one that runs hub processes, 2 for the rest."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    fixtures = getattr(item, "fixturenames", ())
+    if "hub" in fixtures or "postgres" in fixtures or "hub" in item.path.parts:
+        return 1
+    return 2
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (scripts/test), whole modules go to the workers in collection order: hand out the costly ones
+    first, so the cheap ones fill the end instead of one long module keeping a worker busy after the others finished.
+    Tests keep their order within a module; a run without workers keeps pytest's order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    by_module: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        by_module[module] = min(by_module.get(module, 2), _cost_rank(item))
+    items.sort(key=lambda item: by_module[item.nodeid.split("::", 1)[0]])
