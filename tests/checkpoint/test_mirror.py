@@ -11,7 +11,7 @@ import torch
 
 import openckpt
 from openckpt.checkpoint.mirror import DirectoryMirror, open_mirror, register_mirror
-from openckpt.errors import MirrorError
+from openckpt.errors import MirrorError, NoValidCheckpointError
 
 
 class OrderedMirror(DirectoryMirror):
@@ -151,3 +151,14 @@ def test_a_reproduction_neither_reads_nor_writes_the_runs_mirror(
         assert again.mirror is None and again.restore_latest(make_state(8)) is None  # from scratch, as reproduced
         again.save(make_state(8), step=1)
     assert DirectoryMirror(url).read("LATEST") == b"step-00000003\n"
+
+
+def test_a_mirror_whose_checkpoints_are_all_damaged_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'mirror'}"
+    with openckpt.CheckpointManager(tmp_path / "a", mirror=url, recipe=False) as manager:
+        manager.save(make_state(9), step=1)
+        manager.save(make_state(9), step=2)
+    (tmp_path / "mirror" / "step-00000002" / "openckpt.json").unlink()
+    (tmp_path / "mirror" / "step-00000001" / "openckpt.json").write_text("{not json")
+    with pytest.raises(NoValidCheckpointError, match="2 checkpoints, none loads"):
+        openckpt.CheckpointManager(tmp_path / "b", mirror=url).restore_latest(make_state(10))

@@ -143,9 +143,9 @@ class CheckpointManager:
         """
         self._finish_pending()
         candidates: Iterable[Path] = [info.path for info in reversed(self.checkpoints())]
+        failures: list[str] = []
         if not candidates and self.mirror is not None:
-            candidates = fetch_checkpoints(self.mirror, self.directory)
-        failures = []
+            candidates = fetch_checkpoints(self.mirror, self.directory, skipped=failures)
         for path in candidates:
             try:
                 manifest = load(path, state, verify=verify)

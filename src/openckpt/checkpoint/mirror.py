@@ -180,29 +180,33 @@ def _mirror_steps(mirror: Mirror) -> list[str]:
     return steps
 
 
-def fetch_checkpoints(mirror: Mirror, directory: Path) -> Iterator[Path]:
+def fetch_checkpoints(mirror: Mirror, directory: Path, *, skipped: list[str]) -> Iterator[Path]:
     """Download the mirror's checkpoints into ``directory`` one at a time, as the caller asks for the next: the one
     ``LATEST`` names first, then older ones. Each appears under its name only once all its files are there (and its
     package list beside it); the caller verifies its digests as it does a local checkpoint's. ``directory``'s
-    ``LATEST`` is set to a checkpoint before it is yielded.
+    ``LATEST`` is set to a checkpoint before it is yielded. Those that cannot be fetched are added to ``skipped``
+    (``"name: why"``), so a caller can tell a mirror whose checkpoints are all damaged from an empty one.
     """
     for name in _mirror_steps(mirror):
         files = sorted(mirror.list(name))
         if f"{name}/{MANIFEST_NAME}" not in files:
             log.warning("openckpt: the mirror %s holds %s without its %s; skipping it", mirror.url, name, MANIFEST_NAME)
+            skipped.append(f"{name}: no {MANIFEST_NAME} in the mirror (an upload that died?)")
             continue
         target = directory / name
         try:
             with staged_directory(target) as tmp:
-                inner = [f.split("/", 1)[1] for f in files]
-                _get_into(mirror, name, inner, tmp)
-            manifest = read_manifest(target)
-        except (CheckpointNotFoundError, FormatError) as e:
+                _get_into(mirror, name, [f.split("/", 1)[1] for f in files], tmp)
+        except CheckpointNotFoundError as e:
             log.warning("openckpt: cannot fetch %s from the mirror %s: %s", name, mirror.url, e)
+            skipped.append(f"{name}: {e}")
             continue
         except Exception as e:
             raise MirrorError(f"reading {name} from the mirror {mirror.url} failed: {e}", path=directory) from e
-        extra = _outside_file(manifest)
+        try:
+            extra = _outside_file(read_manifest(target))
+        except FormatError:
+            extra = None  # the caller's load says what is wrong with it
         if extra is not None and not (directory / extra).is_file():
             data = mirror.read(extra)
             if data is not None:
