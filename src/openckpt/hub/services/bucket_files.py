@@ -156,6 +156,15 @@ def holds(session: Session, bucket: int, *, xet_hash: str) -> bool:
     return session.scalar(query) is not None
 
 
+def _held(session: Session, bucket: int, hashes: Iterable[str]) -> set[str]:
+    """The Xet files among ``hashes`` that the bucket has files of."""
+    found: set[str] = set()
+    for batch in _chunks(hashes):
+        query = select(BucketFile.xet_hash).where(BucketFile.bucket_id == bucket, BucketFile.xet_hash.in_(batch))
+        found.update(session.scalars(query.distinct()))
+    return found
+
+
 # ---- possession -------------------------------------------------------------------------------------------------
 
 
@@ -191,7 +200,7 @@ def _copyable(session: Session, settings: Settings, *, principal: Principal, ops
         try:
             if source[0] == "bucket":
                 pk = find_bucket(session, source[1], principal=principal).id
-                ok = {h for h in {op.xet_hash for _, op in mine} if holds(session, pk, xet_hash=h)}
+                ok = _held(session, pk, {op.xet_hash for _, op in mine})
             else:
                 repo = repos.find_repo(session, principal, source[0], source[1])
                 access.check_download(session, principal, repo, "")
