@@ -54,6 +54,12 @@ THREADS_PER_PROCESS = 8
 DOWNLOAD_VS_NGINX = 0.6
 UPLOAD_VS_SHA256 = 0.45
 INFO_P99_MS = 100.0
+LFS_VS_CEILING = "upload, upload_file (LFS) vs the ceiling"
+XET_VS_LFS = "upload, Xet (hf_xet, new bf16 weights) vs LFS"
+TARGETS = {LFS_VS_CEILING: 0.9, XET_VS_LFS: round(1 / 1.3, 2)}
+"""Ratio targets of these rows: the LFS upload against the bare app's, the Xet upload's rate against LFS's."""
+LFS_CPU_PER_GB = 2.0
+XET_CPU_PER_GB = 1.5
 
 
 def median_rate(nbytes: int, seconds: list[float]) -> float:
@@ -64,8 +70,9 @@ def median_rate(nbytes: int, seconds: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def hub_process(data_dir: Path, workers: int | None) -> Iterator[tuple[str, str]]:
-    """(url, admin token) of ``python -m openckpt.hub`` on a free port; default settings apart from ``workers``."""
+def hub_process(data_dir: Path, workers: int | None) -> Iterator[tuple[str, str, int]]:
+    """(url, admin token, pid) of ``python -m openckpt.hub`` on a free port; default settings apart from
+    ``workers``."""
     port = free_port()
     cmd = [sys.executable, "-m", "openckpt.hub", "--data-dir", str(data_dir), "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
@@ -79,7 +86,7 @@ def hub_process(data_dir: Path, workers: int | None) -> Iterator[tuple[str, str]
         wait_for(f"{url}/api/models", timeout=90)
         assert proc.stdout is not None
         line = proc.stdout.readline().decode().split()
-        yield url, line[1]
+        yield url, line[1], proc.pid
     finally:
         proc.terminate()
         try:
@@ -323,6 +330,71 @@ def info_worker(
     return latencies, errors[0]
 
 
+def hub_cpu(pid: int) -> float:
+    """CPU-seconds (user + system) the hub process and every process under it have used so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), fields)  # ppid, the fields after the command
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, (ppid, _) in stats.items() if ppid in tree and p not in tree}
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for p in tree:
+        if p in stats:
+            fields = stats[p][1]
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])  # utime stime cutime cstime
+    return total / tick
+
+
+def write_bf16(path: Path, size: int, seed: int) -> None:
+    """A safetensors file of about ``size`` bytes of new bf16 weights (random normal, std 0.02: what hf_xet
+    compresses with BG4 + LZ4, as trained weights)."""
+    import numpy as np
+
+    n = (size - 128) // 2
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [n], "data_offsets": [0, 2 * n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
+        step = CHUNK // 2
+        for start in range(0, n, step):
+            block = (rng.standard_normal(min(step, n - start), dtype=np.float32) * 0.02).view(np.uint32)
+            f.write((block >> 16).astype(np.uint16).tobytes())
+
+
+XET_CLIENT = r"""
+import sys, time
+from huggingface_hub import HfApi
+api = HfApi()
+t0 = time.perf_counter()
+api.upload_file(path_or_fileobj=sys.argv[1], path_in_repo=sys.argv[2], repo_id=sys.argv[3])
+print(time.perf_counter() - t0)
+"""
+
+
+def xet_upload(url: str, token: str, repo_id: str, path: Path, cache: Path) -> float:
+    """Seconds the stock client (hf_xet on, an empty Xet cache) takes to upload ``path`` and commit it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=url, HF_TOKEN=token, HF_HOME=str(cache), HF_XET_CACHE=str(cache / "xet"))
+    env.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    cmd = [sys.executable, "-c", XET_CLIENT, str(path), "xet.safetensors", repo_id]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    shutil.rmtree(cache, ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"Xet upload failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 # ----------------------------------------------------------------------------------------------- the run
 
 
@@ -342,13 +414,15 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
     data_dir = root / "hub" / "data"
     data_dir.parent.mkdir()
     shown_workers = workers or "default (1)"
-    with hub_process(data_dir, workers) as (url, token):
+    with hub_process(data_dir, workers) as (url, token, pid):
         api = HfApi(endpoint=url, token=token)
         repo_id = api.create_repo("bench").repo_id
         hub_url = f"{url}/{repo_id}/resolve/main/{NAME}"
         auth = {"authorization": f"Bearer {token}"}
         upload_s: list[float] = []
         ceiling_s: list[float] = []
+        lfs_cpu: list[tuple[float, float]] = []  # hub CPU-seconds: the upload, the upload with its chunking
+        xet_runs: list[tuple[float, float]] = []  # seconds, hub CPU-seconds
         sha = ""
         with bare_upload_server() as bare:
             for rep in range(repeat):
@@ -357,14 +431,33 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
                     out.write(os.urandom(64))
                 if rep % 2:
                     ceiling_s.append(timed(lambda: ceiling_upload(source, bare)))
+                cpu0 = hub_cpu(pid)
                 t = timed(lambda: api.upload_file(path_or_fileobj=str(source), path_in_repo=NAME, repo_id=repo_id))
+                cpu1 = hub_cpu(pid)
                 upload_s.append(t)
                 print(f"  upload rep {rep + 1}: {t:.2f} s ({size / t / GB:.2f} GB/s)", flush=True)
                 waited = wait_ingested(hub_url, auth)  # untimed: the next upload must not compete with it
-                print(f"  chunked into xorbs by the hub {waited:.1f} s after the upload", flush=True)
+                lfs_cpu.append((cpu1 - cpu0, hub_cpu(pid) - cpu0))
+                print(
+                    f"  chunked into xorbs by the hub {waited:.1f} s after the upload; hub CPU {lfs_cpu[-1][0]:.2f} s "
+                    f"for the upload, {lfs_cpu[-1][1]:.2f} s with the chunking",
+                    flush=True,
+                )
                 if not rep % 2:
                     ceiling_s.append(timed(lambda: ceiling_upload(source, bare)))
                 print(f"  upload ceiling rep {rep + 1}: {ceiling_s[-1]:.2f} s ({size / ceiling_s[-1] / GB:.2f} GB/s)")
+        xet_source = root / "xet.safetensors"
+        for rep in range(repeat):  # new weights each time: nothing to dedup against
+            write_bf16(xet_source, size, seed=rep)
+            settle()
+            cpu0 = hub_cpu(pid)
+            t = xet_upload(url, token, repo_id, xet_source, root / "xet-client")
+            xet_runs.append((t, hub_cpu(pid) - cpu0))
+            print(
+                f"  Xet upload rep {rep + 1}: {t:.2f} s ({size / t / GB:.2f} GB/s), hub CPU {xet_runs[-1][1]:.2f} s",
+                flush=True,
+            )
+        xet_source.unlink()
         with open(source, "rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()
         served = root / "served" / sha[:2] / sha[2:4]
@@ -453,13 +546,15 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
          rate(f"nginx {PARALLEL} x curl", par)),
         ("upload, upload_file vs sha256 one core", up, sha_rate),
         ("upload ceiling: bare uvicorn app, hash only", median_rate(size, ceiling_s), sha_rate),
+        (LFS_VS_CEILING, up, median_rate(size, ceiling_s)),
+        (XET_VS_LFS, median_rate(size, [t for t, _ in xet_runs]), up),
     ]  # fmt: skip
     print(f"\n## Hub transfer ({size / GB:g} GB file, median of {repeat}; hub workers: {shown_workers}; "
           f"{os.cpu_count()} CPUs)\n")  # fmt: skip
     print("| measurement | hub GB/s | baseline GB/s | ratio | target |")
     print("|---|---:|---:|---:|---:|")
     for label, hub_rate, base in rows:
-        target = UPLOAD_VS_SHA256 if label.startswith("upload") else DOWNLOAD_VS_NGINX
+        target = TARGETS.get(label) or (UPLOAD_VS_SHA256 if label.startswith("upload") else DOWNLOAD_VS_NGINX)
         mark = "" if hub_rate / base >= target else " (missed)"
         print(f"| {label} | {hub_rate:.2f} | {base:.2f} | {hub_rate / base:.2f}x | >= {target}x{mark} |")
     print(f"\nmodel_info, {clients} concurrent clients for {info_seconds:g} s: {len(latencies)} calls "
@@ -469,6 +564,16 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
           f"arrives, so no verifying server exceeds 0.5x the sha256 rate ({sha_rate / 2:.2f} GB/s here). The ceiling "
           f"row is the client's hash and PUT into bench/bare_upload_app.py, which only hashes what it receives: "
           f"the most a verifying server on uvicorn reaches on this machine")  # fmt: skip
+    gb = size / GB
+    lfs_up_cpu = statistics.median(c for c, _ in lfs_cpu) / gb
+    lfs_all_cpu = statistics.median(c for _, c in lfs_cpu) / gb
+    xet_cpu = statistics.median(c for _, c in xet_runs) / gb
+    print("\nhub CPU-seconds per GB (user + system of the hub's processes, from /proc/<pid>/stat; median):")
+    print(f"| LFS upload | {lfs_up_cpu:.2f} | |")
+    mark = "" if lfs_all_cpu <= LFS_CPU_PER_GB else " (missed)"
+    print(f"| LFS upload + background chunking into xorbs | {lfs_all_cpu:.2f} | <= {LFS_CPU_PER_GB}{mark} |")
+    mark = "" if xet_cpu <= XET_CPU_PER_GB else " (missed)"
+    print(f"| Xet upload (new bf16 weights) | {xet_cpu:.2f} | <= {XET_CPU_PER_GB}{mark} |")
     print(f"{SETTLE['busy_starts']} of {SETTLE['runs']} timed runs started while other processes kept the CPUs busy")
 
 
