@@ -121,6 +121,11 @@ def test_the_viewer_of_a_web_form(app: tuple[TestClient, str, str]) -> None:
     """A form post counts the session cookie (the API's caller does not); an ended session is signed out."""
     client, _, cookie = app
     assert client.post("/t/viewer").json() == {"name": None}
-    assert client.post("/t/viewer", cookies={SESSION_COOKIE: cookie}).json() == {"name": "alice"}
-    assert client.post("/t/viewer", cookies={SESSION_COOKIE: "ended"}).json() == {"name": None}
-    _error(client.post("/t/user", cookies={SESSION_COOKIE: cookie}), 401, "Unauthorized")
+    try:
+        client.cookies.set(SESSION_COOKIE, cookie)
+        assert client.post("/t/viewer").json() == {"name": "alice"}
+        _error(client.post("/t/user"), 401, "Unauthorized")
+        client.cookies.set(SESSION_COOKIE, "ended")
+        assert client.post("/t/viewer").json() == {"name": None}
+    finally:
+        client.cookies.clear()
