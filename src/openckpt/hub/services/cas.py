@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -47,7 +48,7 @@ def parse_hash(value: str) -> bytes:
 # ---- xorbs ------------------------------------------------------------------------------------------------------
 
 
-def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes) -> bool:
+def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray) -> bool:
     """Validate and store an uploaded xorb named ``xorb_hex``; return whether it was new (idempotent)."""
     expected = parse_hash(xorb_hex)
     with db.read() as session:
@@ -58,13 +59,13 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes) -> bo
                 storage_gc.keep_alive(session, xorbs=[xorb_hex])
                 return False
     try:
-        xorb = parse_xorb(data, expected_hash=expected)
+        xorb = parse_xorb(memoryview(data), expected_hash=expected)
     except XetFormatError as e:
         raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
-    body = data[: xorb.chunks[-1].end]  # the footer, if any, is redundant: the database describes the chunks
+    body = memoryview(data)[: xorb.chunks[-1].end]  # the footer, if any, is redundant: the database describes chunks
     writer = blobs.writer(len(body))
     try:
-        writer.write(body)
+        writer.write(cast(bytes, body))  # every store's writer takes any buffer: no copy of the body
     except BaseException:
         writer.abort()
         raise
@@ -176,13 +177,13 @@ def _check_file(entry: xshard.XetFile, known: dict[str, _Known]) -> _File:
     return _File(name, sum(size for *_, size in terms), sha256, terms)
 
 
-def register_shard(db: Database, data: bytes, *, repo: int | None, minted_by: int | None = None) -> int:
+def register_shard(db: Database, data: bytes | bytearray, *, repo: int | None, minted_by: int | None = None) -> int:
     """Validate an uploaded shard and register its files (for ``repo``'s uploads, and as uploads of the account of
     the access token ``minted_by``); 1 if anything was new, else 0."""
     if len(data) > MAX_SHARD_BYTES:
         raise XetUploadError(f"shard of {len(data)} bytes is over the limit of {MAX_SHARD_BYTES}")
     try:
-        parsed = xshard.parse_shard(data)
+        parsed = xshard.parse_shard(memoryview(data))
     except XetFormatError as e:
         raise XetUploadError(f"shard refused: {e}") from None
     names = {hash_to_hex(i.hash) for i in parsed.xorbs}
