@@ -52,7 +52,9 @@
         ├── RequestTimeoutError                408 RequestTimeout: the client stopped sending the request body
         ├── PayloadTooLargeError               413 PayloadTooLarge: a body, a JSON value or a file over a bound
         ├── RangeNotSatisfiableError           416 RangeNotSatisfiable: a Range that starts at or past the end
-        └── HeaderFieldsTooLargeError          431 HeaderFieldsTooLarge: too many or too large request headers
+        ├── HeaderFieldsTooLargeError          431 HeaderFieldsTooLarge: too many or too large request headers
+        └── UpstreamError                      502 UpstreamError: a mirror's upstream hub failed or answered wrongly
+            └── UpstreamTimeoutError           504 UpstreamTimeout: a mirror's upstream hub did not answer in time
 
 Errors about a file carry it in ``.path`` and name it in the message. Library layers raise library errors only; the
 hub answers each class with the status of its HubError, or of its entry in ``openckpt.hub.error_boundary``.
@@ -91,6 +93,8 @@ __all__ = [
     "RevisionNotFoundError",
     "UnauthorizedError",
     "UnsafeUploadError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
     "WebhookNotFoundError",
     "XetUploadError",
     "CheckpointExistsError",
@@ -367,3 +371,15 @@ class HeaderFieldsTooLargeError(HubError):
     """The request line and headers are larger, or the headers more, than the hub accepts."""
 
     status, code = 431, "HeaderFieldsTooLarge"
+
+
+class UpstreamError(HubError):
+    """A mirrored read the upstream hub could not answer: unreachable, an error, or bytes other than it announced."""
+
+    status, code = 502, "UpstreamError"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """A mirrored read the upstream hub did not answer in time."""
+
+    status, code = 504, "UpstreamTimeout"

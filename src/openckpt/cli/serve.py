@@ -75,6 +75,13 @@ def serve_command(
             "from the AWS_* variables (OPENCKPT_STORAGE_URL; default DATA_DIR/store)."
         ),
     ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            help="Hubs to mirror, comma-separated, asked in order (e.g. https://huggingface.co): reads of repos this "
+            "hub lacks are fetched, scanned and cached (OPENCKPT_UPSTREAM; default none)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Run the hub: a Hugging Face Hub-compatible server for your checkpoints.
@@ -95,6 +102,7 @@ def serve_command(
         database_url=database_url,
         public_url=public_url,
         storage_url=storage_url,
+        upstream=upstream,
     )
     from sqlalchemy.engine import make_url
 
@@ -108,5 +116,7 @@ def serve_command(
     where = f"data in {settings.data_dir}, database {database}"
     if settings.storage_url:
         where += f", blobs in {settings.storage_url.split('?')[0]}"
+    if settings.upstream:
+        where += f", mirroring {settings.upstream}"
     err().print(f"[green]serving[/] {escape(settings.public_url)} ({escape(where)}); Ctrl-C stops", soft_wrap=True)
     serve(settings, log_level=log_level)

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         lfs,
         lfs_files,
         likes,
+        mirror,
         reports,
         repos,
         resolve,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.state.webhooks = Deliveries(db, public_url, key=key, allow_local=settings.webhooks_allow_local)
     # webhooks and users before repos: /api/settings/webhooks/{id}, /api/users/{name}/overview and
     # /api/organizations/{org}/members would otherwise reach the repos routes /api/{plural}/{owner}/{name}
+    app.include_router(mirror.router)  # /api/admin/mirror: the mirror's admin API
     app.include_router(buckets.router)  # before repos: /api/buckets/{owner}/{name}, /buckets/{owner}/{name}/resolve
     app.include_router(likes.router)  # before repos: /api/{plural}/{owner}/{name}/like, /api/users/{user}/likes
     app.include_router(collections.router)  # before repos: /api/collections/{owner}/{slug}
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.include_router(ui_community.router)  # like forms and /collections/... before the UI's /{owner}/{name}
     app.include_router(ui_buckets.router)  # /buckets/{owner}/{name}: before the UI's /{owner}/{name}/...
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
+    if settings.upstreams():  # reads of repos this hub lacks are fetched from the upstreams first
+        app.add_middleware(mirror.MirrorReads)
     app.add_middleware(
         Limits,
         max_header_bytes=settings.max_header_bytes,

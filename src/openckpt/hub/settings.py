@@ -53,6 +53,10 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
     "webhooks_allow_local": ("OPENCKPT_WEBHOOKS_ALLOW_LOCAL", _boolean),
     "signup": ("OPENCKPT_SIGNUP", str),
+    "upstream": ("OPENCKPT_UPSTREAM", str),
+    "upstream_ttl": ("OPENCKPT_UPSTREAM_TTL", int),
+    "upstream_token": ("OPENCKPT_UPSTREAM_TOKEN", str),
+    "upstream_namespaces": ("OPENCKPT_UPSTREAM_NAMESPACES", str),
 }
 SCAN_POLICIES = ("flag", "block", "allow")
 SIGNUP_MODES = ("open", "invite", "closed")
@@ -130,6 +134,16 @@ class Settings:
     signup: str = "closed"
     """Who may create an account from the web (``/join``): anyone (``open``), people with an invite link an admin
     made (``invite``), or nobody (``closed``: admins create accounts on ``/admin/users`` or with the CLI)."""
+    upstream: str = ""
+    """Hubs to mirror (comma-separated URLs, asked in order): a read of a repo this hub lacks is fetched from them,
+    scanned and committed locally at the upstream's commit id (``services/mirror.py``); empty: no mirror."""
+    upstream_ttl: int = 300
+    """Seconds a mirrored branch (``main``) is served before it is checked against the upstream again; commit ids are
+    served from the cache for ever."""
+    upstream_token: str = field(default="", repr=False)
+    """The hub-wide token sent to the upstreams (an admin's setting); empty: anonymous."""
+    upstream_namespaces: str = ""
+    """Upstream namespaces that may be mirrored (comma-separated, e.g. ``google,meta-llama``); empty: all."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -151,6 +165,10 @@ class Settings:
             raise ValueError(f"scan policy must be one of {', '.join(SCAN_POLICIES)}, not {self.scan_policy!r}")
         if self.signup not in SIGNUP_MODES:
             raise ValueError(f"sign-up must be one of {', '.join(SIGNUP_MODES)}, not {self.signup!r}")
+
+    def upstreams(self) -> list[str]:
+        """The upstream hubs' URLs, in the order they are asked."""
+        return [u.strip().rstrip("/") for u in self.upstream.split(",") if u.strip()]
 
     def database(self) -> str:
         """The SQLAlchemy URL: ``database_url``, or SQLite at ``<data_dir>/openckpt.db``."""

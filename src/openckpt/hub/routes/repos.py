@@ -303,7 +303,8 @@ def auth_check_write(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, 
 def refs(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     with db.read() as session:
         repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
-        rows = session.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+        mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")  # a mirror's state (services/mirror.py)
+        rows = session.scalars(select(Ref).where(mine).order_by(Ref.name)).all()
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
     prs: list[dict[str, str]] = []
     for ref in rows:

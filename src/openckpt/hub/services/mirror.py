@@ -1,0 +1,365 @@
+"""The hub as a pull-through cache of other hubs (``OPENCKPT_UPSTREAM``): :func:`ensure` before a read.
+
+A read of a repo this hub does not hold is answered from the upstreams, asked in order: the commit the asked revision
+names there is fetched (its file list, then every file's bytes, verified against the upstream's sha256 or git blob
+id), the files pass the scan gate and the license policy of this hub (``commit_flow.admit``), and one transaction
+adds the trees and a commit **whose id is the upstream's**, so clients see the upstream's commit ids and their caches
+work as against the upstream. Bytes go to the shared store (deduplicated with everything else) and are chunked into
+Xet xorbs afterwards (``commit_flow.settle``), as after any commit.
+
+A mirrored repo's state lives in refs of kind ``mirror`` (kept by garbage collection like every ref, listed by no
+API): one per revision asked (``main``, a tag, a commit id), naming the upstream's commit, its message the upstream's
+URL and when it was last checked (JSON). A branch or tag revision also moves a branch of that name, which the repo's
+listings show. Commit ids are served for ever; names are checked against the upstream again after
+``OPENCKPT_UPSTREAM_TTL`` seconds, and while the upstream is down the cached commit is served (a revision never
+fetched fails with :class:`UpstreamError`, 502, or :class:`UpstreamTimeoutError`, 504).
+
+Names: a repo created on this hub wins over an upstream one of the same name, and so does every repo of a local
+namespace: the mirror only creates repos in organisations it created (full name ``<name> (mirrored)``, no members).
+``OPENCKPT_UPSTREAM_NAMESPACES`` limits which upstream namespaces are mirrored. One fetch of a revision runs at a time
+per hub data directory (a file lock): concurrent readers of an uncached revision wait for it, then read the cache.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy.orm import Session
+
+from openckpt.digest import git_blob_sha1, lfs_pointer
+from openckpt.errors import PolicyViolationError, UpstreamError
+from openckpt.hub.context import Hub
+from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo
+from openckpt.hub.services import commit_flow, governance, possession
+from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.blob_bytes import record_blob
+from openckpt.hub.services.commits import FileChange, retried
+from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit, UpstreamFile
+from openckpt.hub.services.tree_writes import files_tree_id, store_files
+from openckpt.hub.services.trees import FileEntry
+
+__all__ = ["MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
+
+MIRROR = "mirror"
+"""The kind of the refs that hold a mirrored repo's state."""
+MIRROR_FULLNAME = "{} (mirrored)"
+"""The full name of the organisations the mirror makes for upstream namespaces: what tells them from local ones."""
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class MirrorState:
+    """A revision of a mirrored repo: the upstream commit it names, where from, and when it was last checked."""
+
+    revision: str
+    commit_id: str
+    upstream: str
+    checked: float
+
+
+def _state(ref: Ref) -> MirrorState:
+    meta = json.loads(ref.message or "{}")
+    return MirrorState(ref.name, ref.commit_id, str(meta.get("upstream", "")), float(meta.get("checked", 0)))
+
+
+def mirrored(session: Session, repo_id: int) -> list[MirrorState]:
+    """The mirrored revisions of repo ``repo_id`` (empty: a local repo)."""
+    refs = session.scalars(select(Ref).where(Ref.repo_id == repo_id, Ref.kind == MIRROR).order_by(Ref.name))
+    return [_state(r) for r in refs]
+
+
+def listing(session: Session) -> list[tuple[str, str, list[MirrorState]]]:
+    """Every mirrored repo: (type, id, its mirrored revisions), by type and id."""
+    refs = session.execute(
+        select(Repo.type, Account.name, Repo.name, Ref)
+        .join(Account, Repo.owner_id == Account.id)
+        .join(Ref, Ref.repo_id == Repo.id)
+        .where(Ref.kind == MIRROR)
+        .order_by(Repo.type, Account.name, Repo.name, Ref.name)
+    ).tuples()
+    out: dict[tuple[str, str], list[MirrorState]] = {}
+    for repo_type, owner, name, ref in refs:
+        out.setdefault((repo_type, f"{owner}/{name}"), []).append(_state(ref))
+    return [(t, i, states) for (t, i), states in out.items()]
+
+
+def _find(session: Session, repo_type: str, repo_id: str) -> tuple[Account | None, Repo | None]:
+    owner, _, name = repo_id.partition("/")
+    account = session.scalar(select(Account).where(Account.name == owner))
+    if account is None:
+        return None, None
+    repo = session.scalar(select(Repo).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == name))
+    return account, repo
+
+
+def _is_local_account(session: Session, account: Account) -> bool:
+    """Whether ``account`` is this hub's own: any but an organisation the mirror made (:data:`MIRROR_FULLNAME`)
+    that nobody joined since."""
+    if account.kind != "org" or account.fullname != MIRROR_FULLNAME.format(account.name):
+        return True
+    return session.scalar(select(Membership.user_id).where(Membership.org_id == account.id).limit(1)) is not None
+
+
+def _fresh(hub: Hub, session: Session, repo: Repo, revision: str) -> MirrorState | None:
+    """The cached state of ``revision`` when it needs no check against the upstream, else None."""
+    ref = session.get(Ref, (repo.id, MIRROR, revision))
+    if ref is None:
+        if _SHA.fullmatch(revision):
+            commit = session.get(Commit, revision)
+            if commit is not None and commit.repo_id == repo.id:  # a commit id is served for ever
+                return MirrorState(revision, revision, "", time.time())
+        return None
+    state = _state(ref)
+    if _SHA.fullmatch(revision) or time.time() - state.checked < hub.settings.upstream_ttl:
+        return state
+    return None
+
+
+def _allowed(hub: Hub, owner: str) -> bool:
+    names = [n.strip() for n in hub.settings.upstream_namespaces.split(",") if n.strip()]
+    return not names or owner in names
+
+
+def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None = None) -> None:
+    """Make ``revision`` of ``repo_type`` repo ``repo_id`` readable from this hub when an upstream has it and this hub
+    does not (module docstring); a no-op for local repos, fresh cached revisions, and repos no upstream has.
+    ``token`` is the caller's own upstream token, else the hub-wide one is sent."""
+    if not hub.settings.upstreams() or "/" not in repo_id or not _allowed(hub, repo_id.split("/", 1)[0]):
+        return
+    if not _needs_fetch(hub, repo_type, repo_id, revision):
+        return
+    with _fetch_lock(hub, repo_type, repo_id, revision):
+        if _needs_fetch(hub, repo_type, repo_id, revision):  # another reader may have fetched it meanwhile
+            _fetch(hub, repo_type, repo_id, revision, token=token or hub.settings.upstream_token or None)
+
+
+def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None = None) -> MirrorState | None:
+    """Check ``revision`` against the upstreams now (fetching a new commit); its state after, None if not mirrored."""
+    with _fetch_lock(hub, repo_type, repo_id, revision):
+        with hub.db.read() as session:
+            account, repo = _find(session, repo_type, repo_id)
+            if (account is not None and _is_local_account(session, account)) or (
+                repo is not None and not mirrored(session, repo.id)
+            ):
+                return None
+        return _fetch(hub, repo_type, repo_id, revision, token=token or hub.settings.upstream_token or None)
+
+
+def evict(hub: Hub, repo_type: str, repo_id: str) -> bool:
+    """Delete the mirrored repo ``repo_id`` (its bytes go at the next garbage collection); False if not mirrored."""
+    with hub.db.write() as session:
+        _, repo = _find(session, repo_type, repo_id)
+        if repo is None or not mirrored(session, repo.id):
+            return False
+        session.delete(repo)
+    return True
+
+
+def _needs_fetch(hub: Hub, repo_type: str, repo_id: str, revision: str) -> bool:
+    with hub.db.read() as session:
+        account, repo = _find(session, repo_type, repo_id)
+        if repo is None:
+            return account is None or not _is_local_account(session, account)
+        if not mirrored(session, repo.id):
+            return False  # a local repo wins
+        return _fresh(hub, session, repo, revision) is None
+
+
+@contextmanager
+def _fetch_lock(hub: Hub, repo_type: str, repo_id: str, revision: str) -> Iterator[None]:
+    """Hold the lock of one revision's fetch, shared by every process of this hub's data directory."""
+    folder = hub.settings.data_dir / "mirror-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key = hashlib.sha256(f"{repo_type}\0{repo_id}\0{revision}".encode()).hexdigest()[:32]
+    fd = os.open(folder / key, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fetch(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None) -> MirrorState | None:
+    """Ask each upstream in order for ``revision``; fetch and commit what the first that has it names."""
+    failure: UpstreamError | None = None
+    for url in hub.settings.upstreams():
+        upstream = Upstream(url, token)
+        try:
+            found = upstream.commit(repo_type, repo_id, revision)
+            if found is not None:
+                return _mirror(hub, upstream, repo_type, repo_id, revision, found)
+        except UpstreamError as e:
+            failure = failure or e
+        finally:
+            upstream.close()
+    with hub.db.read() as session:
+        _, repo = _find(session, repo_type, repo_id)
+        stale = session.get(Ref, (repo.id, MIRROR, revision)) if repo is not None else None
+    if stale is not None:  # the upstream is down: the cached commit is served until it answers again
+        return _state(stale)
+    if failure is not None:
+        raise failure
+    return None
+
+
+def _mirror(
+    hub: Hub, upstream: Upstream, repo_type: str, repo_id: str, revision: str, found: UpstreamCommit
+) -> MirrorState:
+    """Make commit ``found`` of the upstream repo this hub's, unless it already is; name it ``revision``."""
+    repo = _mirror_repo(hub, repo_type, repo_id)
+    with hub.db.read() as session:
+        have = session.get(Commit, found.sha)
+        if have is not None and have.repo_id != repo.id:
+            raise UpstreamError(f"commit {found.sha} of the upstream {repo_id} is another repo's commit on this hub")
+    if have is None:
+        _commit(hub, upstream, repo, repo_id, found)
+    state = MirrorState(revision, found.sha, upstream.url, time.time())
+
+    def attempt(session: Session, repo: Repo) -> None:
+        meta = json.dumps({"upstream": upstream.url, "checked": state.checked})
+        _put_ref(session, repo.id, MIRROR, revision, found.sha, meta)
+        if not _SHA.fullmatch(revision):
+            _put_ref(session, repo.id, "branch", revision, found.sha, None)
+
+    retried(hub.db, repo.id, attempt)
+    if have is None:
+        commit_flow.settle(hub.db, hub.store, settings=hub.settings, repo_id=repo.id, ref=revision, commit_id=found.sha)
+    return state
+
+
+def _put_ref(session: Session, repo_id: int, kind: str, name: str, commit_id: str, message: str | None) -> None:
+    ref = session.get(Ref, (repo_id, kind, name))
+    if ref is None:
+        session.add(Ref(repo_id=repo_id, kind=kind, name=name, commit_id=commit_id, message=message))
+    else:
+        ref.commit_id, ref.message = commit_id, message
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The local repo a mirror fills."""
+
+    id: int
+    type: str
+    owner_id: int
+    owner: str
+
+
+def _mirror_repo(hub: Hub, repo_type: str, repo_id: str) -> _Target:
+    """The local repo mirroring ``repo_id``, created (with its organisation) on first use; never a local one."""
+    owner, _, name = repo_id.partition("/")
+    for attempt in range(3):
+        try:
+            with hub.db.write() as session:
+                account, repo = _find(session, repo_type, repo_id)
+                if account is not None and _is_local_account(session, account):
+                    raise UpstreamError(f"{owner} is a namespace of this hub: its repos are not mirrored")
+                if account is None:
+                    account = Account(name=owner, kind="org", fullname=MIRROR_FULLNAME.format(owner))
+                    session.add(account)
+                    session.flush()
+                if repo is None:
+                    repo = Repo(type=repo_type, owner_id=account.id, name=name, private=False, owner=account)
+                    session.add(repo)
+                    session.flush()
+                return _Target(repo.id, repo_type, account.id, account.name)
+        except SQLIntegrityError:  # another server created it meanwhile: look again
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _principal(repo: _Target) -> Principal:
+    """Who the mirror commits as: the mirrored repo's organisation."""
+    return Principal(repo.owner_id, repo.owner, "", False, "write", "mirror")
+
+
+def _commit(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, found: UpstreamCommit) -> None:
+    """Download every file of ``found``, pass them through the gate and the policy, and add the commit."""
+    files = upstream.files(repo.type, repo_id, found.sha)
+    changes = [_download(hub, upstream, repo, repo_id, found.sha, f) for f in files]
+    with hub.db.write() as session:
+        for c in changes:
+            record_blob(session, c.sha256, c.size)
+    commit_flow.admit(
+        hub.db,
+        hub.store,
+        settings=hub.settings,
+        principal=_principal(repo),
+        repo_id=repo.id,
+        revision=None,  # the license policy is checked below, on the whole tree (there is no local base)
+        changes=changes,
+        sent={c.sha256 for c in changes},
+    )
+    entries = {c.path: FileEntry(c.path, c.sha256, c.git_oid, c.size, c.lfs) for c in changes}
+    with hub.db.read() as session:
+        owned = session.get(Repo, repo.id)
+        assert owned is not None
+        refused = governance.policy_refusal(
+            session, hub.store, hub.settings, owned, entries, files_tree_id(entries.values())
+        )
+    if refused is not None:
+        raise PolicyViolationError(f"the license policy of {refused[0]} refuses {repo_id}@{found.sha}: {refused[1]}")
+
+    def attempt(session: Session, row: Repo) -> None:
+        possession.index_objects(session, row.id, [c.sha256 for c in changes if c.lfs])
+        tree_id = store_files(session, entries.values())
+        commit = Commit(
+            id=found.sha,
+            repo_id=row.id,
+            parent_id=None,
+            tree_id=tree_id,
+            title=found.title,
+            message=f"Mirrored from {upstream.url}/{repo_id}",
+            author=found.author or row.owner.name,
+        )
+        commit.created_at = _date(found.date)
+        session.add(commit)
+        row.last_modified = commit.created_at
+
+    retried(hub.db, repo.id, attempt)
+
+
+def _date(text: str | None) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC).replace(tzinfo=None)
+    return parsed.astimezone(UTC).replace(tzinfo=None)
+
+
+def _download(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, sha: str, file: UpstreamFile) -> FileChange:
+    """Stream one upstream file into the store, checking it is the file the upstream's tree names."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
+    size = 0
+    writer = hub.store.writer(file.size)
+    try:
+        with upstream.download(repo.type, repo_id, sha, file.path) as chunks:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > file.size:
+                    break
+                sha256.update(chunk)
+                sha1.update(chunk)
+                writer.write(chunk)
+        digest = sha256.hexdigest()
+        lfs = file.sha256 is not None
+        if size != file.size or (digest != file.sha256 if lfs else sha1.hexdigest() != file.oid):
+            raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path} than its tree names")
+        writer.commit(digest, size)
+    except BaseException:
+        writer.abort()
+        raise
+    oid = git_blob_sha1(lfs_pointer(digest, size)) if lfs else sha1.hexdigest()
+    return FileChange(file.path, "add", digest, size, oid, lfs=lfs)

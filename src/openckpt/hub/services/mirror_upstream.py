@@ -1,0 +1,127 @@
+"""What a mirror asks its upstream hub: a revision's commit, its files, and their bytes (the Hub API, over httpx).
+
+Transport failures become :class:`UpstreamTimeoutError` (504) and :class:`UpstreamError` (502); an upstream that
+has no such repo or revision for the token sent answers None (the mirror then has nothing to serve).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from openckpt.errors import UpstreamError, UpstreamTimeoutError
+
+__all__ = ["Upstream", "UpstreamCommit", "UpstreamFile"]
+
+PLURALS = {"model": "models", "dataset": "datasets", "space": "spaces"}
+URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+CHUNK = 1 << 20
+_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+@dataclass(frozen=True)
+class UpstreamFile:
+    """A file of an upstream commit as its tree lists it: ``oid`` is the git blob id, ``sha256`` set for LFS files."""
+
+    path: str
+    size: int
+    oid: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class UpstreamCommit:
+    """An upstream revision: its commit id, and the title, author and date of that commit where the upstream says."""
+
+    sha: str
+    title: str
+    author: str
+    date: str | None
+
+
+class Upstream:
+    """One upstream hub at ``url``, asked with ``token`` (None: anonymously)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        # httpx drops the authorization header on a redirect to another origin (a CDN): the token stays here
+        self.client = httpx.Client(headers=headers, timeout=TIMEOUT, follow_redirects=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _get(self, url: str, **params: Any) -> httpx.Response | None:
+        try:
+            response = self.client.get(url, params=params or None)
+        except httpx.TimeoutException as e:
+            raise UpstreamTimeoutError(f"the upstream {self.url} did not answer in time: {e}") from e
+        except httpx.TransportError as e:
+            raise UpstreamError(f"the upstream {self.url} cannot be reached: {e}") from e
+        if response.status_code in (401, 403, 404):
+            return None
+        if response.status_code >= 400:
+            raise UpstreamError(f"the upstream {self.url} answered {response.status_code} for {url}")
+        return response
+
+    def commit(self, repo_type: str, repo_id: str, revision: str) -> UpstreamCommit | None:
+        """The commit ``revision`` names in the upstream repo; None if it has no such repo or revision for us."""
+        base = f"{self.url}/api/{PLURALS[repo_type]}/{repo_id}"
+        found = self._get(f"{base}/revision/{quote(revision, safe='')}")
+        if found is None:
+            return None
+        info = found.json()
+        sha = str(info.get("sha") or "")
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise UpstreamError(f"the upstream {self.url} named no commit id for {repo_id}@{revision}")
+        title, author, date = f"Mirror of {repo_id}@{sha[:8]}", "", info.get("lastModified")
+        commits = self._get(f"{base}/commits/{sha}", limit=1)  # the commit's own title; not every hub lists it
+        listed = commits.json() if commits is not None else []
+        if isinstance(listed, list) and listed and isinstance(listed[0], dict):
+            title = str(listed[0].get("title") or title)
+            authors = listed[0].get("authors") or []
+            author = str(authors[0].get("user", "")) if authors and isinstance(authors[0], dict) else ""
+            date = listed[0].get("date") or date
+        return UpstreamCommit(sha, title, author, date)
+
+    def files(self, repo_type: str, repo_id: str, sha: str) -> list[UpstreamFile]:
+        """Every file of commit ``sha`` (the recursive tree listing, all its pages)."""
+        url: str | None = f"{self.url}/api/{PLURALS[repo_type]}/{repo_id}/tree/{sha}?recursive=true"
+        out: list[UpstreamFile] = []
+        while url is not None:
+            page = self._get(url)
+            if page is None:
+                raise UpstreamError(f"the upstream {self.url} lists no files for {repo_id}@{sha}")
+            for item in page.json():
+                if item.get("type") != "file":
+                    continue
+                lfs = item.get("lfs") or {}
+                out.append(UpstreamFile(item["path"], int(item["size"]), item["oid"], lfs.get("oid")))
+            link = _NEXT.search(page.headers.get("link", ""))
+            url = link.group(1) if link else None
+        return out
+
+    @contextmanager
+    def download(self, repo_type: str, repo_id: str, sha: str, path: str) -> Iterator[Iterator[bytes]]:
+        """The bytes of file ``path`` at commit ``sha``, streamed."""
+        url = f"{self.url}/{URL_PREFIXES[repo_type]}{repo_id}/resolve/{sha}/{quote(path)}"
+        try:
+            with self.client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise UpstreamError(f"the upstream {self.url} answered {response.status_code} for {path}")
+                yield self._chunks(response)
+        except httpx.TimeoutException as e:
+            raise UpstreamTimeoutError(f"the upstream {self.url} stopped sending {path}: {e}") from e
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"the upstream {self.url} failed sending {path}: {e}") from e
+
+    @staticmethod
+    def _chunks(response: httpx.Response) -> Iterator[bytes]:
+        yield from response.iter_bytes(CHUNK)

@@ -1,0 +1,227 @@
+"""The hub as a pull-through cache of another hub (``OPENCKPT_UPSTREAM``): two hub processes on loopback, one the
+upstream, read through the other with the stock client, ``hf download`` and transformers; and a static upstream
+(tests/hub/mirrortools.py) for what a real openckpt hub would not serve: a malicious pickle, a cut download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from tests.hub.conftest import client_env, run_checked
+from tests.hub.mirrortools import static_upstream
+from tests.hubtools import HubProcess, Postgres, start_hub
+
+MALICIOUS = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R."
+"""A pickle calling os.system, built by hand and never loaded."""
+WEIGHTS = os.urandom(3 << 20)
+CARD = b"---\nlicense: mit\n---\n# Tiny\n\nA model to mirror.\n"
+
+
+def _database(request: pytest.FixtureRequest) -> str:
+    if request.param != "postgresql":
+        return ""
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.create_database(f"mirror_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """The upstream hub: SQLite, with org ``acme``'s repo ``acme/tiny``."""
+    server = start_hub(tmp_path_factory.mktemp("upstream") / "data")
+    server.create_org("acme", {})
+    api = HfApi(endpoint=server.url, token=server.token)
+    api.create_repo("acme/tiny")
+    api.upload_file(path_or_fileobj=CARD, path_in_repo="README.md", repo_id="acme/tiny")
+    api.upload_file(path_or_fileobj=WEIGHTS, path_in_repo="weights/model.safetensors", repo_id="acme/tiny")
+    api.upload_file(path_or_fileobj=b'{"model_type": "none"}', path_in_repo="config.json", repo_id="acme/tiny")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mirror(
+    request: pytest.FixtureRequest, upstream: HubProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcess]:
+    """A hub mirroring ``upstream`` (its branches re-checked after an hour), once per database."""
+    env = {"OPENCKPT_UPSTREAM": upstream.url, "OPENCKPT_UPSTREAM_TTL": "3600"}
+    server = start_hub(tmp_path_factory.mktemp("mirror") / "data", _database(request), env=env)
+    yield server
+    server.stop()
+
+
+def test_stock_client_reads_through_the_mirror_with_the_upstreams_commit_ids(
+    upstream: HubProcess, mirror: HubProcess, tmp_path: Path
+) -> None:
+    direct = HfApi(endpoint=upstream.url).model_info("acme/tiny", files_metadata=True)
+    info = HfApi(endpoint=mirror.url).model_info("acme/tiny", files_metadata=True)
+    assert info.sha == direct.sha
+    assert info.card_data is not None and info.card_data.get("license") == "mit"  # metadata derived as after a commit
+    mine = {s.rfilename: (s.size, s.blob_id) for s in info.siblings or []}
+    assert mine == {s.rfilename: (s.size, s.blob_id) for s in direct.siblings or []}
+    folder = snapshot_download("acme/tiny", endpoint=mirror.url, cache_dir=tmp_path / "cache")
+    assert Path(folder).name == direct.sha  # the client's cache is keyed by the upstream's commit id
+    assert (Path(folder) / "weights/model.safetensors").read_bytes() == WEIGHTS
+    assert (Path(folder) / "README.md").read_bytes() == CARD
+    pinned = hf_hub_download("acme/tiny", "config.json", revision=direct.sha, endpoint=mirror.url,
+                             cache_dir=tmp_path / "cache2")  # fmt: skip
+    assert Path(pinned).read_bytes() == b'{"model_type": "none"}'
+    for path in ("weights/model.safetensors", "README.md"):
+        theirs = httpx.head(f"{upstream.url}/acme/tiny/resolve/main/{path}")
+        ours = httpx.head(f"{mirror.url}/acme/tiny/resolve/main/{path}")
+        assert ours.status_code == 200, ours.text
+        for header in ("x-repo-commit", "etag", "x-linked-etag", "x-linked-size", "content-length"):
+            assert ours.headers[header] == theirs.headers[header], header
+    tree = HfApi(endpoint=mirror.url).list_repo_tree("acme/tiny", recursive=True)
+    assert sorted(e.path for e in tree) == [".gitattributes", "README.md", "config.json", "weights",
+                                           "weights/model.safetensors"]  # fmt: skip
+    refs = HfApi(endpoint=mirror.url).list_repo_refs("acme/tiny")
+    assert [(b.name, b.target_commit) for b in refs.branches] == [("main", direct.sha)] and refs.tags == []
+
+
+def test_hf_download_and_transformers_through_the_mirror(upstream: HubProcess, mirror: HubProcess,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    transformers = pytest.importorskip("transformers")
+    repo = f"acme/gpt-{uuid.uuid4().hex[:6]}"
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=64,
+                                                                 n_positions=16))  # fmt: skip
+    model.save_pretrained(tmp_path / "model")
+    api = HfApi(endpoint=upstream.url, token=upstream.token)
+    api.create_repo(repo)
+    sha = api.upload_folder(repo_id=repo, folder_path=tmp_path / "model").oid
+    env = client_env(mirror.url, tmp_path / "home")
+    run_checked([str(Path(sys.executable).with_name("hf")), "download", repo, "--local-dir", str(tmp_path / "hf")],
+                env=env)  # fmt: skip
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "hf" / name).read_bytes() == (tmp_path / "model" / name).read_bytes()
+    script = (
+        "import hashlib, sys, transformers\n"
+        "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+        "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest())\n"
+    )
+    out = run_checked([sys.executable, "-c", script, repo], env=env).strip().splitlines()[-1]
+    expected = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    assert out == expected
+    assert HfApi(endpoint=mirror.url).model_info(repo).sha == sha
+
+
+def test_a_local_repo_and_a_local_namespace_win_over_the_upstream(upstream: HubProcess, mirror: HubProcess) -> None:
+    HfApi(endpoint=upstream.url, token=upstream.token).create_repo("acme/local-wins", exist_ok=True)
+    mirror.create_org("acme-local", {})  # not the mirror's: an org of this hub
+    local = HfApi(endpoint=mirror.url, token=mirror.token)
+    upstream_api = HfApi(endpoint=upstream.url, token=upstream.token)
+    upstream.create_org("acme-local", {})
+    upstream_api.create_repo("acme-local/x")
+    with pytest.raises(HfHubHTTPError) as caught:
+        HfApi(endpoint=mirror.url).model_info("acme-local/x")
+    assert caught.value.response.status_code == 404
+    local.create_repo("acme-local/y")
+    upstream_api.create_repo("acme-local/y")
+    upstream_api.upload_file(path_or_fileobj=b"upstream", path_in_repo="only-upstream.txt", repo_id="acme-local/y")
+    assert "only-upstream.txt" not in HfApi(endpoint=mirror.url).list_repo_files("acme-local/y")
+
+
+def test_admin_api_lists_refreshes_and_evicts(upstream: HubProcess, mirror: HubProcess) -> None:
+    api = HfApi(endpoint=upstream.url, token=upstream.token)
+    repo = f"acme/admin-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    first = api.upload_file(path_or_fileobj=b"one", path_in_repo="a.txt", repo_id=repo).oid
+    auth = {"authorization": f"Bearer {mirror.token}"}
+    added = httpx.post(f"{mirror.url}/api/admin/mirror", json={"repo_id": repo}, headers=auth)
+    assert added.status_code == 200, added.text
+    assert added.json()["commit"] == first
+    second = api.upload_file(path_or_fileobj=b"two", path_in_repo="a.txt", repo_id=repo).oid
+    assert HfApi(endpoint=mirror.url).model_info(repo).sha == first  # main is checked again after the TTL only
+    refreshed = httpx.post(f"{mirror.url}/api/admin/mirror", json={"repo_id": repo}, headers=auth).json()
+    assert refreshed["commit"] == second
+    assert HfApi(endpoint=mirror.url).model_info(repo).sha == second
+    assert HfApi(endpoint=mirror.url).model_info(repo, revision=first).sha == first  # a commit id is kept
+    listed = {r["id"]: r for r in httpx.get(f"{mirror.url}/api/admin/mirror", headers=auth).json()}
+    assert {s["commit"] for s in listed[repo]["revisions"]} == {second}
+    assert httpx.get(f"{mirror.url}/api/admin/mirror").status_code == 401
+    gone = httpx.delete(f"{mirror.url}/api/admin/mirror/models/{repo}", headers=auth)
+    assert gone.status_code == 200, gone.text
+    assert repo not in {r["id"] for r in httpx.get(f"{mirror.url}/api/admin/mirror", headers=auth).json()}
+
+
+def test_a_malicious_upstream_file_is_refused_by_the_gate(tmp_path: Path) -> None:
+    with static_upstream() as up:
+        up.add("evil/pickle", {"README.md": b"# evil\n", "model.bin": MALICIOUS})
+        up.add("good/model", {"README.md": b"# good\n"})
+        server = start_hub(tmp_path / "data", env={"OPENCKPT_UPSTREAM": up.url})
+        try:
+            answer = httpx.get(f"{server.url}/evil/pickle/resolve/main/model.bin")
+            assert answer.status_code == 400
+            assert answer.headers["x-error-code"] == "UnsafeFile"
+            assert "model.bin" in answer.text and "os.system" in answer.text and "malicious" in answer.text
+            assert HfApi(endpoint=server.url).model_info("good/model").sha == up.repos["good/model"][0]
+            with pytest.raises(HfHubHTTPError):
+                HfApi(endpoint=server.url).list_repo_files("evil/pickle")  # nothing of it is visible
+        finally:
+            server.stop()
+
+
+def test_an_upstream_failing_mid_download_fails_cleanly_and_cached_revisions_stay(tmp_path: Path) -> None:
+    with static_upstream() as up:
+        cached = up.add("acme/cached", {"README.md": b"# cached\n", "w.bin": os.urandom(2 << 20)})
+        up.add("acme/cut", {"w.bin": os.urandom(4 << 20)})
+        up.cut.add("w.bin")
+        env = {"OPENCKPT_UPSTREAM": up.url, "OPENCKPT_UPSTREAM_TTL": "0"}  # main is checked on every read
+        server = start_hub(tmp_path / "data", env=env)
+        try:
+            up.cut.clear()
+            assert HfApi(endpoint=server.url).model_info("acme/cached").sha == cached
+            up.cut.add("w.bin")
+            answer = httpx.get(f"{server.url}/acme/cut/resolve/main/w.bin")
+            assert answer.status_code == 502 and answer.headers["x-error-code"] == "UpstreamError", answer.text
+            assert "w.bin" in answer.text
+        finally:
+            up_url = up.url
+    try:  # the upstream is gone: what was cached is served, what was not is a clear 502
+        folder = snapshot_download("acme/cached", endpoint=server.url, cache_dir=tmp_path / "cache")
+        assert Path(folder).name == cached
+        missing = httpx.get(f"{server.url}/acme/never/resolve/main/w.bin")
+        assert missing.status_code == 502 and up_url in missing.text
+    finally:
+        server.stop()
+
+
+def test_concurrent_readers_of_an_uncached_file_cause_one_upstream_transfer(tmp_path: Path) -> None:
+    size = 64 << 20  # the issue names 512 MB; 64 MB keeps the test short on a shared machine
+    data = os.urandom(size)
+    with static_upstream() as up:
+        up.add("acme/big", {"big.bin": data})
+        up.pace = 0.01
+        server = start_hub(tmp_path / "data", env={"OPENCKPT_UPSTREAM": up.url})
+        try:
+
+            def read(_: int) -> str:
+                with httpx.stream("GET", f"{server.url}/acme/big/resolve/main/big.bin", timeout=300) as r:
+                    assert r.status_code == 200, r.read()
+                    digest = hashlib.sha256()
+                    for chunk in r.iter_bytes():
+                        digest.update(chunk)
+                    return digest.hexdigest()
+
+            with ThreadPoolExecutor(16) as pool:
+                digests = set(pool.map(read, range(16)))
+            assert digests == {hashlib.sha256(data).hexdigest()}
+            assert up.downloads["big.bin"] == 1
+        finally:
+            server.stop()
+
+
+def test_the_serve_command_takes_upstream(tmp_path: Path) -> None:
+    cli = str(Path(sys.executable).with_name("openckpt"))
+    out = subprocess.run([cli, "serve", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert "--upstream" in out.stdout
