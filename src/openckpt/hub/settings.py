@@ -51,6 +51,7 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gc_interval": ("OPENCKPT_GC_INTERVAL", int),
     "gc_grace": ("OPENCKPT_GC_GRACE", int),
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
+    "compress_at_rest": ("OPENCKPT_COMPRESS_AT_REST", _boolean),
     "webhooks_allow_local": ("OPENCKPT_WEBHOOKS_ALLOW_LOCAL", _boolean),
     "signup": ("OPENCKPT_SIGNUP", str),
     "upstream": ("OPENCKPT_UPSTREAM", str),
@@ -128,6 +129,8 @@ class Settings:
     xet_ingest: bool = True
     """Chunk files committed as whole blobs (Git LFS, large inline files) into Xet xorbs in the background, then
     drop the whole blobs: every upload path dedups against every other, and hf_xet clients download them by Xet."""
+    compress_at_rest: bool = True
+    """Pack each commit's xorbs in the background into the smallest lossless coding measured (ZipNN, zstd)."""
     webhooks_allow_local: bool = False
     """Let webhooks POST to loopback, private and link-local addresses (the hub's own network). Off by default, as
     in GitLab and Gitea: otherwise any user could make the hub send requests to internal services."""

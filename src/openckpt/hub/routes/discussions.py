@@ -93,7 +93,7 @@ def open_thread(
             repo_id,
             title=body.get("title"),
             description=body.get("description") or "",
-            pull_request=bool(body.get("pullRequest")),
+            pull_request=discussions.PullRequestTarget() if body.get("pullRequest") else None,
         )
         announce_discussion(request, session, d, None, "create")
         num = d.num
@@ -159,11 +159,9 @@ def merge_pull_request(
         hub.db,
         hub.store,
         settings=hub.settings,
-        principal=principal,
-        repo_type=repo_type,
-        repo_id=repo_id,
-        num=num,
-        comment=comment if isinstance(comment, str) else None,
+        request=pull_requests.MergeRequest(
+            principal, repo_type, repo_id, num, comment=comment if isinstance(comment, str) else None
+        ),
         on_merged=pr_merged(request),
     )
     wake(request)

@@ -58,10 +58,12 @@ from openckpt.hub.services import (
     possession,
     provenance,
     repos,
+    storage_compression,
     xet_ingest,
 )
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.blob_bytes import GITATTRIBUTES, put_bytes, record_blob
+from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.commits import FileChange, commit_on, pr_num, ref_kind, retried, squash_on
 from openckpt.hub.services.names import check_new_path
 from openckpt.hub.services.webhook_delivery import Deliveries, RefUpdate, repo_event
@@ -306,9 +308,7 @@ def commit(
                 f"{repo.owner.name}/{repo.name}",
                 title=title[:200],
                 description=message,
-                pull_request=True,
-                target=r.revision,
-                base=r.parent_commit,
+                pull_request=discussions.PullRequestTarget(r.revision, base=r.parent_commit),
             )
             ref, num, parent = f"refs/pr/{d.num}", d.num, None
         made, changed = commit_on(
@@ -374,7 +374,12 @@ def settle(
     if commit_id is not None and repos.is_default_branch(db, repo_id, ref):
         repos.refresh_metadata(db, store, repo_id)
         provenance.verify_later(db, store, settings=settings, repo_id=repo_id, commit_id=commit_id)
+    ingesting = None
     if settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)
         added = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
         if added:
-            xet_ingest.ingest_later(db, store, settings=settings, sha256s=added)
+            ingesting = xet_ingest.ingest_later(db, store, settings=settings, sha256s=added)
+    if settings.compress_at_rest:  # then their xorbs are packed at rest (see storage_compression)
+        files = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
+        if files:
+            storage_compression.compress_later(db, raw_blobs(store), sha256s=files, after=ingesting)

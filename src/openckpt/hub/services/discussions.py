@@ -32,6 +32,7 @@ from openckpt.hub.services.repos import find_repo
 __all__ = [
     "PAGE",
     "Listing",
+    "PullRequestTarget",
     "add_event",
     "discussion_json",
     "event_json",
@@ -234,6 +235,15 @@ def _author_or_moderator(principal: Principal, repo: Repo, author: str, what: st
         raise ForbiddenError(f"only its author or a writer of the repo may {what}")
 
 
+@dataclass(frozen=True)
+class PullRequestTarget:
+    """Where a new pull request goes: onto ``branch``, its ref ``refs/pr/N`` starting at revision ``base`` (by
+    default the branch's head)."""
+
+    branch: str = "main"
+    base: str | None = None
+
+
 def open_discussion(
     session: Session,
     principal: Principal | None,
@@ -242,12 +252,10 @@ def open_discussion(
     *,
     title: Any,
     description: Any,
-    pull_request: bool,
-    target: str = "main",
-    base: str | None = None,
+    pull_request: PullRequestTarget | None = None,
 ) -> tuple[Repo, Discussion]:
-    """Open a discussion (or a draft pull request onto branch ``target``, its ref ``refs/pr/N`` at ``base``, by
-    default ``target``'s head) with ``description`` as its first comment."""
+    """Open a discussion, or with ``pull_request`` a draft pull request (see :class:`PullRequestTarget`), with
+    ``description`` as its first comment."""
     from openckpt.hub.services.commits import resolve_revision
 
     repo = find_repo(session, principal, repo_type, repo_id)
@@ -259,16 +267,17 @@ def open_discussion(
         num=next_num(session, repo.id),
         title=check_title(title),
         author=who.name,
-        is_pull_request=pull_request,
-        status="draft" if pull_request else "open",
+        is_pull_request=pull_request is not None,
+        status="open" if pull_request is None else "draft",
         created_at=utcnow(),
     )
-    if pull_request:
+    if pull_request is not None:
         from openckpt.hub.db.models import Ref
 
+        target = pull_request.branch
         if session.get(Ref, (repo.id, "branch", target)) is None:
             raise BadRequestError(f"a pull request targets a branch: {target!r} is none")
-        head = resolve_revision(session, repo, base or target).id
+        head = resolve_revision(session, repo, pull_request.base or target).id
         d.target_branch, d.base_commit = target, head
         session.add(Ref(repo_id=repo.id, kind="pr", name=f"refs/pr/{d.num}", commit_id=head))
     session.add(d)

@@ -11,6 +11,7 @@ refused with a :class:`ConflictError` naming the paths. The owner's license poli
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
+    "MergeRequest",
     "Merged",
     "Recorded",
     "check_pr_commit",
@@ -102,22 +104,32 @@ def three_way(session: Session, base: str, ours: str, theirs: str) -> tuple[list
     return changes, conflicts
 
 
+@dataclass(frozen=True)
+class MergeRequest:
+    """``principal`` asks to merge pull request ``num`` of repo ``repo_type``/``repo_id``, with an optional
+    ``comment`` recorded before the merge."""
+
+    principal: Principal | None
+    repo_type: str
+    repo_id: str
+    num: int
+    comment: str | None = None
+
+
 def merge(
     db: Database,
     store: BlobStore,
     *,
     settings: Settings,
-    principal: Principal | None,
-    repo_type: str,
-    repo_id: str,
-    num: int,
-    comment: str | None = None,
+    request: MergeRequest,
     on_merged: Merged | None = None,
 ) -> tuple[Repo, str, str, str]:
-    """Merge pull request ``num`` into its target; return the repo, the target, its old head and its new one.
+    """Merge the pull request ``request`` names into its target; return the repo, the target, its old head and its
+    new one.
 
     Its files passed the scan gate when they were committed to the pull request; ``on_merged`` writes the merge's
     events in its transaction, and the commit flow's metadata step follows (``commit_flow.settle``)."""
+    principal, repo_type, repo_id, num = request.principal, request.repo_type, request.repo_id, request.num
     with db.read() as session:
         repo, d = find_discussion(session, principal, repo_type, repo_id, num)
         who = require_participant(session, principal, repo)
@@ -155,8 +167,8 @@ def merge(
             new = _merge_commit(session, repo, head, tree_id, num=num, title=d.title, author=who.name)
         _check_policy(session, store, settings, repo, tree_id)
         move_ref(session, repo.id, "branch", d.target_branch, old, new.id)
-        if isinstance(comment, str) and comment.strip():
-            add_event(session, d, "comment", who.name, comment.strip())
+        if isinstance(request.comment, str) and request.comment.strip():
+            add_event(session, d, "comment", who.name, request.comment.strip())
         d.status, d.merge_commit = "merged", new.id
         add_event(session, d, "status-change", who.name, "merged")
         repo.last_modified = utcnow()
