@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -351,6 +351,12 @@ class Xorb(Base):
     """Logical bytes: the chunks uncompressed."""
     num_chunks: Mapped[int] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    encoding: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    """How the object keeps the chunks: 0 as uploaded, 1 packed (``services/storage_compression.py``; served
+    uncompressed, ``serialized_size`` and the chunks' byte ranges are then the served layout's), 2 kept as uploaded
+    because packing saved nothing."""
+    stored_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Bytes of the store object when it differs from ``serialized_size`` (a packed xorb)."""
 
 
 class XorbChunk(Base):

@@ -19,7 +19,7 @@ from openckpt.errors import (
 )
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
-from openckpt.hub.services import bucket_files, cas, xet_dedup, xet_meta
+from openckpt.hub.services import bucket_files, cas, storage_compression, xet_dedup, xet_meta
 from openckpt.hub.services.cas_files import file_plan, raw_blobs
 from openckpt.hub.services.cas_reconstruction import byte_range, reconstruction
 from openckpt.hub.services.transfers import check_signature
@@ -171,7 +171,10 @@ def transfer(request: Request, xorb: str, span: str) -> Response:
     if first < allowed[0] or last > allowed[1]:
         raise ForbiddenError("the range asked is outside what this URL grants")
     headers = {"Content-Range": f"bytes {first}-{last}/{row.serialized_size}", "Content-Length": str(last - first + 1)}
-    body = raw_blobs(hub.store).read(row.blob_sha256, first, last + 1)
+    if row.encoding == storage_compression.PACKED:  # served uncompressed, decoded from its frames
+        body = storage_compression.served(raw_blobs(hub.store), row.blob_sha256, first, last + 1)
+    else:
+        body = raw_blobs(hub.store).read(row.blob_sha256, first, last + 1)
     return StreamingResponse(body, status_code=206, headers=headers, media_type="application/octet-stream")
 
 

@@ -66,6 +66,8 @@ class Term:
     blob_sha256: str
     chunk_start: int
     chunks: list[ChunkSpan]
+    packed: bool = False
+    """The xorb's object is packed (:mod:`.storage_compression`): its chunks are read by decoding frames."""
 
     @property
     def size(self) -> int:
@@ -101,7 +103,10 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
         known = session.get(XetFile, file_hash)
         return None if known is None else FilePlan(file_hash, 0, [])
     xorbs = {t.xorb_hash for t in terms}
-    blobs = dict(session.execute(select(Xorb.hash, Xorb.blob_sha256).where(Xorb.hash.in_(xorbs))).tuples().all())
+    stmt = select(Xorb.hash, Xorb.blob_sha256, Xorb.encoding).where(Xorb.hash.in_(xorbs))
+    found = session.execute(stmt).tuples().all()
+    blobs = {x: blob for x, blob, _ in found}
+    packed = {x for x, _, encoding in found if encoding == 1}
     covering: dict[str, tuple[int, int]] = {}  # per xorb, the chunk range covering all its terms
     for t in terms:
         lo, hi = covering.get(t.xorb_hash, (t.chunk_start, t.chunk_end))
@@ -128,7 +133,8 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
         spans = [chunks.get((t.xorb_hash, i)) for i in range(t.chunk_start, t.chunk_end)]
         if t.xorb_hash not in blobs or any(s is None for s in spans):
             raise IntegrityError(f"Xet file {file_hash} references chunks the CAS does not have")
-        planned.append(Term(t.xorb_hash, blobs[t.xorb_hash], t.chunk_start, [s for s in spans if s is not None]))
+        kept = [s for s in spans if s is not None]
+        planned.append(Term(t.xorb_hash, blobs[t.xorb_hash], t.chunk_start, kept, t.xorb_hash in packed))
     return FilePlan(file_hash, sum(t.size for t in planned), planned)
 
 
@@ -207,6 +213,8 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
     from openckpt.xet.hashes import chunk_hash, hex_to_hash
     from openckpt.xet.xorb import CHUNK_HEADER_SIZE, NONE, XorbChunk, decode_chunk
 
+    if piece.term.packed:
+        return _assemble_packed(blobs, piece, verify)
     local = None if verify else blobs.local_path(piece.term.blob_sha256)
     if local is not None:
         try:
@@ -244,6 +252,21 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
                 raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: {e}") from None
         if verify and chunk_hash(data) != hex_to_hash(chunk.hash):
             raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: chunk {chunk.index} has another hash")
+        parts.append(data if (lo, hi) == (0, chunk.size) else data[lo:hi])
+    return b"".join(parts)
+
+
+def _assemble_packed(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes:
+    """The file bytes of ``piece`` from a packed xorb: the frames holding its chunks decoded."""
+    from openckpt.hub.services.storage_compression import read_chunks
+    from openckpt.xet.hashes import chunk_hash, hex_to_hash
+
+    first, last = piece.spans[0][0].index, piece.spans[-1][0].index + 1
+    datas = read_chunks(blobs, piece.term.blob_sha256, first, last)
+    parts: list[bytes | memoryview] = []
+    for (chunk, lo, hi), data in zip(piece.spans, datas, strict=True):
+        if len(data) != chunk.size or (verify and chunk_hash(data) != hex_to_hash(chunk.hash)):
+            raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: chunk {chunk.index} has other bytes")
         parts.append(data if (lo, hi) == (0, chunk.size) else data[lo:hi])
     return b"".join(parts)
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session
 
-from openckpt.errors import OpenckptError, XetFormatError
+from openckpt.errors import IntegrityError, OpenckptError, XetFormatError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import (
     Account,
@@ -36,6 +36,7 @@ from openckpt.hub.db.models import (
     Xorb,
     XorbChunk,
 )
+from openckpt.hub.services import storage_compression
 from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.lfs_parts import HEADER_SIZE
 from openckpt.hub.services.trees import files_reached, holders
@@ -113,8 +114,15 @@ def _check_blobs(session: Session, blobs: BlobStore, report: FsckReport, deep: b
 
 
 def _check_xorb_object(blobs: BlobStore, row: Xorb, chunks: list[XorbChunk], report: FsckReport) -> None:
-    data = b"".join(blobs.read(row.blob_sha256))
     subject = f"xorb {row.hash}"
+    if row.encoding == storage_compression.PACKED:  # rebuilt as served, from every frame decoded
+        try:
+            data = b"".join(storage_compression.served(blobs, row.blob_sha256, 0, row.serialized_size))
+        except IntegrityError as e:
+            report.add("hash", subject, f"packed object does not decode: {e}")
+            return
+    else:
+        data = b"".join(blobs.read(row.blob_sha256))
     try:
         parsed = parse_xorb(data, expected_hash=hex_to_hash(row.hash))
     except XetFormatError as e:
@@ -151,8 +159,8 @@ def _check_xorbs(session: Session, blobs: BlobStore, report: FsckReport, deep: b
         stat = blobs.stat(row.blob_sha256)
         if stat is None:
             report.add("missing", subject, f"its store object {row.blob_sha256} is missing")
-        elif stat.size != row.serialized_size:
-            report.add("size", subject, f"store object has {stat.size} bytes, the row says {row.serialized_size}")
+        elif stat.size != (stored := row.stored_size or row.serialized_size):
+            report.add("size", subject, f"store object has {stat.size} bytes, the row says {stored}")
         elif deep:
             try:
                 _check_xorb_object(blobs, row, mine, report)

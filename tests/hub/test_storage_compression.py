@@ -1,0 +1,121 @@
+"""Compression at rest: a committed checkpoint's xorbs are packed in the background (ZipNN for floats, zstd, raw);
+every read path still returns the exact bytes (``/resolve``, ranges, Xet transfers served uncompressed), ``fsck
+--deep`` rebuilds and hashes packed objects and finds damage in them."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from openckpt.errors import XetFormatError
+from openckpt.hub.db.models import Xorb
+from openckpt.hub.services import storage_compression
+from openckpt.hub.services.storage_fsck import check
+from openckpt.xet import floatcodec, packed
+from openckpt.xet.hashes import chunk_hash, hash_to_hex
+from openckpt.xet.xorb import decode_chunks
+from tests.hub.storagetools import XetUpload, api, commit_xet, database, store_of
+from tests.hubtools import HubProcess
+
+
+def _weights(n: int, dtype: str, seed: int = 0) -> bytes:
+    values = np.random.default_rng(seed).normal(0, 0.02, n).astype(np.float32)
+    if dtype == "bf16":
+        return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    return values.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+@pytest.mark.parametrize("phase", [0, 1, 3])
+def test_float_frames_round_trip_at_any_phase_and_shrink(dtype: str, phase: int) -> None:
+    data = b"abc"[:phase] + _weights(300_000, dtype) + b"xy"
+    frame = floatcodec.encode_frame(data)
+    assert floatcodec.frame_codec(frame).startswith(dtype)
+    assert floatcodec.decode_frame(frame) == data
+    assert len(frame) < len(data) * (0.75 if dtype == "bf16" else 0.9)
+
+
+def test_other_bytes_take_zstd_or_stay_raw_and_damage_is_an_error() -> None:
+    text = b"the same words again and again " * 4000
+    assert floatcodec.frame_codec(floatcodec.encode_frame(text)) == "zstd"
+    noise = np.random.default_rng(1).bytes(200_000)
+    frame = floatcodec.encode_frame(noise)
+    assert floatcodec.frame_codec(frame) == "raw" and floatcodec.decode_frame(frame) == noise
+    coded = bytearray(floatcodec.encode_frame(_weights(100_000, "bf16")))
+    with pytest.raises(XetFormatError):
+        floatcodec.decode_frame(bytes(coded[:-5]))
+
+
+def test_packed_xorbs_read_any_chunk_range() -> None:
+    chunks = [_weights(20_000 + 3 * i, "bf16", seed=i) for i in range(120)]
+    body = packed.pack(chunks)
+    index = packed.parse_index(body)
+    assert len(index.firsts) > 1, "several frames"
+    for start, end in ((0, 120), (5, 6), (90, 110), (119, 120)):
+        got = packed.read_chunks(index, lambda at, n: body[at : at + n], start, end)
+        assert [bytes(g) for g in got] == chunks[start:end]
+
+
+def _packed(hub: HubProcess, xorb: str, timeout: float = 120) -> Xorb:
+    deadline = time.monotonic() + timeout
+    while True:
+        with database(hub) as db, db.read() as session:
+            row = session.scalars(select(Xorb).where(Xorb.hash == xorb)).one()
+            session.expunge(row)
+        if row.encoding != storage_compression.AS_UPLOADED or time.monotonic() > deadline:
+            return row
+        time.sleep(0.2)
+
+
+def test_committed_weights_are_packed_and_read_back_exactly(hub: HubProcess, unique: str) -> None:
+    up = XetUpload(_weights(1_500_000, "bf16"))  # 3 MB of bf16 "weights", one xorb
+    repo = api(hub).create_repo(f"admin/{unique}").repo_id
+    commit_xet(hub, repo, up, "model.safetensors")
+    row = _packed(hub, up.xorb_hex)
+    assert row.encoding == storage_compression.PACKED
+    assert row.stored_size is not None and row.stored_size < len(up.data) * 0.72
+    store = store_of(hub)
+    assert store.size(row.blob_sha256) == row.stored_size
+
+    url = f"{hub.url}/{repo}/resolve/main/model.safetensors"
+    assert httpx.get(url, timeout=60).content == up.data
+    ranged = httpx.get(url, headers={"range": "bytes=1000001-2500000"}, timeout=60)
+    assert ranged.status_code == 206 and ranged.content == up.data[1000001:2500001]
+
+    # what an hf_xet client fetches: the reconstruction's transfer URLs, chunks served uncompressed
+    token = httpx.get(f"{hub.url}/api/models/{repo}/xet-read-token/main",
+                      headers={"authorization": f"Bearer {hub.token}"}).json()  # fmt: skip
+    plan = httpx.get(f"{token['casUrl']}/v1/reconstructions/{up.file_hex}",
+                     headers={"authorization": f"Bearer {token['accessToken']}"}).json()  # fmt: skip
+    rebuilt = b""
+    for term in plan["terms"]:
+        (entry,) = plan["fetch_info"][term["hash"]]
+        got = httpx.get(
+            entry["url"], headers={"range": f"bytes={entry['url_range']['start']}-{entry['url_range']['end']}"}
+        )
+        chunks = decode_chunks(got.content)
+        assert [hash_to_hex(chunk_hash(c)) for c in chunks] == [hash_to_hex(h) for h, _ in up.leaves]
+        rebuilt += b"".join(chunks)
+    assert rebuilt == up.data
+
+    with database(hub) as db:
+        assert check(db, store, deep=True).ok
+        again = storage_compression.compress(db, store)
+        assert up.xorb_hex not in again.packed and up.xorb_hex not in again.failed
+        path = store.local_path(row.blob_sha256)
+        assert path is not None
+        damaged = bytearray(path.read_bytes())
+        damaged[-100] ^= 0xFF
+        path.chmod(0o644)
+        original = path.read_bytes()
+        path.write_bytes(bytes(damaged))
+        try:
+            problems = {p.kind for p in check(db, store, deep=True).problems if up.xorb_hex in p.subject}
+            assert problems == {"hash"}
+        finally:
+            path.write_bytes(original)
+        assert check(db, store, deep=True).ok
