@@ -5,6 +5,7 @@ upstream, read through the other with the stock client, ``hf download`` and tran
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -73,8 +74,9 @@ def test_stock_client_reads_through_the_mirror_with_the_upstreams_commit_ids(
     assert Path(folder).name == direct.sha  # the client's cache is keyed by the upstream's commit id
     assert (Path(folder) / "weights/model.safetensors").read_bytes() == WEIGHTS
     assert (Path(folder) / "README.md").read_bytes() == CARD
-    pinned = hf_hub_download("acme/tiny", "config.json", revision=direct.sha, endpoint=mirror.url,
-                             cache_dir=tmp_path / "cache2")  # fmt: skip
+    pinned = hf_hub_download(
+        "acme/tiny", "config.json", revision=direct.sha, endpoint=mirror.url, cache_dir=tmp_path / "cache2"
+    )
     assert Path(pinned).read_bytes() == b'{"model_type": "none"}'
     for path in ("weights/model.safetensors", "README.md"):
         theirs = httpx.head(f"{upstream.url}/acme/tiny/resolve/main/{path}")
@@ -83,25 +85,33 @@ def test_stock_client_reads_through_the_mirror_with_the_upstreams_commit_ids(
         for header in ("x-repo-commit", "etag", "x-linked-etag", "x-linked-size", "content-length"):
             assert ours.headers[header] == theirs.headers[header], header
     tree = HfApi(endpoint=mirror.url).list_repo_tree("acme/tiny", recursive=True)
-    assert sorted(e.path for e in tree) == [".gitattributes", "README.md", "config.json", "weights",
-                                           "weights/model.safetensors"]  # fmt: skip
+    assert sorted(e.path for e in tree) == [
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "weights",
+        "weights/model.safetensors",
+    ]
     refs = HfApi(endpoint=mirror.url).list_repo_refs("acme/tiny")
     assert [(b.name, b.target_commit) for b in refs.branches] == [("main", direct.sha)] and refs.tags == []
 
 
-def test_hf_download_and_transformers_through_the_mirror(upstream: HubProcess, mirror: HubProcess,
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_hf_download_and_transformers_through_the_mirror(
+    upstream: HubProcess, mirror: HubProcess, tmp_path: Path
+) -> None:
     transformers = pytest.importorskip("transformers")
     repo = f"acme/gpt-{uuid.uuid4().hex[:6]}"
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=64,
-                                                                 n_positions=16))  # fmt: skip
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=64, n_positions=16)
+    )
     model.save_pretrained(tmp_path / "model")
     api = HfApi(endpoint=upstream.url, token=upstream.token)
     api.create_repo(repo)
     sha = api.upload_folder(repo_id=repo, folder_path=tmp_path / "model").oid
     env = client_env(mirror.url, tmp_path / "home")
-    run_checked([str(Path(sys.executable).with_name("hf")), "download", repo, "--local-dir", str(tmp_path / "hf")],
-                env=env)  # fmt: skip
+    run_checked(
+        [str(Path(sys.executable).with_name("hf")), "download", repo, "--local-dir", str(tmp_path / "hf")], env=env
+    )
     for name in ("config.json", "model.safetensors"):
         assert (tmp_path / "hf" / name).read_bytes() == (tmp_path / "model" / name).read_bytes()
     script = (
@@ -116,19 +126,62 @@ def test_hf_download_and_transformers_through_the_mirror(upstream: HubProcess, m
 
 
 def test_a_local_repo_and_a_local_namespace_win_over_the_upstream(upstream: HubProcess, mirror: HubProcess) -> None:
-    HfApi(endpoint=upstream.url, token=upstream.token).create_repo("acme/local-wins", exist_ok=True)
-    mirror.create_org("acme-local", {})  # not the mirror's: an org of this hub
-    local = HfApi(endpoint=mirror.url, token=mirror.token)
+    org = f"local-{uuid.uuid4().hex[:6]}"
+    mirror.create_org(org, {})  # an org of this hub, if empty: not the mirror's
+    upstream.create_org(org, {})
     upstream_api = HfApi(endpoint=upstream.url, token=upstream.token)
-    upstream.create_org("acme-local", {})
-    upstream_api.create_repo("acme-local/x")
+    upstream_api.create_repo(f"{org}/x")
     with pytest.raises(HfHubHTTPError) as caught:
-        HfApi(endpoint=mirror.url).model_info("acme-local/x")
+        HfApi(endpoint=mirror.url).model_info(f"{org}/x")
     assert caught.value.response.status_code == 404
-    local.create_repo("acme-local/y")
-    upstream_api.create_repo("acme-local/y")
-    upstream_api.upload_file(path_or_fileobj=b"upstream", path_in_repo="only-upstream.txt", repo_id="acme-local/y")
-    assert "only-upstream.txt" not in HfApi(endpoint=mirror.url).list_repo_files("acme-local/y")
+    HfApi(endpoint=mirror.url, token=mirror.token).create_repo(f"{org}/y")
+    upstream_api.create_repo(f"{org}/y")
+    upstream_api.upload_file(path_or_fileobj=b"upstream", path_in_repo="only-upstream.txt", repo_id=f"{org}/y")
+    assert "only-upstream.txt" not in HfApi(endpoint=mirror.url).list_repo_files(f"{org}/y")
+    repo = f"acme/local-{uuid.uuid4().hex[:6]}"  # in a namespace the mirror made, a repo made here wins too
+    upstream_api.create_repo(repo)
+    upstream_api.upload_file(path_or_fileobj=b"upstream", path_in_repo="only-upstream.txt", repo_id=repo)
+    HfApi(endpoint=mirror.url).model_info("acme/tiny")  # the mirror made acme
+    HfApi(endpoint=mirror.url, token=mirror.token).create_repo(repo)
+    assert "only-upstream.txt" not in HfApi(endpoint=mirror.url).list_repo_files(repo)
+
+
+def test_a_private_upstream_repo_is_read_with_the_users_own_upstream_token_only(
+    upstream: HubProcess, mirror: HubProcess, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner, stranger = upstream.create_user(f"carol{tag}"), upstream.create_user(f"eve{tag}")
+    repo = f"carol{tag}/secret"
+    HfApi(endpoint=upstream.url, token=owner).create_repo(repo, private=True)
+    HfApi(endpoint=upstream.url, token=owner).upload_file(path_or_fileobj=WEIGHTS, path_in_repo="w.bin", repo_id=repo)
+    bob, dave = mirror.create_user(f"bob{tag}"), mirror.create_user(f"dave{tag}")
+    for token in (None, dave):  # nobody's upstream token reaches it: as if it did not exist
+        with pytest.raises(HfHubHTTPError) as caught:
+            HfApi(endpoint=mirror.url, token=token).model_info(repo)
+        assert caught.value.response.status_code == 404
+    put = httpx.put(
+        f"{mirror.url}/api/settings/upstream-token", json={"token": owner}, headers={"authorization": f"Bearer {bob}"}
+    )
+    assert put.status_code == 200, put.text
+    shown = httpx.get(f"{mirror.url}/api/settings/upstream-token", headers={"authorization": f"Bearer {bob}"})
+    assert shown.json() == {"set": True} and owner not in shown.text
+    got = hf_hub_download(repo, "w.bin", endpoint=mirror.url, token=bob, cache_dir=tmp_path / "bob")
+    assert Path(got).read_bytes() == WEIGHTS
+    httpx.put(
+        f"{mirror.url}/api/settings/upstream-token",
+        json={"token": stranger},
+        headers={"authorization": f"Bearer {dave}"},
+    )
+    for token in (None, dave):  # bob's token is never used for anyone else
+        refused = httpx.get(
+            f"{mirror.url}/{repo}/resolve/main/w.bin", headers={"authorization": f"Bearer {token}"} if token else {}
+        )
+        assert refused.status_code in (401, 403) and refused.headers["x-error-code"] == "GatedRepo", refused.text
+    httpx.put(
+        f"{mirror.url}/api/settings/upstream-token", json={"token": owner}, headers={"authorization": f"Bearer {dave}"}
+    )
+    got = hf_hub_download(repo, "w.bin", endpoint=mirror.url, token=dave, cache_dir=tmp_path / "dave")
+    assert Path(got).read_bytes() == WEIGHTS
 
 
 def test_admin_api_lists_refreshes_and_evicts(upstream: HubProcess, mirror: HubProcess) -> None:
@@ -225,3 +278,21 @@ def test_the_serve_command_takes_upstream(tmp_path: Path) -> None:
     cli = str(Path(sys.executable).with_name("openckpt"))
     out = subprocess.run([cli, "serve", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert "--upstream" in out.stdout
+
+
+def test_the_mirror_command_adds_lists_refreshes_and_evicts(
+    upstream: HubProcess, mirror: HubProcess, tmp_path: Path
+) -> None:
+    repo = f"acme/cli-{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=upstream.url, token=upstream.token)
+    api.create_repo(repo)
+    sha = api.upload_file(path_or_fileobj=b"cli", path_in_repo="a.txt", repo_id=repo).oid
+    cli = str(Path(sys.executable).with_name("openckpt"))
+    env = {**client_env(mirror.url, tmp_path / "home"), "HF_TOKEN": mirror.token}
+    added = json.loads(run_checked([cli, "mirror", "add", f"{repo}@{sha}", "--json"], env=env))
+    assert added["commit"] == sha
+    run_checked([cli, "mirror", "refresh", repo], env=env)
+    listed = json.loads(run_checked([cli, "mirror", "ls", "--json"], env=env))
+    assert {r["revision"] for r in next(x for x in listed if x["id"] == repo)["revisions"]} == {sha, "main"}
+    run_checked([cli, "mirror", "evict", repo], env=env)
+    assert repo not in {x["id"] for x in json.loads(run_checked([cli, "mirror", "ls", "--json"], env=env))}

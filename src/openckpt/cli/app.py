@@ -30,6 +30,7 @@ from openckpt.cli.inspect import inspect_command
 from openckpt.cli.license import license_app
 from openckpt.cli.lineage import lineage_app
 from openckpt.cli.login import login_command, logout_command, whoami_command
+from openckpt.cli.mirror import mirror_app
 from openckpt.cli.openness import openness_command
 from openckpt.cli.pull import pull_command
 from openckpt.cli.push import push_command
@@ -167,6 +168,7 @@ app.add_typer(user_app, name="user", rich_help_panel=SERVER)
 app.add_typer(org_app, name="org", rich_help_panel=SERVER)
 app.add_typer(token_app, name="token", rich_help_panel=SERVER)
 app.add_typer(key_app, name="key", rich_help_panel=SERVER)
+app.add_typer(mirror_app, name="mirror", rich_help_panel=SERVER)
 admin_app.command("gc")(gc_command)
 admin_app.command("fsck")(fsck_command)
 admin_app.command("xet-ingest")(xet_ingest_command)

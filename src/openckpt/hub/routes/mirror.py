@@ -1,5 +1,6 @@
-"""The mirror over HTTP: :class:`MirrorReads` fills the cache before the read routes run, and the admin API
-(``/api/admin/mirror``: list, add or refresh, evict) that ``openckpt mirror`` calls.
+"""The mirror over HTTP: :class:`MirrorReads` fills the cache before the read routes run, the admin API
+(``/api/admin/mirror``: list, add or refresh, evict) that ``openckpt mirror`` calls, and each user's own upstream
+token (``/api/settings/upstream-token``: set, ask whether set, forget).
 
 :class:`MirrorReads` is an ASGI middleware, so that the read routes (``model_info``, tree, paths-info, commits,
 ``/resolve``) stay as they are: for each such request naming a repo and revision it calls ``mirror.ensure`` in a
@@ -12,17 +13,18 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openckpt.errors import ForbiddenError, HubError, RepoNotFoundError
 from openckpt.hub.bodies import JsonObject
-from openckpt.hub.context import Hub
+from openckpt.hub.context import hub_of, optional_principal
 from openckpt.hub.deps import HubDep, UserDep, json_body
 from openckpt.hub.error_response import error_response
-from openckpt.hub.services import mirror
+from openckpt.hub.services import mirror, mirror_tokens
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.mirror import MirrorState
+from openckpt.hub.services.sealed import sealing_key
 
 __all__ = ["MirrorReads", "read_target", "router"]
 
@@ -62,13 +64,22 @@ class MirrorReads:
             raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
             target = read_target(scope["method"], raw)
             if target is not None:
-                hub: Hub = scope["app"].state.hub
                 try:
-                    await anyio.to_thread.run_sync(lambda: mirror.ensure(hub, *target))
+                    await anyio.to_thread.run_sync(self._ensure, Request(scope), target)
                 except HubError as e:
                     await error_response(e.status, e.code, str(e), e.headers)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _ensure(request: Request, target: tuple[str, str, str]) -> None:
+        hub = hub_of(request)
+        principal = optional_principal(request)  # kept for the route: looked up once
+        caller = None
+        if principal is not None:
+            key = sealing_key(hub.settings.secret)
+            caller = mirror.Caller(principal.account_id, mirror_tokens.token_of(hub.db, key, principal.account_id))
+        mirror.ensure(hub, *target, caller=caller)
 
 
 # ---- admin API ------------------------------------------------------------------------------------------------
@@ -116,3 +127,33 @@ def mirror_evict(hub: HubDep, principal: UserDep, plural: str, owner: str, name:
     if plural not in TYPES or not mirror.evict(hub, TYPES[plural], f"{owner}/{name}"):
         raise RepoNotFoundError(f"{plural} {owner}/{name} is not a mirrored repo")
     return {"evicted": f"{owner}/{name}"}
+
+
+# ---- each user's own upstream token -----------------------------------------------------------------------------
+
+
+class UpstreamToken(JsonObject):
+    expected = "expected JSON {token}"
+    token: str
+
+
+@router.get("/api/settings/upstream-token")
+def upstream_token_status(hub: HubDep, principal: UserDep) -> dict[str, Any]:
+    """Whether the caller has set an upstream token (never the token)."""
+    key = sealing_key(hub.settings.secret)
+    return {"set": mirror_tokens.token_of(hub.db, key, principal.account_id) is not None}
+
+
+@router.put("/api/settings/upstream-token")
+def upstream_token_set(
+    hub: HubDep, principal: UserDep, body: Annotated[UpstreamToken, Depends(json_body(UpstreamToken))]
+) -> dict[str, Any]:
+    """Keep the caller's own token for the upstreams (sealed): used for their reads of gated and private repos."""
+    mirror_tokens.set_token(hub.db, sealing_key(hub.settings.secret), principal.account_id, body.token)
+    return {"set": True}
+
+
+@router.delete("/api/settings/upstream-token")
+def upstream_token_forget(hub: HubDep, principal: UserDep) -> dict[str, Any]:
+    mirror_tokens.forget(hub.db, principal.account_id)
+    return {"set": False}

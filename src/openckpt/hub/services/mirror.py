@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -39,8 +40,8 @@ from sqlalchemy.orm import Session
 
 from openckpt.digest import git_blob_sha1, lfs_pointer
 from openckpt.errors import PolicyViolationError, UpstreamError
-from openckpt.hub.context import Hub
-from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import AccessRequest, Account, Commit, Membership, Ref, Repo
 from openckpt.hub.services import commit_flow, governance, possession
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.blob_bytes import record_blob
@@ -48,14 +49,24 @@ from openckpt.hub.services.commits import FileChange, retried
 from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit, UpstreamFile
 from openckpt.hub.services.tree_writes import files_tree_id, store_files
 from openckpt.hub.services.trees import FileEntry
+from openckpt.hub.settings import Settings
+from openckpt.store.blobs import BlobStore
 
-__all__ = ["MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
+__all__ = ["Caller", "MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
 
 MIRROR = "mirror"
 """The kind of the refs that hold a mirrored repo's state."""
 MIRROR_FULLNAME = "{} (mirrored)"
 """The full name of the organisations the mirror makes for upstream namespaces: what tells them from local ones."""
 _SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class Hub(Protocol):
+    """The hub's parts the mirror uses (``openckpt.hub.context.Hub``)."""
+
+    settings: Settings
+    db: Database
+    store: BlobStore
 
 
 @dataclass(frozen=True)
@@ -66,11 +77,18 @@ class MirrorState:
     commit_id: str
     upstream: str
     checked: float
+    restricted: bool = False
+    """Reached only with a user's own upstream token: gated here (see :func:`ensure`)."""
 
 
 def _state(ref: Ref) -> MirrorState:
     meta = json.loads(ref.message or "{}")
-    return MirrorState(ref.name, ref.commit_id, str(meta.get("upstream", "")), float(meta.get("checked", 0)))
+    upstream, checked, restricted = (
+        str(meta.get("upstream", "")),
+        float(meta.get("checked", 0)),
+        bool(meta.get("restricted")),
+    )
+    return MirrorState(ref.name, ref.commit_id, upstream, checked, restricted)
 
 
 def mirrored(session: Session, repo_id: int) -> list[MirrorState]:
@@ -131,20 +149,69 @@ def _allowed(hub: Hub, owner: str) -> bool:
     return not names or owner in names
 
 
-def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None = None) -> None:
+@dataclass(frozen=True)
+class Caller:
+    """Who reads: an account, and its own upstream token (``services/mirror_tokens.py``), if it set one."""
+
+    account_id: int
+    token: str | None
+
+
+def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None) -> None:
     """Make ``revision`` of ``repo_type`` repo ``repo_id`` readable from this hub when an upstream has it and this hub
     does not (module docstring); a no-op for local repos, fresh cached revisions, and repos no upstream has.
-    ``token`` is the caller's own upstream token, else the hub-wide one is sent."""
+
+    The hub-wide upstream token is sent first; then the caller's own, and what only that reaches is a restricted
+    mirror: gated here, its files readable by the accounts whose own token reaches it upstream (each proves it once).
+    """
     if not hub.settings.upstreams() or "/" not in repo_id or not _allowed(hub, repo_id.split("/", 1)[0]):
         return
-    if not _needs_fetch(hub, repo_type, repo_id, revision):
+    if _needs_fetch(hub, repo_type, repo_id, revision):
+        with _fetch_lock(hub, repo_type, repo_id, revision):
+            if _needs_fetch(hub, repo_type, repo_id, revision):  # another reader may have fetched it meanwhile
+                _fetch(hub, repo_type, repo_id, revision, caller=caller)
+    if caller is not None and caller.token:
+        _grant_if_upstream_does(hub, repo_type, repo_id, revision, caller)
+
+
+def _grant_if_upstream_does(hub: Hub, repo_type: str, repo_id: str, revision: str, caller: Caller) -> None:
+    """Let ``caller`` read a restricted mirror once its own token reaches the repo upstream."""
+    with hub.db.read() as session:
+        _, repo = _find(session, repo_type, repo_id)
+        if repo is None or not any(s.restricted for s in mirrored(session, repo.id)):
+            return
+        granted = session.scalar(
+            select(AccessRequest.status).where(
+                AccessRequest.repo_id == repo.id, AccessRequest.user_id == caller.account_id
+            )
+        )
+        repo_pk = repo.id
+    if granted == "accepted":
         return
-    with _fetch_lock(hub, repo_type, repo_id, revision):
-        if _needs_fetch(hub, repo_type, repo_id, revision):  # another reader may have fetched it meanwhile
-            _fetch(hub, repo_type, repo_id, revision, token=token or hub.settings.upstream_token or None)
+    for url in hub.settings.upstreams():
+        upstream = Upstream(url, caller.token)
+        try:
+            if upstream.commit(repo_type, repo_id, revision) is not None:
+                _grant(hub, repo_pk, caller.account_id)
+                return
+        except UpstreamError:
+            continue
+        finally:
+            upstream.close()
 
 
-def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None = None) -> MirrorState | None:
+def _grant(hub: Hub, repo_id: int, account_id: int) -> None:
+    with hub.db.write() as session:
+        row = session.scalar(
+            select(AccessRequest).where(AccessRequest.repo_id == repo_id, AccessRequest.user_id == account_id)
+        )
+        if row is None:
+            session.add(AccessRequest(repo_id=repo_id, user_id=account_id, status="accepted", fields={}))
+        else:
+            row.status = "accepted"
+
+
+def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str) -> MirrorState | None:
     """Check ``revision`` against the upstreams now (fetching a new commit); its state after, None if not mirrored."""
     with _fetch_lock(hub, repo_type, repo_id, revision):
         with hub.db.read() as session:
@@ -153,7 +220,7 @@ def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str
                 repo is not None and not mirrored(session, repo.id)
             ):
                 return None
-        return _fetch(hub, repo_type, repo_id, revision, token=token or hub.settings.upstream_token or None)
+        return _fetch(hub, repo_type, repo_id, revision)
 
 
 def evict(hub: Hub, repo_type: str, repo_id: str) -> bool:
@@ -190,19 +257,27 @@ def _fetch_lock(hub: Hub, repo_type: str, repo_id: str, revision: str) -> Iterat
         os.close(fd)  # releases the lock
 
 
-def _fetch(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str | None) -> MirrorState | None:
-    """Ask each upstream in order for ``revision``; fetch and commit what the first that has it names."""
+def _fetch(
+    hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None
+) -> MirrorState | None:
+    """Ask each upstream in order for ``revision`` (with the hub's token, then the caller's own); fetch and commit
+    what the first that has it names."""
     failure: UpstreamError | None = None
+    tokens: list[tuple[str | None, Caller | None]] = [(hub.settings.upstream_token or None, None)]
+    if caller is not None and caller.token:
+        tokens.append((caller.token, caller))
     for url in hub.settings.upstreams():
-        upstream = Upstream(url, token)
-        try:
-            found = upstream.commit(repo_type, repo_id, revision)
-            if found is not None:
-                return _mirror(hub, upstream, repo_type, repo_id, revision, found)
-        except UpstreamError as e:
-            failure = failure or e
-        finally:
-            upstream.close()
+        for token, owner in tokens:
+            upstream = Upstream(url, token)
+            try:
+                found = upstream.commit(repo_type, repo_id, revision)
+                if found is not None:
+                    return _mirror(hub, upstream, repo_type, repo_id, revision, found, restricted_for=owner)
+            except UpstreamError as e:
+                failure = failure or e
+                break  # this upstream is down: the next one
+            finally:
+                upstream.close()
     with hub.db.read() as session:
         _, repo = _find(session, repo_type, repo_id)
         stale = session.get(Ref, (repo.id, MIRROR, revision)) if repo is not None else None
@@ -214,25 +289,35 @@ def _fetch(hub: Hub, repo_type: str, repo_id: str, revision: str, *, token: str 
 
 
 def _mirror(
-    hub: Hub, upstream: Upstream, repo_type: str, repo_id: str, revision: str, found: UpstreamCommit
+    hub: Hub,
+    upstream: Upstream,
+    repo_type: str,
+    repo_id: str,
+    revision: str,
+    found: UpstreamCommit,
+    *,
+    restricted_for: Caller | None = None,
 ) -> MirrorState:
-    """Make commit ``found`` of the upstream repo this hub's, unless it already is; name it ``revision``."""
-    repo = _mirror_repo(hub, repo_type, repo_id)
+    """Make commit ``found`` of the upstream repo this hub's, unless it already is; name it ``revision``. Found with
+    the token of ``restricted_for`` only: the repo is gated here, and that caller may read it."""
+    repo = _mirror_repo(hub, repo_type, repo_id, restricted=restricted_for is not None)
     with hub.db.read() as session:
         have = session.get(Commit, found.sha)
         if have is not None and have.repo_id != repo.id:
             raise UpstreamError(f"commit {found.sha} of the upstream {repo_id} is another repo's commit on this hub")
     if have is None:
         _commit(hub, upstream, repo, repo_id, found)
-    state = MirrorState(revision, found.sha, upstream.url, time.time())
+    state = MirrorState(revision, found.sha, upstream.url, time.time(), restricted_for is not None)
 
     def attempt(session: Session, repo: Repo) -> None:
-        meta = json.dumps({"upstream": upstream.url, "checked": state.checked})
+        meta = json.dumps({"upstream": upstream.url, "checked": state.checked, "restricted": state.restricted})
         _put_ref(session, repo.id, MIRROR, revision, found.sha, meta)
         if not _SHA.fullmatch(revision):
             _put_ref(session, repo.id, "branch", revision, found.sha, None)
 
     retried(hub.db, repo.id, attempt)
+    if restricted_for is not None:
+        _grant(hub, repo.id, restricted_for.account_id)
     if have is None:
         commit_flow.settle(hub.db, hub.store, settings=hub.settings, repo_id=repo.id, ref=revision, commit_id=found.sha)
     return state
@@ -256,8 +341,9 @@ class _Target:
     owner: str
 
 
-def _mirror_repo(hub: Hub, repo_type: str, repo_id: str) -> _Target:
-    """The local repo mirroring ``repo_id``, created (with its organisation) on first use; never a local one."""
+def _mirror_repo(hub: Hub, repo_type: str, repo_id: str, *, restricted: bool) -> _Target:
+    """The local repo mirroring ``repo_id``, created (with its organisation) on first use; never a local one. A
+    ``restricted`` one (only a user's own token reaches it upstream) is gated."""
     owner, _, name = repo_id.partition("/")
     for attempt in range(3):
         try:
@@ -273,6 +359,8 @@ def _mirror_repo(hub: Hub, repo_type: str, repo_id: str) -> _Target:
                     repo = Repo(type=repo_type, owner_id=account.id, name=name, private=False, owner=account)
                     session.add(repo)
                     session.flush()
+                if restricted and not repo.gated:
+                    repo.gated = "manual"
                 return _Target(repo.id, repo_type, account.id, account.name)
         except SQLIntegrityError:  # another server created it meanwhile: look again
             if attempt == 2:
