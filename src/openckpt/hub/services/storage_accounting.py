@@ -10,6 +10,9 @@
   ``unique_bytes`` are the objects only this repo (owner) uses, ``shared_bytes`` the whole size of those it shares
   with others. Summed over repos, ``physical_bytes`` is the referenced physical total.
 - ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
+- ``deduplicated_bytes``: the same split of the objects' bytes before compression (a xorb's chunks unpacked), so
+  ``history_bytes`` → ``deduplicated_bytes`` is what dedup saves and → ``physical_bytes`` what compression at rest
+  (``services/storage_compression.py``) saves on top.
 - Buckets use objects too: the xorbs of the Xet files their paths name now. They share objects with repos and each
   other by the same split, and :func:`account` gives them figures (``buckets``; logical bytes: the sum of their
   paths' sizes, history bytes: of their distinct files).
@@ -46,6 +49,7 @@ class Usage:
     logical_bytes: int = 0
     history_bytes: int = 0
     physical_bytes: float = 0.0
+    deduplicated_bytes: float = 0.0
     unique_bytes: int = 0
     shared_bytes: int = 0
     files: int = 0
@@ -61,6 +65,7 @@ class Usage:
             "logicalBytes": self.logical_bytes,
             "historyBytes": self.history_bytes,
             "physicalBytes": round(self.physical_bytes),
+            "deduplicatedBytes": round(self.deduplicated_bytes),
             "uniqueBytes": self.unique_bytes,
             "sharedBytes": self.shared_bytes,
             "files": self.files,
@@ -190,6 +195,13 @@ def _sizes(stored: dict[str, int], xorbs: dict[str, int]) -> dict[str, int]:
     return {**{"b:" + s: n for s, n in stored.items()}, **{"x:" + x: n for x, n in xorbs.items()}}
 
 
+def _xorb_sizes(session: Session, which: ColumnElement[bool] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Per xorb, the bytes its store object holds, and its chunks' bytes unpacked."""
+    stmt = select(Xorb.hash, func.coalesce(Xorb.stored_size, Xorb.serialized_size), Xorb.unpacked_size)
+    rows = session.execute(stmt if which is None else stmt.where(which)).tuples().all()
+    return {x: int(n) for x, n, _ in rows}, {x: int(u) for x, _, u in rows}
+
+
 def account(db: Database, store: BlobStore) -> Accounting:
     """The whole hub's accounting (reads every commit's file list: meant for admin pages and occasional calls)."""
     blobs = raw_blobs(store)
@@ -205,12 +217,12 @@ def account(db: Database, store: BlobStore) -> Accounting:
             files[rid][sha256] = size
         logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS)}
         stored = _stored_blobs(session, blobs)
-        xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size)).all())
+        xorb_sizes, unpacked = _xorb_sizes(session)
         xet_files, terms = _links(session)
         _bucket_files(session, files, logical, xet_files)
         _bucket_entries(session, repos)
     users = _users(files, stored, xet_files, terms)
-    return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms)
+    return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms, _sizes(stored, unpacked))
 
 
 def _bucket_files(
@@ -299,7 +311,7 @@ def _account_some(
             files[rid][sha256] = size
         logical = {rid: int(total or 0) for rid, total in session.execute(_heads(heads))}
         stored = _stored_blobs(session, blobs, own)
-        xorb_sizes = dict(session.execute(select(Xorb.hash, Xorb.serialized_size).where(Xorb.hash.in_(xorbs))).all())
+        xorb_sizes, unpacked = _xorb_sizes(session, Xorb.hash.in_(xorbs))
         xet_files, terms = _links(session, involved, xorbs)
         sharing_buckets: ColumnElement[bool] = BucketFile.xet_hash.in_(
             select(XetTerm.file_hash).where(XetTerm.xorb_hash.in_(xorbs))
@@ -309,7 +321,7 @@ def _account_some(
         _bucket_files(session, files, logical, xet_files, which=sharing_buckets)  # and buckets sharing objects
     users = _users(files, stored, xet_files, terms)
     theirs = {rid: files.get(rid, {}) for rid in repos}
-    return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms).repos
+    return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms, _sizes(stored, unpacked)).repos
 
 
 def _attribute(
@@ -319,6 +331,7 @@ def _attribute(
     users: dict[str, set[int]],
     sizes: dict[str, int],
     terms: dict[str, set[str]],
+    deduplicated: dict[str, int],
 ) -> Accounting:
     """The figures of ``repos``, their owners and the total. ``users`` may name other repos too: they count in the
     split of an object, and get no figures."""
@@ -339,12 +352,14 @@ def _attribute(
     )
     for key in sorted(users):  # in a fixed order, so that a repo's float sums are the same in account_repo
         using, size = users[key], sizes.get(key, 0)
+        unpacked = deduplicated.get(key, size)
         holders = {repos[rid].owner for rid in using if rid in repos}
         for rid in using:
             if rid not in repos:
                 continue
             repo = repos[rid]
             repo.physical_bytes += size / len(using)
+            repo.deduplicated_bytes += unpacked / len(using)
             if len(using) == 1:
                 repo.unique_bytes += size
             else:
@@ -352,11 +367,13 @@ def _attribute(
         for name in holders:
             mine = sum(1 for rid in using if rid in repos and repos[rid].owner == name)
             owners[name].physical_bytes += size * mine / len(using)
+            owners[name].deduplicated_bytes += unpacked * mine / len(using)
             if len(holders) == 1:
                 owners[name].unique_bytes += size
             else:
                 owners[name].shared_bytes += size
         total.physical_bytes += size
+        total.deduplicated_bytes += unpacked
         total.unique_bytes += size if len(using) == 1 else 0
         total.shared_bytes += size if len(using) > 1 else 0
     file_count: dict[str, int] = defaultdict(int)
