@@ -4,7 +4,14 @@ every read path still returns the exact bytes (``/resolve``, ranges, Xet transfe
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -14,12 +21,15 @@ from sqlalchemy import select
 from openckpt.errors import XetFormatError
 from openckpt.hub.db.models import Xorb
 from openckpt.hub.services import storage_compression
+from openckpt.hub.services.storage_accounting import account
 from openckpt.hub.services.storage_fsck import check
+from openckpt.hub.services.storage_gc import collect
+from openckpt.store.url import open_store
 from openckpt.xet import floatcodec, packed
 from openckpt.xet.hashes import chunk_hash, hash_to_hex
 from openckpt.xet.xorb import decode_chunks
-from tests.hub.storagetools import XetUpload, api, commit_xet, database, store_of
-from tests.hubtools import HubProcess
+from tests.hub.storagetools import XetUpload, age_everything, api, commit_xet, database, store_of
+from tests.hubtools import HubProcess, S3Server, start_hub
 
 
 def _weights(n: int, dtype: str, seed: int = 0) -> bytes:
@@ -104,6 +114,9 @@ def test_committed_weights_are_packed_and_read_back_exactly(hub: HubProcess, uni
 
     with database(hub) as db:
         assert check(db, store, deep=True).ok
+        usage = next(r for r in account(db, store).repos.values() if r.repo_id == repo)
+        assert usage.history_bytes >= len(up.data) and usage.deduplicated_bytes >= len(up.data)
+        assert usage.physical_bytes < usage.deduplicated_bytes * 0.75, "compressed bytes are what is stored"
         again = storage_compression.compress(db, store)
         assert up.xorb_hex not in again.packed and up.xorb_hex not in again.failed
         path = store.local_path(row.blob_sha256)
@@ -119,3 +132,67 @@ def test_committed_weights_are_packed_and_read_back_exactly(hub: HubProcess, uni
         finally:
             path.write_bytes(original)
         assert check(db, store, deep=True).ok
+
+
+def _compress_cli(hub: HubProcess) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "compress", "--data-dir", str(hub.data_dir)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -> None:
+    hub = start_hub(tmp_path / "data", env={"OPENCKPT_COMPRESS_AT_REST": "0"})  # packed by the CLI only
+    try:
+        repo = api(hub).create_repo(f"admin/{unique}").repo_id
+        ups = [XetUpload(_weights(1_000_000, "bf16", seed=i)) for i in range(4)]
+        for i, up in enumerate(ups):
+            commit_xet(hub, repo, up, f"model-{i}.safetensors")
+        store = store_of(hub)
+        before = {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()}
+        job = _compress_cli(hub)
+        while job.poll() is None and {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()} == before:
+            time.sleep(0.01)
+        job.send_signal(signal.SIGKILL)  # as soon as its first packed object exists (or it ended)
+        job.wait()
+
+        def all_exact() -> None:
+            for i, up in enumerate(ups):
+                got = httpx.get(f"{hub.url}/{repo}/resolve/main/model-{i}.safetensors", timeout=60)
+                assert got.content == up.data, i
+
+        with database(hub) as db:
+            assert check(db, store, deep=True).ok
+            all_exact()
+            report = storage_compression.compress(db, store)  # what the killed job left to do
+            assert not report.failed
+            with db.read() as session:
+                encodings = set(session.scalars(select(Xorb.encoding)))
+            assert encodings == {storage_compression.PACKED}
+            age_everything(hub, timedelta(hours=2))
+            collected = collect(db, store, grace=timedelta(hours=1), url_ttl=timedelta(0))
+            assert collected.orphans >= 1, "the objects as uploaded (and any the kill left unnamed) are freed"
+            assert check(db, store, deep=True).ok
+        all_exact()
+        cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "storage", "--data-dir", str(hub.data_dir)]
+        shown = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+        assert repo in shown.stdout and "compression" in shown.stdout
+    finally:
+        hub.stop()
+
+
+def test_packed_xorbs_on_s3(s3: S3Server, tmp_path: Path, unique: str) -> None:
+    storage = s3.storage_url(f"pack{uuid.uuid4().hex[:8]}")
+    hub = start_hub(tmp_path / "data", storage_url=storage)
+    try:
+        up = XetUpload(_weights(1_500_000, "fp32"))
+        repo = api(hub).create_repo(f"admin/{unique}").repo_id
+        commit_xet(hub, repo, up, "model.safetensors")
+        row = _packed(hub, up.xorb_hex)
+        assert row.encoding == storage_compression.PACKED and (row.stored_size or 0) < len(up.data) * 0.9
+        url = f"{hub.url}/{repo}/resolve/main/model.safetensors"
+        assert httpx.get(url, timeout=60).content == up.data
+        ranged = httpx.get(url, headers={"range": "bytes=4000001-5000000"}, timeout=60)
+        assert ranged.content == up.data[4000001:5000001]
+        with database(hub) as db:
+            assert check(db, open_store(storage, hub.data_dir), deep=True).ok
+    finally:
+        hub.stop()
