@@ -10,12 +10,13 @@ since the last one sends only the chunks that did. The hub is the one :mod:`open
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
-from huggingface_hub import BucketFile
+from huggingface_hub import BucketFile, get_session
 from huggingface_hub.errors import BucketNotFoundError, EntryNotFoundError
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status  # type: ignore[attr-defined]
 
 from openckpt.client.api import hf_api
 from openckpt.errors import CheckpointNotFoundError
@@ -79,17 +80,17 @@ class BucketMirror:
             raise CheckpointNotFoundError(f"{self.url}: {e}", path=directory) from e
 
     def read(self, name: str) -> bytes | None:
-        try:
-            if not list(self._api.get_bucket_paths_info(self.bucket_id, [self.remote(name)])):
-                return None
-        except BucketNotFoundError:
-            return None
-        with tempfile.TemporaryDirectory(prefix="openckpt-bucket-") as tmp:
-            try:
-                self.get([name], Path(tmp))
-            except CheckpointNotFoundError:
-                return None  # deleted in between
-            return Path(tmp).joinpath(*PurePosixPath(name).parts).read_bytes()
+        """A small file's bytes in one ``GET /buckets/{id}/resolve/{path}``: one answer, so a ``LATEST`` that moves
+        meanwhile is read whole, old or new (paths-info then a download by hash could name a file gone since)."""
+        response = get_session().get(
+            f"{self._api.endpoint}/buckets/{self.bucket_id}/resolve/{quote(self.remote(name), safe='')}",
+            headers=build_hf_headers(token=self._api.token),
+            follow_redirects=True,
+        )
+        if response.status_code == 404:
+            return None  # no such file, or no such bucket (yet)
+        hf_raise_for_status(response)
+        return bytes(response.content)
 
     def list(self, prefix: str) -> dict[str, int]:
         base = self.remote(prefix) + "/" if prefix else self._prefix
