@@ -226,14 +226,16 @@ def test_a_malicious_upstream_file_is_refused_by_the_gate(tmp_path: Path) -> Non
 
 def test_an_upstream_failing_mid_download_fails_cleanly_and_cached_revisions_stay(tmp_path: Path) -> None:
     with static_upstream() as up:
-        cached = up.add("acme/cached", {"README.md": b"# cached\n", "w.bin": os.urandom(2 << 20)})
         up.add("acme/cut", {"w.bin": os.urandom(4 << 20)})
         up.cut.add("w.bin")
         env = {"OPENCKPT_UPSTREAM": up.url, "OPENCKPT_UPSTREAM_TTL": "0"}  # main is checked on every read
         server = start_hub(tmp_path / "data", env=env)
         try:
             up.cut.clear()
-            assert HfApi(endpoint=server.url).model_info("acme/cached").sha == cached
+            first = up.add("acme/cached", {"README.md": b"# first\n"})
+            assert HfApi(endpoint=server.url).model_info("acme/cached").sha == first
+            cached = up.add("acme/cached", {"README.md": b"# cached\n", "w.bin": os.urandom(2 << 20)})
+            assert HfApi(endpoint=server.url).model_info("acme/cached").sha == cached  # main checked again (TTL 0)
             up.cut.add("w.bin")
             answer = httpx.get(f"{server.url}/acme/cut/resolve/main/w.bin")
             assert answer.status_code == 502 and answer.headers["x-error-code"] == "UpstreamError", answer.text

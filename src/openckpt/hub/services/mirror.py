@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from openckpt.digest import git_blob_sha1, lfs_pointer
-from openckpt.errors import PolicyViolationError, UpstreamError
+from openckpt.errors import PolicyViolationError, UploadMismatchError, UpstreamError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import AccessRequest, Account, Commit, Membership, Ref, Repo
 from openckpt.hub.services import commit_flow, governance, possession
@@ -312,7 +312,7 @@ def _mirror(
     def attempt(session: Session, repo: Repo) -> None:
         meta = json.dumps({"upstream": upstream.url, "checked": state.checked, "restricted": state.restricted})
         _put_ref(session, repo.id, MIRROR, revision, found.sha, meta)
-        if not _SHA.fullmatch(revision):
+        if not _SHA.fullmatch(revision) and not revision.startswith("refs/"):  # a pull request's stays a mirror ref
             _put_ref(session, repo.id, "branch", revision, found.sha, None)
 
     retried(hub.db, repo.id, attempt)
@@ -428,8 +428,10 @@ def _date(text: str | None) -> datetime:
 
 
 def _download(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, sha: str, file: UpstreamFile) -> FileChange:
-    """Stream one upstream file into the store, checking it is the file the upstream's tree names."""
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
+    """Stream one upstream file into the store, checking it is the file the upstream's tree names (the store hashes
+    it; a regular file's git blob id is checked here)."""
+    lfs = file.sha256 is not None
+    sha1 = None if lfs else hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
     size = 0
     writer = hub.store.writer(file.size)
     try:
@@ -438,16 +440,17 @@ def _download(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, sha: st
                 size += len(chunk)
                 if size > file.size:
                     break
-                sha256.update(chunk)
-                sha1.update(chunk)
+                if sha1 is not None:
+                    sha1.update(chunk)
                 writer.write(chunk)
-        digest = sha256.hexdigest()
-        lfs = file.sha256 is not None
-        if size != file.size or (digest != file.sha256 if lfs else sha1.hexdigest() != file.oid):
+        if size != file.size or (sha1 is not None and sha1.hexdigest() != file.oid):
             raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path} than its tree names")
-        writer.commit(digest, size)
+        try:
+            digest = writer.commit(file.sha256, size)
+        except UploadMismatchError as e:
+            raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path}: {e}") from e
     except BaseException:
         writer.abort()
         raise
-    oid = git_blob_sha1(lfs_pointer(digest, size)) if lfs else sha1.hexdigest()
+    oid = git_blob_sha1(lfs_pointer(digest, size)) if sha1 is None else sha1.hexdigest()
     return FileChange(file.path, "add", digest, size, oid, lfs=lfs)

@@ -22,7 +22,7 @@ __all__ = ["Upstream", "UpstreamCommit", "UpstreamFile"]
 PLURALS = {"model": "models", "dataset": "datasets", "space": "spaces"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-CHUNK = 1 << 20
+CHUNK = 8 << 20
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
