@@ -46,7 +46,8 @@ MAX_CHUNKS = 64 * 1024
 RELATED_FILES = 64
 """Files, among those made with a known chunk's xorb, whose other xorbs an answer may list after its upload's."""
 FIRST_CHUNK_ANSWERS = 8
-"""Unknown first chunks answered per upload session: one per file hf_xet ingests at once (its default is 8)."""
+"""Unknown first chunks answered per upload session and hub process: one per file hf_xet ingests at once (its
+default is 8)."""
 _SESSIONS = 4096
 _answered: OrderedDict[str, int] = OrderedDict()
 _lock = threading.Lock()
