@@ -19,7 +19,7 @@ from openckpt.errors import XetFormatError
 from openckpt.xet import floatcodec
 from openckpt.xet.xorb import CHUNK_HEADER_SIZE, NONE
 
-__all__ = ["FRAME_SIZE", "MAGIC", "PackedIndex", "pack", "parse_index", "read_chunks", "served_offsets"]
+__all__ = ["FRAME_SIZE", "MAGIC", "PackedIndex", "decode", "pack", "parse_index", "read_chunks", "served_offsets"]
 
 MAGIC = b"OCKPACK1"
 FRAME_SIZE = 4 << 20
@@ -106,28 +106,39 @@ def pack(chunks: Sequence[bytes | memoryview]) -> bytes:
     return b"".join(parts + frames)
 
 
+def decode(index: PackedIndex, read: Callable[[int, int], bytes], frame: int) -> bytes:
+    """The unpacked bytes of ``frame`` (its chunks joined), read by ``read(offset, length)`` and checked."""
+    offset, length = index.spans[frame]
+    coded = read(offset, length)
+    if zlib.crc32(coded) != index.crcs[frame]:  # checked first: a damaged ZipNN stream may abort its decoder
+        raise XetFormatError(f"frame {frame} does not match its checksum")
+    data = floatcodec.decode_frame(coded)
+    if len(data) != sum(index.sizes[index.firsts[frame] : index.chunk_end(frame)]):
+        raise XetFormatError(f"frame {frame} holds {len(data)} bytes, not those of its chunks")
+    return data
+
+
 def read_chunks(
-    index: PackedIndex, read: Callable[[int, int], bytes], start: int, end: int
+    index: PackedIndex,
+    read: Callable[[int, int], bytes],
+    start: int,
+    end: int,
+    *,
+    frames: Callable[[int], bytes] | None = None,
 ) -> list[bytes | memoryview]:
-    """The unpacked bytes of chunks ``[start, end)``, reading each needed frame by ``read(offset, length)``."""
+    """The unpacked bytes of chunks ``[start, end)``, each needed frame decoded by ``frames(frame)`` (default:
+    :func:`decode` over ``read(offset, length)``)."""
     if not 0 <= start < end <= len(index.sizes):
         raise XetFormatError(f"chunks [{start}, {end}) are not in a packed xorb of {len(index.sizes)}")
     out: list[bytes | memoryview] = []
     for f in index.frames_for(start, end):
-        offset, length = index.spans[f]
-        coded = read(offset, length)
-        if zlib.crc32(coded) != index.crcs[f]:  # checked first: a damaged ZipNN stream may abort its decoder
-            raise XetFormatError(f"frame {f} does not match its checksum")
-        data = memoryview(floatcodec.decode_frame(coded))
-        first = index.firsts[f]
+        data = memoryview(frames(f) if frames is not None else decode(index, read, f))
         at = 0
-        for c in range(first, index.chunk_end(f)):
+        for c in range(index.firsts[f], index.chunk_end(f)):
             size = index.sizes[c]
             if start <= c < end:
                 out.append(data[at : at + size])
             at += size
-        if at != len(data):
-            raise XetFormatError(f"frame {f} holds {len(data)} bytes, its chunks {at}")
     return out
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,12 @@ MIN_SAVING = 0.02
 _INDEXES: OrderedDict[str, packed.PackedIndex] = OrderedDict()
 _INDEX_CACHE = 512
 _lock = threading.Lock()
+FRAME_CACHE = 8
+"""Decoded frames kept in memory (about 4 MiB each)."""
+_FRAMES: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+SERVE_AHEAD = 2
+"""Frames of a packed xorb decoded ahead of the one being sent."""
+_DECODERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-unpack")
 
 
 @dataclass
@@ -72,32 +79,70 @@ def index_of(blobs: BlobStore, key: str) -> packed.PackedIndex:
     return index
 
 
+def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int) -> bytes:
+    """Frame ``frame`` of ``key`` decoded; the last :data:`FRAME_CACHE` decoded are kept (reads of a file cut their
+    pieces elsewhere than frames end, so neighbouring pieces share a frame)."""
+    with _lock:
+        found = _FRAMES.get((key, frame))
+        if found is not None:
+            _FRAMES.move_to_end((key, frame))
+            return found
+    data = packed.decode(index, lambda at, n: _read(blobs, key, at, at + n), frame)
+    with _lock:
+        _FRAMES[(key, frame)] = data
+        while len(_FRAMES) > FRAME_CACHE:
+            _FRAMES.popitem(last=False)
+    return data
+
+
 def read_chunks(blobs: BlobStore, key: str, start: int, end: int) -> list[bytes | memoryview]:
     """The unpacked bytes of chunks ``[start, end)`` of the packed object ``key``."""
     index = index_of(blobs, key)
     try:
-        return packed.read_chunks(index, lambda at, n: _read(blobs, key, at, at + n), start, end)
+        return packed.read_chunks(index, _no_read, start, end, frames=lambda f: _frame(blobs, key, index, f))
     except XetFormatError as e:
         raise IntegrityError(f"packed xorb object {key} is damaged: {e}") from None
 
 
+def _no_read(offset: int, length: int) -> bytes:
+    raise AssertionError("frames are read by _frame")
+
+
+def _served_frame(blobs: BlobStore, key: str, start: int, stop: int) -> bytes:
+    parts: list[bytes | memoryview] = []
+    for data in read_chunks(blobs, key, start, stop):
+        parts += [packed.served_header(len(data)), data]
+    return b"".join(parts)
+
+
 def served(blobs: BlobStore, key: str, first: int, end: int) -> Iterator[bytes | memoryview]:
-    """Bytes ``[first, end)`` of a packed xorb as served: each chunk uncompressed after its Xet header."""
+    """Bytes ``[first, end)`` of a packed xorb as served (each chunk uncompressed after its Xet header): one piece
+    per frame, each frame decoded once, the next :data:`SERVE_AHEAD` decoded while one is sent."""
     index = index_of(blobs, key)
     offsets = packed.served_offsets(index.sizes)
-    lo = max(i for i in range(len(index.sizes)) if offsets[i] <= first)
-    hi = next(i for i in range(lo, len(index.sizes) + 1) if offsets[i] >= end)
-    step = max(1, packed.FRAME_SIZE // max(1, max(index.sizes)))
-    for batch in range(lo, hi, step):
-        upto = min(batch + step, hi)
-        for c, data in zip(range(batch, upto), read_chunks(blobs, key, batch, upto), strict=True):
-            piece = packed.served_header(len(data)), data
-            at = offsets[c]
-            for part in piece:
-                a, b = max(first - at, 0), min(end - at, len(part))
-                if a < b:
-                    yield part[a:b]
-                at += len(part)
+    lo = bisect_right(offsets, first) - 1
+    hi = bisect_left(offsets, end)
+    if not 0 <= lo < hi <= len(index.sizes):
+        raise IntegrityError(f"bytes [{first}, {end}) are not in packed xorb object {key}")
+    spans = [(max(index.firsts[f], lo), min(index.chunk_end(f), hi)) for f in index.frames_for(lo, hi)]
+    pending: deque[tuple[int, Future[bytes]]] = deque()
+    try:
+        for start, stop in spans:
+            pending.append((start, _DECODERS.submit(_served_frame, blobs, key, start, stop)))
+            if len(pending) > SERVE_AHEAD:
+                yield _cut(pending.popleft(), offsets, first, end)
+        while pending:
+            yield _cut(pending.popleft(), offsets, first, end)
+    finally:
+        for _, future in pending:
+            future.cancel()
+
+
+def _cut(job: tuple[int, Future[bytes]], offsets: list[int], first: int, end: int) -> memoryview:
+    start, future = job
+    body = memoryview(future.result())
+    at = offsets[start]
+    return body[max(first - at, 0) : min(end - at, len(body))]
 
 
 def _chunks_as_uploaded(blobs: BlobStore, row: Xorb, spans: list[tuple[str, int, int, int]]) -> list[bytes]:
