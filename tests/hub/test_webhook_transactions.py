@@ -106,3 +106,26 @@ def test_settings_page_changes_are_durable_when_it_answers(hub: HubProcess, sile
     assert outbox(hub, repo_id) == [("repo.config", "update")] * 3
     assert vera.post(settings, settings, {"action": "delete", "confirm": repo_id}).status_code == 200
     assert outbox(hub, repo_id)[-1] == ("repo", "delete")
+
+
+def test_repo_and_ref_changes_are_durable_when_the_api_answers(hub: HubProcess, silent: str) -> None:
+    owner = f"wanda{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=hub.url, token=hub.create_user(owner))
+    api.create_webhook(url=silent, watched=[{"type": "user", "name": owner}], domains=["repo"])
+    repo_id, moved_id, copy_id = f"{owner}/m", f"{owner}/moved", f"{owner}/copy"
+
+    api.create_repo(repo_id)
+    assert outbox(hub, repo_id) == [("repo", "create")]
+    api.create_branch(repo_id, branch="dev")
+    api.create_tag(repo_id, tag="v1")
+    api.delete_branch(repo_id, branch="dev")
+    api.delete_tag(repo_id, tag="v1")
+    assert outbox(hub, repo_id)[1:] == [("repo.content", "update")] * 4
+    with pytest.raises(HfHubHTTPError):
+        api.delete_branch(repo_id, branch="nope")  # refused: writes nothing
+    assert len(outbox(hub, repo_id)) == 5
+
+    api.move_repo(repo_id, moved_id)
+    assert outbox(hub, repo_id)[-1] == ("repo", "move")  # the Hub's move payload names the repo as it was
+    api.duplicate_repo(moved_id, copy_id)
+    assert outbox(hub, copy_id) == [("repo", "create")]

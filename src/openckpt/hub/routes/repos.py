@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -16,11 +17,11 @@ from openckpt.errors import BadRequestError, ConflictError
 from openckpt.hub.bodies import Invalid, JsonObject
 from openckpt.hub.context import Hub, int_param, next_page, repo_id_of, rev_and_path
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Ref, Repo
+from openckpt.hub.db.models import Ref
 from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
 from openckpt.hub.routes import buckets
-from openckpt.hub.routes.webhooks import change_events, notify
+from openckpt.hub.routes.webhooks import change_events, named_event
 from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import commit_chain, resolve_revision
@@ -106,20 +107,20 @@ async def create(
     repo_id = f"{organization or principal.name}/{name}"
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     try:
-        repo = await run_in_threadpool(
-            repos.create_repo,
-            hub.db,
-            hub.store,
-            principal=principal,
-            repo_type=repo_type,
-            name=name,
-            owner=organization,
-            private=private,
-        )
+        with change_events(request, named_event(repo_type, repo_id, "create")):  # written in the creation's transaction
+            repo = await run_in_threadpool(
+                repos.create_repo,
+                hub.db,
+                hub.store,
+                principal=principal,
+                repo_type=repo_type,
+                name=name,
+                owner=organization,
+                private=private,
+            )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
         return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
-    notify(request, repo_event(repo, "create", "repo"))
     return JSONResponse({"url": url, "name": repo_id, "id": str(repo.id)})
 
 
@@ -154,10 +155,12 @@ async def move(
         return await run_in_threadpool(
             partial(buckets.move, db, principal, base=base, from_id=from_repo, to_id=to_repo)
         )
-    repo = await run_in_threadpool(
-        repo_move.move_repo, db, principal, repo_type=repo_type, from_id=from_repo, to_id=to_repo
-    )
-    notify(request, repo_event(repo, "move", "repo", moved_from=from_repo))
+    with change_events(
+        request, named_event(repo_type, repo_move.parse_destination(repo_type, to_repo), "move", moved_from=from_repo)
+    ):
+        repo = await run_in_threadpool(
+            repo_move.move_repo, db, principal, repo_type=repo_type, from_id=from_repo, to_id=to_repo
+        )
     repo_id = repo.repo_id
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
     return JSONResponse({"url": url, "name": repo_id})
@@ -178,21 +181,21 @@ async def duplicate(
     to_id = repo_duplicate.destination(principal, from_id, repository=body.repository)
     url = f"{str(request.base_url).rstrip('/')}/{REPO_TYPE_PREFIX.get(repo_type, '')}{to_id}"
     try:
-        copy = await run_in_threadpool(
-            repo_duplicate.duplicate_repo,
-            hub.db,
-            hub.store,
-            settings=hub.settings,
-            principal=principal,
-            repo_type=repo_type,
-            from_id=from_id,
-            to_id=to_id,
-            private=private,
-        )
+        with change_events(request, named_event(repo_type, to_id, "create")):  # written in the copy's transaction
+            await run_in_threadpool(
+                repo_duplicate.duplicate_repo,
+                hub.db,
+                hub.store,
+                settings=hub.settings,
+                principal=principal,
+                repo_type=repo_type,
+                from_id=from_id,
+                to_id=to_id,
+                private=private,
+            )
     except ConflictError as e:  # the client reads the url of the existing repo from the 409 (exist_ok=True)
         headers = {ERROR_CODE: e.code, ERROR_MESSAGE: header_text(str(e))}
         return JSONResponse({"error": str(e), "url": url}, 409, headers=headers)
-    notify(request, repo_event(copy, "create", "repo"))
     return JSONResponse({"url": url, "name": to_id, "filesCopyPending": False})
 
 
@@ -343,27 +346,26 @@ async def create_branch(
 ) -> Response:
     rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
     branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
-    repo, commit_id = await run_in_threadpool(
-        repos.create_ref,
-        db,
-        principal,
-        repo_type=repo_ref.type,
-        repo_id=repo_ref.id,
-        kind="branch",
-        name=branch,
-        start=body.starting_point,
-    )
-    _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", None, commit_id))
+    with change_events(request, _ref_created(repo_ref, "branch", branch)):
+        await run_in_threadpool(
+            repos.create_ref,
+            db,
+            principal,
+            repo_type=repo_ref.type,
+            repo_id=repo_ref.id,
+            kind="branch",
+            name=branch,
+            start=body.starting_point,
+        )
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/branch/{rest:path}")
 def delete_branch(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     branch = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(
-        db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="branch", name=branch
-    )
-    _notify_ref(request, repo, RefUpdate(f"refs/heads/{branch}", commit_id, None))
+    event = _ref_deleting(db, principal, repo_ref, "branch", branch)
+    with change_events(request, lambda _: event):  # written in the deletion's transaction
+        repos.delete_ref(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="branch", name=branch)
     return Response(status_code=200)
 
 
@@ -376,30 +378,55 @@ async def create_tag(
     repo_ref: RepoDep,
 ) -> Response:
     revision, _ = rev_and_path(request, 5)
-    repo, commit_id = await run_in_threadpool(
-        repos.create_ref,
-        db,
-        principal,
-        repo_type=repo_ref.type,
-        repo_id=repo_ref.id,
-        kind="tag",
-        name=body.tag,
-        start=revision,
-        message=body.message,
-    )
-    _notify_ref(request, repo, RefUpdate(f"refs/tags/{body.tag}", None, commit_id))
+    with change_events(request, _ref_created(repo_ref, "tag", body.tag)):
+        await run_in_threadpool(
+            repos.create_ref,
+            db,
+            principal,
+            repo_type=repo_ref.type,
+            repo_id=repo_ref.id,
+            kind="tag",
+            name=body.tag,
+            start=revision,
+            message=body.message,
+        )
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/tag/{rest:path}")
 def delete_tag(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
     tag = "/".join(rev_and_path(request, 5)).strip("/")
-    repo, commit_id = repos.delete_ref(
-        db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="tag", name=tag
-    )
-    _notify_ref(request, repo, RefUpdate(f"refs/tags/{tag}", commit_id, None))
+    event = _ref_deleting(db, principal, repo_ref, "tag", tag)
+    with change_events(request, lambda _: event):  # written in the deletion's transaction
+        repos.delete_ref(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="tag", name=tag)
     return Response(status_code=200)
 
 
-def _notify_ref(request: Request, repo: Repo, update: RefUpdate) -> None:
-    notify(request, repo_event(repo, "update", "repo.content", updated_refs=(update,)))
+_REF_PREFIX = {"branch": "refs/heads/", "tag": "refs/tags/"}
+
+
+def _ref_created(repo_ref: RepoRef, kind: str, name: str) -> Callable[[Session], Event | None]:
+    """The event of a new branch or tag, read at the end of the transaction that makes it (for change_events)."""
+
+    def event(session: Session) -> Event | None:
+        repo = repos.repo_named(session, repo_ref.type, repo_ref.id)
+        ref = None if repo is None else session.get(Ref, (repo.id, kind, name))
+        if repo is None or ref is None:
+            return None
+        update = RefUpdate(_REF_PREFIX[kind] + name, None, ref.commit_id)
+        return repo_event(repo, "update", "repo.content", updated_refs=(update,))
+
+    return event
+
+
+def _ref_deleting(db: Database, principal: Principal, repo_ref: RepoRef, kind: str, name: str) -> Event | None:
+    """The event of deleting a branch or tag, as it is before (its row will be gone); None if there is no such ref
+    (the deletion then fails with the service's own error)."""
+    with db.read() as session:
+        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id, write=True)
+        ref = session.get(Ref, (repo.id, kind, name))
+        if ref is None:
+            return None
+        return repo_event(
+            repo, "update", "repo.content", updated_refs=(RefUpdate(_REF_PREFIX[kind] + name, ref.commit_id, None),)
+        )

@@ -24,7 +24,7 @@ from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui_common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui_owner import MAX_EDIT, _commit
 from openckpt.hub.routes.ui_repo import _header
-from openckpt.hub.routes.webhooks import change_events, notify
+from openckpt.hub.routes.webhooks import change_events, named_event
 from openckpt.hub.services import access, pages, repo_move, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commit_flow import NewFile
@@ -128,10 +128,12 @@ async def update(request: Request, hub: Hub, repo_type: str) -> Response:
         await run_in_threadpool(access.grant_access, db, viewer, repo_type=repo_type, repo_id=repo_id, user=user)
     elif action == "move":
         to_id = str(form.get("to") or "").strip()
-        repo = await run_in_threadpool(
-            repo_move.move_repo, db, viewer, repo_type=repo_type, from_id=repo_id, to_id=to_id
-        )
-        notify(request, repo_event(repo, "move", "repo", moved_from=repo_id))
+        with change_events(
+            request, named_event(repo_type, repo_move.parse_destination(repo_type, to_id), "move", moved_from=repo_id)
+        ):
+            repo = await run_in_threadpool(
+                repo_move.move_repo, db, viewer, repo_type=repo_type, from_id=repo_id, to_id=to_id
+            )
         return RedirectResponse(f"{repo_url(repo)}/settings?saved=moved", status_code=303)
     elif action == "delete":
         if str(form.get("confirm") or "").strip() != repo_id:

@@ -1,7 +1,7 @@
-"""The caller's webhooks under ``/api/settings/webhooks``, and how routes report changes: :func:`notify`,
-:func:`change_events`, and the discussion domain's :func:`announce_discussion`, :func:`pr_recorded`,
-:func:`pr_merged` (all but :func:`notify` write their deliveries in the change's own transaction; commits write
-theirs in ``services/commit_flow.py``)."""
+"""The caller's webhooks under ``/api/settings/webhooks``, and how routes report changes: :func:`change_events`
+(with :func:`named_event`), and the discussion domain's :func:`announce_discussion`, :func:`pr_recorded`,
+:func:`pr_merged`. Every one writes its deliveries in the change's own transaction, so an answered call has its
+delivery durable; commits write theirs in ``services/commit_flow.py``."""
 
 from __future__ import annotations
 
@@ -22,18 +22,11 @@ from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.deps import DbDep, HubDep, SettingsDep, UserDep, json_body
 from openckpt.hub.services import discussions, webhooks
 from openckpt.hub.services.pull_requests import Merged, Recorded
+from openckpt.hub.services.repos import repo_named
 from openckpt.hub.services.sealed import sealing_key
 from openckpt.hub.services.webhook_delivery import Deliveries, Event, RefUpdate, repo_event
 
 router = APIRouter()
-
-
-def notify(request: Request, event: Event) -> None:
-    """Write the webhook deliveries of ``event`` to the outbox, in a transaction of their own: call it once the change
-    is committed (a commit writes them in its own transaction instead: ``commit_flow``, :func:`change_events`)."""
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    if deliveries is not None:
-        deliveries.emit(event)
 
 
 @contextmanager
@@ -61,6 +54,16 @@ def change_events(request: Request, make: Callable[[Session], Event | None]) -> 
     with hub_of(request).db.joined(work):
         yield
     deliveries.wake()
+
+
+def named_event(repo_type: str, repo_id: str, action: str, **details: object) -> Callable[[Session], Event | None]:
+    """The event of the repo of that name as the change's transaction leaves it (for :func:`change_events`)."""
+
+    def event(session: Session) -> Event | None:
+        found = repo_named(session, repo_type, repo_id)
+        return None if found is None else repo_event(found, action, "repo", **details)
+
+    return event
 
 
 def wake(request: Request) -> None:

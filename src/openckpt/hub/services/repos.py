@@ -73,6 +73,12 @@ _REPO_BY_NAME = (
 )
 
 
+def repo_named(session: Session, repo_type: str, repo_id: str) -> Repo | None:
+    """The repo of that name, whoever may see it (for the hub's own bookkeeping, never for a caller's read)."""
+    owner, _, name = repo_id.partition("/")
+    return session.scalar(_REPO_BY_NAME, {"type": check_type(repo_type), "owner": owner, "name": name})
+
+
 def find_repo(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, write: bool = False
 ) -> Repo:
