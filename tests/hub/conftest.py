@@ -3,6 +3,7 @@ process, and an older one in a venv of its own), and a migrated database on SQLi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -111,29 +112,33 @@ class Client:
 def client_venv(spec: str) -> Path:
     """The python of a venv holding ``huggingface_hub=={spec}.*``, built once under ``~/.cache/openckpt-tests``.
 
-    Built beside its final place and renamed into it, so an interrupted or concurrent build never leaves a half
-    venv there.
+    Built beside its final place and renamed into it, so an interrupted build never leaves a half venv there; a lock
+    file makes concurrent sessions (pytest-xdist workers) wait for the one that builds it.
     """
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openckpt-tests"
     venv = root / f"hf{spec.replace('.', '')}-venv"
     if (venv / ".installed").exists():
         return venv / "bin" / "python"
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{venv.name}.tmp-{os.getpid()}"
+    with open(root / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / ".installed").exists():
+            _build_client_venv(spec, venv)
+    return venv / "bin" / "python"
+
+
+def _build_client_venv(spec: str, venv: Path) -> None:
+    tmp = venv.with_name(f"{venv.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     run_checked([sys.executable, "-m", "venv", str(tmp)])
-    run_checked([str(tmp / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 f"huggingface_hub=={spec}.*"], timeout=900)  # fmt: skip
+    pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run_checked([*pip, f"huggingface_hub=={spec}.*"], timeout=900)
     version = run_checked([str(tmp / "bin" / "python"), "-c", "import huggingface_hub as h; print(h.__version__)"])
     assert version.startswith(spec + "."), version
     (tmp / ".installed").write_text(version)
-    if venv.exists() and not (venv / ".installed").exists():
+    if venv.exists():
         shutil.rmtree(venv)
-    try:
-        tmp.rename(venv)
-    except OSError:  # another run finished first: use its venv
-        shutil.rmtree(tmp, ignore_errors=True)
-    return venv / "bin" / "python"
+    tmp.rename(venv)
 
 
 @pytest.fixture(scope="session")
