@@ -205,6 +205,7 @@ def test_admin_api_lists_refreshes_and_evicts(upstream: HubProcess, mirror: HubP
     gone = httpx.delete(f"{mirror.url}/api/admin/mirror/models/{repo}", headers=auth)
     assert gone.status_code == 200, gone.text
     assert repo not in {r["id"] for r in httpx.get(f"{mirror.url}/api/admin/mirror", headers=auth).json()}
+    assert HfApi(endpoint=mirror.url).model_info(repo).sha == second  # read again: fetched again
 
 
 def test_a_malicious_upstream_file_is_refused_by_the_gate(tmp_path: Path) -> None:

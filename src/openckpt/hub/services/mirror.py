@@ -18,6 +18,9 @@ Names: a repo created on this hub wins over an upstream one of the same name, an
 namespace: the mirror only creates repos in organisations it created (full name ``<name> (mirrored)``, no members).
 ``OPENCKPT_UPSTREAM_NAMESPACES`` limits which upstream namespaces are mirrored. One fetch of a revision runs at a time
 per hub data directory (a file lock): concurrent readers of an uncached revision wait for it, then read the cache.
+A revision no upstream has, or one the gate refused, is answered again from memory (per process) for
+:data:`MISS_TTL` seconds without asking the upstream; a caller with an upstream token of their own always asks.
+How a fetched commit becomes this hub's is ``services/mirror_fetch.py``.
 """
 
 from __future__ import annotations
@@ -27,46 +30,32 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from openckpt.digest import git_blob_sha1, lfs_pointer
-from openckpt.errors import PolicyViolationError, UploadMismatchError, UpstreamError
-from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import AccessRequest, Account, Commit, Membership, Ref, Repo
-from openckpt.hub.services import commit_flow, governance, possession
-from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.blob_bytes import record_blob
-from openckpt.hub.services.commits import FileChange, retried
-from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit, UpstreamFile
-from openckpt.hub.services.tree_writes import files_tree_id, store_files
-from openckpt.hub.services.trees import FileEntry
-from openckpt.hub.settings import Settings
-from openckpt.store.blobs import BlobStore
+from openckpt.errors import HubError, PolicyViolationError, UnsafeUploadError, UpstreamError
+from openckpt.hub.db.models import AccessRequest, Account, Commit, Ref, Repo
+from openckpt.hub.services import commit_flow
+from openckpt.hub.services.commits import retried
+from openckpt.hub.services.mirror_fetch import Hub, commit_files, find, is_local_account, mirror_repo
+from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit
 
 __all__ = ["Caller", "MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
 
 MIRROR = "mirror"
 """The kind of the refs that hold a mirrored repo's state."""
-MIRROR_FULLNAME = "{} (mirrored)"
-"""The full name of the organisations the mirror makes for upstream namespaces: what tells them from local ones."""
+MISS_TTL = 60
+"""Seconds a revision no upstream has (for the hub's token), or one the gate refused, is answered from memory."""
+MAX_MISSES = 10_000
+_MISSES: dict[tuple[str, str, str], tuple[float, HubError | None]] = {}
+_MISSES_LOCK = threading.Lock()
 _SHA = re.compile(r"[0-9a-f]{40}")
-
-
-class Hub(Protocol):
-    """The hub's parts the mirror uses (``openckpt.hub.context.Hub``)."""
-
-    settings: Settings
-    db: Database
-    store: BlobStore
 
 
 @dataclass(frozen=True)
@@ -112,23 +101,6 @@ def listing(session: Session) -> list[tuple[str, str, list[MirrorState]]]:
     return [(t, i, states) for (t, i), states in out.items()]
 
 
-def _find(session: Session, repo_type: str, repo_id: str) -> tuple[Account | None, Repo | None]:
-    owner, _, name = repo_id.partition("/")
-    account = session.scalar(select(Account).where(Account.name == owner))
-    if account is None:
-        return None, None
-    repo = session.scalar(select(Repo).where(Repo.type == repo_type, Repo.owner_id == account.id, Repo.name == name))
-    return account, repo
-
-
-def _is_local_account(session: Session, account: Account) -> bool:
-    """Whether ``account`` is this hub's own: any but an organisation the mirror made (:data:`MIRROR_FULLNAME`)
-    that nobody joined since."""
-    if account.kind != "org" or account.fullname != MIRROR_FULLNAME.format(account.name):
-        return True
-    return session.scalar(select(Membership.user_id).where(Membership.org_id == account.id).limit(1)) is not None
-
-
 def _fresh(hub: Hub, session: Session, repo: Repo, revision: str) -> MirrorState | None:
     """The cached state of ``revision`` when it needs no check against the upstream, else None."""
     ref = session.get(Ref, (repo.id, MIRROR, revision))
@@ -166,18 +138,47 @@ def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Cal
     """
     if not hub.settings.upstreams() or "/" not in repo_id or not _allowed(hub, repo_id.split("/", 1)[0]):
         return
+    own = caller is not None and bool(caller.token)
+    key = (repo_type, repo_id, revision)
+    if not own:
+        _recent_miss(key)
     if _needs_fetch(hub, repo_type, repo_id, revision):
         with _fetch_lock(hub, repo_type, repo_id, revision):
             if _needs_fetch(hub, repo_type, repo_id, revision):  # another reader may have fetched it meanwhile
-                _fetch(hub, repo_type, repo_id, revision, caller=caller)
+                try:
+                    found = _fetch(hub, repo_type, repo_id, revision, caller=caller)
+                except (UnsafeUploadError, PolicyViolationError) as e:
+                    if not own:
+                        _miss(key, min(hub.settings.upstream_ttl, MISS_TTL), e)
+                    raise
+                if found is None and not own:
+                    _miss(key, min(hub.settings.upstream_ttl, MISS_TTL), None)
     if caller is not None and caller.token:
         _grant_if_upstream_does(hub, repo_type, repo_id, revision, caller)
+
+
+def _recent_miss(key: tuple[str, str, str]) -> None:
+    """Answer again, without asking the upstream, a revision it lacked or the gate refused moments ago."""
+    with _MISSES_LOCK:
+        found = _MISSES.get(key)
+    if found is None or found[0] < time.monotonic():
+        return
+    if found[1] is not None:
+        raise found[1]
+    return
+
+
+def _miss(key: tuple[str, str, str], ttl: float, error: HubError | None) -> None:
+    with _MISSES_LOCK:
+        if len(_MISSES) >= MAX_MISSES:
+            _MISSES.clear()
+        _MISSES[key] = (time.monotonic() + ttl, error)
 
 
 def _grant_if_upstream_does(hub: Hub, repo_type: str, repo_id: str, revision: str, caller: Caller) -> None:
     """Let ``caller`` read a restricted mirror once its own token reaches the repo upstream."""
     with hub.db.read() as session:
-        _, repo = _find(session, repo_type, repo_id)
+        _, repo = find(session, repo_type, repo_id)
         if repo is None or not any(s.restricted for s in mirrored(session, repo.id)):
             return
         granted = session.scalar(
@@ -215,8 +216,8 @@ def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str) -> MirrorStat
     """Check ``revision`` against the upstreams now (fetching a new commit); its state after, None if not mirrored."""
     with _fetch_lock(hub, repo_type, repo_id, revision):
         with hub.db.read() as session:
-            account, repo = _find(session, repo_type, repo_id)
-            if (account is not None and _is_local_account(session, account)) or (
+            account, repo = find(session, repo_type, repo_id)
+            if (account is not None and is_local_account(session, account)) or (
                 repo is not None and not mirrored(session, repo.id)
             ):
                 return None
@@ -226,18 +227,20 @@ def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str) -> MirrorStat
 def evict(hub: Hub, repo_type: str, repo_id: str) -> bool:
     """Delete the mirrored repo ``repo_id`` (its bytes go at the next garbage collection); False if not mirrored."""
     with hub.db.write() as session:
-        _, repo = _find(session, repo_type, repo_id)
+        _, repo = find(session, repo_type, repo_id)
         if repo is None or not mirrored(session, repo.id):
             return False
+        for table in (Ref, Commit):  # as services/repos.delete_repo: the commit ids may come back with a new fetch
+            session.execute(delete(table).where(table.repo_id == repo.id))
         session.delete(repo)
     return True
 
 
 def _needs_fetch(hub: Hub, repo_type: str, repo_id: str, revision: str) -> bool:
     with hub.db.read() as session:
-        account, repo = _find(session, repo_type, repo_id)
+        account, repo = find(session, repo_type, repo_id)
         if repo is None:
-            return account is None or not _is_local_account(session, account)
+            return account is None or not is_local_account(session, account)
         if not mirrored(session, repo.id):
             return False  # a local repo wins
         return _fresh(hub, session, repo, revision) is None
@@ -279,7 +282,7 @@ def _fetch(
             finally:
                 upstream.close()
     with hub.db.read() as session:
-        _, repo = _find(session, repo_type, repo_id)
+        _, repo = find(session, repo_type, repo_id)
         stale = session.get(Ref, (repo.id, MIRROR, revision)) if repo is not None else None
     if stale is not None:  # the upstream is down: the cached commit is served until it answers again
         return _state(stale)
@@ -300,13 +303,13 @@ def _mirror(
 ) -> MirrorState:
     """Make commit ``found`` of the upstream repo this hub's, unless it already is; name it ``revision``. Found with
     the token of ``restricted_for`` only: the repo is gated here, and that caller may read it."""
-    repo = _mirror_repo(hub, repo_type, repo_id, restricted=restricted_for is not None)
+    repo = mirror_repo(hub, repo_type, repo_id, restricted=restricted_for is not None)
     with hub.db.read() as session:
         have = session.get(Commit, found.sha)
         if have is not None and have.repo_id != repo.id:
             raise UpstreamError(f"commit {found.sha} of the upstream {repo_id} is another repo's commit on this hub")
     if have is None:
-        _commit(hub, upstream, repo, repo_id, found)
+        commit_files(hub, upstream, repo, repo_id, found)
     state = MirrorState(revision, found.sha, upstream.url, time.time(), restricted_for is not None)
 
     def attempt(session: Session, repo: Repo) -> None:
@@ -329,128 +332,3 @@ def _put_ref(session: Session, repo_id: int, kind: str, name: str, commit_id: st
         session.add(Ref(repo_id=repo_id, kind=kind, name=name, commit_id=commit_id, message=message))
     else:
         ref.commit_id, ref.message = commit_id, message
-
-
-@dataclass(frozen=True)
-class _Target:
-    """The local repo a mirror fills."""
-
-    id: int
-    type: str
-    owner_id: int
-    owner: str
-
-
-def _mirror_repo(hub: Hub, repo_type: str, repo_id: str, *, restricted: bool) -> _Target:
-    """The local repo mirroring ``repo_id``, created (with its organisation) on first use; never a local one. A
-    ``restricted`` one (only a user's own token reaches it upstream) is gated."""
-    owner, _, name = repo_id.partition("/")
-    for attempt in range(3):
-        try:
-            with hub.db.write() as session:
-                account, repo = _find(session, repo_type, repo_id)
-                if account is not None and _is_local_account(session, account):
-                    raise UpstreamError(f"{owner} is a namespace of this hub: its repos are not mirrored")
-                if account is None:
-                    account = Account(name=owner, kind="org", fullname=MIRROR_FULLNAME.format(owner))
-                    session.add(account)
-                    session.flush()
-                if repo is None:
-                    repo = Repo(type=repo_type, owner_id=account.id, name=name, private=False, owner=account)
-                    session.add(repo)
-                    session.flush()
-                if restricted and not repo.gated:
-                    repo.gated = "manual"
-                return _Target(repo.id, repo_type, account.id, account.name)
-        except SQLIntegrityError:  # another server created it meanwhile: look again
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _principal(repo: _Target) -> Principal:
-    """Who the mirror commits as: the mirrored repo's organisation."""
-    return Principal(repo.owner_id, repo.owner, "", False, "write", "mirror")
-
-
-def _commit(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, found: UpstreamCommit) -> None:
-    """Download every file of ``found``, pass them through the gate and the policy, and add the commit."""
-    files = upstream.files(repo.type, repo_id, found.sha)
-    changes = [_download(hub, upstream, repo, repo_id, found.sha, f) for f in files]
-    with hub.db.write() as session:
-        for c in changes:
-            record_blob(session, c.sha256, c.size)
-    commit_flow.admit(
-        hub.db,
-        hub.store,
-        settings=hub.settings,
-        principal=_principal(repo),
-        repo_id=repo.id,
-        revision=None,  # the license policy is checked below, on the whole tree (there is no local base)
-        changes=changes,
-        sent={c.sha256 for c in changes},
-    )
-    entries = {c.path: FileEntry(c.path, c.sha256, c.git_oid, c.size, c.lfs) for c in changes}
-    with hub.db.read() as session:
-        owned = session.get(Repo, repo.id)
-        assert owned is not None
-        refused = governance.policy_refusal(
-            session, hub.store, hub.settings, owned, entries, files_tree_id(entries.values())
-        )
-    if refused is not None:
-        raise PolicyViolationError(f"the license policy of {refused[0]} refuses {repo_id}@{found.sha}: {refused[1]}")
-
-    def attempt(session: Session, row: Repo) -> None:
-        possession.index_objects(session, row.id, [c.sha256 for c in changes if c.lfs])
-        tree_id = store_files(session, entries.values())
-        commit = Commit(
-            id=found.sha,
-            repo_id=row.id,
-            parent_id=None,
-            tree_id=tree_id,
-            title=found.title,
-            message=f"Mirrored from {upstream.url}/{repo_id}",
-            author=found.author or row.owner.name,
-        )
-        commit.created_at = _date(found.date)
-        session.add(commit)
-        row.last_modified = commit.created_at
-
-    retried(hub.db, repo.id, attempt)
-
-
-def _date(text: str | None) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC).replace(tzinfo=None)
-    return parsed.astimezone(UTC).replace(tzinfo=None)
-
-
-def _download(hub: Hub, upstream: Upstream, repo: _Target, repo_id: str, sha: str, file: UpstreamFile) -> FileChange:
-    """Stream one upstream file into the store, checking it is the file the upstream's tree names (the store hashes
-    it; a regular file's git blob id is checked here)."""
-    lfs = file.sha256 is not None
-    sha1 = None if lfs else hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
-    size = 0
-    writer = hub.store.writer(file.size)
-    try:
-        with upstream.download(repo.type, repo_id, sha, file.path) as chunks:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > file.size:
-                    break
-                if sha1 is not None:
-                    sha1.update(chunk)
-                writer.write(chunk)
-        if size != file.size or (sha1 is not None and sha1.hexdigest() != file.oid):
-            raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path} than its tree names")
-        try:
-            digest = writer.commit(file.sha256, size)
-        except UploadMismatchError as e:
-            raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path}: {e}") from e
-    except BaseException:
-        writer.abort()
-        raise
-    oid = git_blob_sha1(lfs_pointer(digest, size)) if sha1 is None else sha1.hexdigest()
-    return FileChange(file.path, "add", digest, size, oid, lfs=lfs)
