@@ -299,3 +299,24 @@ def test_the_mirror_command_adds_lists_refreshes_and_evicts(
     assert {r["revision"] for r in next(x for x in listed if x["id"] == repo)["revisions"]} == {sha, "main"}
     run_checked([cli, "mirror", "evict", repo], env=env)
     assert repo not in {x["id"] for x in json.loads(run_checked([cli, "mirror", "ls", "--json"], env=env))}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "target"),
+    [
+        ("GET", "/api/models/a/b", ("model", "a/b", "main")),
+        ("GET", "/api/models/a/b/revision/v1%2Fx", ("model", "a/b", "v1/x")),
+        ("GET", "/api/datasets/a/b/tree/main/x/y?recursive=1", ("dataset", "a/b", "main")),
+        ("POST", "/api/models/a/b/paths-info/abc", ("model", "a/b", "abc")),
+        ("GET", "/api/models/a/b/xet-read-token/main", ("model", "a/b", "main")),
+        ("GET", "/a/b/resolve/main/x.bin", ("model", "a/b", "main")),
+        ("HEAD", "/datasets/a/b/resolve/refs%2Fpr%2F1/x", ("dataset", "a/b", "refs/pr/1")),
+        ("POST", "/api/models/a/b/commit/main", None),
+        ("GET", "/api/models", None),
+        ("GET", "/buckets/a/b/resolve/x", None),
+    ],
+)
+def test_the_reads_the_mirror_answers(method: str, path: str, target: tuple[str, str, str] | None) -> None:
+    from openckpt.hub.routes.mirror import read_target
+
+    assert read_target(method, path) == target

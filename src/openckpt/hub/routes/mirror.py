@@ -3,8 +3,9 @@
 token (``/api/settings/upstream-token``: set, ask whether set, forget).
 
 :class:`MirrorReads` is an ASGI middleware, so that the read routes (``model_info``, tree, paths-info, commits,
-``/resolve``) stay as they are: for each such request naming a repo and revision it calls ``mirror.ensure`` in a
-worker thread, then hands the request on; a failure of the upstream is answered in the Hub's error shape.
+``/resolve``, the Xet read token) stay as they are: for each such request naming a repo and revision it calls
+``mirror.ensure`` in a worker thread, then hands the request on; a failure of the upstream is answered in the Hub's
+error shape.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["MirrorReads", "read_target", "router"]
 
 router = APIRouter()
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-API_READS = ("revision", "tree", "paths-info", "commits", "refs")
+API_READS = ("revision", "tree", "paths-info", "commits", "refs", "xet-read-token")
 
 
 def read_target(method: str, raw_path: str) -> tuple[str, str, str] | None:
