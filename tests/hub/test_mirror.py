@@ -320,3 +320,19 @@ def test_the_reads_the_mirror_answers(method: str, path: str, target: tuple[str,
     from openckpt.hub.routes.mirror import read_target
 
     assert read_target(method, path) == target
+
+
+def test_the_hub_wide_upstream_token_comes_from_a_private_file(upstream: HubProcess, tmp_path: Path) -> None:
+    repo = f"acme/hubwide-{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=upstream.url, token=upstream.token)
+    api.create_repo(repo, private=True)
+    sha = api.upload_file(path_or_fileobj=b"shared", path_in_repo="a.txt", repo_id=repo).oid
+    token_file = tmp_path / "upstream-token"
+    token_file.write_text(upstream.token + "\n")
+    token_file.chmod(0o600)
+    env = {"OPENCKPT_UPSTREAM": upstream.url, "OPENCKPT_UPSTREAM_TOKEN_FILE": str(token_file)}
+    server = start_hub(tmp_path / "data", env=env)
+    try:  # the admin's token serves every user of this hub: their choice, as for a proxy's credentials
+        assert HfApi(endpoint=server.url).model_info(repo).sha == sha
+    finally:
+        server.stop()

@@ -57,6 +57,7 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "upstream": ("OPENCKPT_UPSTREAM", str),
     "upstream_ttl": ("OPENCKPT_UPSTREAM_TTL", int),
     "upstream_token": ("OPENCKPT_UPSTREAM_TOKEN", str),
+    "upstream_token_file": ("OPENCKPT_UPSTREAM_TOKEN_FILE", str),
     "upstream_namespaces": ("OPENCKPT_UPSTREAM_NAMESPACES", str),
 }
 SCAN_POLICIES = ("flag", "block", "allow")
@@ -144,7 +145,10 @@ class Settings:
     """Seconds a mirrored branch (``main``) is served before it is checked against the upstream again; commit ids are
     served from the cache for ever."""
     upstream_token: str = field(default="", repr=False)
-    """The hub-wide token sent to the upstreams (an admin's setting); empty: anonymous."""
+    """The hub-wide token sent to the upstreams (an admin's setting); empty: ``upstream_token_file``'s, else
+    anonymous."""
+    upstream_token_file: str = ""
+    """A file holding the hub-wide upstream token, readable by its owner only (as ``secret_file``)."""
     upstream_namespaces: str = ""
     """Upstream namespaces that may be mirrored (comma-separated, e.g. ``google,meta-llama``); empty: all."""
 
@@ -172,6 +176,16 @@ class Settings:
     def upstreams(self) -> list[str]:
         """The upstream hubs' URLs, in the order they are asked."""
         return [u.strip().rstrip("/") for u in self.upstream.split(",") if u.strip()]
+
+    def upstream_credential(self) -> str | None:
+        """The hub-wide upstream token: ``upstream_token``, else the contents of ``upstream_token_file``; None when
+        neither is set. A file other users may access is refused."""
+        if self.upstream_token or not self.upstream_token_file:
+            return self.upstream_token or None
+        path = Path(self.upstream_token_file)
+        if path.stat().st_mode & 0o077:
+            raise PermissionError(f"{path} is accessible to other users: `chmod 600 {path}` it (it holds a token)")
+        return path.read_text().strip() or None
 
     def database(self) -> str:
         """The SQLAlchemy URL: ``database_url``, or SQLite at ``<data_dir>/openckpt.db``."""

@@ -266,7 +266,7 @@ def _fetch(
     """Ask each upstream in order for ``revision`` (with the hub's token, then the caller's own); fetch and commit
     what the first that has it names."""
     failure: UpstreamError | None = None
-    tokens: list[tuple[str | None, Caller | None]] = [(hub.settings.upstream_token or None, None)]
+    tokens: list[tuple[str | None, Caller | None]] = [(hub.settings.upstream_credential(), None)]
     if caller is not None and caller.token:
         tokens.append((caller.token, caller))
     for url in hub.settings.upstreams():
