@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
     app.include_router(ui_buckets.router)  # /buckets/{owner}/{name}: before the UI's /{owner}/{name}/...
     app.include_router(ui.router)  # last: its /{owner}/{name} and /{name} pages must not shadow the API
     if settings.upstreams():  # reads of repos this hub lacks are fetched from the upstreams first
+        settings.upstream_credential()  # an unreadable or shared token file: fail at start, not on each read
         app.add_middleware(mirror.MirrorReads)
     app.add_middleware(
         Limits,
