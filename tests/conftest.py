@@ -17,6 +17,7 @@ from tests.scan.realfiles import RealFile, build_corpus
 # the tests that check whole blobs in the store; tests/hub/test_xet_reads.py has a hub fixture with it on.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("OPENCKPT_XET_INGEST", "0")
+os.environ.setdefault("OPENCKPT_COMPRESS_AT_REST", "0")  # on in tests/hub/test_storage_compression.py
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 

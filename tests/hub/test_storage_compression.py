@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -30,6 +32,18 @@ from openckpt.xet.hashes import chunk_hash, hash_to_hex
 from openckpt.xet.xorb import decode_chunks
 from tests.hub.storagetools import XetUpload, age_everything, api, commit_xet, database, store_of
 from tests.hubtools import HubProcess, S3Server, start_hub
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub with compression at rest on (the hub's default; tests/conftest.py turns it off for the tests that read
+    xorbs as uploaded)."""
+    url = ""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database(f"hub_{uuid.uuid4().hex[:8]}")
+    server = start_hub(tmp_path_factory.mktemp("hub") / "data", url, env={"OPENCKPT_COMPRESS_AT_REST": "1"})
+    yield server
+    server.stop()
 
 
 def _weights(n: int, dtype: str, seed: int = 0) -> bytes:
@@ -70,6 +84,20 @@ def test_packed_xorbs_read_any_chunk_range() -> None:
         assert [bytes(g) for g in got] == chunks[start:end]
 
 
+def _reconstruction(hub: HubProcess, repo: str, file_hex: str) -> dict[str, Any]:
+    auth = {"authorization": f"Bearer {hub.token}"}
+    token = httpx.get(f"{hub.url}/api/models/{repo}/xet-read-token/main", headers=auth).json()
+    auth = {"authorization": f"Bearer {token['accessToken']}"}
+    answer: dict[str, Any] = httpx.get(f"{token['casUrl']}/v1/reconstructions/{file_hex}", headers=auth).json()
+    return answer
+
+
+def _first_fetch(plan: dict[str, Any]) -> httpx.Response:
+    (entry,) = plan["fetch_info"][plan["terms"][0]["hash"]]
+    span = entry["url_range"]
+    return httpx.get(entry["url"], headers={"range": f"bytes={span['start']}-{span['end']}"}, timeout=60)
+
+
 def _packed(hub: HubProcess, xorb: str, timeout: float = 120) -> Xorb:
     deadline = time.monotonic() + timeout
     while True:
@@ -97,10 +125,7 @@ def test_committed_weights_are_packed_and_read_back_exactly(hub: HubProcess, uni
     assert ranged.status_code == 206 and ranged.content == up.data[1000001:2500001]
 
     # what an hf_xet client fetches: the reconstruction's transfer URLs, chunks served uncompressed
-    token = httpx.get(f"{hub.url}/api/models/{repo}/xet-read-token/main",
-                      headers={"authorization": f"Bearer {hub.token}"}).json()  # fmt: skip
-    plan = httpx.get(f"{token['casUrl']}/v1/reconstructions/{up.file_hex}",
-                     headers={"authorization": f"Bearer {token['accessToken']}"}).json()  # fmt: skip
+    plan = _reconstruction(hub, repo, up.file_hex)
     rebuilt = b""
     for term in plan["terms"]:
         (entry,) = plan["fetch_info"][term["hash"]]
@@ -143,11 +168,13 @@ def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -
     hub = start_hub(tmp_path / "data", env={"OPENCKPT_COMPRESS_AT_REST": "0"})  # packed by the CLI only
     try:
         repo = api(hub).create_repo(f"admin/{unique}").repo_id
-        ups = [XetUpload(_weights(1_000_000, "bf16", seed=i)) for i in range(4)]
+        text = b"".join(b"line %d of a config that LZ4 compresses\n" % i for i in range(50_000))
+        ups = [XetUpload(text)] + [XetUpload(_weights(1_000_000, "bf16", seed=i)) for i in range(3)]
         for i, up in enumerate(ups):
             commit_xet(hub, repo, up, f"model-{i}.safetensors")
         store = store_of(hub)
         before = {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()}
+        stale = _reconstruction(hub, repo, ups[0].file_hex)  # planned on the xorb as uploaded (LZ4-compressed chunks)
         job = _compress_cli(hub)
         while job.poll() is None and {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()} == before:
             time.sleep(0.01)
@@ -167,6 +194,9 @@ def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -
             with db.read() as session:
                 encodings = set(session.scalars(select(Xorb.encoding)))
             assert encodings == {storage_compression.PACKED}
+            assert _first_fetch(stale).status_code == 403, "a URL for the old layout is refused, as if expired"
+            fresh = _first_fetch(_reconstruction(hub, repo, ups[0].file_hex))
+            assert b"".join(decode_chunks(fresh.content)) == ups[0].data
             age_everything(hub, timedelta(hours=2))
             collected = collect(db, store, grace=timedelta(hours=1), url_ttl=timedelta(0))
             assert collected.orphans >= 1, "the objects as uploaded (and any the kill left unnamed) are freed"
@@ -181,7 +211,7 @@ def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -
 
 def test_packed_xorbs_on_s3(s3: S3Server, tmp_path: Path, unique: str) -> None:
     storage = s3.storage_url(f"pack{uuid.uuid4().hex[:8]}")
-    hub = start_hub(tmp_path / "data", storage_url=storage)
+    hub = start_hub(tmp_path / "data", storage_url=storage, env={"OPENCKPT_COMPRESS_AT_REST": "1"})
     try:
         up = XetUpload(_weights(1_500_000, "fp32"))
         repo = api(hub).create_repo(f"admin/{unique}").repo_id

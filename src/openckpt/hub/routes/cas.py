@@ -172,6 +172,9 @@ def transfer(request: Request, xorb: str, span: str) -> Response:
         raise ForbiddenError("the range asked is outside what this URL grants")
     headers = {"Content-Range": f"bytes {first}-{last}/{row.serialized_size}", "Content-Length": str(last - first + 1)}
     if row.encoding == storage_compression.PACKED:  # served uncompressed, decoded from its frames
+        if not storage_compression.whole_chunks(raw_blobs(hub.store), row.blob_sha256, allowed[0], allowed[1] + 1):
+            # signed for the layout as uploaded, before the xorb was packed: as an expired URL, hf_xet asks again
+            raise ForbiddenError("this xorb's layout changed since the URL was made: ask for its reconstruction again")
         body = storage_compression.served(raw_blobs(hub.store), row.blob_sha256, first, last + 1)
     else:
         body = raw_blobs(hub.store).read(row.blob_sha256, first, last + 1)

@@ -63,10 +63,11 @@ def _read(blobs: BlobStore, key: str, start: int, end: int) -> bytes:
     return data
 
 
-def index_of(blobs: BlobStore, key: str) -> packed.PackedIndex:
-    """The index of the packed object ``key`` (cached: objects are named by their content)."""
+def index_of(blobs: BlobStore, key: str, *, fresh: bool = False) -> packed.PackedIndex:
+    """The index of the packed object ``key`` (cached: objects are named by their content; ``fresh`` reads it
+    again)."""
     with _lock:
-        found = _INDEXES.get(key)
+        found = None if fresh else _INDEXES.get(key)
         if found is not None:
             _INDEXES.move_to_end(key)
             return found
@@ -79,11 +80,11 @@ def index_of(blobs: BlobStore, key: str) -> packed.PackedIndex:
     return index
 
 
-def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int) -> bytes:
+def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fresh: bool) -> bytes:
     """Frame ``frame`` of ``key`` decoded; the last :data:`FRAME_CACHE` decoded are kept (reads of a file cut their
     pieces elsewhere than frames end, so neighbouring pieces share a frame)."""
     with _lock:
-        found = _FRAMES.get((key, frame))
+        found = None if fresh else _FRAMES.get((key, frame))
         if found is not None:
             _FRAMES.move_to_end((key, frame))
             return found
@@ -95,11 +96,12 @@ def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int) ->
     return data
 
 
-def read_chunks(blobs: BlobStore, key: str, start: int, end: int) -> list[bytes | memoryview]:
-    """The unpacked bytes of chunks ``[start, end)`` of the packed object ``key``."""
-    index = index_of(blobs, key)
+def read_chunks(blobs: BlobStore, key: str, start: int, end: int, *, fresh: bool = False) -> list[bytes | memoryview]:
+    """The unpacked bytes of chunks ``[start, end)`` of the packed object ``key`` (``fresh``: read from the store,
+    never from the caches, as ``fsck --deep`` must)."""
+    index = index_of(blobs, key, fresh=fresh)
     try:
-        return packed.read_chunks(index, _no_read, start, end, frames=lambda f: _frame(blobs, key, index, f))
+        return packed.read_chunks(index, _no_read, start, end, frames=lambda f: _frame(blobs, key, index, f, fresh))
     except XetFormatError as e:
         raise IntegrityError(f"packed xorb object {key} is damaged: {e}") from None
 
@@ -108,17 +110,25 @@ def _no_read(offset: int, length: int) -> bytes:
     raise AssertionError("frames are read by _frame")
 
 
-def _served_frame(blobs: BlobStore, key: str, start: int, stop: int) -> bytes:
+def whole_chunks(blobs: BlobStore, key: str, first: int, end: int) -> bool:
+    """Whether bytes ``[first, end)`` of a packed xorb as served are whole chunks: a span that is not was planned on
+    the xorb's layout before it was packed."""
+    offsets = packed.served_offsets(index_of(blobs, key).sizes)
+    lo, hi = bisect_left(offsets, first), bisect_left(offsets, end)
+    return lo < hi < len(offsets) and offsets[lo] == first and offsets[hi] == end
+
+
+def _served_frame(blobs: BlobStore, key: str, start: int, stop: int, fresh: bool) -> bytes:
     parts: list[bytes | memoryview] = []
-    for data in read_chunks(blobs, key, start, stop):
+    for data in read_chunks(blobs, key, start, stop, fresh=fresh):
         parts += [packed.served_header(len(data)), data]
     return b"".join(parts)
 
 
-def served(blobs: BlobStore, key: str, first: int, end: int) -> Iterator[bytes | memoryview]:
+def served(blobs: BlobStore, key: str, first: int, end: int, *, fresh: bool = False) -> Iterator[bytes | memoryview]:
     """Bytes ``[first, end)`` of a packed xorb as served (each chunk uncompressed after its Xet header): one piece
     per frame, each frame decoded once, the next :data:`SERVE_AHEAD` decoded while one is sent."""
-    index = index_of(blobs, key)
+    index = index_of(blobs, key, fresh=fresh)
     offsets = packed.served_offsets(index.sizes)
     lo = bisect_right(offsets, first) - 1
     hi = bisect_left(offsets, end)
@@ -128,7 +138,7 @@ def served(blobs: BlobStore, key: str, first: int, end: int) -> Iterator[bytes |
     pending: deque[tuple[int, Future[bytes]]] = deque()
     try:
         for start, stop in spans:
-            pending.append((start, _DECODERS.submit(_served_frame, blobs, key, start, stop)))
+            pending.append((start, _DECODERS.submit(_served_frame, blobs, key, start, stop, fresh)))
             if len(pending) > SERVE_AHEAD:
                 yield _cut(pending.popleft(), offsets, first, end)
         while pending:

@@ -117,7 +117,7 @@ def _check_xorb_object(blobs: BlobStore, row: Xorb, chunks: list[XorbChunk], rep
     subject = f"xorb {row.hash}"
     if row.encoding == storage_compression.PACKED:  # rebuilt as served, from every frame decoded
         try:
-            data = b"".join(storage_compression.served(blobs, row.blob_sha256, 0, row.serialized_size))
+            data = b"".join(storage_compression.served(blobs, row.blob_sha256, 0, row.serialized_size, fresh=True))
         except IntegrityError as e:
             report.add("hash", subject, f"packed object does not decode: {e}")
             return
