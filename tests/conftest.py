@@ -118,9 +118,12 @@ def real_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RealFile]
 
 
 COSTLY_MODULES = (
+    "tests/checkpoint/test_exact_resume.py",
     "tests/hub/test_scale_out.py",
     "tests/hub/test_xet_compat.py",
     "tests/hub/test_storage_gc.py",
+    "tests/checkpoint/test_bucket_resume.py",
+    "tests/checkpoint/test_distributed.py",
     "tests/hub/test_reliability.py",
     "tests/cli/test_reproduce.py",
     "tests/hub/test_trees_migration.py",
