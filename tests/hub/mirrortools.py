@@ -33,6 +33,8 @@ class StaticUpstream:
     cut: set[str] = field(default_factory=set)
     pace: float = 0.0
     """Seconds to pause between the 1 MiB pieces of a download (lets concurrent readers overlap)."""
+    gated: dict[str, str] = field(default_factory=dict)
+    """Repo id → the token its files need (its listings stay public, as on the Hub)."""
     downloads: Counter[str] = field(default_factory=Counter)
     url: str = ""
 
@@ -68,6 +70,9 @@ class StaticUpstream:
             path = "/".join(parts[4:])
             if found is None or path not in found[1]:
                 return self._send(handler, 404, b'{"error": "not found"}')
+            needed = self.gated.get(f"{parts[0]}/{parts[1]}")
+            if needed is not None and handler.headers.get("authorization") != f"Bearer {needed}":
+                return self._send(handler, 403, b'{"error": "gated: ask for access"}')
             self.downloads[path] += 1
             data = found[1][path]
             handler.send_response(200)

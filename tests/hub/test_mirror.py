@@ -241,6 +241,8 @@ def test_an_upstream_failing_mid_download_fails_cleanly_and_cached_revisions_sta
             answer = httpx.get(f"{server.url}/acme/cut/resolve/main/w.bin")
             assert answer.status_code == 502 and answer.headers["x-error-code"] == "UpstreamError", answer.text
             assert "w.bin" in answer.text
+            up.cut.clear()  # a failed first fetch is tried again
+            assert httpx.get(f"{server.url}/acme/cut/resolve/main/w.bin").content == up.repos["acme/cut"][1]["w.bin"]
         finally:
             up_url = up.url
     try:  # the upstream is gone: what was cached is served, what was not is a clear 502
@@ -336,3 +338,31 @@ def test_the_hub_wide_upstream_token_comes_from_a_private_file(upstream: HubProc
         assert HfApi(endpoint=server.url).model_info(repo).sha == sha
     finally:
         server.stop()
+
+
+def test_a_gated_upstream_repo_is_read_with_the_users_own_upstream_token_only(tmp_path: Path) -> None:
+    with static_upstream() as up:
+        sha = up.add("meta/gated", {"README.md": b"# gated\n", "w.bin": WEIGHTS})
+        up.gated["meta/gated"] = "granted-upstream-token"
+        server = start_hub(tmp_path / "data", env={"OPENCKPT_UPSTREAM": up.url})
+        try:
+            alice, bob = server.create_user("alice"), server.create_user("bob")
+            refused = httpx.get(
+                f"{server.url}/meta/gated/resolve/main/w.bin", headers={"authorization": f"Bearer {bob}"}
+            )
+            assert refused.status_code == 403 and refused.headers["x-error-code"] == "GatedRepo", refused.text
+            assert "upstream-token" in refused.text
+            put = httpx.put(
+                f"{server.url}/api/settings/upstream-token",
+                json={"token": "granted-upstream-token"},
+                headers={"authorization": f"Bearer {alice}"},
+            )
+            assert put.status_code == 200
+            got = hf_hub_download("meta/gated", "w.bin", endpoint=server.url, token=alice, cache_dir=tmp_path / "a")
+            assert Path(got).read_bytes() == WEIGHTS and Path(got).parent.name == sha
+            for token in (bob, None):  # alice's token is never used for anyone else
+                headers = {"authorization": f"Bearer {token}"} if token else {}
+                refused = httpx.get(f"{server.url}/meta/gated/resolve/main/w.bin", headers=headers)
+                assert refused.status_code in (401, 403) and refused.headers["x-error-code"] == "GatedRepo"
+        finally:
+            server.stop()

@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from openckpt.errors import HubError, PolicyViolationError, UnsafeUploadError, UpstreamError
+from openckpt.errors import GatedRepoError, HubError, PolicyViolationError, UnsafeUploadError, UpstreamError
 from openckpt.hub.db.models import AccessRequest, Account, Commit, Ref, Repo
 from openckpt.hub.services import commit_flow
 from openckpt.hub.services.commits import retried
 from openckpt.hub.services.mirror_fetch import Hub, commit_files, find, is_local_account, mirror_repo
-from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit
+from openckpt.hub.services.mirror_upstream import Upstream, UpstreamCommit, UpstreamDeniedError
 
 __all__ = ["Caller", "MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
 
@@ -218,7 +218,7 @@ def refresh(hub: Hub, repo_type: str, repo_id: str, revision: str) -> MirrorStat
         with hub.db.read() as session:
             account, repo = find(session, repo_type, repo_id)
             if (account is not None and is_local_account(session, account)) or (
-                repo is not None and not mirrored(session, repo.id)
+                repo is not None and not _is_mirror_repo(session, repo)
             ):
                 return None
         return _fetch(hub, repo_type, repo_id, revision)
@@ -241,9 +241,17 @@ def _needs_fetch(hub: Hub, repo_type: str, repo_id: str, revision: str) -> bool:
         account, repo = find(session, repo_type, repo_id)
         if repo is None:
             return account is None or not is_local_account(session, account)
-        if not mirrored(session, repo.id):
+        if not _is_mirror_repo(session, repo):
             return False  # a local repo wins
         return _fresh(hub, session, repo, revision) is None
+
+
+def _is_mirror_repo(session: Session, repo: Repo) -> bool:
+    """Whether ``repo`` (of an organisation the mirror made) is the mirror's: it has mirrored revisions, or no commit
+    at all (a first fetch that failed: retried). A repo made here has its initial commit: local, it wins."""
+    if mirrored(session, repo.id):
+        return True
+    return session.scalar(select(Commit.id).where(Commit.repo_id == repo.id).limit(1)) is None
 
 
 @contextmanager
@@ -266,6 +274,7 @@ def _fetch(
     """Ask each upstream in order for ``revision`` (with the hub's token, then the caller's own); fetch and commit
     what the first that has it names."""
     failure: UpstreamError | None = None
+    denied: UpstreamDeniedError | None = None
     tokens: list[tuple[str | None, Caller | None]] = [(hub.settings.upstream_credential(), None)]
     if caller is not None and caller.token:
         tokens.append((caller.token, caller))
@@ -276,6 +285,8 @@ def _fetch(
                 found = upstream.commit(repo_type, repo_id, revision)
                 if found is not None:
                     return _mirror(hub, upstream, repo_type, repo_id, revision, found, restricted_for=owner)
+            except UpstreamDeniedError as e:  # gated upstream: its files need a token with access, maybe the caller's
+                denied = e
             except UpstreamError as e:
                 failure = failure or e
                 break  # this upstream is down: the next one
@@ -286,6 +297,11 @@ def _fetch(
         stale = session.get(Ref, (repo.id, MIRROR, revision)) if repo is not None else None
     if stale is not None:  # the upstream is down: the cached commit is served until it answers again
         return _state(stale)
+    if denied is not None:
+        raise GatedRepoError(
+            f"{repo_id} is gated upstream ({denied}): set an upstream token of your own that has access to it "
+            "(PUT /api/settings/upstream-token)"
+        )
     if failure is not None:
         raise failure
     return None
@@ -308,9 +324,10 @@ def _mirror(
         have = session.get(Commit, found.sha)
         if have is not None and have.repo_id != repo.id:
             raise UpstreamError(f"commit {found.sha} of the upstream {repo_id} is another repo's commit on this hub")
+        restricted = restricted_for is not None or any(m.restricted for m in mirrored(session, repo.id))
     if have is None:
         commit_files(hub, upstream, repo, repo_id, found)
-    state = MirrorState(revision, found.sha, upstream.url, time.time(), restricted_for is not None)
+    state = MirrorState(revision, found.sha, upstream.url, time.time(), restricted)  # restricted stays so
 
     def attempt(session: Session, repo: Repo) -> None:
         meta = json.dumps({"upstream": upstream.url, "checked": state.checked, "restricted": state.restricted})

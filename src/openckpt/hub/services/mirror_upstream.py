@@ -17,13 +17,17 @@ import httpx
 
 from openckpt.errors import UpstreamError, UpstreamTimeoutError
 
-__all__ = ["Upstream", "UpstreamCommit", "UpstreamFile"]
+__all__ = ["Upstream", "UpstreamCommit", "UpstreamDeniedError", "UpstreamFile"]
 
 PLURALS = {"model": "models", "dataset": "datasets", "space": "spaces"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CHUNK = 8 << 20
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+class UpstreamDeniedError(UpstreamError):
+    """The upstream lists a repo's files but refuses their bytes to this token (a gated repo)."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,15 @@ class Upstream:
         url = f"{self.url}/{URL_PREFIXES[repo_type]}{repo_id}/resolve/{sha}/{quote(path)}"
         try:
             with self.client.stream("GET", url) as response:
+                if response.status_code in (401, 403):
+                    raise UpstreamDeniedError(f"the upstream {self.url} refused {path} to this token")
                 if response.status_code >= 400:
                     raise UpstreamError(f"the upstream {self.url} answered {response.status_code} for {path}")
                 yield self._chunks(response)
         except httpx.TimeoutException as e:
             raise UpstreamTimeoutError(f"the upstream {self.url} stopped sending {path}: {e}") from e
+        except UpstreamError:
+            raise
         except httpx.HTTPError as e:
             raise UpstreamError(f"the upstream {self.url} failed sending {path}: {e}") from e
 
