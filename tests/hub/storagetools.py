@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, LfsPart, XetFile, XetSha256, Xorb
-from openckpt.hub.services.transfers import sign
+from openckpt.hub.services.lfs.transfers import sign
 from openckpt.store.local import LocalBlobStore
 from openckpt.xet.chunking import chunk_boundaries
 from openckpt.xet.hashes import chunk_hash, file_hash, hash_to_hex, verification_hash, xorb_hash

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from openckpt.hub.db import models
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Bucket, Repo, XetFile, Xorb
-from openckpt.hub.services.bucket_files import list_tree
-from openckpt.hub.services.storage_accounting import account, account_repo
-from openckpt.hub.services.storage_gc import GcReport, collect
+from openckpt.hub.services.buckets.files import list_tree
+from openckpt.hub.services.storage.accounting import account, account_repo
+from openckpt.hub.services.storage.gc import GcReport, collect
 from tests.hub.conftest import People, client_env, run_checked
 from tests.hub.storagetools import age_everything, database, store_of
 from tests.hubtools import HubProcess

@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session
 from openckpt.errors import PreconditionFailedError, UnsafeUploadError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Ref, Repo, WebhookOutbox
-from openckpt.hub.services import commit_flow, repos, webhooks
+from openckpt.hub.services import commit_flow, repos
 from openckpt.hub.services.accounts import Principal, authenticate
-from openckpt.hub.services.cas_files import XetFileStore
 from openckpt.hub.services.commit_flow import CommitRequest, NewFile
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.sealed import sealing_key
+from openckpt.hub.services.stored_files import XetFileStore
 from openckpt.hub.services.trees import read_tree
-from openckpt.hub.services.webhook_delivery import Deliveries, Event
+from openckpt.hub.services.webhooks import registry as webhooks
+from openckpt.hub.services.webhooks.delivery import Deliveries, Event
 from openckpt.hub.settings import Settings
 from openckpt.store.url import open_store
 from tests.hub.conftest import People

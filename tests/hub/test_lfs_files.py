@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from openckpt.hub.services.storage_gc import GcReport, collect
+from openckpt.hub.services.storage.gc import GcReport, collect
 from tests.hub.conftest import People
 from tests.hub.storagetools import age_everything, database, store_of
 from tests.hubtools import HubProcess

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from openckpt.digest import git_blob_sha1
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, LfsPart
-from openckpt.hub.services.transfers import sign
+from openckpt.hub.services.lfs.transfers import sign
 from openckpt.store.local import LocalBlobStore
 from tests.hubtools import HubProcess, start_hub
 from tests.testdata import opaque_bytes

@@ -133,7 +133,7 @@ def test_serve_command_with_storage_url_and_workers(s3: S3Server, tmp_path: Path
 
 def test_configured_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``OPENCKPT_SECRET`` is the hub's key: URLs signed with it are honoured, with another key refused."""
-    from openckpt.hub.services.transfers import sign
+    from openckpt.hub.services.lfs.transfers import sign
 
     secret = "k" * 40
     monkeypatch.setenv("OPENCKPT_SECRET", secret)

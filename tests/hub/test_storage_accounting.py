@@ -23,7 +23,7 @@ from sqlalchemy import select
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Commit, Ref, Repo, TreeItem, XetFile, XetSha256, XetTerm, Xorb
-from openckpt.hub.services.storage_accounting import account, account_owner, account_repo
+from openckpt.hub.services.storage.accounting import account, account_owner, account_repo
 from openckpt.hub.services.tree_writes import store_files
 from openckpt.hub.services.trees import FileEntry
 from openckpt.store.local import LocalBlobStore

@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from openckpt.errors import XetFormatError
 from openckpt.hub.db.models import Xorb
-from openckpt.hub.services import storage_compression
-from openckpt.hub.services.storage_accounting import account
-from openckpt.hub.services.storage_fsck import check
-from openckpt.hub.services.storage_gc import collect
+from openckpt.hub.services import compression as storage_compression
+from openckpt.hub.services.storage.accounting import account
+from openckpt.hub.services.storage.fsck import check
+from openckpt.hub.services.storage.gc import collect
 from openckpt.store.url import open_store
 from openckpt.xet import floatcodec, packed
 from openckpt.xet.hashes import chunk_hash, hash_to_hex

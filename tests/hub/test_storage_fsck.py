@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from openckpt.hub.db.models import Blob, Xorb
-from openckpt.hub.services.storage_fsck import FsckReport, check
+from openckpt.hub.services.storage.fsck import FsckReport, check
 from tests.hub.storagetools import XetUpload, api, commit_xet, database, store_of
 from tests.hubtools import HubProcess
 from tests.testdata import opaque_bytes

@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from openckpt.errors import StorageBusyError
 from openckpt.hub.db.models import Blob, Lease, LfsPart, XetFile, Xorb
-from openckpt.hub.services import leases
-from openckpt.hub.services.storage_fsck import check
-from openckpt.hub.services.storage_gc import GC_LEASE, GcReport, collect, keep_alive
-from openckpt.hub.services.storage_schedule import SCHEDULE_LEASE
+from openckpt.hub.services.storage import leases
+from openckpt.hub.services.storage.fsck import check
+from openckpt.hub.services.storage.gc import GC_LEASE, GcReport, collect, keep_alive
+from openckpt.hub.services.storage.schedule import SCHEDULE_LEASE
 from openckpt.store.url import open_store
 from tests.hub.storagetools import (
     XetUpload,

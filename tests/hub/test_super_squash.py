@@ -21,8 +21,8 @@ from huggingface_hub.errors import (
 )
 
 from openckpt.hub.db.models import Blob, Commit
-from openckpt.hub.services.storage_fsck import check
-from openckpt.hub.services.storage_gc import GcReport, collect
+from openckpt.hub.services.storage.fsck import check
+from openckpt.hub.services.storage.gc import GcReport, collect
 from tests.hub.conftest import People
 from tests.hub.storagetools import age_everything, api, database, store_of
 from tests.hubtools import HubProcess

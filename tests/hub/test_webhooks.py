@@ -22,7 +22,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from openckpt.hub.services.webhook_delivery import Deliveries, _Delivery, local_target
+from openckpt.hub.services.webhooks.delivery import Deliveries, _Delivery, local_target
 from tests.hub.conftest import People, client_env, run_checked
 from tests.hubtools import HubProcess, Postgres, start_hub
 

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import func, select
 
 from openckpt.hub.db.models import XetUpload, Xorb
-from openckpt.hub.services.storage_gc import collect
+from openckpt.hub.services.storage.gc import collect
 from openckpt.xet.hashes import hash_to_hex, keyed_chunk_hash
 from openckpt.xet.shard import parse_shard
 from tests.hub.storagetools import XetUpload as RawUpload

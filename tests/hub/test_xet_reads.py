@@ -20,10 +20,10 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from openckpt.errors import IntegrityError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob
-from openckpt.hub.services import cas_files
-from openckpt.hub.services.cas_files import ChunkSpan, FilePlan, Term, read_file
-from openckpt.hub.services.storage_fsck import check
-from openckpt.hub.services.storage_gc import collect
+from openckpt.hub.services import stored_files as cas_files
+from openckpt.hub.services.storage.fsck import check
+from openckpt.hub.services.storage.gc import collect
+from openckpt.hub.services.stored_files import ChunkSpan, FilePlan, Term, read_file
 from openckpt.store.local import LocalBlobStore
 from openckpt.store.url import open_store
 from openckpt.xet.hashes import hash_to_hex

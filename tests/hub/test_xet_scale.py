@@ -15,8 +15,8 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.services.cas_files import XetFileStore
-from openckpt.hub.services.xet_ingest import ingest
+from openckpt.hub.services.stored_files import XetFileStore
+from openckpt.hub.services.xet.ingest import ingest
 from openckpt.hub.settings import Settings
 from openckpt.store.url import open_store
 from tests.hub.test_xet_compat import _checkpoint, run_client, stored_xorb_bytes, write_folder, xet_env

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from openckpt.hub.db.engine import Database
-    from openckpt.hub.services.storage_fsck import FsckReport
+    from openckpt.hub.services.storage.fsck import FsckReport
     from openckpt.hub.settings import Settings
     from openckpt.store.blobs import BlobStore
 
@@ -86,7 +86,7 @@ def gc_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Remove blobs, xorbs and Xet files no commit uses, and what killed uploads left behind."""
-    from openckpt.hub.services.storage_gc import collect
+    from openckpt.hub.services.storage.gc import collect
 
     period = parse_duration(grace)
     with _hub(data_dir, database_url) as (settings, db, store), _phases() as note:
@@ -128,7 +128,7 @@ def fsck_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Check that every row of the hub names stored objects that agree with it; exit 1 if anything is wrong."""
-    from openckpt.hub.services.storage_fsck import check
+    from openckpt.hub.services.storage.fsck import check
 
     with _hub(data_dir, database_url) as (_, db, store), _phases() as note:
         report = check(db, store, deep=deep, progress=note)

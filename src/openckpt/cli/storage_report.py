@@ -27,7 +27,7 @@ def storage_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Bytes per repo: its files (history), after dedup, and stored (after compression at rest)."""
-    from openckpt.hub.services.storage_accounting import account
+    from openckpt.hub.services.storage.accounting import account
 
     with _hub(data_dir, database_url) as (_, db, store):
         report = account(db, store)
@@ -58,8 +58,8 @@ def compress_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Pack every xorb still kept as uploaded (safe while the hub serves: each switches in one transaction)."""
-    from openckpt.hub.services.cas_files import raw_blobs
-    from openckpt.hub.services.storage_compression import compress
+    from openckpt.hub.services.compression import compress
+    from openckpt.hub.services.stored_files import raw_blobs
 
     with _hub(data_dir, database_url) as (_, db, store):
         report = compress(db, raw_blobs(store))

@@ -33,8 +33,8 @@ def xet_ingest_command(
     """Chunk stored blobs (of at least 64 KiB) into the hub's Xet CAS and drop the whole copies; exit 1 if any
     failed (they stay stored as they were)."""
     from openckpt.hub.services.hub_secret import settle_secret
-    from openckpt.hub.services.xet_ingest import ingest
-    from openckpt.hub.services.xet_tokens import CAS_PATH
+    from openckpt.hub.services.xet.ingest import ingest
+    from openckpt.hub.services.xet.tokens import CAS_PATH
 
     if not all_blobs and not sha256:
         raise typer.BadParameter("name the blobs to ingest, or pass --all")

@@ -48,19 +48,19 @@ def create_app(settings: Settings | None = None, *, migrate: bool = False) -> Fa
         repos,
         resolve,
         security,
-        ui,
-        ui_buckets,
-        ui_community,
         users,
         webhooks,
         xet,
     )
+    from openckpt.hub.routes.ui import buckets as ui_buckets
+    from openckpt.hub.routes.ui import community as ui_community
+    from openckpt.hub.routes.ui import pages as ui
     from openckpt.hub.services import gate
-    from openckpt.hub.services.cas_files import XetFileStore
     from openckpt.hub.services.hub_secret import settle_secret
     from openckpt.hub.services.sealed import seal_webhook_secrets, sealing_key
-    from openckpt.hub.services.storage_schedule import start_schedule
-    from openckpt.hub.services.webhook_delivery import Deliveries
+    from openckpt.hub.services.storage.schedule import start_schedule
+    from openckpt.hub.services.stored_files import XetFileStore
+    from openckpt.hub.services.webhooks.delivery import Deliveries
 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)

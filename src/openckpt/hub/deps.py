@@ -31,7 +31,7 @@ from openckpt.hub.context import (
 )
 from openckpt.hub.db.engine import Database
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.webhook_delivery import Deliveries
+from openckpt.hub.services.webhooks.delivery import Deliveries
 from openckpt.hub.settings import Settings
 
 __all__ = [

@@ -23,7 +23,7 @@ __all__ = ["Limits"]
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 UPLOAD_FORM = re.compile(r"^/(?!api/)(?:datasets/)?[^/]+/[^/]+/upload(?:/|$)")
-"""The web UI's upload form (``routes/ui_owner.py``): a multipart body bounded by ``max_upload_bytes``, not by the
+"""The web UI's upload form (``routes/ui/owner.py``): a multipart body bounded by ``max_upload_bytes``, not by the
 small limit of other forms."""
 
 

@@ -141,7 +141,7 @@ class Settings:
     made (``invite``), or nobody (``closed``: admins create accounts on ``/admin/users`` or with the CLI)."""
     upstream: str = ""
     """Hubs to mirror (comma-separated URLs, asked in order): a read of a repo this hub lacks is fetched from them,
-    scanned and committed locally at the upstream's commit id (``services/mirror.py``); empty: no mirror."""
+    scanned and committed locally at the upstream's commit id (``services/mirror/cache.py``); empty: no mirror."""
     upstream_ttl: int = 300
     """Seconds a mirrored branch (``main``) is served before it is checked against the upstream again; commit ids are
     served from the cache for ever."""

@@ -22,7 +22,7 @@ import h11
 import httpx
 import pytest
 
-from openckpt.hub.services.transfers import sign
+from openckpt.hub.services.lfs.transfers import sign
 from tests.hubtools import HubProcess, Postgres, start_hub
 
 BODY_TIMEOUT = 3

@@ -22,7 +22,7 @@ import pytest
 from huggingface_hub import CommitOperationCopy, HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-from openckpt.hub.services.storage_gc import collect
+from openckpt.hub.services.storage.gc import collect
 from tests.hub.conftest import People
 from tests.hub.storagetools import XetUpload, commit_xet, database, put_xet, store_of
 from tests.hub.test_xet_compat import run_client, write_folder, xet_env

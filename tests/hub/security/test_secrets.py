@@ -251,7 +251,7 @@ def test_a_secret_file_others_may_read_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_secret_file_signs_and_stays_out_of_the_data_dir(tmp_path: Path) -> None:
-    from openckpt.hub.services.transfers import sign
+    from openckpt.hub.services.lfs.transfers import sign
 
     env = shared_secret(tmp_path)
     hub = start_hub(tmp_path / "data", env=env)

@@ -1,7 +1,7 @@
 """Issue #12, the webhook address filter: every special-purpose address, IPv6 transition forms of loopback included,
 is refused when a webhook is created (live hub, SQLite and PostgreSQL), and a delivery connects to the address it
 checked: the name is resolved once, so rebinding it to 127.0.0.1 after the check reaches nothing. The resolver is
-a parameter of :mod:`openckpt.hub.services.netguard`, which is how the unit tests here rebind a name."""
+a parameter of :mod:`openckpt.hub.services.webhooks.netguard`, which is how the unit tests here rebind a name."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from openckpt.hub.services import netguard
+from openckpt.hub.services.webhooks import netguard
 from tests.hub.test_webhooks import Receiver
 from tests.hubtools import HubProcess, Postgres, start_hub
 

@@ -228,7 +228,7 @@ class LfsPart(Base):
     """Part ``number`` of an unfinished LFS multipart upload of the blob ``sha256`` of ``size`` bytes.
 
     Its ``part_size`` bytes are stored in the blob ``part_sha256`` after a header unique to this upload of this part
-    (:data:`openckpt.hub.services.lfs_parts.HEADER_SIZE` bytes), so no other object ever has that name: not a
+    (:data:`openckpt.hub.services.lfs.parts.HEADER_SIZE` bytes), so no other object ever has that name: not a
     ``blobs`` row, never served, and removed with its row once the upload completes or is abandoned.
     """
 
@@ -352,7 +352,7 @@ class Xorb(Base):
     num_chunks: Mapped[int] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     encoding: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
-    """How the object keeps the chunks: 0 as uploaded, 1 packed (``services/storage_compression.py``; served
+    """How the object keeps the chunks: 0 as uploaded, 1 packed (``services/compression.py``; served
     uncompressed, ``serialized_size`` and the chunks' byte ranges are then the served layout's), 2 kept as uploaded
     because packing saved nothing."""
     stored_size: Mapped[int | None] = mapped_column(BigInteger, default=None)

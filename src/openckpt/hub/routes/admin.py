@@ -16,10 +16,10 @@ from openckpt.errors import EntryNotFoundError, ForbiddenError
 from openckpt.hub.context import Hub, int_param, next_page
 from openckpt.hub.db.models import Account, Bucket, Repo
 from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
-from openckpt.hub.routes.ui_common import PageRoute, page, viewer_of
+from openckpt.hub.routes.ui.common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.storage_accounting import Accounting, account, account_owner, account_repo
+from openckpt.hub.services.storage.accounting import Accounting, account, account_owner, account_repo
 from openckpt.hub.views import iso
 
 __all__ = ["pages", "router"]
@@ -58,7 +58,7 @@ def _repo_storage(hub: Hub, principal: Principal | None, repo_ref: RepoRef) -> d
 
 @router.get("/api/{plural}/{owner}/{name}/storage")
 async def repo_storage(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
-    """One repo's logical and physical bytes (see :mod:`openckpt.hub.services.storage_accounting`)."""
+    """One repo's logical and physical bytes (see :mod:`openckpt.hub.services.storage.accounting`)."""
     return await run_in_threadpool(_repo_storage, hub, principal, repo_ref)
 
 

@@ -28,11 +28,13 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Bucket, BucketFile
 from openckpt.hub.deps import HubDep, PrincipalDep, UserDep
 from openckpt.hub.error_response import header_text
-from openckpt.hub.services import bucket_files, bucket_publish, buckets
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.cas_files import file_plan, raw_blobs, read_file
-from openckpt.hub.services.cas_reconstruction import byte_range
-from openckpt.hub.services.xet_tokens import CAS_PATH, issue_token
+from openckpt.hub.services.buckets import files as bucket_files
+from openckpt.hub.services.buckets import publish as bucket_publish
+from openckpt.hub.services.buckets import registry as buckets
+from openckpt.hub.services.stored_files import file_plan, raw_blobs, read_file
+from openckpt.hub.services.xet.reconstruction import byte_range
+from openckpt.hub.services.xet.tokens import CAS_PATH, issue_token
 from openckpt.hub.views import iso
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE
 
@@ -202,7 +204,7 @@ async def batch(request: Request, hub: HubDep, user: UserDep, owner: str, name: 
 
 @router.post("/api/buckets/{owner}/{name}/lfs-files/duplicate")
 async def duplicate(request: Request, hub: HubDep, user: UserDep, owner: str, name: str) -> dict[str, Any]:
-    """Publish bucket files to a repo by Xet hash (see :mod:`openckpt.hub.services.bucket_publish`): ``failed``
+    """Publish bucket files to a repo by Xet hash (see :mod:`openckpt.hub.services.buckets.publish`): ``failed``
     lists the files that were not."""
     body = await read_json(request)
     target = body.get("target") if isinstance(body, dict) else None

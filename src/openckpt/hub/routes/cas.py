@@ -19,11 +19,15 @@ from openckpt.errors import (
 )
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
-from openckpt.hub.services import bucket_files, cas, storage_compression, xet_dedup, xet_meta
-from openckpt.hub.services.cas_files import file_plan, raw_blobs
-from openckpt.hub.services.cas_reconstruction import byte_range, reconstruction
-from openckpt.hub.services.transfers import check_signature
-from openckpt.hub.services.xet_tokens import CAS_PATH, HUB_REPO, TRANSFER_PATH, CasToken, check_token, transfer_url
+from openckpt.hub.services import compression as storage_compression
+from openckpt.hub.services.buckets import files as bucket_files
+from openckpt.hub.services.lfs.transfers import check_signature
+from openckpt.hub.services.stored_files import file_plan, raw_blobs
+from openckpt.hub.services.xet import cas
+from openckpt.hub.services.xet import dedup as xet_dedup
+from openckpt.hub.services.xet import meta as xet_meta
+from openckpt.hub.services.xet.reconstruction import byte_range, reconstruction
+from openckpt.hub.services.xet.tokens import CAS_PATH, HUB_REPO, TRANSFER_PATH, CasToken, check_token, transfer_url
 from openckpt.protocol import ERROR_CODE
 from openckpt.xet.xorb import MAX_XORB_SIZE
 

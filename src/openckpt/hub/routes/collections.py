@@ -21,8 +21,8 @@ from openckpt.hub.context import int_param, next_page
 from openckpt.hub.db.models import Account, Collection
 from openckpt.hub.deps import DbDep, PrincipalDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
-from openckpt.hub.services import collections
-from openckpt.hub.services.collections import CollectionView, ItemView, slug_of
+from openckpt.hub.services.community import collections
+from openckpt.hub.services.community.collections import CollectionView, ItemView, slug_of
 from openckpt.hub.views import iso
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE
 

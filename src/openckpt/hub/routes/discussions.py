@@ -15,8 +15,9 @@ from openckpt.hub.context import hub_of, int_param
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.deps import DbDep, PrincipalDep, RepoDep, json_body
 from openckpt.hub.routes.webhooks import announce_discussion, pr_merged, wake
-from openckpt.hub.services import discussions, pull_requests, repos
+from openckpt.hub.services import pull_requests, repos
 from openckpt.hub.services.accounts import Principal
+from openckpt.hub.services.community import discussions
 
 __all__ = ["merge_pull_request", "open_thread", "router", "write_event"]
 
@@ -67,8 +68,8 @@ Body = Annotated[ThreadBody, Depends(json_body(ThreadBody, optional=True))]
 
 
 def write_event(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
-    """Run ``change(session, *args)`` (a service of :mod:`~openckpt.hub.services.discussions` making one event) and
-    its webhook deliveries in one transaction; the event as the Hub shows it."""
+    """Run ``change(session, *args)`` (a service of :mod:`~openckpt.hub.services.community.discussions` making one
+    event) and its webhook deliveries in one transaction; the event as the Hub shows it."""
     with hub_of(request).db.write() as session:
         event = change(session, *args)
         d = session.get(Discussion, event.discussion_id)

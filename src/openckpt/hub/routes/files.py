@@ -28,13 +28,14 @@ from openckpt.hub.db.models import Commit
 from openckpt.hub.deps import EventsDep, HubDep, RepoDep, UserDep
 from openckpt.hub.routes import security
 from openckpt.hub.routes.webhooks import pr_recorded
-from openckpt.hub.services import commit_flow, preflight, pull_requests, repos, xet_meta
+from openckpt.hub.services import commit_flow, preflight, pull_requests, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import FileChange, resolve_revision
 from openckpt.hub.services.history import last_commits
 from openckpt.hub.services.names import check_new_path, check_path
 from openckpt.hub.services.trees import FileEntry, Folder, lookup, read_folder
+from openckpt.hub.services.xet import meta as xet_meta
 from openckpt.hub.settings import Settings
 from openckpt.hub.views import directory_json, file_json, last_commit_json
 from openckpt.protocol import REPO_TYPE_PREFIX

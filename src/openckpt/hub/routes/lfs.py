@@ -13,9 +13,10 @@ from openckpt.errors import BadRequestError, EntryNotFoundError, PayloadTooLarge
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import Hub, repo_id_of
 from openckpt.hub.deps import HubDep, UserDep
-from openckpt.hub.services import lfs_parts, possession, preflight, pull_requests
+from openckpt.hub.services import possession, preflight, pull_requests
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.transfers import check_signature, receive_blob, sign
+from openckpt.hub.services.lfs import parts as lfs_parts
+from openckpt.hub.services.lfs.transfers import check_signature, receive_blob, sign
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import is_sha256
 

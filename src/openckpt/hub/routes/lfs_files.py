@@ -17,9 +17,10 @@ from openckpt.hub.bodies import JsonObject, parse_json, read_bounded, validate
 from openckpt.hub.context import Hub, int_param, next_page
 from openckpt.hub.db.models import Repo
 from openckpt.hub.deps import DbDep, EventsDep, HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
-from openckpt.hub.services import lfs_purge, repos
+from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.webhook_delivery import Deliveries, repo_event
+from openckpt.hub.services.lfs import purge as lfs_purge
+from openckpt.hub.services.webhooks.delivery import Deliveries, repo_event
 from openckpt.hub.views import iso
 from openckpt.store.blobs import is_sha256
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.hub.context import int_param, next_page
 from openckpt.hub.deps import DbDep, PrincipalDep, RepoDep, UserDep
-from openckpt.hub.services import likes
+from openckpt.hub.services.community import likes
 from openckpt.hub.views import iso
 
 __all__ = ["router"]

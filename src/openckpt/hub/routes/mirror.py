@@ -22,9 +22,10 @@ from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import hub_of, optional_principal
 from openckpt.hub.deps import HubDep, UserDep, json_body
 from openckpt.hub.error_response import error_response
-from openckpt.hub.services import mirror, mirror_tokens
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.mirror import MirrorState
+from openckpt.hub.services.mirror import cache as mirror
+from openckpt.hub.services.mirror import tokens as mirror_tokens
+from openckpt.hub.services.mirror.cache import MirrorState
 from openckpt.hub.services.sealed import sealing_key
 
 __all__ = ["MirrorReads", "read_target", "router"]

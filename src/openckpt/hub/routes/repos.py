@@ -26,7 +26,7 @@ from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, r
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.trees import read_tree
-from openckpt.hub.services.webhook_delivery import Event, RefUpdate, repo_event
+from openckpt.hub.services.webhooks.delivery import Event, RefUpdate, repo_event
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
@@ -306,7 +306,7 @@ def auth_check_write(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, 
 def refs(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     with db.read() as session:
         repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
-        mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")  # a mirror's state (services/mirror.py)
+        mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")  # a mirror's state (services/mirror/cache.py)
         rows = session.scalars(select(Ref).where(mine).order_by(Ref.name)).all()
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
     prs: list[dict[str, str]] = []

@@ -19,10 +19,11 @@ from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
 from openckpt.hub.context import Hub, rev_and_path
 from openckpt.hub.db.models import Repo
 from openckpt.hub.deps import HubDep, PrincipalDep, RepoIdDep
-from openckpt.hub.services import access, download_stats, gate, repos, xet_meta
+from openckpt.hub.services import access, download_stats, gate, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.trees import file_at
+from openckpt.hub.services.xet import meta as xet_meta
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
 router = APIRouter()

@@ -20,11 +20,12 @@ from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.deps import DbDep, HubDep, SettingsDep, UserDep, json_body
-from openckpt.hub.services import discussions, webhooks
+from openckpt.hub.services.community import discussions
 from openckpt.hub.services.pull_requests import Merged, Recorded
 from openckpt.hub.services.repos import repo_named
 from openckpt.hub.services.sealed import sealing_key
-from openckpt.hub.services.webhook_delivery import Deliveries, Event, RefUpdate, repo_event
+from openckpt.hub.services.webhooks import registry as webhooks
+from openckpt.hub.services.webhooks.delivery import Deliveries, Event, RefUpdate, repo_event
 
 router = APIRouter()
 

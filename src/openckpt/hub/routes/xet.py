@@ -9,7 +9,7 @@ from openckpt.hub.context import Hub, rev_and_path
 from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.services import preflight
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.xet_tokens import CAS_PATH, issue_token
+from openckpt.hub.services.xet.tokens import CAS_PATH, issue_token
 
 router = APIRouter()
 

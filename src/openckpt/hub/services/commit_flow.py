@@ -51,22 +51,16 @@ from openckpt.digest import git_blob_sha1, lfs_pointer
 from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
-from openckpt.hub.services import (
-    discussions,
-    gate,
-    governance,
-    possession,
-    provenance,
-    repos,
-    storage_compression,
-    xet_ingest,
-)
+from openckpt.hub.services import compression as storage_compression
+from openckpt.hub.services import gate, governance, possession, provenance, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.blob_bytes import GITATTRIBUTES, put_bytes, record_blob
-from openckpt.hub.services.cas_files import raw_blobs
 from openckpt.hub.services.commits import FileChange, commit_on, pr_num, ref_kind, retried, squash_on
+from openckpt.hub.services.community import discussions
 from openckpt.hub.services.names import check_new_path
-from openckpt.hub.services.webhook_delivery import Deliveries, RefUpdate, repo_event
+from openckpt.hub.services.stored_files import raw_blobs
+from openckpt.hub.services.webhooks.delivery import Deliveries, RefUpdate, repo_event
+from openckpt.hub.services.xet import ingest as xet_ingest
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 

@@ -30,7 +30,7 @@ from openckpt.errors import (
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, Commit, Ref, Repo, utcnow
 from openckpt.hub.services import possession
-from openckpt.hub.services.cas_files import xet_files
+from openckpt.hub.services.stored_files import xet_files
 from openckpt.hub.services.tree_writes import FileChange, write_tree
 
 __all__ = [

@@ -9,10 +9,11 @@ anything else is asked for again, exactly as if the hub lacked it.
 from __future__ import annotations
 
 from openckpt.hub.db.engine import Database
-from openckpt.hub.services import access, possession, pull_requests, repos, storage_gc
+from openckpt.hub.services import access, possession, pull_requests, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.cas_files import xet_files
 from openckpt.hub.services.commits import pr_num, resolve_revision
+from openckpt.hub.services.storage import gc as storage_gc
+from openckpt.hub.services.stored_files import xet_files
 from openckpt.hub.services.trees import FileEntry, lookup, read_tree
 from openckpt.store.blobs import is_sha256
 

@@ -27,7 +27,7 @@ from openckpt.hub.db.models import Commit, Discussion, DiscussionEvent, Ref, Rep
 from openckpt.hub.services import commit_flow
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import FileChange, move_ref, new_commit, pr_num, resolve_revision, retried
-from openckpt.hub.services.discussions import (
+from openckpt.hub.services.community.discussions import (
     add_event,
     find_discussion,
     may_moderate,

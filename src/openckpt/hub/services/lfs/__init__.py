@@ -1,0 +1,1 @@
+"""Git LFS on the hub: signed transfers, multipart uploads, and purging LFS files from a history."""

@@ -1,0 +1,240 @@
+"""The CAS's writes: xorb uploads and shard registration (each shard recorded as an upload for global dedup:
+:mod:`.xet_dedup`).
+
+Everything a client uploads is parsed and every hash recomputed before anything is stored or registered; a xorb is
+stored whole (without footer) as one blob of the blob store, indexed chunk by chunk in the database. A shard
+registers files only if every term names chunks the CAS holds and proves, by its verification hash, that the
+uploader knows them; a file's sha256 (what commits name it by) stays unverified until a commit needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from openckpt.errors import XetFormatError, XetUploadError
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import XetFile, XetSha256, XetTerm, Xorb, XorbChunk
+from openckpt.hub.services import possession
+from openckpt.hub.services.storage import gc as storage_gc
+from openckpt.hub.services.xet import dedup as xet_dedup
+from openckpt.store.blobs import BlobStore
+from openckpt.xet import shard as xshard
+from openckpt.xet.hashes import (
+    ZERO_HASH,
+    eligible_for_global_dedup,
+    file_hash,
+    hash_to_hex,
+    hex_to_hash,
+    verification_hash,
+)
+from openckpt.xet.xorb import parse_xorb
+
+__all__ = ["MAX_SHARD_BYTES", "parse_hash", "register_shard", "store_xorb"]
+
+MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
+
+
+def parse_hash(value: str) -> bytes:
+    """The raw bytes of a hash string from a URL; a 400 if it is not one."""
+    try:
+        return hex_to_hash(value)
+    except XetFormatError as e:
+        raise XetUploadError(str(e)) from None
+
+
+# ---- xorbs ------------------------------------------------------------------------------------------------------
+
+
+def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray) -> bool:
+    """Validate and store an uploaded xorb named ``xorb_hex``; return whether it was new (idempotent)."""
+    expected = parse_hash(xorb_hex)
+    with db.read() as session:
+        known = session.get(Xorb, xorb_hex) is not None
+    if known:
+        with db.write() as session:
+            if session.get(Xorb, xorb_hex) is not None:  # not collected since: its grace period restarts
+                storage_gc.keep_alive(session, xorbs=[xorb_hex])
+                return False
+    try:
+        xorb = parse_xorb(memoryview(data), expected_hash=expected)
+    except XetFormatError as e:
+        raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
+    body = memoryview(data)[: xorb.chunks[-1].end]  # the footer, if any, is redundant: the database describes chunks
+    writer = blobs.writer(len(body))
+    try:
+        writer.write(cast(bytes, body))  # every store's writer takes any buffer: no copy of the body
+    except BaseException:
+        writer.abort()
+        raise
+    blob = writer.commit(expected_size=len(body))
+    rows = [
+        {
+            "xorb_hash": xorb_hex,
+            "chunk_index": i,
+            "chunk_hash": hash_to_hex(c.hash),
+            "unpacked_offset": xorb.unpacked_offset(i),
+            "unpacked_size": c.size,
+            "byte_start": c.start,
+            "byte_end": c.end,
+            "global_dedup": eligible_for_global_dedup(c.hash),
+        }
+        for i, c in enumerate(xorb.chunks)
+    ]
+    try:
+        with db.write() as session:
+            if session.get(Xorb, xorb_hex) is not None:
+                storage_gc.keep_alive(session, xorbs=[xorb_hex])
+                return False
+            session.add(
+                Xorb(
+                    hash=xorb_hex,
+                    blob_sha256=blob,
+                    serialized_size=len(body),
+                    unpacked_size=xorb.unpacked_size,
+                    num_chunks=len(xorb.chunks),
+                )
+            )
+            session.flush()
+            session.execute(insert(XorbChunk), rows)
+    except SQLIntegrityError:  # a concurrent upload of the same xorb won
+        return False
+    return True
+
+
+# ---- shards -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A stored xorb's chunks as the CAS parsed them: hashes (raw) and unpacked sizes."""
+
+    hashes: list[bytes]
+    sizes: list[int]
+
+
+def _known_xorbs(db: Database, xorbs: Iterable[str]) -> dict[str, _Known]:
+    wanted = list(set(xorbs))
+    known: dict[str, _Known] = {}
+    with db.read() as session:
+        for start in range(0, len(wanted), 500):
+            rows = session.execute(
+                select(XorbChunk.xorb_hash, XorbChunk.chunk_hash, XorbChunk.unpacked_size)
+                .where(XorbChunk.xorb_hash.in_(wanted[start : start + 500]))
+                .order_by(XorbChunk.xorb_hash, XorbChunk.chunk_index)
+            ).tuples()
+            for xorb, chunk, size in rows:
+                entry = known.setdefault(xorb, _Known([], []))
+                entry.hashes.append(hex_to_hash(chunk))
+                entry.sizes.append(size)
+    return known
+
+
+@dataclass(frozen=True)
+class _File:
+    hash: str
+    size: int
+    sha256: str | None
+    terms: list[tuple[str, int, int, int]]
+    """(xorb, chunk start, chunk end, unpacked size) of each term."""
+
+
+def _check_xorb_infos(infos: Sequence[xshard.XorbInfo], known: dict[str, _Known]) -> None:
+    for info in infos:
+        name = hash_to_hex(info.hash)
+        stored = known.get(name)
+        if stored is None:
+            raise XetUploadError(f"shard lists xorb {name}, which was never uploaded: upload xorbs before shards")
+        if [(h, size) for h, _, size in info.chunks] != list(zip(stored.hashes, stored.sizes, strict=True)):
+            raise XetUploadError(f"shard describes xorb {name} with other chunks than it holds")
+
+
+def _check_file(entry: xshard.XetFile, known: dict[str, _Known]) -> _File:
+    name = hash_to_hex(entry.hash)
+    leaves: list[tuple[bytes, int]] = []
+    terms = []
+    for number, term in enumerate(entry.terms):
+        xorb = hash_to_hex(term.xorb_hash)
+        stored = known.get(xorb)
+        where = f"file {name}, term {number}"
+        if stored is None:
+            raise XetUploadError(f"{where}: xorb {xorb} is not stored")
+        if not 0 <= term.chunk_start < term.chunk_end <= len(stored.hashes):
+            raise XetUploadError(f"{where}: chunks [{term.chunk_start}, {term.chunk_end}) are not in xorb {xorb}")
+        hashes = stored.hashes[term.chunk_start : term.chunk_end]
+        sizes = stored.sizes[term.chunk_start : term.chunk_end]
+        if sum(sizes) != term.size:
+            raise XetUploadError(f"{where}: declares {term.size} bytes, its chunks hold {sum(sizes)}")
+        if term.verification is None or verification_hash(hashes) != term.verification:
+            raise XetUploadError(f"{where}: verification hash does not prove the chunks of xorb {xorb}")
+        leaves += zip(hashes, sizes, strict=True)
+        terms.append((xorb, term.chunk_start, term.chunk_end, term.size))
+    if file_hash(leaves) != entry.hash:
+        raise XetUploadError(f"file {name}: its chunks hash to {hash_to_hex(file_hash(leaves))}")
+    sha256 = None if entry.sha256 in (None, ZERO_HASH) else entry.sha256.hex()
+    return _File(name, sum(size for *_, size in terms), sha256, terms)
+
+
+def register_shard(db: Database, data: bytes | bytearray, *, repo: int | None, minted_by: int | None = None) -> int:
+    """Validate an uploaded shard and register its files (for ``repo``'s uploads, and as uploads of the account of
+    the access token ``minted_by``); 1 if anything was new, else 0."""
+    if len(data) > MAX_SHARD_BYTES:
+        raise XetUploadError(f"shard of {len(data)} bytes is over the limit of {MAX_SHARD_BYTES}")
+    try:
+        parsed = xshard.parse_shard(memoryview(data))
+    except XetFormatError as e:
+        raise XetUploadError(f"shard refused: {e}") from None
+    names = {hash_to_hex(i.hash) for i in parsed.xorbs}
+    names.update(hash_to_hex(t.xorb_hash) for f in parsed.files for t in f.terms)
+    known = _known_xorbs(db, names)
+    _check_xorb_infos(parsed.xorbs, known)
+    files = [_check_file(f, known) for f in parsed.files]
+    try:
+        return _register(db, files, repo, minted_by)
+    except SQLIntegrityError:  # a concurrent registration of the same file: it is there now
+        return _register(db, files, repo, minted_by)
+
+
+def _register(db: Database, files: list[_File], repo: int | None, minted_by: int | None) -> int:
+    new = 0
+    with db.write() as session:  # what the shard names and the CAS already has will be committed soon: kept alive
+        storage_gc.keep_alive(session, xorbs={x for f in files for x, *_ in f.terms})
+        for f in files:
+            if session.get(XetFile, f.hash) is not None:
+                storage_gc.keep_alive(session, files=[f.hash])
+            else:
+                new = 1
+                session.add(XetFile(hash=f.hash, size=f.size, num_terms=len(f.terms)))
+                session.flush()
+                if f.terms:  # an empty file has none (an empty list would insert a row of defaults)
+                    session.execute(
+                        insert(XetTerm),
+                        [
+                            {
+                                "file_hash": f.hash,
+                                "term_index": i,
+                                "xorb_hash": x,
+                                "chunk_start": s,
+                                "chunk_end": e,
+                                "size": n,
+                            }
+                            for i, (x, s, e, n) in enumerate(f.terms)
+                        ],
+                    )
+                    x, s, _, _ = f.terms[0]  # clients ask about the first chunk of every file
+                    session.execute(
+                        update(XorbChunk)
+                        .where(XorbChunk.xorb_hash == x, XorbChunk.chunk_index == s)
+                        .values(global_dedup=True)
+                    )
+            if f.sha256 is not None and session.get(XetSha256, (f.sha256, f.hash)) is None:
+                new = 1
+                session.add(XetSha256(sha256=f.sha256, file_hash=f.hash, size=f.size, repo_id=repo))
+        xet_dedup.record_upload(session, (x for f in files for x, *_ in f.terms), repo=repo, minted_by=minted_by)
+        if minted_by is not None:  # the uploader's claim: possession once this registration is verified
+            possession.record_xet_uploads(session, minted_by, [(f.sha256 or "", f.hash) for f in files])
+    return new
