@@ -71,6 +71,34 @@ def _file(store: LocalBlobStore, path: str, version: int, *, lfs: bool = False) 
     return FileEntry(path, sha256, oid, len(data), lfs)
 
 
+@dataclass(frozen=True)
+class _OldRepo:
+    id: int
+
+
+_OLD_REPOS = (
+    sa.table(
+        "repos",
+        *(sa.column(c) for c in ("id", "type", "owner_id", "name", "private", "created_at", "last_modified")),
+        *(sa.column(c) for c in ("downloads", "likes")),
+        *(sa.column(c, sa.JSON) for c in ("card_data", "tags")),
+    )
+    .insert()
+    .values(
+        type="model",
+        private=False,
+        created_at=datetime(2026, 1, 1),
+        last_modified=datetime(2026, 1, 1),
+        downloads=0,
+        likes=0,
+        card_data={},
+        tags=[],
+    )
+    .returning(sa.column("id"))
+)
+"""A repo row as the schema at 0013 has it (the ORM model has the columns of later revisions)."""
+
+
 def _old_world(db: Database, store: LocalBlobStore) -> World:
     """Repos with histories, stored as the code before 0014 stored them (flat tree rows)."""
     world = World({}, {}, {})
@@ -97,9 +125,7 @@ def _old_world(db: Database, store: LocalBlobStore) -> World:
         session.flush()
         stored: set[str] = set()
         for (owner, name), history in histories.items():
-            repo = Repo(type="model", owner_id=owners[owner].id, name=name)
-            session.add(repo)
-            session.flush()
+            repo = _OldRepo(session.execute(_OLD_REPOS.values(owner_id=owners[owner].id, name=name)).scalar_one())
             parent: str | None = None
             for n, files in enumerate(history):
                 tree = _flat_id(files)

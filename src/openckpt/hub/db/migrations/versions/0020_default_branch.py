@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("repos") as batch:
-        batch.drop_column("default_branch")
+    # ALTER TABLE … DROP COLUMN in place: a batch copy would drop the old table, and SQLite's foreign keys would then
+    # delete every row that references a repo (commits, refs, …) by their ON DELETE CASCADE
+    op.drop_column("repos", "default_branch")

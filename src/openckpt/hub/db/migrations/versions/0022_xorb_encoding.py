@@ -23,6 +23,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("xorbs") as batch:
-        batch.drop_column("stored_size")
-        batch.drop_column("encoding")
+    # in place, not by a batch copy: dropping the old table would cascade to every row that references a xorb
+    op.drop_column("xorbs", "stored_size")
+    op.drop_column("xorbs", "encoding")
