@@ -2,7 +2,8 @@
 
 From "A five-minute tour" to the end of "The hub from the command line": ``python`` blocks run in one interpreter
 (later blocks use the names of earlier ones), ``$ `` lines of ``console`` blocks and the lines of ``bash`` blocks run
-in a shell, in order. The ``export HF_ENDPOINT=… HF_TOKEN=…`` block is what the hub fixture provides; the README's
+in a shell, in order (``sh`` blocks are deployment examples, such as a server fronting huggingface.co, and are not
+run). The ``export HF_ENDPOINT=… HF_TOKEN=…`` block is what the hub fixture provides; the README's
 ``http://127.0.0.1:8000`` and ``oc_...`` stand for the fixture's URL and admin token.
 """
 
