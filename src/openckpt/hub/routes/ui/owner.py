@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, UnauthorizedError
 from openckpt.hub.context import Hub, hub_of, raw_tail, repo_id_of
@@ -150,6 +150,23 @@ async def _commit(
     return (await run_in_threadpool(flow, hub.db, hub.store)).commit_id
 
 
+async def _committed(
+    request: Request,
+    viewer: Principal,
+    repo: Repo,
+    branch: str,
+    changes: list[FileChange | NewFile],
+    form: FormData,
+    default_title: str,
+    *,
+    parent: str | None,
+) -> Response:
+    """Commit a form's ``changes`` with its title (``default_title`` if blank) and message; show the commit."""
+    title, message = _title(form.get("title"), default_title), str(form.get("message") or "")
+    commit_id = await _commit(request, viewer, repo, branch, changes, title=title, message=message, parent=parent)
+    return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
+
+
 def upload_form(request: Request, hub: Hub, repo_type: str) -> Response:
     viewer = _signed_in(request)
     if isinstance(viewer, Response):
@@ -182,17 +199,7 @@ async def upload(request: Request, hub: Hub, repo_type: str) -> Response:
         assert item.filename is not None
         changes.append(NewFile(f"{folder}/{item.filename}" if folder else item.filename, item.file))
     names = ", ".join(c.path for c in changes[:3]) + (" and more" if len(changes) > 3 else "")
-    commit_id = await _commit(
-        request,
-        viewer,
-        repo,
-        rev,
-        changes,
-        title=_title(form.get("title"), f"Upload {names}"),
-        message=str(form.get("message") or ""),
-        parent=None,
-    )
-    return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
+    return await _committed(request, viewer, repo, rev, changes, form, f"Upload {names}", parent=None)
 
 
 def edit_form(request: Request, hub: Hub, repo_type: str) -> Response:
@@ -237,17 +244,7 @@ async def edit(request: Request, hub: Hub, repo_type: str) -> Response:
     changes: list[FileChange | NewFile] = [NewFile(path, content)]
     if old_path and old_path != path:
         changes.append(FileChange(check_path(old_path), "delete"))
-    commit_id = await _commit(
-        request,
-        viewer,
-        repo,
-        rev,
-        changes,
-        title=_title(form.get("title"), f"Update {path}"),
-        message=str(form.get("message") or ""),
-        parent=parent,
-    )
-    return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
+    return await _committed(request, viewer, repo, rev, changes, form, f"Update {path}", parent=parent)
 
 
 def delete_form(request: Request, hub: Hub, repo_type: str) -> Response:
@@ -276,17 +273,8 @@ async def delete(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
     changes: list[FileChange | NewFile] = [FileChange(check_path(path), "delete")]
-    commit_id = await _commit(
-        request,
-        viewer,
-        repo,
-        rev,
-        changes,
-        title=_title(form.get("title"), f"Delete {path}"),
-        message=str(form.get("message") or ""),
-        parent=str(form.get("parent") or "") or None,
-    )
-    return RedirectResponse(f"{repo_url(repo)}/commit/{commit_id}", status_code=303)
+    parent = str(form.get("parent") or "") or None
+    return await _committed(request, viewer, repo, rev, changes, form, f"Delete {path}", parent=parent)
 
 
 def _endpoint(
