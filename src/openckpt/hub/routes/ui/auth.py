@@ -16,8 +16,8 @@ from openckpt.hub.routes.ui.common import (
     check_csrf,
     csrf_token,
     page,
-    secure_cookies,
     signed_in_form,
+    start_session,
 )
 from openckpt.hub.services import accounts, pages, web_sessions
 from openckpt.hub.services.accounts import Principal
@@ -61,17 +61,7 @@ async def login(request: Request, hub: HubDep) -> Response:
         return _login_page(
             request, str(form.get("next") or ""), "That token is not valid: it is unknown or has been revoked.", 401
         )
-    response = RedirectResponse(_safe_next(str(form.get("next") or "/")), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=hub.settings.session_lifetime,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(request),
-        path="/",
-    )
-    return response
+    return start_session(request, RedirectResponse(_safe_next(str(form.get("next") or "/")), status_code=303), cookie)
 
 
 @router.post("/logout")

@@ -45,6 +45,7 @@ from openckpt.protocol import REPO_TYPE_PREFIX
 
 __all__ = [
     "SESSION_COOKIE",
+    "start_session",
     "PageRoute",
     "check_csrf",
     "page_number",
@@ -218,6 +219,17 @@ async def signed_in_form(request: Request, purpose: str) -> tuple[Principal, For
 
 def secure_cookies(request: Request) -> bool:
     return request.url.scheme == "https" or hub_of(request).settings.public_url.startswith("https://")
+
+
+def start_session(request: Request, response: Response, cookie: str) -> Response:
+    """``response`` carrying the cookie of the web session ``cookie`` just started (HTTP-only, for the session's
+    whole lifetime)."""
+    lifetime = hub_of(request).settings.session_lifetime
+    secure = secure_cookies(request)
+    response.set_cookie(
+        SESSION_COOKIE, cookie, max_age=lifetime, httponly=True, samesite="lax", secure=secure, path="/"
+    )
+    return response
 
 
 # ---- pages ------------------------------------------------------------------------------------------------------

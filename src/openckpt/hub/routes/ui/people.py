@@ -16,13 +16,12 @@ from openckpt.hub.db.models import Account
 from openckpt.hub.deps import DbDep, HubDep, ViewerDep
 from openckpt.hub.routes.ui.common import (
     ENV,
-    SESSION_COOKIE,
     PageRoute,
     check_csrf,
     csrf_token,
     page,
-    secure_cookies,
     signed_in_form,
+    start_session,
     viewer_of,
 )
 from openckpt.hub.services import accounts, pages, people_admin, web_sessions
@@ -96,17 +95,7 @@ async def join(request: Request, hub: HubDep) -> Response:
         return _join_page(request, hub, error=str(e), status=400, values=values)
     except ConflictError as e:  # a taken name
         return _join_page(request, hub, error=str(e), status=409, values=values)
-    response = _join_page(request, hub, new_secret=secret, values={**values, "name": name})
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=hub.settings.session_lifetime,
-        httponly=True,
-        samesite="lax",
-        secure=secure_cookies(request),
-        path="/",
-    )
-    return response
+    return start_session(request, _join_page(request, hub, new_secret=secret, values={**values, "name": name}), cookie)
 
 
 # ---- account settings -------------------------------------------------------------------------------------------
