@@ -15,15 +15,13 @@ from sqlalchemy.orm import Session
 from openckpt.format.manifest import FORMAT_VERSION, Manifest
 from openckpt.hub.db.models import Account, Commit, Membership, Ref, Repo, Token
 from openckpt.hub.services.commits import commit_chain
-from openckpt.hub.services.trees import EMPTY, FileEntry, changed_files
+from openckpt.hub.services.trees import FileEntry
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
-    "Change",
     "Folder",
     "Listing",
     "ManifestPanel",
-    "commit_changes",
     "commit_history",
     "find_account",
     "list_refs",
@@ -80,33 +78,6 @@ def commit_history(session: Session, head: Commit, *, offset: int, limit: int) -
     """``limit`` commits of the first-parent chain from ``head`` after ``offset``, and whether more follow."""
     chain = commit_chain(session, head, limit=offset + limit + 1)
     return chain[offset : offset + limit], len(chain) > offset + limit
-
-
-@dataclass(frozen=True)
-class Change:
-    status: str  # added | modified | deleted
-    path: str
-    size: int
-
-
-def commit_changes(session: Session, commit: Commit) -> list[Change]:
-    """What ``commit`` changed against its parent, by path."""
-    base = EMPTY
-    if commit.parent_id is not None:
-        parent = session.get(Commit, commit.parent_id)
-        if parent is not None:
-            base = parent.tree_id
-    old, new = changed_files(session, base, commit.tree_id)  # only the folders that differ
-    changes = []
-    for path in sorted(new.keys() | old.keys()):
-        before, after = old.get(path), new.get(path)
-        if before is None and after is not None:
-            changes.append(Change("added", path, after.size))
-        elif after is None and before is not None:
-            changes.append(Change("deleted", path, before.size))
-        elif before is not None and after is not None and (before.sha256, before.lfs) != (after.sha256, after.lfs):
-            changes.append(Change("modified", path, after.size))
-    return changes
 
 
 @dataclass

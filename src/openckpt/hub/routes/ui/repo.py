@@ -1,4 +1,5 @@
-"""Repo pages: overview (card, files, openckpt manifest), folders, files, commit history, one commit, refs.
+"""Repo pages: overview (card, files, openckpt manifest), folders, files, commit history and refs (a commit's page,
+with its diffs, is in ``changes.py``).
 
 Models live at ``/{owner}/{name}``, datasets at ``/datasets/{owner}/{name}``; a revision is ``?rev=`` on the
 overview and a path segment elsewhere (``%2F`` inside it, as the API expects). API routes are included first, so
@@ -173,22 +174,6 @@ def commits(request: Request, hub: Hub, repo_type: str) -> Response:
         return page(request, "repo_commits.html", context)
 
 
-def one_commit(request: Request, hub: Hub, repo_type: str) -> Response:
-    sha = request.path_params["sha"]
-    with hub.db.read() as session:
-        repo = _repo(session, request, repo_type)
-        commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
-        if commit is None or commit.id != sha.lower():
-            raise EntryNotFoundError(f"no commit {sha!r} in this repo")
-        base = repo_url(repo)
-        link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
-        context = {
-            **_header(session, repo, commit.id, commit, "commits", link),
-            "changes": pages.commit_changes(session, commit),
-        }
-        return page(request, "repo_commit.html", context)
-
-
 def refs(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
@@ -214,7 +199,6 @@ _VIEWS: list[tuple[str, Callable[[Request, Hub, str], Response]]] = [
     ("/blob/{rest:path}", blob),
     ("/commits", commits),
     ("/commits/{rest:path}", commits),
-    ("/commit/{sha}", one_commit),
     ("/refs", refs),
 ]
 for _prefix, _type in (("/datasets", "dataset"), ("", "model")):  # datasets first: their paths are longer
