@@ -19,6 +19,7 @@ from typing import Any
 
 from openckpt.checkpoint.commit import commit_snapshot
 from openckpt.checkpoint.dataloader import ResumableLoader
+from openckpt.checkpoint.determinism import settle_math_kernels
 from openckpt.checkpoint.distributed import is_distributed, save_distributed
 from openckpt.checkpoint.mirror import Mirror, fetch_checkpoints, open_mirror
 from openckpt.checkpoint.mirror_writer import MirrorWriter
@@ -77,6 +78,7 @@ class CheckpointManager:
     ) -> None:
         if save_every is not None and save_every < 1:
             raise ValueError("save_every must be >= 1")
+        settle_math_kernels()  # before the run's first forward pass, so that a resumed run computes as the original
         self.directory = Path(os.environ.get("OPENCKPT_REPRODUCE_DIR") or directory)
         stop = os.environ.get("OPENCKPT_STOP_AFTER_STEP")
         self._stop_after = int(stop) if stop else None
