@@ -27,11 +27,14 @@ __all__ = [
     "authenticate",
     "note_token_use",
     "create_account",
+    "create_own_token",
     "create_token",
     "find_account",
     "hash_token",
     "list_tokens",
+    "revoke_own_token",
     "revoke_token",
+    "set_fullname",
 ]
 
 ROLES = ("read", "write", "admin")
@@ -123,6 +126,36 @@ def revoke_token(session: Session, account: Account, token_id: int) -> None:
         raise ForbiddenError("no such active token")
     token.revoked_at = utcnow()
     session.execute(delete(WebSession).where(WebSession.token_id == token_id))
+
+
+def create_own_token(db: Database, principal: Principal, *, name: str, role: str) -> str:
+    """A new token of the caller's account (a write token only from a caller signed in with one); its secret."""
+    if role == "write" and not principal.can_write:
+        raise ForbiddenError("this session uses a read token: it can create read tokens only")
+    with db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        return create_token(session, account, name=name, role=role)[1]
+
+
+def revoke_own_token(db: Database, principal: Principal, *, token_id: int) -> None:
+    """Revoke a token of the caller's account (a write token's caller only), and the web sessions it signed in."""
+    if not principal.can_write:
+        raise ForbiddenError("this session uses a read token: sign in with a write token to revoke tokens")
+    with db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        revoke_token(session, account, token_id)
+
+
+def set_fullname(db: Database, principal: Principal, *, fullname: str) -> None:
+    """Change the caller's full name (a write token's caller only; at most 200 characters, else its name)."""
+    if not principal.can_write:
+        raise ForbiddenError("this session uses a read token: sign in with a write token to change the profile")
+    with db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        account.fullname = fullname.strip()[:200] or principal.name
 
 
 # Local administration (the ``openckpt user|org|token`` commands) --------------------------------------------

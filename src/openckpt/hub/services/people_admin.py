@@ -17,12 +17,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError, ForbiddenError
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Token, WebSession, utcnow
-from openckpt.hub.services import accounts
+from openckpt.hub.services import accounts, web_sessions
 from openckpt.hub.services.names import check_account_name
 
 __all__ = [
     "INVITE_TTL",
+    "add_user",
     "check_invite",
     "create_org",
     "create_user",
@@ -31,6 +33,7 @@ __all__ = [
     "remove_member",
     "reset_user",
     "set_member",
+    "sign_up",
 ]
 
 INVITE_TTL = 7 * 86400
@@ -40,10 +43,12 @@ def _invite_mac(secret: bytes, name: str, expires: int) -> str:
     return hmac.new(secret, f"invite\0{name}\0{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def make_invite(session: Session, secret: bytes, name: str, *, ttl: int = INVITE_TTL) -> str:
+def make_invite(db: Database, name: str, *, secret: bytes, ttl: int = INVITE_TTL) -> str:
     """An invite code for a new user ``name`` (free and valid now), valid for ``ttl`` seconds."""
     check_account_name(name)
-    if session.scalar(select(Account.id).where(Account.name == name)) is not None:
+    with db.read() as session:
+        taken = session.scalar(select(Account.id).where(Account.name == name)) is not None
+    if taken:
         raise BadRequestError(f"the name {name!r} is taken")
     expires = int(time.time()) + ttl
     return f"{name}.{expires}.{_invite_mac(secret, name, expires)}"
@@ -71,6 +76,21 @@ def create_user(
     return account, secret
 
 
+def sign_up(db: Database, name: str, *, fullname: str, lifetime: int) -> tuple[str, str]:
+    """A new user ``name`` with a write token and a web session of it (``lifetime`` seconds), in one transaction:
+    the token's secret (shown once) and the session's."""
+    with db.write() as session:
+        _, secret = create_user(session, name, fullname=fullname, token_name="sign-up")
+        principal = accounts.authenticate(session, secret)
+        return secret, web_sessions.start_session(session, principal, lifetime=lifetime)
+
+
+def add_user(db: Database, name: str, *, is_admin: bool = False) -> str:
+    """A new user (an admin of the hub with ``is_admin``) with a write token; the token's secret (shown once)."""
+    with db.write() as session:
+        return create_user(session, name, is_admin=is_admin)[1]
+
+
 def _revoke_all(session: Session, account: Account) -> int:
     tokens = session.scalars(select(Token).where(Token.account_id == account.id, Token.revoked_at.is_(None))).all()
     for token in tokens:
@@ -79,23 +99,25 @@ def _revoke_all(session: Session, account: Account) -> int:
     return len(tokens)
 
 
-def disable_user(session: Session, name: str) -> int:
+def disable_user(db: Database, name: str) -> int:
     """Revoke every token of user ``name`` and end its web sessions; how many tokens were revoked."""
-    return _revoke_all(session, accounts.find_account(session, name, kind="user"))
+    with db.write() as session:
+        return _revoke_all(session, accounts.find_account(session, name, kind="user"))
 
 
-def reset_user(session: Session, name: str) -> str:
+def reset_user(db: Database, name: str) -> str:
     """Revoke every token of user ``name`` and make one new write token; its secret."""
-    account = accounts.find_account(session, name, kind="user")
-    _revoke_all(session, account)
-    return accounts.create_token(session, account, name="reset by an admin", role="write")[1]
+    with db.write() as session:
+        account = accounts.find_account(session, name, kind="user")
+        _revoke_all(session, account)
+        return accounts.create_token(session, account, name="reset by an admin", role="write")[1]
 
 
-def create_org(session: Session, name: str, *, admin: str, fullname: str = "") -> Account:
+def create_org(db: Database, name: str, *, admin: str, fullname: str = "") -> None:
     """A new organisation whose first admin is the user ``admin``."""
-    org = accounts.create_account(session, name, kind="org", fullname=fullname.strip()[:200])
-    accounts.add_member(session, org, accounts.find_account(session, admin, kind="user"), "admin")
-    return org
+    with db.write() as session:
+        org = accounts.create_account(session, name, kind="org", fullname=fullname.strip()[:200])
+        accounts.add_member(session, org, accounts.find_account(session, admin, kind="user"), "admin")
 
 
 def _admins(session: Session, org: Account) -> int:
@@ -103,23 +125,25 @@ def _admins(session: Session, org: Account) -> int:
     return len(list(rows))
 
 
-def set_member(session: Session, org_name: str, user: str, role: str) -> None:
+def set_member(db: Database, org_name: str, *, user: str, role: str) -> None:
     """Add ``user`` to the organisation with ``role``, or change its role; an org keeps at least one admin."""
-    org = accounts.find_account(session, org_name, kind="org")
-    account = accounts.find_account(session, user, kind="user")
-    current = session.get(Membership, (org.id, account.id))
-    if current is not None and current.role == "admin" and role != "admin" and _admins(session, org) <= 1:
-        raise BadRequestError(f"{user} is the last admin of {org_name}: make someone else admin first")
-    accounts.add_member(session, org, account, role)
+    with db.write() as session:
+        org = accounts.find_account(session, org_name, kind="org")
+        account = accounts.find_account(session, user, kind="user")
+        current = session.get(Membership, (org.id, account.id))
+        if current is not None and current.role == "admin" and role != "admin" and _admins(session, org) <= 1:
+            raise BadRequestError(f"{user} is the last admin of {org_name}: make someone else admin first")
+        accounts.add_member(session, org, account, role)
 
 
-def remove_member(session: Session, org_name: str, user: str) -> None:
+def remove_member(db: Database, org_name: str, *, user: str) -> None:
     """Take ``user`` out of the organisation; never its last admin."""
-    org = accounts.find_account(session, org_name, kind="org")
-    account = accounts.find_account(session, user, kind="user")
-    current = session.get(Membership, (org.id, account.id))
-    if current is None:
-        raise BadRequestError(f"{user} is not a member of {org_name}")
-    if current.role == "admin" and _admins(session, org) <= 1:
-        raise BadRequestError(f"{user} is the last admin of {org_name}: make someone else admin first")
-    session.delete(current)
+    with db.write() as session:
+        org = accounts.find_account(session, org_name, kind="org")
+        account = accounts.find_account(session, user, kind="user")
+        current = session.get(Membership, (org.id, account.id))
+        if current is None:
+            raise BadRequestError(f"{user} is not a member of {org_name}")
+        if current.role == "admin" and _admins(session, org) <= 1:
+            raise BadRequestError(f"{user} is the last admin of {org_name}: make someone else admin first")
+        session.delete(current)

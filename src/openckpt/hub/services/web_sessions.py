@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from openckpt.errors import UnauthorizedError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Token, WebSession, utcnow
-from openckpt.hub.services.accounts import Principal, hash_token
+from openckpt.hub.services.accounts import Principal, authenticate, hash_token
 
-__all__ = ["SECRET_PREFIX", "authenticate_session", "end_session", "start_session"]
+__all__ = ["SECRET_PREFIX", "authenticate_session", "end_session", "sign_in", "sign_out", "start_session"]
 
 SECRET_PREFIX = "ocs_"
 """Session secrets look unlike access tokens (``hf_``…): one is never mistaken for the other."""
@@ -95,3 +95,19 @@ def authenticate_session(db: Database, secret: str, *, idle: int) -> Principal:
 def end_session(session: Session, secret: str) -> None:
     """Sign out: the session's row is deleted (an unknown secret is no error)."""
     session.execute(delete(WebSession).where(WebSession.digest == hash_token(secret)))
+
+
+def sign_in(db: Database, secret: str, *, replacing: str | None, lifetime: int) -> str:
+    """A new session for the access token ``secret`` (:class:`UnauthorizedError` if it is unknown or revoked),
+    ending the browser's session ``replacing`` (a new sign-in never keeps the old one); the new session's secret."""
+    with db.write() as session:
+        principal = authenticate(session, secret)
+        if replacing:
+            end_session(session, replacing)
+        return start_session(session, principal, lifetime=lifetime)
+
+
+def sign_out(db: Database, secret: str) -> None:
+    """End the session ``secret`` names (an unknown secret is no error)."""
+    with db.write() as session:
+        end_session(session, secret)

@@ -8,7 +8,6 @@ from fastapi.responses import RedirectResponse
 
 from openckpt.errors import BadRequestError, ForbiddenError, UnauthorizedError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account
 from openckpt.hub.deps import DbDep, HubDep, ViewerDep
 from openckpt.hub.routes.ui.common import (
     SESSION_COOKIE,
@@ -52,11 +51,9 @@ async def login(request: Request, hub: HubDep) -> Response:
     try:
         if not secret:
             raise UnauthorizedError("empty token")
-        with hub.db.write() as session:
-            principal = accounts.authenticate(session, secret)
-            if previous := request.cookies.get(SESSION_COOKIE):  # a new session for a new sign-in, never the old
-                web_sessions.end_session(session, previous)
-            cookie = web_sessions.start_session(session, principal, lifetime=hub.settings.session_lifetime)
+        cookie = web_sessions.sign_in(
+            hub.db, secret, replacing=request.cookies.get(SESSION_COOKIE), lifetime=hub.settings.session_lifetime
+        )
     except UnauthorizedError:
         return _login_page(
             request, str(form.get("next") or ""), "That token is not valid: it is unknown or has been revoked.", 401
@@ -69,8 +66,7 @@ async def logout(request: Request, db: DbDep) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"), "logout")
     if cookie := request.cookies.get(SESSION_COOKIE):
-        with db.write() as session:
-            web_sessions.end_session(session, cookie)
+        web_sessions.sign_out(db, cookie)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -118,12 +114,7 @@ async def manage_tokens(request: Request, hub: HubDep) -> Response:
             return _tokens_page(
                 request, hub.db, viewer, error="Give the token a name of 1 to 100 characters.", status=400
             )
-        if role == "write" and not viewer.can_write:
-            raise ForbiddenError("this session uses a read token: it can create read tokens only")
-        with hub.db.write() as session:
-            account = session.get(Account, viewer.account_id)
-            assert account is not None
-            _, secret = accounts.create_token(session, account, name=name, role=role)
+        secret = accounts.create_own_token(hub.db, viewer, name=name, role=role)
         return _tokens_page(request, hub.db, viewer, new_secret=secret, new_name=name)
     if action == "revoke":
         if not viewer.can_write:
@@ -132,10 +123,7 @@ async def manage_tokens(request: Request, hub: HubDep) -> Response:
             token_id = int(str(form.get("id")))
         except ValueError:
             raise BadRequestError("no token id") from None
-        with hub.db.write() as session:
-            account = session.get(Account, viewer.account_id)
-            assert account is not None
-            accounts.revoke_token(session, account, token_id)  # and the web sessions it signed in
+        accounts.revoke_own_token(hub.db, viewer, token_id=token_id)  # and the web sessions it signed in
         if token_id == viewer.token_id:
             response = RedirectResponse("/", status_code=303)  # this session's own token: signed out
             response.delete_cookie(SESSION_COOKIE, path="/")

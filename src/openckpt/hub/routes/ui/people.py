@@ -24,7 +24,7 @@ from openckpt.hub.routes.ui.common import (
     start_session,
     viewer_of,
 )
-from openckpt.hub.services import accounts, pages, people_admin, web_sessions
+from openckpt.hub.services import accounts, pages, people_admin
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -87,10 +87,9 @@ async def join(request: Request, hub: HubDep) -> Response:
     if hub.settings.signup == "invite":
         name = people_admin.check_invite(hub.settings.secret, values["invite"])
     try:
-        with hub.db.write() as session:
-            _, secret = people_admin.create_user(session, name, fullname=values["fullname"], token_name="sign-up")
-            principal = accounts.authenticate(session, secret)
-            cookie = web_sessions.start_session(session, principal, lifetime=hub.settings.session_lifetime)
+        secret, cookie = people_admin.sign_up(
+            hub.db, name, fullname=values["fullname"], lifetime=hub.settings.session_lifetime
+        )
     except BadRequestError as e:
         return _join_page(request, hub, error=str(e), status=400, values=values)
     except ConflictError as e:  # a taken name
@@ -120,13 +119,7 @@ def account_settings(request: Request, db: DbDep, viewer: ViewerDep) -> Response
 @router.post("/settings")
 async def save_profile(request: Request, db: DbDep) -> Response:
     viewer, form = await signed_in_form(request, "profile")
-    if not viewer.can_write:
-        raise ForbiddenError("this session uses a read token: sign in with a write token to change the profile")
-    fullname = str(form.get("fullname") or "").strip()[:200] or viewer.name
-    with db.write() as session:
-        account = session.get(Account, viewer.account_id)
-        assert account is not None
-        account.fullname = fullname
+    accounts.set_fullname(db, viewer, fullname=str(form.get("fullname") or ""))
     return RedirectResponse("/settings?saved=1", status_code=303)
 
 
@@ -173,29 +166,28 @@ async def admin_users_action(request: Request, hub: HubDep) -> Response:
         raise ForbiddenError("this session uses a read token: sign in with a write token to manage users")
     action, name = str(form.get("action") or ""), str(form.get("name") or "").strip()
     try:
-        with hub.db.write() as session:
-            if action == "create":
-                _, secret = people_admin.create_user(session, name, is_admin=form.get("admin") == "on")
-                notice = {"title": f"User {name} created", "secret": secret}
-            elif action == "disable":
-                count = people_admin.disable_user(session, name)
-                notice = {"title": f"{name} is disabled: {count} token{'s' if count != 1 else ''} revoked"}
-            elif action == "reset":
-                notice = {
-                    "title": f"New token for {name} (the old ones are revoked)",
-                    "secret": people_admin.reset_user(session, name),
-                }
-            elif action == "invite":
-                code = people_admin.make_invite(session, hub.settings.secret, name)
-                notice = {
-                    "title": f"Invite link for {name} (valid 7 days, once)",
-                    "link": f"{hub.settings.public_url}/join?invite={code}",
-                }
-            elif action == "org":
-                people_admin.create_org(session, name, admin=str(form.get("admin_user") or viewer.name).strip())
-                notice = {"title": f"Organisation {name} created"}
-            else:
-                raise BadRequestError("unknown action")
+        if action == "create":
+            secret = people_admin.add_user(hub.db, name, is_admin=form.get("admin") == "on")
+            notice = {"title": f"User {name} created", "secret": secret}
+        elif action == "disable":
+            count = people_admin.disable_user(hub.db, name)
+            notice = {"title": f"{name} is disabled: {count} token{'s' if count != 1 else ''} revoked"}
+        elif action == "reset":
+            notice = {
+                "title": f"New token for {name} (the old ones are revoked)",
+                "secret": people_admin.reset_user(hub.db, name),
+            }
+        elif action == "invite":
+            code = people_admin.make_invite(hub.db, name, secret=hub.settings.secret)
+            notice = {
+                "title": f"Invite link for {name} (valid 7 days, once)",
+                "link": f"{hub.settings.public_url}/join?invite={code}",
+            }
+        elif action == "org":
+            people_admin.create_org(hub.db, name, admin=str(form.get("admin_user") or viewer.name).strip())
+            notice = {"title": f"Organisation {name} created"}
+        else:
+            raise BadRequestError("unknown action")
     except BadRequestError as e:
         return _users_page(request, hub, error=str(e), status=400)
     except ConflictError as e:
@@ -235,11 +227,10 @@ async def org_members_action(request: Request, db: DbDep, name: str) -> Response
     if not _org_admin(request, org) or not viewer.can_write:
         raise ForbiddenError(f"only an admin of {name}, signed in with a write token, manages its members")
     user, action = str(form.get("user") or "").strip(), form.get("action")
-    with db.write() as session:
-        if action == "set":
-            people_admin.set_member(session, name, user, str(form.get("role") or "read"))
-        elif action == "remove":
-            people_admin.remove_member(session, name, user)
-        else:
-            raise BadRequestError("unknown action")
+    if action == "set":
+        people_admin.set_member(db, name, user=user, role=str(form.get("role") or "read"))
+    elif action == "remove":
+        people_admin.remove_member(db, name, user=user)
+    else:
+        raise BadRequestError("unknown action")
     return RedirectResponse(f"/organizations/{name}/members", status_code=303)
