@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import EntryNotFoundError, ForbiddenError
 from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import Hub
-from openckpt.hub.db.models import Account
 from openckpt.hub.deps import DbDep, HubDep, RepoDep, UserDep, json_body
 from openckpt.hub.services import gate, signatures
 from openckpt.hub.services.accounts import Principal
@@ -79,23 +78,15 @@ async def add_signing_key(
     if not principal.can_write:
         raise ForbiddenError("a read token cannot register signing keys")
 
-    def add() -> dict[str, Any]:
-        with db.write() as session:
-            account = session.get(Account, principal.account_id)
-            assert account is not None
-            return _key_json(signatures.add_key(session, account, body.name, body.public_key))
-
-    return await run_in_threadpool(add)
+    key = await run_in_threadpool(signatures.add_own_key, db, principal, name=body.name, pem=body.public_key)
+    return _key_json(key)
 
 
 @router.delete("/api/settings/signing-keys/{key_name}")
 def remove_signing_key(db: DbDep, principal: UserDep, key_name: str) -> Response:
     if not principal.can_write:
         raise ForbiddenError("a read token cannot remove signing keys")
-    with db.write() as session:
-        account = session.get(Account, principal.account_id)
-        assert account is not None
-        signatures.remove_key(session, account, key_name)
+    signatures.remove_own_key(db, principal, name=key_name)
     return Response(status_code=200)
 
 

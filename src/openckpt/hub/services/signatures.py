@@ -23,13 +23,24 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from openckpt.errors import BadRequestError, ConflictError, EntryNotFoundError, OpenckptError
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Repo, SigningKey
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.trees import FileEntry
 from openckpt.signing.api import SIGNATURE_NAME, verify
 from openckpt.signing.keys import key_hint
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["SignatureStatus", "add_key", "check_signature", "list_keys", "parse_public_key", "remove_key"]
+__all__ = [
+    "SignatureStatus",
+    "add_key",
+    "add_own_key",
+    "check_signature",
+    "list_keys",
+    "parse_public_key",
+    "remove_key",
+    "remove_own_key",
+]
 
 MAX_SIGNATURE = 1 << 20
 _CACHE: OrderedDict[tuple[str, ...], SignatureStatus | None] = OrderedDict()
@@ -72,6 +83,22 @@ def remove_key(session: Session, account: Account, name: str) -> None:
     if row is None:
         raise EntryNotFoundError(f"{account.name} has no signing key named {name!r}")
     session.delete(row)
+
+
+def add_own_key(db: Database, principal: Principal, *, name: str, pem: str) -> SigningKey:
+    """Register a public key ``name`` for the caller's account (see :func:`add_key`)."""
+    with db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        return add_key(session, account, name, pem)
+
+
+def remove_own_key(db: Database, principal: Principal, *, name: str) -> None:
+    """Remove the caller's signing key ``name``; :class:`EntryNotFoundError` if there is none."""
+    with db.write() as session:
+        account = session.get(Account, principal.account_id)
+        assert account is not None
+        remove_key(session, account, name)
 
 
 def list_keys(session: Session, account_id: int) -> list[SigningKey]:

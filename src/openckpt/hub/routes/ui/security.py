@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from openckpt.errors import BadRequestError, ForbiddenError
 from openckpt.hub.context import Hub, hub_of
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Account, Commit, Repo
+from openckpt.hub.db.models import Commit, Repo
 from openckpt.hub.deps import DbDep, HubDep, RepoIdDep
 from openckpt.hub.routes.security import release_file
 from openckpt.hub.routes.ui.common import PageRoute, csrf_token, page, signed_in_form, viewer_of
@@ -106,11 +106,8 @@ async def manage_keys(request: Request, db: DbDep) -> Response:
             return _keys_page(request, db, error="Give the key a name of 1 to 100 characters.", status=400)
     elif action != "remove":
         raise BadRequestError("action must be 'add' or 'remove'")
-    with db.write() as session:
-        account = session.get(Account, viewer.account_id)
-        assert account is not None
-        if action == "add":
-            signatures.add_key(session, account, name, pem)
-        else:
-            signatures.remove_key(session, account, name)
+    if action == "add":
+        signatures.add_own_key(db, viewer, name=name, pem=pem)
+    else:
+        signatures.remove_own_key(db, viewer, name=name)
     return RedirectResponse("/settings/keys", status_code=303)
