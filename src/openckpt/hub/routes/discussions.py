@@ -12,12 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import hub_of, int_param
-from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
+from openckpt.hub.db.models import DiscussionEvent, Repo
 from openckpt.hub.deps import DbDep, PrincipalDep, RepoDep, json_body
-from openckpt.hub.routes.webhooks import announce_discussion, pr_merged, wake
+from openckpt.hub.routes.webhooks import pr_merged, wake
 from openckpt.hub.services import pull_requests, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.community import discussions
+from openckpt.hub.services.community import discussions, threads
 
 __all__ = ["merge_pull_request", "open_thread", "router", "write_event"]
 
@@ -43,14 +43,7 @@ def list_discussions(request: Request, db: DbDep, principal: PrincipalDep, repo_
 
 @router.get(BASE + "/{num}")
 def discussion_details(db: DbDep, principal: PrincipalDep, repo_ref: RepoDep, num: int) -> dict[str, Any]:
-    with db.read() as session:
-        repo, d = discussions.find_discussion(session, principal, repo_ref.type, repo_ref.id, num)
-        events = list(
-            session.query(DiscussionEvent)
-            .filter_by(discussion_id=d.id)
-            .order_by(DiscussionEvent.created_at, DiscussionEvent.id)
-        )
-        return discussions.discussion_json(d, repo, events=events)
+    return threads.details(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, num=num)
 
 
 class ThreadBody(JsonObject):
@@ -69,37 +62,27 @@ Body = Annotated[ThreadBody, Depends(json_body(ThreadBody, optional=True))]
 
 def write_event(request: Request, change: Callable[..., DiscussionEvent], *args: Any) -> dict[str, Any]:
     """Run ``change(session, *args)`` (a service of :mod:`~openckpt.hub.services.community.discussions` making one
-    event) and its webhook deliveries in one transaction; the event as the Hub shows it."""
-    with hub_of(request).db.write() as session:
-        event = change(session, *args)
-        d = session.get(Discussion, event.discussion_id)
-        assert d is not None
-        created = event.type == "comment" and event.edits == 0 and not event.hidden
-        announce_discussion(request, session, d, event, "create" if created else "update")
-        out = discussions.event_json(event)
-    wake(request)
-    return out
+    event) with its webhook deliveries (``threads.record``); the event as the Hub shows it."""
+    events = getattr(request.app.state, "webhooks", None)
+    base_url = str(request.base_url).rstrip("/")
+    event = threads.record(hub_of(request).db, lambda session: change(session, *args), events=events, base_url=base_url)
+    return discussions.event_json(event)
 
 
 def open_thread(
     request: Request, principal: Principal | None, repo_type: str, repo_id: str, body: dict[str, Any]
 ) -> int:
-    """Open a discussion (``body``: title, description, pullRequest) and write its webhook deliveries in one
-    transaction; its number."""
-    with hub_of(request).db.write() as session:
-        _, d = discussions.open_discussion(
-            session,
-            principal,
-            repo_type,
-            repo_id,
-            title=body.get("title"),
-            description=body.get("description") or "",
-            pull_request=discussions.PullRequestTarget() if body.get("pullRequest") else None,
-        )
-        announce_discussion(request, session, d, None, "create")
-        num = d.num
-    wake(request)
-    return num
+    """Open a discussion (``body``: title, description, pullRequest) with its webhook deliveries
+    (``threads.open_thread``); its number."""
+    return threads.open_thread(
+        hub_of(request).db,
+        principal,
+        repo_type=repo_type,
+        repo_id=repo_id,
+        fields=body,
+        events=getattr(request.app.state, "webhooks", None),
+        base_url=str(request.base_url).rstrip("/"),
+    )
 
 
 @router.post(BASE)

@@ -20,7 +20,7 @@ from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.deps import DbDep, HubDep, SettingsDep, UserDep, json_body
-from openckpt.hub.services.community import discussions
+from openckpt.hub.services.community import threads
 from openckpt.hub.services.pull_requests import Merged, Recorded
 from openckpt.hub.services.repos import repo_named
 from openckpt.hub.services.sealed import sealing_key
@@ -77,16 +77,11 @@ def wake(request: Request) -> None:
 def announce_discussion(
     request: Request, session: Session, d: Discussion, event: DiscussionEvent | None, action: str
 ) -> None:
-    """Write the webhook deliveries of a change of discussion ``d`` (``event``: a comment's, for a
-    ``discussion.comment`` event) in ``session``'s transaction, the change's own; :func:`wake` after it commits."""
-    deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
-    if deliveries is None:
-        return
-    repo = session.get(Repo, d.repo_id)
-    assert repo is not None
-    scope = "discussion.comment" if event is not None and event.type == "comment" else "discussion"
-    extra = discussions.webhook_fields(d, repo, event, base_url=str(request.base_url).rstrip("/"))
-    deliveries.enqueue(session, repo_event(repo, action, scope, extra=extra))
+    """Write the webhook deliveries of a change of discussion ``d`` in ``session``'s transaction, the change's own
+    (``threads.announce``); :func:`wake` after it commits."""
+    events: Deliveries | None = getattr(request.app.state, "webhooks", None)
+    base_url = str(request.base_url).rstrip("/")
+    threads.announce(session, events, discussion=d, event=event, action=action, base_url=base_url)
 
 
 def pr_recorded(request: Request, *, opened: bool) -> Recorded:
