@@ -12,7 +12,6 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import update
 from starlette.types import Receive, Scope, Send
 
 from openckpt.errors import BadRequestError, EntryNotFoundError, IntegrityError
@@ -100,8 +99,7 @@ def _count_download(request: Request, hub: Hub, repo: Repo, path: str) -> None:
         range_header=request.headers.get("range"),
     )
     if counted:
-        with hub.db.write() as session:
-            session.execute(update(Repo).where(Repo.id == repo.id).values(downloads=Repo.downloads + 1))
+        download_stats.count_download(hub.db, repo.id)
 
 
 def _resolve(

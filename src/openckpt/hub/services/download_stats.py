@@ -11,7 +11,12 @@ every first-byte GET of any file, as before: the Hub counts ``load_dataset`` cal
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_QUERY_FILES", "counts_as_download"]
+from sqlalchemy import update
+
+from openckpt.hub.db.engine import Database
+from openckpt.hub.db.models import Repo
+
+__all__ = ["DEFAULT_QUERY_FILES", "count_download", "counts_as_download"]
 
 DEFAULT_QUERY_FILES = frozenset({"config.json", "config.yaml", "hyperparams.yaml", "meta.yaml"})
 _LIBRARY_FILES = {"peft": ("adapter_config.json",), "diffusers": ("model_index.json",)}
@@ -39,3 +44,9 @@ def counts_as_download(
     if method == "HEAD":
         return True
     return method == "GET" and from_start and "hf_hub/" not in user_agent
+
+
+def count_download(db: Database, repo_id: int) -> None:
+    """Add one download to the repo's count (a relative update: concurrent downloads all count)."""
+    with db.write() as session:
+        session.execute(update(Repo).where(Repo.id == repo_id).values(downloads=Repo.downloads + 1))
