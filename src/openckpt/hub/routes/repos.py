@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -17,8 +15,7 @@ from openckpt.errors import BadRequestError, ConflictError
 from openckpt.hub.bodies import Invalid, JsonObject
 from openckpt.hub.context import Hub, int_param, next_page, repo_id_of, rev_and_path
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Ref
-from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
+from openckpt.hub.deps import DbDep, EventsDep, HubDep, PrincipalDep, RepoDep, RepoRef, RepoTypeDep, UserDep, json_body
 from openckpt.hub.error_response import header_text
 from openckpt.hub.routes import buckets
 from openckpt.hub.routes.webhooks import change_events, named_event
@@ -26,7 +23,7 @@ from openckpt.hub.services import gate, provenance, repo_duplicate, repo_move, r
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import commit_chain, resolve_revision
 from openckpt.hub.services.trees import read_tree
-from openckpt.hub.services.webhooks.delivery import Event, RefUpdate, repo_event
+from openckpt.hub.services.webhooks.delivery import Event, repo_event
 from openckpt.hub.views import commit_json, repo_json, repo_security_json
 from openckpt.protocol import ERROR_CODE, ERROR_MESSAGE, REPO_TYPE_PREFIX
 
@@ -304,10 +301,7 @@ def auth_check_write(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, 
 
 @router.get("/api/{plural}/{owner}/{name}/refs")
 def refs(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
-    with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
-        mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")  # a mirror's state (services/mirror/cache.py)
-        rows = session.scalars(select(Ref).where(mine).order_by(Ref.name)).all()
+    rows = repos.list_refs(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
     out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
     prs: list[dict[str, str]] = []
     for ref in rows:
@@ -343,29 +337,30 @@ async def create_branch(
     principal: UserDep,
     body: Annotated[BranchBody, Depends(json_body(BranchBody, optional=True))],
     repo_ref: RepoDep,
+    events: EventsDep,
 ) -> Response:
     rev, rest = rev_and_path(request, 5)  # the name quoted as one segment, or with its '/' left as they are
     branch = f"{rev}/{rest.rstrip('/')}" if rest.rstrip("/") else rev
-    with change_events(request, _ref_created(repo_ref, "branch", branch)):
-        await run_in_threadpool(
-            repos.create_ref,
-            db,
-            principal,
-            repo_type=repo_ref.type,
-            repo_id=repo_ref.id,
-            kind="branch",
-            name=branch,
-            start=body.starting_point,
-        )
+    await run_in_threadpool(
+        repos.create_ref,
+        db,
+        principal,
+        repo_type=repo_ref.type,
+        repo_id=repo_ref.id,
+        kind="branch",
+        name=branch,
+        start=body.starting_point,
+        events=events,
+    )
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/branch/{rest:path}")
-def delete_branch(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
+def delete_branch(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep, events: EventsDep) -> Response:
     branch = "/".join(rev_and_path(request, 5)).strip("/")
-    event = _ref_deleting(db, principal, repo_ref, "branch", branch)
-    with change_events(request, lambda _: event):  # written in the deletion's transaction
-        repos.delete_ref(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="branch", name=branch)
+    repos.delete_ref(
+        db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="branch", name=branch, events=events
+    )
     return Response(status_code=200)
 
 
@@ -376,57 +371,26 @@ async def create_tag(
     principal: UserDep,
     body: Annotated[TagBody, Depends(json_body(TagBody))],
     repo_ref: RepoDep,
+    events: EventsDep,
 ) -> Response:
     revision, _ = rev_and_path(request, 5)
-    with change_events(request, _ref_created(repo_ref, "tag", body.tag)):
-        await run_in_threadpool(
-            repos.create_ref,
-            db,
-            principal,
-            repo_type=repo_ref.type,
-            repo_id=repo_ref.id,
-            kind="tag",
-            name=body.tag,
-            start=revision,
-            message=body.message,
-        )
+    await run_in_threadpool(
+        repos.create_ref,
+        db,
+        principal,
+        repo_type=repo_ref.type,
+        repo_id=repo_ref.id,
+        kind="tag",
+        name=body.tag,
+        start=revision,
+        message=body.message,
+        events=events,
+    )
     return Response(status_code=200)
 
 
 @router.delete("/api/{plural}/{owner}/{name}/tag/{rest:path}")
-def delete_tag(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep) -> Response:
+def delete_tag(request: Request, db: DbDep, principal: UserDep, repo_ref: RepoDep, events: EventsDep) -> Response:
     tag = "/".join(rev_and_path(request, 5)).strip("/")
-    event = _ref_deleting(db, principal, repo_ref, "tag", tag)
-    with change_events(request, lambda _: event):  # written in the deletion's transaction
-        repos.delete_ref(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="tag", name=tag)
+    repos.delete_ref(db, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, kind="tag", name=tag, events=events)
     return Response(status_code=200)
-
-
-_REF_PREFIX = {"branch": "refs/heads/", "tag": "refs/tags/"}
-
-
-def _ref_created(repo_ref: RepoRef, kind: str, name: str) -> Callable[[Session], Event | None]:
-    """The event of a new branch or tag, read at the end of the transaction that makes it (for change_events)."""
-
-    def event(session: Session) -> Event | None:
-        repo = repos.repo_named(session, repo_ref.type, repo_ref.id)
-        ref = None if repo is None else session.get(Ref, (repo.id, kind, name))
-        if repo is None or ref is None:
-            return None
-        update = RefUpdate(_REF_PREFIX[kind] + name, None, ref.commit_id)
-        return repo_event(repo, "update", "repo.content", updated_refs=(update,))
-
-    return event
-
-
-def _ref_deleting(db: Database, principal: Principal, repo_ref: RepoRef, kind: str, name: str) -> Event | None:
-    """The event of deleting a branch or tag, as it is before (its row will be gone); None if there is no such ref
-    (the deletion then fails with the service's own error)."""
-    with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id, write=True)
-        ref = session.get(Ref, (repo.id, kind, name))
-        if ref is None:
-            return None
-        return repo_event(
-            repo, "update", "repo.content", updated_refs=(RefUpdate(_REF_PREFIX[kind] + name, ref.commit_id, None),)
-        )

@@ -32,6 +32,7 @@ from openckpt.hub.services.commits import _commit_id, resolve_revision
 from openckpt.hub.services.names import REPO_TYPES, check_name, check_ref_name
 from openckpt.hub.services.tree_writes import store_files
 from openckpt.hub.services.trees import FileEntry, read_tree
+from openckpt.hub.services.webhooks.delivery import Deliveries, RefUpdate, repo_event
 from openckpt.store.blobs import BlobStore
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "delete_ref",
     "delete_repo",
     "find_repo",
+    "list_refs",
     "insert_repo_row",
     "is_default_branch",
     "list_repos",
@@ -220,7 +222,7 @@ def is_default_branch(db: Database, repo_id: int, ref: str | None) -> bool:
     return current is not None and ref.removeprefix("refs/heads/") == current
 
 
-def create_ref(
+def create_ref(  # noqa: PLR0913 — the repo, the ref (kind, name, start, tag message) and its events: each distinct
     db: Database,
     principal: Principal,
     *,
@@ -230,8 +232,10 @@ def create_ref(
     name: str,
     start: str | None,
     message: str | None = None,
+    events: Deliveries | None = None,
 ) -> tuple[Repo, str]:
-    """Create a branch or tag at ``start`` (default: the default branch's head); return the repo and the commit."""
+    """Create a branch or tag at ``start`` (default: the default branch's head), and its ``repo.content`` webhook
+    event in the same transaction; return the repo and the commit."""
     check_ref_name(name, kind)
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
@@ -239,13 +243,24 @@ def create_ref(
             raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
         commit = resolve_revision(session, repo, start or repo.default_branch)
         session.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_id=commit.id, message=message))
+        _announce_ref(session, events, repo, kind, name, None, commit.id)
+    if events is not None:
+        events.wake()
     return repo, commit.id
 
 
 def delete_ref(
-    db: Database, principal: Principal, *, repo_type: str, repo_id: str, kind: str, name: str
+    db: Database,
+    principal: Principal,
+    *,
+    repo_type: str,
+    repo_id: str,
+    kind: str,
+    name: str,
+    events: Deliveries | None = None,
 ) -> tuple[Repo, str]:
-    """Delete a branch (not the default one) or tag; return the repo and the commit it pointed at."""
+    """Delete a branch (not the default one) or tag, and write its ``repo.content`` webhook event in the same
+    transaction; return the repo and the commit it pointed at."""
     with db.write() as session:
         repo = find_repo(session, principal, repo_type, repo_id, write=True)
         ref = session.get(Ref, (repo.id, kind, name))
@@ -254,7 +269,33 @@ def delete_ref(
         if kind == "branch" and name == repo.default_branch:
             raise BadRequestError("the default branch cannot be deleted: make another branch the default first")
         session.delete(ref)
+        _announce_ref(session, events, repo, kind, name, ref.commit_id, None)
+    if events is not None:
+        events.wake()
     return repo, ref.commit_id
+
+
+_REF_PREFIX = {"branch": "refs/heads/", "tag": "refs/tags/"}
+
+
+def _announce_ref(
+    session: Session, events: Deliveries | None, repo: Repo, kind: str, name: str, old: str | None, new: str | None
+) -> None:
+    """The ``repo.content`` event of a branch or tag made (``old`` None) or deleted (``new`` None), written in
+    ``session`` (the transaction doing it)."""
+    if events is None:
+        return
+    update = RefUpdate(_REF_PREFIX[kind] + name, old, new)
+    events.enqueue(session, repo_event(repo, "update", "repo.content", updated_refs=(update,)))
+
+
+def list_refs(db: Database, principal: Principal | None, *, repo_type: str, repo_id: str) -> list[Ref]:
+    """The branches, tags and pull request refs of a repo the caller sees, by name (not a mirror's own state,
+    ``services/mirror/cache.py``)."""
+    with db.read() as session:
+        repo = find_repo(session, principal, repo_type, repo_id)
+        mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")
+        return list(session.scalars(select(Ref).where(mine).order_by(Ref.name)))
 
 
 def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
