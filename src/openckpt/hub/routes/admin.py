@@ -9,17 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from openckpt.errors import EntryNotFoundError, ForbiddenError
+from openckpt.errors import ForbiddenError
 from openckpt.hub.context import Hub, int_param, next_page
-from openckpt.hub.db.models import Account, Bucket, Repo
 from openckpt.hub.deps import HubDep, PrincipalDep, RepoDep, RepoRef, UserDep
 from openckpt.hub.routes.ui.common import PageRoute, page, viewer_of
 from openckpt.hub.services import repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.storage.accounting import Accounting, account, account_owner, account_repo
+from openckpt.hub.services.storage import namespace
+from openckpt.hub.services.storage.accounting import Accounting, account, account_repo
 from openckpt.hub.views import iso
 
 __all__ = ["pages", "router"]
@@ -62,42 +61,22 @@ async def repo_storage(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) 
     return await run_in_threadpool(_repo_storage, hub, principal, repo_ref)
 
 
-def _owner_pk(hub: Hub, principal: Principal, org: str | None) -> int:
-    """The account whose repos the caller lists: itself, or the organisation ``org`` if it belongs to it."""
-    if org is None:
-        return principal.account_id
-    with hub.db.read() as session:
-        org_pk = session.scalar(select(Account.id).where(Account.name == org, Account.kind == "org"))
-    if org_pk is None:
-        raise EntryNotFoundError(f"no organisation {org!r} on this hub")
-    if not (principal.is_admin or org_pk in principal.orgs):
-        raise ForbiddenError(f"only members of {org} may list its repositories")
-    return org_pk
-
-
 def _namespace_repos(request: Request, hub: Hub, principal: Principal, org: str | None) -> JSONResponse:
-    owner_pk = _owner_pk(hub, principal, org)
-    usage = account_owner(hub.db, hub.store, owner_pk)
-    with hub.db.read() as session:
-        rows = select(Repo.id, Repo.private, Repo.last_modified).where(Repo.owner_id == owner_pk)
-        details = {rid: (private, modified) for rid, private, modified in session.execute(rows)}
-        buckets = select(Bucket.id, Bucket.private, Bucket.updated_at).where(Bucket.owner_id == owner_pk)
-        details.update({-bid: (private, updated) for bid, private, updated in session.execute(buckets)})
-    found = [(round(u.physical_bytes), u) for rid, u in usage.items() if rid in details]  # not deleted meanwhile
-    found.sort(key=lambda item: (-item[0], item[1].repo_id))
-    total = sum(storage for storage, _ in found)
+    owner_pk = namespace.namespace_owner(hub.db, principal, org=org)
+    found = namespace.holdings(hub.db, hub.store, owner_pk=owner_pk)
+    total = sum(h.storage for h in found)
     offset = int_param(request, "offset", 0)
     size = min(int_param(request, "limit", NAMESPACE_PAGE) or NAMESPACE_PAGE, NAMESPACE_MAX_PAGE)
     items = [
         {
-            "id": u.repo_id,
-            "type": u.type,
-            "updatedAt": iso(details[u.id][1]),
-            "visibility": "private" if details[u.id][0] else "public",
-            "storage": storage,
-            "storagePercent": 100 * storage / total if total else 0.0,
+            "id": h.usage.repo_id,
+            "type": h.usage.type,
+            "updatedAt": iso(h.updated_at),
+            "visibility": "private" if h.private else "public",
+            "storage": h.storage,
+            "storagePercent": 100 * h.storage / total if total else 0.0,
         }
-        for storage, u in found[offset : offset + size]
+        for h in found[offset : offset + size]
     ]
     return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > offset + size else None)
 
