@@ -9,11 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from openckpt.hub.bodies import read_json
 from openckpt.hub.context import int_param, next_page
-from openckpt.hub.db.models import Account
 from openckpt.hub.deps import DbDep, PrincipalDep, UserDep
 from openckpt.hub.services import people
 from openckpt.hub.services.cards import validate_card
@@ -26,10 +24,7 @@ MEMBERS_PAGE, MEMBERS_MAX_PAGE = 500, 1000
 
 @router.get("/api/whoami-v2")
 def whoami(db: DbDep, principal: UserDep) -> dict[str, Any]:
-    with db.read() as session:
-        orgs = (
-            session.scalars(select(Account).where(Account.id.in_(list(principal.orgs)))).all() if principal.orgs else []
-        )
+    orgs = people.orgs_of(db, principal)
     return {
         "type": "user",
         "id": str(principal.account_id),

@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openckpt.errors import AccountNotFoundError
+from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Membership, Repo
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.pages import find_account, members, memberships
 
-__all__ = ["Member", "Overview", "find_person", "list_members", "overview"]
+__all__ = ["Member", "Overview", "find_person", "list_members", "orgs_of", "overview", "own_account"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,21 @@ def find_person(session: Session, name: str, *, kind: str) -> Account:
     if account is None or account.kind != kind:
         raise AccountNotFoundError(f"{'User' if kind == 'user' else 'Organization'} {name!r} not found")
     return account
+
+
+def orgs_of(db: Database, principal: Principal) -> list[Account]:
+    """The organisations the caller belongs to (its roles are in ``principal.orgs``)."""
+    if not principal.orgs:
+        return []
+    with db.read() as session:
+        return list(session.scalars(select(Account).where(Account.id.in_(list(principal.orgs)))))
+
+
+def own_account(db: Database, principal: Principal) -> tuple[Account | None, list[Account]]:
+    """The caller's account (None if deleted meanwhile) and the organisations it belongs to, for its settings."""
+    with db.read() as session:
+        account = session.get(Account, principal.account_id)
+        return account, memberships(session, account) if account is not None else []
 
 
 def _repo_counts(session: Session, principal: Principal | None, owner: Account) -> dict[str, int]:

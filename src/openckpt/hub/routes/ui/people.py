@@ -24,7 +24,7 @@ from openckpt.hub.routes.ui.common import (
     start_session,
     viewer_of,
 )
-from openckpt.hub.services import accounts, pages, people_admin
+from openckpt.hub.services import accounts, pages, people, people_admin
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -104,9 +104,7 @@ async def join(request: Request, hub: HubDep) -> Response:
 def account_settings(request: Request, db: DbDep, viewer: ViewerDep) -> Response:
     if viewer is None:
         return RedirectResponse("/login?next=/settings", status_code=303)
-    with db.read() as session:
-        account = session.get(Account, viewer.account_id)
-        orgs = pages.memberships(session, account) if account is not None else []
+    account, orgs = people.own_account(db, viewer)
     context = {
         "account": account,
         "orgs": orgs,
