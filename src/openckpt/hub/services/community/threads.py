@@ -91,9 +91,4 @@ def details(db: Database, principal: Principal | None, *, repo_type: str, repo_i
     """Discussion ``num`` of a repo the caller sees, with its events in order, as the Hub sends it."""
     with db.read() as session:
         repo, d = discussions.find_discussion(session, principal, repo_type, repo_id, num)
-        events = list(
-            session.query(DiscussionEvent)
-            .filter_by(discussion_id=d.id)
-            .order_by(DiscussionEvent.created_at, DiscussionEvent.id)
-        )
-        return discussions.discussion_json(d, repo, events=events)
+        return discussions.discussion_json(d, repo, events=discussions.events_of(session, d))
