@@ -199,6 +199,8 @@ def test_admin_api_lists_refreshes_and_evicts(upstream: HubProcess, mirror: HubP
     assert refreshed["commit"] == second
     assert HfApi(endpoint=mirror.url).model_info(repo).sha == second
     assert HfApi(endpoint=mirror.url).model_info(repo, revision=first).sha == first  # a commit id is kept
+    history = [c.commit_id for c in HfApi(endpoint=mirror.url).list_repo_commits(repo)]
+    assert history == [second, first]  # the upstream's parent; older commits were never fetched
     listed = {r["id"]: r for r in httpx.get(f"{mirror.url}/api/admin/mirror", headers=auth).json()}
     assert {s["commit"] for s in listed[repo]["revisions"]} == {second}
     assert httpx.get(f"{mirror.url}/api/admin/mirror").status_code == 401

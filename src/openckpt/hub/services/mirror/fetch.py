@@ -130,10 +130,11 @@ def commit_files(hub: Hub, upstream: Upstream, repo: Target, repo_id: str, found
     def attempt(session: Session, row: Repo) -> None:
         possession.index_objects(session, row.id, [c.sha256 for c in changes if c.lfs])
         tree_id = store_files(session, entries.values())
+        parent = session.get(Commit, found.parent) if found.parent is not None else None
         commit = Commit(
             id=found.sha,
             repo_id=row.id,
-            parent_id=None,
+            parent_id=found.parent if parent is None or parent.repo_id == row.id else None,  # not another repo's
             tree_id=tree_id,
             title=found.title,
             message=f"Mirrored from {upstream.url}/{repo_id}",

@@ -42,12 +42,15 @@ class UpstreamFile:
 
 @dataclass(frozen=True)
 class UpstreamCommit:
-    """An upstream revision: its commit id, and the title, author and date of that commit where the upstream says."""
+    """An upstream revision: its commit id, and the title, author, date and parent of that commit where the upstream
+    says. The parent is the next commit of the upstream's history listing (``list_repo_commits``, newest first): the
+    Hub's API names no parents, and the histories its commits make are linear, so this is the first parent."""
 
     sha: str
     title: str
     author: str
     date: str | None
+    parent: str | None = None
 
 
 class Upstream:
@@ -86,14 +89,16 @@ class Upstream:
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise UpstreamError(f"the upstream {self.url} named no commit id for {repo_id}@{revision}")
         title, author, date = f"Mirror of {repo_id}@{sha[:8]}", "", info.get("lastModified")
-        commits = self._get(f"{base}/commits/{sha}", limit=1)  # the commit's own title; not every hub lists it
+        commits = self._get(f"{base}/commits/{sha}", limit=2)  # the commit and its parent; not every hub lists them
         listed = commits.json() if commits is not None else []
-        if isinstance(listed, list) and listed and isinstance(listed[0], dict):
-            title = str(listed[0].get("title") or title)
-            authors = listed[0].get("authors") or []
-            author = str(authors[0].get("user", "")) if authors and isinstance(authors[0], dict) else ""
-            date = listed[0].get("date") or date
-        return UpstreamCommit(sha, title, author, date)
+        if not (isinstance(listed, list) and listed and isinstance(listed[0], dict) and listed[0].get("id") == sha):
+            return UpstreamCommit(sha, title, author, date)
+        title = str(listed[0].get("title") or title)
+        authors = listed[0].get("authors") or []
+        author = str(authors[0].get("user", "")) if authors and isinstance(authors[0], dict) else ""
+        parent = listed[1].get("id") if len(listed) > 1 and isinstance(listed[1], dict) else None
+        parent = parent if isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent) else None
+        return UpstreamCommit(sha, title, author, listed[0].get("date") or date, parent)
 
     def files(self, repo_type: str, repo_id: str, sha: str) -> list[UpstreamFile]:
         """Every file of commit ``sha`` (the recursive tree listing, all its pages)."""
