@@ -36,6 +36,10 @@ class StaticUpstream:
     gated: dict[str, str] = field(default_factory=dict)
     """Repo id → the token its files need (its listings stay public, as on the Hub)."""
     downloads: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    """Bytes of each file sent so far (all downloads)."""
+    corrupt: set[str] = field(default_factory=set)
+    """Files sent with their last byte changed: other bytes than the tree names."""
     url: str = ""
 
     def add(self, repo_id: str, files: dict[str, bytes]) -> str:
@@ -75,12 +79,15 @@ class StaticUpstream:
                 return self._send(handler, 403, b'{"error": "gated: ask for access"}')
             self.downloads[path] += 1
             data = found[1][path]
+            if path in self.corrupt:
+                data = data[:-1] + bytes([data[-1] ^ 1])
             handler.send_response(200)
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
             end = len(data) // 2 if path in self.cut else len(data)
             for start in range(0, end, 1 << 20):
                 handler.wfile.write(data[start : min(start + (1 << 20), end)])
+                self.sent[path] += min(start + (1 << 20), end) - start
                 if self.pace:
                     time.sleep(self.pace)
             if path in self.cut:

@@ -5,13 +5,16 @@ token (``/api/settings/upstream-token``: set, ask whether set, forget).
 :class:`MirrorReads` is an ASGI middleware, so that the read routes (``model_info``, tree, paths-info, commits,
 ``/resolve``, the Xet read token) stay as they are: for each such request naming a repo and revision it calls
 ``mirror.ensure`` in a worker thread, then hands the request on; a failure of the upstream is answered in the Hub's
-error shape.
+error shape. A cold ``/resolve`` of a file that may stream before its revision's verdict is answered by the
+middleware itself, from the background fetch as the file arrives (``services/mirror/live.py``), with the headers the
+read route gives once the file is cached.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
@@ -26,13 +29,25 @@ from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.mirror import cache as mirror
 from openckpt.hub.services.mirror import tokens as mirror_tokens
 from openckpt.hub.services.mirror.cache import MirrorState
+from openckpt.hub.services.mirror.live import Fetch, LiveFile
 from openckpt.hub.services.sealed import sealing_key
+from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
-__all__ = ["MirrorReads", "read_target", "router"]
+__all__ = ["MirrorReads", "read_target", "resolved_path", "router"]
 
 router = APIRouter()
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 API_READS = ("revision", "tree", "paths-info", "commits", "refs", "xet-read-token")
+LIVE_CHUNK = 4 << 20
+
+
+def resolved_path(raw_path: str) -> str | None:
+    """The file a ``/resolve`` URL names (a read :func:`read_target` answers), else None."""
+    parts = raw_path.split("?", 1)[0].split("/")[1:]
+    prefix = 1 if parts and parts[0] in ("datasets", "spaces") else 0
+    if len(parts) >= prefix + 5 and parts[prefix + 2] == "resolve":
+        return "/".join(unquote(p) for p in parts[prefix + 4 :])
+    return None
 
 
 def read_target(method: str, raw_path: str) -> tuple[str, str, str] | None:
@@ -56,32 +71,102 @@ def read_target(method: str, raw_path: str) -> tuple[str, str, str] | None:
 
 
 class MirrorReads:
-    """ASGI middleware: before a read of a repo (:func:`read_target`), fetch it from the upstream if need be."""
+    """ASGI middleware: before a read of a repo (:func:`read_target`), fetch it from the upstream if need be; a cold
+    ``/resolve`` of a file that may stream before the verdict streams from the fetch (``services/mirror/live.py``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            target = read_target(scope["method"], raw)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        target = read_target(scope["method"], raw)
+        try:
             if target is not None:
-                try:
-                    await anyio.to_thread.run_sync(self._ensure, Request(scope), target)
-                except HubError as e:
-                    await error_response(e.status, e.code, str(e), e.headers)(scope, receive, send)
-                    return
+                path = resolved_path(raw)
+                request = Request(scope)
+                if path is not None and "range" not in request.headers:
+                    live = await anyio.to_thread.run_sync(self._follow, request, target, path)
+                    if live is not None:
+                        await stream_live(scope, receive, send, *live)
+                        return
+                await anyio.to_thread.run_sync(self._ensure, request, target)
+        except HubError as e:
+            await error_response(e.status, e.code, str(e), e.headers)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _ensure(request: Request, target: tuple[str, str, str]) -> None:
+    def _caller(request: Request) -> mirror.Caller | None:
         hub = hub_of(request)
         principal = optional_principal(request)  # kept for the route: looked up once
-        caller = None
-        if principal is not None:
-            key = sealing_key(hub.settings.secret)
-            caller = mirror.Caller(principal.account_id, mirror_tokens.token_of(hub.db, key, principal.account_id))
-        mirror.ensure(hub, *target, caller=caller)
+        if principal is None:
+            return None
+        key = sealing_key(hub.settings.secret)
+        return mirror.Caller(principal.account_id, mirror_tokens.token_of(hub.db, key, principal.account_id))
+
+    @classmethod
+    def _ensure(cls, request: Request, target: tuple[str, str, str]) -> None:
+        mirror.ensure(hub_of(request), *target, caller=cls._caller(request))
+
+    @classmethod
+    def _follow(cls, request: Request, target: tuple[str, str, str], path: str) -> tuple[Fetch, LiveFile, int] | None:
+        """The file to stream from the background fetch of ``target``, if it may; None: read as usual."""
+        caller = cls._caller(request)
+        if caller is not None and caller.token:  # reads with a user's own upstream token wait for the verdict
+            return None
+        job = mirror.background(hub_of(request), *target)
+        found = job.wait_for(path) if job is not None else None
+        return (job, *found) if job is not None and found is not None else None
+
+
+async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, live: LiveFile, fd: int) -> None:
+    """Answer a ``/resolve`` of ``live`` from its fetch, with the headers the read route will give once it is cached;
+    the connection is cut if the fetch fails (``services/mirror/live.py``: the held tail never leaves then)."""
+    headers = {
+        REPO_COMMIT: live.commit,
+        "etag": f'"{live.sha256}"',
+        LINKED_ETAG: f'"{live.sha256}"',
+        LINKED_SIZE: str(live.size),
+        "content-length": str(live.size),
+        "content-type": "application/octet-stream",
+        "content-disposition": _disposition(live.path.rsplit("/", 1)[-1]),
+        "accept-ranges": "bytes",
+        "cache-control": "private, max-age=0",
+    }
+    raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        async with anyio.create_task_group() as group:
+
+            async def pump() -> None:
+                pos = 0
+                while pos < live.size:
+                    limit = await anyio.to_thread.run_sync(job.readable, live, pos)
+                    while pos < limit:
+                        chunk = await anyio.to_thread.run_sync(os.pread, fd, min(LIVE_CHUNK, limit - pos), pos)
+                        if not chunk:
+                            raise RuntimeError(f"the spool of {live.path} is shorter than received")
+                        pos += len(chunk)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": pos < live.size})
+                group.cancel_scope.cancel()
+
+            group.start_soon(pump)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+    finally:
+        os.close(fd)
+
+
+def _disposition(filename: str) -> str:
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 # ---- admin API ------------------------------------------------------------------------------------------------

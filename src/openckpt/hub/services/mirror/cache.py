@@ -43,10 +43,12 @@ from openckpt.errors import GatedRepoError, HubError, PolicyViolationError, Unsa
 from openckpt.hub.db.models import AccessRequest, Account, Commit, Ref, Repo
 from openckpt.hub.services import commit_flow
 from openckpt.hub.services.commits import retried
+from openckpt.hub.services.mirror import live as following
 from openckpt.hub.services.mirror.fetch import Hub, commit_files, find, is_local_account, mirror_repo
+from openckpt.hub.services.mirror.live import Fetch
 from openckpt.hub.services.mirror.upstream import Upstream, UpstreamCommit, UpstreamDeniedError
 
-__all__ = ["Caller", "MirrorState", "ensure", "evict", "listing", "mirrored", "refresh"]
+__all__ = ["Caller", "MirrorState", "background", "ensure", "evict", "listing", "mirrored", "refresh"]
 
 MIRROR = "mirror"
 """The kind of the refs that hold a mirrored repo's state."""
@@ -129,12 +131,15 @@ class Caller:
     token: str | None
 
 
-def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None) -> None:
+def ensure(
+    hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None, live: Fetch | None = None
+) -> None:
     """Make ``revision`` of ``repo_type`` repo ``repo_id`` readable from this hub when an upstream has it and this hub
     does not (module docstring); a no-op for local repos, fresh cached revisions, and repos no upstream has.
 
     The hub-wide upstream token is sent first; then the caller's own, and what only that reaches is a restricted
     mirror: gated here, its files readable by the accounts whose own token reaches it upstream (each proves it once).
+    With ``live`` (:func:`follow`), readers follow the files that may stream before the verdict.
     """
     if not hub.settings.upstreams() or "/" not in repo_id or not _allowed(hub, repo_id.split("/", 1)[0]):
         return
@@ -146,7 +151,7 @@ def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Cal
         with _fetch_lock(hub, repo_type, repo_id, revision):
             if _needs_fetch(hub, repo_type, repo_id, revision):  # another reader may have fetched it meanwhile
                 try:
-                    found = _fetch(hub, repo_type, repo_id, revision, caller=caller)
+                    found = _fetch(hub, repo_type, repo_id, revision, caller=caller, live=live)
                 except (UnsafeUploadError, PolicyViolationError) as e:
                     if not own:
                         _miss(key, min(hub.settings.upstream_ttl, MISS_TTL), e)
@@ -155,6 +160,20 @@ def ensure(hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Cal
                     _miss(key, min(hub.settings.upstream_ttl, MISS_TTL), None)
     if caller is not None and caller.token:
         _grant_if_upstream_does(hub, repo_type, repo_id, revision, caller)
+
+
+def background(hub: Hub, repo_type: str, repo_id: str, revision: str) -> Fetch | None:
+    """For a reader without an upstream token of its own: when ``revision`` must be fetched, its fetch running in the
+    background in this process (started now or joined), which readers may follow (``services/mirror/live.py``);
+    None when there is nothing to fetch. Raises a miss or refusal remembered (:data:`MISS_TTL`)."""
+    if not hub.settings.upstreams() or "/" not in repo_id or not _allowed(hub, repo_id.split("/", 1)[0]):
+        return None
+    _recent_miss((repo_type, repo_id, revision))
+    if not _needs_fetch(hub, repo_type, repo_id, revision):
+        return None
+    key = (str(hub.settings.data_dir), repo_type, repo_id, revision)
+    spool = hub.settings.data_dir / "mirror-spool"
+    return following.follow(key, spool, lambda job: ensure(hub, repo_type, repo_id, revision, live=job))
 
 
 def _recent_miss(key: tuple[str, str, str]) -> None:
@@ -269,7 +288,7 @@ def _fetch_lock(hub: Hub, repo_type: str, repo_id: str, revision: str) -> Iterat
 
 
 def _fetch(
-    hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None
+    hub: Hub, repo_type: str, repo_id: str, revision: str, *, caller: Caller | None = None, live: Fetch | None = None
 ) -> MirrorState | None:
     """Ask each upstream in order for ``revision`` (with the hub's token, then the caller's own); fetch and commit
     what the first that has it names."""
@@ -284,7 +303,10 @@ def _fetch(
             try:
                 found = upstream.commit(repo_type, repo_id, revision)
                 if found is not None:
-                    return _mirror(hub, upstream, repo_type, repo_id, revision, found, restricted_for=owner)
+                    follow = live if owner is None else None  # what only a user's own token reaches never streams
+                    return _mirror(
+                        hub, upstream, repo_type, repo_id, revision, found, restricted_for=owner, live=follow
+                    )
             except UpstreamDeniedError as e:  # gated upstream: its files need a token with access, maybe the caller's
                 denied = e
             except UpstreamError as e:
@@ -316,6 +338,7 @@ def _mirror(
     found: UpstreamCommit,
     *,
     restricted_for: Caller | None = None,
+    live: Fetch | None = None,
 ) -> MirrorState:
     """Make commit ``found`` of the upstream repo this hub's, unless it already is; name it ``revision``. Found with
     the token of ``restricted_for`` only: the repo is gated here, and that caller may read it."""
@@ -326,7 +349,7 @@ def _mirror(
             raise UpstreamError(f"commit {found.sha} of the upstream {repo_id} is another repo's commit on this hub")
         restricted = restricted_for is not None or any(m.restricted for m in mirrored(session, repo.id))
     if have is None:
-        commit_files(hub, upstream, repo, repo_id, found)
+        commit_files(hub, upstream, repo, repo_id, found, live=None if restricted else live)
     state = MirrorState(revision, found.sha, upstream.url, time.time(), restricted)  # restricted stays so
 
     def attempt(session: Session, repo: Repo) -> None:
@@ -336,6 +359,8 @@ def _mirror(
             _put_ref(session, repo.id, "branch", revision, found.sha, None)
 
     retried(hub.db, repo.id, attempt)
+    if live is not None:
+        live.commit()
     if restricted_for is not None:
         _grant(hub, repo.id, restricted_for.account_id)
     if have is None:

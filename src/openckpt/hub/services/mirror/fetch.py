@@ -5,6 +5,7 @@ policy, then one transaction adding the trees and the commit at the upstream's i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -17,10 +18,11 @@ from openckpt.digest import git_blob_sha1, lfs_pointer
 from openckpt.errors import PolicyViolationError, UploadMismatchError, UpstreamError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Commit, Membership, Repo
-from openckpt.hub.services import commit_flow, governance, possession
+from openckpt.hub.services import commit_flow, gate, governance, possession
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.blob_bytes import record_blob
 from openckpt.hub.services.commits import FileChange, retried
+from openckpt.hub.services.mirror.live import Fetch, streamable
 from openckpt.hub.services.mirror.upstream import Upstream, UpstreamCommit, UpstreamFile
 from openckpt.hub.services.tree_writes import files_tree_id, store_files
 from openckpt.hub.services.trees import FileEntry
@@ -100,10 +102,21 @@ def _principal(repo: Target) -> Principal:
     return Principal(repo.owner_id, repo.owner, "", False, "write", "mirror")
 
 
-def commit_files(hub: Hub, upstream: Upstream, repo: Target, repo_id: str, found: UpstreamCommit) -> None:
-    """Download every file of ``found``, pass them through the gate and the policy, and add the commit."""
+def commit_files(
+    hub: Hub, upstream: Upstream, repo: Target, repo_id: str, found: UpstreamCommit, *, live: Fetch | None = None
+) -> None:
+    """Download every file of ``found``, pass them through the gate and the policy, and add the commit. With
+    ``live``, the files that may stream before the verdict (``services/mirror/live.py``) come last, once the others
+    passed the scan gate, and readers follow them as they arrive."""
     files = upstream.files(repo.type, repo_id, found.sha)
-    changes = [_download(hub, upstream, repo, repo_id, found.sha, f) for f in files]
+    if live is not None and not _no_policy(hub, repo):
+        live = None
+    late = [f for f in files if live is not None and streamable(f.path, f.sha256, f.size)]
+    changes = [_download(hub, upstream, repo, repo_id, found.sha, f) for f in files if f not in late]
+    if live is not None and late:
+        gate.check_changes(hub.db, hub.store, settings=hub.settings, changes=changes, repo_id=repo.id)
+        live.offer(found.sha, [(f.path, f.size, f.sha256 or "") for f in late])
+        changes += [_download(hub, upstream, repo, repo_id, found.sha, f, sink=live.spool(f.path)) for f in late]
     with hub.db.write() as session:
         for c in changes:
             record_blob(session, c.sha256, c.size)
@@ -155,9 +168,27 @@ def _date(text: str | None) -> datetime:
     return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
-def _download(hub: Hub, upstream: Upstream, repo: Target, repo_id: str, sha: str, file: UpstreamFile) -> FileChange:
-    """Stream one upstream file into the store, checking it is the file the upstream's tree names (the store hashes
-    it; a regular file's git blob id is checked here)."""
+def _no_policy(hub: Hub, repo: Target) -> bool:
+    """Whether no license policy applies to ``repo`` (then its files may stream before the verdict)."""
+    with hub.db.read() as session:
+        row = session.get(Repo, repo.id)
+        if row is None or row.gated:
+            return False
+        return row.type != "model" or governance.effective_policy(session, hub.settings, row).empty
+
+
+def _download(
+    hub: Hub,
+    upstream: Upstream,
+    repo: Target,
+    repo_id: str,
+    sha: str,
+    file: UpstreamFile,
+    *,
+    sink: Callable[[bytes], None] | None = None,
+) -> FileChange:
+    """Stream one upstream file into the store (and into ``sink``, readers following it), checking it is the file
+    the upstream's tree names (the store hashes it; a regular file's git blob id is checked here)."""
     lfs = file.sha256 is not None
     sha1 = None if lfs else hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
     size = 0
@@ -171,6 +202,8 @@ def _download(hub: Hub, upstream: Upstream, repo: Target, repo_id: str, sha: str
                 if sha1 is not None:
                     sha1.update(chunk)
                 writer.write(chunk)
+                if sink is not None:
+                    sink(chunk)
         if size != file.size or (sha1 is not None and sha1.hexdigest() != file.oid):
             raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path} than its tree names")
         try:
