@@ -8,6 +8,7 @@ A hash is 32 raw bytes, exactly as blake3 produced them and as every binary Xet 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 
 import blake3
@@ -154,8 +155,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 _THREADED_FROM = 4 << 20
 
 
+_WORDS_LE, _WORDS_BE = struct.Struct("<4Q"), struct.Struct(">4Q")
+
+
 def _word_swap(raw: bytes) -> bytes:
-    return b"".join(raw[i : i + 8][::-1] for i in range(0, HASH_SIZE, 8))
+    return _WORDS_BE.pack(*_WORDS_LE.unpack(raw))
 
 
 def hash_to_hex(h: bytes) -> str:

@@ -2,8 +2,11 @@
 
 :func:`parse_xorb` is the server's check of an upload: it walks every header, decompresses every chunk with a hard
 cap at its declared size (a decompression bomb stops there), recomputes every chunk hash and the xorb hash, and
-enforces the size limits. Hash-identity of a xorb never depends on its serialized bytes: the same chunks compressed
-differently, or with a footer and a nonce, have the same hash.
+enforces the size limits. :func:`unpack_xorb` makes the same check and keeps what it decompressed: the xorb
+re-serialized with every chunk stored uncompressed, written chunk by chunk into one buffer as it is checked (each
+chunk decompressed and hashed once, while it is in the CPU cache), so that nothing reading it later decompresses.
+Hash-identity of a xorb never depends on its serialized bytes: the same chunks compressed differently, or with a
+footer and a nonce, have the same hash.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "decode_chunk",
     "decode_chunks",
     "parse_xorb",
+    "unpack_xorb",
     "xorb_footer",
 ]
 
@@ -116,22 +120,28 @@ def _bg4_split(data: bytes | memoryview) -> bytes:
     return raw[0::4] + raw[1::4] + raw[2::4] + raw[3::4]
 
 
-def _bg4_join(grouped: bytes) -> bytes:
+def _bg4_join_into(grouped: bytes | memoryview, out: memoryview) -> None:
+    """Write into ``out`` the bytes that BG4 regrouped as ``grouped`` (byte ``i`` of every 4 in group ``i % 4``)."""
+    import numpy as np
+
     q, r = divmod(len(grouped), 4)
-    out = bytearray(len(grouped))
+    source = np.frombuffer(grouped, dtype=np.uint8)
+    target = np.frombuffer(out, dtype=np.uint8)
     pos = 0
     for i in range(4):
         length = q + (1 if i < r else 0)
-        out[i::4] = grouped[pos : pos + length]
+        target[i::4] = source[pos : pos + length]
         pos += length
+
+
+def _bg4_join(grouped: bytes) -> bytes:
+    out = bytearray(len(grouped))
+    _bg4_join_into(grouped, memoryview(out))
     return bytes(out)
 
 
-def _decompress(payload: memoryview, scheme: int, size: int, where: str) -> bytes | memoryview:
-    if scheme == NONE:
-        if len(payload) != size:
-            raise XetFormatError(f"{where}: uncompressed chunk of {len(payload)} bytes declares {size}")
-        return payload
+def _lz4_decompress(payload: memoryview, size: int, where: str) -> bytes:
+    """An LZ4 frame's content, which must be exactly ``size`` bytes (never more is decompressed)."""
     frame = _lz4()
     decompressor = frame.LZ4FrameDecompressor()
     try:
@@ -142,7 +152,30 @@ def _decompress(payload: memoryview, scheme: int, size: int, where: str) -> byte
         raise XetFormatError(f"{where}: LZ4 frame does not decompress to exactly the declared {size} bytes")
     if decompressor.unused_data:
         raise XetFormatError(f"{where}: {len(decompressor.unused_data)} stray bytes after the LZ4 frame")
+    return out
+
+
+def _decompress(payload: memoryview, scheme: int, size: int, where: str) -> bytes | memoryview:
+    if scheme == NONE:
+        if len(payload) != size:
+            raise XetFormatError(f"{where}: uncompressed chunk of {len(payload)} bytes declares {size}")
+        return payload
+    out = _lz4_decompress(payload, size, where)
     return _bg4_join(out) if scheme == BG4_LZ4 else out
+
+
+def _decompress_into(payload: memoryview, scheme: int, out: memoryview, where: str) -> None:
+    """Decompress a chunk's payload into ``out``, which has exactly its declared uncompressed size."""
+    if scheme == NONE:
+        if len(payload) != len(out):
+            raise XetFormatError(f"{where}: uncompressed chunk of {len(payload)} bytes declares {len(out)}")
+        out[:] = payload
+        return
+    data = _lz4_decompress(payload, len(out), where)
+    if scheme == BG4_LZ4:
+        _bg4_join_into(data, out)
+    else:
+        out[:] = data
 
 
 def _read_header(view: memoryview, pos: int) -> tuple[int, int, int]:
@@ -209,6 +242,78 @@ def parse_xorb(
     if footer_size:
         _check_footer(view[chunks[-1].end :], computed, chunks)
     return Xorb(computed, tuple(chunks), len(view), footer_size)
+
+
+def _headers(view: memoryview, *, max_chunks: int, max_unpacked: int) -> list[tuple[int, int, int, int]]:
+    """``(start, compressed length, scheme, uncompressed length)`` of each chunk up to the end or a footer, checked
+    against the limits before anything is decompressed."""
+    heads: list[tuple[int, int, int, int]] = []
+    pos = 0
+    unpacked = 0
+    while pos < len(view) and view[pos : pos + len(FOOTER_IDENT)] != FOOTER_IDENT:
+        clen, scheme, ulen = _read_header(view, pos)
+        unpacked += ulen
+        if len(heads) >= max_chunks:
+            raise XetFormatError(f"xorb has more than {max_chunks} chunks")
+        if unpacked > max_unpacked:
+            raise XetFormatError(f"xorb holds more than {max_unpacked} uncompressed bytes")
+        heads.append((pos, clen, scheme, ulen))
+        pos += CHUNK_HEADER_SIZE + clen
+    if not heads:
+        raise XetFormatError("xorb has no chunks")
+    return heads
+
+
+def unpack_xorb(
+    data: bytes | bytearray | memoryview,
+    *,
+    expected_hash: bytes | None = None,
+    max_size: int = MAX_XORB_SIZE,
+    max_chunks: int = MAX_XORB_CHUNKS,
+    max_unpacked: int = MAX_XORB_UNPACKED,
+    into: bytearray | None = None,
+) -> tuple[Xorb, bytes | bytearray | memoryview]:
+    """Check a serialized xorb as :func:`parse_xorb` does and return it re-serialized with every chunk uncompressed
+    and no footer, described by the returned :class:`Xorb` (same hash, chunks at their new byte ranges): written at
+    the start of ``into`` if it is large enough (a view of it is returned), else into a new buffer. A xorb already
+    stored so (no compressed chunk, no footer) is returned as it came, a view of ``data``."""
+    view = memoryview(data).cast("B")
+    if len(view) > max_size:
+        raise XetFormatError(f"xorb of {len(view)} bytes is over the limit of {max_size}")
+    heads = _headers(view, max_chunks=max_chunks, max_unpacked=max_unpacked)
+    body_end = heads[-1][0] + CHUNK_HEADER_SIZE + heads[-1][1]
+    as_sent = all(scheme == NONE for _, _, scheme, _ in heads)
+    size = sum(ulen for *_, ulen in heads) + CHUNK_HEADER_SIZE * len(heads)
+    out: bytes | bytearray | memoryview
+    if as_sent:
+        out = view[:body_end]
+    else:
+        out = memoryview(into)[:size] if into is not None and len(into) >= size else bytearray(size)
+    target = memoryview(out)
+    chunks: list[XorbChunk] = []
+    at = 0
+    for pos, clen, scheme, ulen in heads:
+        end = at + CHUNK_HEADER_SIZE + ulen
+        chunk = target[at + CHUNK_HEADER_SIZE : end]
+        if as_sent:
+            if clen != ulen:
+                raise XetFormatError(f"chunk at byte {pos}: uncompressed chunk of {clen} bytes declares {ulen}")
+        else:
+            _HEADER.pack_into(target, at, 0, ulen & 0xFFFF, ulen >> 16, NONE, ulen & 0xFFFF, ulen >> 16)
+            payload = view[pos + CHUNK_HEADER_SIZE : pos + CHUNK_HEADER_SIZE + clen]
+            _decompress_into(payload, scheme, chunk, f"chunk at byte {pos}")
+        chunks.append(XorbChunk(chunk_hash(chunk), at, end, ulen, NONE))
+        at = end
+    computed = xorb_hash([(c.hash, c.size) for c in chunks])
+    if expected_hash is not None and computed != expected_hash:
+        raise XetFormatError(f"xorb content hashes to {hash_to_hex(computed)}, not {hash_to_hex(expected_hash)}")
+    if body_end < len(view):  # the footer must describe the chunks as sent
+        sent = [
+            XorbChunk(c.hash, pos, pos + CHUNK_HEADER_SIZE + clen, c.size, scheme)
+            for c, (pos, clen, scheme, _) in zip(chunks, heads, strict=True)
+        ]
+        _check_footer(view[body_end:], computed, sent)
+    return Xorb(computed, tuple(chunks), len(target)), out
 
 
 def decode_chunk(data: bytes | memoryview, chunk: XorbChunk, *, offset: int = 0, verify: bool = True) -> bytes:

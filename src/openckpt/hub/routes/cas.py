@@ -51,16 +51,19 @@ def _prefix(prefix: str) -> None:
         raise EntryNotFoundError(f"unknown CAS prefix {prefix!r}")
 
 
-async def _body(request: Request, limit: int, what: str) -> bytes | bytearray:
+async def _body(
+    request: Request, limit: int, what: str, *, into: bytearray | None = None
+) -> bytes | bytearray | memoryview:
     """The request body, up to ``limit`` bytes. With a Content-Length, each part is copied into one buffer of that
-    size as it arrives (no join of the whole body on the event loop: a 64 MB xorb is never copied at once)."""
+    size as it arrives (no join of the whole body on the event loop: a 64 MB xorb is never copied at once): the
+    start of ``into`` if given and large enough (a view of it is returned)."""
     declared = request.headers.get("content-length")
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > limit:
         raise PayloadTooLargeError(f"{what} of {declared} bytes is over the limit of {limit}")
     if size is not None:
-        buffer, at = bytearray(size), 0
-        view = memoryview(buffer)
+        buffer = memoryview(into)[:size] if into is not None and len(into) >= size else bytearray(size)
+        view, at = memoryview(buffer), 0
         async for part in request.stream():
             if at + len(part) > size:
                 raise XetUploadError(f"{what} is longer than its Content-Length of {size} bytes")
@@ -82,9 +85,13 @@ async def _body(request: Request, limit: int, what: str) -> bytes | bytearray:
 async def upload_xorb(request: Request, prefix: str, xorb: str) -> dict[str, bool]:
     _prefix(prefix)
     await run_in_threadpool(_token, request, write=True)
-    data = await _body(request, MAX_XORB_SIZE, "xorb")
     hub = hub_of(request)
-    inserted = await run_in_threadpool(cas.store_xorb, hub.db, raw_blobs(hub.store), xorb, data)
+    received = cas.BUFFERS.take()  # reused: a fresh 64 MB buffer costs more to fault in than the xorb's check
+    try:
+        data = await _body(request, MAX_XORB_SIZE, "xorb", into=received)
+        inserted = await run_in_threadpool(cas.store_xorb, hub.db, raw_blobs(hub.store), xorb, data)
+    finally:
+        cas.BUFFERS.give(received)
     return {"was_inserted": inserted}
 
 

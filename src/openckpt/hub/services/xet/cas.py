@@ -2,13 +2,17 @@
 :mod:`.xet_dedup`).
 
 Everything a client uploads is parsed and every hash recomputed before anything is stored or registered; a xorb is
-stored whole (without footer) as one blob of the blob store, indexed chunk by chunk in the database. A shard
+stored as one blob of the blob store with its chunks as they were decompressed to be checked (uncompressed, without
+footer: :func:`openckpt.xet.xorb.unpack_xorb`), indexed chunk by chunk in the database. So a commit's sha256 check
+reads a file's bytes back and hashes them, never decompresses them again; the encoding at rest is chosen after the
+commit (:mod:`openckpt.hub.services.compression`). A shard
 registers files only if every term names chunks the CAS holds and proves, by its verification hash, that the
 uploader knows them; a file's sha256 (what commits name it by) stays unverified until a commit needs it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -24,6 +28,7 @@ from openckpt.hub.services.storage import gc as storage_gc
 from openckpt.hub.services.xet import dedup as xet_dedup
 from openckpt.store.blobs import BlobStore
 from openckpt.xet import shard as xshard
+from openckpt.xet.chunking import MIN_CHUNK
 from openckpt.xet.hashes import (
     ZERO_HASH,
     eligible_for_global_dedup,
@@ -32,11 +37,41 @@ from openckpt.xet.hashes import (
     hex_to_hash,
     verification_hash,
 )
-from openckpt.xet.xorb import parse_xorb
+from openckpt.xet.xorb import CHUNK_HEADER_SIZE, MAX_XORB_UNPACKED, unpack_xorb
 
-__all__ = ["MAX_SHARD_BYTES", "parse_hash", "register_shard", "store_xorb"]
+__all__ = ["BUFFERS", "MAX_SHARD_BYTES", "BufferPool", "parse_hash", "register_shard", "store_xorb"]
 
 MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
+
+
+class BufferPool:
+    """Buffers of one size kept for reuse, at most ``keep`` of them: a fresh buffer this large is a new mapping whose
+    pages the kernel faults in and zeroes as it is filled, which cost the hub ~0.5 CPU-seconds per GB of xorbs
+    received (and again per GB unpacked), more than checking them."""
+
+    def __init__(self, size: int, *, keep: int) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        """A buffer of :attr:`size` bytes (old contents), to :meth:`give` back once nothing reads it."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < self.keep and len(buffer) == self.size:
+                self._free.append(buffer)
+
+
+BUFFERS = BufferPool(MAX_XORB_UNPACKED + CHUNK_HEADER_SIZE * (MAX_XORB_UNPACKED // MIN_CHUNK + 1), keep=6)
+"""Buffers for xorb upload bodies and their unpacked chunks (a xorb of hf_xet's 64 MiB, headers included, fits; a
+larger one gets a fresh buffer): one of each per xorb being received and checked; six are kept (about 400 MB at
+most), enough for the uploads a client sends at once to a hub of two workers."""
 
 
 def parse_hash(value: str) -> bytes:
@@ -50,8 +85,9 @@ def parse_hash(value: str) -> bytes:
 # ---- xorbs ------------------------------------------------------------------------------------------------------
 
 
-def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray) -> bool:
-    """Validate and store an uploaded xorb named ``xorb_hex``; return whether it was new (idempotent)."""
+def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray | memoryview) -> bool:
+    """Validate and store an uploaded xorb named ``xorb_hex``, its chunks uncompressed; return whether it was new
+    (idempotent)."""
     expected = parse_hash(xorb_hex)
     with db.read() as session:
         known = session.get(Xorb, xorb_hex) is not None
@@ -60,18 +96,21 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | byte
             if session.get(Xorb, xorb_hex) is not None:  # not collected since: its grace period restarts
                 storage_gc.keep_alive(session, xorbs=[xorb_hex])
                 return False
+    scratch = BUFFERS.take()
     try:
-        xorb = parse_xorb(memoryview(data), expected_hash=expected)
-    except XetFormatError as e:
-        raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
-    body = memoryview(data)[: xorb.chunks[-1].end]  # the footer, if any, is redundant: the database describes chunks
-    writer = blobs.writer(len(body))
-    try:
-        writer.write(cast(bytes, body))  # every store's writer takes any buffer: no copy of the body
-    except BaseException:
-        writer.abort()
-        raise
-    blob = writer.commit(expected_size=len(body))
+        try:
+            xorb, body = unpack_xorb(memoryview(data), expected_hash=expected, into=scratch)
+        except XetFormatError as e:
+            raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
+        writer = blobs.writer(len(body))
+        try:
+            writer.write(cast(bytes, body))  # every store's writer takes any buffer: no copy of the body
+        except BaseException:
+            writer.abort()
+            raise
+        blob = writer.commit(expected_size=len(body))
+    finally:
+        BUFFERS.give(scratch)  # what was written is in the blob now; nothing reads the buffer again
     rows = [
         {
             "xorb_hash": xorb_hex,
@@ -94,7 +133,7 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | byte
                 Xorb(
                     hash=xorb_hex,
                     blob_sha256=blob,
-                    serialized_size=len(body),
+                    serialized_size=xorb.serialized_size,
                     unpacked_size=xorb.unpacked_size,
                     num_chunks=len(xorb.chunks),
                 )
@@ -179,7 +218,9 @@ def _check_file(entry: xshard.XetFile, known: dict[str, _Known]) -> _File:
     return _File(name, sum(size for *_, size in terms), sha256, terms)
 
 
-def register_shard(db: Database, data: bytes | bytearray, *, repo: int | None, minted_by: int | None = None) -> int:
+def register_shard(
+    db: Database, data: bytes | bytearray | memoryview, *, repo: int | None, minted_by: int | None = None
+) -> int:
     """Validate an uploaded shard and register its files (for ``repo``'s uploads, and as uploads of the account of
     the access token ``minted_by``); 1 if anything was new, else 0."""
     if len(data) > MAX_SHARD_BYTES:
