@@ -315,6 +315,22 @@ def test_concurrent_readers_of_an_uncached_file_stream_from_one_upstream_transfe
             server.stop()
 
 
+def test_a_web_page_of_an_upstream_repo_fetches_it(upstream: HubProcess, mirror: HubProcess) -> None:
+    repo = f"acme/page-{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=upstream.url, token=upstream.token)
+    api.create_repo(repo)
+    api.upload_file(path_or_fileobj=CARD, path_in_repo="README.md", repo_id=repo)
+    answer = httpx.get(f"{mirror.url}/{repo}")
+    for _ in range(60):  # a repo that takes long to fetch is said to be on its way; the page reloads
+        if answer.status_code != 202:
+            break
+        assert "being fetched" in answer.text and 'http-equiv="refresh"' in answer.text
+        answer = httpx.get(f"{mirror.url}/{repo}")
+    assert answer.status_code == 200, answer.text
+    assert "A model to mirror." in answer.text
+    assert httpx.get(f"{mirror.url}/acme/no-such-repo-{uuid.uuid4().hex[:6]}").status_code == 404
+
+
 def test_the_serve_command_takes_upstream(tmp_path: Path) -> None:
     cli = str(Path(sys.executable).with_name("openckpt"))
     out = subprocess.run([cli, "serve", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
@@ -358,6 +374,25 @@ def test_the_reads_the_mirror_answers(method: str, path: str, target: tuple[str,
     from openckpt.hub.routes.mirror import read_target
 
     assert read_target(method, path) == target
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/a/b", ("model", "a/b", "main")),
+        ("/a/b?rev=v1", ("model", "a/b", "v1")),
+        ("/datasets/a/b/tree/dev/x", ("dataset", "a/b", "dev")),
+        ("/a/b/blob/refs%2Fpr%2F1/x.txt", ("model", "a/b", "refs/pr/1")),
+        ("/a/b/discussions", None),
+        ("/settings/tokens", None),
+        ("/api/models", None),
+        ("/a", None),
+    ],
+)
+def test_the_web_pages_that_fetch(path: str, target: tuple[str, str, str] | None) -> None:
+    from openckpt.hub.routes.mirror import page_target
+
+    assert page_target("GET", path) == target
 
 
 def test_the_hub_wide_upstream_token_comes_from_a_private_file(upstream: HubProcess, tmp_path: Path) -> None:

@@ -7,20 +7,22 @@ token (``/api/settings/upstream-token``: set, ask whether set, forget).
 ``mirror.ensure`` in a worker thread, then hands the request on; a failure of the upstream is answered in the Hub's
 error shape. A cold ``/resolve`` of a file that may stream before its revision's verdict is answered by the
 middleware itself, from the background fetch as the file arrives (``services/mirror/live.py``), with the headers the
-read route gives once the file is cached.
+read route gives once the file is cached. A web page of a repo being fetched waits a moment, then says so.
 """
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Annotated, Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from openckpt.errors import ForbiddenError, HubError, RepoNotFoundError
+from openckpt.errors import BadRequestError, ForbiddenError, HubError, RepoNotFoundError
 from openckpt.hub.bodies import JsonObject
 from openckpt.hub.context import hub_of, optional_principal
 from openckpt.hub.deps import HubDep, UserDep, json_body
@@ -30,15 +32,19 @@ from openckpt.hub.services.mirror import cache as mirror
 from openckpt.hub.services.mirror import tokens as mirror_tokens
 from openckpt.hub.services.mirror.cache import MirrorState
 from openckpt.hub.services.mirror.live import Fetch, LiveFile
+from openckpt.hub.services.names import RESERVED_ACCOUNT_NAMES, check_name
 from openckpt.hub.services.sealed import sealing_key
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
 
-__all__ = ["MirrorReads", "read_target", "resolved_path", "router"]
+__all__ = ["MirrorReads", "page_target", "read_target", "resolved_path", "router"]
 
 router = APIRouter()
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 API_READS = ("revision", "tree", "paths-info", "commits", "refs", "xet-read-token")
 LIVE_CHUNK = 4 << 20
+PAGE_WAIT = 2.0
+"""Seconds a repo page waits for the fetch of its repo before saying that it is being fetched."""
+PAGE_VIEWS = ("tree", "blob", "commits")
 
 
 def resolved_path(raw_path: str) -> str | None:
@@ -47,6 +53,28 @@ def resolved_path(raw_path: str) -> str | None:
     prefix = 1 if parts and parts[0] in ("datasets", "spaces") else 0
     if len(parts) >= prefix + 5 and parts[prefix + 2] == "resolve":
         return "/".join(unquote(p) for p in parts[prefix + 4 :])
+    return None
+
+
+def page_target(method: str, raw_path: str) -> tuple[str, str, str] | None:
+    """(repo type, repo id, revision) of a web page of a repo (overview, folders, files, history), else None."""
+    path, _, query = raw_path.partition("?")
+    parts = path.rstrip("/").split("/")[1:]
+    repo_type = "dataset" if parts and parts[0] == "datasets" else "model"
+    parts = parts[1:] if repo_type == "dataset" else parts
+    if method != "GET" or len(parts) < 2 or parts[0].lower() in RESERVED_ACCOUNT_NAMES:
+        return None
+    owner, name = unquote(parts[0]), unquote(parts[1])
+    try:
+        check_name(owner), check_name(name)
+    except BadRequestError:
+        return None
+    repo_id = f"{owner}/{name}"
+    if len(parts) == 2:
+        revision = parse_qs(query).get("rev", ["main"])[0]
+        return repo_type, repo_id, revision or "main"
+    if len(parts) >= 4 and parts[2] in PAGE_VIEWS:
+        return repo_type, repo_id, unquote(parts[3])
     return None
 
 
@@ -72,7 +100,8 @@ def read_target(method: str, raw_path: str) -> tuple[str, str, str] | None:
 
 class MirrorReads:
     """ASGI middleware: before a read of a repo (:func:`read_target`), fetch it from the upstream if need be; a cold
-    ``/resolve`` of a file that may stream before the verdict streams from the fetch (``services/mirror/live.py``)."""
+    ``/resolve`` of a file that may stream before the verdict streams from the fetch (``services/mirror/live.py``),
+    and a repo page of a repo being fetched says so (:func:`page_target`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,7 +111,7 @@ class MirrorReads:
             await self.app(scope, receive, send)
             return
         raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        target = read_target(scope["method"], raw)
+        target, page = read_target(scope["method"], raw), page_target(scope["method"], raw)
         try:
             if target is not None:
                 path = resolved_path(raw)
@@ -93,6 +122,9 @@ class MirrorReads:
                         await stream_live(scope, receive, send, *live)
                         return
                 await anyio.to_thread.run_sync(self._ensure, request, target)
+            elif page is not None and not await anyio.to_thread.run_sync(self._page_ready, Request(scope), page):
+                await fetching_page(*page)(scope, receive, send)
+                return
         except HubError as e:
             await error_response(e.status, e.code, str(e), e.headers)(scope, receive, send)
             return
@@ -120,6 +152,16 @@ class MirrorReads:
         job = mirror.background(hub_of(request), *target)
         found = job.wait_for(path) if job is not None else None
         return (job, *found) if job is not None and found is not None else None
+
+    @classmethod
+    def _page_ready(cls, request: Request, page: tuple[str, str, str]) -> bool:
+        """Whether the repo page can be shown now: False while the repo is being fetched (after :data:`PAGE_WAIT`)."""
+        caller = cls._caller(request)
+        if caller is not None and caller.token:
+            mirror.ensure(hub_of(request), *page, caller=caller)
+            return True
+        job = mirror.background(hub_of(request), *page)
+        return job is None or job.wait_done(PAGE_WAIT)
 
 
 async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, live: LiveFile, fd: int) -> None:
@@ -167,6 +209,19 @@ async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, li
 def _disposition(filename: str) -> str:
     fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def fetching_page(repo_type: str, repo_id: str, revision: str) -> HTMLResponse:
+    """The page of a repo still being fetched from the upstream: it reloads itself until the repo is here."""
+    name = html.escape(repo_id)
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{name}: being fetched</title></head><body><main><h1>{name}</h1>"
+        f"<p>This {html.escape(repo_type)} is being fetched from the upstream hub at {html.escape(revision)}, "
+        "scanned and checked against this hub's policy. This page reloads when it is here.</p></main></body></html>"
+    )
+    return HTMLResponse(body, status_code=202, headers={"retry-after": "2", "cache-control": "no-store"})
 
 
 # ---- admin API ------------------------------------------------------------------------------------------------

@@ -140,6 +140,14 @@ class Fetch:
                     return None
                 self.cond.wait(WAIT)
 
+    def wait_done(self, timeout: float) -> bool:
+        """Whether the fetch is over, waiting up to ``timeout`` seconds; the fetch's error if it failed."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.done, timeout)
+            if self.error is not None:
+                raise self.error
+            return self.done
+
     def readable(self, live: LiveFile, have: int) -> int:
         """How many bytes of ``live`` may be sent, waiting until more than ``have`` may; the fetch's error if it
         failed (the reader then cuts the connection)."""
