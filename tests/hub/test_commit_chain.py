@@ -34,7 +34,7 @@ def chain(hub: HubProcess) -> Chain:
     db = Database(hub.database_url)
     try:
         with db.read() as session:
-            repo_id = repos.find_repo(session, None, "model", "chainer/long").id
+            repo_id = repos.find_repo(session, None, repo_type="model", repo_id="chainer/long").id
         add = FileChange("a.txt", "add", sha256="0" * 64, size=1, git_oid="0" * 40)
         ids = [create_commit(db, repo_id, "main", [add], title="add a.txt", author="chainer")[0]]
         ids += [create_commit(db, repo_id, "main", [], title=f"c{i}", author="chainer")[0] for i in range(COMMITS - 2)]
@@ -55,7 +55,7 @@ def session(hub: HubProcess) -> Iterator[Session]:
 
 
 def _head(session: Session, chain: Chain) -> tuple[Repo, Commit]:
-    repo = repos.find_repo(session, None, "model", chain.repo)
+    repo = repos.find_repo(session, None, repo_type="model", repo_id=chain.repo)
     head = session.get(Commit, chain.ids[0])
     assert head is not None
     return repo, head
@@ -76,7 +76,7 @@ def test_chain_stays_in_its_repo(hub: HubProcess, chain: Chain) -> None:
     db = Database(hub.database_url)
     try:
         with db.read() as session:  # never committed: the stray commit is rolled back when the session closes
-            other = repos.find_repo(session, None, "model", "chainer/other")
+            other = repos.find_repo(session, None, repo_type="model", repo_id="chainer/other")
             stray = Commit(id="f" * 40, repo_id=other.id, parent_id=chain.ids[0], tree_id="0" * 40, title="stray",
                            author="chainer")  # fmt: skip
             session.add(stray)

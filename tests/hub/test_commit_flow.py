@@ -73,7 +73,7 @@ def _repo(hub: HubProcess, people: People, name: str, parts: Hub) -> int:
     headers = {"authorization": f"Bearer {people.alice}"}
     assert httpx.post(f"{hub.url}/api/repos/create", json={"name": name}, headers=headers).status_code == 200
     with parts.db.read() as session:
-        return repos.find_repo(session, parts.alice, "model", f"alice/{name}").id
+        return repos.find_repo(session, parts.alice, repo_type="model", repo_id=f"alice/{name}").id
 
 
 def _head(parts: Hub, repo_id: int, ref: str = "main", kind: str = "branch") -> str | None:

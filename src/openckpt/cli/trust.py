@@ -108,7 +108,7 @@ def release(
         from openckpt.hub.services.accounts import Principal
 
         operator = Principal(0, "operator", "", is_admin=True, token_role="write", token_name="local")
-        repo = find_repo(session, operator, repo_type, repo_id)
+        repo = find_repo(session, operator, repo_type=repo_type, repo_id=repo_id)
         entry = file_at(session, resolve_revision(session, repo, revision).tree_id, path)
         if entry is None:
             raise EntryNotFoundError(f"{path} does not exist at revision {revision} of {repo_id}")

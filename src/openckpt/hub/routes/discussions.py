@@ -29,7 +29,7 @@ BASE = "/api/{plural}/{owner}/{name}/discussions"
 def list_discussions(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     q = request.query_params
     with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         found = discussions.list_discussions(
             session,
             repo,

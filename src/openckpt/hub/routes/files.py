@@ -72,7 +72,10 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
     hub = hub_of(request)
     with hub.db.read() as session:
         repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+            session,
+            optional_principal(request, db=session),
+            repo_type=repo_type_of(plural),
+            repo_id=repo_id_of(owner, name),
         )
         commit = resolve_revision(session, repo, rev)
         found, entries = _listing(session, commit.tree_id, path, recursive)
@@ -111,7 +114,10 @@ def _paths_info(
     """Entries of the paths that exist, files or folders, in the order asked."""
     with hub_of(request).db.read() as session:
         repo = repos.find_repo(
-            session, optional_principal(request, db=session), repo_type_of(plural), repo_id_of(owner, name)
+            session,
+            optional_principal(request, db=session),
+            repo_type=repo_type_of(plural),
+            repo_id=repo_id_of(owner, name),
         )
         head = resolve_revision(session, repo, rev)
         out: list[dict[str, Any]] = []

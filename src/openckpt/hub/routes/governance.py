@@ -38,7 +38,7 @@ def lineage(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: Rep
     main derives from this repo."""
     rev = _revision(request)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, "model", repo_id)
+        repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
         commit, card, found = governance.revision_lineage(session, hub.store, principal, repo, rev)
         ancestors = [a.to_dict() for a in found]
         for a in ancestors:
@@ -55,7 +55,7 @@ def lineage(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: Rep
 
 def _provenance(hub: Hub, principal: Principal | None, repo_id: str, rev: str) -> dict[str, Any]:
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, "model", repo_id)
+        repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
         repo_pk, commit_id = repo.id, resolve_revision(session, repo, rev).id
     return provenance.verdict(hub.db, hub.store, hub.settings, repo_pk, commit_id)
 
@@ -71,7 +71,7 @@ async def provenance_check(
 
 def _report(hub: Hub, principal: Principal | None, repo_id: str, rev: str, policy: Any) -> dict[str, Any]:
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, "model", repo_id)
+        repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
         return governance.license_report(session, hub.store, hub.settings, principal, repo, rev, policy)
 
 

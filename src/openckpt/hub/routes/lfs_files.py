@@ -40,7 +40,7 @@ def list_lfs_files(request: Request, db: DbDep, principal: PrincipalDep, repo_re
     offset = int_param(request, "offset", 0)
     page = min(int_param(request, "limit", PAGE) or PAGE, PAGE)
     with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         files = lfs_purge.lfs_files(session, repo)
     shown = [_file_json(f) for f in files[offset : offset + page]]
     more = len(files) > offset + page
@@ -101,7 +101,7 @@ def _purge(
     hub: Hub, principal: Principal, repo_ref: RepoRef, raw: bytes, events: Deliveries | None
 ) -> tuple[Repo, lfs_purge.Purge]:
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id, write=True)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id, write=True)
     shas, rewrite = _deletions(raw)  # after the access check: a 403 or 404 comes before any 400
     if not rewrite:
         raise BadRequestError(NO_POINTERS_KEPT)

@@ -16,7 +16,7 @@ router = APIRouter()
 @router.get("/api/{plural}/{owner}/{name}/openness")
 def openness(db: DbDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, Any]:
     with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         return reports.repo_openness(session, repo).to_dict()
 
 
@@ -25,5 +25,5 @@ def bom(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, An
     from openckpt import __version__
 
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         return reports.repo_bom(session, hub.store, repo, tool_version=__version__)

@@ -138,7 +138,9 @@ async def delete(
 def _deleted(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Event:
     """The event of deleting the repo, as it is before (its row will be gone)."""
     with db.read() as session:
-        return repo_event(repos.find_repo(session, principal, repo_type, repo_id, write=True), "delete", "repo")
+        return repo_event(
+            repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True), "delete", "repo"
+        )
 
 
 @router.post("/api/repos/move")
@@ -209,7 +211,7 @@ async def settings(
     changed = {k: v for k, v in asked.items() if v is not None}
 
     def event(session: Session) -> Event:  # at the end of the change's transaction, which it commits with
-        found = repos.find_repo(session, principal, repo.type, repo.id)
+        found = repos.find_repo(session, principal, repo_type=repo.type, repo_id=repo.id)
         return repo_event(found, "update", "repo.config", updated_config=changed)
 
     with change_events(request, event):
@@ -270,12 +272,12 @@ def _info(
     request: Request, hub: Hub, principal: Principal | None, repo_ref: RepoRef, rev: str | None
 ) -> dict[str, Any]:
     with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         head = resolve_revision(session, repo, rev or repo.default_branch)
         entries = list(read_tree(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
         if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
-            found = gate.statuses(session, hub.settings, repo.id, entries)
+            found = gate.statuses(session, hub.settings, repo_id=repo.id, entries=entries)
             rules = gate.rules_of(session, hub.settings, repo).to_dict()
             data["securityRepoStatus"] = repo_security_json(found, rules)
         if repo.type == "model" and "lineageVerification" in request.query_params.getlist("expand"):
@@ -287,7 +289,7 @@ def _info(
 def auth_check(db: DbDep, principal: PrincipalDep, repo: RepoDep) -> dict[str, Any]:
     """200 if the caller may read the repo; the usual 404 / 403 otherwise."""
     with db.read() as session:
-        repos.find_repo(session, principal, repo.type, repo.id)
+        repos.find_repo(session, principal, repo_type=repo.type, repo_id=repo.id)
     return {"ok": True}
 
 
@@ -295,7 +297,7 @@ def auth_check(db: DbDep, principal: PrincipalDep, repo: RepoDep) -> dict[str, A
 def auth_check_write(db: DbDep, principal: UserDep, repo: RepoDep) -> dict[str, Any]:
     """200 if the caller may write to the repo; a 401 without a token, the usual 404 / 403 otherwise."""
     with db.read() as session:
-        repos.find_repo(session, principal, repo.type, repo.id, write=True)
+        repos.find_repo(session, principal, repo_type=repo.type, repo_id=repo.id, write=True)
     return {"ok": True}
 
 
@@ -320,7 +322,7 @@ def commits(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: Repo
     rev, _ = rev_and_path(request, 5)
     offset = int_param(request, "offset", 0)
     with db.read() as session:
-        repo = repos.find_repo(session, principal, repo_ref.type, repo_ref.id)
+        repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
         head = resolve_revision(session, repo, rev)
         chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]

@@ -42,7 +42,7 @@ class SigningKeyBody(JsonObject):
 def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, path: str, rev: str) -> None:
     """Release ``path`` at ``rev`` (its current bytes) of a repo the caller owns or administers."""
     with hub.db.read() as session:
-        repo = find_repo(session, principal, repo_type, repo_id)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         commit = resolve_revision(session, repo, rev)
         entry = file_at(session, commit.tree_id, path)
     if entry is None:
@@ -95,7 +95,7 @@ def add_file_security(
 ) -> None:
     """Add ``securityFileStatus`` to the file items of an expanded tree or paths-info answer."""
     files = [entries[i["path"]] for i in items if i.get("type") == "file" and i["path"] in entries]
-    found = gate.statuses(session, settings, repo_id, files)
+    found = gate.statuses(session, settings, repo_id=repo_id, entries=files)
     for item in items:
         if (status := found.get(item["path"])) is not None and item.get("type") == "file":
             item["securityFileStatus"] = file_security_json(status)

@@ -60,7 +60,7 @@ def has_access(session: Session, principal: Principal | None, repo: Repo) -> boo
     return _is_member(principal, repo) or request_status(session, principal, repo) == "accepted"
 
 
-def check_download(session: Session, principal: Principal | None, repo: Repo, path: str) -> None:
+def check_download(session: Session, principal: Principal | None, *, repo: Repo, path: str) -> None:
     """Raise :class:`GatedRepoError` unless the caller may download ``path`` of ``repo``."""
     if path in UNGATED_PATHS or has_access(session, principal, repo):
         return
@@ -85,7 +85,7 @@ def check_download(session: Session, principal: Principal | None, repo: Repo, pa
 
 
 def _manageable(session: Session, principal: Principal, repo_type: str, repo_id: str) -> Repo:
-    repo = find_repo(session, principal, repo_type, repo_id, write=True)
+    repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
     if not repo.gated:
         raise BadRequestError(f"{repo_id} is not a gated repo: set gated to 'auto' or 'manual' in its settings first")
     return repo
@@ -94,7 +94,7 @@ def _manageable(session: Session, principal: Principal, repo_type: str, repo_id:
 def request_access(db: Database, principal: Principal, *, repo_type: str, repo_id: str, fields: dict[str, Any]) -> str:
     """File the caller's access request (accepted at once when the repo is ``gated: auto``); its status."""
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         if not repo.gated:
             raise BadRequestError(f"{repo_id} is not a gated repo: no access request is needed")
         if _is_member(principal, repo):

@@ -273,7 +273,9 @@ def _decide(policy: RepoScanRules, verdict: str, imports: list[str], current: bo
     return ""
 
 
-def statuses(session: Session, settings: Settings, repo_id: int, entries: Iterable[FileEntry]) -> dict[str, FileStatus]:
+def statuses(
+    session: Session, settings: Settings, *, repo_id: int, entries: Iterable[FileEntry]
+) -> dict[str, FileStatus]:
     """The scan status of each of ``entries`` (files of one of the repo's trees), by path, under the scan rules of
     the repo's owner and of the hub."""
     entries = list(entries)
@@ -322,10 +324,10 @@ def rules_of(session: Session, settings: Settings, repo: Repo) -> ScanRules:
     return repo_rules(session, settings, repo).rules
 
 
-def check_download(session: Session, settings: Settings, repo_id: int, entry: FileEntry) -> None:
+def check_download(session: Session, settings: Settings, *, repo_id: int, entry: FileEntry) -> None:
     """Raise :class:`FileFlaggedError` if ``entry`` is withheld (see :func:`statuses`) and nobody released it in
     this repo."""
-    status = statuses(session, settings, repo_id, [entry])[entry.path]
+    status = statuses(session, settings, repo_id=repo_id, entries=[entry])[entry.path]
     if status.withheld:
         raise FileFlaggedError(
             f"Download refused: {status.reason}: {status.message()}. "

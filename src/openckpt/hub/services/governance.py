@@ -264,7 +264,7 @@ def _gate_results(
     if policy.require_clean_scan:
         from openckpt.hub.services import gate
 
-        found = gate.statuses(session, settings, repo.id, entries.values())
+        found = gate.statuses(session, settings, repo_id=repo.id, entries=entries.values())
         dirty = [s.message() for s in found.values() if not s.clean]
         out["scan_clean"] = not dirty
         out["scan_note"] = "; ".join(dirty[:5])

@@ -62,7 +62,7 @@ def stored_for_batch(
         if write and proposing:
             pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
         else:
-            repos.find_repo(session, principal, repo_type, repo_id, write=write)
+            repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=write)
         stored = possession.stored_sizes(session, principal, oids)
         files = [file_hash for file_hash, _ in xet_files(session, stored).values()]
     if write and stored:  # the client will commit these without uploading: the collector must wait for it
@@ -96,9 +96,9 @@ def xet_token_repo(
         if write and (create_pr or pr_num(revision) is not None):
             repo = pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=True)
         else:
-            repo = repos.find_repo(session, principal, repo_type, repo_id, write=write)
+            repo = repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=write)
         if not write:
-            access.check_download(session, principal, repo, "")
+            access.check_download(session, principal, repo=repo, path="")
         if not (create_pr and revision == "None"):
             resolve_revision(session, repo, revision)
         return repo.id

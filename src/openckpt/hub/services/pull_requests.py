@@ -203,7 +203,7 @@ def find_uploadable(
     whoever may take part in its discussions."""
     from openckpt.hub.services.repos import find_repo
 
-    repo = find_repo(session, principal, repo_type, repo_id, write=not proposing)
+    repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=not proposing)
     if proposing:
         require_participant(session, principal, repo)
     return repo
@@ -219,7 +219,7 @@ def find_committable(
 
     with db.read() as session:
         num = pr_num(revision)
-        repo = find_repo(session, principal, repo_type, repo_id, write=not create_pr and num is None)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=not create_pr and num is None)
         if num is not None:
             check_pr_commit(session, principal, repo, num)
         elif create_pr:

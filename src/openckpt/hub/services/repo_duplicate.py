@@ -60,8 +60,8 @@ def destination(principal: Principal, from_id: str, *, repository: str | None) -
 
 def _source(session: Session, principal: Principal, repo_type: str, from_id: str) -> Repo:
     """The source, if the caller may see it and download its files (a gated repo needs granted access)."""
-    source = find_repo(session, principal, repo_type, from_id)
-    access.check_download(session, principal, source, "")
+    source = find_repo(session, principal, repo_type=repo_type, repo_id=from_id)
+    access.check_download(session, principal, repo=source, path="")
     return source
 
 

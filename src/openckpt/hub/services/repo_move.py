@@ -49,7 +49,7 @@ def move_repo(db: Database, principal: Principal, *, repo_type: str, from_id: st
     to_owner, to_name = to_id.split("/")
     try:
         with db.write() as session:
-            repo = find_repo(session, principal, repo_type, from_id)
+            repo = find_repo(session, principal, repo_type=repo_type, repo_id=from_id)
             if not principal.can_write:
                 raise ForbiddenError(f"This token is read-only: it cannot move {from_id}")
             if not _is_repo_admin(principal, repo):

@@ -82,7 +82,7 @@ def repo_named(session: Session, repo_type: str, repo_id: str) -> Repo | None:
 
 
 def find_repo(
-    session: Session, principal: Principal | None, repo_type: str, repo_id: str, *, write: bool = False
+    session: Session, principal: Principal | None, *, repo_type: str, repo_id: str, write: bool = False
 ) -> Repo:
     """The repo, if the caller may see it (else :class:`RepoNotFoundError`, as if it did not exist) and, with
     ``write``, may write to it (else :class:`ForbiddenError`). An old name of a repo the caller may see raises
@@ -176,7 +176,7 @@ def _insert_repo(
 def delete_repo(db: Database, principal: Principal, *, repo_type: str, repo_id: str) -> Repo:
     """Delete the repo; return its row as it was (detached)."""
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
         for table in (Ref, Commit):
             session.execute(delete(table).where(table.repo_id == repo.id))
         session.delete(repo)
@@ -197,7 +197,7 @@ def update_settings(
     """Change the repo's visibility, gating and default branch (an existing branch; with ``store``, the card data
     are read again from its head); return its row."""
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
         if private is not None:
             repo.private = private
         if gated is not None:
@@ -238,7 +238,7 @@ def create_ref(  # noqa: PLR0913 — the repo, the ref (kind, name, start, tag m
     event in the same transaction; return the repo and the commit."""
     check_ref_name(name, kind)
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
         if session.get(Ref, (repo.id, kind, name)) is not None:
             raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
         commit = resolve_revision(session, repo, start or repo.default_branch)
@@ -262,7 +262,7 @@ def delete_ref(
     """Delete a branch (not the default one) or tag, and write its ``repo.content`` webhook event in the same
     transaction; return the repo and the commit it pointed at."""
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id, write=True)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
         ref = session.get(Ref, (repo.id, kind, name))
         if ref is None:
             raise RevisionNotFoundError(f"Invalid rev id: {name}")
@@ -293,7 +293,7 @@ def list_refs(db: Database, principal: Principal | None, *, repo_type: str, repo
     """The branches, tags and pull request refs of a repo the caller sees, by name (not a mirror's own state,
     ``services/mirror/cache.py``)."""
     with db.read() as session:
-        repo = find_repo(session, principal, repo_type, repo_id)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         mine = (Ref.repo_id == repo.id) & (Ref.kind != "mirror")
         return list(session.scalars(select(Ref).where(mine).order_by(Ref.name)))
 

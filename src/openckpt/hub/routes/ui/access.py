@@ -52,7 +52,7 @@ async def _ask(request: Request, hub: Hub, repo_type: str, repo_id: str) -> Resp
     if viewer is None:
         raise UnauthorizedError("Sign in to request access")
     with hub.db.read() as session:
-        repo = find_repo(session, viewer, repo_type, repo_id)
+        repo = find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id)
         spec = gate_fields(repo.card_data or {})
         url = repo_url(repo)
     fields: dict[str, Any] = {}

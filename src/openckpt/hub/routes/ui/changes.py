@@ -57,7 +57,7 @@ def tensors(request: Request, hub: Hub, repo_type: str) -> Response:
         entry = file_at(session, commit.tree_id, path)
         if entry is None or not path.endswith(".safetensors"):
             raise EntryNotFoundError(f"no safetensors file {path!r} at {rev}")
-        access.check_download(session, viewer_of(request), repo, path)
+        access.check_download(session, viewer_of(request), repo=repo, path=path)
         header = diffs.read_safetensors_header(hub.store, entry)
         base = repo_url(repo)
         link = lambda r: f"{base}/tensors/{quote(r, safe='')}/{quote(path)}"  # noqa: E731

@@ -50,7 +50,7 @@ def _signed_in(request: Request) -> Principal | Response:
 
 def _writable(session: Session, viewer: Principal, request: Request, repo_type: str) -> Repo:
     owner, name = request.path_params["owner"], request.path_params["name"]
-    return repos.find_repo(session, viewer, repo_type, repo_id_of(owner, name), write=True)
+    return repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id_of(owner, name), write=True)
 
 
 def _rev_and_path(request: Request, repo_type: str) -> tuple[str, str]:

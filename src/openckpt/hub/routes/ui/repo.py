@@ -39,7 +39,7 @@ COMMITS_PAGE = 50
 
 def _repo(session: Session, request: Request, repo_type: str) -> Repo:
     owner, name = request.path_params["owner"], request.path_params["name"]
-    return find_repo(session, viewer_of(request), repo_type, repo_id_of(owner, name))
+    return find_repo(session, viewer_of(request), repo_type=repo_type, repo_id=repo_id_of(owner, name))
 
 
 def _header(
@@ -121,7 +121,7 @@ def tree(request: Request, hub: Hub, repo_type: str) -> Response:
             **_header(session, repo, rev, commit, "files", link),
             "listing": listing,
             "path": path,
-            "scans": gate.statuses(session, hub.settings, repo.id, entries.values()),
+            "scans": gate.statuses(session, hub.settings, repo_id=repo.id, entries=entries.values()),
             "access_gate": gate_context(session, request, repo),
         }
         return page(request, "repo_tree.html", context)
@@ -136,7 +136,7 @@ def blob(request: Request, hub: Hub, repo_type: str) -> Response:
         entry = file_at(session, commit.tree_id, path)
         if entry is None:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
-        access.check_download(session, viewer_of(request), repo, path)
+        access.check_download(session, viewer_of(request), repo=repo, path=path)
         base = repo_url(repo)
         text = pages.read_text(hub.store, entry, MAX_PREVIEW)
         rendered = None

@@ -33,7 +33,7 @@ def trust_context(
 ) -> dict[str, Any]:
     """What the repo page shows: each file's scan status, a summary, the signature, and the release form."""
     hub = hub_of(request)
-    files = gate.statuses(session, hub.settings, repo.id, entries.values())
+    files = gate.statuses(session, hub.settings, repo_id=repo.id, entries=entries.values())
     counts: dict[str, int] = {}
     for status in files.values():
         counts[status.level] = counts.get(status.level, 0) + 1

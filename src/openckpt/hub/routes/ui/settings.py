@@ -44,7 +44,7 @@ def settings_page(request: Request, hub: Hub, repo_type: str) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
     with hub.db.read() as session:
-        repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
+        repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True)
         commit = resolve_revision(session, repo, repo.default_branch)
         base = repo_url(repo)
         header = _header(session, repo, repo.default_branch, commit, "settings", lambda r: base)
@@ -79,7 +79,7 @@ async def _configure(
     own transaction."""
 
     def event(session: Session) -> Event:
-        repo = repos.find_repo(session, viewer, repo_type, repo_id)
+        repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id)
         return repo_event(repo, "update", "repo.config", updated_config=config)
 
     with change_events(request, event):
@@ -91,7 +91,9 @@ async def _configure(
 def _deletion(db: Database, viewer: Principal, repo_type: str, repo_id: str) -> Event:
     """The event of deleting the repo, as it is before (its row will be gone)."""
     with db.read() as session:
-        return repo_event(repos.find_repo(session, viewer, repo_type, repo_id, write=True), "delete", "repo")
+        return repo_event(
+            repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True), "delete", "repo"
+        )
 
 
 async def update(request: Request, hub: Hub, repo_type: str) -> Response:
@@ -170,7 +172,7 @@ async def _save_gate_form(
     """Commit README.md with the access form the settings form describes, on the default branch; the commit id."""
     fields = _gate_form_fields(form)
     with hub.db.read() as session:
-        repo = repos.find_repo(session, viewer, repo_type, repo_id, write=True)
+        repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True)
         branch = repo.default_branch
         head = resolve_revision(session, repo, branch)
         entry = file_at(session, head.tree_id, "README.md")

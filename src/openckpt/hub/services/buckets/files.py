@@ -203,8 +203,8 @@ def _copyable(session: Session, settings: Settings, *, principal: Principal, ops
                 pk = find_bucket(session, source[1], principal=principal).id
                 ok = _held(session, pk, {op.xet_hash for _, op in mine})
             else:
-                repo = repos.find_repo(session, principal, source[0], source[1])
-                access.check_download(session, principal, repo, "")
+                repo = repos.find_repo(session, principal, repo_type=source[0], repo_id=source[1])
+                access.check_download(session, principal, repo=repo, path="")
                 hashes = {op.xet_hash for _, op in mine}
                 ok = {h for h in hashes if xet_meta.may_reconstruct(session, settings, repo.id, h)}
         except HubError as e:

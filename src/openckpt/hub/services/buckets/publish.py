@@ -68,7 +68,7 @@ def duplicate_to_repo(
     could not be, as ``{sha256, error}``."""
     with db.read() as session:
         bucket = find_bucket(session, bucket_id, principal=principal)
-        repo_pk = repos.find_repo(session, principal, target[0], target[1], write=True).id
+        repo_pk = repos.find_repo(session, principal, repo_type=target[0], repo_id=target[1], write=True).id
         held = {row.path: row for row in paths_info(session, bucket.id, paths=[f.filename for f in files])}
     failed: list[dict[str, str]] = []
     blobs = raw_blobs(store)

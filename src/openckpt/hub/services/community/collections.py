@@ -195,7 +195,7 @@ def _target(session: Session, principal: Principal, item_type: str, item_id: str
         prefix = f"{item_type}s/"
         if item_type != "model" and item_id.startswith(prefix) and item_id.count("/") == 2:
             item_id = item_id[len(prefix) :]  # "datasets/owner/name", as the client's docs write it
-        return {"repo_id": find_repo(session, principal, item_type, item_id).id}
+        return {"repo_id": find_repo(session, principal, repo_type=item_type, repo_id=item_id).id}
     if item_type == "collection":
         return {"target_id": find_collection(session, principal, item_id).id}
     if item_type == "paper":

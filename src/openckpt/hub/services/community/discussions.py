@@ -161,7 +161,7 @@ def find_discussion(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int
 ) -> tuple[Repo, Discussion]:
     """The repo (if the caller sees it) and its discussion ``num``."""
-    repo = find_repo(session, principal, repo_type, repo_id)
+    repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
     d = session.scalar(select(Discussion).where(Discussion.repo_id == repo.id, Discussion.num == num))
     if d is None:
         raise DiscussionNotFoundError(f"Discussion #{num} not found in {repo_id}")
@@ -258,7 +258,7 @@ def open_discussion(
     ``description`` as its first comment."""
     from openckpt.hub.services.commits import resolve_revision
 
-    repo = find_repo(session, principal, repo_type, repo_id)
+    repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
     who = require_participant(session, principal, repo)
     if not isinstance(description, str):
         raise BadRequestError("description must be a string")

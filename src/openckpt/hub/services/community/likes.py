@@ -39,7 +39,7 @@ def like(db: Database, principal: Principal, repo_type: str, repo_id: str) -> Re
     """The caller likes the repo (again: a no-op); return its row with the new count."""
     _may_like(principal)
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         try:
             with session.begin_nested():  # a concurrent like of the same account lands first: nothing to count
                 session.add(Like(account_id=principal.account_id, repo_id=repo.id))
@@ -54,7 +54,7 @@ def unlike(db: Database, principal: Principal, repo_type: str, repo_id: str) -> 
     """The caller no longer likes the repo (a no-op if it did not); return its row with the new count."""
     _may_like(principal)
     with db.write() as session:
-        repo = find_repo(session, principal, repo_type, repo_id)
+        repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         gone = session.execute(
             delete(Like).where(Like.account_id == principal.account_id, Like.repo_id == repo.id),
             execution_options={"synchronize_session": False},
@@ -81,7 +81,7 @@ def likers(
     session: Session, principal: Principal | None, *, repo_type: str, repo_id: str, offset: int, limit: int
 ) -> list[Account]:
     """The accounts that like the repo, newest like first, if the caller may see the repo."""
-    repo = find_repo(session, principal, repo_type, repo_id)
+    repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
     stmt = (
         select(Account)
         .join(Like, Like.account_id == Account.id)

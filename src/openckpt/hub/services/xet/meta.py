@@ -38,7 +38,7 @@ def xet_hashes(session: Session, settings: Settings, repo_id: int, entries: Iter
     backed = [e for e in lfs if e.sha256 in found]
     if not backed:
         return {}
-    status = gate.statuses(session, settings, repo_id, backed)
+    status = gate.statuses(session, settings, repo_id=repo_id, entries=backed)
     return {e.path: found[e.sha256][0] for e in backed if not status[e.path].withheld}
 
 
@@ -62,7 +62,7 @@ def may_reconstruct(session: Session, settings: Settings, repo: int, file_hash: 
     rows = session.execute(_REPO_FILES, {"shas": [s for s, _ in registered], "repo": repo})
     entries = [FileEntry(path, sha256, git_oid, size, bool(lfs)) for path, sha256, git_oid, size, lfs in rows]
     if entries:
-        return any(not s.withheld for s in gate.statuses(session, settings, repo, entries).values())
+        return any(not s.withheld for s in gate.statuses(session, settings, repo_id=repo, entries=entries).values())
     return any(owner == repo for _, owner in registered)
 
 
