@@ -10,6 +10,16 @@ xorb is packed by :func:`openckpt.xet.packed.pack`, the code the hub's backgroun
 LZ4 and byte-grouped LZ4, as hf_xet's auto policy picks; files under 300 MB), the hub at rest, and ``zipnn`` on
 the file's tensor bytes (its own dtype given; the safetensors header counted raw), each as % of the file; then
 packing and unpacking throughput per CPU-second (frames are coded on two threads).
+
+Then (``--download-mb``, 0 to skip) downloads: a random-normal file of that size in each dtype is uploaded by Git
+LFS to two hubs (real processes, SQLite, one worker): one keeping xorbs as chunked ("unpacked",
+``OPENCKPT_COMPRESS_AT_REST=0``), one packing them at rest (the default); both ingest and the second packs in the
+background (waited for, untimed). Then, interleaved, medians of ``--repeat``: ``curl`` of ``/resolve`` from each
+hub and of the same file from nginx (Debian's, on a free port); ``hf_hub_download`` into a fresh cache over the
+LFS path (``HF_HUB_DISABLE_XET=1``) from each hub and from nginx (answering as the Hub, see
+``bench/hub_transfer.py``); and the stock client's Xet download (hf_xet, a fresh cache) from each hub. The
+ratios are the issue's targets for packed files (curl and ``hf_hub_download`` ≥ 0.6x nginx, Xet ≥ 0.8x the LFS
+path) and packed against unpacked.
 """
 
 from __future__ import annotations
@@ -118,13 +128,21 @@ def measure(name: str, data: bytes, dtype: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="size of each random-normal state")
+    parser.add_argument("--download-mb", type=int, default=512, help="size of each downloaded file (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of each download")
+    parser.add_argument("--skip-ratios", action="store_true", help="only the downloads")
     args = parser.parse_args()
-    print("file                        size       stored as % of the file (lower is better)")
-    for dtype in ("fp32", "bf16"):
-        measure(f"all-MiniLM-L6-v2 {dtype}", minilm(dtype), dtype)
-    for dtype in ("fp32", "bf16"):
-        measure(f"random normal {dtype}", random_state(args.size_mb << 20, dtype), dtype)
-    print("targets: bf16 <= 69%, fp32 <= 87% (issue 18)")
+    if not args.skip_ratios:
+        print("file                        size       stored as % of the file (lower is better)")
+        for dtype in ("fp32", "bf16"):
+            measure(f"all-MiniLM-L6-v2 {dtype}", minilm(dtype), dtype)
+        for dtype in ("fp32", "bf16"):
+            measure(f"random normal {dtype}", random_state(args.size_mb << 20, dtype), dtype)
+        print("targets: bf16 <= 69%, fp32 <= 87% (issue 18)")
+    if args.download_mb:
+        from storage_download import downloads
+
+        downloads({dtype: random_state(args.download_mb << 20, dtype) for dtype in ("bf16", "fp32")}, args.repeat)
 
 
 if __name__ == "__main__":

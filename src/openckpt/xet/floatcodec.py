@@ -1,11 +1,15 @@
-"""Lossless coding of chunk bytes at rest: float tensors by ZipNN (exponents entropy-coded apart from mantissas),
-other bytes by zstd, or raw; chosen per frame by measuring a sample.
+"""Lossless coding of chunk bytes at rest: float tensors as byte planes (each byte of an element in a plane of its
+own, every plane Huffman-coded by huff0 or kept raw: ZipNN's method, :mod:`.huff`), other bytes by zstd, or raw;
+chosen per frame by measuring a sample.
 
 A frame is a run of whole chunks of one xorb. Chunks are cut anywhere in a tensor, so a frame need not start on an
 element: ``phase`` bytes at its start and the tail that is not a whole element are kept aside raw, and the body
-between them goes to ZipNN as bf16 or fp32 elements. :func:`choose` tries zstd and each float width at each phase
-on a sample from the middle of the frame and keeps the smallest; :func:`encode_frame` never stores more than a
-header over raw. Frames are self-describing (codec, phase, lengths), and decoding checks every declared length.
+between them is coded as 2-byte (bf16) or 4-byte (fp32) elements. :func:`choose` tries zstd and each float width at
+each phase on a sample from the middle of the frame and keeps the smallest; :func:`encode_frame` never stores more
+than a header over raw. Frames are self-describing (codec, phase, lengths), and decoding checks every declared
+length. Planes decode with the GIL released (huff0 through ctypes, numpy copies), so frames decode on two cores at
+once while the event loop sends. Frames coded by the ``zipnn`` package itself (codecs 2 and 3, written before the
+planes) are still decoded.
 """
 
 from __future__ import annotations
@@ -15,17 +19,23 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from openckpt.errors import XetFormatError
+from openckpt.xet import huff
 
 __all__ = ["BF16", "FP32", "RAW", "ZSTD", "Choice", "choose", "decode_frame", "encode_frame", "frame_codec"]
 
 RAW = 0
 ZSTD = 1
-BF16 = 2
-FP32 = 3
-_NAMES = {RAW: "raw", ZSTD: "zstd", BF16: "bf16", FP32: "fp32"}
-_ELEMENT = {BF16: 2, FP32: 4}
-_ZIPNN_DTYPE = {BF16: "bfloat16", FP32: "float32"}
+ZIPNN_BF16 = 2
+ZIPNN_FP32 = 3
+BF16 = 4
+FP32 = 5
+_NAMES = {RAW: "raw", ZSTD: "zstd", ZIPNN_BF16: "bf16-zipnn", ZIPNN_FP32: "fp32-zipnn", BF16: "bf16", FP32: "fp32"}
+_ELEMENT = {ZIPNN_BF16: 2, ZIPNN_FP32: 4, BF16: 2, FP32: 4}
+_PLANES = (BF16, FP32)
+_ZIPNN_DTYPE = {ZIPNN_BF16: "bfloat16", ZIPNN_FP32: "float32"}
 LEVEL = 1
 """zstd level: on exponent-heavy bytes level 1 codes smaller than level 3 (its matches cost more than they save)."""
 SAMPLE = 256 << 10
@@ -75,6 +85,37 @@ class Choice:
         return _NAMES.get(self.codec, f"unknown {self.codec}") + (f"+{self.phase}" if self.phase else "")
 
 
+def _zipnn_encode(view: memoryview, choice: Choice) -> bytes:
+    return bytes(_zipnn(choice.codec).compress(bytes(view)))
+
+
+def _planes(view: memoryview, width: int) -> bytes:
+    """Elements of ``width`` bytes as ``width`` planes, each coded by :func:`huff.encode_plane`."""
+    grid = np.frombuffer(view, np.uint8).reshape(-1, width)
+    return b"".join(huff.encode_plane(np.ascontiguousarray(grid[:, i])) for i in range(width))
+
+
+def _unplanes(view: memoryview, codec: int, phase: int, size: int, body_len: int) -> bytearray:
+    """A frame of byte planes decoded: each plane straight into its column of the output."""
+    width = _ELEMENT[codec]
+    edges = view[_HEAD.size + body_len :]
+    end = phase + (size - phase) // width * width
+    if len(edges) != size - (end - phase) or end - phase < width:
+        raise XetFormatError("plane frame edges do not match its length")
+    out = bytearray(size)
+    flat = np.frombuffer(out, np.uint8)
+    flat[:phase] = np.frombuffer(edges[:phase], np.uint8)
+    flat[end:] = np.frombuffer(edges[phase:], np.uint8)
+    grid = flat[phase:end].reshape(-1, width)
+    body = view[_HEAD.size : _HEAD.size + body_len]
+    at = 0
+    for i in range(width):
+        at += huff.decode_plane(body[at:], grid[:, i])
+    if at != body_len:
+        raise XetFormatError("plane frame holds bytes past its planes")
+    return out
+
+
 def _encode_with(view: memoryview, choice: Choice) -> bytes:
     size = len(view)
     if choice.codec == ZSTD:
@@ -84,7 +125,9 @@ def _encode_with(view: memoryview, choice: Choice) -> bytes:
         width, phase = _ELEMENT[choice.codec], choice.phase
         end = phase + (size - phase) // width * width
         if end - phase >= MIN_BODY:
-            body = bytes(_zipnn(choice.codec).compress(bytes(view[phase:end])))
+            body = (
+                _planes(view[phase:end], width) if choice.codec in _PLANES else _zipnn_encode(view[phase:end], choice)
+            )
             edges = bytes(view[:phase]) + bytes(view[end:])
             return _HEAD.pack(choice.codec, phase, size, len(body), len(edges)) + body + edges
     return _HEAD.pack(RAW, 0, size, size, 0) + bytes(view)
@@ -96,8 +139,8 @@ def choose(data: bytes | memoryview) -> Choice:
     lo = max(0, (len(view) - SAMPLE) // 2) & ~3
     sample = view[lo : lo + SAMPLE]
     candidates = [Choice(ZSTD)]
-    if available():
-        candidates += [Choice(c, p) for c in (BF16, FP32) for p in range(_ELEMENT[c])]
+    floats = _PLANES if huff.available() else (ZIPNN_BF16, ZIPNN_FP32) if available() else ()
+    candidates += [Choice(c, p) for c in floats for p in range(_ELEMENT[c])]
     best, best_size = Choice(RAW), len(sample) * 0.99
     for choice in candidates:
         size = len(_encode_with(sample, choice))
@@ -122,7 +165,7 @@ def frame_codec(frame: bytes | memoryview) -> str:
     return Choice(codec, phase).name
 
 
-def decode_frame(frame: bytes | memoryview) -> bytes:
+def decode_frame(frame: bytes | memoryview) -> bytes | bytearray:
     """The bytes :func:`encode_frame` coded, checked against the lengths its header declares."""
     view = memoryview(frame).cast("B")
     if len(view) < _HEAD.size:
@@ -138,6 +181,8 @@ def decode_frame(frame: bytes | memoryview) -> bytes:
             out = _zstd().ZstdDecompressor().decompress(body, max_output_size=size)
         except _zstd().ZstdError as e:
             raise XetFormatError(f"corrupt zstd frame ({e})") from None
+    elif codec in _PLANES and phase < _ELEMENT[codec] and edges_len >= phase:
+        return _unplanes(view, codec, phase, size, body_len)
     elif codec in _ELEMENT and phase < _ELEMENT[codec] and edges_len >= phase:
         try:
             middle = _zipnn(codec).decompress(bytes(body))

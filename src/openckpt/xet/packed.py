@@ -106,7 +106,7 @@ def pack(chunks: Sequence[bytes | memoryview]) -> bytes:
     return b"".join(parts + frames)
 
 
-def decode(index: PackedIndex, read: Callable[[int, int], bytes], frame: int) -> bytes:
+def decode(index: PackedIndex, read: Callable[[int, int], bytes], frame: int) -> bytes | bytearray:
     """The unpacked bytes of ``frame`` (its chunks joined), read by ``read(offset, length)`` and checked."""
     offset, length = index.spans[frame]
     coded = read(offset, length)
@@ -124,7 +124,7 @@ def read_chunks(
     start: int,
     end: int,
     *,
-    frames: Callable[[int], bytes] | None = None,
+    frames: Callable[[int], bytes | bytearray] | None = None,
 ) -> list[bytes | memoryview]:
     """The unpacked bytes of chunks ``[start, end)``, each needed frame decoded by ``frames(frame)`` (default:
     :func:`decode` over ``read(offset, length)``)."""

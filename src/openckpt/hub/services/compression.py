@@ -42,7 +42,8 @@ _INDEX_CACHE = 512
 _lock = threading.Lock()
 FRAME_CACHE = 8
 """Decoded frames kept in memory (about 4 MiB each)."""
-_FRAMES: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+_FRAMES: OrderedDict[tuple[str, int], bytes | bytearray] = OrderedDict()
+_DECODING: dict[tuple[str, int], Future[bytes | bytearray]] = {}
 SERVE_AHEAD = 2
 """Frames of a packed xorb decoded ahead of the one being sent."""
 _DECODERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-unpack")
@@ -80,19 +81,36 @@ def index_of(blobs: BlobStore, key: str, *, fresh: bool = False) -> packed.Packe
     return index
 
 
-def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fresh: bool) -> bytes:
+def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fresh: bool) -> bytes | bytearray:
     """Frame ``frame`` of ``key`` decoded; the last :data:`FRAME_CACHE` decoded are kept (reads of a file cut their
-    pieces elsewhere than frames end, so neighbouring pieces share a frame)."""
+    pieces elsewhere than frames end, so neighbouring pieces share a frame), and a frame another thread is decoding
+    is waited for rather than decoded twice."""
+    if fresh:
+        return packed.decode(index, lambda at, n: _read(blobs, key, at, at + n), frame)
     with _lock:
-        found = None if fresh else _FRAMES.get((key, frame))
+        found = _FRAMES.get((key, frame))
         if found is not None:
             _FRAMES.move_to_end((key, frame))
             return found
-    data = packed.decode(index, lambda at, n: _read(blobs, key, at, at + n), frame)
+        running = _DECODING.get((key, frame))
+        mine = running is None
+        if running is None:
+            running = _DECODING[(key, frame)] = Future()
+    if not mine:
+        return running.result()
+    try:
+        data = packed.decode(index, lambda at, n: _read(blobs, key, at, at + n), frame)
+    except BaseException as e:
+        with _lock:
+            del _DECODING[(key, frame)]
+        running.set_exception(e)
+        raise
     with _lock:
         _FRAMES[(key, frame)] = data
         while len(_FRAMES) > FRAME_CACHE:
             _FRAMES.popitem(last=False)
+        del _DECODING[(key, frame)]
+    running.set_result(data)
     return data
 
 
