@@ -11,6 +11,7 @@ served uncompressed (Xet scheme 0): the row's ``serialized_size`` and chunk byte
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
@@ -58,7 +59,16 @@ class CompressReport:
 
 
 def _read(blobs: BlobStore, key: str, start: int, end: int) -> bytes:
-    data = b"".join(blobs.read(key, start, end))
+    """Bytes ``[start, end)`` of the store object ``key``: one ``pread`` where the store is a local directory."""
+    local = blobs.local_path(key)
+    if local is not None:
+        try:
+            with open(local, "rb") as f:
+                data = os.pread(f.fileno(), end - start, start)
+        except FileNotFoundError:
+            data = b""
+    else:
+        data = b"".join(blobs.read(key, start, end))
     if len(data) != end - start:
         raise IntegrityError(f"store object {key} is shorter than recorded")
     return data
