@@ -359,8 +359,6 @@ def _mirror(
             _put_ref(session, repo.id, "branch", revision, found.sha, None)
 
     retried(hub.db, repo.id, attempt)
-    if live is not None:
-        live.commit()
     if restricted_for is not None:
         _grant(hub, repo.id, restricted_for.account_id)
     if have is None:

@@ -5,9 +5,12 @@ policy, then one transaction adding the trees and the commit at the upstream's i
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import select
@@ -29,8 +32,10 @@ from openckpt.hub.services.trees import FileEntry
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["MIRROR_FULLNAME", "Hub", "Target", "commit_files", "find", "is_local_account", "mirror_repo"]
+__all__ = ["MIRROR_FULLNAME", "PARALLEL", "Hub", "Target", "commit_files", "find", "is_local_account", "mirror_repo"]
 
+PARALLEL = 4
+"""Files of a revision downloaded at once (and as many streamable ones beside them)."""
 MIRROR_FULLNAME = "{} (mirrored)"
 """The full name of the organisations the mirror makes for upstream namespaces: what tells them from local ones."""
 
@@ -106,17 +111,11 @@ def commit_files(
     hub: Hub, upstream: Upstream, repo: Target, repo_id: str, found: UpstreamCommit, *, live: Fetch | None = None
 ) -> None:
     """Download every file of ``found``, pass them through the gate and the policy, and add the commit. With
-    ``live``, the files that may stream before the verdict (``services/mirror/live.py``) come last, once the others
-    passed the scan gate, and readers follow them as they arrive."""
+    ``live``, readers follow the files that may stream before the verdict (``services/mirror/live.py``)."""
     files = upstream.files(repo.type, repo_id, found.sha)
     if live is not None and not _no_policy(hub, repo):
         live = None
-    late = [f for f in files if live is not None and streamable(f.path, f.sha256, f.size)]
-    changes = [_download(hub, upstream, repo, repo_id, found.sha, f) for f in files if f not in late]
-    if live is not None and late:
-        gate.check_changes(hub.db, hub.store, settings=hub.settings, changes=changes, repo_id=repo.id)
-        live.offer(found.sha, [(f.path, f.size, f.sha256 or "") for f in late])
-        changes += [_download(hub, upstream, repo, repo_id, found.sha, f, sink=live.spool(f.path)) for f in late]
+    changes = _download_all(hub, upstream, repo, repo_id, found, files, live=live)
     with hub.db.write() as session:
         for c in changes:
             record_blob(session, c.sha256, c.size)
@@ -139,6 +138,8 @@ def commit_files(
         )
     if refused is not None:
         raise PolicyViolationError(f"the license policy of {refused[0]} refuses {repo_id}@{found.sha}: {refused[1]}")
+    if live is not None:
+        live.release()
 
     def attempt(session: Session, row: Repo) -> None:
         possession.index_objects(session, row.id, [c.sha256 for c in changes if c.lfs])
@@ -168,6 +169,41 @@ def _date(text: str | None) -> datetime:
     return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
+def _download_all(
+    hub: Hub,
+    upstream: Upstream,
+    repo: Target,
+    repo_id: str,
+    found: UpstreamCommit,
+    files: list[UpstreamFile],
+    *,
+    live: Fetch | None,
+) -> list[FileChange]:
+    """Download ``files``, :data:`PARALLEL` at a time and the streamable ones (with ``live``) alongside; those are
+    spooled from their first byte and offered to readers once every other file has arrived and passed the scan gate.
+    A failure abandons the downloads still running."""
+    late = [f for f in files if live is not None and streamable(f.path, f.sha256, f.size)]
+    held = [f for f in files if f not in late]
+    if live is not None and late:
+        live.prepare(found.sha, [(f.path, f.size, f.sha256 or "") for f in late])
+    stop = threading.Event()
+    get = partial(_download, hub, upstream, repo, repo_id, found.sha, stop=stop)
+    with (
+        ThreadPoolExecutor(PARALLEL, thread_name_prefix="openckpt-mirror-get") as small,
+        ThreadPoolExecutor(PARALLEL, thread_name_prefix="openckpt-mirror-stream") as large,
+    ):
+        try:
+            later = [large.submit(get, f, sink=live.spool(f.path) if live else None) for f in late]
+            changes = [f.result() for f in [small.submit(get, f) for f in held]]
+            if live is not None and later:
+                gate.check_changes(hub.db, hub.store, settings=hub.settings, changes=changes, repo_id=repo.id)
+                live.offer()
+            return changes + [f.result() for f in later]
+        except BaseException:
+            stop.set()
+            raise
+
+
 def _no_policy(hub: Hub, repo: Target) -> bool:
     """Whether no license policy applies to ``repo`` (then its files may stream before the verdict)."""
     with hub.db.read() as session:
@@ -186,6 +222,7 @@ def _download(
     file: UpstreamFile,
     *,
     sink: Callable[[bytes], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> FileChange:
     """Stream one upstream file into the store (and into ``sink``, readers following it), checking it is the file
     the upstream's tree names (the store hashes it; a regular file's git blob id is checked here)."""
@@ -196,6 +233,8 @@ def _download(
     try:
         with upstream.download(repo.type, repo_id, sha, file.path) as chunks:
             for chunk in chunks:
+                if stop is not None and stop.is_set():
+                    raise UpstreamError(f"the fetch of {repo_id}@{sha} was abandoned")
                 size += len(chunk)
                 if size > file.size:
                     break

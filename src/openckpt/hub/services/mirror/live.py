@@ -11,15 +11,18 @@ Which files stream before the revision's verdict, and why it is safe:
   the verdict, then get the gate's answer).
 - Nothing streams when a license policy applies to the repo, or for a repo only a user's own upstream token reaches:
   those reads wait for the whole verdict, as before.
-- The last :data:`HOLD` bytes of a streamed file are sent only once the whole revision has passed the gate and the
-  license policy and is committed (its sha256 checked against the upstream's): until then no client holds a complete
+- The last :data:`HOLD` bytes of a streamed file are sent only once every file of the revision has arrived and
+  matched the upstream's tree (sha256, sizes, git ids), passed the scan gate, and the license policy let the
+  revision in (:meth:`Fetch.release`, just before the commit is written): until then no client holds a complete
   file, and a zip's end record (within the last 65,557 bytes: what ``torch.load`` would look for in a polyglot) is
   never among what was sent. On any failure the connection is cut: the client holds a short file it will not use
   (``huggingface_hub`` keeps it as ``.incomplete`` and checks the size).
 
-Bytes are teed into a spool file under the data directory as they arrive (bounded memory), read by every follower,
-and removed when the fetch ends (open descriptors keep reading). Followers are the readers of this process; a
-reader in another process of the same data directory waits for the fetch to end (``cache.ensure``'s file lock).
+A revision's files are downloaded several at a time, the streamable ones spooled from their first byte, so that a
+follower starts from what has arrived while the rest was being gated. Bytes are teed into a spool file under the
+data directory as they arrive (bounded memory), read by every follower, and removed when the fetch ends (open
+descriptors keep reading). Followers are the readers of this process; a reader in another process of the same data
+directory waits for the fetch to end (``cache.ensure``'s file lock).
 This mirrors what pull-through caches such as Artifactory's remote repositories do for a cold artifact (stream to
 the first reader while caching), with the trust gate in front of what cannot be judged as it arrives.
 """
@@ -39,7 +42,7 @@ from openckpt.scan.formats.safetensors import MAX_HEADER, check_header
 __all__ = ["HOLD", "Fetch", "LiveFile", "follow", "streamable"]
 
 HOLD = 1 << 20
-"""Bytes at the end of a streamed file held back until the revision is committed."""
+"""Bytes at the end of a streamed file held back until the revision's verdict (:meth:`Fetch.release`)."""
 WAIT = 1.0
 """Seconds a follower waits for news before looking again (the fetcher notifies on every chunk)."""
 
@@ -74,24 +77,31 @@ class Fetch:
     folder: Path
     cond: threading.Condition = field(default_factory=threading.Condition)
     files: dict[str, LiveFile] = field(default_factory=dict)
-    committed: bool = False
+    """The files readers may follow (:meth:`offer`)."""
+    pending: dict[str, LiveFile] = field(default_factory=dict)
+    released: bool = False
     done: bool = False
     error: BaseException | None = None
     _fds: list[int] = field(default_factory=list)
 
     # ---- the fetcher's side
 
-    def offer(self, commit: str, files: list[tuple[str, int, str]]) -> None:
-        """Let readers follow ``files`` (path, size, sha256) of ``commit``: the rest of the revision passed the gate."""
+    def prepare(self, commit: str, files: list[tuple[str, int, str]]) -> None:
+        """Spool ``files`` (path, size, sha256) of ``commit`` from their first byte, for readers to follow once
+        :meth:`offer` lets them."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path, size, sha256 in files:
+            self.pending[path] = LiveFile(path, size, sha256, commit, self.folder / uuid.uuid4().hex)
+
+    def offer(self) -> None:
+        """Let readers follow the prepared files: the rest of the revision passed the scan gate."""
         with self.cond:
-            for path, size, sha256 in files:
-                self.files[path] = LiveFile(path, size, sha256, commit, self.folder / uuid.uuid4().hex)
+            self.files.update(self.pending)
             self.cond.notify_all()
 
     def spool(self, path: str) -> Callable[[bytes], None] | None:
         """A sink of the bytes of ``path`` as they arrive (None: nobody may follow it); :meth:`end` closes them."""
-        live = self.files.get(path)
+        live = self.pending.get(path)
         if live is None:
             return None
         fd = os.open(live.spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -109,10 +119,11 @@ class Fetch:
 
         return sink
 
-    def commit(self) -> None:
-        """The revision passed the gate and the license policy and is committed: the held tails may go."""
+    def release(self) -> None:
+        """Every file of the revision arrived whole, matched the upstream's tree and passed the scan gate, and the
+        license policy let the revision in: the held tails may go (the commit is written next)."""
         with self.cond:
-            self.committed = True
+            self.released = True
             self.cond.notify_all()
 
     def end(self, error: BaseException | None) -> None:
@@ -121,7 +132,7 @@ class Fetch:
             self.cond.notify_all()
         for fd in self._fds:
             os.close(fd)
-        for live in self.files.values():
+        for live in self.pending.values():
             live.spool.unlink(missing_ok=True)
 
     # ---- a reader's side
@@ -155,11 +166,11 @@ class Fetch:
             while True:
                 if self.error is not None:
                     raise self.error
-                limit = live.size if self.committed else min(live.received, live.size - HOLD)
+                limit = live.size if self.released else min(live.received, live.size - HOLD)
                 if limit > have:
                     return limit
                 if self.done:
-                    raise RuntimeError(f"the fetch of {live.path} ended before its bytes were committed")
+                    raise RuntimeError(f"the fetch of {live.path} ended before its bytes were released")
                 self.cond.wait(WAIT)
 
 
