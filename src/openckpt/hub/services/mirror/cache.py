@@ -17,7 +17,9 @@ fetched fails with :class:`UpstreamError`, 502, or :class:`UpstreamTimeoutError`
 Names: a repo created on this hub wins over an upstream one of the same name, and so does every repo of a local
 namespace: the mirror only creates repos in organisations it created (full name ``<name> (mirrored)``, no members).
 ``OPENCKPT_UPSTREAM_NAMESPACES`` limits which upstream namespaces are mirrored. One fetch of a revision runs at a time
-per hub data directory (a file lock): concurrent readers of an uncached revision wait for it, then read the cache.
+per hub data directory (a file lock): concurrent readers of an uncached revision wait for it, then read the cache,
+except readers of a file that may stream before its revision's verdict, who follow the fetch (:func:`background`,
+``services/mirror/live.py``).
 A revision no upstream has, or one the gate refused, is answered again from memory (per process) for
 :data:`MISS_TTL` seconds without asking the upstream; a caller with an upstream token of their own always asks.
 How a fetched commit becomes this hub's is ``services/mirror/fetch.py``.
