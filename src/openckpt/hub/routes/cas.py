@@ -3,6 +3,7 @@ signed transfer URLs; plus the telemetry clients post at the origin's root. Opti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,7 +30,7 @@ from openckpt.hub.services.xet import meta as xet_meta
 from openckpt.hub.services.xet.reconstruction import byte_range, reconstruction
 from openckpt.hub.services.xet.tokens import CAS_PATH, HUB_REPO, TRANSFER_PATH, CasToken, check_token, transfer_url
 from openckpt.protocol import ERROR_CODE
-from openckpt.xet.xorb import MAX_XORB_SIZE
+from openckpt.xet.xorb import MAX_XORB_SIZE, new_buffer
 
 router = APIRouter()
 PREFIXES = ("default", "default-merkledb")
@@ -52,18 +53,17 @@ def _prefix(prefix: str) -> None:
 
 
 async def _body(
-    request: Request, limit: int, what: str, *, into: bytearray | None = None
-) -> bytes | bytearray | memoryview:
+    request: Request, limit: int, what: str, *, buffer: Callable[[int], memoryview] = new_buffer
+) -> bytes | memoryview:
     """The request body, up to ``limit`` bytes. With a Content-Length, each part is copied into one buffer of that
-    size as it arrives (no join of the whole body on the event loop: a 64 MB xorb is never copied at once): the
-    start of ``into`` if given and large enough (a view of it is returned)."""
+    size (from ``buffer(size)``) as it arrives: no join of the whole body on the event loop, a 64 MB xorb is never
+    copied at once."""
     declared = request.headers.get("content-length")
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > limit:
         raise PayloadTooLargeError(f"{what} of {declared} bytes is over the limit of {limit}")
     if size is not None:
-        buffer = memoryview(into)[:size] if into is not None and len(into) >= size else bytearray(size)
-        view, at = memoryview(buffer), 0
+        view, at = buffer(size), 0
         async for part in request.stream():
             if at + len(part) > size:
                 raise XetUploadError(f"{what} is longer than its Content-Length of {size} bytes")
@@ -71,7 +71,7 @@ async def _body(
             at += len(part)
         if at != size:
             raise XetUploadError(f"{what} ended after {at} of its {size} bytes")
-        return buffer
+        return view
     parts, total = [], 0
     async for part in request.stream():
         total += len(part)
@@ -86,12 +86,12 @@ async def upload_xorb(request: Request, prefix: str, xorb: str) -> dict[str, boo
     _prefix(prefix)
     await run_in_threadpool(_token, request, write=True)
     hub = hub_of(request)
-    received = cas.BUFFERS.take()  # reused: a fresh 64 MB buffer costs more to fault in than the xorb's check
+    data = await _body(request, MAX_XORB_SIZE, "xorb", buffer=cas.BUFFERS.take)
     try:
-        data = await _body(request, MAX_XORB_SIZE, "xorb", into=received)
         inserted = await run_in_threadpool(cas.store_xorb, hub.db, raw_blobs(hub.store), xorb, data)
     finally:
-        cas.BUFFERS.give(received)
+        if isinstance(data, memoryview):
+            cas.BUFFERS.give(data)
     return {"was_inserted": inserted}
 
 

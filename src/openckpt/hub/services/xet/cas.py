@@ -37,7 +37,7 @@ from openckpt.xet.hashes import (
     hex_to_hash,
     verification_hash,
 )
-from openckpt.xet.xorb import CHUNK_HEADER_SIZE, MAX_XORB_UNPACKED, unpack_xorb
+from openckpt.xet.xorb import CHUNK_HEADER_SIZE, MAX_XORB_UNPACKED, new_buffer, unpack_xorb
 
 __all__ = ["BUFFERS", "MAX_SHARD_BYTES", "BufferPool", "parse_hash", "register_shard", "store_xorb"]
 
@@ -45,33 +45,36 @@ MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
 
 
 class BufferPool:
-    """Buffers of one size kept for reuse, at most ``keep`` of them: a fresh buffer this large is a new mapping whose
-    pages the kernel faults in and zeroes as it is filled, which cost the hub ~0.5 CPU-seconds per GB of xorbs
-    received (and again per GB unpacked), more than checking them."""
+    """Buffers of ``size`` bytes kept for reuse, at most ``keep``: filling fresh memory costs the kernel's page
+    faults (0.3-0.4 CPU-s per GB on the reference VM, against 0.13 into a reused buffer)."""
 
     def __init__(self, size: int, *, keep: int) -> None:
         self.size = size
         self.keep = keep
-        self._free: list[bytearray] = []
+        self._free: list[memoryview] = []
         self._lock = threading.Lock()
 
-    def take(self) -> bytearray:
-        """A buffer of :attr:`size` bytes (old contents), to :meth:`give` back once nothing reads it."""
+    def take(self, size: int) -> memoryview:
+        """A buffer of ``size`` bytes (old contents): pooled if it fits, else a new one; :meth:`give` it back once
+        nothing reads it."""
+        if size > self.size:
+            return new_buffer(size)
         with self._lock:
-            if self._free:
-                return self._free.pop()
-        return bytearray(self.size)
+            whole = self._free.pop() if self._free else None
+        return (whole if whole is not None else new_buffer(self.size))[:size]
 
-    def give(self, buffer: bytearray) -> None:
-        with self._lock:
-            if len(self._free) < self.keep and len(buffer) == self.size:
-                self._free.append(buffer)
+    def give(self, view: memoryview) -> None:
+        """Return a buffer :meth:`take` gave (any other is ignored)."""
+        whole = getattr(view.obj, "data", None)
+        if isinstance(whole, memoryview) and len(whole) == self.size:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(whole)
 
 
-BUFFERS = BufferPool(MAX_XORB_UNPACKED + CHUNK_HEADER_SIZE * (MAX_XORB_UNPACKED // MIN_CHUNK + 1), keep=6)
-"""Buffers for xorb upload bodies and their unpacked chunks (a xorb of hf_xet's 64 MiB, headers included, fits; a
-larger one gets a fresh buffer): one of each per xorb being received and checked; six are kept (about 400 MB at
-most), enough for the uploads a client sends at once to a hub of two workers."""
+BUFFERS = BufferPool(MAX_XORB_UNPACKED + CHUNK_HEADER_SIZE * (MAX_XORB_UNPACKED // MIN_CHUNK + 1), keep=4)
+"""Buffers of a xorb upload's body and of its unpacked chunks (hf_xet's xorbs of up to 64 MiB fit, headers
+included): four kept per process, about 260 MB, so that a client's concurrent xorb uploads mostly reuse them."""
 
 
 def parse_hash(value: str) -> bytes:
@@ -96,10 +99,15 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | byte
             if session.get(Xorb, xorb_hex) is not None:  # not collected since: its grace period restarts
                 storage_gc.keep_alive(session, xorbs=[xorb_hex])
                 return False
-    scratch = BUFFERS.take()
+    taken: list[memoryview] = []
+
+    def scratch(size: int) -> memoryview:  # only for a xorb with compressed chunks
+        taken.append(BUFFERS.take(size))
+        return taken[-1]
+
     try:
         try:
-            xorb, body = unpack_xorb(memoryview(data), expected_hash=expected, into=scratch)
+            xorb, body = unpack_xorb(memoryview(data), expected_hash=expected, buffer=scratch)
         except XetFormatError as e:
             raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
         writer = blobs.writer(len(body))
@@ -110,7 +118,8 @@ def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | byte
             raise
         blob = writer.commit(expected_size=len(body))
     finally:
-        BUFFERS.give(scratch)  # what was written is in the blob now; nothing reads the buffer again
+        for view in taken:  # written into the blob: nothing reads it again
+            BUFFERS.give(view)
     rows = [
         {
             "xorb_hash": xorb_hex,
