@@ -13,9 +13,13 @@ and then serves it from them; the script waits for that (untimed) after each upl
   against this machine's single-core sha256 rate (the client hashes the file, then the server hashes it again);
   beside it, the ceiling: the client's hash and PUT of the same file into ``bench/bare_upload_app.py``, a uvicorn
   app that only hashes what it receives;
-- ``model_info`` latency p50/p99 under ``--clients`` concurrent clients (processes of 8 threads), and errors.
+- ``model_info`` latency p50/p99 under ``--clients`` concurrent clients (processes of 8 threads), and errors;
+- hub CPU-seconds per GB (from ``/proc``, the hub and its workers) of the LFS upload, of its background chunking
+  into xorbs, and of a Xet upload of new bf16 weights by the stock client (hf_xet, empty cache); the Xet upload's
+  wall time against the LFS upload's.
 
     python bench/hub_transfer.py [--size-gb 1.0] [--repeat 3] [--workers N] [--info-seconds 15] [--dir PATH]
+    python bench/hub_transfer.py --uploads-only   # the upload rows and hub CPU per GB alone
 
 Rates are decimal: 1 GB = 10**9 bytes. Medians of ``--repeat`` runs; methods are interleaved within a repetition,
 in reverse order every other repetition.
@@ -398,7 +402,9 @@ def xet_upload(url: str, token: str, repo_id: str, path: Path, cache: Path) -> f
 # ----------------------------------------------------------------------------------------------- the run
 
 
-def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, info_seconds: float) -> None:
+def run(
+    root: Path, size: int, repeat: int, workers: int | None, clients: int, info_seconds: float, *, uploads_only: bool
+) -> None:
     os.environ["HF_HUB_DISABLE_XET"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -458,6 +464,9 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
                 flush=True,
             )
         xet_source.unlink()
+        if uploads_only:
+            report_uploads(size, sha_rate, upload_s, ceiling_s, lfs_cpu, xet_runs)
+            return
         with open(source, "rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()
         served = root / "served" / sha[:2] / sha[2:4]
@@ -535,7 +544,6 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
     def rate(name: str, n: int = size) -> float:
         return median_rate(n, results[name])
 
-    up = median_rate(size, upload_s)
     par = PARALLEL * size
     rows = [
         ("download, hf_hub_download", rate("hub  hf_hub_download"), rate("nginx hf_hub_download")),
@@ -544,22 +552,49 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
         ("download, curl GET", rate("hub  curl GET"), rate("nginx curl GET")),
         (f"download, {PARALLEL} parallel curl", rate(f"hub  {PARALLEL} x curl", par),
          rate(f"nginx {PARALLEL} x curl", par)),
-        ("upload, upload_file vs sha256 one core", up, sha_rate),
-        ("upload ceiling: bare uvicorn app, hash only", median_rate(size, ceiling_s), sha_rate),
-        (LFS_VS_CEILING, up, median_rate(size, ceiling_s)),
-        (XET_VS_LFS, median_rate(size, [t for t, _ in xet_runs]), up),
     ]  # fmt: skip
     print(f"\n## Hub transfer ({size / GB:g} GB file, median of {repeat}; hub workers: {shown_workers}; "
           f"{os.cpu_count()} CPUs)\n")  # fmt: skip
-    print("| measurement | hub GB/s | baseline GB/s | ratio | target |")
-    print("|---|---:|---:|---:|---:|")
+    print_rows(rows)
+    print(f"\nmodel_info, {clients} concurrent clients for {info_seconds:g} s: {len(latencies)} calls "
+          f"({len(latencies) / info_seconds:.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= {INFO_P99_MS:g}), "
+          f"errors {errors}")  # fmt: skip
+    report_uploads(size, sha_rate, upload_s, ceiling_s, lfs_cpu, xet_runs)
+
+
+def print_rows(rows: list[tuple[str, float, float]], *, header: bool = True) -> None:
+    if header:
+        print("| measurement | hub GB/s | baseline GB/s | ratio | target |")
+        print("|---|---:|---:|---:|---:|")
     for label, hub_rate, base in rows:
         target = TARGETS.get(label) or (UPLOAD_VS_SHA256 if label.startswith("upload") else DOWNLOAD_VS_NGINX)
         mark = "" if hub_rate / base >= target else " (missed)"
         print(f"| {label} | {hub_rate:.2f} | {base:.2f} | {hub_rate / base:.2f}x | >= {target}x{mark} |")
-    print(f"\nmodel_info, {clients} concurrent clients for {info_seconds:g} s: {len(latencies)} calls "
-          f"({len(latencies) / info_seconds:.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= {INFO_P99_MS:g}), "
-          f"errors {errors}")  # fmt: skip
+
+
+def report_uploads(
+    size: int,
+    sha_rate: float,
+    upload_s: list[float],
+    ceiling_s: list[float],
+    lfs_cpu: list[tuple[float, float]],
+    xet_runs: list[tuple[float, float]],
+) -> None:
+    """The upload rows: rates against their baselines, the Xet/LFS wall ratio, and hub CPU-seconds per GB."""
+    up = median_rate(size, upload_s)
+    rows = [
+        ("upload, upload_file vs sha256 one core", up, sha_rate),
+        ("upload ceiling: bare uvicorn app, hash only", median_rate(size, ceiling_s), sha_rate),
+        (LFS_VS_CEILING, up, median_rate(size, ceiling_s)),
+        (XET_VS_LFS, median_rate(size, [t for t, _ in xet_runs]), up),
+    ]
+    print(f"\n### Uploads ({size / GB:g} GB, median of {len(upload_s)})\n")
+    print_rows(rows)
+    xet_wall = statistics.median(t for t, _ in xet_runs)
+    lfs_wall = statistics.median(upload_s)
+    mark = "" if xet_wall <= 1.3 * lfs_wall else " (missed)"
+    print(f"\nXet upload wall / LFS upload wall: {xet_wall:.2f} s / {lfs_wall:.2f} s = {xet_wall / lfs_wall:.2f}x "
+          f"(target <= 1.3x{mark})")  # fmt: skip
     print(f"\nupload bound: huggingface_hub hashes the file before sending it and the hub hashes it again as it "
           f"arrives, so no verifying server exceeds 0.5x the sha256 rate ({sha_rate / 2:.2f} GB/s here). The ceiling "
           f"row is the client's hash and PUT into bench/bare_upload_app.py, which only hashes what it receives: "
@@ -567,9 +602,13 @@ def run(root: Path, size: int, repeat: int, workers: int | None, clients: int, i
     gb = size / GB
     lfs_up_cpu = statistics.median(c for c, _ in lfs_cpu) / gb
     lfs_all_cpu = statistics.median(c for _, c in lfs_cpu) / gb
+    chunking_cpu = statistics.median(c - u for u, c in lfs_cpu) / gb
     xet_cpu = statistics.median(c for _, c in xet_runs) / gb
     print("\nhub CPU-seconds per GB (user + system of the hub's processes, from /proc/<pid>/stat; median):")
+    print("| path | hub CPU-s per GB | target |")
+    print("|---|---:|---:|")
     print(f"| LFS upload | {lfs_up_cpu:.2f} | |")
+    print(f"| LFS background chunking into xorbs | {chunking_cpu:.2f} | |")
     mark = "" if lfs_all_cpu <= LFS_CPU_PER_GB else " (missed)"
     print(f"| LFS upload + background chunking into xorbs | {lfs_all_cpu:.2f} | <= {LFS_CPU_PER_GB}{mark} |")
     mark = "" if xet_cpu <= XET_CPU_PER_GB else " (missed)"
@@ -586,11 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--info-seconds", type=float, default=15.0, help="duration of the model_info load")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the hub's data (a temp dir inside)")
     parser.add_argument("--idle-wait", type=float, default=30.0, help="max wait for idle CPUs before a timed run")
+    parser.add_argument("--uploads-only", action="store_true", help="only the upload rows and hub CPU per GB")
     args = parser.parse_args(argv)
     SETTLE["max_wait"] = args.idle_wait
     root = Path(tempfile.mkdtemp(prefix="openckpt-hub-bench-", dir=args.dir))
     try:
-        run(root, int(args.size_gb * GB), max(args.repeat, 1), args.workers, args.clients, args.info_seconds)
+        size, repeat = int(args.size_gb * GB), max(args.repeat, 1)
+        run(root, size, repeat, args.workers, args.clients, args.info_seconds, uploads_only=args.uploads_only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
