@@ -350,7 +350,7 @@ def test_storage_accounting_counts_buckets(hub: HubProcess, people: People, uniq
     assert entry["uniqueBytes"] == 0 and entry["sharedBytes"] > 0  # its xorbs also hold the repo's file
     assert 240_000 < entry["physicalBytes"] < 260_000  # half of the xorb of the 500 kB both hold
     with database(hub) as db:
-        assert account_repo(db, store_of(hub), _repo_pk(db, repo)).physical_bytes == pytest.approx(
+        assert account_repo(db, store_of(hub), repo_pk=_repo_pk(db, repo)).physical_bytes == pytest.approx(
             shared["physicalBytes"], abs=1
         )
     listed = {(r.type, r.id): r.storage for r in alice.list_user_repos()}  # with their storage, as the Hub lists

@@ -127,5 +127,5 @@ def test_last_commits_look_back_max_depth_commits(
 ) -> None:
     monkeypatch.setattr(history, "MAX_DEPTH", depth)
     _, head = _head(session, chain)
-    found = history.last_commits(session, head, ["a.txt", ".gitattributes"])
+    found = history.last_commits(session, head, paths=["a.txt", ".gitattributes"])
     assert {path: c.id for path, c in found.items()} == {path: chain.ids[i] for path, i in expected.items()}

@@ -177,7 +177,7 @@ def test_files_the_request_brings_need_no_other_proof(hub: HubProcess, people: P
     with parts.db.read() as session:
         repo = session.get(Repo, repo_id)
         assert repo is not None
-        head = resolve_revision(session, repo, "main")
+        head = resolve_revision(session, repo, rev="main")
         files = read_tree(session, head.tree_id)
     assert head.id == done.commit_id
     assert (files["w.bin"].lfs, files["w.bin"].size, files["text.txt"].lfs) == (True, len(weights), False)

@@ -295,7 +295,7 @@ def test_account_repo_and_account_owner_equal_account(database: Database, tmp_pa
         _add_world(database, store, rng, round_)
         hub = account(database, store)
         for repo_pk, usage in hub.repos.items():
-            assert account_repo(database, store, repo_pk) == usage, usage.repo_id
+            assert account_repo(database, store, repo_pk=repo_pk) == usage, usage.repo_id
         with database.read() as session:
             owners = dict(session.execute(select(Account.id, Account.name)).all())
         for owner_pk, name in owners.items():  # owners of no repo too: an empty dict
@@ -305,4 +305,4 @@ def test_account_repo_and_account_owner_equal_account(database: Database, tmp_pa
     assert any(r.shared_bytes and r.unique_bytes for r in hub.repos.values())
     assert any(x.repos > 1 for x in hub.xorbs) and any(not r.files for r in hub.repos.values())
     with pytest.raises(RepoNotFoundError):
-        account_repo(database, store, max(hub.repos) + 1)
+        account_repo(database, store, repo_pk=max(hub.repos) + 1)

@@ -179,15 +179,15 @@ def test_flat_trees_become_content_trees_with_every_commit_as_before(old_databas
             commit = commits[commit_id]
             roots[world.flat[commit_id]] = commit.tree_id
             repo = session.scalars(select(Repo).where(Repo.id == commit.repo_id)).one()
-            assert resolve_revision(session, repo, commit_id).id == commit_id
+            assert resolve_revision(session, repo, rev=commit_id).id == commit_id
             assert read_tree(session, commit.tree_id) == files
             if "/" not in "".join(files):  # a tree of root files keeps its id
                 assert commit.tree_id == world.flat[commit_id]
             assert read_folder(session, commit.tree_id)[1].keys() == _folders(files)
             for path, entry in files.items():
-                assert file_at(session, commit.tree_id, path) == entry
+                assert file_at(session, commit.tree_id, path=path) == entry
             for folder in _folders(files):
-                found = lookup(session, commit.tree_id, folder)
+                found = lookup(session, commit.tree_id, path=folder)
                 assert isinstance(found, Folder)
                 assert read_tree(session, found.tree_id) == {
                     p[len(folder) + 1 :]: FileEntry(p[len(folder) + 1 :], e.sha256, e.git_oid, e.size, e.lfs)

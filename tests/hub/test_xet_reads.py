@@ -86,7 +86,7 @@ def test_read_file_rebuilds_any_range_of_every_scheme(tmp_path: Path, monkeypatc
     size = len(data)
     for start, end in [(0, 1), (CHUNK - 1, CHUNK + 1), (5, 10 * CHUNK + 200), (10 * CHUNK, size - 3),
                        (size - 1, size), (len(parts[0][0]), len(parts[0][0]) + 1)]:  # fmt: skip
-        assert b"".join(read_file(store, plan, start, end)) == data[start:end], (start, end)
+        assert b"".join(read_file(store, plan, start=start, end=end)) == data[start:end], (start, end)
     reader = read_file(store, plan)
     assert 0 < len(next(reader)) <= 3 * CHUNK
     reader.close()  # abandoned midway: the pieces read ahead are dropped

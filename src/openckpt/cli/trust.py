@@ -109,7 +109,7 @@ def release(
 
         operator = Principal(0, "operator", "", is_admin=True, token_role="write", token_name="local")
         repo = find_repo(session, operator, repo_type=repo_type, repo_id=repo_id)
-        entry = file_at(session, resolve_revision(session, repo, revision).tree_id, path)
+        entry = file_at(session, resolve_revision(session, repo, rev=revision).tree_id, path=path)
         if entry is None:
             raise EntryNotFoundError(f"{path} does not exist at revision {revision} of {repo_id}")
         if session.get(ScanRelease, (repo.id, path, entry.sha256)) is None:

@@ -52,7 +52,7 @@ async def storage(request: Request, hub: HubDep, principal: UserDep) -> dict[str
 def _repo_storage(hub: Hub, principal: Principal | None, repo_ref: RepoRef) -> dict[str, Any]:
     with hub.db.read() as session:
         repo_pk = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id).id
-    return account_repo(hub.db, hub.store, repo_pk).as_dict()
+    return account_repo(hub.db, hub.store, repo_pk=repo_pk).as_dict()
 
 
 @router.get("/api/{plural}/{owner}/{name}/storage")

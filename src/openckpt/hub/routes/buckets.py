@@ -278,5 +278,5 @@ def resolve(request: Request, hub: HubDep, principal: PrincipalDep, owner: str, 
         status = 206
         headers["Content-Range"] = f"bytes {first}-{last}/{row.size}"
     headers["Content-Length"] = str(last - first + 1)
-    body = read_file(raw_blobs(hub.store), plan, first, last + 1)
+    body = read_file(raw_blobs(hub.store), plan, start=first, end=last + 1)
     return StreamingResponse(body, status_code=status, headers=headers)

@@ -178,8 +178,8 @@ async def create(
 @router.get("/api/collections/{owner}/{slug}")
 def get(db: DbDep, principal: PrincipalDep, owner: str, slug: str) -> dict[str, Any]:
     with db.read() as session:
-        collection = collections.find_collection(session, principal, f"{owner}/{slug}")
-        return collection_json(collections.view(session, principal, collection))
+        collection = collections.find_collection(session, principal, slug=f"{owner}/{slug}")
+        return collection_json(collections.view(session, principal, collection=collection))
 
 
 @router.patch("/api/collections/{owner}/{slug}")

@@ -51,12 +51,12 @@ def _listing(
 ) -> tuple[list[FileEntry | Folder], dict[str, FileEntry]]:
     """Files and folders under ``path`` (direct children unless ``recursive``) by path, and the files by path."""
     if path:
-        found = lookup(session, root, path)
+        found = lookup(session, root, path=path)
         if isinstance(found, FileEntry):
             raise EntryNotFoundError(f"{path} is a file, not a folder")
         if found is None:
             raise EntryNotFoundError(f"No such folder: {path}")
-    files, folders = read_folder(session, root, path, recursive=recursive)
+    files, folders = read_folder(session, root, path=path, recursive=recursive)
     return sorted([*folders.values(), *files.values()], key=lambda e: e.path), files
 
 
@@ -77,7 +77,7 @@ def tree(request: Request, plural: str, owner: str, name: str, rest: str) -> JSO
             repo_type=repo_type_of(plural),
             repo_id=repo_id_of(owner, name),
         )
-        commit = resolve_revision(session, repo, rev)
+        commit = resolve_revision(session, repo, rev=rev)
         found, entries = _listing(session, commit.tree_id, path, recursive)
         shown = [file_json(e) if isinstance(e, FileEntry) else directory_json(e) for e in found[offset : offset + page]]
         xet_meta.add_xet_hashes(session, hub.settings, repo.id, entries, shown)
@@ -93,7 +93,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 def _add_last_commits(session: Session, head: Commit, items: list[dict[str, Any]]) -> None:
-    found = last_commits(session, head, [i["path"] for i in items])
+    found = last_commits(session, head, paths=[i["path"] for i in items])
     for item in items:
         if (commit := found.get(item["path"])) is not None:
             item["lastCommit"] = last_commit_json(commit)
@@ -119,12 +119,12 @@ def _paths_info(
             repo_type=repo_type_of(plural),
             repo_id=repo_id_of(owner, name),
         )
-        head = resolve_revision(session, repo, rev)
+        head = resolve_revision(session, repo, rev=rev)
         out: list[dict[str, Any]] = []
         entries: dict[str, FileEntry] = {}
         steps: dict[tuple[str, str], Any] = {}
         for path in dict.fromkeys(paths):  # each read on its own: only the folders on its way
-            found = lookup(session, head.tree_id, path, cache=steps) if path else None
+            found = lookup(session, head.tree_id, path=path, cache=steps) if path else None
             if isinstance(found, FileEntry):
                 entries[path] = found
                 out.append(file_json(found))
@@ -159,7 +159,7 @@ async def preupload(request: Request, hub: HubDep, user: UserDep, repo: RepoDep)
             sample = base64.b64decode(f.get("sample") or "")
         except (binascii.Error, ValueError, TypeError):
             sample = b""
-        lfs = commit_flow.is_lfs(path, f.get("size", 0), sample, max_inline=hub.settings.max_inline_bytes)
+        lfs = commit_flow.is_lfs(path, f.get("size", 0), sample=sample, max_inline=hub.settings.max_inline_bytes)
         item: dict[str, Any] = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
         if (existing := entries.get(path)) is not None:
             item["oid"] = existing.sha256 if existing.lfs else existing.git_oid

@@ -39,7 +39,7 @@ def lineage(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: Rep
     rev = _revision(request)
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
-        commit, card, found = governance.revision_lineage(session, hub.store, principal, repo, rev)
+        commit, card, found = governance.revision_lineage(session, hub.store, principal=principal, repo=repo, rev=rev)
         ancestors = [a.to_dict() for a in found]
         for a in ancestors:
             a.pop("has_notice", None)
@@ -49,15 +49,15 @@ def lineage(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: Rep
             "revision": commit.id,
             "license": lic if isinstance(lic, str) else None,
             "ancestors": ancestors,
-            "descendants": governance.descendants(session, principal, repo),
+            "descendants": governance.descendants(session, principal, repo=repo),
         }
 
 
 def _provenance(hub: Hub, principal: Principal | None, repo_id: str, rev: str) -> dict[str, Any]:
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
-        repo_pk, commit_id = repo.id, resolve_revision(session, repo, rev).id
-    return provenance.verdict(hub.db, hub.store, hub.settings, repo_pk, commit_id)
+        repo_pk, commit_id = repo.id, resolve_revision(session, repo, rev=rev).id
+    return provenance.verdict(hub.db, hub.store, settings=hub.settings, repo_id=repo_pk, commit_id=commit_id)
 
 
 @router.get("/api/models/{owner}/{name}/provenance")
@@ -72,7 +72,9 @@ async def provenance_check(
 def _report(hub: Hub, principal: Principal | None, repo_id: str, rev: str, policy: Any) -> dict[str, Any]:
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
-        return governance.license_report(session, hub.store, hub.settings, principal, repo, rev, policy)
+        return governance.license_report(
+            session, hub.store, settings=hub.settings, principal=principal, repo=repo, rev=rev, policy=policy
+        )
 
 
 @router.get("/api/models/{owner}/{name}/license")

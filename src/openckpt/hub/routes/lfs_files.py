@@ -92,7 +92,9 @@ def _announce(events: Deliveries | None) -> Callable[[Session, Repo, lfs_purge.P
     def on_purged(session: Session, repo: Repo, done: lfs_purge.Purge) -> None:
         if events is not None and done.moved:
             head = next((m.new for m in done.moved if m.ref == f"refs/heads/{repo.default_branch}"), None)
-            events.enqueue(session, repo_event(repo, "update", "repo.content", head_sha=head, updated_refs=done.moved))
+            events.enqueue(
+                session, repo_event(repo, "update", scope="repo.content", head_sha=head, updated_refs=done.moved)
+            )
 
     return on_purged
 
@@ -109,7 +111,7 @@ def _purge(
         return repo, lfs_purge.Purge((), 0)
     done = lfs_purge.purge(hub.db, repo.id, shas=shas, on_purged=_announce(events))
     if done.moved:
-        repos.refresh_metadata(hub.db, hub.store, repo.id)  # card, tags and lineage of the new head
+        repos.refresh_metadata(hub.db, hub.store, repo_id=repo.id)  # card, tags and lineage of the new head
     return repo, done
 
 

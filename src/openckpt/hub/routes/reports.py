@@ -26,4 +26,4 @@ def bom(hub: HubDep, principal: PrincipalDep, repo_ref: RepoDep) -> dict[str, An
 
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
-        return reports.repo_bom(session, hub.store, repo, tool_version=__version__)
+        return reports.repo_bom(session, hub.store, repo=repo, tool_version=__version__)

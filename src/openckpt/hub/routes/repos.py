@@ -139,7 +139,9 @@ def _deleted(db: Database, principal: Principal, repo_type: str, repo_id: str) -
     """The event of deleting the repo, as it is before (its row will be gone)."""
     with db.read() as session:
         return repo_event(
-            repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True), "delete", "repo"
+            repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True),
+            "delete",
+            scope="repo",
         )
 
 
@@ -212,7 +214,7 @@ async def settings(
 
     def event(session: Session) -> Event:  # at the end of the change's transaction, which it commits with
         found = repos.find_repo(session, principal, repo_type=repo.type, repo_id=repo.id)
-        return repo_event(found, "update", "repo.config", updated_config=changed)
+        return repo_event(found, "update", scope="repo.config", updated_config=changed)
 
     with change_events(request, event):
         await run_in_threadpool(
@@ -245,11 +247,11 @@ def list_repos(request: Request, repo_type: RepoTypeDep, principal: PrincipalDep
     )
     full, card = _flag(q.get("full")), _flag(q.get("cardData")) or "cardData" in q.getlist("expand")
     with hub.db.read() as session:
-        found = repos.list_repos(session, principal, repo_type, query)
+        found = repos.list_repos(session, principal, repo_type=repo_type, query=query)
         items = []
         for repo in found[:page]:
             if full:
-                head = resolve_revision(session, repo, repo.default_branch)
+                head = resolve_revision(session, repo, rev=repo.default_branch)
                 entries = list(read_tree(session, head.tree_id).values())
                 items.append(repo_json(repo, head=head, entries=entries, card=card))
             else:
@@ -273,12 +275,12 @@ def _info(
 ) -> dict[str, Any]:
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
-        head = resolve_revision(session, repo, rev or repo.default_branch)
+        head = resolve_revision(session, repo, rev=rev or repo.default_branch)
         entries = list(read_tree(session, head.tree_id).values())
         data = repo_json(repo, head=head, entries=entries, blobs=_flag(request.query_params.get("blobs")))
         if _flag(request.query_params.get("securityStatus")):  # trust: scan results per file
             found = gate.statuses(session, hub.settings, repo_id=repo.id, entries=entries)
-            rules = gate.rules_of(session, hub.settings, repo).to_dict()
+            rules = gate.rules_of(session, hub.settings, repo=repo).to_dict()
             data["securityRepoStatus"] = repo_security_json(found, rules)
         if repo.type == "model" and "lineageVerification" in request.query_params.getlist("expand"):
             data["lineageVerification"] = provenance.compact(provenance.cached(hub.settings, head.id))
@@ -323,7 +325,7 @@ def commits(request: Request, db: DbDep, principal: PrincipalDep, repo_ref: Repo
     offset = int_param(request, "offset", 0)
     with db.read() as session:
         repo = repos.find_repo(session, principal, repo_type=repo_ref.type, repo_id=repo_ref.id)
-        head = resolve_revision(session, repo, rev)
+        head = resolve_revision(session, repo, rev=rev)
         chain = commit_chain(session, head, limit=offset + COMMITS_PAGE + 1)
     page = chain[offset : offset + COMMITS_PAGE]
     more = len(chain) > offset + COMMITS_PAGE

@@ -109,8 +109,8 @@ def _resolve(
     with hub.db.read() as session:
         repo = repos.find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
         access.check_download(session, principal, repo=repo, path=path)
-        commit = resolve_revision(session, repo, rev)
-        entry = file_at(session, commit.tree_id, path)  # only the folders on its way, not the whole tree
+        commit = resolve_revision(session, repo, rev=rev)
+        entry = file_at(session, commit.tree_id, path=path)  # only the folders on its way, not the whole tree
         if entry is not None and request.method == "GET":  # trust: HEAD keeps the metadata, GET refuses flagged files
             gate.check_download(session, hub.settings, repo_id=repo.id, entry=entry)
         xet_hash = xet_meta.xet_hashes(session, hub.settings, repo.id, [entry]).get(path) if entry else None

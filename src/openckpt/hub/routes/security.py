@@ -43,11 +43,11 @@ def release_file(hub: Hub, principal: Principal, repo_type: str, repo_id: str, p
     """Release ``path`` at ``rev`` (its current bytes) of a repo the caller owns or administers."""
     with hub.db.read() as session:
         repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
-        commit = resolve_revision(session, repo, rev)
-        entry = file_at(session, commit.tree_id, path)
+        commit = resolve_revision(session, repo, rev=rev)
+        entry = file_at(session, commit.tree_id, path=path)
     if entry is None:
         raise EntryNotFoundError(f"{path} does not exist at revision {rev}")
-    gate.release(hub.db, principal, repo, entry)
+    gate.release(hub.db, principal, repo=repo, entry=entry)
 
 
 @router.post("/api/{plural}/{owner}/{name}/scan/release")

@@ -47,7 +47,7 @@ def whoami(db: DbDep, principal: UserDep) -> dict[str, Any]:
 def user_overview(db: DbDep, principal: PrincipalDep, username: str) -> dict[str, Any]:
     """The user, counting only the repos the caller may see; anyone may ask."""
     with db.read() as session:
-        found = people.overview(session, principal, username, kind="user")
+        found = people.overview(session, principal, name=username, kind="user")
         return user_overview_json(found)
 
 
@@ -55,7 +55,7 @@ def user_overview(db: DbDep, principal: PrincipalDep, username: str) -> dict[str
 def org_overview(db: DbDep, principal: PrincipalDep, org: str) -> dict[str, Any]:
     """The organisation, counting only the repos the caller may see; anyone may ask."""
     with db.read() as session:
-        found = people.overview(session, principal, org, kind="org")
+        found = people.overview(session, principal, name=org, kind="org")
         return org_overview_json(found)
 
 
@@ -65,7 +65,7 @@ def org_members(request: Request, db: DbDep, principal: PrincipalDep, org: str) 
     offset = int_param(request, "offset", 0)
     size = min(int_param(request, "limit", MEMBERS_PAGE) or MEMBERS_PAGE, MEMBERS_MAX_PAGE)
     with db.read() as session:
-        found = people.list_members(session, principal, org, offset=offset, limit=size + 1)
+        found = people.list_members(session, principal, org_name=org, offset=offset, limit=size + 1)
         items = [member_json(m) for m in found[:size]]
     return JSONResponse(items, headers=next_page(request, offset + size) if len(found) > size else None)
 

@@ -61,8 +61,8 @@ def named_event(repo_type: str, repo_id: str, action: str, **details: object) ->
     """The event of the repo of that name as the change's transaction leaves it (for :func:`change_events`)."""
 
     def event(session: Session) -> Event | None:
-        found = repo_named(session, repo_type, repo_id)
-        return None if found is None else repo_event(found, action, "repo", **details)
+        found = repo_named(session, repo_type, repo_id=repo_id)
+        return None if found is None else repo_event(found, action, scope="repo", **details)
 
     return event
 
@@ -102,7 +102,9 @@ def pr_merged(request: Request) -> Merged:
         deliveries: Deliveries | None = getattr(request.app.state, "webhooks", None)
         if deliveries is not None and old != new:
             moved = RefUpdate(f"refs/heads/{d.target_branch}", old, new)
-            deliveries.enqueue(session, repo_event(repo, "update", "repo.content", head_sha=new, updated_refs=(moved,)))
+            deliveries.enqueue(
+                session, repo_event(repo, "update", scope="repo.content", head_sha=new, updated_refs=(moved,))
+            )
         announce_discussion(request, session, d, None, "update")
 
     return on_merged

@@ -39,7 +39,7 @@ def _is_member(principal: Principal, repo: Repo) -> bool:
     return principal.is_admin or repo.owner_id == principal.account_id or repo.owner_id in principal.orgs
 
 
-def request_status(session: Session, principal: Principal | None, repo: Repo) -> str | None:
+def request_status(session: Session, principal: Principal | None, *, repo: Repo) -> str | None:
     """The status of the caller's access request to ``repo``, or None when there is none."""
     if principal is None:
         return None
@@ -51,18 +51,18 @@ def request_status(session: Session, principal: Principal | None, repo: Repo) ->
     return found
 
 
-def has_access(session: Session, principal: Principal | None, repo: Repo) -> bool:
+def has_access(session: Session, principal: Principal | None, *, repo: Repo) -> bool:
     """Whether the caller may download the files of ``repo`` (always, unless it is gated)."""
     if not repo.gated:
         return True
     if principal is None:
         return False
-    return _is_member(principal, repo) or request_status(session, principal, repo) == "accepted"
+    return _is_member(principal, repo) or request_status(session, principal, repo=repo) == "accepted"
 
 
 def check_download(session: Session, principal: Principal | None, *, repo: Repo, path: str) -> None:
     """Raise :class:`GatedRepoError` unless the caller may download ``path`` of ``repo``."""
-    if path in UNGATED_PATHS or has_access(session, principal, repo):
+    if path in UNGATED_PATHS or has_access(session, principal, repo=repo):
         return
     kind = repo.type
     if principal is None:
@@ -70,7 +70,7 @@ def check_download(session: Session, principal: Principal | None, *, repo: Repo,
             f"Access to {kind} {repo.repo_id} is restricted. You must have access to it and be "
             "authenticated to access it. Please log in."
         )
-    status = request_status(session, principal, repo)
+    status = request_status(session, principal, repo=repo)
     detail = {
         "pending": "Your request to access it is awaiting a review from the repo authors.",
         "rejected": "Your request to access it has been rejected by the repo's authors.",

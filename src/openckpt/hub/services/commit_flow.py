@@ -129,7 +129,7 @@ class Committed:
     pull_request: int | None = None
 
 
-def is_lfs(path: str, size: int, sample: bytes, *, max_inline: int) -> bool:
+def is_lfs(path: str, size: int, *, sample: bytes, max_inline: int) -> bool:
     """Whether a file goes through Git LFS: not empty, and larger than ``max_inline``, or named like a binary
     format, or binary (a NUL in ``sample``, its first bytes)."""
     return size > 0 and (size > max_inline or path.endswith(LFS_SUFFIXES) or b"\0" in sample)
@@ -193,7 +193,7 @@ def store_changes(
         lfs = (
             change.lfs
             if change.lfs is not None
-            else is_lfs(paths[i], sizes[i], sample, max_inline=settings.max_inline_bytes)
+            else is_lfs(paths[i], sizes[i], sample=sample, max_inline=settings.max_inline_bytes)
         )
         oid = git_blob_sha1(lfs_pointer(sha256, sizes[i])) if lfs else sha1
         out.append(FileChange(paths[i], "add", sha256, sizes[i], oid, lfs=lfs))
@@ -251,7 +251,7 @@ def announce(session: Session, events: Deliveries | None, repo: Repo, ref: str, 
     if events is None or ref_kind(ref) != "branch" or old == new:
         return False
     update = RefUpdate(f"refs/heads/{ref}", old, new)
-    events.enqueue(session, repo_event(repo, "update", "repo.content", head_sha=new, updated_refs=(update,)))
+    events.enqueue(session, repo_event(repo, "update", scope="repo.content", head_sha=new, updated_refs=(update,)))
     return True
 
 
@@ -366,7 +366,7 @@ def settle(
     ``commit_id`` against their bases in the background; chunk the whole blobs ``changes`` add into xorbs in the
     background (``OPENCKPT_XET_INGEST``)."""
     if commit_id is not None and repos.is_default_branch(db, repo_id, ref):
-        repos.refresh_metadata(db, store, repo_id)
+        repos.refresh_metadata(db, store, repo_id=repo_id)
         provenance.verify_later(db, store, settings=settings, repo_id=repo_id, commit_id=commit_id)
     ingesting = None
     if settings.xet_ingest:  # whole blobs become xorbs in the background (see xet_ingest)

@@ -65,7 +65,7 @@ _COMMIT_BY_REF = (
 )
 
 
-def resolve_revision(session: Session, repo: Repo, rev: str) -> Commit:
+def resolve_revision(session: Session, repo: Repo, *, rev: str) -> Commit:
     """A full commit id, a branch or a tag of ``repo``, in this order: a ref named like a commit id (refused since,
     but older hubs allowed it) never hides that commit."""
     if len(rev) == 40:

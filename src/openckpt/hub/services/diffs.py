@@ -215,15 +215,15 @@ def _text_diff(store: BlobStore, old: FileEntry | None, new: FileEntry | None, d
         diff.lines.append((line[:1] if line[:1] in "+-@" else " ", line))
 
 
-def commit_diffs(session: Session, store: BlobStore, commit: Commit) -> list[FileDiff]:
+def commit_diffs(session: Session, store: BlobStore, *, commit: Commit) -> list[FileDiff]:
     """Every file ``commit`` changed against its first parent, with its text or tensor diff (bounded)."""
     base = EMPTY
     if commit.parent_id is not None and (parent := session.get(Commit, commit.parent_id)) is not None:
         base = parent.tree_id
-    return tree_diffs(session, store, base, commit.tree_id)
+    return tree_diffs(session, store, base=base, tree=commit.tree_id)
 
 
-def tree_diffs(session: Session, store: BlobStore, base: str, tree: str) -> list[FileDiff]:
+def tree_diffs(session: Session, store: BlobStore, *, base: str, tree: str) -> list[FileDiff]:
     """Every file that differs from tree ``base`` to tree ``tree`` (a pull request's changes), with its text or
     tensor diff (bounded as a commit's)."""
     old, new = changed_files(session, base, tree)

@@ -46,6 +46,7 @@ __all__ = [
     "FileStatus",
     "check_changes",
     "check_download",
+    "may_release",
     "release",
     "rescan_stale",
     "rules_of",
@@ -319,7 +320,7 @@ def statuses(
     return out
 
 
-def rules_of(session: Session, settings: Settings, repo: Repo) -> ScanRules:
+def rules_of(session: Session, settings: Settings, *, repo: Repo) -> ScanRules:
     """The scan rules that apply to the files of ``repo`` (its owner's and the hub's)."""
     return repo_rules(session, settings, repo).rules
 
@@ -336,11 +337,19 @@ def check_download(session: Session, settings: Settings, *, repo_id: int, entry:
         )
 
 
-def release(db: Database, principal: Principal, repo: Repo, entry: FileEntry) -> None:
+def may_release(principal: Principal | None, repo: Repo) -> bool:
+    """Whether the caller may release withheld files of ``repo`` (:func:`release`): signed in with a write token,
+    and the repo's owner, an admin of its organisation, or a hub admin."""
+    if principal is None or not principal.can_write:
+        return False
+    owner = principal.account_id == repo.owner_id or principal.orgs.get(repo.owner_id) == "admin"
+    return owner or principal.is_admin
+
+
+def release(db: Database, principal: Principal, *, repo: Repo, entry: FileEntry) -> None:
     """Let downloads of ``entry`` (these bytes at this path) through; for the repo's owner (or org admins) and hub
     admins; malicious files only for hub admins."""
-    owner = principal.account_id == repo.owner_id or principal.orgs.get(repo.owner_id) == "admin"
-    if not principal.can_write or not (owner or principal.is_admin):
+    if not may_release(principal, repo):
         raise ForbiddenError(f"only the owner of {repo.repo_id} or a hub admin can release withheld files")
     with db.write() as session:
         scan = session.get(Scan, entry.sha256)

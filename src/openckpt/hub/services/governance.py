@@ -94,7 +94,7 @@ def refresh_lineage(
 
 def _has_notice(session: Session, repo: Repo) -> bool | None:
     try:
-        head = resolve_revision(session, repo, repo.default_branch)
+        head = resolve_revision(session, repo, rev=repo.default_branch)
     except Exception:
         return None
     return any(p.upper().startswith("NOTICE") for p in read_tree(session, head.tree_id, recursive=False))
@@ -140,11 +140,11 @@ def ancestors(session: Session, principal: Principal | None, repo: Repo) -> list
 
 
 def revision_lineage(
-    session: Session, store: BlobStore, principal: Principal | None, repo: Repo, rev: str
+    session: Session, store: BlobStore, *, principal: Principal | None, repo: Repo, rev: str
 ) -> tuple[Commit, dict[str, Any], list[Ancestor]]:
     """(the commit ``rev`` resolves to, its card's metadata, its ancestors nearest first): the repo's own bases come
     from that revision's card, openckpt.json and adapter_config.json; farther ones from local bases' current edges."""
-    commit = resolve_revision(session, repo, rev)
+    commit = resolve_revision(session, repo, rev=rev)
     entries = read_tree(session, commit.tree_id)
     files = _files(store, entries)
     readme = files.get("README.md")
@@ -153,7 +153,7 @@ def revision_lineage(
     return commit, card, _walk(session, principal, edges, card, None)
 
 
-def descendants(session: Session, principal: Principal | None, repo: Repo) -> list[dict[str, Any]]:
+def descendants(session: Session, principal: Principal | None, *, repo: Repo) -> list[dict[str, Any]]:
     """Local models derived from ``repo``, directly or not: fine-tunes, adapters, quantizations, merges."""
     out: list[dict[str, Any]] = []
     seen = {repo.id}
@@ -200,6 +200,7 @@ def _report(
 def license_report(
     session: Session,
     store: BlobStore,
+    *,
     settings: Settings,
     principal: Principal | None,
     repo: Repo,
@@ -207,7 +208,7 @@ def license_report(
     policy: Policy | None = None,
 ) -> dict[str, Any]:
     """The license check of a revision, with the findings of ``policy`` (default: the repo's effective policy)."""
-    commit = resolve_revision(session, repo, rev)
+    commit = resolve_revision(session, repo, rev=rev)
     entries = read_tree(session, commit.tree_id)
     report = _report(session, store, principal, repo, entries)
     rules = policy if policy is not None else effective_policy(session, settings, repo)
@@ -272,7 +273,9 @@ def _gate_results(
         from openckpt.hub.services import signatures
 
         with tempfile.TemporaryDirectory(dir=settings.data_dir) as scratch:
-            status = signatures.check_signature(session, store, repo, entries, tree_id, Path(scratch))
+            status = signatures.check_signature(
+                session, store, repo=repo, entries=entries, tree_id=tree_id, scratch=Path(scratch)
+            )
         out["signature_valid"] = status is not None and status.verified
         out["signature_note"] = "no signature file" if status is None else status.reason
     return out
@@ -307,7 +310,7 @@ def enforce_policy(
         repo = session.get(Repo, repo_id)
         if repo is None or repo.type != "model" or effective_policy(session, settings, repo).empty:
             return  # policies govern models
-        base = resolve_revision(session, repo, branch).tree_id
+        base = resolve_revision(session, repo, rev=branch).tree_id
         entries = apply_changes(read_tree(session, base), changes)
         tree_id = write_tree(session, base, changes, store=False)
         refused = policy_refusal(session, store, settings, repo, entries, tree_id)
@@ -315,8 +318,8 @@ def enforce_policy(
         raise PolicyViolationError(f"the license policy of {refused[0]} refuses this commit: {refused[1]}")
 
 
-def model_tree(session: Session, principal: Principal | None, repo: Repo) -> dict[str, Any] | None:
+def model_tree(session: Session, principal: Principal | None, *, repo: Repo) -> dict[str, Any] | None:
     """What the repo page's "Model tree" shows: ancestors (nearest first) and descendants; None when both are empty."""
     up = [a.to_dict() for a in ancestors(session, principal, repo)]
-    down = descendants(session, principal, repo)
+    down = descendants(session, principal, repo=repo)
     return {"ancestors": up, "descendants": down} if up or down else None

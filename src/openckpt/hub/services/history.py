@@ -27,7 +27,7 @@ class _States:
     def of(self, root: str, folder: str) -> tuple[str | None, dict[str, str]]:
         """(the tree of ``folder`` in the tree ``root``, what each of its children holds: a file's content id or a
         folder's tree id); (None, {}) if there is no such folder."""
-        found = lookup(self.session, root, folder, cache=self.steps)
+        found = lookup(self.session, root, path=folder, cache=self.steps)
         if not isinstance(found, Folder):
             return None, {}
         if found.tree_id not in self.folders:
@@ -43,7 +43,7 @@ def _state(entry: FileEntry) -> str:
     return f"{entry.sha256}:{entry.size}:{entry.lfs}"
 
 
-def last_commits(session: Session, head: Commit, paths: list[str]) -> dict[str, Commit]:
+def last_commits(session: Session, head: Commit, *, paths: list[str]) -> dict[str, Commit]:
     """For each path (a file or a folder) of ``head``'s tree, the newest commit up to ``head`` that changed it."""
     chain = commit_chain(session, head, limit=MAX_DEPTH + 1)
     states = _States(session)

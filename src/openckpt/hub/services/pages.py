@@ -132,7 +132,7 @@ def list_tokens(session: Session, account_id: int) -> list[Token]:
     return list(rows)
 
 
-def read_text(store: BlobStore, entry: FileEntry, limit: int) -> str | None:
+def read_text(store: BlobStore, entry: FileEntry, *, limit: int) -> str | None:
     """The file as text if it is at most ``limit`` bytes and looks like text (UTF-8, no NUL); else None."""
     if entry.size > limit:
         return None

@@ -18,7 +18,16 @@ from openckpt.hub.db.models import Account, Membership, Repo
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.pages import find_account, members, memberships
 
-__all__ = ["Member", "Overview", "find_person", "list_members", "orgs_of", "overview", "own_account"]
+__all__ = [
+    "Member",
+    "Overview",
+    "find_person",
+    "list_members",
+    "orgs_of",
+    "overview",
+    "own_account",
+    "writable_namespaces",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,14 @@ def own_account(db: Database, principal: Principal) -> tuple[Account | None, lis
         return account, memberships(session, account) if account is not None else []
 
 
+def writable_namespaces(db: Database, principal: Principal) -> list[str]:
+    """Where the caller may create repos: its own name, then each organisation it writes to."""
+    with db.read() as session:
+        account = find_account(session, principal.name)
+        orgs = memberships(session, account) if account is not None else []
+    return [principal.name] + [o.name for o in orgs if principal.orgs.get(o.id) in ("write", "admin")]
+
+
 def _repo_counts(session: Session, principal: Principal | None, owner: Account) -> dict[str, int]:
     stmt = select(Repo.type, func.count()).where(Repo.owner_id == owner.id).group_by(Repo.type)
     if principal is None or not principal.may_read_private_of(owner.id):
@@ -71,7 +88,7 @@ def _repo_counts(session: Session, principal: Principal | None, owner: Account) 
     return {repo_type: count for repo_type, count in session.execute(stmt).tuples()}
 
 
-def overview(session: Session, principal: Principal | None, name: str, *, kind: str) -> Overview:
+def overview(session: Session, principal: Principal | None, *, name: str, kind: str) -> Overview:
     """The overview of the ``kind`` account ``name`` as ``principal`` (None: anonymous) sees it."""
     account = find_person(session, name, kind=kind)
     repos = _repo_counts(session, principal, account)
@@ -82,7 +99,7 @@ def overview(session: Session, principal: Principal | None, name: str, *, kind: 
 
 
 def list_members(
-    session: Session, principal: Principal | None, org_name: str, *, offset: int, limit: int
+    session: Session, principal: Principal | None, *, org_name: str, offset: int, limit: int
 ) -> list[Member]:
     """``limit`` members of the organisation ``org_name`` after ``offset``, by name."""
     org = find_person(session, org_name, kind="org")

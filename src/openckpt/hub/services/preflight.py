@@ -37,11 +37,11 @@ def existing_files(
     files for a pull request)."""
     with db.read() as session:
         repo = pull_requests.find_uploadable(session, principal, repo_type, repo_id, proposing=proposing)
-        root = resolve_revision(session, repo, revision).tree_id
+        root = resolve_revision(session, repo, rev=revision).tree_id
         if len(paths) > MANY:
             return read_tree(session, root)
         steps: dict[tuple[str, str], object] = {}
-        found = {p: lookup(session, root, p, cache=steps) for p in dict.fromkeys(paths)}
+        found = {p: lookup(session, root, path=p, cache=steps) for p in dict.fromkeys(paths)}
         return {p: e for p, e in found.items() if isinstance(e, FileEntry)}
 
 
@@ -100,5 +100,5 @@ def xet_token_repo(
         if not write:
             access.check_download(session, principal, repo=repo, path="")
         if not (create_pr and revision == "None"):
-            resolve_revision(session, repo, revision)
+            resolve_revision(session, repo, rev=revision)
         return repo.id

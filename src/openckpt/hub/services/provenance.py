@@ -93,7 +93,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
             repo = session.get(Repo, repo_id)
             if repo is None:
                 raise RepoNotFoundError(f"no repo {repo_id}: it was deleted")
-            entries = read_tree(session, resolve_revision(session, repo, commit_id).tree_id)
+            entries = read_tree(session, resolve_revision(session, repo, rev=commit_id).tree_id)
             small = {
                 e.path: b"".join(store.read(e.sha256))
                 for e in entries.values()
@@ -111,7 +111,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
                     bases[edge.base] = Unavailable("the base is private")
                 else:
                     try:
-                        head = resolve_revision(session, base, edge.revision or base.default_branch)
+                        head = resolve_revision(session, base, rev=edge.revision or base.default_branch)
                     except RevisionNotFoundError:
                         bases[edge.base] = Unavailable("the base has no such revision")
                         continue
@@ -143,7 +143,7 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
     return result
 
 
-def verdict(db: Database, store: BlobStore, settings: Settings, repo_id: int, commit_id: str) -> dict[str, Any]:
+def verdict(db: Database, store: BlobStore, *, settings: Settings, repo_id: int, commit_id: str) -> dict[str, Any]:
     """The verdict of ``commit_id``: kept, else computed now."""
     return cached(settings, commit_id) or verify_revision(db, store, settings, repo_id, commit_id)
 

@@ -55,7 +55,7 @@ __all__ = [
 def check_pr_commit(session: Session, principal: Principal | None, repo: Repo, num: int) -> Discussion:
     """The open pull request ``num`` of ``repo``, if the caller may commit to it: its author or a writer."""
     repo_id = f"{repo.owner.name}/{repo.name}"
-    _, d = find_discussion(session, principal, repo.type, repo_id, num)
+    _, d = find_discussion(session, principal, repo_type=repo.type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     if not d.is_pull_request:
         raise DiscussionNotFoundError(f"#{num} of {repo_id} is a discussion, not a pull request")
@@ -73,7 +73,7 @@ Merged = Callable[[Session, Repo, Discussion, str, str], None]
 """Called in a merge's transaction with the repo, the pull request, the target's old head and its new one."""
 
 
-def sides(session: Session, repo: Repo, d: Discussion) -> tuple[Commit, Commit] | None:
+def sides(session: Session, repo: Repo, *, d: Discussion) -> tuple[Commit, Commit] | None:
     """The commit pull request ``d`` started from and its head now (what its "files changed" compares), or None
     if it is a discussion or its ref is gone."""
     pr = session.get(Ref, (repo.id, "pr", f"refs/pr/{d.num}"))
@@ -131,7 +131,7 @@ def merge(
     events in its transaction, and the commit flow's metadata step follows (``commit_flow.settle``)."""
     principal, repo_type, repo_id, num = request.principal, request.repo_type, request.repo_id, request.num
     with db.read() as session:
-        repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+        repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
         who = require_participant(session, principal, repo)
         if not may_moderate(who, repo):
             raise ForbiddenError(f"only a writer of {repo_id} may merge pull requests")
@@ -224,5 +224,5 @@ def find_committable(
             check_pr_commit(session, principal, repo, num)
         elif create_pr:
             require_participant(session, principal, repo)
-        resolve_revision(session, repo, revision)
+        resolve_revision(session, repo, rev=revision)
         return repo

@@ -42,7 +42,7 @@ def _dataset_licenses(session: Session, card: dict[str, Any]) -> dict[str, str |
 
 
 def _head_entries(session: Session, repo: Repo) -> tuple[str, dict[str, FileEntry]]:
-    head = resolve_revision(session, repo, repo.default_branch)
+    head = resolve_revision(session, repo, rev=repo.default_branch)
     return head.id, read_tree(session, head.tree_id)
 
 
@@ -52,7 +52,7 @@ def repo_openness(session: Session, repo: Repo) -> Openness:
     return assess(list(entries), card, dataset_licenses=_dataset_licenses(session, card))
 
 
-def repo_bom(session: Session, store: BlobStore, repo: Repo, *, tool_version: str = "") -> dict[str, Any]:
+def repo_bom(session: Session, store: BlobStore, *, repo: Repo, tool_version: str = "") -> dict[str, Any]:
     commit_id, entries = _head_entries(session, repo)
     manifest: Manifest | None = None
     if (entry := entries.get("openckpt.json")) is not None:

@@ -75,7 +75,7 @@ _REPO_BY_NAME = (
 )
 
 
-def repo_named(session: Session, repo_type: str, repo_id: str) -> Repo | None:
+def repo_named(session: Session, repo_type: str, *, repo_id: str) -> Repo | None:
     """The repo of that name, whoever may see it (for the hub's own bookkeeping, never for a caller's read)."""
     owner, _, name = repo_id.partition("/")
     return session.scalar(_REPO_BY_NAME, {"type": check_type(repo_type), "owner": owner, "name": name})
@@ -241,7 +241,7 @@ def create_ref(  # noqa: PLR0913 — the repo, the ref (kind, name, start, tag m
         repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id, write=True)
         if session.get(Ref, (repo.id, kind, name)) is not None:
             raise ConflictError(f"{kind.capitalize()} {name!r} already exists")
-        commit = resolve_revision(session, repo, start or repo.default_branch)
+        commit = resolve_revision(session, repo, rev=start or repo.default_branch)
         session.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_id=commit.id, message=message))
         _announce_ref(session, events, repo, kind, name, None, commit.id)
     if events is not None:
@@ -286,7 +286,7 @@ def _announce_ref(
     if events is None:
         return
     update = RefUpdate(_REF_PREFIX[kind] + name, old, new)
-    events.enqueue(session, repo_event(repo, "update", "repo.content", updated_refs=(update,)))
+    events.enqueue(session, repo_event(repo, "update", scope="repo.content", updated_refs=(update,)))
 
 
 def list_refs(db: Database, principal: Principal | None, *, repo_type: str, repo_id: str) -> list[Ref]:
@@ -298,7 +298,7 @@ def list_refs(db: Database, principal: Principal | None, *, repo_type: str, repo
         return list(session.scalars(select(Ref).where(mine).order_by(Ref.name)))
 
 
-def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
+def refresh_metadata(db: Database, store: BlobStore, *, repo_id: int) -> None:
     """Recompute card data and tags from the default branch's README.md and file list."""
     with db.write() as session:
         repo = session.get(Repo, repo_id)
@@ -309,7 +309,7 @@ def refresh_metadata(db: Database, store: BlobStore, repo_id: int) -> None:
 def refresh_metadata_of(session: Session, store: BlobStore, repo: Repo) -> None:
     """:func:`refresh_metadata` inside the caller's write transaction."""
     try:
-        head = resolve_revision(session, repo, repo.default_branch)
+        head = resolve_revision(session, repo, rev=repo.default_branch)
     except RevisionNotFoundError:
         return
     entries = read_tree(session, head.tree_id)
@@ -346,7 +346,7 @@ _SORT = {
 }
 
 
-def list_repos(session: Session, principal: Principal | None, repo_type: str, query: ListQuery) -> list[Repo]:
+def list_repos(session: Session, principal: Principal | None, *, repo_type: str, query: ListQuery) -> list[Repo]:
     """Repos the caller may see, filtered, sorted and paged."""
     stmt: Select[Repo] = (
         select(Repo)

@@ -143,7 +143,7 @@ def _materialise(store: BlobStore, entries: dict[str, FileEntry], into: Path) ->
 
 
 def check_signature(
-    session: Session, store: BlobStore, repo: Repo, entries: dict[str, FileEntry], tree_id: str, scratch: Path
+    session: Session, store: BlobStore, *, repo: Repo, entries: dict[str, FileEntry], tree_id: str, scratch: Path
 ) -> SignatureStatus | None:
     """The signature status of a revision of ``repo`` (None when it holds no signature)."""
     sig = _signature_file(entries)

@@ -272,7 +272,7 @@ def _assemble_packed(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes:
 
 
 def read_file(
-    blobs: BlobStore, plan: FilePlan, start: int = 0, end: int | None = None, *, verify: bool = False
+    blobs: BlobStore, plan: FilePlan, *, start: int = 0, end: int | None = None, verify: bool = False
 ) -> Iterator[bytes | memoryview]:
     """Bytes ``[start, end)`` of a Xet file, reconstructed from its xorbs in pieces of up to :data:`READ_BATCH`
     bytes, the next :data:`READ_AHEAD` pieces being read while the current one is consumed (memory stays bounded by
@@ -405,7 +405,7 @@ class XetFileStore:
         if self.blobs.exists(sha256):
             return self._read_blob(sha256, start, end)
         if (plan := self._plan(sha256)) is not None:
-            return read_file(self.blobs, plan, start, end)
+            return read_file(self.blobs, plan, start=start, end=end)
         return self.blobs.read(sha256, start, end)
 
     def _read_blob(self, sha256: str, start: int, end: int | None) -> Iterator[bytes | memoryview]:
@@ -416,7 +416,7 @@ class XetFileStore:
         except IntegrityError:
             if self.blobs.exists(sha256) or (plan := self._plan(sha256)) is None:
                 raise
-            yield from read_file(self.blobs, plan, start, end)
+            yield from read_file(self.blobs, plan, start=start, end=end)
             return
         if first is not None:
             yield first

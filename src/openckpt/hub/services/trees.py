@@ -152,7 +152,7 @@ def _get(
 
 
 def lookup(
-    session: Session, root: str, path: str, *, cache: dict[tuple[str, str], Any] | None = None
+    session: Session, root: str, *, path: str, cache: dict[tuple[str, str], Any] | None = None
 ) -> FileEntry | Folder | None:
     """The file or folder at ``path`` of the tree ``root`` (``""``: the root folder), reading only the trees on the
     way to it; None if there is none. ``cache`` (any dict, kept by the caller) spares reading a tree twice."""
@@ -169,20 +169,20 @@ def lookup(
     return Folder(path, tree)
 
 
-def file_at(session: Session, root: str, path: str) -> FileEntry | None:
+def file_at(session: Session, root: str, *, path: str) -> FileEntry | None:
     """The file at ``path`` of the tree ``root``, or None (nothing, or a folder, is there)."""
-    found = lookup(session, root, path)
+    found = lookup(session, root, path=path)
     return found if isinstance(found, FileEntry) else None
 
 
 def read_folder(
-    session: Session, root: str, path: str = "", *, recursive: bool = True
+    session: Session, root: str, *, path: str = "", recursive: bool = True
 ) -> tuple[dict[str, FileEntry], dict[str, Folder]]:
     """The files and folders under the folder ``path`` of the tree ``root`` (its direct children unless
     ``recursive``), each by full path in code-point order; both empty if ``path`` is no folder."""
     tree = root
     if path:
-        found = lookup(session, root, path)
+        found = lookup(session, root, path=path)
         if not isinstance(found, Folder):
             return {}, {}
         tree = found.tree_id
@@ -234,7 +234,7 @@ def _walk_rows(
 def read_tree(session: Session, root: str, *, prefix: str = "", recursive: bool = True) -> dict[str, FileEntry]:
     """The files of the tree ``root`` (under the folder ``prefix``; only its own files unless ``recursive``) by
     full path, in code-point order of their paths."""
-    return read_folder(session, root, prefix, recursive=recursive)[0]
+    return read_folder(session, root, path=prefix, recursive=recursive)[0]
 
 
 def changed_files(session: Session, old: str, new: str) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:

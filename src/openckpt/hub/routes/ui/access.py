@@ -27,12 +27,12 @@ PURPOSE = "access"
 def gate_context(session: Session, request: Request, repo: Repo) -> dict[str, Any] | None:
     """What the repo page shows of the gate: None when the viewer may download, else the form or the status."""
     viewer = viewer_of(request)
-    if access.has_access(session, viewer, repo):
+    if access.has_access(session, viewer, repo=repo):
         return None
     card = repo.card_data or {}
     return {
         "signed_in": viewer is not None,
-        "status": access.request_status(session, viewer, repo),
+        "status": access.request_status(session, viewer, repo=repo),
         "heading": card.get("extra_gated_heading")
         or f"You need to agree to share your contact information to access this {repo.type}",
         "prompt": card.get("extra_gated_prompt") or "",

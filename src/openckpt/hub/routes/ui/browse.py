@@ -36,7 +36,7 @@ def _recent(
 ) -> list[Repo]:
     query = ListQuery(sort="lastModified", limit=limit, search=search)
     with db.read() as session:
-        return list_repos(session, viewer, repo_type, query)
+        return list_repos(session, viewer, repo_type=repo_type, query=query)
 
 
 @router.get("/")
@@ -91,8 +91,8 @@ def _repo_list(request: Request, db: Database, viewer: Principal | None, repo_ty
         offset=(number - 1) * PAGE,
     )
     with db.read() as session:
-        found = list_repos(session, viewer, repo_type, query)
-        tags, libraries = _facets(list_repos(session, viewer, repo_type, ListQuery(limit=1000)))
+        found = list_repos(session, viewer, repo_type=repo_type, query=query)
+        tags, libraries = _facets(list_repos(session, viewer, repo_type=repo_type, query=ListQuery(limit=1000)))
     context = {
         "repo_type": repo_type,
         "repos": found[:PAGE],
@@ -130,8 +130,8 @@ def account(request: Request, db: DbDep, viewer: ViewerDep, name: str) -> Respon
         query = ListQuery(author=found.name, sort="lastModified", limit=500)
         context = {
             "account": found,
-            "models": list_repos(session, viewer, "model", query),
-            "datasets": list_repos(session, viewer, "dataset", query),
+            "models": list_repos(session, viewer, repo_type="model", query=query),
+            "datasets": list_repos(session, viewer, repo_type="dataset", query=query),
             "members": pages.members(session, found) if found.kind == "org" else [],
             "orgs": pages.memberships(session, found) if found.kind == "user" else [],
         }

@@ -29,13 +29,13 @@ def one_commit(request: Request, hub: Hub, repo_type: str) -> Response:
     sha = request.path_params["sha"]
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
-        commit = resolve_revision(session, repo, sha) if len(sha) == 40 else None
+        commit = resolve_revision(session, repo, rev=sha) if len(sha) == 40 else None
         if commit is None or commit.id != sha.lower():
             raise EntryNotFoundError(f"no commit {sha!r} in this repo")
         base = repo_url(repo)
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
-        may_read = access.has_access(session, viewer_of(request), repo)
-        changes = diffs.commit_diffs(session, hub.store, commit) if may_read else []
+        may_read = access.has_access(session, viewer_of(request), repo=repo)
+        changes = diffs.commit_diffs(session, hub.store, commit=commit) if may_read else []
         context = {
             **_header(session, repo, commit.id, commit, "commits", link),
             "diffs": changes,
@@ -53,8 +53,8 @@ def tensors(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
-        commit = resolve_revision(session, repo, rev)
-        entry = file_at(session, commit.tree_id, path)
+        commit = resolve_revision(session, repo, rev=rev)
+        entry = file_at(session, commit.tree_id, path=path)
         if entry is None or not path.endswith(".safetensors"):
             raise EntryNotFoundError(f"no safetensors file {path!r} at {rev}")
         access.check_download(session, viewer_of(request), repo=repo, path=path)
@@ -103,10 +103,10 @@ def checkpoint(request: Request, hub: Hub, repo_type: str) -> Response:
     wanted = request.path_params["cid"]
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
-        head = resolve_revision(session, repo, repo.default_branch)
+        head = resolve_revision(session, repo, rev=repo.default_branch)
         found, seen = None, ""
         for commit in commit_chain(session, head, limit=MAX_CHECKPOINT_WALK):
-            entry = file_at(session, commit.tree_id, "openckpt.json")
+            entry = file_at(session, commit.tree_id, path="openckpt.json")
             if entry is not None and entry.sha256 == seen and found is not None:
                 found = commit.id  # the same manifest, older: it was added here or earlier
                 continue

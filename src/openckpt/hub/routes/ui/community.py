@@ -33,7 +33,7 @@ def like_state(request: Request, repo: Repo) -> dict[str, Any]:
     liked = False
     if viewer is not None:
         with hub_of(request).db.read() as session:
-            liked = likes.is_liked(session, viewer, repo)
+            liked = likes.is_liked(session, viewer, repo=repo)
     return {
         "count": repo.likes,
         "liked": liked,
@@ -72,7 +72,7 @@ async def like_model(request: Request, db: DbDep, repo_id: RepoIdDep) -> Respons
 def collection_page(request: Request, db: DbDep, viewer: ViewerDep, owner: str, slug: str) -> HTMLResponse:
     """A collection with the items the viewer may see, in order, with their notes."""
     with db.read() as session:
-        found = collections.find_collection(session, viewer, f"{owner}/{slug}")
-        shown = collections.view(session, viewer, found)
+        found = collections.find_collection(session, viewer, slug=f"{owner}/{slug}")
+        shown = collections.view(session, viewer, collection=found)
         context = {"found": shown, "collection": found, "slug": slug_of(found), "slug_of": slug_of}
         return page(request, "collection.html", context)

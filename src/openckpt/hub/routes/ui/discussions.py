@@ -56,14 +56,14 @@ def _where(request: Request, repo_type: str) -> tuple[str, str]:
 def _repo_header(session: Session, repo: Repo, tab: str) -> dict[str, Any]:
     """The repo header at the default branch (the community tab has no revision of its own)."""
     base = repo_url(repo)
-    head = resolve_revision(session, repo, DEFAULT_BRANCH)
+    head = resolve_revision(session, repo, rev=DEFAULT_BRANCH)
     return _header(session, repo, DEFAULT_BRANCH, head, tab, lambda r: f"{base}?rev={quote(r, safe='')}")
 
 
 def _forms(request: Request, session: Session, repo: Repo, d: Discussion | None = None) -> dict[str, Any]:
     """What the viewer may do here: take part (comment, open), moderate (writers), and act as the author."""
     viewer = viewer_of(request)
-    part = discussions.may_take_part(session, viewer, repo)
+    part = discussions.may_take_part(session, viewer, repo=repo)
     moderate = viewer is not None and part and discussions.may_moderate(viewer, repo)
     author = viewer is not None and d is not None and viewer.name == d.author
     return {
@@ -114,8 +114,10 @@ def thread(request: Request, repo_type: str) -> Response:
     num = _num(request)
     with hub_of(request).db.read() as session:
         repo_type, repo_id = _where(request, repo_type)
-        repo, d = discussions.find_discussion(session, viewer_of(request), repo_type, repo_id, num)
-        sides = pull_requests.sides(session, repo, d)
+        repo, d = discussions.find_discussion(
+            session, viewer_of(request), repo_type=repo_type, repo_id=repo_id, num=num
+        )
+        sides = pull_requests.sides(session, repo, d=d)
         context = {
             **_repo_header(session, repo, "community"),
             **_forms(request, session, repo, d),
@@ -134,12 +136,12 @@ def files(request: Request, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo_type, repo_id = _where(request, repo_type)
         viewer = viewer_of(request)
-        repo, d = discussions.find_discussion(session, viewer, repo_type, repo_id, num)
-        sides = pull_requests.sides(session, repo, d)
+        repo, d = discussions.find_discussion(session, viewer, repo_type=repo_type, repo_id=repo_id, num=num)
+        sides = pull_requests.sides(session, repo, d=d)
         if sides is None:
             raise DiscussionNotFoundError(f"#{num} is a discussion, not a pull request: it changes no files")
-        may_read = access.has_access(session, viewer, repo)
-        changes = diffs.tree_diffs(session, hub.store, sides[0].tree_id, sides[1].tree_id) if may_read else []
+        may_read = access.has_access(session, viewer, repo=repo)
+        changes = diffs.tree_diffs(session, hub.store, base=sides[0].tree_id, tree=sides[1].tree_id) if may_read else []
         context = {
             **_repo_header(session, repo, "community"),
             **_forms(request, session, repo, d),

@@ -26,7 +26,7 @@ from openckpt.hub.db.models import Repo
 from openckpt.hub.deps import HubDep
 from openckpt.hub.routes.ui.common import PageRoute, csrf_token, page, repo_url, signed_in_form, viewer_of
 from openckpt.hub.routes.ui.repo import _header
-from openckpt.hub.services import commit_flow, pages, repos
+from openckpt.hub.services import commit_flow, pages, people, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commit_flow import NewFile
 from openckpt.hub.services.commits import FileChange, resolve_revision
@@ -66,13 +66,6 @@ def _title(form_value: object, default: str) -> str:
 # ---- a new repo -------------------------------------------------------------------------------------------------
 
 
-def _namespaces(db: Database, viewer: Principal) -> list[str]:
-    with db.read() as session:
-        account = pages.find_account(session, viewer.name)
-        orgs = pages.memberships(session, account) if account is not None else []
-        return [viewer.name] + [o.name for o in orgs if viewer.orgs.get(o.id) in ("write", "admin")]
-
-
 def _new_page(
     request: Request,
     db: Database,
@@ -83,7 +76,7 @@ def _new_page(
     values: dict[str, Any] | None = None,
 ) -> Response:
     context = {
-        "namespaces": _namespaces(db, viewer),
+        "namespaces": people.writable_namespaces(db, viewer),
         "csrf": csrf_token(request, "new-repo"),
         "error": error,
         "values": values or {},
@@ -174,7 +167,7 @@ def upload_form(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, folder = _rev_and_path(request, repo_type)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
-        commit = resolve_revision(session, repo, rev)
+        commit = resolve_revision(session, repo, rev=rev)
         base = repo_url(repo)
         context = {
             **_header(session, repo, rev, commit, "files", lambda r: f"{base}/upload/{quote(r, safe='')}"),
@@ -209,11 +202,11 @@ def edit_form(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
-        commit = resolve_revision(session, repo, rev)
-        entry = file_at(session, commit.tree_id, path) if path else None
+        commit = resolve_revision(session, repo, rev=rev)
+        entry = file_at(session, commit.tree_id, path=path) if path else None
         text = ""
         if entry is not None:
-            found = pages.read_text(hub.store, entry, MAX_EDIT)
+            found = pages.read_text(hub.store, entry, limit=MAX_EDIT)
             if found is None:
                 raise BadRequestError(
                     f"{path} is not a text file of at most {MAX_EDIT // 1_000_000} MB: it cannot be edited here"
@@ -254,8 +247,8 @@ def delete_form(request: Request, hub: Hub, repo_type: str) -> Response:
     rev, path = _rev_and_path(request, repo_type)
     with hub.db.read() as session:
         repo = _writable(session, viewer, request, repo_type)
-        commit = resolve_revision(session, repo, rev)
-        if file_at(session, commit.tree_id, path) is None:
+        commit = resolve_revision(session, repo, rev=rev)
+        if file_at(session, commit.tree_id, path=path) is None:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
         base = repo_url(repo)
         link = lambda r: f"{base}/delete/{quote(r, safe='')}/{quote(path)}"  # noqa: E731

@@ -72,12 +72,12 @@ def overview(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = request.query_params.get("rev") or repo.default_branch
-        commit = resolve_revision(session, repo, rev)
+        commit = resolve_revision(session, repo, rev=rev)
         entries = read_tree(session, commit.tree_id)
         base = repo_url(repo)
         card = manifest = None
         if (readme := entries.get("README.md")) is not None:
-            text = pages.read_text(hub.store, readme, MAX_README)
+            text = pages.read_text(hub.store, readme, limit=MAX_README)
             if text is not None:
                 card = render_card(text, file_base=f"{base}/resolve/{commit.id}")
         if (entry := entries.get("openckpt.json")) is not None:
@@ -95,7 +95,9 @@ def overview(request: Request, hub: Hub, repo_type: str) -> Response:
             "access_gate": gate_context(session, request, repo),
             "openness": reports.repo_openness(session, repo) if repo.type == "model" else None,
             "trust": trust_context(session, request, repo, commit, entries),
-            "model_tree": governance.model_tree(session, viewer_of(request), repo) if repo.type == "model" else None,
+            "model_tree": governance.model_tree(session, viewer_of(request), repo=repo)
+            if repo.type == "model"
+            else None,
             "provenance": provenance.compact(provenance.cached(hub.settings, commit.id)),
             "bias": bias_results(card.metadata) if card is not None else [],
             "backdoor": backdoor_results(card.metadata) if card is not None else [],
@@ -110,7 +112,7 @@ def tree(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
-        commit = resolve_revision(session, repo, rev)
+        commit = resolve_revision(session, repo, rev=rev)
         entries = read_tree(session, commit.tree_id, prefix=path)  # the folder's files only
         listing = pages.folder_listing(entries, path)
         if listing is None:
@@ -132,13 +134,13 @@ def blob(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
-        commit = resolve_revision(session, repo, rev)
-        entry = file_at(session, commit.tree_id, path)
+        commit = resolve_revision(session, repo, rev=rev)
+        entry = file_at(session, commit.tree_id, path=path)
         if entry is None:
             raise EntryNotFoundError(f"no file {path!r} at {rev}")
         access.check_download(session, viewer_of(request), repo=repo, path=path)
         base = repo_url(repo)
-        text = pages.read_text(hub.store, entry, MAX_PREVIEW)
+        text = pages.read_text(hub.store, entry, limit=MAX_PREVIEW)
         rendered = None
         if text is not None and path.lower().endswith(".md"):
             folder = path.rpartition("/")[0]
@@ -161,7 +163,7 @@ def commits(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
         rev = rev or repo.default_branch
-        commit = resolve_revision(session, repo, rev)
+        commit = resolve_revision(session, repo, rev=rev)
         history, more = pages.commit_history(session, commit, offset=(number - 1) * COMMITS_PAGE, limit=COMMITS_PAGE)
         base = repo_url(repo)
         link = lambda r: f"{base}/commits/{quote(r, safe='')}"  # noqa: E731
@@ -177,7 +179,7 @@ def commits(request: Request, hub: Hub, repo_type: str) -> Response:
 def refs(request: Request, hub: Hub, repo_type: str) -> Response:
     with hub.db.read() as session:
         repo = _repo(session, request, repo_type)
-        commit = resolve_revision(session, repo, repo.default_branch)
+        commit = resolve_revision(session, repo, rev=repo.default_branch)
         base = repo_url(repo)
         link = lambda r: f"{base}?rev={quote(r, safe='')}"  # noqa: E731
         context = _header(session, repo, repo.default_branch, commit, "refs", link)

@@ -40,7 +40,6 @@ def trust_context(
     others = sorted((k, v) for k, v in counts.items() if k != "clean")
     summary = "all files clean" if not others else ", ".join(f"{n} {_LABELS.get(k, k)}" for k, n in others)
     viewer = viewer_of(request)
-    owner = viewer is not None and (viewer.account_id == repo.owner_id or viewer.orgs.get(repo.owner_id) == "admin")
     scratch = hub.settings.data_dir / "tmp"
     return {
         "files": files,
@@ -48,8 +47,10 @@ def trust_context(
         "clean": all(s.runs_nothing for s in files.values()),
         "flagged": [s for s in files.values() if s.withheld],
         "loads": [s for s in files.values() if s.imports and not s.withheld],
-        "signature": signatures.check_signature(session, hub.store, repo, entries, commit.tree_id, scratch),
-        "can_release": viewer is not None and viewer.can_write and (owner or viewer.is_admin),
+        "signature": signatures.check_signature(
+            session, hub.store, repo=repo, entries=entries, tree_id=commit.tree_id, scratch=scratch
+        ),
+        "can_release": gate.may_release(viewer, repo),
         "csrf": csrf_token(request, "release") if viewer is not None else "",
     }
 

@@ -45,7 +45,7 @@ def settings_page(request: Request, hub: Hub, repo_type: str) -> Response:
     repo_id = repo_id_of(request.path_params["owner"], request.path_params["name"])
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True)
-        commit = resolve_revision(session, repo, repo.default_branch)
+        commit = resolve_revision(session, repo, rev=repo.default_branch)
         base = repo_url(repo)
         header = _header(session, repo, repo.default_branch, commit, "settings", lambda r: base)
     requests: dict[str, list[dict[str, Any]]] = {}
@@ -80,7 +80,7 @@ async def _configure(
 
     def event(session: Session) -> Event:
         repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id)
-        return repo_event(repo, "update", "repo.config", updated_config=config)
+        return repo_event(repo, "update", scope="repo.config", updated_config=config)
 
     with change_events(request, event):
         await run_in_threadpool(
@@ -92,7 +92,7 @@ def _deletion(db: Database, viewer: Principal, repo_type: str, repo_id: str) -> 
     """The event of deleting the repo, as it is before (its row will be gone)."""
     with db.read() as session:
         return repo_event(
-            repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True), "delete", "repo"
+            repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True), "delete", scope="repo"
         )
 
 
@@ -174,9 +174,9 @@ async def _save_gate_form(
     with hub.db.read() as session:
         repo = repos.find_repo(session, viewer, repo_type=repo_type, repo_id=repo_id, write=True)
         branch = repo.default_branch
-        head = resolve_revision(session, repo, branch)
-        entry = file_at(session, head.tree_id, "README.md")
-    text = None if entry is None else await run_in_threadpool(pages.read_text, hub.store, entry, MAX_EDIT)
+        head = resolve_revision(session, repo, rev=branch)
+        entry = file_at(session, head.tree_id, path="README.md")
+    text = None if entry is None else await run_in_threadpool(pages.read_text, hub.store, entry, limit=MAX_EDIT)
     if entry is not None and text is None:
         raise BadRequestError("README.md is not a text file: the access form cannot be written into it")
     try:

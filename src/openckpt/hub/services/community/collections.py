@@ -80,7 +80,7 @@ def _may_see(principal: Principal | None, collection: Collection) -> bool:
     return not collection.private or (principal is not None and principal.may_read_private_of(collection.owner_id))
 
 
-def find_collection(session: Session, principal: Principal | None, slug: str, *, write: bool = False) -> Collection:
+def find_collection(session: Session, principal: Principal | None, *, slug: str, write: bool = False) -> Collection:
     """The collection of ``slug`` if the caller may see it (else :class:`CollectionNotFoundError`, as if there were
     none) and, with ``write``, change it (else :class:`ForbiddenError`)."""
     owner, _, rest = slug.strip("/").partition("/")
@@ -130,7 +130,7 @@ def create_collection(
             .options(joinedload(Collection.owner))
         )
         if same is not None and _may_see(principal, same):
-            return view(session, principal, same), False
+            return view(session, principal, collection=same), False
         last = session.scalar(select(func.max(Collection.position)).where(Collection.owner_id == owner.id))
         collection = Collection(
             id=new_id(),
@@ -143,13 +143,13 @@ def create_collection(
         )
         session.add(collection)
         session.flush()
-        return view(session, principal, collection), True
+        return view(session, principal, collection=collection), True
 
 
 def update_collection(db: Database, principal: Principal, *, slug: str, changes: dict[str, object]) -> CollectionView:
     """Change the title, description, visibility, theme or position (in the owner's list) given in ``changes``."""
     with db.write() as session:
-        collection = find_collection(session, principal, slug, write=True)
+        collection = find_collection(session, principal, slug=slug, write=True)
         if "title" in changes:
             collection.title = _text(changes["title"], "title", MAX_TITLE, empty=False) or collection.title
         if "description" in changes:
@@ -170,13 +170,13 @@ def update_collection(db: Database, principal: Principal, *, slug: str, changes:
             ).all()
             _move(list(siblings), collection, changes["position"])
         collection.updated_at = utcnow()
-        return view(session, principal, collection)
+        return view(session, principal, collection=collection)
 
 
 def delete_collection(db: Database, principal: Principal, *, slug: str) -> None:
     """Delete the collection; its items go with it, and so do the items of other collections that name it."""
     with db.write() as session:
-        session.delete(find_collection(session, principal, slug, write=True))
+        session.delete(find_collection(session, principal, slug=slug, write=True))
 
 
 def _move(rows: list[Any], row: Collection | CollectionItem, position: object) -> None:
@@ -197,7 +197,7 @@ def _target(session: Session, principal: Principal, item_type: str, item_id: str
             item_id = item_id[len(prefix) :]  # "datasets/owner/name", as the client's docs write it
         return {"repo_id": find_repo(session, principal, repo_type=item_type, repo_id=item_id).id}
     if item_type == "collection":
-        return {"target_id": find_collection(session, principal, item_id).id}
+        return {"target_id": find_collection(session, principal, slug=item_id).id}
     if item_type == "paper":
         if len(item_id) > MAX_PAPER_ID or not _PAPER.fullmatch(item_id):
             raise BadRequestError(f"invalid paper id {item_id!r}")
@@ -213,7 +213,7 @@ def add_item(
         raise BadRequestError("expected JSON {item: {id, type}, note?}")
     text = _text(note, "note", MAX_NOTE)
     with db.write() as session:
-        collection = find_collection(session, principal, slug, write=True)
+        collection = find_collection(session, principal, slug=slug, write=True)
         columns = _target(session, principal, item_type, item_id)
         if columns.get("target_id") == collection.id:
             raise BadRequestError("a collection cannot contain itself")
@@ -239,7 +239,7 @@ def add_item(
         )
         collection.updated_at = utcnow()
         session.flush()
-        return view(session, principal, collection)
+        return view(session, principal, collection=collection)
 
 
 def _find_item(session: Session, collection: Collection, item_object_id: str) -> CollectionItem:
@@ -254,7 +254,7 @@ def update_item(
 ) -> None:
     """Change an item's note (an empty one removes it) or move it to another position."""
     with db.write() as session:
-        collection = find_collection(session, principal, slug, write=True)
+        collection = find_collection(session, principal, slug=slug, write=True)
         item = _find_item(session, collection, item_object_id)
         if "note" in changes:
             item.note = _text(changes["note"], "note", MAX_NOTE) or None
@@ -270,7 +270,7 @@ def update_item(
 
 def delete_item(db: Database, principal: Principal, *, slug: str, item_object_id: str) -> None:
     with db.write() as session:
-        collection = find_collection(session, principal, slug, write=True)
+        collection = find_collection(session, principal, slug=slug, write=True)
         session.delete(_find_item(session, collection, item_object_id))
         collection.updated_at = utcnow()
 
@@ -319,7 +319,7 @@ def _item_views(
     return out
 
 
-def view(session: Session, principal: Principal | None, collection: Collection) -> CollectionView:
+def view(session: Session, principal: Principal | None, *, collection: Collection) -> CollectionView:
     """The collection with every item the caller may see."""
     items = _item_views(session, principal, [collection.id])[collection.id]
     return CollectionView(collection, items, len(items))

@@ -158,7 +158,7 @@ def threads(
 
 
 def find_discussion(
-    session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int
+    session: Session, principal: Principal | None, *, repo_type: str, repo_id: str, num: int
 ) -> tuple[Repo, Discussion]:
     """The repo (if the caller sees it) and its discussion ``num``."""
     repo = find_repo(session, principal, repo_type=repo_type, repo_id=repo_id)
@@ -175,14 +175,16 @@ def require_participant(session: Session, principal: Principal | None, repo: Rep
         raise UnauthorizedError("sign in to take part in discussions")
     if not principal.can_write:
         raise ForbiddenError("this token is read-only: discussions need a write token")
-    if repo.gated and not has_access(session, principal, repo):
+    if repo.gated and not has_access(session, principal, repo=repo):
         raise GatedRepoError(f"{repo.owner.name}/{repo.name} is gated: request access to take part in discussions")
     return principal
 
 
-def may_take_part(session: Session, principal: Principal | None, repo: Repo) -> bool:
+def may_take_part(session: Session, principal: Principal | None, *, repo: Repo) -> bool:
     """Whether :func:`require_participant` lets the caller open discussions and comment in ``repo``."""
-    return principal is not None and principal.can_write and (not repo.gated or has_access(session, principal, repo))
+    return (
+        principal is not None and principal.can_write and (not repo.gated or has_access(session, principal, repo=repo))
+    )
 
 
 def events_of(session: Session, d: Discussion) -> list[DiscussionEvent]:
@@ -277,7 +279,7 @@ def open_discussion(
         target = pull_request.branch
         if session.get(Ref, (repo.id, "branch", target)) is None:
             raise BadRequestError(f"a pull request targets a branch: {target!r} is none")
-        head = resolve_revision(session, repo, pull_request.base or target).id
+        head = resolve_revision(session, repo, rev=pull_request.base or target).id
         d.target_branch, d.base_commit = target, head
         session.add(Ref(repo_id=repo.id, kind="pr", name=f"refs/pr/{d.num}", commit_id=head))
     session.add(d)
@@ -291,7 +293,7 @@ def comment(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int, text: Any
 ) -> DiscussionEvent:
     """Add a comment to discussion ``num``."""
-    repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+    repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     if not isinstance(text, str) or not text.strip():
         raise BadRequestError("a comment needs some text")
@@ -309,7 +311,7 @@ def edit_comment(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int, comment_id: str, content: Any
 ) -> DiscussionEvent:
     """Replace the text of a comment: its author only, and not once hidden."""
-    repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+    repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     event = _comment_of(session, d, comment_id)
     if event.author != who.name:
@@ -326,7 +328,7 @@ def hide_comment(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int, comment_id: str
 ) -> DiscussionEvent:
     """Hide a comment for good (its text is dropped): the repo's writers only."""
-    repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+    repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     if not may_moderate(who, repo):
         raise ForbiddenError("only a writer of the repo may hide comments")
@@ -339,7 +341,7 @@ def rename(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int, title: Any
 ) -> DiscussionEvent:
     """Rename discussion ``num``: its author or a writer of the repo."""
-    repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+    repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     _author_or_moderator(who, repo, d.author, "rename a discussion")
     new = check_title(title)
@@ -351,7 +353,7 @@ def change_status(
     session: Session, principal: Principal | None, repo_type: str, repo_id: str, num: int, status: Any, text: Any = None
 ) -> DiscussionEvent:
     """Close or reopen discussion ``num`` (its author or a writer), with an optional comment first."""
-    repo, d = find_discussion(session, principal, repo_type, repo_id, num)
+    repo, d = find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
     who = require_participant(session, principal, repo)
     if status not in ("open", "closed"):
         raise BadRequestError("status must be 'open' or 'closed'")

@@ -73,7 +73,7 @@ def _count(session: Session, repo: Repo, step: int) -> None:
     set_committed_value(repo, "likes", count)
 
 
-def is_liked(session: Session, principal: Principal | None, repo: Repo) -> bool:
+def is_liked(session: Session, principal: Principal | None, *, repo: Repo) -> bool:
     return principal is not None and session.get(Like, (principal.account_id, repo.id)) is not None
 
 

@@ -39,7 +39,7 @@ def announce(
     assert repo is not None
     scope = "discussion.comment" if event is not None and event.type == "comment" else "discussion"
     extra = discussions.webhook_fields(discussion, repo, event, base_url=base_url)
-    events.enqueue(session, repo_event(repo, action, scope, extra=extra))
+    events.enqueue(session, repo_event(repo, action, scope=scope, extra=extra))
 
 
 def record(db: Database, change: Change, *, events: Deliveries | None, base_url: str) -> DiscussionEvent:
@@ -90,5 +90,5 @@ def open_thread(
 def details(db: Database, principal: Principal | None, *, repo_type: str, repo_id: str, num: int) -> dict[str, Any]:
     """Discussion ``num`` of a repo the caller sees, with its events in order, as the Hub sends it."""
     with db.read() as session:
-        repo, d = discussions.find_discussion(session, principal, repo_type, repo_id, num)
+        repo, d = discussions.find_discussion(session, principal, repo_type=repo_type, repo_id=repo_id, num=num)
         return discussions.discussion_json(d, repo, events=discussions.events_of(session, d))

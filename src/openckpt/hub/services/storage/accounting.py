@@ -249,7 +249,7 @@ def _bucket_entries(session: Session, repos: dict[int, RepoUsage], *, which: Col
         repos[-bid] = RepoUsage(id=-bid, repo_id=f"{owner}/{name}", type="bucket", owner=owner)
 
 
-def account_repo(db: Database, store: BlobStore, repo_pk: int) -> RepoUsage:
+def account_repo(db: Database, store: BlobStore, *, repo_pk: int) -> RepoUsage:
     """The figures of the repo ``repo_pk`` (:class:`RepoNotFoundError` if none), equal to
     ``account(db, store).repos[repo_pk]``, reading only its files, the objects they use and the files of other repos
     using those objects."""

@@ -98,7 +98,7 @@ class Event:
     event (those go to webhooks of the ``discussion`` domain)."""
 
 
-def repo_event(repo: Repo, action: str, scope: str, **details: Any) -> Event:
+def repo_event(repo: Repo, action: str, *, scope: str, **details: Any) -> Event:
     """An event of ``repo`` (a loaded row, with its owner) as it is now."""
     snapshot = RepoSnapshot(repo.id, repo.type, repo.owner_id, repo.owner.name, repo.name, repo.private)
     return Event(action, scope, snapshot, **details)
