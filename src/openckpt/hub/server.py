@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 
 from fastapi import FastAPI
@@ -76,7 +77,11 @@ def app_from_env() -> FastAPI:
 
     os.umask(PRIVATE_UMASK)
     tune_malloc()
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    # What the app holds lives as long as the worker: frozen, the collector's full passes skip it. Each walked every
+    # module, route and table of the app, about 0.45 CPU-s of the ~7 a 1 GB Xet upload cost the hub.
+    gc.freeze()
+    return app
 
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
