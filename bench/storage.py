@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--download-mb", type=int, default=512, help="size of each downloaded file (0: skip)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each download")
     parser.add_argument("--skip-ratios", action="store_true", help="only the downloads")
+    parser.add_argument("--idle-wait", type=float, default=30.0, help="max wait for idle CPUs before a download")
     args = parser.parse_args()
     if not args.skip_ratios:
         print("file                        size       stored as % of the file (lower is better)")
@@ -140,7 +141,10 @@ def main() -> None:
             measure(f"random normal {dtype}", random_state(args.size_mb << 20, dtype), dtype)
         print("targets: bf16 <= 69%, fp32 <= 87% (issue 18)")
     if args.download_mb:
+        from hub_transfer import SETTLE
         from storage_download import downloads
+
+        SETTLE["max_wait"] = args.idle_wait
 
         downloads({dtype: random_state(args.download_mb << 20, dtype) for dtype in ("bf16", "fp32")}, args.repeat)
 

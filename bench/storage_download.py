@@ -20,8 +20,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.hub_transfer import NGINX_RESOLVE, curl_get, nginx, settle  # noqa: E402
 from tests.hubtools import HubProcess, start_hub  # noqa: E402
+
+from hub_transfer import NGINX_RESOLVE, SETTLE, curl_get, nginx, settle  # noqa: E402
 
 NAME = "model.safetensors"
 CLIENT = r"""
@@ -89,6 +90,7 @@ def stored_bytes(data_dir: Path) -> tuple[int, int]:
 def downloads(files: dict[str, bytes], repeat: int) -> None:
     """Upload each of ``files`` (dtype → safetensors bytes) to an unpacking and a packing hub, then time downloads."""
     os.environ["HF_HUB_DISABLE_XET"] = "1"  # this process uploads by LFS
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from huggingface_hub import HfApi
 
     root = Path(tempfile.mkdtemp(prefix="openckpt-storage-bench-"))
@@ -124,6 +126,10 @@ def downloads(files: dict[str, bytes], repeat: int) -> None:
                   f"({stored / max(chunks, 1):.1%})")  # fmt: skip
         with nginx(served, root / "nginx", extra) as ngx:
             table(files, repeat, hubs, repos, ngx, root / "cache")
+    except BaseException:
+        for kind, (hub, _) in hubs.items():
+            print(f"--- the {kind} hub's log ends:\n{hub.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
     finally:
         for hub, _ in hubs.values():
             hub.stop()
@@ -163,6 +169,7 @@ def table(
                 results.setdefault((dtype, name), []).append(t)
                 mb = len(files[dtype]) / 1e6
                 print(f"  {dtype} rep {rep + 1} {name:<26} {t:6.2f} s ({mb / t:7.1f} MB/s)", flush=True)
+    print(f"{SETTLE['busy_starts']} of {SETTLE['runs']} timed runs started while other processes kept the CPUs busy")
     print("\n| file | download | packed MB/s | against | its MB/s | ratio | target |")
     print("|---|---|---:|---|---:|---:|---:|")
     for dtype, data in files.items():

@@ -131,8 +131,9 @@ class Settings:
     """Chunk files committed as whole blobs (Git LFS, large inline files) into Xet xorbs in the background, then
     drop the whole blobs: every upload path dedups against every other, and hf_xet clients download them by Xet."""
     compress_at_rest: bool = False
-    """Pack each commit's xorbs in the background into the smallest lossless coding measured (ZipNN, zstd). Off by
-    default until downloads of packed files keep the download figures (docs/benchmarks.md, "Storage at rest")."""
+    """Pack each commit's xorbs in the background into the smallest lossless coding measured (byte planes coded by
+    huff0 for floats, as ZipNN does; zstd). Off by default until downloads of packed files keep the download figures
+    (docs/benchmarks.md, "Storage at rest")."""
     webhooks_allow_local: bool = False
     """Let webhooks POST to loopback, private and link-local addresses (the hub's own network). Off by default, as
     in GitLab and Gitea: otherwise any user could make the hub send requests to internal services."""

@@ -1,5 +1,6 @@
 """Compression at rest: each xorb's chunks re-coded in the background into the smallest lossless packing measured
-(ZipNN for float tensors, zstd for the rest, raw when nothing helps; :mod:`openckpt.xet.packed`).
+(float tensors as byte planes Huffman-coded by huff0, ZipNN's method; zstd for the rest; raw when nothing helps;
+:mod:`openckpt.xet.packed`).
 
 A job reads a xorb as uploaded, packs it, decodes the packing back and compares it byte for byte, writes it as a new
 store object (temp → fsync → rename by the store's writer) and then switches the ``xorbs`` row to it in one
