@@ -14,7 +14,6 @@ from openckpt.hub.context import Hub
 from openckpt.hub.deps import DbDep, HubDep, PrincipalDep, RepoIdDep, UserDep, json_body
 from openckpt.hub.services import governance, provenance, repos
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.commits import resolve_revision
 
 router = APIRouter()
 
@@ -53,20 +52,21 @@ def lineage(request: Request, hub: HubDep, principal: PrincipalDep, repo_id: Rep
         }
 
 
-def _provenance(hub: Hub, principal: Principal | None, repo_id: str, rev: str) -> dict[str, Any]:
-    with hub.db.read() as session:
-        repo = repos.find_repo(session, principal, repo_type="model", repo_id=repo_id)
-        repo_pk, commit_id = repo.id, resolve_revision(session, repo, rev=rev).id
-    return provenance.verdict(hub.db, hub.store, settings=hub.settings, repo_id=repo_pk, commit_id=commit_id)
-
-
 @router.get("/api/models/{owner}/{name}/provenance")
 async def provenance_check(
     request: Request, hub: HubDep, principal: PrincipalDep, repo_id: RepoIdDep
 ) -> dict[str, Any]:
     """Whether the weights of a revision (``?revision=``, default main) come from the bases it declares: the
     verdict of :func:`openckpt.governance.provenance.verify_lineage`, kept by commit (computed now if not yet)."""
-    return await run_in_threadpool(_provenance, hub, principal, repo_id, _revision(request))
+    return await run_in_threadpool(
+        provenance.revision_verdict,
+        hub.db,
+        hub.store,
+        settings=hub.settings,
+        principal=principal,
+        repo_id=repo_id,
+        rev=_revision(request),
+    )
 
 
 def _report(hub: Hub, principal: Principal | None, repo_id: str, rev: str, policy: Any) -> dict[str, Any]:

@@ -28,13 +28,24 @@ from openckpt.governance.lineage import extract_edges
 from openckpt.governance.provenance import Unavailable, verify_lineage
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import LineageEdge, Repo
+from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.commits import resolve_revision
 from openckpt.hub.services.governance import local_repo
+from openckpt.hub.services.repos import find_repo
 from openckpt.hub.services.trees import FileEntry, read_tree
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
 
-__all__ = ["MAX_BYTES", "PATTERNS", "cached", "compact", "verdict", "verify_later", "verify_revision"]
+__all__ = [
+    "MAX_BYTES",
+    "PATTERNS",
+    "cached",
+    "compact",
+    "revision_verdict",
+    "verdict",
+    "verify_later",
+    "verify_revision",
+]
 
 log = logging.getLogger("openckpt.hub.provenance")
 PATTERNS = (
@@ -146,6 +157,16 @@ def verify_revision(db: Database, store: BlobStore, settings: Settings, repo_id:
 def verdict(db: Database, store: BlobStore, *, settings: Settings, repo_id: int, commit_id: str) -> dict[str, Any]:
     """The verdict of ``commit_id``: kept, else computed now."""
     return cached(settings, commit_id) or verify_revision(db, store, settings, repo_id, commit_id)
+
+
+def revision_verdict(
+    db: Database, store: BlobStore, *, settings: Settings, principal: Principal | None, repo_id: str, rev: str
+) -> dict[str, Any]:
+    """The verdict (:func:`verdict`) of revision ``rev`` of the model ``repo_id``, if the caller sees it."""
+    with db.read() as session:
+        repo = find_repo(session, principal, repo_type="model", repo_id=repo_id)
+        repo_pk, commit_id = repo.id, resolve_revision(session, repo, rev=rev).id
+    return verdict(db, store, settings=settings, repo_id=repo_pk, commit_id=commit_id)
 
 
 def _run(db: Database, store: BlobStore, settings: Settings, repo_id: int, commit_id: str) -> None:
