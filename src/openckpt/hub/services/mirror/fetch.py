@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -36,6 +37,10 @@ __all__ = ["MIRROR_FULLNAME", "PARALLEL", "Hub", "Target", "commit_files", "find
 
 PARALLEL = 4
 """Files of a revision downloaded at once (and as many streamable ones beside them)."""
+BEHIND_FROM = 16 << 20
+"""Files from this size are hashed and written in a thread of their own while the next bytes are received."""
+AHEAD = 4
+"""Chunks received ahead of the one being hashed and written (4 MiB each: ``upstream.CHUNK``)."""
 MIRROR_FULLNAME = "{} (mirrored)"
 """The full name of the organisations the mirror makes for upstream namespaces: what tells them from local ones."""
 
@@ -204,6 +209,36 @@ def _download_all(
             raise
 
 
+class _Behind:
+    """Hands each chunk to ``consume`` in a thread of its own, in order, :data:`AHEAD` at most in flight: the next
+    chunk is received while this one is hashed and written (hashing and writes release the GIL). Leaving the block
+    waits for every chunk handed over and raises what ``consume`` raised. Not ``threaded``: each runs at once."""
+
+    def __init__(self, consume: Callable[[bytes], None], *, threaded: bool) -> None:
+        self.consume = consume
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="openckpt-mirror-write") if threaded else None
+        self.pending: deque[Future[None]] = deque()
+
+    def put(self, chunk: bytes) -> None:
+        if self.pool is None:
+            self.consume(chunk)
+            return
+        while len(self.pending) >= AHEAD:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self.consume, chunk))
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)  # nothing writes once the caller goes on (to commit or abort)
+
+
 def _no_policy(hub: Hub, repo: Target) -> bool:
     """Whether no license policy applies to ``repo`` (then its files may stream before the verdict)."""
     with hub.db.read() as session:
@@ -230,19 +265,26 @@ def _download(
     sha1 = None if lfs else hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
     size = 0
     writer = hub.store.writer(file.size)
+
+    def consume(chunk: bytes) -> None:
+        if sha1 is not None:
+            sha1.update(chunk)
+        writer.write(chunk)  # the store hashes it (sha256)
+        if sink is not None:
+            sink(chunk)
+
     try:
-        with upstream.download(repo.type, repo_id, sha, file.path) as chunks:
+        with (
+            _Behind(consume, threaded=file.size >= BEHIND_FROM) as behind,
+            upstream.download(repo.type, repo_id, sha, file.path) as chunks,
+        ):
             for chunk in chunks:
                 if stop is not None and stop.is_set():
                     raise UpstreamError(f"the fetch of {repo_id}@{sha} was abandoned")
                 size += len(chunk)
                 if size > file.size:
                     break
-                if sha1 is not None:
-                    sha1.update(chunk)
-                writer.write(chunk)
-                if sink is not None:
-                    sink(chunk)
+                behind.put(chunk)
         if size != file.size or (sha1 is not None and sha1.hexdigest() != file.oid):
             raise UpstreamError(f"the upstream {upstream.url} sent other bytes for {file.path} than its tree names")
         try:

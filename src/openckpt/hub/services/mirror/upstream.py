@@ -6,7 +6,9 @@ has no such repo or revision for the token sent answers None (the mirror then ha
 
 from __future__ import annotations
 
+import functools
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,13 @@ URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CHUNK = 4 << 20
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings of every upstream client (httpx's defaults), made once: loading the CA bundle costs ~0.1 s of
+    CPU, which each fetch paid before its first byte."""
+    return httpx.create_ssl_context()
 
 
 class UpstreamDeniedError(UpstreamError):
@@ -60,7 +69,7 @@ class Upstream:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         # httpx drops the authorization header on a redirect to another origin (a CDN): the token stays here
-        self.client = httpx.Client(headers=headers, timeout=TIMEOUT, follow_redirects=True)
+        self.client = httpx.Client(headers=headers, timeout=TIMEOUT, follow_redirects=True, verify=_tls())
 
     def close(self) -> None:
         self.client.close()
