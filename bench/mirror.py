@@ -10,7 +10,9 @@ Xet xorbs in the background, and the script waits for that (untimed) before timi
   once the revision passed the gate and is committed: ``services/mirror/live.py``; the repo is evicted through the
   admin API before each run);
 - cached: from the mirror again;
-- own: from the mirror, of its own repo holding the same bytes.
+- own: from the mirror, of its own repo holding the same bytes (cached and own alternate which reads first).
+
+Reads are ``iter_bytes`` of 8 MiB, as ``huggingface_hub`` reads a download (10 MiB).
 
 Then ``--clients`` readers (plain httpx, each checking every byte) ask at once for an uncached ``--clients-mb``
 safetensors file of a static upstream (``tests/hub/mirrortools.py``, which counts its transfers): one upstream
@@ -129,13 +131,14 @@ def main() -> None:
             _wait_for_xet(f"{mirror.url}/admin/weights/{path}")
             admin = {"authorization": f"Bearer {mirror.token}"}
             times: dict[str, list[float]] = {"direct": [], "cold": [], "cached": [], "own": []}
-            for _ in range(args.repeat):
+            for run in range(args.repeat):
                 httpx.delete(f"{mirror.url}/api/admin/mirror/models/acme/weights", headers=admin)
                 times["direct"].append(_get(f"{upstream.url}/acme/weights/{path}"))
                 times["cold"].append(_get(f"{mirror.url}/acme/weights/{path}"))
                 _wait_for_xet(f"{mirror.url}/acme/weights/{path}")  # cached reads as the mirror keeps them
-                times["cached"].append(_get(f"{mirror.url}/acme/weights/{path}"))
-                times["own"].append(_get(f"{mirror.url}/admin/weights/{path}"))
+                pair = [("cached", "acme"), ("own", "admin")]
+                for name, owner in pair if run % 2 == 0 else reversed(pair):  # neither always reads right after cold
+                    times[name].append(_get(f"{mirror.url}/{owner}/weights/{path}"))
         finally:
             mirror.stop()
             upstream.stop()
