@@ -125,10 +125,17 @@ def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fr
     return data
 
 
-def read_chunks(blobs: BlobStore, key: str, start: int, end: int, *, fresh: bool = False) -> list[bytes | memoryview]:
+def read_chunks(
+    blobs: BlobStore, key: str, start: int, end: int, *, fresh: bool = False, ahead: bool = False
+) -> list[bytes | memoryview]:
     """The unpacked bytes of chunks ``[start, end)`` of the packed object ``key`` (``fresh``: read from the store,
-    never from the caches, as ``fsck --deep`` must)."""
+    never from the caches, as ``fsck --deep`` must). With ``ahead`` (a reader going through the file), the frame
+    after the last one read is decoded on another thread meanwhile, so that two cores decode."""
     index = index_of(blobs, key, fresh=fresh)
+    if ahead and not fresh:
+        following = index.frames_for(start, end)[-1] + 1
+        if following < len(index.firsts):
+            _DECODERS.submit(_frame, blobs, key, index, following, False)  # an error is the reader's to meet
     try:
         return packed.read_chunks(index, _no_read, start, end, frames=lambda f: _frame(blobs, key, index, f, fresh))
     except XetFormatError as e:

@@ -262,7 +262,7 @@ def _assemble_packed(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes:
     from openckpt.xet.hashes import chunk_hash, hex_to_hash
 
     first, last = piece.spans[0][0].index, piece.spans[-1][0].index + 1
-    datas = read_chunks(blobs, piece.term.blob_sha256, first, last)
+    datas = read_chunks(blobs, piece.term.blob_sha256, first, last, ahead=True)
     parts: list[bytes | memoryview] = []
     for (chunk, lo, hi), data in zip(piece.spans, datas, strict=True):
         if len(data) != chunk.size or (verify and chunk_hash(data) != hex_to_hash(chunk.hash)):
