@@ -12,7 +12,9 @@ Xet xorbs in the background, and the script waits for that (untimed) before timi
 - cached: from the mirror again;
 - own: from the mirror, of its own repo holding the same bytes (cached and own alternate which reads first).
 
-Reads are ``iter_bytes`` of 8 MiB, as ``huggingface_hub`` reads a download (10 MiB).
+Reads are ``iter_bytes`` of 8 MiB, as ``huggingface_hub`` reads a download (10 MiB). Also printed: the CPU the
+serving hub spends per GB of a direct read (the upstream's) and of a cold read (the mirror's: fetch, verify, gate,
+serve), from ``/proc``: what a cold read costs when both ends share the same cores.
 
 Then ``--clients`` readers (plain httpx, each checking every byte) ask at once for an uncached ``--clients-mb``
 safetensors file of a static upstream (``tests/hub/mirrortools.py``, which counts its transfers): one upstream
@@ -54,6 +56,12 @@ def _get(url: str, headers: dict[str, str] | None = None) -> float:
         for _ in response.iter_bytes(8 << 20):
             pass
     return time.perf_counter() - started
+
+
+def _cpu(hub: HubProcess) -> float:
+    """CPU-seconds the hub's process has used so far (user + system)."""
+    fields = Path(f"/proc/{hub.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_for_xet(url: str, timeout: float = 600) -> None:
@@ -131,10 +139,15 @@ def main() -> None:
             _wait_for_xet(f"{mirror.url}/admin/weights/{path}")
             admin = {"authorization": f"Bearer {mirror.token}"}
             times: dict[str, list[float]] = {"direct": [], "cold": [], "cached": [], "own": []}
+            cpu: dict[str, list[float]] = {"direct (upstream's)": [], "cold (mirror's)": []}
             for run in range(args.repeat):
                 httpx.delete(f"{mirror.url}/api/admin/mirror/models/acme/weights", headers=admin)
+                before = _cpu(upstream)
                 times["direct"].append(_get(f"{upstream.url}/acme/weights/{path}"))
+                cpu["direct (upstream's)"].append(_cpu(upstream) - before)
+                before = _cpu(mirror)
                 times["cold"].append(_get(f"{mirror.url}/acme/weights/{path}"))
+                cpu["cold (mirror's)"].append(_cpu(mirror) - before)
                 _wait_for_xet(f"{mirror.url}/acme/weights/{path}")  # cached reads as the mirror keeps them
                 pair = [("cached", "acme"), ("own", "admin")]
                 for name, owner in pair if run % 2 == 0 else reversed(pair):  # neither always reads right after cold
@@ -151,6 +164,8 @@ def main() -> None:
     cold, cached = rate["cold"] / rate["direct"], rate["cached"] / rate["own"]
     print(f"  cold through the mirror vs direct from the upstream: {cold:.2f}x (target ≥ {COLD_VS_DIRECT})")
     print(f"  cached through the mirror vs the hub's own repo:      {cached:.2f}x (target ≥ {CACHED_VS_OWN})")
+    for name, seconds in cpu.items():
+        print(f"  hub CPU-s per GB, {name}: {statistics.median(seconds) / size * 1e9:.2f}")
     if together is not None:
         seconds, transfers, exact = together
         print(
