@@ -39,9 +39,9 @@ BATCH = 16
 TOKEN_TTL = 6 * 3600
 COMPRESSION = "none"
 """hf_xet's chunk compression for the hub's own ingestion: none. The blob arrived whole and stored uncompressed, so
-nothing is lost; compressing it only for the hub to decompress it again (to check every chunk, then to rebuild the
-file for its sha256) cost ~3 of the ~6 CPU-seconds per GB the chunking took; stored chunks are rebuilt by one
-``preadv``. The store's encoding at rest is chosen apart from the client's, after the commit."""
+nothing is lost; compressing it only for the CAS to decompress it again to check every chunk (the CAS stores chunks
+uncompressed) costs CPU twice; a xorb sent uncompressed is stored as it came, and rebuilt by one ``preadv``. The
+store's encoding at rest is chosen apart from the client's, after the commit."""
 
 
 @dataclass
