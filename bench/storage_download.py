@@ -114,21 +114,28 @@ def downloads(files: dict[str, bytes], repeat: int) -> None:
                 repos[(kind, dtype)] = repo
                 t0 = time.perf_counter()
                 wait_packed(hub, data_dir, f"{hub.url}/{repo}/resolve/main/{NAME}", kind == "packed")
-                print(f"  {dtype} on the {kind} hub: ingested{' and packed' if kind == 'packed' else ''} "
-                      f"{time.perf_counter() - t0:.1f} s after its upload", flush=True)  # fmt: skip
+                print(
+                    f"  {dtype} on the {kind} hub: ingested{' and packed' if kind == 'packed' else ''} "
+                    f"{time.perf_counter() - t0:.1f} s after its upload",
+                    flush=True,
+                )
             commit = "0" * 40
             extra += NGINX_RESOLVE.format(name=NAME, path=path, sha256=sha, size=len(data), commit=commit).replace(
                 "/bench/model/", f"/bench/{dtype}/"
             )
         for kind, (_, data_dir) in hubs.items():
             stored, chunks = stored_bytes(data_dir)
-            print(f"  {kind} hub stores {stored / 1e6:.1f} MB for {chunks / 1e6:.1f} MB of chunks "
-                  f"({stored / max(chunks, 1):.1%})")  # fmt: skip
+            print(
+                f"  {kind} hub stores {stored / 1e6:.1f} MB for {chunks / 1e6:.1f} MB of chunks "
+                f"({stored / max(chunks, 1):.1%})"
+            )
         with nginx(served, root / "nginx", extra) as ngx:
             table(files, repeat, hubs, repos, ngx, root / "cache")
     except BaseException:
         for kind, (hub, _) in hubs.items():
-            print(f"--- the {kind} hub's log ends:\n{hub.log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+            code = hub.process.poll() if hub.process else None
+            tail = hub.log.read_text(errors="replace")[-3000:]
+            print(f"--- the {kind} hub (exit status {code}) log ends:\n{tail}", file=sys.stderr)
         raise
     finally:
         for hub, _ in hubs.values():
@@ -188,5 +195,7 @@ def table(
         for label, mine, against, base, target in rows:
             ratio = rate(mine) / rate(base)
             mark = "" if target is None else f">= {target}x" + (" ✓" if ratio >= target else " ✗")
-            print(f"| {dtype} {len(data) / 1e6:.0f} MB | {label} | {rate(mine):.0f} | {against} | {rate(base):.0f} "
-                  f"| {ratio:.2f}x | {mark} |")  # fmt: skip
+            print(
+                f"| {dtype} {len(data) / 1e6:.0f} MB | {label} | {rate(mine):.0f} | {against} | {rate(base):.0f} "
+                f"| {ratio:.2f}x | {mark} |"
+            )
