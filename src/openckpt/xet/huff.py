@@ -24,6 +24,8 @@ __all__ = ["BLOCK", "available", "decode_plane", "encode_plane"]
 BLOCK = 128 << 10
 """Bytes of a plane per huff0 block (HUF_BLOCKSIZE_MAX)."""
 _SIZES = struct.Struct("<I")
+_RUN = 16 * BLOCK
+"""Plane bytes decoded into a buffer before one copy into place."""
 
 
 @cache
@@ -74,9 +76,15 @@ def encode_plane(plane: np.ndarray[Any, np.dtype[np.uint8]]) -> bytes:
     return struct.pack(f"<{len(sizes)}I", *sizes) + b"".join(parts)
 
 
+def _flush(dst: Any, src: Any, tmp: Any, lo: int, hi: int, at: int, raw: bool) -> None:
+    """Copy plane bytes ``[lo, hi)`` into ``dst``: from ``src`` at ``at`` (a run of raw blocks), else from ``tmp``."""
+    dst[lo:hi] = src[at : at + hi - lo] if raw else tmp[: hi - lo]
+
+
 def decode_plane(coded: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]]) -> int:
-    """Decode a plane of ``len(dst)`` bytes from the start of ``coded`` into ``dst`` (a view, strided or not: each
-    block is decoded into a buffer that stays in cache, then copied into place); the bytes of ``coded`` used."""
+    """Decode a plane of ``len(dst)`` bytes from the start of ``coded`` into ``dst`` (a view, strided or not: runs of
+    up to :data:`_RUN` bytes of coded blocks are decoded into a buffer, then copied into place by one call, and runs
+    of raw blocks copied straight from ``coded``); the bytes of ``coded`` used."""
     lib = _lib()
     if lib is None:
         raise XetFormatError("huff0 is not available (the zipnn package is not installed)")
@@ -90,20 +98,30 @@ def decode_plane(coded: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]]) ->
         raise XetFormatError("truncated plane")
     src = np.frombuffer(coded, np.uint8)
     base = src.ctypes.data
-    tmp = np.empty(BLOCK, np.uint8)
+    tmp = np.empty(min(n, _RUN), np.uint8)
+    scratch = tmp.ctypes.data
+    run_lo, run_at = 0, at  # a run of blocks copied into ``dst`` at once (few GIL round trips per plane)
+    raw_run = True
     for b, size in enumerate(sizes):
         lo = b * BLOCK
         length = min(BLOCK, n - lo)
-        if size == length:
-            dst[lo : lo + length] = src[at : at + length]
+        raw = size == length
+        if lo > run_lo and (raw != raw_run or lo - run_lo + length > len(tmp)):
+            _flush(dst, src, tmp, run_lo, lo, run_at, raw_run)
+            run_lo, run_at = lo, at
+        if lo == run_lo:
+            raw_run = raw
+        if raw:
+            pass
         elif size == 1:
-            dst[lo : lo + length] = src[at]
+            tmp[lo - run_lo : lo - run_lo + length] = src[at]
         elif size == 0 or size > length:
             raise XetFormatError("plane block of impossible length")
         else:
-            got = int(lib.HUF_decompress(tmp.ctypes.data, length, base + at, size))
+            got = int(lib.HUF_decompress(scratch + lo - run_lo, length, base + at, size))
             if lib.HUF_isError(got) or got != length:
                 raise XetFormatError("corrupt huff0 block")
-            dst[lo : lo + length] = tmp[:length]
         at += size
+    if n:
+        _flush(dst, src, tmp, run_lo, n, run_at, raw_run)
     return at
