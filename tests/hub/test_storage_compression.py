@@ -174,7 +174,7 @@ def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -
             commit_xet(hub, repo, up, f"model-{i}.safetensors")
         store = store_of(hub)
         before = {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()}
-        stale = _reconstruction(hub, repo, ups[0].file_hex)  # planned on the xorb as uploaded (LZ4-compressed chunks)
+        stale = _reconstruction(hub, repo, ups[0].file_hex)  # planned on the xorb as stored (unpacked)
         job = _compress_cli(hub)
         while job.poll() is None and {p for p in (hub.data_dir / "store").rglob("*") if p.is_file()} == before:
             time.sleep(0.01)
