@@ -32,6 +32,7 @@ __all__ = [
     "prove_uploads",
     "raw_blobs",
     "read_file",
+    "record_check",
     "verify_sha256",
     "xet_files",
 ]
@@ -314,15 +315,21 @@ def verify_sha256(
         ok = plan is not None and plan.size == size and digest.hexdigest() == sha256
         if copy_to is not None and not ok:
             copy_to.unlink(missing_ok=True)
-        with db.write() as session:
-            row = session.get(XetSha256, (sha256, file_hash))
-            if row is not None and ok:
-                row.verified = True
-            elif row is not None:
-                session.delete(row)
+        record_check(db, sha256=sha256, file_hash=file_hash, ok=ok)
         if ok:
             return True
     return False
+
+
+def record_check(db: Database, *, sha256: str, file_hash: str, ok: bool) -> None:
+    """Keep what checking the Xet file ``file_hash`` against ``sha256`` found: the pair verified, or forgotten
+    when the rebuilt bytes did not match."""
+    with db.write() as session:
+        row = session.get(XetSha256, (sha256, file_hash))
+        if row is not None and ok:
+            row.verified = True
+        elif row is not None:
+            session.delete(row)
 
 
 def _hash_and_copy(pieces: Iterable[bytes | memoryview], digest: hashlib._Hash, copy_to: Path | None) -> None:

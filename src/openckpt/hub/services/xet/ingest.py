@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, XetSha256, Xorb
-from openckpt.hub.services.stored_files import file_plan, raw_blobs, read_file, verify_sha256
+from openckpt.hub.services.stored_files import file_plan, raw_blobs, read_file, record_check, verify_sha256
 from openckpt.hub.services.xet.tokens import CAS_PATH, HUB_REPO, issue_token
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
@@ -134,12 +134,7 @@ def _verify(db: Database, blobs: BlobStore, sha256: str, size: int) -> bool:
             ok = plan is not None and plan.size == size and _same_as_blob(path, read_file(blobs, plan), size)
         except FileNotFoundError:  # the blob was dropped meanwhile (another process ingested it): hash the rebuild
             return verify_sha256(db, blobs, sha256, size)
-        with db.write() as session:
-            row = session.get(XetSha256, (sha256, file_hash))
-            if row is not None and ok:
-                row.verified = True
-            elif row is not None:
-                session.delete(row)
+        record_check(db, sha256=sha256, file_hash=file_hash, ok=ok)
         if ok:
             return True
     return False
