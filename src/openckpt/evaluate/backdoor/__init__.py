@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from openckpt.checkpoint.determinism import settle_math_kernels
 from openckpt.errors import UnsuitableModelError
 from openckpt.evaluate.backdoor.report import COLUMNS, ROWS, BackdoorReport, save_png
 from openckpt.evaluate.backdoor.text import Progress
@@ -190,10 +191,11 @@ def scan_backdoor(  # noqa: PLR0913 — public API: each keyword is a documented
     sets torch's CPU threads for the process (1 is fastest for small models on a busy machine).
     """
     kind, architecture = model_kind(directory)
-    if threads is not None:
-        import torch
+    import torch
 
+    if threads is not None:
         torch.set_num_threads(threads)
+    settle_math_kernels()  # the same run gives the same scores: MKL's kernels chosen before any parallel op
     started = time.monotonic()
     options = {
         "limit": limit,
