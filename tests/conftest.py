@@ -118,27 +118,34 @@ def real_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RealFile]
 
 
 COSTLY_MODULES = (
-    "tests/checkpoint/test_exact_resume.py",
-    "tests/hub/test_scale_out.py",
-    "tests/hub/test_xet_compat.py",
-    "tests/hub/test_storage_gc.py",
-    "tests/checkpoint/test_bucket_resume.py",
-    "tests/checkpoint/test_distributed.py",
+    "tests/finetune/test_finetune.py",
     "tests/hub/test_reliability.py",
-    "tests/cli/test_reproduce.py",
-    "tests/hub/test_trees_migration.py",
+    "tests/checkpoint/test_exact_resume.py",
+    "tests/hub/test_xet_compat.py",
     "tests/test_readme_tour.py",
-    "tests/hub/test_xet_scale.py",
+    "tests/hub/test_mirror.py",
+    "tests/finetune/test_reproduce.py",
+    "tests/hub/test_scale_out.py",
+    "tests/checkpoint/test_crash_safety.py",
+    "tests/checkpoint/test_distributed.py",
+    "tests/hub/test_storage_gc.py",
+    "tests/evaluate/test_backdoor.py",
+    "tests/checkpoint/test_bucket_resume.py",
+    "tests/finetune/test_estimate.py",
+    "tests/hub/security/test_names.py",
     "tests/hub/test_ui_owner.py",
-    "tests/hub/test_webhook_outbox.py",
+    "tests/cli/test_reproduce.py",
+    "tests/finetune/test_hub.py",
+    "tests/hub/test_ui_owner_browser.py",
+    "tests/hub/test_xet_dedup.py",
+    "tests/hub/security/test_tree_growth.py",
     "tests/hub/test_webhooks.py",
-    "tests/hub/test_storage_accounting.py",
-    "tests/cli/test_lineage.py",
-    "tests/hub/test_xet_reads.py",
-    "tests/hub/test_xet_cas.py",
+    "tests/hub/test_compat_tools.py",
+    "tests/hub/test_trees_migration.py",
 )
-"""The modules that took longest in a serial run (2026-12-07, longest first): under xdist they start first. Only the
-order of the run depends on this list; a module missing from it or named here after it changed still runs."""
+"""The modules that took longest in a fresh-clone run under xdist (2026-12-07, longest first): under xdist they
+start first. Only the order of the run depends on this list; a module missing from it or named here after it
+changed still runs."""
 
 
 def _cost_rank(item: pytest.Item) -> int:
