@@ -12,7 +12,7 @@ footer and a nonce, have the same hash.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,27 +209,6 @@ def _read_header(view: memoryview, pos: int) -> tuple[int, int, int]:
     return clen, scheme, ulen
 
 
-def _walk(
-    view: memoryview, *, max_chunks: int, max_unpacked: int
-) -> Iterator[tuple[int, int, int, bytes | memoryview]]:
-    """``(start, end, scheme, data)`` for each chunk up to the end of ``view`` or a footer's ``XETBLOB``."""
-    pos = 0
-    count = 0
-    unpacked = 0
-    while pos < len(view) and view[pos : pos + len(FOOTER_IDENT)] != FOOTER_IDENT:
-        clen, scheme, ulen = _read_header(view, pos)
-        count += 1
-        unpacked += ulen
-        if count > max_chunks:
-            raise XetFormatError(f"xorb has more than {max_chunks} chunks")
-        if unpacked > max_unpacked:
-            raise XetFormatError(f"xorb holds more than {max_unpacked} uncompressed bytes")
-        end = pos + CHUNK_HEADER_SIZE + clen
-        data = _decompress(view[pos + CHUNK_HEADER_SIZE : end], scheme, ulen, f"chunk at byte {pos}")
-        yield pos, end, scheme, data
-        pos = end
-
-
 def parse_xorb(
     data: bytes | memoryview,
     *,
@@ -243,10 +222,9 @@ def parse_xorb(
     if len(view) > max_size:
         raise XetFormatError(f"xorb of {len(view)} bytes is over the limit of {max_size}")
     chunks: list[XorbChunk] = []
-    for start, end, scheme, chunk in _walk(view, max_chunks=max_chunks, max_unpacked=max_unpacked):
-        chunks.append(XorbChunk(chunk_hash(chunk), start, end, len(chunk), scheme))
-    if not chunks:
-        raise XetFormatError("xorb has no chunks")
+    for start, clen, scheme, ulen in _headers(view, max_chunks=max_chunks, max_unpacked=max_unpacked):
+        chunk = _payload(view, start, clen, scheme, ulen)
+        chunks.append(XorbChunk(chunk_hash(chunk), start, start + CHUNK_HEADER_SIZE + clen, len(chunk), scheme))
     computed = xorb_hash([(c.hash, c.size) for c in chunks])
     if expected_hash is not None and computed != expected_hash:
         raise XetFormatError(f"xorb content hashes to {hash_to_hex(computed)}, not {hash_to_hex(expected_hash)}")
@@ -254,6 +232,13 @@ def parse_xorb(
     if footer_size:
         _check_footer(view[chunks[-1].end :], computed, chunks)
     return Xorb(computed, tuple(chunks), len(view), footer_size)
+
+
+def _payload(view: memoryview, pos: int, clen: int, scheme: int, ulen: int) -> bytes | memoryview:
+    """The uncompressed bytes of the chunk whose checked header is at ``pos``."""
+    return _decompress(
+        view[pos + CHUNK_HEADER_SIZE : pos + CHUNK_HEADER_SIZE + clen], scheme, ulen, f"chunk at byte {pos}"
+    )
 
 
 def _headers(view: memoryview, *, max_chunks: int, max_unpacked: int) -> list[tuple[int, int, int, int]]:
@@ -345,7 +330,10 @@ def decode_chunks(data: bytes | memoryview) -> list[bytes]:
     """The uncompressed bytes of each chunk of a run of serialized chunks, such as a fetched xorb byte range."""
     view = memoryview(data).cast("B")
     limit = len(view) // CHUNK_HEADER_SIZE + 1
-    return [bytes(chunk) for *_, chunk in _walk(view, max_chunks=limit, max_unpacked=limit * MAX_CHUNK)]
+    if not view:
+        return []
+    heads = _headers(view, max_chunks=limit, max_unpacked=limit * MAX_CHUNK)
+    return [bytes(_payload(view, pos, clen, scheme, ulen)) for pos, clen, scheme, ulen in heads]
 
 
 def _encode(chunk: bytes | memoryview, scheme: int) -> tuple[int, bytes | memoryview]:
