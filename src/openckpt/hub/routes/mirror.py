@@ -13,7 +13,6 @@ read route gives once the file is cached. A web page of a repo being fetched wai
 from __future__ import annotations
 
 import html
-import os
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -31,7 +30,7 @@ from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.mirror import cache as mirror
 from openckpt.hub.services.mirror import tokens as mirror_tokens
 from openckpt.hub.services.mirror.cache import MirrorState
-from openckpt.hub.services.mirror.live import Fetch, LiveFile
+from openckpt.hub.services.mirror.live import Follower
 from openckpt.hub.services.names import RESERVED_ACCOUNT_NAMES, check_name
 from openckpt.hub.services.sealed import sealing_key
 from openckpt.protocol import LINKED_ETAG, LINKED_SIZE, REPO_COMMIT
@@ -117,9 +116,9 @@ class MirrorReads:
                 path = resolved_path(raw)
                 request = Request(scope)
                 if path is not None and "range" not in request.headers:
-                    live = await anyio.to_thread.run_sync(self._follow, request, target, path)
-                    if live is not None:
-                        await stream_live(scope, receive, send, *live)
+                    follower = await anyio.to_thread.run_sync(self._follow, request, target, path)
+                    if follower is not None:
+                        await stream_live(scope, receive, send, follower)
                         return
                 await anyio.to_thread.run_sync(self._ensure, request, target)
             elif page is not None and not await anyio.to_thread.run_sync(self._page_ready, Request(scope), page):
@@ -144,14 +143,13 @@ class MirrorReads:
         mirror.ensure(hub_of(request), *target, caller=cls._caller(request))
 
     @classmethod
-    def _follow(cls, request: Request, target: tuple[str, str, str], path: str) -> tuple[Fetch, LiveFile, int] | None:
+    def _follow(cls, request: Request, target: tuple[str, str, str], path: str) -> Follower | None:
         """The file to stream from the background fetch of ``target``, if it may; None: read as usual."""
         caller = cls._caller(request)
         if caller is not None and caller.token:  # reads with a user's own upstream token wait for the verdict
             return None
         job = mirror.background(hub_of(request), *target)
-        found = job.wait_for(path) if job is not None else None
-        return (job, *found) if job is not None and found is not None else None
+        return job.wait_for(path) if job is not None else None
 
     @classmethod
     def _page_ready(cls, request: Request, page: tuple[str, str, str]) -> bool:
@@ -164,9 +162,11 @@ class MirrorReads:
         return job is None or job.wait_done(PAGE_WAIT)
 
 
-async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, live: LiveFile, fd: int) -> None:
-    """Answer a ``/resolve`` of ``live`` from its fetch, with the headers the read route will give once it is cached;
-    the connection is cut if the fetch fails (``services/mirror/live.py``: the held tail never leaves then)."""
+async def stream_live(scope: Scope, receive: Receive, send: Send, follower: Follower) -> None:
+    """Answer a ``/resolve`` of the file ``follower`` follows from its fetch, with the headers the read route will
+    give once it is cached; the connection is cut if the fetch fails (``services/mirror/live.py``: the held tail never
+    leaves then)."""
+    live = follower.live
     headers = {
         REPO_COMMIT: live.commit,
         "etag": f'"{live.sha256}"',
@@ -187,15 +187,13 @@ async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, li
         async with anyio.create_task_group() as group:
 
             async def pump() -> None:
-                pos = 0
-                while pos < live.size:
-                    limit = await anyio.to_thread.run_sync(job.readable, live, pos)
-                    while pos < limit:
-                        chunk = await anyio.to_thread.run_sync(os.pread, fd, min(LIVE_CHUNK, limit - pos), pos)
-                        if not chunk:
-                            raise RuntimeError(f"the spool of {live.path} is shorter than received")
-                        pos += len(chunk)
-                        await send({"type": "http.response.body", "body": chunk, "more_body": pos < live.size})
+                while follower.pos < live.size:
+                    limit = await anyio.to_thread.run_sync(follower.readable)
+                    while follower.pos < limit:
+                        piece = follower.take(limit)  # as received, while among the newest bytes
+                        if piece is None:  # it joined late or fell behind: from the spool
+                            piece = await anyio.to_thread.run_sync(follower.read_spool, limit, LIVE_CHUNK)
+                        await send({"type": "http.response.body", "body": piece, "more_body": follower.pos < live.size})
                 group.cancel_scope.cancel()
 
             group.start_soon(pump)
@@ -203,7 +201,7 @@ async def stream_live(scope: Scope, receive: Receive, send: Send, job: Fetch, li
                 pass
             group.cancel_scope.cancel()
     finally:
-        os.close(fd)
+        follower.close()
 
 
 def _disposition(filename: str) -> str:

@@ -19,32 +19,47 @@ Which files stream before the revision's verdict, and why it is safe:
   (``huggingface_hub`` keeps it as ``.incomplete`` and checks the size).
 
 A revision's files are downloaded several at a time, the streamable ones spooled from their first byte, so that a
-follower starts from what has arrived while the rest was being gated. Bytes are teed into a spool file under the
-data directory as they arrive (bounded memory), read by every follower, and removed when the fetch ends (open
-descriptors keep reading). Followers are the readers of this process; a reader in another process of the same data
-directory waits for the fetch to end (``cache.ensure``'s file lock).
+follower starts from what has arrived while the rest was being gated. Followers that keep up are sent the received
+chunks themselves, kept in memory while they are the newest :data:`WINDOW` bytes (no copy); the bytes are also teed
+into a spool file under the data directory, written with ``O_DIRECT`` (filling the page cache costs more CPU on some
+machines than the rest of a cold read), which a follower that joined late or fell behind reads, and which is removed
+when the fetch ends (open descriptors keep reading). Followers are the readers of this process; a reader in another
+process of the same data directory waits for the fetch to end (``cache.ensure``'s file lock).
 This mirrors what pull-through caches such as Artifactory's remote repositories do for a cold artifact (stream to
 the first reader while caching), with the trust gate in front of what cannot be judged as it arrives.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import mmap
 import os
 import struct
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from openckpt.scan.formats.safetensors import MAX_HEADER, check_header
 
-__all__ = ["HOLD", "Fetch", "LiveFile", "follow", "streamable"]
+__all__ = ["HOLD", "Fetch", "Follower", "LiveFile", "follow", "streamable"]
 
 HOLD = 1 << 20
 """Bytes at the end of a streamed file held back until the revision's verdict (:meth:`Fetch.release`)."""
 WAIT = 1.0
 """Seconds a follower waits for news before looking again (the fetcher notifies on every chunk)."""
+WINDOW = 32 << 20
+"""Bytes of a streamed file, the newest arrived, kept in memory for the followers that keep up."""
+PATIENCE = 1.0
+"""Seconds the fetcher waits for a follower to take the oldest chunk in memory before it drops it (the follower then
+reads it from the spool)."""
+STAGE = 8 << 20
+"""Bytes of a spool staged in memory before they go to the file at once (``O_DIRECT``)."""
+ALIGN = 4096
 
 _JOBS: dict[tuple[str, ...], Fetch] = {}
 _JOBS_LOCK = threading.Lock()
@@ -66,8 +81,17 @@ class LiveFile:
     commit: str
     spool: Path
     received: int = 0
+    spooled: int = 0
+    """Bytes of it in the spool file (readable there); the rest of ``received`` is in ``window``."""
+    window: deque[tuple[int, bytes]] = field(default_factory=deque)
+    """The newest chunks received (offset, bytes): :data:`WINDOW` bytes at least, and all that is not spooled yet."""
+    held: int = 0
+    """Bytes in ``window``."""
     valid: bool | None = None
     """Its header passed (True) or failed (False) the safetensors check; None until it has arrived."""
+    head: bytearray = field(default_factory=bytearray)
+    """The first bytes, until the header has arrived whole."""
+    followers: list[Follower] = field(default_factory=list)
 
 
 @dataclass
@@ -82,7 +106,7 @@ class Fetch:
     released: bool = False
     done: bool = False
     error: BaseException | None = None
-    _fds: list[int] = field(default_factory=list)
+    _spools: list[_Spool] = field(default_factory=list)
 
     # ---- the fetcher's side
 
@@ -104,20 +128,43 @@ class Fetch:
         live = self.pending.get(path)
         if live is None:
             return None
-        fd = os.open(live.spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self._fds.append(fd)
+        spool = _Spool(live.spool)
+        self._spools.append(spool)
 
-        def sink(chunk: bytes) -> None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+        def sink(chunk: bytes) -> None:  # one thread calls it, in order: only it changes ``live``
+            spooled = spool.write(chunk, last=live.received + len(chunk) >= live.size)
+            valid = live.valid
+            if valid is None:
+                live.head += chunk
+                valid = _header_valid(live.head, live.size)
             with self.cond:
+                live.window.append((live.received, chunk))
+                live.held += len(chunk)
                 live.received += len(chunk)
-                if live.valid is None:
-                    live.valid = _header_valid(live)
+                live.spooled = spooled
+                if valid is not None:
+                    live.valid, live.head = valid, bytearray()
                 self.cond.notify_all()
+                self._make_room(live)
 
         return sink
+
+    def _make_room(self, live: LiveFile) -> None:
+        """Drop the oldest chunks of ``live`` from memory, keeping :data:`WINDOW` bytes and all that is not spooled,
+        once the followers there took them (waiting :data:`PATIENCE` seconds at most: a follower that is slower reads
+        the spool). Holding ``cond``."""
+        deadline = time.monotonic() + PATIENCE
+        while live.held - len(live.window[0][1]) >= WINDOW:
+            start, chunk = live.window[0]
+            end = start + len(chunk)
+            if end > live.spooled:
+                return
+            left = deadline - time.monotonic()
+            if left > 0 and any(start <= f.pos < end for f in live.followers):
+                self.cond.wait(left)
+                continue
+            live.window.popleft()
+            live.held -= len(chunk)
 
     def release(self) -> None:
         """Every file of the revision arrived whole, matched the upstream's tree and passed the scan gate, and the
@@ -130,21 +177,23 @@ class Fetch:
         with self.cond:
             self.done, self.error = True, error
             self.cond.notify_all()
-        for fd in self._fds:
-            os.close(fd)
+        for spool in self._spools:
+            spool.close()
         for live in self.pending.values():
             live.spool.unlink(missing_ok=True)
 
     # ---- a reader's side
 
-    def wait_for(self, path: str) -> tuple[LiveFile, int] | None:
-        """``path`` once it may stream, and a descriptor of its spool; None once the fetch is over without that (read
-        the cache); the fetch's error if it failed."""
+    def wait_for(self, path: str) -> Follower | None:
+        """A follower of ``path`` once it may stream (:meth:`Follower.close` it); None once the fetch is over without
+        that (read the cache); the fetch's error if it failed."""
         with self.cond:
             while True:
                 live = self.files.get(path)
                 if live is not None and live.valid and not self.done:  # the spool exists until done
-                    return live, os.open(live.spool, os.O_RDONLY | os.O_CLOEXEC)
+                    follower = Follower(self, live, os.open(live.spool, os.O_RDONLY | os.O_CLOEXEC))
+                    live.followers.append(follower)
+                    return follower
                 if self.done:
                     if self.error is not None:
                         raise self.error
@@ -174,22 +223,139 @@ class Fetch:
                 self.cond.wait(WAIT)
 
 
-def _header_valid(live: LiveFile) -> bool | None:
-    """Whether the safetensors header of ``live`` passes the scanner's check; None until it has all arrived."""
-    if live.received < 8:
+@dataclass(eq=False)
+class Follower:
+    """A reader of ``live`` as it arrives: ``pos`` bytes of it taken so far (while they are among the newest, the
+    fetcher waits for them: :meth:`Fetch._make_room`), ``fd`` a descriptor of its spool."""
+
+    job: Fetch
+    live: LiveFile
+    fd: int
+    pos: int = 0
+
+    def readable(self) -> int:
+        """How far the file may be sent, waiting until past ``pos`` (blocking: :meth:`Fetch.readable`)."""
+        return self.job.readable(self.live, self.pos)
+
+    def take(self, limit: int) -> bytes | memoryview | None:
+        """The next bytes, up to ``limit`` (a :meth:`readable` one), as received (no copy) while they are in memory;
+        None when they no longer are: :meth:`read_spool` them."""
+        with self.job.cond:
+            for start, chunk in self.live.window:
+                end = start + len(chunk)
+                if start <= self.pos < end:
+                    whole = start == self.pos and end <= limit
+                    piece = chunk if whole else memoryview(chunk)[self.pos - start : limit - start]
+                    self.pos += len(piece)
+                    self.job.cond.notify_all()  # the fetcher may be waiting for this
+                    return piece
         return None
-    with open(live.spool, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > MAX_HEADER or 8 + n > live.size:
-            return False
-        if live.received < 8 + n:
-            return None
-        raw = f.read(n)
+
+    def read_spool(self, limit: int, most: int) -> bytes:
+        """The next bytes, up to ``limit`` and ``most`` of them, from the spool (blocking): for those no longer in
+        memory."""
+        piece = os.pread(self.fd, min(most, self.live.spooled - self.pos, limit - self.pos), self.pos)
+        if not piece:
+            raise RuntimeError(f"the spool of {self.live.path} is shorter than received")
+        self.pos += len(piece)
+        return piece
+
+    def close(self) -> None:
+        with self.job.cond:
+            self.live.followers.remove(self)
+            self.job.cond.notify_all()
+        os.close(self.fd)
+
+
+def _header_valid(head: bytearray, size: int) -> bool | None:
+    """Whether the safetensors header at the start of ``head`` (the first bytes of a ``size``-byte file) passes the
+    scanner's check; None until it has all arrived."""
+    if len(head) < 8:
+        return None
+    (n,) = struct.unpack_from("<Q", head)
+    if n > MAX_HEADER or 8 + n > size:
+        return False
+    if len(head) < 8 + n:
+        return None
     try:
-        check_header(raw, live.size - 8 - n)
+        check_header(bytes(head[8 : 8 + n]), size - 8 - n)
     except ValueError:
         return False
     return True
+
+
+class _Spool:
+    """A new file appended to through a page-aligned staging buffer, in :data:`STAGE` blocks written with
+    ``O_DIRECT`` where the file system takes it (plain writes otherwise); ``written`` bytes of it are in the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.written = 0
+        self.stage = mmap.mmap(-1, STAGE)
+        self.view = memoryview(self.stage)
+        self.fill = 0
+        self.direct = _set_direct(self.fd, on=True)
+
+    def write(self, chunk: bytes, *, last: bool) -> int:
+        """Append ``chunk`` (with ``last``, the file's last: all of it goes to the file); the bytes now in the file."""
+        if self.direct:
+            view = memoryview(chunk)
+            while view:
+                n = min(len(view), STAGE - self.fill)
+                self.view[self.fill : self.fill + n] = view[:n]
+                self.fill, view = self.fill + n, view[n:]
+                if self.fill == STAGE:
+                    self._drain(STAGE)
+            if not last:
+                return self.written
+            self._drain(self.fill // ALIGN * ALIGN)
+            self.direct = _set_direct(self.fd, on=False)  # the unaligned end
+            chunk = b""
+        self._drain(self.fill)
+        _write_fully(self.fd, memoryview(chunk))
+        self.written += len(chunk)
+        return self.written
+
+    def _drain(self, n: int) -> None:
+        """Write the first ``n`` staged bytes."""
+        done = 0
+        while done < n:
+            try:
+                wrote = os.write(self.fd, self.view[done:n])
+            except OSError as e:
+                if e.errno != errno.EINVAL or not self.direct:
+                    raise
+                self.direct = _set_direct(self.fd, on=False)  # O_DIRECT refused after all: plain writes
+                continue
+            done += wrote
+            if wrote % ALIGN and self.direct:
+                self.direct = _set_direct(self.fd, on=False)  # the offset is no longer aligned
+        self.written += n
+        self.stage.move(0, n, self.fill - n)
+        self.fill -= n
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.view.release()
+        self.stage.close()
+
+
+def _write_fully(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _set_direct(fd: int, *, on: bool) -> bool:
+    """Turn ``O_DIRECT`` on or off for ``fd``; whether it is on."""
+    direct = getattr(os, "O_DIRECT", 0)
+    if not direct:
+        return False
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct if on else flags & ~direct)
+    except OSError:  # a file system without O_DIRECT
+        return False
+    return on
 
 
 def follow(key: tuple[str, ...], folder: Path, run: Callable[[Fetch], None]) -> Fetch:
