@@ -276,7 +276,7 @@ def _download(
     try:
         with (
             _Behind(consume, threaded=file.size >= BEHIND_FROM) as behind,
-            upstream.download(repo.type, repo_id, sha, file.path) as chunks,
+            upstream.download(repo.type, repo_id, sha, file.path, size=file.size) as chunks,
         ):
             for chunk in chunks:
                 if stop is not None and stop.is_set():
