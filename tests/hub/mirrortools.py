@@ -1,8 +1,8 @@
 """A static upstream for mirror tests: a small HTTP server answering the Hub API's read routes for fixed files.
 
 A real openckpt hub refuses malicious files itself, and cannot be told to cut a download in the middle; this server
-plays an upstream that serves such files (huggingface.co hosts pickles), counts the downloads of each file, and cuts
-them on request.
+plays an upstream that serves such files (huggingface.co hosts pickles), counts the downloads of each file, cuts
+them on request, and can send them from another origin, as huggingface.co redirects to its CDN.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class StaticUpstream:
     """Bytes of each file sent so far (all downloads)."""
     corrupt: set[str] = field(default_factory=set)
     """Files sent with their last byte changed: other bytes than the tree names."""
+    redirect: bool = False
+    """Whether ``/resolve`` redirects to the same path under ``/cdn`` at ``localhost`` (another origin), which sends
+    the bytes (never gated, as the Hub's signed CDN URLs)."""
+    cdn_authorizations: list[str | None] = field(default_factory=list)
+    """The ``authorization`` header of each request to ``/cdn`` (None: none)."""
     url: str = ""
 
     def add(self, repo_id: str, files: dict[str, bytes]) -> str:
@@ -69,14 +74,24 @@ class StaticUpstream:
                 listing = [self._entry(p, b) for p, b in sorted(files.items())]
                 return self._send(handler, 200, json.dumps(listing).encode())
             return self._send(handler, 404, b'{"error": "no such route"}')
+        cdn = parts[0] == "cdn"
+        if cdn:
+            self.cdn_authorizations.append(handler.headers.get("authorization"))
+            parts = parts[1:]
         if len(parts) >= 5 and parts[2] == "resolve":
             found = self.repos.get(f"{parts[0]}/{parts[1]}")
             path = "/".join(parts[4:])
             if found is None or path not in found[1]:
                 return self._send(handler, 404, b'{"error": "not found"}')
             needed = self.gated.get(f"{parts[0]}/{parts[1]}")
-            if needed is not None and handler.headers.get("authorization") != f"Bearer {needed}":
+            if not cdn and needed is not None and handler.headers.get("authorization") != f"Bearer {needed}":
                 return self._send(handler, 403, b'{"error": "gated: ask for access"}')
+            if self.redirect and not cdn:
+                handler.send_response(302)
+                handler.send_header("Location", self.url.replace("127.0.0.1", "localhost") + "/cdn" + handler.path)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return None
             self.downloads[path] += 1
             data = found[1][path]
             if path in self.corrupt:

@@ -275,6 +275,34 @@ def test_an_upstream_failing_mid_download_fails_cleanly_and_cached_revisions_sta
         server.stop()
 
 
+def test_a_large_file_from_an_upstream_cdn_and_a_cut_transfer(tmp_path: Path) -> None:
+    """Large files are read past httpx (``services/mirror/upstream.py``): redirects are followed, without the hub-wide
+    token to another origin; a transfer cut halfway cuts the streamed read, and the next read fetches the file again."""
+    data = safetensors_file(20 << 20)
+    with static_upstream() as up:
+        sha = up.add("acme/cdn", {"w.safetensors": data})
+        up.redirect = True
+        up.cut.add("w.safetensors")
+        server = start_hub(tmp_path / "data", env={"OPENCKPT_UPSTREAM": up.url, "OPENCKPT_UPSTREAM_TOKEN": "hub-wide"})
+        try:
+            url = f"{server.url}/acme/cdn/resolve/main/w.safetensors"
+            with httpx.stream("GET", url) as cut:
+                if cut.status_code == 200:  # it streamed, then was cut short
+                    with pytest.raises(httpx.TransportError):
+                        for _ in cut.iter_bytes():
+                            pass
+                else:  # the fetch failed before the read began
+                    assert cut.status_code == 502 and "w.safetensors" in cut.read().decode(), cut.read()
+            up.cut.clear()
+            answer = httpx.get(url)
+            assert answer.status_code == 200 and answer.headers["x-repo-commit"] == sha
+            assert answer.content == data
+            assert up.downloads["w.safetensors"] == 2
+            assert up.cdn_authorizations == [None, None]
+        finally:
+            server.stop()
+
+
 def safetensors_file(size: int) -> bytes:
     """A valid safetensors file of one U8 tensor of ``size`` random bytes."""
     header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
