@@ -40,7 +40,7 @@ from openckpt.cli.scan import scan_command
 from openckpt.cli.serve import serve_command
 from openckpt.cli.signature import signature_app
 from openckpt.cli.storage import fsck_command, gc_command
-from openckpt.cli.storage_report import compress_command, storage_command
+from openckpt.cli.storage_report import compress_command, deltas_command, storage_command
 from openckpt.cli.trust import admin_app, key_app
 from openckpt.cli.verify import verify_command
 from openckpt.cli.xet import xet_ingest_command
@@ -174,6 +174,7 @@ admin_app.command("gc")(gc_command)
 admin_app.command("fsck")(fsck_command)
 admin_app.command("storage")(storage_command)
 admin_app.command("compress")(compress_command)
+admin_app.command("deltas")(deltas_command)
 admin_app.command("xet-ingest")(xet_ingest_command)
 app.add_typer(admin_app, name="admin", rich_help_panel=SERVER)
 app.command("login", rich_help_panel=CLIENT)(login_command)

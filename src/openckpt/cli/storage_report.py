@@ -1,5 +1,6 @@
 """``openckpt admin storage`` (logical, deduplicated and compressed bytes per repo) and ``openckpt admin compress``
-(pack the xorbs still kept as uploaded now, rather than after the next commit), on the hub's database and store."""
+(pack the xorbs still kept as uploaded now, rather than after the next commit) and ``openckpt admin deltas`` (store
+derivatives as deltas against their bases now), on the hub's database and store."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from openckpt.cli._output import guard, human_bytes, out, print_json
 from openckpt.cli.accounts import DatabaseUrl, DataDir
 from openckpt.cli.storage import AsJson, _hub
 
-__all__ = ["compress_command", "storage_command"]
+__all__ = ["compress_command", "deltas_command", "storage_command"]
 
 
 def _ratio(before: float, after: float) -> str:
@@ -72,6 +73,33 @@ def compress_command(
     out().print(
         f"packed {len(report.packed)} xorb(s): {human_bytes(before)} -> {human_bytes(after)}; "
         f"{len(report.kept)} kept as uploaded (nothing saved), {len(report.failed)} failed"
+    )
+    for xorb, why in report.failed.items():
+        out().print(f"  {xorb}: {why}")
+
+
+@guard
+def deltas_command(
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Store as deltas against their bases the xorbs of derivatives (a declared base_model the hub holds, or a stored
+    file with the same tensors) where that saves (safe while the hub serves: each switches in one transaction)."""
+    from openckpt.hub.services.deltas import encode_deltas
+    from openckpt.hub.services.stored_files import raw_blobs
+
+    with _hub(data_dir, database_url) as (_, db, store):
+        report = encode_deltas(db, raw_blobs(store))
+    before = sum(b for b, _ in report.deltas.values())
+    after = sum(a for _, a in report.deltas.values())
+    if as_json:
+        summary = {"deltas": len(report.deltas), "skipped": len(report.skipped), "failed": report.failed}
+        print_json({**summary, "bytesBefore": before, "bytesAfter": after})
+        return
+    out().print(
+        f"{len(report.deltas)} xorb(s) stored as deltas: {human_bytes(before)} -> {human_bytes(after)}; "
+        f"{len(report.skipped)} without a base or a saving, {len(report.failed)} failed"
     )
     for xorb, why in report.failed.items():
         out().print(f"  {xorb}: {why}")

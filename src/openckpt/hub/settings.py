@@ -52,6 +52,7 @@ _ENV: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gc_grace": ("OPENCKPT_GC_GRACE", int),
     "xet_ingest": ("OPENCKPT_XET_INGEST", _boolean),
     "compress_at_rest": ("OPENCKPT_COMPRESS_AT_REST", _boolean),
+    "deltas_at_rest": ("OPENCKPT_DELTAS_AT_REST", _boolean),
     "webhooks_allow_local": ("OPENCKPT_WEBHOOKS_ALLOW_LOCAL", _boolean),
     "signup": ("OPENCKPT_SIGNUP", str),
     "upstream": ("OPENCKPT_UPSTREAM", str),
@@ -134,6 +135,9 @@ class Settings:
     """Pack each commit's xorbs in the background into the smallest lossless coding measured (byte planes coded by
     huff0 for floats, as ZipNN does; zstd). Off by default until downloads of packed files keep the download figures
     (docs/benchmarks.md, "Storage at rest")."""
+    deltas_at_rest: bool = True
+    """With ``compress_at_rest``: then store a derivative's xorbs as XOR against its base's (a declared
+    ``base_model`` the hub holds, or a stored file with the same tensors), packed, where that measures smaller."""
     webhooks_allow_local: bool = False
     """Let webhooks POST to loopback, private and link-local addresses (the hub's own network). Off by default, as
     in GitLab and Gitea: otherwise any user could make the hub send requests to internal services."""

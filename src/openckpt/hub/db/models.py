@@ -354,7 +354,7 @@ class Xorb(Base):
     encoding: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     """How the object keeps the chunks: 0 as uploaded, 1 packed (``services/compression.py``; served
     uncompressed, ``serialized_size`` and the chunks' byte ranges are then the served layout's), 2 kept as uploaded
-    because packing saved nothing."""
+    because packing saved nothing, 3 a delta against base xorbs (``services/deltas.py``; served as packed ones)."""
     stored_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Bytes of the store object when it differs from ``serialized_size`` (a packed xorb)."""
 
@@ -374,6 +374,17 @@ class XorbChunk(Base):
     """End (exclusive) of the chunk's payload in the xorb blob."""
     global_dedup: Mapped[bool] = mapped_column(default=False)
     """Answered by global-dedup queries: eligible by its hash, or the first chunk of a registered file."""
+
+
+class XorbDeltaBase(Base):
+    """A xorb stored as a delta (encoding 3, ``services/deltas.py``) and a xorb whose chunks it is XORed against.
+
+    The base must stay stored (no cascade: the database refuses to drop a base a delta names) and is never a delta
+    itself, so rebuilding a delta reads its bases once: one level deep."""
+
+    __tablename__ = "xorb_delta_bases"
+    xorb_hash: Mapped[str] = mapped_column(ForeignKey("xorbs.hash", ondelete="CASCADE"), primary_key=True)
+    base_xorb: Mapped[str] = mapped_column(ForeignKey("xorbs.hash"), primary_key=True, index=True)
 
 
 class XetFile(Base):

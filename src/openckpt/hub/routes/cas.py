@@ -21,6 +21,7 @@ from openckpt.errors import (
 from openckpt.hub.context import hub_of
 from openckpt.hub.db.models import Xorb
 from openckpt.hub.services import compression as storage_compression
+from openckpt.hub.services import delta_reads
 from openckpt.hub.services.buckets import files as bucket_files
 from openckpt.hub.services.lfs.transfers import check_signature
 from openckpt.hub.services.stored_files import file_plan, raw_blobs
@@ -171,6 +172,7 @@ def transfer(request: Request, xorb: str, span: str) -> Response:
     allowed = (int(lo), int(hi))
     with hub.db.read() as session:
         row = session.get(Xorb, xorb)
+        bases = delta_reads.bases_of(session, [xorb])[xorb] if row and row.encoding == delta_reads.DELTA else {}
     if row is None:
         raise EntryNotFoundError(f"xorb {xorb} is not stored")
     first, last = allowed
@@ -182,11 +184,14 @@ def transfer(request: Request, xorb: str, span: str) -> Response:
     if first < allowed[0] or last > allowed[1]:
         raise ForbiddenError("the range asked is outside what this URL grants")
     headers = {"Content-Range": f"bytes {first}-{last}/{row.serialized_size}", "Content-Length": str(last - first + 1)}
-    if row.encoding == storage_compression.PACKED:  # served uncompressed, decoded from its frames
+    if row.encoding in (storage_compression.PACKED, delta_reads.DELTA):  # served uncompressed, decoded from frames
         if not storage_compression.whole_chunks(raw_blobs(hub.store), row.blob_sha256, allowed[0], allowed[1] + 1):
             # signed for the layout as uploaded, before the xorb was packed: as an expired URL, hf_xet asks again
             raise ForbiddenError("this xorb's layout changed since the URL was made: ask for its reconstruction again")
-        body = storage_compression.served(raw_blobs(hub.store), row.blob_sha256, first, last + 1)
+        if row.encoding == delta_reads.DELTA:  # and its bases XORed back
+            body = delta_reads.served(raw_blobs(hub.store), row.blob_sha256, first, last + 1, bases=bases)
+        else:
+            body = storage_compression.served(raw_blobs(hub.store), row.blob_sha256, first, last + 1)
     else:
         body = raw_blobs(hub.store).read(row.blob_sha256, first, last + 1)
     return StreamingResponse(body, status_code=206, headers=headers, media_type="application/octet-stream")

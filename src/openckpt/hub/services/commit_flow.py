@@ -52,7 +52,7 @@ from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Discussion, DiscussionEvent, Repo
 from openckpt.hub.services import compression as storage_compression
-from openckpt.hub.services import gate, governance, possession, provenance, repos
+from openckpt.hub.services import deltas, gate, governance, possession, provenance, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.blob_bytes import GITATTRIBUTES, put_bytes, record_blob
 from openckpt.hub.services.commits import FileChange, commit_on, pr_num, ref_kind, retried, squash_on
@@ -376,4 +376,6 @@ def settle(
     if settings.compress_at_rest:  # then their xorbs are packed at rest (see storage_compression)
         files = [c.sha256 for c in changes if c.kind == "add" and c.size >= xet_ingest.MIN_SIZE]
         if files:
-            storage_compression.compress_later(db, raw_blobs(store), sha256s=files, after=ingesting)
+            packing = storage_compression.compress_later(db, raw_blobs(store), sha256s=files, after=ingesting)
+            if settings.deltas_at_rest:  # then derivatives become deltas against their bases (see deltas)
+                deltas.encode_later(db, raw_blobs(store), sha256s=files, after=packing)

@@ -49,6 +49,8 @@ _DECODING: dict[tuple[str, int], Future[bytes | bytearray]] = {}
 SERVE_AHEAD = 2
 """Frames of a packed xorb decoded ahead of the one being sent."""
 _DECODERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-unpack")
+DECODERS = _DECODERS
+"""The threads that decode frames ahead of a reader (delta reads share them: :mod:`.delta_reads`)."""
 
 
 @dataclass

@@ -11,10 +11,11 @@ import hashlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -69,6 +70,8 @@ class Term:
     chunks: list[ChunkSpan]
     packed: bool = False
     """The xorb's object is packed (:mod:`.storage_compression`): its chunks are read by decoding frames."""
+    bases: Mapping[str, Any] | None = None
+    """The xorb is a delta (its object packed too): its bases, as :func:`.delta_reads.bases_of` read them."""
 
     @property
     def size(self) -> int:
@@ -107,7 +110,14 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
     stmt = select(Xorb.hash, Xorb.blob_sha256, Xorb.encoding).where(Xorb.hash.in_(xorbs))
     found = session.execute(stmt).tuples().all()
     blobs = {x: blob for x, blob, _ in found}
-    packed = {x for x, _, encoding in found if encoding == 1}
+    packed = {x for x, _, encoding in found if encoding in (1, 3)}
+    deltas = {x for x, _, encoding in found if encoding == 3}
+    if deltas:  # their bases are read with them
+        from openckpt.hub.services.delta_reads import bases_of
+
+        bases: Mapping[str, Mapping[str, Any]] = bases_of(session, deltas)
+    else:
+        bases = {}
     covering: dict[str, tuple[int, int]] = {}  # per xorb, the chunk range covering all its terms
     for t in terms:
         lo, hi = covering.get(t.xorb_hash, (t.chunk_start, t.chunk_end))
@@ -135,7 +145,9 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
         if t.xorb_hash not in blobs or any(s is None for s in spans):
             raise IntegrityError(f"Xet file {file_hash} references chunks the CAS does not have")
         kept = [s for s in spans if s is not None]
-        planned.append(Term(t.xorb_hash, blobs[t.xorb_hash], t.chunk_start, kept, t.xorb_hash in packed))
+        planned.append(
+            Term(t.xorb_hash, blobs[t.xorb_hash], t.chunk_start, kept, t.xorb_hash in packed, bases.get(t.xorb_hash))
+        )
     return FilePlan(file_hash, sum(t.size for t in planned), planned)
 
 
@@ -263,7 +275,13 @@ def _assemble_packed(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes:
     from openckpt.xet.hashes import chunk_hash, hex_to_hash
 
     first, last = piece.spans[0][0].index, piece.spans[-1][0].index + 1
-    datas = read_chunks(blobs, piece.term.blob_sha256, first, last, ahead=True)
+    datas: list[bytes | memoryview]
+    if piece.term.bases is not None:  # a delta: its bases XORed back
+        from openckpt.hub.services.delta_reads import read_chunks as read_delta
+
+        datas = list(read_delta(blobs, piece.term.blob_sha256, first, last, bases=piece.term.bases, ahead=True))
+    else:
+        datas = read_chunks(blobs, piece.term.blob_sha256, first, last, ahead=True)
     parts: list[bytes | memoryview] = []
     for (chunk, lo, hi), data in zip(piece.spans, datas, strict=True):
         if len(data) != chunk.size or (verify and chunk_hash(data) != hex_to_hash(chunk.hash)):

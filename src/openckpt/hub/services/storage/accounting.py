@@ -12,7 +12,8 @@
 - ``dedup_ratio`` = ``history_bytes`` / ``physical_bytes``: how many bytes of files each stored byte serves.
 - ``deduplicated_bytes``: the same split of the objects' bytes before compression (a xorb's chunks unpacked), so
   ``history_bytes`` → ``deduplicated_bytes`` is what dedup saves and → ``physical_bytes`` what compression at rest
-  (``services/compression.py``) saves on top.
+  (``services/compression.py``) and deltas (``services/deltas.py``: ``delta_bytes`` of it) save on top; a delta's
+  base counts for the repos using the base.
 - Buckets use objects too: the xorbs of the Xet files their paths name now. They share objects with repos and each
   other by the same split, and :func:`account` gives them figures (``buckets``; logical bytes: the sum of their
   paths' sizes, history bytes: of their distinct files).
@@ -25,6 +26,7 @@ repos' files that use those objects.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from openckpt.errors import RepoNotFoundError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Account, Blob, Bucket, BucketFile, Commit, Ref, Repo, XetSha256, XetTerm, Xorb
+from openckpt.hub.services.delta_reads import DELTA
 from openckpt.hub.services.stored_files import raw_blobs
 from openckpt.hub.services.trees import files_reached, holders
 from openckpt.store.blobs import BlobStore
@@ -54,6 +57,8 @@ class Usage:
     shared_bytes: int = 0
     files: int = 0
     """Distinct files (by sha256) in all commits."""
+    delta_bytes: float = 0.0
+    """The part of ``physical_bytes`` stored as deltas against base xorbs (``services/deltas.py``)."""
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -69,6 +74,7 @@ class Usage:
             "uniqueBytes": self.unique_bytes,
             "sharedBytes": self.shared_bytes,
             "files": self.files,
+            "deltaBytes": round(self.delta_bytes),
             "dedupRatio": None if ratio is None else round(ratio, 4),
         }
 
@@ -195,11 +201,15 @@ def _sizes(stored: dict[str, int], xorbs: dict[str, int]) -> dict[str, int]:
     return {**{"b:" + s: n for s, n in stored.items()}, **{"x:" + x: n for x, n in xorbs.items()}}
 
 
-def _xorb_sizes(session: Session, which: ColumnElement[bool] | None = None) -> tuple[dict[str, int], dict[str, int]]:
-    """Per xorb, the bytes its store object holds, and its chunks' bytes unpacked."""
-    stmt = select(Xorb.hash, func.coalesce(Xorb.stored_size, Xorb.serialized_size), Xorb.unpacked_size)
+def _xorb_sizes(
+    session: Session, which: ColumnElement[bool] | None = None
+) -> tuple[dict[str, int], dict[str, int], set[str]]:
+    """Per xorb, the bytes its store object holds, and its chunks' bytes unpacked; the keys of those stored as
+    deltas."""
+    stmt = select(Xorb.hash, func.coalesce(Xorb.stored_size, Xorb.serialized_size), Xorb.unpacked_size, Xorb.encoding)
     rows = session.execute(stmt if which is None else stmt.where(which)).tuples().all()
-    return {x: int(n) for x, n, _ in rows}, {x: int(u) for x, _, u in rows}
+    deltas = {"x:" + x for x, _, _, e in rows if e == DELTA}
+    return {x: int(n) for x, n, _, _ in rows}, {x: int(u) for x, _, u, _ in rows}, deltas
 
 
 def account(db: Database, store: BlobStore) -> Accounting:
@@ -217,12 +227,13 @@ def account(db: Database, store: BlobStore) -> Accounting:
             files[rid][sha256] = size
         logical = {rid: int(total or 0) for rid, total in session.execute(_HEADS)}
         stored = _stored_blobs(session, blobs)
-        xorb_sizes, unpacked = _xorb_sizes(session)
+        xorb_sizes, unpacked, deltas = _xorb_sizes(session)
         xet_files, terms = _links(session)
         _bucket_files(session, files, logical, xet_files)
         _bucket_entries(session, repos)
     users = _users(files, stored, xet_files, terms)
-    return _attribute(repos, files, logical, users, _sizes(stored, xorb_sizes), terms, _sizes(stored, unpacked))
+    sizes = _sizes(stored, xorb_sizes)
+    return _attribute(repos, files, logical, users, sizes, terms, _sizes(stored, unpacked), deltas=deltas)
 
 
 def _bucket_files(
@@ -311,7 +322,7 @@ def _account_some(
             files[rid][sha256] = size
         logical = {rid: int(total or 0) for rid, total in session.execute(_heads(heads))}
         stored = _stored_blobs(session, blobs, own)
-        xorb_sizes, unpacked = _xorb_sizes(session, Xorb.hash.in_(xorbs))
+        xorb_sizes, unpacked, deltas = _xorb_sizes(session, Xorb.hash.in_(xorbs))
         xet_files, terms = _links(session, involved, xorbs)
         sharing_buckets: ColumnElement[bool] = BucketFile.xet_hash.in_(
             select(XetTerm.file_hash).where(XetTerm.xorb_hash.in_(xorbs))
@@ -321,7 +332,8 @@ def _account_some(
         _bucket_files(session, files, logical, xet_files, which=sharing_buckets)  # and buckets sharing objects
     users = _users(files, stored, xet_files, terms)
     theirs = {rid: files.get(rid, {}) for rid in repos}
-    return _attribute(repos, theirs, logical, users, _sizes(stored, xorb_sizes), terms, _sizes(stored, unpacked)).repos
+    sizes = _sizes(stored, xorb_sizes)
+    return _attribute(repos, theirs, logical, users, sizes, terms, _sizes(stored, unpacked), deltas=deltas).repos
 
 
 def _attribute(
@@ -332,6 +344,8 @@ def _attribute(
     sizes: dict[str, int],
     terms: dict[str, set[str]],
     deduplicated: dict[str, int],
+    *,
+    deltas: Collection[str] = (),
 ) -> Accounting:
     """The figures of ``repos``, their owners and the total. ``users`` may name other repos too: they count in the
     split of an object, and get no figures."""
@@ -360,6 +374,7 @@ def _attribute(
             repo = repos[rid]
             repo.physical_bytes += size / len(using)
             repo.deduplicated_bytes += unpacked / len(using)
+            repo.delta_bytes += size / len(using) if key in deltas else 0
             if len(using) == 1:
                 repo.unique_bytes += size
             else:
@@ -368,12 +383,14 @@ def _attribute(
             mine = sum(1 for rid in using if rid in repos and repos[rid].owner == name)
             owners[name].physical_bytes += size * mine / len(using)
             owners[name].deduplicated_bytes += unpacked * mine / len(using)
+            owners[name].delta_bytes += size * mine / len(using) if key in deltas else 0
             if len(holders) == 1:
                 owners[name].unique_bytes += size
             else:
                 owners[name].shared_bytes += size
         total.physical_bytes += size
         total.deduplicated_bytes += unpacked
+        total.delta_bytes += size if key in deltas else 0
         total.unique_bytes += size if len(using) == 1 else 0
         total.shared_bytes += size if len(using) > 1 else 0
     file_count: dict[str, int] = defaultdict(int)

@@ -3,7 +3,8 @@
 - every blob row has its store object, of the recorded size (``deep``: and of the recorded sha256), unless Xet
   ingestion replaced the whole copy by a verified Xet file;
 - every xorb row has its store object of the recorded size and chunk rows that tile it; ``deep``: the object parses
-  (:func:`openckpt.xet.xorb.parse_xorb`) to the xorb's hash and to exactly its chunk rows;
+  (:func:`openckpt.xet.xorb.parse_xorb`) to the xorb's hash and to exactly its chunk rows (a packed one decoded, a
+  delta rebuilt from its bases, which must be stored and not deltas);
 - every file of every commit is stored (a blob row or a verified Xet file);
 - every Xet file's terms name chunks of stored xorbs and add up to its size;
 - every recorded part of an unfinished LFS multipart upload has its store object, of the recorded size.
@@ -37,6 +38,7 @@ from openckpt.hub.db.models import (
     XorbChunk,
 )
 from openckpt.hub.services import compression as storage_compression
+from openckpt.hub.services import delta_reads
 from openckpt.hub.services.lfs.parts import HEADER_SIZE
 from openckpt.hub.services.stored_files import raw_blobs
 from openckpt.hub.services.trees import files_reached, holders
@@ -113,9 +115,18 @@ def _check_blobs(session: Session, blobs: BlobStore, report: FsckReport, deep: b
             report.add("hash", subject, f"store object's bytes hash to {actual}")
 
 
-def _check_xorb_object(blobs: BlobStore, row: Xorb, chunks: list[XorbChunk], report: FsckReport) -> None:
+def _check_xorb_object(
+    session: Session, blobs: BlobStore, row: Xorb, chunks: list[XorbChunk], report: FsckReport
+) -> None:
     subject = f"xorb {row.hash}"
-    if row.encoding == storage_compression.PACKED:  # rebuilt as served, from every frame decoded
+    if row.encoding == delta_reads.DELTA:  # rebuilt as served: every frame decoded, its bases XORed back
+        try:
+            bases = delta_reads.bases_of(session, [row.hash])[row.hash]
+            data = b"".join(delta_reads.served(blobs, row.blob_sha256, 0, row.serialized_size, bases=bases, fresh=True))
+        except IntegrityError as e:
+            report.add("hash", subject, f"delta object does not rebuild: {e}")
+            return
+    elif row.encoding == storage_compression.PACKED:  # rebuilt as served, from every frame decoded
         try:
             data = b"".join(storage_compression.served(blobs, row.blob_sha256, 0, row.serialized_size, fresh=True))
         except IntegrityError as e:
@@ -163,7 +174,7 @@ def _check_xorbs(session: Session, blobs: BlobStore, report: FsckReport, deep: b
             report.add("size", subject, f"store object has {stat.size} bytes, the row says {stored}")
         elif deep:
             try:
-                _check_xorb_object(blobs, row, mine, report)
+                _check_xorb_object(session, blobs, row, mine, report)
             except OpenckptError as e:
                 report.add("missing", subject, f"its store object cannot be read: {e}")
 

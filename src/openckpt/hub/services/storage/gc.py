@@ -1,16 +1,17 @@
 """Garbage collection of the hub's storage: mark what any commit reaches, sweep the rest once it is old enough.
 
 Kept (marked): every commit a branch or tag reaches through its parents (the whole history stays downloadable, not
-just heads), and every commit younger than the grace period; every file of those commits — its blob, and
-the Xet files its sha256 names (``xet_sha256`` → ``xet_files`` → ``xet_terms`` → ``xorbs``); every Xet file a bucket
-names now (``bucket_files``: what a bucket's deleted or overwritten files alone used goes); every Xet file, blob
-or xorb younger than the grace period, and the xorbs of young Xet files (a client may be between uploading xorbs, its
-shard and its commit). Swept: the rest — commits no ref reaches any more (a deleted branch's own commits), trees
-no commit uses, and what only they named — database rows first in one transaction (so nothing can reference a half
-deleted object), then their store objects; then the parts of LFS multipart uploads abandoned for longer than the
-signed URLs' lifetime plus the grace period (rows, then blobs: :mod:`.lfs_parts`); then store objects no row names (a
-blob, a xorb or a recorded part) that are older than the grace period (a server killed mid-upload), and the temp files
-and multipart uploads abandoned uploads left behind.
+just heads), and every commit younger than the grace period; every file of those commits — its blob, and the Xet
+files its sha256 names (``xet_sha256`` → ``xet_files`` → ``xet_terms`` → ``xorbs``); every Xet file a bucket names
+now (``bucket_files``: what a bucket's deleted or overwritten files alone used goes); every Xet file, blob or xorb
+younger than the grace period, and the xorbs of young Xet files (a client may be between uploading xorbs, its shard
+and its commit); every base xorb a delta names (``xorb_delta_bases``: the database refuses to drop one; a base whose
+deltas are swept goes in the next collection). Swept: the rest — commits no ref reaches any more (a deleted branch's
+own commits), trees no commit uses, and what only they named — database rows first in one transaction (so nothing
+can reference a half deleted object), then their store objects; then the parts of LFS multipart uploads abandoned
+for longer than the signed URLs' lifetime plus the grace period (rows, then blobs: :mod:`.lfs_parts`); then store
+objects no row names (a blob, a xorb or a recorded part) that are older than the grace period (a server killed
+mid-upload), and the temp files and multipart uploads abandoned uploads left behind.
 
 Safety against concurrent uploads: the sweep transaction re-checks every candidate under the database's write lock
 (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: locks on the tables a commit reads, taken once no transaction holds them,
@@ -48,6 +49,7 @@ from openckpt.hub.db.models import (
     XetTerm,
     Xorb,
     XorbChunk,
+    XorbDeltaBase,
     utcnow,
 )
 from openckpt.hub.services import possession
@@ -189,6 +191,7 @@ def _mark(session: Session, cutoff: Any) -> _Plan:
     used = {
         x for f, x in session.execute(select(XetTerm.file_hash, XetTerm.xorb_hash).distinct()) if f not in dead_files
     }
+    used.update(session.scalars(select(XorbDeltaBase.base_xorb).distinct()))  # a delta's bases (swept after it)
     xorbs = sorted(set(session.scalars(select(Xorb.hash).where(Xorb.created_at < cutoff))) - used)
     return _Plan(commits, trees, blobs, files, xorbs)
 
@@ -276,6 +279,7 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
         swept.files += len(dead)
     for batch in _batches(plan.xorbs):
         used = set(session.scalars(select(XetTerm.xorb_hash).where(XetTerm.xorb_hash.in_(batch)).distinct()))
+        used.update(session.scalars(select(XorbDeltaBase.base_xorb).where(XorbDeltaBase.base_xorb.in_(batch))))
         rows = session.execute(
             select(Xorb.hash, Xorb.blob_sha256, Xorb.serialized_size).where(
                 Xorb.hash.in_(batch), Xorb.created_at < cutoff
@@ -284,6 +288,7 @@ def _sweep_rows(session: Session, plan: _Plan, cutoff: Any) -> _Swept:
         unused = [(x, blob, size) for x, blob, size in rows if x not in used]
         names = [x for x, _, _ in unused]
         session.execute(delete(XorbChunk).where(XorbChunk.xorb_hash.in_(names)))
+        session.execute(delete(XorbDeltaBase).where(XorbDeltaBase.xorb_hash.in_(names)))
         session.execute(delete(Xorb).where(Xorb.hash.in_(names)))
         swept.xorbs.update({blob: size for _, blob, size in unused})
     return swept
