@@ -6,6 +6,7 @@ The local writer's ``O_DIRECT`` sizes are tested on the local backend only."""
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import random
 import uuid
@@ -90,6 +91,34 @@ def test_local_round_trip(tmp_path: Path, size: int) -> None:
     assert store.path_of(sha256).read_bytes() == data
     assert b"".join(store.read(sha256, 1, max(size - 1, 1))) == data[1 : max(size - 1, 1)]
     assert not list(store.tmp_dir.iterdir())
+
+
+@pytest.mark.parametrize("size", [3 << 20, 3 * DIRECT_FROM + 12345])
+def test_local_writes_can_be_followed(tmp_path: Path, size: int) -> None:
+    """A reader of the writer's ``local_file`` (around the page cache, as the writer may write) finds its first
+    ``in_file`` bytes there while the blob is written, and keeps reading it once the commit has moved it."""
+    store = LocalBlobStore(tmp_path)
+    data = os.urandom(size)
+    writer = store.writer(size)
+    local = writer.local_file()
+    assert local is not None
+    fd = os.open(local, os.O_RDONLY | os.O_DIRECT)
+    buffer = mmap.mmap(-1, len(data) + 4096)
+    try:
+
+        def first(n: int) -> bytes:
+            got = os.preadv(fd, [memoryview(buffer)[: -(-n // 4096) * 4096]], 0)
+            return buffer[: min(n, got)]
+
+        for batch in batches(data, seed=size):
+            writer.write_all(batch)
+            there = writer.in_file  # the writer's thread may move it on
+            assert first(there) == data[:there]
+        assert writer.commit() == hashlib.sha256(data).hexdigest() and writer.in_file == size
+        assert first(size) == data
+    finally:
+        os.close(fd)
+        buffer.close()
 
 
 @pytest.mark.parametrize("size", [5000, 2 * PART + 5000])

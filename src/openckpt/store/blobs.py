@@ -42,6 +42,8 @@ class BlobStat:
 
 class BlobWriter(Protocol):
     size: int
+    in_file: int
+    """How many of the blob's first bytes are in :meth:`local_file` so far."""
 
     def write(self, data: bytes) -> None: ...
 
@@ -56,6 +58,12 @@ class BlobWriter(Protocol):
         ...
 
     def abort(self) -> None: ...
+
+    def local_file(self) -> Path | None:
+        """The local file the blob is being written into, for readers that follow the write (its first ``in_file``
+        bytes are there; open it before :meth:`commit` moves it or :meth:`abort` removes it); None if the backend
+        has none."""
+        ...
 
 
 class BlobStore(Protocol):

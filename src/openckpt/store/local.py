@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -57,6 +57,8 @@ class _LocalWriter:
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         self.hash = hashlib.sha256()
         self.size = 0
+        self.in_file = 0
+        self._handed = 0
         self._unsynced = 0
         self._flusher: threading.Thread | None = None
         self._closed = False
@@ -79,10 +81,10 @@ class _LocalWriter:
                     self._writing.popleft().result()
                 if self._behind is None:
                     self._behind = ThreadPoolExecutor(1, thread_name_prefix="openckpt-blob-write")
-                self._writing.append(self._behind.submit(sink, chunks))
+                self._writing.append(self._behind.submit(self._write, sink, chunks, size))
             else:
                 self._written()
-                sink(chunks)
+                self._write(sink, chunks, size)
             for chunk in chunks:
                 self.hash.update(chunk)
             self.size += size
@@ -91,6 +93,15 @@ class _LocalWriter:
                 self._unsynced = 0
                 self._flusher = threading.Thread(target=_sync_quietly, args=(self.fd,), daemon=True)
                 self._flusher.start()
+
+    def _write(self, sink: Callable[[Sequence[bytes]], None], chunks: Sequence[bytes], size: int) -> None:
+        """Write ``chunks`` with ``sink`` (one batch at a time, in order) and count the bytes now in the file."""
+        sink(chunks)
+        self._handed += size
+        self.in_file = self._handed - (self._staged.fill if self._staged is not None else 0)
+
+    def local_file(self) -> Path | None:
+        return self.tmp
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         try:
@@ -106,6 +117,7 @@ class _LocalWriter:
                 self._written()
                 if self._staged is not None:
                     self._staged.finish()
+                self.in_file = self.size
                 self._join_flusher()
                 os.fsync(self.fd)
                 self._close()

@@ -61,11 +61,15 @@ class _Writer:
         self.parts: list[Future[dict[str, Any]]] = []
         self.slots = threading.Semaphore(IN_FLIGHT)
         self.completed_temp = False
+        self.in_file = 0
         self._closed = False
         self._lock = threading.Lock()  # abort() may come from another thread than a write in progress
 
     def write(self, data: bytes) -> None:
         self.write_all((data,))
+
+    def local_file(self) -> None:
+        return None  # the parts go to the bucket
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
         with self._lock:
