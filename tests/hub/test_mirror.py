@@ -10,6 +10,8 @@ import os
 import struct
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -339,6 +341,46 @@ def test_concurrent_readers_of_an_uncached_file_stream_from_one_upstream_transfe
                 assert all(pool.map(read, range(16)))
             assert up.downloads["big.safetensors"] == 1
             assert min(first) < len(data)  # readers got bytes while the upstream was still sending them
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_a_reader_that_joins_late_reads_what_left_memory_from_the_file(
+    storage: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Followers are sent the newest chunks from memory, and the fetcher waits a while for one that stops
+    (``services/mirror/live.py``); a reader that joins once the start left memory reads it from the file the store is
+    writing (a spool of the fetch's own when the store is S3), then follows from memory."""
+    data = safetensors_file(64 << 20)
+    with static_upstream() as up:
+        up.add("acme/late", {"w.safetensors": data})
+        up.pace = 0.05
+        bucket = request.getfixturevalue("s3").storage_url(f"late-{uuid.uuid4().hex[:8]}") if storage == "s3" else ""
+        server = start_hub(tmp_path / "data", storage_url=bucket, env={"OPENCKPT_UPSTREAM": up.url})
+        url = f"{server.url}/acme/late/resolve/main/w.safetensors"
+        halfway, late_start = threading.Event(), []
+        try:
+
+            def read(late: bool) -> bytes:
+                if late:
+                    halfway.wait(600)
+                got = bytearray()
+                with httpx.stream("GET", url, timeout=600) as r:
+                    assert r.status_code == 200, r.read()
+                    for chunk in r.iter_bytes(1 << 20):
+                        if late and not got:
+                            late_start.append(up.sent["w.safetensors"])
+                        got += chunk
+                        if not late and len(got) == 40 << 20:  # past what stays in memory
+                            halfway.set()
+                            time.sleep(1.5)  # longer than the fetcher waits for a follower
+                return bytes(got)
+
+            with ThreadPoolExecutor(2) as pool:
+                assert list(pool.map(read, (False, True))) == [data, data]
+            assert up.downloads["w.safetensors"] == 1
+            assert late_start[0] < len(data)  # the late reader followed the fetch, from its first byte
         finally:
             server.stop()
 

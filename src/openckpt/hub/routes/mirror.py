@@ -191,8 +191,8 @@ async def stream_live(scope: Scope, receive: Receive, send: Send, follower: Foll
                     limit = await anyio.to_thread.run_sync(follower.readable)
                     while follower.pos < limit:
                         piece = follower.take(limit)  # as received, while among the newest bytes
-                        if piece is None:  # it joined late or fell behind: from the spool
-                            piece = await anyio.to_thread.run_sync(follower.read_spool, limit, LIVE_CHUNK)
+                        if piece is None:  # it joined late or fell behind: from the file
+                            piece = await anyio.to_thread.run_sync(follower.read_file, limit, LIVE_CHUNK)
                         await send({"type": "http.response.body", "body": piece, "more_body": follower.pos < live.size})
                 group.cancel_scope.cancel()
 

@@ -185,7 +185,7 @@ def _download_all(
     live: Fetch | None,
 ) -> list[FileChange]:
     """Download ``files``, :data:`PARALLEL` at a time and the streamable ones (with ``live``) alongside; those are
-    spooled from their first byte and offered to readers once every other file has arrived and passed the scan gate.
+    followable from their first byte, offered to readers once every other file has arrived and passed the scan gate.
     A failure abandons the downloads still running."""
     late = [f for f in files if live is not None and streamable(f.path, f.sha256, f.size)]
     held = [f for f in files if f not in late]
@@ -198,7 +198,7 @@ def _download_all(
         ThreadPoolExecutor(PARALLEL, thread_name_prefix="openckpt-mirror-stream") as large,
     ):
         try:
-            later = [large.submit(get, f, sink=live.spool(f.path) if live else None) for f in late]
+            later = [large.submit(get, f, live=live) for f in late]
             changes = [f.result() for f in [small.submit(get, f) for f in held]]
             if live is not None and later:
                 gate.check_changes(hub.db, hub.store, settings=hub.settings, changes=changes, repo_id=repo.id)
@@ -256,15 +256,16 @@ def _download(
     sha: str,
     file: UpstreamFile,
     *,
-    sink: Callable[[bytes], None] | None = None,
+    live: Fetch | None = None,
     stop: threading.Event | None = None,
 ) -> FileChange:
-    """Stream one upstream file into the store (and into ``sink``, readers following it), checking it is the file
-    the upstream's tree names (the store hashes it; a regular file's git blob id is checked here)."""
+    """Stream one upstream file into the store (readers following it with ``live``), checking it is the file the
+    upstream's tree names (the store hashes it; a regular file's git blob id is checked here)."""
     lfs = file.sha256 is not None
     sha1 = None if lfs else hashlib.sha1(b"blob %d\0" % file.size, usedforsecurity=False)
     size = 0
     writer = hub.store.writer(file.size)
+    sink = live.sink(file.path, writer) if live is not None else None
 
     def consume(chunk: bytes) -> None:
         if sha1 is not None:

@@ -18,13 +18,14 @@ Which files stream before the revision's verdict, and why it is safe:
   never among what was sent. On any failure the connection is cut: the client holds a short file it will not use
   (``huggingface_hub`` keeps it as ``.incomplete`` and checks the size).
 
-A revision's files are downloaded several at a time, the streamable ones spooled from their first byte, so that a
+A revision's files are downloaded several at a time, the streamable ones followable from their first byte, so that a
 follower starts from what has arrived while the rest was being gated. Followers that keep up are sent the received
-chunks themselves, kept in memory while they are the newest :data:`WINDOW` bytes (no copy); the bytes are also teed
-into a spool file under the data directory, written with ``O_DIRECT`` (filling the page cache costs more CPU on some
-machines than the rest of a cold read), which a follower that joined late or fell behind reads, and which is removed
-when the fetch ends (open descriptors keep reading). Followers are the readers of this process; a reader in another
-process of the same data directory waits for the fetch to end (``cache.ensure``'s file lock).
+chunks themselves, kept in memory while they are among the newest :data:`WINDOW` bytes (no copy; the fetcher waits
+up to :data:`PATIENCE` for a follower to take the oldest). A follower that joined late or fell behind reads what left
+memory from the file the blob store is writing the blob into (``BlobWriter.local_file``: no second copy of the
+bytes), or, for a store without one (S3), from a spool file under the data directory, removed when the fetch ends
+(open descriptors keep reading). Followers are the readers of this process; a reader in another process of the same
+data directory waits for the fetch to end (``cache.ensure``'s file lock).
 This mirrors what pull-through caches such as Artifactory's remote repositories do for a cold artifact (stream to
 the first reader while caching), with the trust gate in front of what cannot be judged as it arrives.
 """
@@ -32,7 +33,6 @@ the first reader while caching), with the trust gate in front of what cannot be 
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import struct
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openckpt.scan.formats.safetensors import MAX_HEADER, check_header
+from openckpt.store.blobs import BlobWriter
 
 __all__ = ["HOLD", "Fetch", "Follower", "LiveFile", "follow", "streamable"]
 
@@ -56,10 +57,10 @@ WINDOW = 32 << 20
 """Bytes of a streamed file, the newest arrived, kept in memory for the followers that keep up."""
 PATIENCE = 1.0
 """Seconds the fetcher waits for a follower to take the oldest chunk in memory before it drops it (the follower then
-reads it from the spool)."""
-STAGE = 8 << 20
-"""Bytes of a spool staged in memory before they go to the file at once (``O_DIRECT``)."""
+reads it from the file)."""
+
 ALIGN = 4096
+"""What ``O_DIRECT`` reads align to."""
 
 _JOBS: dict[tuple[str, ...], Fetch] = {}
 _JOBS_LOCK = threading.Lock()
@@ -73,18 +74,21 @@ def streamable(path: str, sha256: str | None, size: int) -> bool:
 
 @dataclass
 class LiveFile:
-    """A file of the revision being fetched, as readers follow it: ``received`` bytes of it are in ``spool``."""
+    """A file of the revision being fetched, as readers follow it: ``received`` bytes of it have arrived, the first
+    ``in_file`` of them readable from ``fd``, the rest in ``window``."""
 
     path: str
     size: int
     sha256: str
     commit: str
-    spool: Path
+    fd: int = -1
+    """A read descriptor of the file the bytes go to (the store's, or a spool), once they arrive."""
+    direct: bool = False
+    """Whether ``fd`` reads around the page cache (``O_DIRECT``)."""
     received: int = 0
-    spooled: int = 0
-    """Bytes of it in the spool file (readable there); the rest of ``received`` is in ``window``."""
+    in_file: int = 0
     window: deque[tuple[int, bytes]] = field(default_factory=deque)
-    """The newest chunks received (offset, bytes): :data:`WINDOW` bytes at least, and all that is not spooled yet."""
+    """The newest chunks received (offset, bytes): :data:`WINDOW` bytes at least, and all not yet in the file."""
     held: int = 0
     """Bytes in ``window``."""
     valid: bool | None = None
@@ -106,16 +110,16 @@ class Fetch:
     released: bool = False
     done: bool = False
     error: BaseException | None = None
-    _spools: list[_Spool] = field(default_factory=list)
+    _spools: list[tuple[Path, int]] = field(default_factory=list)
+    """The spools of this fetch's own and their write descriptors (:meth:`end` closes and removes them)."""
 
     # ---- the fetcher's side
 
     def prepare(self, commit: str, files: list[tuple[str, int, str]]) -> None:
-        """Spool ``files`` (path, size, sha256) of ``commit`` from their first byte, for readers to follow once
-        :meth:`offer` lets them."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Let readers follow ``files`` (path, size, sha256) of ``commit`` from their first byte once :meth:`offer`
+        lets them."""
         for path, size, sha256 in files:
-            self.pending[path] = LiveFile(path, size, sha256, commit, self.folder / uuid.uuid4().hex)
+            self.pending[path] = LiveFile(path, size, sha256, commit)
 
     def offer(self) -> None:
         """Let readers follow the prepared files: the rest of the revision passed the scan gate."""
@@ -123,16 +127,26 @@ class Fetch:
             self.files.update(self.pending)
             self.cond.notify_all()
 
-    def spool(self, path: str) -> Callable[[bytes], None] | None:
-        """A sink of the bytes of ``path`` as they arrive (None: nobody may follow it); :meth:`end` closes them."""
+    def sink(self, path: str, writer: BlobWriter) -> Callable[[bytes], None] | None:
+        """Where the bytes of ``path`` go as they arrive, once ``writer`` (the store's) has them (None: nobody may
+        follow it); :meth:`end` closes it."""
         live = self.pending.get(path)
         if live is None:
             return None
-        spool = _Spool(live.spool)
-        self._spools.append(spool)
+        local = writer.local_file()
+        spool = None
+        if local is None:  # a store without a local file: a spool of the fetch's own
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            local = self.folder / uuid.uuid4().hex
+            spool = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            self._spools.append((local, spool))
+        with self.cond:
+            live.fd, live.direct = _open_direct(local)  # kept when the store moves or removes the file
 
         def sink(chunk: bytes) -> None:  # one thread calls it, in order: only it changes ``live``
-            spooled = spool.write(chunk, last=live.received + len(chunk) >= live.size)
+            if spool is not None:
+                _write_fully(spool, chunk)
+            in_file = writer.in_file if spool is None else live.received + len(chunk)
             valid = live.valid
             if valid is None:
                 live.head += chunk
@@ -141,7 +155,7 @@ class Fetch:
                 live.window.append((live.received, chunk))
                 live.held += len(chunk)
                 live.received += len(chunk)
-                live.spooled = spooled
+                live.in_file = in_file
                 if valid is not None:
                     live.valid, live.head = valid, bytearray()
                 self.cond.notify_all()
@@ -150,14 +164,14 @@ class Fetch:
         return sink
 
     def _make_room(self, live: LiveFile) -> None:
-        """Drop the oldest chunks of ``live`` from memory, keeping :data:`WINDOW` bytes and all that is not spooled,
+        """Drop the oldest chunks of ``live`` from memory, keeping :data:`WINDOW` bytes and all not yet in the file,
         once the followers there took them (waiting :data:`PATIENCE` seconds at most: a follower that is slower reads
-        the spool). Holding ``cond``."""
+        the file). Holding ``cond``."""
         deadline = time.monotonic() + PATIENCE
         while live.held - len(live.window[0][1]) >= WINDOW:
             start, chunk = live.window[0]
             end = start + len(chunk)
-            if end > live.spooled:
+            if end > live.in_file:
                 return
             left = deadline - time.monotonic()
             if left > 0 and any(start <= f.pos < end for f in live.followers):
@@ -177,10 +191,13 @@ class Fetch:
         with self.cond:
             self.done, self.error = True, error
             self.cond.notify_all()
-        for spool in self._spools:
-            spool.close()
-        for live in self.pending.values():
-            live.spool.unlink(missing_ok=True)
+            for live in self.pending.values():
+                if live.fd >= 0:
+                    os.close(live.fd)  # followers read from descriptors of their own
+                    live.fd = -1
+        for spool, fd in self._spools:
+            os.close(fd)
+            spool.unlink(missing_ok=True)
 
     # ---- a reader's side
 
@@ -190,8 +207,8 @@ class Fetch:
         with self.cond:
             while True:
                 live = self.files.get(path)
-                if live is not None and live.valid and not self.done:  # the spool exists until done
-                    follower = Follower(self, live, os.open(live.spool, os.O_RDONLY | os.O_CLOEXEC))
+                if live is not None and live.valid and not self.done:  # its descriptor is open until done
+                    follower = Follower(self, live, os.dup(live.fd))
                     live.followers.append(follower)
                     return follower
                 if self.done:
@@ -226,12 +243,13 @@ class Fetch:
 @dataclass(eq=False)
 class Follower:
     """A reader of ``live`` as it arrives: ``pos`` bytes of it taken so far (while they are among the newest, the
-    fetcher waits for them: :meth:`Fetch._make_room`), ``fd`` a descriptor of its spool."""
+    fetcher waits for them: :meth:`Fetch._make_room`), ``fd`` its own descriptor of the file they go to."""
 
     job: Fetch
     live: LiveFile
     fd: int
     pos: int = 0
+    _buffer: mmap.mmap | None = None
 
     def readable(self) -> int:
         """How far the file may be sent, waiting until past ``pos`` (blocking: :meth:`Fetch.readable`)."""
@@ -239,7 +257,7 @@ class Follower:
 
     def take(self, limit: int) -> bytes | memoryview | None:
         """The next bytes, up to ``limit`` (a :meth:`readable` one), as received (no copy) while they are in memory;
-        None when they no longer are: :meth:`read_spool` them."""
+        None when they no longer are: :meth:`read_file` them."""
         with self.job.cond:
             for start, chunk in self.live.window:
                 end = start + len(chunk)
@@ -251,12 +269,21 @@ class Follower:
                     return piece
         return None
 
-    def read_spool(self, limit: int, most: int) -> bytes:
-        """The next bytes, up to ``limit`` and ``most`` of them, from the spool (blocking): for those no longer in
-        memory."""
-        piece = os.pread(self.fd, min(most, self.live.spooled - self.pos, limit - self.pos), self.pos)
+    def read_file(self, limit: int, most: int) -> bytes:
+        """The next bytes, up to ``limit`` and ``most`` of them, from the file (blocking): those no longer in memory
+        are there. Read around the page cache where the file system allows (:func:`_open_direct`)."""
+        end = min(self.pos + most, self.live.in_file, limit)
+        if self.live.direct:
+            start = self.pos - self.pos % ALIGN
+            if self._buffer is None:
+                self._buffer = mmap.mmap(-1, most + 2 * ALIGN)
+            span = min(-(-(end - start) // ALIGN) * ALIGN, len(self._buffer))
+            got = os.preadv(self.fd, [memoryview(self._buffer)[:span]], start)
+            piece = self._buffer[self.pos - start : max(self.pos, min(end, start + got)) - start]
+        else:
+            piece = os.pread(self.fd, end - self.pos, self.pos)
         if not piece:
-            raise RuntimeError(f"the spool of {self.live.path} is shorter than received")
+            raise RuntimeError(f"the file of {self.live.path} is shorter than received")
         self.pos += len(piece)
         return piece
 
@@ -265,6 +292,8 @@ class Follower:
             self.live.followers.remove(self)
             self.job.cond.notify_all()
         os.close(self.fd)
+        if self._buffer is not None:
+            self._buffer.close()
 
 
 def _header_valid(head: bytearray, size: int) -> bool | None:
@@ -284,78 +313,25 @@ def _header_valid(head: bytearray, size: int) -> bool | None:
     return True
 
 
-class _Spool:
-    """A new file appended to through a page-aligned staging buffer, in :data:`STAGE` blocks written with
-    ``O_DIRECT`` where the file system takes it (plain writes otherwise); ``written`` bytes of it are in the file."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self.written = 0
-        self.stage = mmap.mmap(-1, STAGE)
-        self.view = memoryview(self.stage)
-        self.fill = 0
-        self.direct = _set_direct(self.fd, on=True)
-
-    def write(self, chunk: bytes, *, last: bool) -> int:
-        """Append ``chunk`` (with ``last``, the file's last: all of it goes to the file); the bytes now in the file."""
-        if self.direct:
-            view = memoryview(chunk)
-            while view:
-                n = min(len(view), STAGE - self.fill)
-                self.view[self.fill : self.fill + n] = view[:n]
-                self.fill, view = self.fill + n, view[n:]
-                if self.fill == STAGE:
-                    self._drain(STAGE)
-            if not last:
-                return self.written
-            self._drain(self.fill // ALIGN * ALIGN)
-            self.direct = _set_direct(self.fd, on=False)  # the unaligned end
-            chunk = b""
-        self._drain(self.fill)
-        _write_fully(self.fd, memoryview(chunk))
-        self.written += len(chunk)
-        return self.written
-
-    def _drain(self, n: int) -> None:
-        """Write the first ``n`` staged bytes."""
-        done = 0
-        while done < n:
-            try:
-                wrote = os.write(self.fd, self.view[done:n])
-            except OSError as e:
-                if e.errno != errno.EINVAL or not self.direct:
-                    raise
-                self.direct = _set_direct(self.fd, on=False)  # O_DIRECT refused after all: plain writes
-                continue
-            done += wrote
-            if wrote % ALIGN and self.direct:
-                self.direct = _set_direct(self.fd, on=False)  # the offset is no longer aligned
-        self.written += n
-        self.stage.move(0, n, self.fill - n)
-        self.fill -= n
-
-    def close(self) -> None:
-        os.close(self.fd)
-        self.view.release()
-        self.stage.close()
+def _open_direct(path: Path) -> tuple[int, bool]:
+    """A read descriptor of ``path``, around the page cache (``O_DIRECT``) where the file system allows, and whether
+    it is: the store may be writing the file around the page cache, where pages a buffered read brought in (and
+    read ahead) could go stale, in the follower's reads and in the stored blob's."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    direct = getattr(os, "O_DIRECT", 0)
+    if direct:
+        try:
+            return os.open(path, flags | direct), True
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # EINVAL: a file system without O_DIRECT
+                raise
+    return os.open(path, flags), False
 
 
-def _write_fully(fd: int, view: memoryview) -> None:
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _set_direct(fd: int, *, on: bool) -> bool:
-    """Turn ``O_DIRECT`` on or off for ``fd``; whether it is on."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct:
-        return False
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct if on else flags & ~direct)
-    except OSError:  # a file system without O_DIRECT
-        return False
-    return on
 
 
 def follow(key: tuple[str, ...], folder: Path, run: Callable[[Fetch], None]) -> Fetch:
