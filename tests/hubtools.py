@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from tests import zygote
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -53,7 +55,7 @@ class Postgres:
     def _run(self, cmd: list[str]) -> None:
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        zygote.run(cmd, check=True, capture_output=True, timeout=120)
 
 
 @contextlib.contextmanager
@@ -116,7 +118,7 @@ def s3_server(bucket: str = "openckpt-test") -> Iterator[S3Server]:
     port = free_port()
     log = open(Path(tempfile.gettempdir()) / f"moto-{port}.log", "wb")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    process = zygote.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     server = S3Server(f"http://127.0.0.1:{port}", bucket, process)
     try:
         wait_for(f"{server.endpoint}/moto-api/", timeout=60)
@@ -229,7 +231,7 @@ def start_hub(
         cmd += ["--database-url", database_url]
     out = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
     extra = {**({"OPENCKPT_STORAGE_URL": storage_url} if storage_url else {}), **(env or {})}
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env={**os.environ, **extra} if extra else None)
+    process = zygote.Popen(cmd, stdout=subprocess.PIPE, stderr=out, env={**os.environ, **extra} if extra else None)
     assert process.stdout is not None
     token = ""
     url = f"http://127.0.0.1:{port}"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+from tests import zygote
 from tests.hubtools import HubProcess
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,7 +33,7 @@ for i, (kind, text, ok_codes) in enumerate(steps):
     if kind == "python":
         exec(compile(text, f"README python block {i}", "exec"), namespace)
     else:
-        code = subprocess.run(text, shell=True).returncode
+        code = zygote.run(text, shell=True).returncode
         if code not in ok_codes:
             sys.exit(f"README step {i} exited {code}: {text}")
 """
@@ -92,7 +92,7 @@ def test_the_readme_tour_runs(hub: HubProcess, tmp_path: Path) -> None:
     # A fresh machine: none of what other tests of the session may have set (HF_HUB_OFFLINE by the scan corpus).
     for variable in ("OPENCKPT_CONFIG", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "COLUMNS"):
         env.pop(variable, None)
-    result = subprocess.run(
+    result = zygote.run(
         [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "steps.json")],
         cwd=work,
         env=env,

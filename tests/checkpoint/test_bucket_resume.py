@@ -16,6 +16,7 @@ from huggingface_hub import HfApi
 
 import openckpt
 from openckpt.client.bucket_mirror import BucketMirror
+from tests import zygote
 from tests.hubtools import HubProcess
 
 SCRIPT = Path(__file__).with_name("bucket_train_script.py")
@@ -31,7 +32,7 @@ def client_env(hub: HubProcess, token: str, home: Path) -> dict[str, str]:
 
 def train(directory: Path, out: Path, env: dict[str, str], *extra: str) -> str:
     cmd = [sys.executable, str(SCRIPT), "--dir", str(directory), "--out", str(out), "--steps", str(STEPS), *extra]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = zygote.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout
 
@@ -70,7 +71,7 @@ def test_a_run_killed_mid_training_resumes_from_the_bucket_on_a_fresh_machine(hu
 
     cmd = [sys.executable, str(SCRIPT), "--dir", str(tmp_path / "machine-1"), "--out", str(tmp_path / "unused")]
     cmd += ["--steps", str(STEPS), "--mirror", mirror, "--slow"]
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = zygote.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     api = HfApi(endpoint=hub.url, token=token)
     latest = None
     try:

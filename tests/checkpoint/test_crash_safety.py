@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 import openckpt
+from tests import zygote
 from tests.checkpoint.crash_script import make_state
 
 SCRIPT = Path(__file__).with_name("crash_script.py")
@@ -24,7 +25,7 @@ def test_sigkill_during_saves_never_loses_a_committed_checkpoint(tmp_path: Path)
     last_committed = 0
     for i in range(KILLS):
         cmd = [sys.executable, str(SCRIPT), "--dir", str(directory), *(["--async-save"] if i % 2 else [])]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = zygote.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.0, 0.5))

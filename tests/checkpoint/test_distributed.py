@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from torch import nn
 
 import openckpt
 from openckpt.digest import hash_file
+from tests import zygote
 
 SCRIPT = Path(__file__).with_name("dist_train.py")
 STEPS = 17  # 40 samples, 2 ranks, batch 3 → 7 batches an epoch per rank; 17 steps cross two epoch boundaries
@@ -26,7 +26,7 @@ WORLD = 2
 def run(ckpt: Path, out: Path, *args: str) -> list[dict[str, object]]:
     """Run the two ranks in fresh processes; return each rank's report."""
     cmd = [sys.executable, str(SCRIPT), "--dir", str(ckpt), "--out", str(out), "--steps", str(STEPS), *args]
-    subprocess.run(cmd, check=True, timeout=120)
+    zygote.run(cmd, check=True, timeout=120)
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(WORLD)]
 
 

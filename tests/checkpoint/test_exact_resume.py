@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 import openckpt
+from tests import zygote
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 STEPS = 17  # 40 samples / batch 6 → 7 batches an epoch; 17 steps cross two epoch boundaries
@@ -18,7 +18,7 @@ STEPS = 17  # 40 samples / batch 6 → 7 batches an epoch; 17 steps cross two ep
 
 def run(tmp: Path, name: str, *args: str) -> dict[str, object]:
     out = tmp / f"{name}.json"
-    subprocess.run(
+    zygote.run(
         [
             sys.executable,
             str(SCRIPT),

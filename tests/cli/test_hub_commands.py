@@ -21,6 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from typer.testing import CliRunner
 
 from openckpt.cli.app import app
+from tests import zygote
 from tests.hubtools import HubProcess, free_port, wait_for
 
 from .helpers import Invoke
@@ -192,7 +193,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "openckpt.cli.app", "serve", "--data-dir", str(data_dir), "--port", str(port),
            "--log-level", "warning"]  # fmt: skip
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    return zygote.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
 
 def _stop(process: subprocess.Popen[str]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from openckpt.format.readers import open_source
+from tests import zygote
 from tests.scan.realfiles import RealFile, build_corpus
 
 from .helpers import Invoke
@@ -121,7 +121,7 @@ def test_piped_output_is_not_wrapped(corpus: dict[str, RealFile]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     path = corpus["diffusers-pipeline-safetensors"].path
     cmd = [sys.executable, "-m", "openckpt.cli.app", "inspect", str(path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    out = zygote.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     with open_source(path) as source:
         longest = max(source.tensors.values(), key=lambda t: len(t.name))
     line = next(line for line in out.splitlines() if longest.name in line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 import openckpt
 from openckpt.cli._output import human_bytes
 from openckpt.cli.app import terminal_text
+from tests import zygote
 
 from .helpers import Invoke
 
@@ -35,7 +35,7 @@ def test_diff_and_inspect_survive_a_pipe(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
     for args in (["diff", tmp_path / "a", tmp_path / "b"], ["inspect", tmp_path / "a"]):
         command = [sys.executable, "-m", "openckpt.cli.app", *map(str, args)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        result = zygote.run(command, capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode in (0, 1), result.stderr
         assert "\x1b[" not in result.stdout
         (row,) = [line for line in result.stdout.splitlines() if long in line]

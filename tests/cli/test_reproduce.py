@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import zygote
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -41,7 +43,7 @@ with CheckpointManager(out, save_every=2, config={"lr": lr}, seeds={"torch": 0})
 
 def _run(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
+    return zygote.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=300)  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import torch
 import openckpt
 from openckpt.cli.verify import check
 from openckpt.format.manifest import read_manifest
+from tests import zygote
 
 from .helpers import Invoke, flip_byte, tiny_model
 
@@ -87,7 +88,7 @@ def test_exit_codes_through_the_real_entry_point(ckpt: Path) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "openckpt.cli.app", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        return zygote.run(command, capture_output=True, text=True, timeout=120)
 
     assert run("verify", str(ckpt)).returncode == 0
     flip_byte(ckpt / "model.safetensors", offset=100)

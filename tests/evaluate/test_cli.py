@@ -11,6 +11,7 @@ import pytest
 from click.testing import Result
 
 from openckpt.governance.cards import parse_card, validate_card
+from tests import zygote
 
 from .test_fairness import write_csv
 
@@ -75,7 +76,6 @@ def test_crows_pairs_cli_limit(invoke: Invoke, masked_lm: Path, tmp_path: Path) 
 def test_weat_in_a_real_process_offline(minilm: Path, tmp_path: Path) -> None:
     """The console command on a copy of MiniLM (links to the package's files), with HF_HUB_OFFLINE=1."""
     import os
-    import subprocess
     import sys
 
     model = tmp_path / "minilm"
@@ -87,7 +87,7 @@ def test_weat_in_a_real_process_offline(minilm: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "openckpt.cli.app", "evaluate", "bias", str(model), "--suite", "weat",
            "--permutations", "1000", "--json"]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = zygote.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     tests = {t["test"]: t for t in json.loads(done.stdout)["report"]["details"]["tests"]}
     assert tests["weat1"]["effect_size"] > 1 and tests["weat1"]["p_value"] < 0.01

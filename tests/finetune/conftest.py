@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import zygote
 from tests.finetune.tiny import build_bert, build_gpt2, sentences, write_csv, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ def run_cli(tmp_path: Path) -> Run:
         *args: object, env: dict[str, str] | None = None, script: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", script or "openckpt.cli.app", *(str(a) for a in args)]
-        return subprocess.run(cmd, env=env or cli_env(tmp_path / "hf-home"), capture_output=True, text=True,
+        return zygote.run(cmd, env=env or cli_env(tmp_path / "hf-home"), capture_output=True, text=True,
                               timeout=300, cwd=ROOT)  # fmt: skip
 
     return run

@@ -9,7 +9,6 @@ make up the peak; every estimate must be within ``TOLERANCE`` (35 %) of it.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from openckpt.cli.app import app
 from openckpt.finetune.estimate import GIB, TOLERANCE, estimate, gpu_memory
 from openckpt.finetune.lora import LoraOptions, wrap
 from openckpt.finetune.model import load_model
+from tests import zygote
 from tests.finetune.conftest import ROOT
 from tests.finetune.tiny import build_bert, build_gpt2
 
@@ -45,7 +45,7 @@ def test_parameter_counts_match_the_built_models(models: dict[str, Path], model:
 
 def measured_growth(model: Path, *, method: str, task: str) -> int:
     spec = {"model": str(model), "method": method, "task": task, "batch_size": 8, "seq_len": 128}
-    done = subprocess.run([sys.executable, "-m", "tests.finetune.peak_memory", json.dumps(spec)], cwd=ROOT,
+    done = zygote.run([sys.executable, "-m", "tests.finetune.peak_memory", json.dumps(spec)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     growth: int = json.loads(done.stdout.strip().splitlines()[-1])["growth"]

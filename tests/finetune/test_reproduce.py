@@ -11,6 +11,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
+from tests import zygote
 from tests.finetune.conftest import Run, cli_env
 from tests.finetune.tiny import build_gpt2
 from tests.hubtools import HubProcess
@@ -21,7 +22,6 @@ SHORT = ["--epochs", "1", "--batch-size", "8", "--seq-len", "8", "--save-every",
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path], data: dict[str, Path]) -> Path:
     """A finished tiny LoRA fine-tune of the GPT-2-style model (its ``--out`` directory), run by the CLI."""
-    import subprocess
     import sys
 
     from tests.finetune.conftest import ROOT
@@ -30,7 +30,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path], 
     shutil.copy(data["jsonl"], root / "train.jsonl")
     args = ["finetune", models["gpt2"], "--data", root / "train.jsonl", "--task", "causal-lm", "--out", root / "run",
             *SHORT, "--json"]  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "openckpt.cli.app", *map(str, args)], capture_output=True, text=True,
+    done = zygote.run([sys.executable, "-m", "openckpt.cli.app", *map(str, args)], capture_output=True, text=True,
                           env=cli_env(root / "hf"), cwd=ROOT, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return root / "run"

@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from openckpt.hub.db.engine import Database
+from tests import zygote
 from tests.hubtools import HubProcess, Postgres
 
 pytest.register_assert_rewrite("tests.hub.clients.hf_steps")
@@ -80,7 +80,7 @@ def client_env(endpoint: str, home: Path, **extra: str) -> dict[str, str]:
 
 def run_checked(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     """Run ``cmd``; its stdout, or a failure that shows what it printed."""
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = zygote.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         pytest.fail(f"{' '.join(cmd[:3])}... exited {done.returncode}\n--- stdout\n{done.stdout[-4000:]}\n"
                     f"--- stderr\n{done.stderr[-8000:]}", pytrace=False)  # fmt: skip

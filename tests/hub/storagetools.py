@@ -25,6 +25,7 @@ from openckpt.xet.hashes import chunk_hash, file_hash, hash_to_hex, verification
 from openckpt.xet.shard import FileTerm, Shard, XorbInfo, serialize_shard
 from openckpt.xet.shard import XetFile as ShardFile
 from openckpt.xet.xorb import build_xorb
+from tests import zygote
 from tests.hubtools import HubProcess, free_port, wait_for
 
 
@@ -147,7 +148,7 @@ def restart_hub(old: HubProcess) -> HubProcess:
     cmd = [sys.executable, "-m", "openckpt.hub", "--data-dir", str(old.data_dir), "--port", str(port),
            "--host", "127.0.0.1", "--workers", "1", "--database-url", old.database_url]  # fmt: skip
     with open(log, "wb") as out:
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out)
+        process = zygote.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/api/models", timeout=90)

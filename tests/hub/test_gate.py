@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
+from tests import zygote
 from tests.hub.conftest import People
 from tests.hubtools import HubProcess, free_port, start_hub, wait_for
 
@@ -155,7 +156,7 @@ def test_rules_version_change_rescans_stored_files(tmp_path: Path, monkeypatch: 
         monkeypatch.setenv("OPENCKPT_SCAN_RULES_VERSION", "test-b")
         port = free_port()  # a restart on the same data dir: no admin token line to read, unlike start_hub
         cmd = [sys.executable, "-m", "openckpt.hub", "--data-dir", str(tmp_path / "data"), "--port", str(port)]
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = zygote.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(f"http://127.0.0.1:{port}/api/models")
             deadline = time.monotonic() + 30

@@ -7,7 +7,6 @@ the web UI's like button and collection page."""
 from __future__ import annotations
 
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+from tests import zygote
 from tests.hub.conftest import Client, People, client_env
 from tests.hubtools import HubProcess
 
@@ -207,7 +207,7 @@ def test_the_hf_collections_cli(hub: HubProcess, world: People, tmp_path: Path) 
     env = client_env(hub.url, tmp_path / "hf-home", HF_TOKEN=world.wendy)
 
     def run(*args: str) -> str:
-        done = subprocess.run([str(hf), "collections", *args], env=env, capture_output=True, text=True, timeout=120)
+        done = zygote.run([str(hf), "collections", *args], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from openckpt.hub.services.mirror.live import HOLD
+from tests import zygote
 from tests.hub.conftest import client_env, run_checked
 from tests.hub.mirrortools import static_upstream
 from tests.hubtools import HubProcess, Postgres, start_hub
@@ -403,7 +403,7 @@ def test_a_web_page_of_an_upstream_repo_fetches_it(upstream: HubProcess, mirror:
 
 def test_the_serve_command_takes_upstream(tmp_path: Path) -> None:
     cli = str(Path(sys.executable).with_name("openckpt"))
-    out = subprocess.run([cli, "serve", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    out = zygote.run([cli, "serve", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert "--upstream" in out.stdout
 
 

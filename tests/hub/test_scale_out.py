@@ -33,6 +33,7 @@ from sqlalchemy import select
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, LfsPart
 from openckpt.store.url import open_store
+from tests import zygote
 from tests.hub.storagetools import commit_lfs
 from tests.hubtools import HubProcess, Postgres, S3Server, free_port, shared_secret, start_hub, wait_for
 from tests.testdata import opaque_bytes
@@ -103,10 +104,10 @@ def test_serve_command_with_storage_url_and_workers(s3: S3Server, tmp_path: Path
     cmd = [sys.executable, "-m", "openckpt.cli.app", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
            "--workers", "2", "--log-level", "warning", "--storage-url", s3.storage_url(prefix)]  # fmt: skip
     missing = [*cmd[:-1], f"s3://no-such-bucket/x?endpoint_url={s3.endpoint}"]
-    refused = subprocess.run(missing, capture_output=True, text=True, timeout=120)
+    refused = zygote.run(missing, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 5 and "'no-such-bucket' does not exist" in refused.stderr, refused.stderr
     env = {**os.environ, "COLUMNS": "200"}
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    process = zygote.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         assert process.stdout is not None
         token = ""

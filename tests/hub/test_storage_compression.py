@@ -30,6 +30,7 @@ from openckpt.store.url import open_store
 from openckpt.xet import floatcodec, packed
 from openckpt.xet.hashes import chunk_hash, hash_to_hex
 from openckpt.xet.xorb import decode_chunks
+from tests import zygote
 from tests.hub.storagetools import XetUpload, age_everything, api, commit_xet, database, store_of
 from tests.hubtools import HubProcess, S3Server, start_hub
 
@@ -161,7 +162,7 @@ def test_committed_weights_are_packed_and_read_back_exactly(hub: HubProcess, uni
 
 def _compress_cli(hub: HubProcess) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "compress", "--data-dir", str(hub.data_dir)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return zygote.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -> None:
@@ -204,7 +205,7 @@ def test_sigkill_during_compression_loses_nothing(tmp_path: Path, unique: str) -
             assert check(db, store, deep=True).ok
         all_exact()
         cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "storage", "--data-dir", str(hub.data_dir)]
-        shown = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+        shown = zygote.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
         assert repo in shown.stdout and "compression" in shown.stdout
     finally:
         hub.stop()

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from openckpt.hub.db.models import Blob, Xorb
 from openckpt.hub.services.storage.fsck import FsckReport, check
+from tests import zygote
 from tests.hub.storagetools import XetUpload, api, commit_xet, database, store_of
 from tests.hubtools import HubProcess
 from tests.testdata import opaque_bytes
@@ -29,7 +30,7 @@ def _fsck(hub: HubProcess, *, deep: bool = False) -> FsckReport:
 def _cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "fsck", *args, "--data-dir", str(hub.data_dir),
            "--database-url", hub.database_url]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return zygote.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def _problems(report: FsckReport, subject: str) -> set[str]:

@@ -29,6 +29,7 @@ from openckpt.hub.services.storage.fsck import check
 from openckpt.hub.services.storage.gc import GC_LEASE, GcReport, collect, keep_alive
 from openckpt.hub.services.storage.schedule import SCHEDULE_LEASE
 from openckpt.store.url import open_store
+from tests import zygote
 from tests.hub.storagetools import (
     XetUpload,
     age_everything,
@@ -63,7 +64,7 @@ def _gc(hub: HubProcess, **kwargs: object) -> GcReport:
 def _cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", *args, "--data-dir", str(hub.data_dir),
            "--database-url", hub.database_url]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return zygote.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def _downloads(hub: HubProcess, repo: str, path: str, data: bytes, cache: Path, revision: str = "main") -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy import func, select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Xorb
+from tests import zygote
 from tests.hub.conftest import CLIENTS, Client, client_env, run_checked
 from tests.hub.test_gate import MALICIOUS
 from tests.hubtools import HubProcess
@@ -161,7 +161,7 @@ def test_the_gate_scans_what_xet_uploads(hub: HubProcess, proxy: RecordingProxy,
     proxy.reset()
     cmd = [sys.executable, "-c", CLIENT, "upload", json.dumps({"endpoint": proxy.url, "token": hub.token,
            "repo": repo, "folder": str(tmp_path / "src"), "message": "evil"})]  # fmt: skip
-    done = subprocess.run(cmd, env=xet_env(proxy.url, tmp_path / "up", hub.token), capture_output=True, text=True)
+    done = zygote.run(cmd, env=xet_env(proxy.url, tmp_path / "up", hub.token), capture_output=True, text=True)
     assert done.returncode != 0 and "model.bin" in done.stderr and "malicious" in done.stderr
     assert proxy.seen("POST", "/cas/v1/shards") >= 1, "the bytes went through Xet"
     files = httpx.get(f"{hub.url}/api/models/{repo}/tree/main", headers={"authorization": f"Bearer {hub.token}"})

@@ -5,7 +5,6 @@ collector and fsck agreeing with the new state."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import sys
 import time
 import uuid
@@ -28,6 +27,7 @@ from openckpt.store.local import LocalBlobStore
 from openckpt.store.url import open_store
 from openckpt.xet.hashes import hash_to_hex
 from openckpt.xet.xorb import BG4_LZ4, LZ4, NONE, build_xorb, parse_xorb
+from tests import zygote
 from tests.hub.test_xet_compat import run_client, xet_env
 from tests.hubtools import HubProcess, start_hub
 from tests.testdata import opaque_bytes
@@ -178,11 +178,11 @@ def test_admin_xet_ingest_catches_up(hub_without_ingestion: HubProcess, unique: 
     assert "x-xet-hash" not in httpx.head(url).headers, "ingestion is off on this hub"
     cmd = [sys.executable, "-m", "openckpt.cli.app", "admin", "xet-ingest", "--all", "--json",
            "--data-dir", str(hub.data_dir), "--endpoint", hub.url]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    done = zygote.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert sha256 in done.stdout
     assert "x-xet-hash" in httpx.head(url).headers
     assert not open_store("", hub.data_dir).exists(sha256)
     assert httpx.get(url).content == data
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    again = zygote.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0 and '"ingested": []' in again.stdout.replace("\n", "").replace("  ", " ")

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Ref, Repo
+from tests import zygote
 from tests.hubtools import HubProcess
 
 GIT_REFUSES = [
@@ -202,7 +203,7 @@ def test_names_near_dot_git_are_files_like_any(hub: HubProcess, pinned: tuple[st
 
 def _openckpt(*args: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).with_name("openckpt")
-    return subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=120)
+    return zygote.run([str(cli), *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("name", ["cas", "admin", "v1", "api", "API", "settings", "organizations", "static"])

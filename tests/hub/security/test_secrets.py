@@ -24,6 +24,7 @@ from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Base, HubSecret, Token, Webhook, WebSession
 from openckpt.hub.services.accounts import hash_token
 from openckpt.hub.settings import Settings
+from tests import zygote
 from tests.hub.test_ui import csrf_of, login
 from tests.hubtools import HubProcess, Postgres, free_port, shared_secret, start_hub
 from tests.testdata import opaque_bytes
@@ -240,7 +241,7 @@ def test_a_xet_token_ends_with_its_access_token(hub: HubProcess, user: str, db: 
 
 def _serve(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "openckpt.hub", "--data-dir", str(data_dir), "--port", str(free_port())]
-    return subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    return zygote.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
 
 
 def test_a_secret_file_others_may_read_is_refused(tmp_path: Path) -> None:
