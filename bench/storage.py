@@ -11,6 +11,9 @@ LZ4 and byte-grouped LZ4, as hf_xet's auto policy picks; files under 300 MB), th
 the file's tensor bytes (its own dtype given; the safetensors header counted raw), each as % of the file; then
 packing and unpacking throughput per CPU-second (frames are coded on two threads).
 
+Then (``--delta-steps``, 0 to skip) derivatives of a hosted bf16 base stored as deltas: a full fine-tune and a
+LoRA-merged model of all-MiniLM-L6-v2, trained now and pushed to a hub (``bench/storage_deltas.py``).
+
 Then (``--download-mb``, 0 to skip) downloads: a random-normal file of that size in each dtype is uploaded by Git
 LFS to two hubs (real processes, SQLite, one worker): one keeping xorbs as chunked ("unpacked",
 ``OPENCKPT_COMPRESS_AT_REST=0``), one packing them at rest (the default); both ingest and the second packs in the
@@ -132,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each download")
     parser.add_argument("--skip-ratios", action="store_true", help="only the downloads")
     parser.add_argument("--idle-wait", type=float, default=30.0, help="max wait for idle CPUs before a download")
+    parser.add_argument("--delta-steps", type=int, default=300, help="training steps of each derivative (0: skip)")
+    parser.add_argument("--delta-lr", type=float, default=5e-5, help="learning rate of the full fine-tune")
     args = parser.parse_args()
     if not args.skip_ratios:
         print("file                        size       stored as % of the file (lower is better)")
@@ -140,6 +145,12 @@ def main() -> None:
         for dtype in ("fp32", "bf16"):
             measure(f"random normal {dtype}", random_state(args.size_mb << 20, dtype), dtype)
         print("targets: bf16 <= 69%, fp32 <= 87% (issue 18)")
+    if not args.skip_ratios and args.delta_steps:
+        from storage_deltas import delta_rows
+
+        print("derivatives of a hosted bf16 base, stored as % of the file (see bench/storage_deltas.py)")
+        delta_rows(steps=args.delta_steps, lr=args.delta_lr)
+        print("targets: full fine-tune <= 55%, LoRA-merged <= 30% (issue 18)")
     if args.download_mb:
         from hub_transfer import SETTLE
         from storage_download import downloads
