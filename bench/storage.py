@@ -12,7 +12,9 @@ the file's tensor bytes (its own dtype given; the safetensors header counted raw
 packing and unpacking throughput per CPU-second (frames are coded on two threads).
 
 Then (``--delta-steps``, 0 to skip) derivatives of a hosted bf16 base stored as deltas: a full fine-tune and a
-LoRA-merged model of all-MiniLM-L6-v2, trained now and pushed to a hub (``bench/storage_deltas.py``).
+LoRA-merged model of all-MiniLM-L6-v2, trained now and pushed to a hub (``bench/storage_deltas.py``); and
+(``--delta-download-mb``, 0 to skip) downloads of a delta-stored bf16 file (a random-normal base and the same moved by
+small noise, uploaded by LFS with ``base_model``): ``hf_hub_download`` against nginx, Xet against the LFS path.
 
 Then (``--download-mb``, 0 to skip) downloads: a random-normal file of that size in each dtype is uploaded by Git
 LFS to two hubs (real processes, SQLite, one worker): one keeping xorbs as chunked ("unpacked",
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--idle-wait", type=float, default=30.0, help="max wait for idle CPUs before a download")
     parser.add_argument("--delta-steps", type=int, default=300, help="training steps of each derivative (0: skip)")
     parser.add_argument("--delta-lr", type=float, default=5e-5, help="learning rate of the full fine-tune")
+    parser.add_argument("--delta-download-mb", type=int, default=512, help="size of a delta-stored download (0: skip)")
     args = parser.parse_args()
     if not args.skip_ratios:
         print("file                        size       stored as % of the file (lower is better)")
@@ -151,6 +154,10 @@ def main() -> None:
         print("derivatives of a hosted bf16 base, stored as % of the file (see bench/storage_deltas.py)")
         delta_rows(steps=args.delta_steps, lr=args.delta_lr)
         print("targets: full fine-tune <= 55%, LoRA-merged <= 30% (issue 18)")
+    if args.delta_download_mb:
+        from storage_deltas import delta_downloads
+
+        delta_downloads(args.delta_download_mb, args.repeat)
     if args.download_mb:
         from hub_transfer import SETTLE
         from storage_download import downloads

@@ -184,3 +184,83 @@ def delta_rows(*, steps: int, lr: float, timeout: float = 1800) -> list[dict[str
         finally:
             hub.stop()
     return rows
+
+
+def _derivative_pair(size: int) -> tuple[bytes, bytes]:
+    """A bf16 state of ``size`` bytes (normal, std 0.02, 16 MiB tensors) and the same moved by normal(0, 4e-4) noise
+    (a fine-tune's few bf16 steps per weight), as safetensors files."""
+    import torch
+    from safetensors.torch import save
+
+    gen = torch.Generator().manual_seed(0)
+    per, count = (16 << 20) // 2, max(1, size // (16 << 20))
+    base = {f"layer.{i}.weight": torch.randn(per, generator=gen).mul_(0.02) for i in range(count)}
+    tuned = {k: v + torch.randn(per, generator=gen).mul_(4e-4) for k, v in base.items()}
+    return tuple(save({k: v.to(torch.bfloat16) for k, v in d.items()}) for d in (base, tuned))  # type: ignore[return-value]
+
+
+def delta_downloads(size_mb: int, repeat: int) -> None:
+    """Downloads of a delta-stored file of ``size_mb``: ``hf_hub_download`` (LFS path) against nginx answering as the
+    Hub, and the stock client's Xet download against the LFS path, interleaved, medians of ``repeat``."""
+    import shutil
+    import statistics
+
+    from hub_transfer import NGINX_RESOLVE, nginx
+    from storage_download import NAME, client_download
+
+    os.environ["HF_HUB_DISABLE_XET"] = "1"  # this process uploads by LFS
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from huggingface_hub import HfApi
+
+    base, tuned = _derivative_pair(size_mb << 20)
+    shas = [hashlib.sha256(d).hexdigest() for d in (base, tuned)]
+    root = Path(tempfile.mkdtemp(prefix="openckpt-delta-bench-"))
+    hub = start_hub(root / "data", env={"OPENCKPT_COMPRESS_AT_REST": "1"})
+    try:
+        api = HfApi(endpoint=hub.url, token=hub.token)
+        served = root / "served"
+        served.mkdir()
+        for name, data, card in (("base", base, ""), ("tuned", tuned, "base_model: admin/delta-base\n")):
+            repo = api.create_repo(f"delta-{name}").repo_id
+            api.upload_file(path_or_fileobj=f"---\n{card}---\n".encode(), path_in_repo="README.md", repo_id=repo)
+            (served / f"{name}.safetensors").write_bytes(data)
+            api.upload_file(path_or_fileobj=str(served / f"{name}.safetensors"), path_in_repo=NAME, repo_id=repo)
+        t0, deadline = time.monotonic(), time.monotonic() + 1800
+        while True:
+            own = _own_xorbs(hub.data_dir, shas[1], shas[0])
+            if (own and all(e == 3 for _, e, _, _ in own)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        stored = sum(s for _, _, s, _ in own)
+        print(f"  derivative {len(tuned) / 1e6:.0f} MB stored as {len(own)} delta xorb(s) of {stored / 1e6:.1f} MB "
+              f"({stored / len(tuned):.1%}), {time.monotonic() - t0:.0f} s after its upload", flush=True)  # fmt: skip
+        extra = NGINX_RESOLVE.format(
+            name=NAME, path=served / "tuned.safetensors", sha256=shas[1], size=len(tuned), commit="0" * 40
+        )
+        cache = root / "cache"
+        with nginx(served, root / "nginx", extra) as ngx:
+            tuned_repo = "admin/delta-tuned"
+            methods = {
+                "hf_hub_download nginx": lambda: client_download(ngx, "x", "bench/model", cache, xet=False),
+                "hf_hub_download hub": lambda: client_download(hub.url, hub.token, tuned_repo, cache, xet=False),
+                "Xet hub": lambda: client_download(hub.url, hub.token, tuned_repo, cache, xet=True),
+            }
+            times: dict[str, list[float]] = {}
+            for rep in range(repeat):
+                order = list(methods.items())[:: -1 if rep % 2 else 1]
+                for name, fn in order:
+                    times.setdefault(name, []).append(fn())
+                    print(f"  rep {rep + 1} {name:<24} {len(tuned) / 1e6 / times[name][-1]:7.1f} MB/s", flush=True)
+        rate = {name: len(tuned) / 1e6 / statistics.median(t) for name, t in times.items()}
+        print("\n| file | download | delta MB/s | against | its MB/s | ratio | target |")
+        print("|---|---|---:|---|---:|---:|---:|")
+        for label, mine, against, other, target in (
+            ("hf_hub_download (LFS path)", "hf_hub_download hub", "nginx", "hf_hub_download nginx", 0.6),
+            ("Xet (hf_xet)", "Xet hub", "LFS path, delta", "hf_hub_download hub", 0.8),
+        ):
+            ratio = rate[mine] / rate[other]
+            print(f"| bf16 delta {len(tuned) / 1e6:.0f} MB | {label} | {rate[mine]:.0f} | {against} | "
+                  f"{rate[other]:.0f} | {ratio:.2f}x | >= {target}x {'✓' if ratio >= target else '✗'} |")  # fmt: skip
+    finally:
+        hub.stop()
+        shutil.rmtree(root, ignore_errors=True)

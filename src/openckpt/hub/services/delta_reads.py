@@ -68,7 +68,7 @@ class BaseXorb:
         lo = bisect_right(self.offsets, src) - 1
         hi = bisect_left(self.offsets, src + length)
         datas: Sequence[bytes | memoryview] = (
-            compression.read_chunks(blobs, self.key, lo, hi, fresh=fresh)
+            compression.read_chunks(blobs, self.key, lo, hi, fresh=fresh, ahead=not fresh)
             if self.packed
             else self._as_uploaded(blobs, lo, hi)
         )
@@ -180,7 +180,7 @@ def read_chunks(
     packed frames decoded (``ahead``: the next one meanwhile), the bases XORed back."""
     table, offsets = table_of(blobs, key, fresh=fresh)
     parts = compression.read_chunks(blobs, key, start, end, fresh=fresh, ahead=ahead)
-    out = bytearray(b"".join(parts))
+    out = bytearray().join(parts)  # one copy, writable
     try:
         delta.apply(out, offsets[start], table, base_reader(blobs, table, bases, fresh=fresh))
     except XetFormatError as e:
