@@ -33,7 +33,7 @@ for i, (kind, text, ok_codes) in enumerate(steps):
     if kind == "python":
         exec(compile(text, f"README python block {i}", "exec"), namespace)
     else:
-        code = zygote.run(text, shell=True).returncode
+        code = subprocess.run(text, shell=True).returncode
         if code not in ok_codes:
             sys.exit(f"README step {i} exited {code}: {text}")
 """
