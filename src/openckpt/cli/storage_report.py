@@ -27,7 +27,8 @@ def storage_command(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Bytes per repo: its files (history), after dedup, and stored (after compression at rest)."""
+    """Bytes per repo: its files (history), after dedup, and stored (after compression at rest; of it, the xorbs
+    stored as deltas against a base)."""
     from openckpt.hub.services.storage.accounting import account
 
     with _hub(data_dir, database_url) as (_, db, store):
@@ -36,7 +37,7 @@ def storage_command(
         print_json(report.as_dict(xorbs=0))
         return
     table = Table(title="storage", title_justify="left")
-    for name in ("repo", "history", "deduplicated", "stored", "dedup", "compression", "total"):
+    for name in ("repo", "history", "deduplicated", "stored", "of it deltas", "dedup", "compression", "total"):
         table.add_column(name, justify="left" if name == "repo" else "right")
     repos = sorted(report.repos.values(), key=lambda r: (-r.physical_bytes, r.repo_id))
     for usage, name in [*((r, r.repo_id) for r in repos[:top]), (report.total, "[bold]all[/]")]:
@@ -45,6 +46,7 @@ def storage_command(
             human_bytes(usage.history_bytes),
             human_bytes(round(usage.deduplicated_bytes)),
             human_bytes(round(usage.physical_bytes)),
+            human_bytes(round(usage.delta_bytes)),
             _ratio(usage.history_bytes, usage.deduplicated_bytes),
             _ratio(usage.deduplicated_bytes, usage.physical_bytes),
             _ratio(usage.history_bytes, usage.physical_bytes),
