@@ -16,7 +16,7 @@ import os
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,7 +31,18 @@ from openckpt.xet import packed
 from openckpt.xet.xorb import XorbChunk as ParsedChunk
 from openckpt.xet.xorb import decode_chunk
 
-__all__ = ["AS_UPLOADED", "KEPT", "PACKED", "CompressReport", "compress", "compress_later", "read_chunks", "served"]
+__all__ = [
+    "AS_UPLOADED",
+    "KEPT",
+    "PACKED",
+    "CompressReport",
+    "compress",
+    "compress_later",
+    "decoded_ahead",
+    "frame_spans",
+    "read_chunks",
+    "served",
+]
 
 log = logging.getLogger("openckpt.hub.compression")
 AS_UPLOADED = 0
@@ -49,7 +60,6 @@ _DECODING: dict[tuple[str, int], Future[bytes | bytearray]] = {}
 SERVE_AHEAD = 2
 """Frames of a packed xorb decoded ahead of the one being sent."""
 _DECODERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-unpack")
-DECODERS = _DECODERS
 """The threads that decode frames ahead of a reader (delta reads share them: :mod:`.delta_reads`)."""
 
 
@@ -165,18 +175,35 @@ def _served_frame(blobs: BlobStore, key: str, start: int, stop: int, fresh: bool
 
 def served(blobs: BlobStore, key: str, first: int, end: int, *, fresh: bool = False) -> Iterator[bytes | memoryview]:
     """Bytes ``[first, end)`` of a packed xorb as served (each chunk uncompressed after its Xet header): one piece
-    per frame, each frame decoded once, the next :data:`SERVE_AHEAD` decoded while one is sent."""
-    index = index_of(blobs, key, fresh=fresh)
+    per frame, each frame decoded once, the next :data:`SERVE_AHEAD` decoded while one is sent. Its index is read
+    now (an error before any byte)."""
+    spans, offsets = frame_spans(index_of(blobs, key, fresh=fresh), first, end, key=key)
+    return decoded_ahead(lambda start, stop: _served_frame(blobs, key, start, stop, fresh), spans, offsets, first, end)
+
+
+def frame_spans(
+    index: packed.PackedIndex, first: int, end: int, *, key: str
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """The chunk ranges, one per frame, that hold the served bytes ``[first, end)`` of the packed object ``key``, and
+    every chunk's served offset."""
     offsets = packed.served_offsets(index.sizes)
     lo = bisect_right(offsets, first) - 1
     hi = bisect_left(offsets, end)
     if not 0 <= lo < hi <= len(index.sizes):
-        raise IntegrityError(f"bytes [{first}, {end}) are not in packed xorb object {key}")
-    spans = [(max(index.firsts[f], lo), min(index.chunk_end(f), hi)) for f in index.frames_for(lo, hi)]
+        raise IntegrityError(f"bytes [{first}, {end}) are not in xorb object {key}")
+    return [(max(index.firsts[f], lo), min(index.chunk_end(f), hi)) for f in index.frames_for(lo, hi)], offsets
+
+
+def decoded_ahead(
+    decode: Callable[[int, int], bytes], spans: list[tuple[int, int]], offsets: list[int], first: int, end: int
+) -> Iterator[memoryview]:
+    """The served bytes ``[first, end)`` of the frames ``spans``, each made by ``decode(start, stop)`` on the
+    decoder threads, the next :data:`SERVE_AHEAD` while one is sent; what is still pending when the reader stops
+    is cancelled."""
     pending: deque[tuple[int, Future[bytes]]] = deque()
     try:
         for start, stop in spans:
-            pending.append((start, _DECODERS.submit(_served_frame, blobs, key, start, stop, fresh)))
+            pending.append((start, _DECODERS.submit(decode, start, stop)))
             if len(pending) > SERVE_AHEAD:
                 yield _cut(pending.popleft(), offsets, first, end)
         while pending:

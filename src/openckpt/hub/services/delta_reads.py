@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -204,42 +203,7 @@ def served(
     """Bytes ``[first, end)`` of the delta object ``key`` (its bases ``bases``: :func:`bases_of`) as served (each
     chunk uncompressed after its Xet header), a frame at a time, the next :data:`compression.SERVE_AHEAD` rebuilt
     while one is sent. Its index is read now (an error before any byte)."""
-    index = compression.index_of(blobs, key, fresh=fresh)
-    offsets = packed.served_offsets(index.sizes)
-    lo = bisect_right(offsets, first) - 1
-    hi = bisect_left(offsets, end)
-    if not 0 <= lo < hi <= len(index.sizes):
-        raise IntegrityError(f"bytes [{first}, {end}) are not in delta xorb object {key}")
-    spans = [(max(index.firsts[f], lo), min(index.chunk_end(f), hi)) for f in index.frames_for(lo, hi)]
-    return _serve(blobs, key, spans, bases, offsets, first, end, fresh)
-
-
-def _serve(
-    blobs: BlobStore,
-    key: str,
-    spans: list[tuple[int, int]],
-    bases: Mapping[str, BaseXorb],
-    offsets: list[int],
-    first: int,
-    end: int,
-    fresh: bool,
-) -> Iterator[bytes | memoryview]:
-    pending: deque[tuple[int, Future[bytes]]] = deque()
-    try:
-        for start, stop in spans:
-            job = compression.DECODERS.submit(_served_frame, blobs, key, start, stop, bases, fresh)
-            pending.append((start, job))
-            if len(pending) > compression.SERVE_AHEAD:
-                yield _cut(pending.popleft(), offsets, first, end)
-        while pending:
-            yield _cut(pending.popleft(), offsets, first, end)
-    finally:
-        for _, future in pending:
-            future.cancel()
-
-
-def _cut(job: tuple[int, Future[bytes]], offsets: list[int], first: int, end: int) -> memoryview:
-    start, future = job
-    body = memoryview(future.result())
-    at = offsets[start]
-    return body[max(first - at, 0) : min(end - at, len(body))]
+    spans, offsets = compression.frame_spans(compression.index_of(blobs, key, fresh=fresh), first, end, key=key)
+    return compression.decoded_ahead(
+        lambda start, stop: _served_frame(blobs, key, start, stop, bases, fresh), spans, offsets, first, end
+    )
