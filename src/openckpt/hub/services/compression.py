@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import CursorResult, Select, Table, bindparam, select, update
 
 from openckpt.errors import IntegrityError, XetFormatError
 from openckpt.hub.db.engine import Database
@@ -42,6 +42,7 @@ __all__ = [
     "frame_spans",
     "read_chunks",
     "served",
+    "xorbs_holding",
 ]
 
 log = logging.getLogger("openckpt.hub.compression")
@@ -287,9 +288,14 @@ def xorbs_of(db: Database, sha256s: Iterable[str] | None) -> list[str]:
     with db.read() as session:
         stmt = select(Xorb.hash).where(Xorb.encoding == AS_UPLOADED)
         if sha256s is not None:
-            files = select(XetSha256.file_hash).where(XetSha256.sha256.in_(list(sha256s)))
-            stmt = stmt.where(Xorb.hash.in_(select(XetTerm.xorb_hash).where(XetTerm.file_hash.in_(files))))
+            stmt = stmt.where(Xorb.hash.in_(xorbs_holding(sha256s)))
         return list(session.scalars(stmt.order_by(Xorb.hash)))
+
+
+def xorbs_holding(sha256s: Iterable[str]) -> Select[str]:
+    """The hashes of the xorbs that hold terms of the Xet files of ``sha256s`` (a subquery)."""
+    files = select(XetSha256.file_hash).where(XetSha256.sha256.in_(list(sha256s)))
+    return select(XetTerm.xorb_hash).where(XetTerm.file_hash.in_(files))
 
 
 def compress(db: Database, blobs: BlobStore, *, sha256s: Iterable[str] | None = None) -> CompressReport:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from openckpt.errors import IntegrityError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import XetSha256, XetTerm, Xorb, XorbChunk, XorbDeltaBase
+from openckpt.hub.db.models import Xorb, XorbChunk, XorbDeltaBase
 from openckpt.hub.services import compression
 from openckpt.hub.services.delta_bases import non_delta, plan_segments
 from openckpt.hub.services.delta_reads import DELTA, BaseXorb, base_reader
@@ -166,8 +166,7 @@ def candidates(db: Database, sha256s: Iterable[str] | None) -> list[str]:
     with db.read() as session:
         stmt = select(Xorb.hash).where(Xorb.encoding != DELTA)
         if sha256s is not None:
-            files = select(XetSha256.file_hash).where(XetSha256.sha256.in_(list(sha256s)))
-            stmt = stmt.where(Xorb.hash.in_(select(XetTerm.xorb_hash).where(XetTerm.file_hash.in_(files))))
+            stmt = stmt.where(Xorb.hash.in_(compression.xorbs_holding(sha256s)))
         return list(session.scalars(stmt.order_by(Xorb.created_at, Xorb.hash)))
 
 
