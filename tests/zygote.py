@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import types
 import warnings
@@ -126,14 +125,13 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int | str | None:
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
     try:
+        sys.argv = [target, *args]
         if kind == "module":  # as `python -m`: runpy's own entry for it, in a fresh __main__
-            sys.argv = [target, *args]
             sys.path[0:1] = [os.getcwd(), *extra]
             warnings.filterwarnings("ignore", "'.*' found in sys.modules after import of package", RuntimeWarning)
             runpy._run_module_as_main(target)  # type: ignore[attr-defined]
         else:  # as `python script.py`: argv[0] as given, __file__ absolute, the script's folder first on sys.path
             path = os.path.abspath(target)
-            sys.argv = [target, *args]
             sys.path[0:1] = [os.path.dirname(os.path.realpath(path)), *extra]
             main.__dict__.update(__file__=path, __builtins__=__builtins__, __spec__=None, __loader__=None)
             exec(compile(Path(path).read_bytes(), path, "exec"), main.__dict__)
@@ -308,15 +306,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
 
 def _ready(sock: socket.socket, timeout: float | None) -> bool:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        with selectors.DefaultSelector() as selector:
-            selector.register(sock, selectors.EVENT_READ)
-            if selector.select(left):
-                return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
+    with selectors.DefaultSelector() as selector:  # retries on EINTR with the time left (PEP 475)
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
