@@ -40,6 +40,11 @@ from typing import Any
 PRELOAD = (
     "numpy",
     "torch",
+    "torch._dynamo",  # these three, tokenizers and regex: what importing transformers costs besides itself
+    "torch.distributed.tensor",
+    "torch.utils.data",
+    "tokenizers",
+    "regex",
     "safetensors.torch",
     "openckpt",
     "openckpt.checkpoint",
@@ -48,6 +53,13 @@ PRELOAD = (
     "openckpt.cli.app",
 )
 """Imported by the zygote before it forks; none reads the environment when imported."""
+
+WARM_PACKAGES = ("openckpt.hub",)
+"""Packages imported whole before the zygote forks: a hub imports its routes and services lazily, on its first
+``create_app``, and each hub child would otherwise import them (and compile its page templates) anew."""
+
+ENVIRONMENT_READERS = ("huggingface_hub", "transformers")
+"""Modules that must not be in the zygote: they read ``HF_*`` settings when imported."""
 
 ROOT = Path(__file__).resolve().parent.parent
 _STATUS = struct.Struct("!i")
@@ -59,8 +71,7 @@ _STATUS = struct.Struct("!i")
 def _serve(path: str, parent: int) -> None:
     """Fork a child per request on the Unix socket ``path``; report each child's exit status on its request's
     connection. Stops when ``parent`` (the pytest worker) is gone."""
-    for name in PRELOAD:
-        __import__(name)
+    _warm()
     gc.collect()
     gc.freeze()  # a child's collections skip what the zygote made: its pages stay shared
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,6 +95,28 @@ def _serve(path: str, parent: int) -> None:
                 with contextlib.suppress(OSError):
                     connection.sendall(_STATUS.pack(code))
                 connection.close()
+
+
+def _warm() -> None:
+    """Import ``PRELOAD``, every module of ``WARM_PACKAGES`` and the server, and compile the hub's page templates."""
+    import importlib
+    import pkgutil
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for package in WARM_PACKAGES:
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+            if not module.name.endswith(".__main__") and ".migrations." not in module.name:
+                importlib.import_module(module.name)
+    for name in ("uvicorn", "uvicorn.protocols.http.httptools_impl", "uvicorn.loops.uvloop", "uvicorn.lifespan.on"):
+        importlib.import_module(name)
+    from openckpt.hub.routes.ui.common import ENV
+
+    for template in ENV.list_templates():
+        ENV.get_template(template)
+    imported = [name for name in ENVIRONMENT_READERS if name in sys.modules]
+    assert not imported, f"the zygote imported {imported}, which read the environment when imported"
+    assert threading.active_count() == 1, "an import started a thread: a fork would copy it half-way"
 
 
 def _fork(connection: socket.socket, listener: socket.socket, selector: selectors.BaseSelector) -> int:
