@@ -208,3 +208,40 @@ def test_sweep_removes_abandoned_uploads(backend: Backend) -> None:
         assert store.sweep(older_than=3600) == 0
     assert store.sweep(older_than=0) >= 2
     assert not backend.leftovers()
+
+
+@pytest.mark.parametrize("size", [5000, DIRECT_FROM + 12345])
+def test_a_blob_hashed_by_its_caller(tmp_path: Path, size: int) -> None:
+    """``hashed``: the caller's sha256 names the blob; from page-aligned memory, ``O_DIRECT`` writes need no copy."""
+    from openckpt.xet.xorb import new_buffer
+
+    store = LocalBlobStore(tmp_path)
+    data = os.urandom(size)
+    aligned = new_buffer(size)
+    aligned[:] = data
+    sha256 = hashlib.sha256(data).hexdigest()
+    writer = store.writer(size, sha256=sha256, hashed=True)
+    writer.write(aligned[: size // 2])  # type: ignore[arg-type]
+    writer.written()
+    writer.write(aligned[size // 2 :])  # type: ignore[arg-type]
+    assert writer.commit(expected_size=size) == sha256
+    assert store.path_of(sha256).read_bytes() == data
+    later = store.writer(size, hashed=True)  # named when it is committed
+    later.write(data)
+    assert later.commit(sha256) == sha256
+    unnamed = store.writer(size, hashed=True)
+    unnamed.write(data)
+    with pytest.raises(ValueError, match="sha256"):
+        unnamed.commit()
+    assert not list(store.tmp_dir.iterdir())
+
+
+def test_direct_file(tmp_path: Path) -> None:
+    from openckpt.store.local import DirectFile
+
+    data = os.urandom(3 * 4096 + 77)
+    copy = DirectFile(tmp_path / "copy")
+    for batch in batches(data, seed=1):
+        copy.write(batch)
+    copy.close()
+    assert (tmp_path / "copy").read_bytes() == data

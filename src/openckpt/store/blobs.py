@@ -49,7 +49,11 @@ class BlobWriter(Protocol):
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
         """Append ``chunks`` in order: one call for a batch lets a backend hash and write it in parallel. The chunks
-        must not change after the call: a backend may still be writing them until the commit."""
+        must not change after the call: a backend may still be writing them until the commit (or :meth:`written`)."""
+        ...
+
+    def written(self) -> None:
+        """Wait until every chunk given so far is out of the caller's memory (which it may then reuse)."""
         ...
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
@@ -75,10 +79,13 @@ class BlobStore(Protocol):
         """Size and write time of a stored blob; None if it is not stored."""
         ...
 
-    def writer(self, size_hint: int | None = None, *, sha256: str | None = None) -> BlobWriter:
+    def writer(self, size_hint: int | None = None, *, sha256: str | None = None, hashed: bool = False) -> BlobWriter:
         """A writer for a new blob; ``size_hint`` is the size announced for it, ``sha256`` its announced name.
 
-        Both are hints that let a backend write straight to the final place (the commit still verifies them).
+        Both are hints that let a backend write straight to the final place (the commit still verifies them). With
+        ``hashed``, the caller itself computes the sha256 of exactly the bytes it writes (in a pass it makes anyway)
+        and gives it as ``sha256`` or to :meth:`BlobWriter.commit`: a backend may name the blob by it without hashing
+        the bytes again.
         """
         ...
 

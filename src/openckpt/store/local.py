@@ -1,12 +1,14 @@
 """The local blob store: blobs as files under ``<root>/blobs/ab/cd/<sha256>``.
 
-Writers stream into ``<root>/tmp/<uuid>`` while hashing (never a second pass), then fsync and rename: a blob is visible
-only once its bytes are durable and their sha256 matches its name.
+Writers stream into ``<root>/tmp/<uuid>`` while hashing (never a second pass; or, when the caller hashed the same bytes
+in a pass of its own, taking its sha256), then fsync and rename: a blob is visible only once its bytes are durable and
+their sha256 matches its name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -25,7 +27,7 @@ from openckpt.errors import IntegrityError, UploadAbortedError, UploadMismatchEr
 from openckpt.fsutil import fsync_dir
 from openckpt.store.blobs import READ_CHUNK, BlobStat, BlobWriter, check_sha256, is_sha256
 
-__all__ = ["LocalBlobStore"]
+__all__ = ["DirectFile", "LocalBlobStore", "read_direct"]
 
 SYNC_EVERY = 64 << 20
 """Bytes a buffered writer lets accumulate before it starts writing them back in the background."""
@@ -50,12 +52,15 @@ class _LocalWriter:
     allocation costs more CPU than sha256 on some machines) and nothing dirty for the committing fsync to wait for.
     Otherwise writeback starts early (a background ``fdatasync`` every ``SYNC_EVERY`` bytes) for the same reason."""
 
-    def __init__(self, store: LocalBlobStore, size_hint: int | None = None, sha256: str | None = None) -> None:
+    def __init__(
+        self, store: LocalBlobStore, size_hint: int | None = None, sha256: str | None = None, *, hashed: bool = False
+    ) -> None:
         self.store = store
         self.announced = check_sha256(sha256) if sha256 is not None else None
         self.tmp = store.tmp_dir / uuid.uuid4().hex
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        self.hash = hashlib.sha256()
+        self.hash = None if hashed else hashlib.sha256()
+        """None when the caller hashes the bytes itself (``hashed``): the blob is named by the sha256 it gives."""
         self.size = 0
         self.in_file = 0
         self._handed = 0
@@ -85,8 +90,9 @@ class _LocalWriter:
             else:
                 self._written()
                 self._write(sink, chunks, size)
-            for chunk in chunks:
-                self.hash.update(chunk)
+            if self.hash is not None:
+                for chunk in chunks:
+                    self.hash.update(chunk)
             self.size += size
             self._unsynced += size
             if self._staged is None and self._unsynced >= SYNC_EVERY and not self._flushing():
@@ -103,9 +109,15 @@ class _LocalWriter:
     def local_file(self) -> Path | None:
         return self.tmp
 
+    def written(self) -> None:
+        with self._lock:
+            self._written()
+
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         try:
-            digest = self.hash.hexdigest()
+            digest = self.hash.hexdigest() if self.hash is not None else (expected_sha256 or self.announced or "")
+            if not digest:
+                raise ValueError("a blob its caller hashed is named by the sha256 the caller gives")
             if expected_size is not None and self.size != expected_size:
                 raise UploadMismatchError(f"received {self.size} bytes, expected {expected_size}")
             for wanted in (expected_sha256, self.announced):
@@ -168,8 +180,9 @@ class _LocalWriter:
 
 
 class _Staged:
-    """Writes through ``O_DIRECT``: bytes are copied into a page-aligned buffer that goes out in whole blocks; the
-    unaligned tail is written without ``O_DIRECT``. Falls back to plain writes where ``O_DIRECT`` is refused."""
+    """Writes through ``O_DIRECT``: bytes are copied into a page-aligned buffer that goes out in whole blocks (a
+    caller's buffer that starts on a page goes out from where it is, but for its last partial block); the unaligned
+    tail is written without ``O_DIRECT``. Falls back to plain writes where ``O_DIRECT`` is refused."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -188,9 +201,13 @@ class _Staged:
             return None
         return cls(fd)
 
-    def write(self, chunks: Sequence[bytes]) -> None:
+    def write(self, chunks: Sequence[bytes | memoryview]) -> None:
         for chunk in chunks:
-            data = memoryview(chunk)
+            data = memoryview(chunk).cast("B")
+            if not self.fill and len(data) >= ALIGN and _page_aligned(data):  # straight from the caller's memory
+                whole = len(data) // ALIGN * ALIGN
+                self._out(data[:whole])
+                data = data[whole:]
             while data:
                 n = min(len(data), STAGE - self.fill)
                 self.view[self.fill : self.fill + n] = data[:n]
@@ -212,10 +229,18 @@ class _Staged:
         self.buffer.close()
 
     def _drain(self, n: int) -> None:
+        self._out(self.view[:n])
+        if n:
+            rest = self.fill - n  # less than n: the ranges do not overlap
+            self.view[:rest] = self.view[n : self.fill]
+            self.fill = rest
+
+    def _out(self, data: memoryview) -> None:
+        """Write ``data`` (whole blocks, at a block-aligned offset) to the file."""
         done = 0
-        while done < n:
+        while done < len(data):
             try:
-                written = os.write(self.fd, self.view[done:n])
+                written = os.write(self.fd, data[done:])
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
@@ -224,14 +249,17 @@ class _Staged:
             if written % ALIGN:
                 self._buffered()  # a short write leaves the file offset unaligned: carry on without O_DIRECT
             done += written
-        if n:
-            rest = self.fill - n  # less than n: the ranges do not overlap
-            self.view[:rest] = self.view[n : self.fill]
-            self.fill = rest
 
     def _buffered(self) -> None:
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
         fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~getattr(os, "O_DIRECT", 0))
+
+
+def _page_aligned(data: memoryview) -> bool:
+    """Whether ``data`` (writable memory: read-only objects such as ``bytes`` never are) starts on a page."""
+    if data.readonly:
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % ALIGN == 0
 
 
 def _write_fully(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
@@ -249,6 +277,65 @@ def _sync_quietly(fd: int) -> None:
     """Early writeback only: the commit's own fsync is what counts, and reports any error."""
     with contextlib.suppress(OSError):
         os.fdatasync(fd)
+
+
+def read_direct(path: Path, start: int, end: int, buffer: memoryview) -> memoryview:
+    """Bytes ``[start, end)`` of the file at ``path``, read into ``buffer`` (page-aligned, at least ``end - start``
+    plus two pages) with ``O_DIRECT`` where the file system allows it: the disk's DMA writes them there, with no page
+    cache to fill and nothing copied out of it. A view of ``buffer``; :class:`IntegrityError` if the file ends
+    first."""
+    first = start - start % ALIGN
+    view = buffer[: -(-end // ALIGN) * ALIGN - first]
+    if len(view) < end - first:
+        raise ValueError(f"a buffer of {len(buffer)} bytes cannot take bytes [{start}, {end}) read by whole pages")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECT", 0))
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # a file system without O_DIRECT
+    try:
+        got = 0
+        while first + got < end:
+            try:
+                n = os.preadv(fd, [view[got:]], first + got)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~getattr(os, "O_DIRECT", 0))
+                continue
+            if n <= 0:
+                raise IntegrityError(f"{path} ends before byte {end}", path=path)
+            got += n
+    finally:
+        os.close(fd)
+    return view[start - first : end - first]
+
+
+class DirectFile:
+    """A new local file for bytes nobody needs in the page cache (a scratch copy that is read back in small parts,
+    if at all): written with ``O_DIRECT`` from a staging buffer where the file system allows it, then closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        self._staged = _Staged.open(self.fd)
+
+    def write(self, chunks: Sequence[bytes | memoryview]) -> None:
+        """Append ``chunks`` (they may change once this returns)."""
+        if self._staged is not None:
+            self._staged.write(chunks)
+        else:
+            _write_fully(self.fd, chunks)
+
+    def close(self) -> None:
+        """Write what is staged and close the file (not synced: it is scratch)."""
+        try:
+            if self._staged is not None:
+                self._staged.finish()
+        finally:
+            if self._staged is not None:
+                self._staged.close()
+            os.close(self.fd)
 
 
 class LocalBlobStore:
@@ -279,8 +366,8 @@ class LocalBlobStore:
             return None
         return BlobStat(st.st_size, st.st_mtime)
 
-    def writer(self, size_hint: int | None = None, *, sha256: str | None = None) -> BlobWriter:
-        return _LocalWriter(self, size_hint, sha256)
+    def writer(self, size_hint: int | None = None, *, sha256: str | None = None, hashed: bool = False) -> BlobWriter:
+        return _LocalWriter(self, size_hint, sha256, hashed=hashed)
 
     def local_path(self, sha256: str) -> Path | None:
         path = self.path_of(sha256)

@@ -84,6 +84,9 @@ class _Writer:
                 del self.buffer[: self.part_size]
                 self._send(part)
 
+    def written(self) -> None:
+        """Chunks are copied into the writer's own buffer as they come: nothing to wait for."""
+
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         try:
             with self._lock:
@@ -302,8 +305,8 @@ class S3BlobStore:
             return None
         return BlobStat(int(head["ContentLength"]), head["LastModified"].timestamp())
 
-    def writer(self, size_hint: int | None = None, *, sha256: str | None = None) -> BlobWriter:
-        return _Writer(self, size_hint, sha256)
+    def writer(self, size_hint: int | None = None, *, sha256: str | None = None, hashed: bool = False) -> BlobWriter:
+        return _Writer(self, size_hint, sha256)  # hashed or not, it hashes what it sends (cheap beside the network)
 
     def local_path(self, sha256: str) -> None:
         return None

@@ -3,7 +3,6 @@ signed transfer URLs; plus the telemetry clients post at the origin's root. Opti
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -53,18 +52,15 @@ def _prefix(prefix: str) -> None:
         raise EntryNotFoundError(f"unknown CAS prefix {prefix!r}")
 
 
-async def _body(
-    request: Request, limit: int, what: str, *, buffer: Callable[[int], memoryview] = new_buffer
-) -> bytes | memoryview:
+async def _body(request: Request, limit: int, what: str) -> bytes | memoryview:
     """The request body, up to ``limit`` bytes. With a Content-Length, each part is copied into one buffer of that
-    size (from ``buffer(size)``) as it arrives: no join of the whole body on the event loop, a 64 MB xorb is never
-    copied at once."""
+    size as it arrives (no join of the whole body on the event loop)."""
     declared = request.headers.get("content-length")
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > limit:
         raise PayloadTooLargeError(f"{what} of {declared} bytes is over the limit of {limit}")
     if size is not None:
-        view, at = buffer(size), 0
+        view, at = new_buffer(size), 0
         async for part in request.stream():
             if at + len(part) > size:
                 raise XetUploadError(f"{what} is longer than its Content-Length of {size} bytes")
@@ -87,12 +83,11 @@ async def upload_xorb(request: Request, prefix: str, xorb: str) -> dict[str, boo
     _prefix(prefix)
     await run_in_threadpool(_token, request, write=True)
     hub = hub_of(request)
-    data = await _body(request, MAX_XORB_SIZE, "xorb", buffer=cas.BUFFERS.take)
-    try:
-        inserted = await run_in_threadpool(cas.store_xorb, hub.db, raw_blobs(hub.store), xorb, data)
-    finally:
-        if isinstance(data, memoryview):
-            cas.BUFFERS.give(data)
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared is not None and declared.isdigit() else None
+    if size is not None and size > MAX_XORB_SIZE:
+        raise PayloadTooLargeError(f"xorb of {declared} bytes is over the limit of {MAX_XORB_SIZE}")
+    inserted = await cas.receive_xorb(hub.db, raw_blobs(hub.store), xorb, request.stream(), size_hint=size)
     return {"was_inserted": inserted}
 
 

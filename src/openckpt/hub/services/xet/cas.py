@@ -3,17 +3,22 @@
 
 Everything a client uploads is parsed and every hash recomputed before anything is stored or registered; a xorb is
 stored as one blob of the blob store with its chunks as they were decompressed to be checked (uncompressed, without
-footer: :func:`openckpt.xet.xorb.unpack_xorb`), indexed chunk by chunk in the database. So a commit's sha256 check
-reads a file's bytes back and hashes them, never decompresses them again; the encoding at rest is chosen after the
-commit (:mod:`openckpt.hub.services.compression`). A shard
+footer), indexed chunk by chunk in the database. An upload is checked as it arrives
+(:class:`openckpt.xet.unpacker.XorbUnpacker`: each chunk decompressed, hashed with blake3, and hashed with sha256 for
+the blob's name, in one pass while it is in the CPU cache) and streamed into a blob that becomes visible only once
+the whole xorb hashes to its name. So a commit's sha256 check reads a file's bytes back and hashes them, never
+decompresses them again; the encoding at rest is chosen after the commit
+(:mod:`openckpt.hub.services.compression`). A shard
 registers files only if every term names chunks the CAS holds and proves, by its verification hash, that the
 uploader knows them; a file's sha256 (what commits name it by) stays unverified until a commit needs it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -24,11 +29,11 @@ from openckpt.errors import XetFormatError, XetUploadError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import XetFile, XetSha256, XetTerm, Xorb, XorbChunk
 from openckpt.hub.services import possession
+from openckpt.hub.services.lfs.transfers import in_thread, pump
 from openckpt.hub.services.storage import gc as storage_gc
 from openckpt.hub.services.xet import dedup as xet_dedup
 from openckpt.store.blobs import BlobStore
 from openckpt.xet import shard as xshard
-from openckpt.xet.chunking import MIN_CHUNK
 from openckpt.xet.hashes import (
     ZERO_HASH,
     eligible_for_global_dedup,
@@ -37,9 +42,11 @@ from openckpt.xet.hashes import (
     hex_to_hash,
     verification_hash,
 )
-from openckpt.xet.xorb import CHUNK_HEADER_SIZE, MAX_XORB_UNPACKED, new_buffer, unpack_xorb
+from openckpt.xet.unpacker import SEGMENT_BUFFER, XorbUnpacker
+from openckpt.xet.xorb import MAX_XORB_SIZE, new_buffer
+from openckpt.xet.xorb import Xorb as XorbDescription
 
-__all__ = ["BUFFERS", "MAX_SHARD_BYTES", "BufferPool", "parse_hash", "register_shard", "store_xorb"]
+__all__ = ["MAX_SHARD_BYTES", "SEGMENTS", "BufferPool", "parse_hash", "receive_xorb", "register_shard", "store_xorb"]
 
 MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
 
@@ -72,9 +79,9 @@ class BufferPool:
                     self._free.append(whole)
 
 
-BUFFERS = BufferPool(MAX_XORB_UNPACKED + CHUNK_HEADER_SIZE * (MAX_XORB_UNPACKED // MIN_CHUNK + 1), keep=4)
-"""Buffers of a xorb upload's body and of its unpacked chunks (hf_xet's xorbs of up to 64 MiB fit, headers
-included): four kept per process, about 260 MB, so that a client's concurrent xorb uploads mostly reuse them."""
+SEGMENTS = BufferPool(SEGMENT_BUFFER, keep=16)
+"""The buffers xorb uploads are gathered in on their way to the store (:class:`XorbUnpacker`, two per upload): up
+to eight concurrent uploads reuse them, about 70 MB in all."""
 
 
 def parse_hash(value: str) -> bytes:
@@ -88,38 +95,96 @@ def parse_hash(value: str) -> bytes:
 # ---- xorbs ------------------------------------------------------------------------------------------------------
 
 
+def _known(db: Database, xorb_hex: str) -> bool:
+    """Whether the CAS holds xorb ``xorb_hex`` (its grace period then restarts: an upload of it will be named soon)."""
+    with db.read() as session:
+        if session.get(Xorb, xorb_hex) is None:
+            return False
+    with db.write() as session:
+        if session.get(Xorb, xorb_hex) is not None:  # not collected since: its grace period restarts
+            storage_gc.keep_alive(session, xorbs=[xorb_hex])
+            return True
+    return False
+
+
 def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray | memoryview) -> bool:
     """Validate and store an uploaded xorb named ``xorb_hex``, its chunks uncompressed; return whether it was new
     (idempotent)."""
-    expected = parse_hash(xorb_hex)
-    with db.read() as session:
-        known = session.get(Xorb, xorb_hex) is not None
-    if known:
-        with db.write() as session:
-            if session.get(Xorb, xorb_hex) is not None:  # not collected since: its grace period restarts
-                storage_gc.keep_alive(session, xorbs=[xorb_hex])
-                return False
-    taken: list[memoryview] = []
-
-    def scratch(size: int) -> memoryview:  # only for a xorb with compressed chunks
-        taken.append(BUFFERS.take(size))
-        return taken[-1]
-
+    parse_hash(xorb_hex)
+    if _known(db, xorb_hex):
+        return False
+    upload = _Upload(blobs, xorb_hex, len(data))
     try:
-        try:
-            xorb, body = unpack_xorb(memoryview(data), expected_hash=expected, buffer=scratch)
-        except XetFormatError as e:
-            raise XetUploadError(f"xorb {xorb_hex} refused: {e}") from None
-        writer = blobs.writer(len(body))
-        try:
-            writer.write(cast(bytes, body))  # every store's writer takes any buffer: no copy of the body
-        except BaseException:
-            writer.abort()
-            raise
-        blob = writer.commit(expected_size=len(body))
+        upload.feed_all((data,))
+        return upload.store(db)
     finally:
-        for view in taken:  # written into the blob: nothing reads it again
-            BUFFERS.give(view)
+        upload.close()
+
+
+async def receive_xorb(
+    db: Database, blobs: BlobStore, xorb_hex: str, body: AsyncIterator[bytes], *, size_hint: int | None = None
+) -> bool:
+    """:func:`store_xorb` for a request body (of about ``size_hint`` bytes): a worker thread checks each chunk
+    (decompressed, hashed) as it arrives, while its bytes are in the CPU cache, and the result goes to the store in
+    segments; nothing is kept whole."""
+    parse_hash(xorb_hex)
+    if await in_thread(_known, db, xorb_hex):
+        async for _ in body:  # the client sends it anyway: read and dropped
+            pass
+        return False
+    upload = await in_thread(_Upload, blobs, xorb_hex, size_hint)
+    try:
+        await pump(body, upload.feed_all, MAX_XORB_SIZE, "xorb")
+        return await in_thread(upload.store, db)
+    finally:
+        await asyncio.shield(in_thread(upload.close))
+
+
+class _Upload:
+    """A xorb being received: checked by an :class:`XorbUnpacker` whose result streams into a blob writer, hashed
+    (sha256, what the blob is named by) in the same pass."""
+
+    def __init__(self, blobs: BlobStore, xorb_hex: str, size_hint: int | None) -> None:
+        self.name = xorb_hex
+        self.buffers = [SEGMENTS.take(SEGMENT_BUFFER), SEGMENTS.take(SEGMENT_BUFFER)]
+        self.writer = blobs.writer(size_hint, hashed=True)
+        self.digest = hashlib.sha256()
+        self.committed = False
+        self.unpacker = XorbUnpacker(
+            self.buffers,
+            write=lambda part: self.writer.write(cast(bytes, part)),  # every store's writer takes any buffer
+            written=self.writer.written,
+            expected_hash=parse_hash(xorb_hex),
+            hasher=self.digest,
+        )
+
+    def feed_all(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
+        try:
+            self.unpacker.feed_all(parts)
+        except XetFormatError as e:
+            raise XetUploadError(f"xorb {self.name} refused: {e}") from None
+
+    def store(self, db: Database) -> bool:
+        """Check the xorb is whole and hashes to its name, then make its blob visible and index its chunks; whether
+        it was new."""
+        try:
+            xorb = self.unpacker.finish()
+        except XetFormatError as e:
+            raise XetUploadError(f"xorb {self.name} refused: {e}") from None
+        blob = self.writer.commit(self.digest.hexdigest(), xorb.serialized_size)
+        self.committed = True
+        return _index(db, self.name, xorb, blob)
+
+    def close(self) -> None:
+        """Drop what was written unless it was committed, and give the buffers back."""
+        if not self.committed:
+            self.writer.abort()
+        for view in self.buffers:
+            SEGMENTS.give(view)
+
+
+def _index(db: Database, xorb_hex: str, xorb: XorbDescription, blob: str) -> bool:
+    """Record the xorb stored as ``blob`` and its chunks; False if a concurrent upload of it did first."""
     rows = [
         {
             "xorb_hash": xorb_hex,
