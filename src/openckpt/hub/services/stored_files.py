@@ -11,7 +11,7 @@ import hashlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +43,8 @@ READ_BATCH = 4 << 20
 were 2x slower, their buffers come fresh from the kernel each time)."""
 READ_AHEAD = 1
 """Pieces of a file being reconstructed ahead of the one its reader consumes."""
-COPY_BEHIND = 4
-"""Pieces a verifying copy may have waiting to be written."""
+VERIFY_AHEAD = 2
+"""Pieces of a file whose sha256 is being checked read ahead of the one being hashed."""
 _READERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-xet-read")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 _CHUNK_HEADER = struct.Struct("<BHBBHB")
@@ -329,7 +329,7 @@ def verify_sha256(
     for file_hash, plan in plans:
         digest = hashlib.sha256()
         if plan is not None and plan.size == size:
-            _hash_and_copy(read_file(blobs, plan), digest, copy_to)
+            _hash_file(blobs, plan, digest, copy_to)
         ok = plan is not None and plan.size == size and digest.hexdigest() == sha256
         if copy_to is not None and not ok:
             copy_to.unlink(missing_ok=True)
@@ -350,21 +350,72 @@ def record_check(db: Database, *, sha256: str, file_hash: str, ok: bool) -> None
             session.delete(row)
 
 
-def _hash_and_copy(pieces: Iterable[bytes | memoryview], digest: hashlib._Hash, copy_to: Path | None) -> None:
-    """Hash ``pieces``; with ``copy_to``, a thread writes them there meanwhile (the pieces are fresh memory)."""
-    if copy_to is None:
-        for data in pieces:
-            digest.update(data)
-        return
-    with open(copy_to, "wb") as f, ThreadPoolExecutor(1, thread_name_prefix="openckpt-xet-copy") as io:
-        writing: deque[Future[int]] = deque()
-        for data in pieces:
-            writing.append(io.submit(f.write, data))
-            digest.update(data)
-            while len(writing) > COPY_BEHIND:
-                writing.popleft().result()
-        for pending in writing:
-            pending.result()
+def _hash_file(blobs: BlobStore, plan: FilePlan, digest: hashlib._Hash, copy_to: Path | None) -> None:
+    """Hash the bytes of the file ``plan`` describes; with ``copy_to``, write them there in the same pass (each chunk
+    copied while it is in the CPU cache, then hashed there). Stored chunks are read by :func:`_read_direct` (no page
+    cache on either side), :data:`VERIFY_AHEAD` pieces ahead, into a few buffers reused in turn."""
+    from openckpt.store.local import DirectFile
+    from openckpt.xet.xorb import PAGE, new_buffer
+
+    ring = [new_buffer(READ_BATCH + 2 * PAGE) for _ in range(VERIFY_AHEAD + 2)]
+    pending: deque[Future[Sequence[bytes | memoryview]]] = deque()
+    copy = DirectFile(copy_to) if copy_to is not None else None
+
+    def take(parts: Sequence[bytes | memoryview]) -> None:
+        for part in parts:
+            if copy is not None:
+                copy.write((part,))
+            digest.update(part)
+
+    try:
+        for n, piece in enumerate(_pieces(plan, 0, plan.size)):
+            pending.append(_READERS.submit(_load, blobs, piece, ring[n % len(ring)]))
+            if len(pending) > VERIFY_AHEAD:
+                take(pending.popleft().result())
+        while pending:
+            take(pending.popleft().result())
+    finally:
+        for future in pending:
+            future.cancel()
+        if copy is not None:
+            copy.close()
+
+
+def _load(blobs: BlobStore, piece: _Piece, buffer: memoryview) -> Sequence[bytes | memoryview]:
+    """The file bytes of ``piece``: views into ``buffer`` where :func:`_read_direct` reads it, else assembled."""
+    local = None if piece.term.packed else blobs.local_path(piece.term.blob_sha256)
+    if local is not None:
+        try:
+            parts = _read_direct(local, piece, buffer)
+        except FileNotFoundError:
+            parts = None
+        if parts is not None:
+            return parts
+    return [_assemble(blobs, piece, False)]
+
+
+def _read_direct(path: Path, piece: _Piece, buffer: memoryview) -> list[memoryview] | None:
+    """The chunks of ``piece`` as views into ``buffer`` (page-aligned), filled by one read of the xorb's blob around
+    the page cache (``read_direct``), if every chunk is whole and stored uncompressed; each chunk header is checked
+    against the database. None if the piece is not of that kind."""
+    from openckpt.store.local import read_direct
+    from openckpt.xet.xorb import CHUNK_HEADER_SIZE, NONE
+
+    spans = piece.spans
+    if any((lo, hi) != (0, c.size) or c.byte_end - c.byte_start - CHUNK_HEADER_SIZE != c.size for c, lo, hi in spans):
+        return None
+    try:
+        view = read_direct(path, piece.start, piece.end, buffer)
+    except IntegrityError:
+        raise IntegrityError(f"xorb {piece.term.xorb} is shorter than recorded") from None
+    parts = []
+    for chunk, _, _ in spans:
+        at = chunk.byte_start - piece.start
+        version, clo, chi, scheme, ulo, uhi = _CHUNK_HEADER.unpack_from(view, at)
+        if (version, scheme, clo | chi << 16, ulo | uhi << 16) != (0, NONE, chunk.size, chunk.size):
+            raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: chunk {chunk.index} has another header")
+        parts.append(view[at + CHUNK_HEADER_SIZE : at + CHUNK_HEADER_SIZE + chunk.size])
+    return parts
 
 
 def prove_uploads(
@@ -420,8 +471,8 @@ class XetFileStore:
     def stat(self, sha256: str) -> BlobStat | None:
         return self.blobs.stat(sha256)
 
-    def writer(self, size_hint: int | None = None, *, sha256: str | None = None) -> BlobWriter:
-        return self.blobs.writer(size_hint, sha256=sha256)
+    def writer(self, size_hint: int | None = None, *, sha256: str | None = None, hashed: bool = False) -> BlobWriter:
+        return self.blobs.writer(size_hint, sha256=sha256, hashed=hashed)
 
     def local_path(self, sha256: str) -> Path | None:
         return self.blobs.local_path(sha256)

@@ -2,10 +2,11 @@
 xorb store as Xet uploads, so that every path dedups against every other.
 
 hf_xet itself does the chunking, compression and dedup, pointed at the hub's own CAS with a token only the hub can
-mint (repo 0: "the hub"); its upload goes through the same validation as any client's. Once the hub has rebuilt a
-file from its xorbs and found it byte for byte equal to the blob (whose sha256 the store computed as it was written:
-compared, not hashed again), the whole blob may be dropped: reads of it (``/resolve``, the scanner,
-LFS downloads) are then served by reconstruction, and the blob's ``blobs`` row stays, since the file is still stored.
+mint (repo 0: "the hub"); its upload goes through the same validation as any client's. Once the hub has found the
+blob (whose sha256 the store computed as it was written) made of exactly the chunks its registration names, each
+checked against its hash when its xorb was stored, the whole blob may be dropped: reads of it (``/resolve``, the
+scanner, LFS downloads) are then served by reconstruction, and the blob's ``blobs`` row stays, since the file is
+still stored.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, XetSha256, Xorb
-from openckpt.hub.services.stored_files import file_plan, raw_blobs, read_file, record_check, verify_sha256
+from openckpt.hub.services.stored_files import FilePlan, file_plan, raw_blobs, record_check, verify_sha256
 from openckpt.hub.services.xet.tokens import CAS_PATH, HUB_REPO, issue_token
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
@@ -37,6 +38,8 @@ for their few bytes is cheaper served whole than rebuilt."""
 BATCH = 16
 """Files handed to one hf_xet upload session."""
 TOKEN_TTL = 6 * 3600
+PIECE = 4 << 20
+"""Bytes of a blob read at once to check it against its chunks."""
 COMPRESSION = "none"
 """hf_xet's chunk compression for the hub's own ingestion: none. The blob arrived whole and stored uncompressed, so
 nothing is lost; compressing it only for the CAS to decompress it again to check every chunk (the CAS stores chunks
@@ -87,40 +90,42 @@ def _upload(blobs: BlobStore, settings: Settings, cas_url: str, batch: list[tupl
             commit.start_upload_file(str(path), sha256=sha256)
 
 
-def _equal(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bool:
-    """Whether two buffers hold the same bytes, compared 8 at a time in C (a memoryview compares byte by byte)."""
-    import numpy as np
+def _same_chunks(path: Path, plan: FilePlan, size: int) -> bool:
+    """Whether the ``size`` bytes of the file at ``path``, cut where ``plan``'s chunks end, have exactly its chunk
+    hashes, in order: then they are the bytes its reconstruction gives, since every stored chunk was checked against
+    its hash when its xorb was stored. One read of the file around the page cache, in pieces hashed while they are
+    in the CPU cache; the xorbs are not read."""
+    from openckpt.store.local import read_direct
+    from openckpt.xet.hashes import chunk_hash, hash_to_hex
+    from openckpt.xet.xorb import PAGE, new_buffer
 
-    n = len(a)
-    if n != len(b):
+    if os.stat(path).st_size != size or plan.size != size:
         return False
-    words = n // 8
-    head = np.array_equal(np.frombuffer(a, np.uint64, count=words), np.frombuffer(b, np.uint64, count=words))
-    return head and bytes(memoryview(a)[8 * words :]) == bytes(memoryview(b)[8 * words :])
-
-
-def _same_as_blob(path: Path, pieces: Iterable[bytes | memoryview], size: int) -> bool:
-    """Whether ``pieces`` are, in order, exactly the ``size`` bytes of the file at ``path``."""
-    buffer = bytearray(4 << 20)
-    at = 0
-    with open(path, "rb", buffering=0) as f:
-        if os.fstat(f.fileno()).st_size != size:
-            return False
-        for piece in pieces:
-            if len(piece) > len(buffer):
-                buffer = bytearray(len(piece))
-            view = memoryview(buffer)[: len(piece)]
-            if f.readinto(view) != len(piece) or not _equal(view, piece):
+    buffer = new_buffer(PIECE + 2 * PAGE)
+    chunks = [chunk for term in plan.terms for chunk in term.chunks]
+    at = i = 0
+    while i < len(chunks):
+        j, end = i, at
+        while j < len(chunks) and (j == i or end + chunks[j].size - at <= PIECE):
+            end += chunks[j].size
+            j += 1
+        view = read_direct(path, at, end, buffer)
+        pos = 0
+        for chunk in chunks[i:j]:
+            if hash_to_hex(chunk_hash(view[pos : pos + chunk.size])) != chunk.hash:
                 return False
-            at += len(piece)
+            pos += chunk.size
+        at, i = end, j
     return at == size
 
 
 def _verify(db: Database, blobs: BlobStore, sha256: str, size: int) -> bool:
     """Whether the Xet file registered under ``sha256`` rebuilds to exactly the stored blob of that name, and mark
     it verified (as :func:`verify_sha256` does, registrations that differ are dropped). The blob's sha256 is known
-    (the store computed it as the blob was written), so the rebuild is compared with it, not hashed: a third of
-    the CPU. A blob the store keeps elsewhere than on a local disk is checked by hashing the rebuild."""
+    (the store computed it as the blob was written), so the blob's chunks are hashed as the file's terms cut them
+    and compared with the chunks stored (:func:`_same_chunks`): one blake3 pass over the blob, where rebuilding
+    the file and comparing it read twice its size. A blob the store keeps elsewhere than on a local disk is checked
+    by hashing the rebuild."""
     path = blobs.local_path(sha256)
     if path is None:
         return verify_sha256(db, blobs, sha256, size)
@@ -131,7 +136,7 @@ def _verify(db: Database, blobs: BlobStore, sha256: str, size: int) -> bool:
         plans = [(r.file_hash, file_plan(session, r.file_hash)) for r in rows]
     for file_hash, plan in plans:
         try:
-            ok = plan is not None and plan.size == size and _same_as_blob(path, read_file(blobs, plan), size)
+            ok = plan is not None and _same_chunks(path, plan, size)
         except FileNotFoundError:  # the blob was dropped meanwhile (another process ingested it): hash the rebuild
             return verify_sha256(db, blobs, sha256, size)
         record_check(db, sha256=sha256, file_hash=file_hash, ok=ok)
