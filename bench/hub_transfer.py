@@ -16,7 +16,8 @@ and then serves it from them; the script waits for that (untimed) after each upl
 - ``model_info`` latency p50/p99 under ``--clients`` concurrent clients (processes of 8 threads), and errors;
 - hub CPU-seconds per GB (from ``/proc``, the hub and its workers) of the LFS upload, of its background chunking
   into xorbs, and of a Xet upload of new bf16 weights by the stock client (hf_xet, empty cache); the Xet upload's
-  wall time against the LFS upload's.
+  wall time against the LFS upload's; and the floor under the Xet figure on this machine (``bench/ingest_floor.py``:
+  the decoding and hashing any server must do per GB, in the CPU cache and out of it).
 
     python bench/hub_transfer.py [--size-gb 1.0] [--repeat 3] [--workers N] [--info-seconds 15] [--dir PATH]
     python bench/hub_transfer.py --uploads-only   # the upload rows and hub CPU per GB alone
@@ -47,6 +48,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.hubtools import free_port, wait_for
+
+import ingest_floor
 
 GB = 10**9
 CHUNK = 8 << 20
@@ -464,8 +467,10 @@ def run(
                 flush=True,
             )
         xet_source.unlink()
+        floor = ingest_floor.measure(min(size, GB))  # the same run: the same machine and load
         if uploads_only:
             report_uploads(size, sha_rate, upload_s, ceiling_s, lfs_cpu, xet_runs)
+            ingest_floor.report(floor)
             return
         with open(source, "rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()
@@ -560,6 +565,7 @@ def run(
           f"({len(latencies) / info_seconds:.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= {INFO_P99_MS:g}), "
           f"errors {errors}")  # fmt: skip
     report_uploads(size, sha_rate, upload_s, ceiling_s, lfs_cpu, xet_runs)
+    ingest_floor.report(floor)
 
 
 def print_rows(rows: list[tuple[str, float, float]], *, header: bool = True) -> None:
