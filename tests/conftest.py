@@ -16,6 +16,12 @@ from tests.scan.realfiles import RealFile, build_corpus
 # processes (tests/hub/test_xet_*.py). Background ingestion of LFS uploads into xorbs (on by default) is off for
 # the tests that check whole blobs in the store; tests/hub/test_xet_reads.py has a hub fixture with it on.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
+# One intra-op thread per process: scripts/test runs one more pytest worker than there are cores, each with its hubs,
+# clients and training runs, so torch's (and OpenBLAS's) thread pools would oversubscribe the cores, and OpenMP's
+# spin-waiting for a thread that is not running costs more than the threads save (building the models of
+# tests/hub/test_storage_deltas.py on this 2-core machine, under load: 56.7 CPU-s on two threads, 7.3 on one).
+# Set here, before anything imports torch; every process the tests start inherits it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENCKPT_XET_INGEST", "0")
 os.environ.setdefault("OPENCKPT_COMPRESS_AT_REST", "0")  # on in tests/hub/test_storage_compression.py
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
