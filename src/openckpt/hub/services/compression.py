@@ -39,6 +39,7 @@ __all__ = [
     "compress",
     "compress_later",
     "decoded_ahead",
+    "decoded_frame",
     "frame_spans",
     "read_chunks",
     "served",
@@ -105,10 +106,13 @@ def index_of(blobs: BlobStore, key: str, *, fresh: bool = False) -> packed.Packe
     return index
 
 
-def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fresh: bool) -> bytes | bytearray:
+def decoded_frame(
+    blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fresh: bool, *, keep: bool = True
+) -> bytes | bytearray:
     """Frame ``frame`` of ``key`` decoded; the last :data:`FRAME_CACHE` decoded are kept (reads of a file cut their
-    pieces elsewhere than frames end, so neighbouring pieces share a frame), and a frame another thread is decoding
-    is waited for rather than decoded twice."""
+    pieces elsewhere than frames end, so neighbouring pieces share a frame; ``keep=False``: a reader that keeps its
+    own does not evict them), and a frame another thread is decoding is waited for rather than decoded twice.
+    ``fresh``: read from the store and decoded into a buffer of its own, whatever the cache holds."""
     if fresh:
         return packed.decode(index, lambda at, n: _read(blobs, key, at, at + n), frame)
     with _lock:
@@ -130,7 +134,8 @@ def _frame(blobs: BlobStore, key: str, index: packed.PackedIndex, frame: int, fr
         running.set_exception(e)
         raise
     with _lock:
-        _FRAMES[(key, frame)] = data
+        if keep:
+            _FRAMES[(key, frame)] = data
         while len(_FRAMES) > FRAME_CACHE:
             _FRAMES.popitem(last=False)
         del _DECODING[(key, frame)]
@@ -148,15 +153,17 @@ def read_chunks(
     if ahead and not fresh:
         following = index.frames_for(start, end)[-1] + 1
         if following < len(index.firsts):
-            _DECODERS.submit(_frame, blobs, key, index, following, False)  # an error is the reader's to meet
+            _DECODERS.submit(decoded_frame, blobs, key, index, following, False)  # an error is the reader's to meet
     try:
-        return packed.read_chunks(index, _no_read, start, end, frames=lambda f: _frame(blobs, key, index, f, fresh))
+        return packed.read_chunks(
+            index, _no_read, start, end, frames=lambda f: decoded_frame(blobs, key, index, f, fresh)
+        )
     except XetFormatError as e:
         raise IntegrityError(f"packed xorb object {key} is damaged: {e}") from None
 
 
 def _no_read(offset: int, length: int) -> bytes:
-    raise AssertionError("frames are read by _frame")
+    raise AssertionError("frames are read by decoded_frame")
 
 
 def whole_chunks(blobs: BlobStore, key: str, first: int, end: int) -> bool:
