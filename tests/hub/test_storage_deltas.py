@@ -1,17 +1,20 @@
 """Deltas for derivatives: a real fine-tune (and a LoRA-merged variant) of a hosted bf16 base, pushed by the stock
 client with ``base_model`` in its card, is stored as XOR against the base and packed; every read path returns the
-exact bytes (hf_hub_download by Xet and by ``/resolve``, the CAS transfers), ``fsck --deep`` rebuilds and hashes
-the deltas, GC keeps a base a delta needs, and a SIGKILL during delta encoding loses nothing."""
+exact bytes (hf_hub_download by Xet and by ``/resolve``, the CAS transfers, ranges of a delta served many at once),
+``fsck --deep`` rebuilds and hashes the deltas, the admin storage page shows each repo's bytes kept as deltas, GC
+keeps a base a delta needs, and a SIGKILL during delta encoding loses nothing."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,12 @@ import pytest
 from sqlalchemy import select
 
 from openckpt.hub.db.models import XetSha256, XetTerm, Xorb, XorbDeltaBase
+from openckpt.hub.routes.ui.common import human_size
 from openckpt.hub.services import deltas
 from openckpt.hub.services.storage.accounting import account
 from openckpt.hub.services.storage.fsck import check
 from openckpt.hub.services.storage.gc import collect
+from openckpt.store.local import LocalBlobStore
 from openckpt.xet import delta
 from tests.hub.storagetools import age_everything, api, database, store_of
 from tests.hub.test_xet_compat import run_client, xet_env
@@ -160,6 +165,94 @@ def test_delta_format_round_trips_against_bases() -> None:
         delta.checked(["a" * 64], np.array([(0, 0, 10, 0), (5, 0, 10, 0)], dtype=delta.SEGMENT), 100)
 
 
+def _stored(store: LocalBlobStore, body: bytes) -> str:
+    writer = store.writer(len(body))
+    writer.write(body)
+    return writer.commit(expected_size=len(body))
+
+
+def _bf16(n: int, rng: np.random.Generator) -> np.ndarray[Any, Any]:
+    return (rng.normal(0, 0.02, n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def _cut(data: bytes, rng: np.random.Generator) -> list[bytes]:
+    """``data`` in chunks of 8-128 KiB, cut anywhere (as content-defined chunks fall)."""
+    chunks, at = [], 0
+    while at < len(data):
+        size = int(rng.integers(8 << 10, 128 << 10))
+        chunks.append(data[at : at + size])
+        at += size
+    return chunks
+
+
+def test_delta_xorb_ranges_are_served_exactly_and_concurrently(tmp_path: Path) -> None:
+    """A delta spanning several frames, against a packed base whose frames fall elsewhere (its bytes shifted, chunks
+    cut apart from the delta's), and a base as uploaded: every range served, whole or cut inside chunks, alone or
+    many at once, and from the store afresh (``fsck``), is the xorb's chunks after their headers."""
+    from openckpt.hub.services import compression, delta_reads
+    from openckpt.xet import packed
+    from openckpt.xet.xorb import NONE, build_xorb
+
+    rng = np.random.default_rng(7)
+    store = LocalBlobStore(tmp_path / "store")
+    base_words = _bf16(7_000_000, rng)  # 14 MB: four frames
+    tuned_words = base_words.copy()
+    moved = rng.random(len(tuned_words)) < 0.3
+    tuned_words[moved] += rng.integers(-2, 3, int(moved.sum())).astype(np.uint16)  # a few bf16 steps
+    other = _bf16(200_000, rng).tobytes()  # the second base, stored as uploaded
+    tuned = b"\x01" * 1001 + tuned_words[1000:].tobytes()[:10_000_000] + other[5:300_005] + b"\x02" * 999
+    base_chunks, tuned_chunks, other_chunks = _cut(base_words.tobytes(), rng), _cut(tuned, rng), _cut(other, rng)
+    segments = np.array(
+        [(1001, 2000, 10_000_000, 0), (10_001_001, 5, 300_000, 1)], dtype=delta.SEGMENT
+    )  # after a header of another length, the base's bytes from its 1000th element; then the second base's
+    names = ["ab" * 32, "cd" * 32]
+    table = delta.checked(names, segments, len(tuned))
+    sources = [base_words.tobytes(), other]
+    body = delta.encode(tuned_chunks, table, lambda b, src, n: [sources[b][src : src + n]])
+    key = _stored(store, body)
+    base_offsets = [0, *np.cumsum([len(c) for c in base_chunks]).tolist()]
+    other_xorb, other_spans = build_xorb(other_chunks, scheme=NONE), []
+    at = 0
+    for chunk in other_chunks:
+        other_spans.append((at, at + 8 + len(chunk)))
+        at += 8 + len(chunk)
+    other_offsets = [0, *np.cumsum([len(c) for c in other_chunks]).tolist()]
+    bases = {
+        names[0]: delta_reads.BaseXorb(names[0], _stored(store, packed.pack(base_chunks)), True, [], base_offsets),
+        names[1]: delta_reads.BaseXorb(names[1], _stored(store, other_xorb), False, other_spans, other_offsets),
+    }
+    assert len(packed.parse_index(body).firsts) >= 3
+    whole = b"".join(packed.served_header(len(c)) + c for c in tuned_chunks)
+    served = packed.served_offsets([len(c) for c in tuned_chunks])
+    ranges = [(0, len(whole)), (served[3], served[90]), (served[40] + 3, served[-2] - 5), (5, 6)]
+    ranges += [
+        (int(a), int(a) + int(n))
+        for a, n in zip(rng.integers(0, len(whole) - (5 << 20), 8), rng.integers(1, 5 << 20, 8), strict=True)
+    ]
+
+    def serve(span: tuple[int, int], fresh: bool = False) -> bytes:
+        return b"".join(delta_reads.served(store, key, span[0], span[1], bases=bases, fresh=fresh))
+
+    with ThreadPoolExecutor(6) as pool:  # as hf_xet asks: many ranges at once
+        for (first, end), got in zip(ranges, pool.map(serve, ranges), strict=True):
+            assert got == whole[first:end], (first, end)
+    assert serve((0, len(whole)), fresh=True) == whole
+    decoded: list[tuple[str, int]] = []
+    decode = compression.decoded_frame
+
+    def counted(blobs: Any, key: str, index: Any, frame: int, **kwargs: Any) -> bytes | bytearray:
+        decoded.append((key, frame))
+        return decode(blobs, key, index, frame, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compression, "decoded_frame", counted)
+        assert serve((0, len(whole))) == whole
+    of_base = [pair for pair in decoded if pair[0] == bases[names[0]].key]
+    assert sorted(of_base) == sorted(set(of_base)) and len(of_base) >= 3, "each base frame decoded once per range"
+    rebuilt = delta_reads.read_chunks(store, key, 7, 120, bases=bases, ahead=True)  # as /resolve reads it
+    assert b"".join(rebuilt) == b"".join(tuned_chunks[7:120])
+
+
 def test_finetune_and_lora_merge_stored_as_deltas_read_back_exactly(
     hub: HubProcess, models: dict[str, Path], tmp_path: Path, unique: str
 ) -> None:
@@ -195,6 +288,13 @@ def test_finetune_and_lora_merge_stored_as_deltas_read_back_exactly(
         usage = {r.repo_id: r for r in account(db, store).repos.values()}
         tuned = usage[derived["finetune"][0]]
         assert tuned.physical_bytes < tuned.deduplicated_bytes * 0.65 and tuned.delta_bytes > 0
+    auth = {"authorization": f"Bearer {hub.token}"}
+    page = httpx.get(f"{hub.url}/admin/storage", headers=auth, timeout=60)
+    assert page.status_code == 200 and "Of it deltas" in page.text
+    for repo, _ in derived.values():  # the admin page shows each repo's bytes kept as deltas, as the API counts them
+        kept = httpx.get(f"{hub.url}/api/models/{repo}/storage", headers=auth, timeout=60).json()["deltaBytes"]
+        row = re.search(rf'<a href="/{re.escape(repo)}">.*?</tr>', page.text, re.S)
+        assert kept > 0 and row is not None and f'storage-deltas">{human_size(kept)}</td>' in row.group(0), repo
         with db.read() as session:
             bases = set(session.scalars(select(XorbDeltaBase.base_xorb)))
         assert bases and bases <= {x.hash for x in _xorbs_of(hub, base_sha)}
