@@ -154,15 +154,15 @@ def main() -> None:
         print("derivatives of a hosted bf16 base, stored as % of the file (see bench/storage_deltas.py)")
         delta_rows(steps=args.delta_steps, lr=args.delta_lr)
         print("targets: full fine-tune <= 55%, LoRA-merged <= 30% (issue 18)")
+    from hub_transfer import SETTLE
+
+    SETTLE["max_wait"] = args.idle_wait  # before every timed download
     if args.delta_download_mb:
         from storage_deltas import delta_downloads
 
         delta_downloads(args.delta_download_mb, args.repeat)
     if args.download_mb:
-        from hub_transfer import SETTLE
         from storage_download import downloads
-
-        SETTLE["max_wait"] = args.idle_wait
 
         downloads({dtype: random_state(args.download_mb << 20, dtype) for dtype in ("bf16", "fp32")}, args.repeat)
 

@@ -201,11 +201,12 @@ def _derivative_pair(size: int) -> tuple[bytes, bytes]:
 
 def delta_downloads(size_mb: int, repeat: int) -> None:
     """Downloads of a delta-stored file of ``size_mb``: ``hf_hub_download`` (LFS path) against nginx answering as the
-    Hub, and the stock client's Xet download against the LFS path, interleaved, medians of ``repeat``."""
+    Hub, and the stock client's Xet download against the LFS path, interleaved, medians of ``repeat``; and the hub's
+    CPU-seconds per GB of each of its two paths (from ``/proc``)."""
     import shutil
     import statistics
 
-    from hub_transfer import NGINX_RESOLVE, nginx
+    from hub_transfer import NGINX_RESOLVE, hub_cpu, nginx
     from storage_download import NAME, client_download
 
     os.environ["HF_HUB_DISABLE_XET"] = "1"  # this process uploads by LFS
@@ -246,11 +247,16 @@ def delta_downloads(size_mb: int, repeat: int) -> None:
                 "Xet hub": lambda: client_download(hub.url, hub.token, tuned_repo, cache, xet=True),
             }
             times: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+            assert hub.process is not None
             for rep in range(repeat):
                 order = list(methods.items())[:: -1 if rep % 2 else 1]
                 for name, fn in order:
+                    before = hub_cpu(hub.process.pid)
                     times.setdefault(name, []).append(fn())
-                    print(f"  rep {rep + 1} {name:<24} {len(tuned) / 1e6 / times[name][-1]:7.1f} MB/s", flush=True)
+                    cpu.setdefault(name, []).append((hub_cpu(hub.process.pid) - before) / (len(tuned) / 1e9))
+                    print(f"  rep {rep + 1} {name:<24} {len(tuned) / 1e6 / times[name][-1]:7.1f} MB/s  hub "
+                          f"{cpu[name][-1]:5.2f} CPU-s/GB", flush=True)  # fmt: skip
         rate = {name: len(tuned) / 1e6 / statistics.median(t) for name, t in times.items()}
         print("\n| file | download | delta MB/s | against | its MB/s | ratio | target |")
         print("|---|---|---:|---|---:|---:|---:|")
@@ -261,6 +267,8 @@ def delta_downloads(size_mb: int, repeat: int) -> None:
             ratio = rate[mine] / rate[other]
             print(f"| bf16 delta {len(tuned) / 1e6:.0f} MB | {label} | {rate[mine]:.0f} | {against} | "
                   f"{rate[other]:.0f} | {ratio:.2f}x | >= {target}x {'✓' if ratio >= target else '✗'} |")  # fmt: skip
+        print(f"hub CPU-seconds per GB (medians): LFS path {statistics.median(cpu['hf_hub_download hub']):.2f}, "
+              f"Xet {statistics.median(cpu['Xet hub']):.2f}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
         hub.stop()
         shutil.rmtree(root, ignore_errors=True)
