@@ -30,7 +30,8 @@ from openckpt.errors import BadRequestError
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import AccessRequest, Blob, Repo, RepoObject, Token, Upload, XetSha256, utcnow
 from openckpt.hub.services.accounts import Principal
-from openckpt.hub.services.stored_files import prove_uploads, raw_blobs, verify_sha256, xet_files
+from openckpt.hub.services.file_proofs import prove_uploads, verify_sha256
+from openckpt.hub.services.stored_files import raw_blobs, xet_files
 from openckpt.store.blobs import BlobStore
 
 __all__ = [

@@ -7,11 +7,10 @@ A file a shard registered is a list of terms, each a run of chunks of one xorb; 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,21 +19,22 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from openckpt.errors import BadRequestError, IntegrityError, XetFormatError
+from openckpt.errors import IntegrityError, XetFormatError
 from openckpt.hub.db.engine import Database
-from openckpt.hub.db.models import Blob, XetFile, XetSha256, XetTerm, Xorb, XorbChunk
+from openckpt.hub.db.models import XetFile, XetSha256, XetTerm, Xorb, XorbChunk
 from openckpt.store.blobs import BlobStat, BlobStore, BlobWriter
 
 __all__ = [
     "ChunkSpan",
     "FilePlan",
+    "READERS",
+    "Piece",
     "XetFileStore",
+    "assemble",
     "file_plan",
-    "prove_uploads",
+    "pieces",
     "raw_blobs",
     "read_file",
-    "record_check",
-    "verify_sha256",
     "xet_files",
 ]
 
@@ -43,11 +43,9 @@ READ_BATCH = 4 << 20
 were 2x slower, their buffers come fresh from the kernel each time)."""
 READ_AHEAD = 1
 """Pieces of a file being reconstructed ahead of the one its reader consumes."""
-VERIFY_AHEAD = 2
-"""Pieces of a file whose sha256 is being checked read ahead of the one being hashed."""
-_READERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-xet-read")
+READERS = ThreadPoolExecutor(4, thread_name_prefix="openckpt-xet-read")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
-_CHUNK_HEADER = struct.Struct("<BHBBHB")
+CHUNK_HEADER = struct.Struct("<BHBBHB")
 """A xorb chunk header (protocol spec §4.2): version, compressed u24 (lo16, hi8), scheme, uncompressed u24."""
 
 
@@ -152,7 +150,7 @@ def file_plan(session: Session, file_hash: str) -> FilePlan | None:
 
 
 @dataclass(frozen=True)
-class _Piece:
+class Piece:
     """One ranged read of a xorb's blob, and the part ``[lo, hi)`` of each of its chunks that the file needs."""
 
     term: Term
@@ -161,7 +159,7 @@ class _Piece:
     spans: list[tuple[ChunkSpan, int, int]]
 
 
-def _pieces(plan: FilePlan, start: int, end: int) -> Iterator[_Piece]:
+def pieces(plan: FilePlan, start: int, end: int) -> Iterator[Piece]:
     """The reads covering bytes ``[start, end)`` of a file: one per term, cut at :data:`READ_BATCH` serialized bytes."""
     pos = 0
     for term in plan.terms:
@@ -171,16 +169,16 @@ def _pieces(plan: FilePlan, start: int, end: int) -> Iterator[_Piece]:
             if pos <= start or chunk_pos >= end:
                 continue
             if batch and chunk.byte_end - batch[0][0].byte_start > READ_BATCH:
-                yield _Piece(term, batch[0][0].byte_start, batch[-1][0].byte_end, batch)
+                yield Piece(term, batch[0][0].byte_start, batch[-1][0].byte_end, batch)
                 batch = []
             batch.append((chunk, max(start - chunk_pos, 0), min(end - chunk_pos, chunk.size)))
         if batch:
-            yield _Piece(term, batch[0][0].byte_start, batch[-1][0].byte_end, batch)
+            yield Piece(term, batch[0][0].byte_start, batch[-1][0].byte_end, batch)
         if pos >= end:
             return
 
 
-def _read_stored(path: Path, piece: _Piece) -> memoryview | None:
+def _read_stored(path: Path, piece: Piece) -> memoryview | None:
     """The file bytes of ``piece`` read by one ``preadv`` straight into their place (no copy after the read), if
     every chunk of it is whole and stored uncompressed: each chunk header lands in a scratch slot and is checked
     after. None if the piece is not of that kind (the general path then reads it)."""
@@ -212,13 +210,13 @@ def _read_stored(path: Path, piece: _Piece) -> memoryview | None:
     finally:
         os.close(fd)
     for i, (chunk, _, _) in enumerate(spans):
-        version, clo, chi, scheme, ulo, uhi = _CHUNK_HEADER.unpack_from(heads, i * CHUNK_HEADER_SIZE)
+        version, clo, chi, scheme, ulo, uhi = CHUNK_HEADER.unpack_from(heads, i * CHUNK_HEADER_SIZE)
         if (version, scheme, clo | chi << 16, ulo | uhi << 16) != (0, NONE, chunk.size, chunk.size):
             raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: chunk {chunk.index} has another header")
     return view
 
 
-def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryview:
+def assemble(blobs: BlobStore, piece: Piece, verify: bool) -> bytes | memoryview:
     """The file bytes of ``piece``: one read of the xorb's blob; stored chunks are sliced out of it (one copy, into
     the result), compressed ones decompressed in C. Each chunk header must match the database (a damaged or
     misplaced xorb is an :class:`IntegrityError`, never wrong bytes); with ``verify``, chunk hashes are recomputed
@@ -243,7 +241,7 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
     parts: list[bytes | memoryview] = []
     for chunk, lo, hi in piece.spans:
         at = chunk.byte_start - piece.start
-        version, clo, chi, scheme, ulo, uhi = _CHUNK_HEADER.unpack_from(view, at)
+        version, clo, chi, scheme, ulo, uhi = CHUNK_HEADER.unpack_from(view, at)
         if (
             version != 0
             or clo | chi << 16 != chunk.byte_end - chunk.byte_start - CHUNK_HEADER_SIZE
@@ -269,7 +267,7 @@ def _assemble(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes | memoryvi
     return b"".join(parts)
 
 
-def _assemble_packed(blobs: BlobStore, piece: _Piece, verify: bool) -> bytes:
+def _assemble_packed(blobs: BlobStore, piece: Piece, verify: bool) -> bytes:
     """The file bytes of ``piece`` from a packed xorb: the frames holding its chunks decoded."""
     from openckpt.hub.services.compression import read_chunks
     from openckpt.xet.hashes import chunk_hash, hex_to_hash
@@ -295,13 +293,12 @@ def read_file(
 ) -> Iterator[bytes | memoryview]:
     """Bytes ``[start, end)`` of a Xet file, reconstructed from its xorbs in pieces of up to :data:`READ_BATCH`
     bytes, the next :data:`READ_AHEAD` pieces being read while the current one is consumed (memory stays bounded by
-    these). ``verify`` recomputes every chunk hash (see :func:`_assemble`)."""
+    these). ``verify`` recomputes every chunk hash (see :func:`assemble`)."""
     end = plan.size if end is None else min(end, plan.size)
-    pieces = _pieces(plan, start, end)
     pending: deque[Future[bytes | memoryview]] = deque()
     try:
-        for piece in pieces:
-            pending.append(_READERS.submit(_assemble, blobs, piece, verify))
+        for piece in pieces(plan, start, end):
+            pending.append(READERS.submit(assemble, blobs, piece, verify))
             if len(pending) > READ_AHEAD:
                 yield pending.popleft().result()
         while pending:
@@ -309,139 +306,6 @@ def read_file(
     finally:
         for future in pending:
             future.cancel()
-
-
-def verify_sha256(
-    db: Database, blobs: BlobStore, sha256: str, size: int, *, copy_to: Path | None = None, file_hash: str | None = None
-) -> bool:
-    """Whether a Xet file registered under ``sha256`` with ``size`` (the file ``file_hash``, if given) really has
-    that sha256: reconstructed and hashed once, then marked verified. Registrations that lie are dropped. With
-    ``copy_to``, the verified bytes are also written there, in the same pass (nothing is left there unless they
-    verify)."""
-    with db.read() as session:
-        query = select(XetSha256).where(XetSha256.sha256 == sha256, XetSha256.size == size)
-        if file_hash is not None:
-            query = query.where(XetSha256.file_hash == file_hash)
-        rows = list(session.scalars(query))
-        if any(r.verified for r in rows):
-            return True
-        plans = [(r.file_hash, file_plan(session, r.file_hash)) for r in rows]
-    for file_hash, plan in plans:
-        digest = hashlib.sha256()
-        if plan is not None and plan.size == size:
-            _hash_file(blobs, plan, digest, copy_to)
-        ok = plan is not None and plan.size == size and digest.hexdigest() == sha256
-        if copy_to is not None and not ok:
-            copy_to.unlink(missing_ok=True)
-        record_check(db, sha256=sha256, file_hash=file_hash, ok=ok)
-        if ok:
-            return True
-    return False
-
-
-def record_check(db: Database, *, sha256: str, file_hash: str, ok: bool) -> None:
-    """Keep what checking the Xet file ``file_hash`` against ``sha256`` found: the pair verified, or forgotten
-    when the rebuilt bytes did not match."""
-    with db.write() as session:
-        row = session.get(XetSha256, (sha256, file_hash))
-        if row is not None and ok:
-            row.verified = True
-        elif row is not None:
-            session.delete(row)
-
-
-def _hash_file(blobs: BlobStore, plan: FilePlan, digest: hashlib._Hash, copy_to: Path | None) -> None:
-    """Hash the bytes of the file ``plan`` describes; with ``copy_to``, write them there in the same pass (each chunk
-    copied while it is in the CPU cache, then hashed there). Stored chunks are read by :func:`_read_direct` (no page
-    cache on either side), :data:`VERIFY_AHEAD` pieces ahead, into a few buffers reused in turn."""
-    from openckpt.store.local import DirectFile
-    from openckpt.xet.xorb import PAGE, new_buffer
-
-    ring = [new_buffer(READ_BATCH + 2 * PAGE) for _ in range(VERIFY_AHEAD + 2)]
-    pending: deque[Future[Sequence[bytes | memoryview]]] = deque()
-    copy = DirectFile(copy_to) if copy_to is not None else None
-
-    def take(parts: Sequence[bytes | memoryview]) -> None:
-        for part in parts:
-            if copy is not None:
-                copy.write((part,))
-            digest.update(part)
-
-    try:
-        for n, piece in enumerate(_pieces(plan, 0, plan.size)):
-            pending.append(_READERS.submit(_load, blobs, piece, ring[n % len(ring)]))
-            if len(pending) > VERIFY_AHEAD:
-                take(pending.popleft().result())
-        while pending:
-            take(pending.popleft().result())
-    finally:
-        for future in pending:
-            future.cancel()
-        if copy is not None:
-            copy.close()
-
-
-def _load(blobs: BlobStore, piece: _Piece, buffer: memoryview) -> Sequence[bytes | memoryview]:
-    """The file bytes of ``piece``: views into ``buffer`` where :func:`_read_direct` reads it, else assembled."""
-    local = None if piece.term.packed else blobs.local_path(piece.term.blob_sha256)
-    if local is not None:
-        try:
-            parts = _read_direct(local, piece, buffer)
-        except FileNotFoundError:
-            parts = None
-        if parts is not None:
-            return parts
-    return [_assemble(blobs, piece, False)]
-
-
-def _read_direct(path: Path, piece: _Piece, buffer: memoryview) -> list[memoryview] | None:
-    """The chunks of ``piece`` as views into ``buffer`` (page-aligned), filled by one read of the xorb's blob around
-    the page cache (``read_direct``), if every chunk is whole and stored uncompressed; each chunk header is checked
-    against the database. None if the piece is not of that kind."""
-    from openckpt.store.local import read_direct
-    from openckpt.xet.xorb import CHUNK_HEADER_SIZE, NONE
-
-    spans = piece.spans
-    if any((lo, hi) != (0, c.size) or c.byte_end - c.byte_start - CHUNK_HEADER_SIZE != c.size for c, lo, hi in spans):
-        return None
-    try:
-        view = read_direct(path, piece.start, piece.end, buffer)
-    except IntegrityError:
-        raise IntegrityError(f"xorb {piece.term.xorb} is shorter than recorded") from None
-    parts = []
-    for chunk, _, _ in spans:
-        at = chunk.byte_start - piece.start
-        version, clo, chi, scheme, ulo, uhi = _CHUNK_HEADER.unpack_from(view, at)
-        if (version, scheme, clo | chi << 16, ulo | uhi << 16) != (0, NONE, chunk.size, chunk.size):
-            raise IntegrityError(f"stored xorb {piece.term.xorb} is damaged: chunk {chunk.index} has another header")
-        parts.append(view[at + CHUNK_HEADER_SIZE : at + CHUNK_HEADER_SIZE + chunk.size])
-    return parts
-
-
-def prove_uploads(
-    db: Database, store: BlobStore, files: dict[str, int], *, copies: Path | None = None
-) -> dict[str, Path]:
-    """Check that every file of ``files`` (sha256 → size) a commit adds is stored: as a blob, or uploaded by Xet
-    with its sha256 verified now (by reconstruction) if it was not yet. :class:`BadRequestError` names the first
-    that is neither, before anything reads it.
-
-    With ``copies`` (a directory), each file verified now is also written there in the same pass, for the upload
-    gate to scan: sha256 → its copy."""
-    made: dict[str, Path] = {}
-    if not files:
-        return made
-    with db.read() as session:
-        stmt = select(Blob.sha256, Blob.size).where(Blob.sha256.in_(list(files)))
-        blobs = dict(session.execute(stmt).tuples().all())
-    for sha256, size in files.items():
-        if blobs.get(sha256) == size:
-            continue
-        copy = copies / sha256 if copies is not None else None
-        if not verify_sha256(db, raw_blobs(store), sha256, size, copy_to=copy):
-            raise BadRequestError(f"LFS object {sha256} ({size} bytes) has not been uploaded")
-        if copy is not None and copy.exists():
-            made[sha256] = copy
-    return made
 
 
 class XetFileStore:

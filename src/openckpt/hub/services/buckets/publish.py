@@ -21,7 +21,8 @@ from openckpt.hub.services import possession, repos
 from openckpt.hub.services.accounts import Principal
 from openckpt.hub.services.buckets.files import paths_info
 from openckpt.hub.services.buckets.registry import find_bucket
-from openckpt.hub.services.stored_files import raw_blobs, verify_sha256
+from openckpt.hub.services.file_proofs import verify_sha256
+from openckpt.hub.services.stored_files import raw_blobs
 from openckpt.store.blobs import BlobStore
 
 __all__ = ["Duplicate", "duplicate_to_repo", "parse_files"]

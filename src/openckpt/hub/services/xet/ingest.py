@@ -24,7 +24,8 @@ from sqlalchemy import select
 
 from openckpt.hub.db.engine import Database
 from openckpt.hub.db.models import Blob, XetSha256, Xorb
-from openckpt.hub.services.stored_files import FilePlan, file_plan, raw_blobs, record_check, verify_sha256
+from openckpt.hub.services.file_proofs import record_check, verify_sha256
+from openckpt.hub.services.stored_files import FilePlan, file_plan, raw_blobs
 from openckpt.hub.services.xet.tokens import CAS_PATH, HUB_REPO, issue_token
 from openckpt.hub.settings import Settings
 from openckpt.store.blobs import BlobStore
