@@ -52,13 +52,19 @@ def _prefix(prefix: str) -> None:
         raise EntryNotFoundError(f"unknown CAS prefix {prefix!r}")
 
 
-async def _body(request: Request, limit: int, what: str) -> bytes | memoryview:
-    """The request body, up to ``limit`` bytes. With a Content-Length, each part is copied into one buffer of that
-    size as it arrives (no join of the whole body on the event loop)."""
+def _declared_size(request: Request, limit: int, what: str) -> int | None:
+    """The request's Content-Length, if it has one; a 413 if it is over ``limit``."""
     declared = request.headers.get("content-length")
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > limit:
         raise PayloadTooLargeError(f"{what} of {declared} bytes is over the limit of {limit}")
+    return size
+
+
+async def _body(request: Request, limit: int, what: str) -> bytes | memoryview:
+    """The request body, up to ``limit`` bytes. With a Content-Length, each part is copied into one buffer of that
+    size as it arrives (no join of the whole body on the event loop)."""
+    size = _declared_size(request, limit, what)
     if size is not None:
         view, at = new_buffer(size), 0
         async for part in request.stream():
@@ -83,10 +89,7 @@ async def upload_xorb(request: Request, prefix: str, xorb: str) -> dict[str, boo
     _prefix(prefix)
     await run_in_threadpool(_token, request, write=True)
     hub = hub_of(request)
-    declared = request.headers.get("content-length")
-    size = int(declared) if declared is not None and declared.isdigit() else None
-    if size is not None and size > MAX_XORB_SIZE:
-        raise PayloadTooLargeError(f"xorb of {declared} bytes is over the limit of {MAX_XORB_SIZE}")
+    size = _declared_size(request, MAX_XORB_SIZE, "xorb")
     inserted = await cas.receive_xorb(hub.db, raw_blobs(hub.store), xorb, request.stream(), size_hint=size)
     return {"was_inserted": inserted}
 

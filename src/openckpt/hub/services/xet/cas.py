@@ -46,7 +46,7 @@ from openckpt.xet.unpacker import SEGMENT_BUFFER, XorbUnpacker
 from openckpt.xet.xorb import MAX_XORB_SIZE, new_buffer
 from openckpt.xet.xorb import Xorb as XorbDescription
 
-__all__ = ["MAX_SHARD_BYTES", "SEGMENTS", "BufferPool", "parse_hash", "receive_xorb", "register_shard", "store_xorb"]
+__all__ = ["MAX_SHARD_BYTES", "SEGMENTS", "BufferPool", "parse_hash", "receive_xorb", "register_shard"]
 
 MAX_SHARD_BYTES = xshard.MAX_SHARD_SIZE
 
@@ -107,30 +107,16 @@ def _known(db: Database, xorb_hex: str) -> bool:
     return False
 
 
-def store_xorb(db: Database, blobs: BlobStore, xorb_hex: str, data: bytes | bytearray | memoryview) -> bool:
-    """Validate and store an uploaded xorb named ``xorb_hex``, its chunks uncompressed; return whether it was new
-    (idempotent)."""
-    parse_hash(xorb_hex)
-    if _known(db, xorb_hex):
-        return False
-    upload = _Upload(blobs, xorb_hex, len(data))
-    try:
-        upload.feed_all((data,))
-        return upload.store(db)
-    finally:
-        upload.close()
-
-
 async def receive_xorb(
     db: Database, blobs: BlobStore, xorb_hex: str, body: AsyncIterator[bytes], *, size_hint: int | None = None
 ) -> bool:
-    """:func:`store_xorb` for a request body (of about ``size_hint`` bytes): a worker thread checks each chunk
-    (decompressed, hashed) as it arrives, while its bytes are in the CPU cache, and the result goes to the store in
-    segments; nothing is kept whole."""
+    """Validate and store the xorb ``xorb_hex`` a request body (of about ``size_hint`` bytes) uploads, its chunks
+    uncompressed; whether it was new (idempotent). A worker thread checks each chunk (decompressed, hashed) as it
+    arrives, while its bytes are in the CPU cache, and the result goes to the store in segments; nothing is kept
+    whole."""
     parse_hash(xorb_hex)
     if await in_thread(_known, db, xorb_hex):
-        async for _ in body:  # the client sends it anyway: read and dropped
-            pass
+        await pump(body, lambda parts: None, MAX_XORB_SIZE, "xorb")  # the client sends it anyway: read and dropped
         return False
     upload = await in_thread(_Upload, blobs, xorb_hex, size_hint)
     try:
@@ -146,8 +132,8 @@ class _Upload:
 
     def __init__(self, blobs: BlobStore, xorb_hex: str, size_hint: int | None) -> None:
         self.name = xorb_hex
-        self.buffers = [SEGMENTS.take(SEGMENT_BUFFER), SEGMENTS.take(SEGMENT_BUFFER)]
         self.writer = blobs.writer(size_hint, hashed=True)
+        self.buffers = [SEGMENTS.take(SEGMENT_BUFFER), SEGMENTS.take(SEGMENT_BUFFER)]
         self.digest = hashlib.sha256()
         self.committed = False
         self.unpacker = XorbUnpacker(
